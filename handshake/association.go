@@ -1,0 +1,336 @@
+package handshake
+
+import (
+	"encoding/binary"
+	"hash"
+	"io"
+	"time"
+
+	"hipnet.dev/esp"
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+)
+
+// Association is the state machine of one HIP association (RFC 7401
+// §4.4) between this Endpoint and one peer HIT. It is sans-I/O: feed it
+// packets with Endpoint.Handle and expiries with HandleTimeout, then
+// drain Outgoing and Events. It is not safe for concurrent use.
+type Association struct {
+	e         *Endpoint
+	state     State
+	peer      wire.HIT
+	initiator bool // we sent the I1/I2 of the current base exchange
+	since     time.Time
+
+	peerPub    *hostid.PublicKey
+	peerHostID []byte // Initiator: R1's HOST_ID TLV, verbatim, for HIP_MAC_2
+
+	// Negotiated.
+	rhash    func() hash.Hash // the Responder's RHASH (§2.3)
+	dh       dhKey
+	peerDH   []byte // peer's DH public value, kept for rekeying
+	cipherID uint16
+	espSuite esp.Suite
+	puzzleI  []byte
+	puzzleJ  []byte
+	r1Gen    uint64 // R1 generation counter of the R1 we answered
+	km       *keymat
+	hip      hipKeys
+	espIndex int // KEYMAT index of the current ESP keys
+	inSPI    uint32
+	outSPI   uint32
+
+	// Initiator bookkeeping.
+	i1Groups []uint8 // the DH_GROUP_LIST we sent (§6.6 step 3)
+
+	// Responder bookkeeping: the I2 we accepted and the R2 we answered,
+	// so a retransmitted I2 gets the same R2 (§6.9 step 4).
+	lastI2 []byte
+	lastR2 []byte
+
+	upd updateState
+
+	closeEcho []byte // ECHO_REQUEST_SIGNED opaque of our CLOSE
+
+	// Retransmission of the last I1, I2, UPDATE or CLOSE.
+	rtx      []byte
+	rtxTries int
+	rtxRTO   time.Duration
+	rtxAt    time.Time
+	// stateAt is when the current state ends on its own: R2-SENT to
+	// ESTABLISHED, CLOSED and E-FAILED to UNASSOCIATED.
+	stateAt time.Time
+
+	out    [][]byte
+	events []Event
+}
+
+func newAssociation(e *Endpoint, peer wire.HIT, now time.Time) *Association {
+	return &Association{e: e, peer: peer, since: now}
+}
+
+// State returns the current state.
+func (a *Association) State() State { return a.state }
+
+// PeerHIT returns the peer's HIT (zero while an opportunistic I1 is
+// outstanding).
+func (a *Association) PeerHIT() wire.HIT { return a.peer }
+
+// PeerIdentity returns the peer's authenticated host identity, or nil
+// before the base exchange verified it.
+func (a *Association) PeerIdentity() *hostid.PublicKey { return a.peerPub }
+
+// Since is when the association entered its current state.
+func (a *Association) Since() time.Time { return a.since }
+
+// Outgoing returns and forgets the packets to send to the peer.
+func (a *Association) Outgoing() [][]byte {
+	o := a.out
+	a.out = nil
+	return o
+}
+
+// Events returns and forgets what happened since the last call.
+func (a *Association) Events() []Event {
+	ev := a.events
+	a.events = nil
+	return ev
+}
+
+// Info describes the negotiated parameters.
+type Info struct {
+	State     State
+	Initiator bool
+	HITSuite  hostid.Suite // the Responder's, which sets RHASH
+	DHGroup   uint8
+	HIPCipher uint16
+	ESPSuite  esp.Suite
+	InSPI     uint32
+	OutSPI    uint32
+	Since     time.Time
+}
+
+// Info returns the negotiated parameters.
+func (a *Association) Info() Info {
+	i := Info{State: a.state, Initiator: a.initiator, HIPCipher: a.cipherID,
+		ESPSuite: a.espSuite, InSPI: a.inSPI, OutSPI: a.outSPI, Since: a.since}
+	if a.dh != nil {
+		i.DHGroup = a.dh.group()
+	}
+	if a.initiator {
+		i.HITSuite = hostid.Suite(a.peer.OGA())
+	} else {
+		i.HITSuite = a.e.pub.Suite()
+	}
+	return i
+}
+
+func (a *Association) opportunistic() bool { return a.state == I1Sent && a.peer.IsZero() }
+
+func (a *Association) setState(now time.Time, s State) {
+	if a.state != s {
+		a.state = s
+		a.since = now
+	}
+}
+
+func (a *Association) emit(ev Event) { a.events = append(a.events, ev) }
+
+// weAreG reports whether we are HOST_g, the host with the greater HIT
+// (RFC 7401 §6.5).
+func (a *Association) weAreG() bool { return a.e.hit.Compare(a.peer) > 0 }
+
+// ourMACKey and peerMACKey are the HIP integrity keys for our outgoing
+// packets and the peer's (HIP-gl belongs to HOST_g, §6.5).
+func (a *Association) ourMACKey() []byte {
+	if a.weAreG() {
+		return a.hip.macGL
+	}
+	return a.hip.macLG
+}
+
+func (a *Association) peerMACKey() []byte {
+	if a.weAreG() {
+		return a.hip.macLG
+	}
+	return a.hip.macGL
+}
+
+// espConfigs draws the ESP keys at index (RFC 7402 §7) and returns the
+// inbound and outbound SA configurations.
+func (a *Association) espConfigs(index int) (in, out esp.Config, err error) {
+	encLen, authLen := a.espSuite.KeyLen()
+	k, err := a.km.espKeysAt(index, encLen, authLen)
+	if err != nil {
+		return in, out, err
+	}
+	gl := esp.Config{Suite: a.espSuite, EncKey: k.encGL, AuthKey: k.authGL}
+	lg := esp.Config{Suite: a.espSuite, EncKey: k.encLG, AuthKey: k.authLG}
+	if a.weAreG() {
+		out, in = gl, lg
+	} else {
+		out, in = lg, gl
+	}
+	in.SPI, out.SPI = a.inSPI, a.outSPI
+	a.espIndex = index
+	return in, out, nil
+}
+
+// allocSPI returns a fresh non-zero inbound SPI.
+func (e *Endpoint) allocSPI() (uint32, error) {
+	if e.cfg.AllocateSPI != nil {
+		return e.cfg.AllocateSPI(), nil
+	}
+	var b [4]byte
+	for {
+		if _, err := io.ReadFull(e.cfg.Rand, b[:]); err != nil {
+			return 0, err
+		}
+		// SPIs 1-255 are reserved by IANA (RFC 4303 §2.1).
+		if s := binary.BigEndian.Uint32(b[:]); s > 255 {
+			return s, nil
+		}
+	}
+}
+
+func (e *Endpoint) random(n int) ([]byte, error) {
+	b := make([]byte, n)
+	_, err := io.ReadFull(e.cfg.Rand, b)
+	return b, err
+}
+
+// signAndMAC appends HIP_MAC (when macKey is set) and HIP_SIGNATURE to
+// the packet under construction and returns it (RFC 7401 §6.4).
+func (a *Association) signAndMAC(b *wire.Builder, macKey []byte) ([]byte, error) {
+	if macKey != nil {
+		raw, err := b.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		b.Add(wire.HIPMAC{MAC: computeMAC(a.rhash, macKey, raw, len(raw), nil)})
+	}
+	return a.e.sign(b)
+}
+
+// sign appends HIP_SIGNATURE over everything built so far.
+func (e *Endpoint) sign(b *wire.Builder) ([]byte, error) {
+	raw, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	sig, alg, err := e.id.Sign(e.cfg.Rand, raw)
+	if err != nil {
+		return nil, err
+	}
+	b.Add(wire.Signature{Type: wire.ParamHIPSignature, Alg: uint16(alg), Sig: sig})
+	raw, err = b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), raw...), nil
+}
+
+// send queues pkt and, when reliable, arms its retransmission.
+func (a *Association) send(now time.Time, pkt []byte, reliable bool) {
+	a.out = append(a.out, pkt)
+	if reliable {
+		a.rtx = pkt
+		a.rtxTries = 0
+		a.rtxRTO = a.e.cfg.RetransmitTimeout
+		a.rtxAt = now.Add(a.rtxRTO)
+	}
+}
+
+func (a *Association) stopRetransmit() {
+	a.rtx = nil
+	a.rtxAt = time.Time{}
+}
+
+// Deadline is when HandleTimeout must next be called (zero: no timer).
+func (a *Association) Deadline() time.Time {
+	d := a.rtxAt
+	if !a.stateAt.IsZero() && (d.IsZero() || a.stateAt.Before(d)) {
+		d = a.stateAt
+	}
+	return d
+}
+
+// HandleTimeout runs the timers due at now: retransmission with
+// exponential back-off and give-up, and the timed state changes.
+func (a *Association) HandleTimeout(now time.Time) {
+	if !a.rtxAt.IsZero() && !now.Before(a.rtxAt) {
+		if a.rtxTries >= a.e.cfg.Retries {
+			a.giveUp(now)
+		} else {
+			a.rtxTries++
+			a.rtxRTO = min(2*a.rtxRTO, a.e.cfg.MaxRetransmitTimeout)
+			a.rtxAt = now.Add(a.rtxRTO)
+			a.out = append(a.out, a.rtx)
+		}
+	}
+	if !a.stateAt.IsZero() && !now.Before(a.stateAt) {
+		a.stateAt = time.Time{}
+		switch a.state {
+		case R2Sent:
+			// §4.4.3 Table 5: "Exchange Complete Timeout".
+			a.setState(now, Established)
+		case Closed, Closing, EFailed:
+			a.setState(now, Unassociated)
+			a.stopRetransmit()
+		}
+	}
+}
+
+// giveUp handles retries exhausted for the packet in flight.
+func (a *Association) giveUp(now time.Time) {
+	a.stopRetransmit()
+	switch a.state {
+	case I1Sent, I2Sent:
+		a.fail(now, ErrTimeout)
+	case Closing:
+		a.setState(now, Unassociated)
+		a.emit(Event{Kind: EventClosed, Err: ErrTimeout})
+	case Established, R2Sent:
+		// An UPDATE went unanswered: the association is considered
+		// broken (RFC 7401 §6.11 step 4).
+		a.upd = updateState{next: a.upd.next, peerNext: a.upd.peerNext, acked: a.upd.acked}
+		a.beginClose(now)
+		a.emit(Event{Kind: EventClosed, Err: ErrTimeout})
+	}
+}
+
+// fail moves to E-FAILED and reports err.
+func (a *Association) fail(now time.Time, err error) {
+	a.stopRetransmit()
+	a.setState(now, EFailed)
+	a.stateAt = now.Add(a.e.cfg.CloseLinger)
+	a.emit(Event{Kind: EventFailed, Err: err})
+}
+
+// DataReceived tells the association that ESP data arrived on its inbound
+// SA: in R2-SENT that completes the exchange (§4.4.3 Table 5).
+func (a *Association) DataReceived(now time.Time) {
+	if a.state == R2Sent {
+		a.setState(now, Established)
+		a.stateAt = time.Time{}
+	}
+}
+
+// handle processes a packet for an existing association.
+func (a *Association) handle(now time.Time, pkt wire.Packet) error {
+	switch pkt.Type() {
+	case wire.R1:
+		return a.handleR1(now, pkt)
+	case wire.R2:
+		return a.handleR2(now, pkt)
+	case wire.UPDATE:
+		return a.handleUpdate(now, pkt)
+	case wire.NOTIFY:
+		return a.handleNotify(now, pkt)
+	case wire.CLOSE:
+		return a.handleClose(now, pkt)
+	case wire.CLOSE_ACK:
+		return a.handleCloseAck(now, pkt)
+	}
+	return ErrUnexpected
+}

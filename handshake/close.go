@@ -1,0 +1,110 @@
+package handshake
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"hipnet.dev/handshake/wire"
+)
+
+// Close ends the association (RFC 7401 §5.3.7): with keys, it sends a
+// CLOSE and waits in CLOSING for the CLOSE_ACK; without, it simply
+// returns to UNASSOCIATED. An EventClosed follows either way.
+func (a *Association) Close(now time.Time) {
+	switch a.state {
+	case I2Sent, R2Sent, Established:
+		a.beginClose(now)
+	case Closing, Closed, Unassociated:
+	default:
+		a.stopRetransmit()
+		a.setState(now, Unassociated)
+		a.emit(Event{Kind: EventClosed, Err: ErrClosed})
+	}
+}
+
+func (a *Association) beginClose(now time.Time) {
+	echo, err := a.e.random(8)
+	if err != nil {
+		return
+	}
+	var b wire.Builder
+	b.Reset(make([]byte, 0, 256), wire.CLOSE, a.e.hit, a.peer)
+	b.Add(wire.Echo{Type: wire.ParamEchoRequestSigned, Opaque: echo})
+	pkt, err := a.signAndMAC(&b, a.ourMACKey())
+	if err != nil {
+		return
+	}
+	a.closeEcho = echo
+	a.setState(now, Closing)
+	a.stateAt = now.Add(a.e.cfg.CloseLinger)
+	a.send(now, pkt, true)
+}
+
+// verifyControl checks HIP_MAC and HIP_SIGNATURE of a packet from the
+// established peer.
+func (a *Association) verifyControl(pkt wire.Packet) error {
+	if a.km == nil || a.peerPub == nil {
+		return fmt.Errorf("%w: %v without keys", ErrUnexpected, pkt.Type())
+	}
+	if err := verifyMAC(a.rhash, a.peerMACKey(), pkt, wire.ParamHIPMAC, nil); err != nil {
+		return err
+	}
+	return verifySignature(a.peerPub, pkt, wire.ParamHIPSignature)
+}
+
+// handleClose answers a CLOSE with a CLOSE_ACK and moves to CLOSED
+// (RFC 7401 §6.14), also when our own CLOSE crossed it.
+func (a *Association) handleClose(now time.Time, pkt wire.Packet) error {
+	if err := checkCritical(pkt, wire.ParamEchoRequestSigned, wire.ParamHIPMAC, wire.ParamHIPSignature); err != nil {
+		return err
+	}
+	if err := a.verifyControl(pkt); err != nil {
+		return err
+	}
+	p, ok := pkt.Param(wire.ParamEchoRequestSigned)
+	if !ok {
+		return fmt.Errorf("%w: CLOSE without ECHO_REQUEST_SIGNED", ErrMalformed)
+	}
+	var b wire.Builder
+	b.Reset(make([]byte, 0, 256), wire.CLOSE_ACK, a.e.hit, a.peer)
+	b.Add(wire.Echo{Type: wire.ParamEchoResponseSigned, Opaque: p.Contents()})
+	ack, err := a.signAndMAC(&b, a.ourMACKey())
+	if err != nil {
+		return err
+	}
+	a.out = append(a.out, ack)
+	if a.state != Closed {
+		a.stopRetransmit()
+		a.setState(now, Closed)
+		a.stateAt = now.Add(a.e.cfg.CloseLinger)
+		a.emit(Event{Kind: EventClosed, Err: ErrClosed})
+	}
+	return nil
+}
+
+// handleCloseAck completes our CLOSE (RFC 7401 §6.15).
+func (a *Association) handleCloseAck(now time.Time, pkt wire.Packet) error {
+	if a.state != Closing && a.state != Closed {
+		return fmt.Errorf("%w: CLOSE_ACK in %v", ErrUnexpected, a.state)
+	}
+	if err := checkCritical(pkt, wire.ParamEchoResponseSigned, wire.ParamHIPMAC, wire.ParamHIPSignature); err != nil {
+		return err
+	}
+	if err := a.verifyControl(pkt); err != nil {
+		return err
+	}
+	p, ok := pkt.Param(wire.ParamEchoResponseSigned)
+	if !ok || a.closeEcho == nil || !bytes.Equal(p.Contents(), a.closeEcho) {
+		return fmt.Errorf("%w: CLOSE_ACK does not answer our CLOSE", ErrReplay)
+	}
+	wasClosing := a.state == Closing
+	a.stopRetransmit()
+	a.stateAt = time.Time{}
+	a.closeEcho = nil
+	a.setState(now, Unassociated)
+	if wasClosing {
+		a.emit(Event{Kind: EventClosed, Err: ErrClosed})
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package handshake
+
+import (
+	"crypto/rand"
+	"errors"
+	"io"
+	"slices"
+	"time"
+
+	"hipnet.dev/esp"
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+)
+
+// Config configures an Endpoint. The zero value of every field but
+// Identity selects a sensible default.
+type Config struct {
+	// Identity is the host's private key; its HIT names the host.
+	Identity *hostid.PrivateKey
+
+	// Rand is the source of randomness (SPIs, nonces, DH keys); nil means
+	// crypto/rand.Reader.
+	Rand io.Reader
+
+	// DHGroups lists the Diffie-Hellman groups in preference order
+	// (RFC 7401 §5.2.6). Default: NIST P-256 (7), P-384 (8), and the
+	// mandatory 1536-bit MODP group (3).
+	DHGroups []uint8
+
+	// HIPCiphers lists the ENCRYPTED ciphers in preference order
+	// (RFC 7401 §5.2.8). Default: AES-128-CBC, AES-256-CBC. NULL is
+	// accepted only when listed here explicitly (it is for tests).
+	HIPCiphers []uint16
+
+	// ESPSuites lists the ESP transforms in preference order (RFC 7402
+	// §5.1.2). Default esp.DefaultSuites(): AES-GCM-16, AES-128-CBC with
+	// HMAC-SHA-256. Authentication-only suites are used only when listed
+	// (RFC 7402 §3.3.5).
+	ESPSuites []esp.Suite
+
+	// HITSuites lists the HIT suites accepted from peers, in preference
+	// order, announced in R1's HIT_SUITE_LIST. Default: ECDSA/SHA-384,
+	// RSA/SHA-256.
+	HITSuites []hostid.Suite
+
+	// EncryptHostID sends the Initiator's HOST_ID inside ENCRYPTED in I2
+	// (RFC 7401 §5.3.3), hiding the identity from passive observers.
+	EncryptHostID bool
+
+	// PuzzleDifficulty is #K, the number of low-order zero bits the
+	// Initiator must find (RFC 7401 §4.1.2). Default 4; raise it under
+	// load with Endpoint.SetPuzzleDifficulty.
+	PuzzleDifficulty uint8
+
+	// MaxPuzzleDifficulty is the largest #K this host solves as an
+	// Initiator. Default 24.
+	MaxPuzzleDifficulty uint8
+
+	// R1Lifetime is how long one R1 generation (Diffie-Hellman key,
+	// puzzle secret, R1_COUNTER) is offered before it is rotated; I2s
+	// answering the previous generation are still accepted (RFC 7401
+	// §6.7.1 "Delta S"). Default 60 s.
+	R1Lifetime time.Duration
+
+	// RetransmitTimeout is the first retransmission timeout of I1, I2,
+	// UPDATE and CLOSE; it doubles on each retry up to
+	// MaxRetransmitTimeout. Defaults 1 s (RFC 9028 §4.2) and 8 s.
+	RetransmitTimeout    time.Duration
+	MaxRetransmitTimeout time.Duration
+
+	// Retries is I1_RETRIES_MAX, I2_RETRIES_MAX and UPDATE_RETRY_MAX
+	// (RFC 7401 §4.4.3, §6.11). Default 5.
+	Retries int
+
+	// CloseLinger is how long CLOSING and CLOSED last (UAL+MSL, RFC 7401
+	// §4.4.3) and how long E-FAILED lasts. Default 10 s.
+	CloseLinger time.Duration
+
+	// AllocateSPI returns a fresh non-zero inbound SPI unique on this
+	// host. Default: random (the caller should check uniqueness).
+	AllocateSPI func() uint32
+}
+
+const defaultPuzzleDifficulty = 4
+
+func (c *Config) withDefaults() (Config, error) {
+	d := *c
+	if d.Identity == nil {
+		return d, errors.New("handshake: Config.Identity is required")
+	}
+	if d.Rand == nil {
+		d.Rand = rand.Reader
+	}
+	if len(d.DHGroups) == 0 {
+		d.DHGroups = []uint8{wire.DHGroupP256, wire.DHGroupP384, wire.DHGroupMODP1536}
+	}
+	for _, g := range d.DHGroups {
+		if lookupGroup(g) == nil {
+			return d, errors.New("handshake: unsupported DH group in Config.DHGroups")
+		}
+	}
+	if len(d.HIPCiphers) == 0 {
+		d.HIPCiphers = []uint16{wire.CipherAES128CBC, wire.CipherAES256CBC}
+	}
+	for _, c := range d.HIPCiphers {
+		if _, ok := cipherKeyLen(c); !ok {
+			return d, errors.New("handshake: unsupported cipher in Config.HIPCiphers")
+		}
+	}
+	if len(d.ESPSuites) == 0 {
+		d.ESPSuites = esp.DefaultSuites()
+	}
+	for _, s := range d.ESPSuites {
+		if !s.Supported() {
+			return d, errors.New("handshake: unsupported suite in Config.ESPSuites")
+		}
+	}
+	if len(d.HITSuites) == 0 {
+		d.HITSuites = []hostid.Suite{hostid.SuiteECDSASHA384, hostid.SuiteRSADSASHA256}
+	}
+	if !slices.Contains(d.HITSuites, d.Identity.Public().Suite()) {
+		d.HITSuites = append(d.HITSuites, d.Identity.Public().Suite())
+	}
+	if d.PuzzleDifficulty == 0 {
+		d.PuzzleDifficulty = defaultPuzzleDifficulty
+	}
+	if d.MaxPuzzleDifficulty == 0 {
+		d.MaxPuzzleDifficulty = 24
+	}
+	if d.R1Lifetime <= 0 {
+		d.R1Lifetime = 60 * time.Second
+	}
+	if d.RetransmitTimeout <= 0 {
+		d.RetransmitTimeout = time.Second
+	}
+	if d.MaxRetransmitTimeout < d.RetransmitTimeout {
+		d.MaxRetransmitTimeout = 8 * d.RetransmitTimeout
+	}
+	if d.Retries <= 0 {
+		d.Retries = 5
+	}
+	if d.CloseLinger <= 0 {
+		d.CloseLinger = 10 * time.Second
+	}
+	return d, nil
+}

@@ -1,0 +1,44 @@
+package handshake
+
+import (
+	"hipnet.dev/esp"
+)
+
+// EventKind says what happened to an association.
+type EventKind uint8
+
+const (
+	// EventInboundSA: the Initiator has sent I2 and can already decrypt
+	// the Responder's ESP (Inbound is set); the outbound SA follows with
+	// EventEstablished once R2 arrives.
+	EventInboundSA EventKind = iota + 1
+	// EventEstablished: both SAs are ready (Inbound and Outbound set).
+	// For the Responder this happens on sending R2 (state R2-SENT).
+	EventEstablished
+	// EventRekeyed: an UPDATE exchange replaced both SAs.
+	EventRekeyed
+	// EventFailed: the base exchange failed (Err says why); the
+	// association is in E-FAILED.
+	EventFailed
+	// EventClosed: the association was closed by either side or expired.
+	EventClosed
+	// EventNotify: the peer sent a NOTIFY (Err is a *NotifyError).
+	EventNotify
+)
+
+var eventNames = [...]string{"", "inbound-sa", "established", "rekeyed", "failed", "closed", "notify"}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return "event(?)"
+}
+
+// Event is an output of the state machine for the caller to act on.
+type Event struct {
+	Kind     EventKind
+	Inbound  esp.Config
+	Outbound esp.Config
+	Err      error
+}
