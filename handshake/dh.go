@@ -56,7 +56,7 @@ type ecGroup struct {
 	size  int
 }
 
-func (g ecGroup) id() uint8       { return g.gid }
+func (g ecGroup) id() uint8      { return g.gid }
 func (g ecGroup) secretLen() int { return g.size }
 
 func (g ecGroup) generate(rand io.Reader) (dhKey, error) {
@@ -113,7 +113,7 @@ func newMODP(id uint8, hexP string) *modpGroup {
 	return &modpGroup{gid: id, p: p, q: q, len: (p.BitLen() + 7) / 8}
 }
 
-func (g *modpGroup) id() uint8       { return g.gid }
+func (g *modpGroup) id() uint8      { return g.gid }
 func (g *modpGroup) secretLen() int { return g.len }
 
 func (g *modpGroup) generate(rand io.Reader) (dhKey, error) {

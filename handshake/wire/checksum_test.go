@@ -77,4 +77,3 @@ func TestChecksumAppendixC(t *testing.T) {
 		t.Error("VerifyChecksum true with a different destination address")
 	}
 }
-
