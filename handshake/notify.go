@@ -12,8 +12,10 @@ import (
 func (e *Endpoint) buildNotify(peer wire.HIT, t wire.NotifyType, data []byte) ([]byte, error) {
 	var b wire.Builder
 	b.Reset(make([]byte, 0, 512), wire.NOTIFY, e.hit, peer)
-	b.Add(wire.Notification{Type: t, Data: data})
+	// HOST_ID (705) precedes NOTIFICATION (832): parameters go in
+	// ascending type order whatever order §5.3.6 lists them in.
 	b.AddRaw(wire.ParamHostID, hostIDContents(e.hostID))
+	b.Add(wire.Notification{Type: t, Data: data})
 	return e.sign(&b)
 }
 
