@@ -10,6 +10,7 @@ import (
 	"crypto/sha512"
 	"encoding/asn1"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -412,5 +413,39 @@ func TestKeyTypeNames(t *testing.T) {
 	var zero KeyType
 	if zero != ECDSAP256 {
 		t.Fatal("the zero KeyType is not ECDSA P-256")
+	}
+}
+
+// Formatting a private key in any verb must not print key material.
+func TestPrivateKeyFormatting(t *testing.T) {
+	for _, kt := range []KeyType{ECDSAP256, RSA2048} {
+		k := testKey(t, kt)
+		var secret string
+		switch s := k.Signer().(type) {
+		case *ecdsa.PrivateKey:
+			b, _ := s.Bytes()
+			secret = new(big.Int).SetBytes(b).String()
+		case *rsa.PrivateKey:
+			secret = s.D.String()
+		}
+		out := fmt.Sprintf("%v %+v %#v %s", k, k, k, k)
+		if strings.Contains(out, secret[:20]) {
+			t.Fatalf("%v: formatting prints the private key", kt)
+		}
+		if !strings.Contains(out, hitString(k.HIT())) {
+			t.Fatalf("%v: formatting lacks the HIT: %s", kt, out)
+		}
+	}
+}
+
+func TestNames(t *testing.T) {
+	for v, want := range map[fmt.Stringer]string{
+		AlgRSA: "RSA", AlgECDSA: "ECDSA", AlgDSA: "DSA", AlgECDSALow: "ECDSA_LOW", AlgEdDSA: "EdDSA", Algorithm(99): "Algorithm(99)",
+		SuiteRSADSASHA256: "RSA,DSA/SHA-256", SuiteECDSASHA384: "ECDSA/SHA-384", SuiteECDSALowSHA1: "ECDSA_LOW/SHA-1", Suite(7): "Suite(7)",
+		KeyType(-1): "KeyType(-1)",
+	} {
+		if got := v.String(); got != want {
+			t.Errorf("String() = %q, want %q", got, want)
+		}
 	}
 }

@@ -1,8 +1,8 @@
 package hostid
 
-// HITContextID is the ORCHIDv2 Context ID of HIP (RFC 7401 §3.2): the
+// hitContextID is the ORCHIDv2 Context ID of HIP (RFC 7401 §3.2): the
 // 128-bit value hashed in front of the Host Identity when a HIT is derived.
-var HITContextID = [16]byte{
+var hitContextID = [16]byte{
 	0xF0, 0xEF, 0xF0, 0x2F, 0xBF, 0xF4, 0x3D, 0x0F,
 	0xE7, 0x93, 0x0C, 0x3C, 0x6E, 0x61, 0x74, 0xEA,
 }
@@ -16,9 +16,9 @@ var orchidPrefix = [4]byte{0x20, 0x01, 0x00, 0x20}
 //	ORCHID := Prefix | OGA ID | Encode_96( Hash( Context ID | Input ) )
 //
 // with Prefix 2001:20::/28, OGA ID the HIT suite, Hash the suite's hash,
-// Context ID the HIP value HITContextID, and Input the Host Identity field
-// exactly as it is (or was) carried in HOST_ID (RFC 7401 §3.2); the prefix
-// and OGA ID are not hashed.
+// Context ID the HIP value F0EF F02F BFF4 3D0F E793 0C3C 6E61 74EA, and
+// Input the Host Identity field exactly as it is (or was) carried in
+// HOST_ID (RFC 7401 §3.2); the prefix and OGA ID are not hashed.
 //
 // Encode_96 is "the middle 96-bit-long bitstring" of the hash (RFC 7343
 // §2). We read "middle" as: drop the same number of bits before and after
@@ -37,7 +37,7 @@ func HITFromHI(suite Suite, hi []byte) [16]byte {
 	if h == nil {
 		return hit
 	}
-	h.Write(HITContextID[:])
+	h.Write(hitContextID[:])
 	h.Write(hi)
 	var buf [64]byte
 	sum := h.Sum(buf[:0])
