@@ -213,7 +213,7 @@ func (e *Endpoint) Handle(now time.Time, b []byte, a *Association) (Result, erro
 func (e *Endpoint) handle(now time.Time, b []byte, a *Association) (Result, error) {
 	pkt, err := wire.ParsePacket(b)
 	if err != nil {
-		return Result{Assoc: a}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return Result{Assoc: a}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	rcv := pkt.ReceiverHIT()
 	if rcv != e.hit && !(rcv.IsZero() && pkt.Type() == wire.I1) {
@@ -250,7 +250,7 @@ func (e *Endpoint) handleI1(now time.Time, pkt wire.Packet, a *Association) (Res
 	if p, ok := pkt.Param(wire.ParamDHGroupList); ok {
 		l, err := wire.ParseDHGroupList(p.Contents())
 		if err != nil {
-			return res, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return res, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		groups = l.Groups
 	}

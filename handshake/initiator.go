@@ -90,7 +90,7 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	if p, ok := pkt.Param(wire.ParamR1Counter); ok {
 		c, err := wire.ParseR1Counter(p.Contents())
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		counter = c.Counter
 	}
@@ -112,7 +112,7 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	}
 	hl, err := wire.ParseHITSuiteList(lp.Contents())
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if !slices.Contains(hl.IDs, e.pub.Suite().ListID()) {
 		a.notifyAndFail(now, wire.NotifyUnsupportedHITSuite, fmt.Errorf("%w: Responder does not accept suite %d", ErrUnsupportedHITSuite, e.pub.Suite()))
@@ -128,7 +128,7 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	}
 	dh, err := wire.ParseDiffieHellman(dhP.Contents())
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	glP, ok := pkt.Param(wire.ParamDHGroupList)
 	if !ok {
@@ -155,7 +155,7 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	}
 	cl, err := wire.ParseHIPCipher(cP.Contents())
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	cipherID, ok := pickU16(e.cfg.HIPCiphers, cl.IDs)
 	if !ok {
@@ -171,7 +171,7 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	}
 	tl, err := wire.ParseTransportFormatList(tP.Contents())
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if !tl.IDs.Contains(wire.TransportFormatESP) {
 		a.notifyAndFail(now, wire.NotifyNoESPProposalChosen, ErrNoTransportFormat)
@@ -184,7 +184,7 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	}
 	et, err := wire.ParseESPTransform(eP.Contents())
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	var suite esp.Suite
 	for i := 0; i < et.Suites.Len(); i++ {
@@ -205,7 +205,7 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	}
 	pz, err := wire.ParsePuzzle(pzP.Contents())
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if len(pz.I) != rhash().Size() {
 		return fmt.Errorf("%w: puzzle #I of %d octets for RHASH of %d", ErrMalformed, len(pz.I), rhash().Size())
@@ -233,7 +233,7 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	}
 	kij, err := key.shared(dh.Public)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	km, err := newKeymat(rhash, kij, pz.I, j, e.hit, sender)
 	if err != nil {
@@ -386,7 +386,7 @@ func pickU16(ours []uint16, theirs wire.U16List) (uint16, bool) {
 func parseHostID(contents []byte) (*hostid.PublicKey, error) {
 	hid, err := wire.ParseHostID(contents)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	pub, err := hostid.ParseHostIdentity(hostid.Algorithm(hid.Algorithm), hid.HI)
 	if err != nil {

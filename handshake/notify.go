@@ -63,7 +63,7 @@ func (a *Association) handleNotify(now time.Time, pkt wire.Packet) error {
 		}
 		n, err := wire.ParseNotification(p.Contents())
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		ne := &NotifyError{Type: wire.NotifyType(n.Type), Data: append([]byte(nil), n.Data...)}
 		a.emit(Event{Kind: EventNotify, Err: ne})

@@ -67,7 +67,7 @@ func (e *Endpoint) generationFor(pkt wire.Packet, sol wire.Solution) (*r1Gen, er
 	if p, ok := pkt.Param(wire.ParamR1Counter); ok {
 		c, err := wire.ParseR1Counter(p.Contents())
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		for _, g := range []*r1Gen{e.cur, e.prev} {
 			if g != nil && g.counter == c.Counter {
@@ -101,7 +101,7 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 	}
 	sol, err := wire.ParseSolution(solP.Contents())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	g, err := e.generationFor(pkt, sol)
 	if err != nil {
@@ -135,7 +135,7 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 	}
 	cl, err := wire.ParseHIPCipher(cP.Contents())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if cl.IDs.Len() != 1 || !slices.Contains(e.cfg.HIPCiphers, cl.IDs.At(0)) {
 		return fail(wire.NotifyInvalidHIPCipherChosen, ErrNoCommonCipher)
@@ -149,7 +149,7 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 	}
 	dh, err := wire.ParseDiffieHellman(dhP.Contents())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	var r1 *r1Packet
 	for _, r := range g.r1s {
@@ -162,7 +162,7 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 	}
 	kij, err := r1.dh.shared(dh.Public)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	a.dh = r1.dh
 	a.peerDH = append([]byte(nil), dh.Public...)
@@ -182,7 +182,7 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 	} else if p, ok := pkt.Param(wire.ParamEncrypted); ok {
 		enc, err := wire.ParseEncrypted(p.Contents(), cipherIVLen(a.cipherID))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		key := a.hip.encLG
 		if !a.weAreG() {
@@ -226,7 +226,7 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 	}
 	et, err := wire.ParseESPTransform(etP.Contents())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if et.Suites.Len() != 1 || !slices.Contains(e.cfg.ESPSuites, esp.Suite(et.Suites.At(0))) {
 		return fail(wire.NotifyInvalidESPTransformChosen, ErrNoCommonESPSuite)

@@ -117,7 +117,7 @@ func (a *Association) handleUpdate(now time.Time, pkt wire.Packet) error {
 	if p, ok := pkt.Param(wire.ParamSeq); ok {
 		s, err := wire.ParseSeq(p.Contents())
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		seq = &s
 	}
@@ -126,7 +126,7 @@ func (a *Association) handleUpdate(now time.Time, pkt wire.Packet) error {
 	if p, ok := pkt.Param(wire.ParamAck); ok {
 		var err error
 		if ack, err = wire.ParseAck(p.Contents()); err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		hasAck = true
 	}
@@ -181,7 +181,7 @@ func (a *Association) handleUpdate(now time.Time, pkt wire.Packet) error {
 	if p, ok := pkt.Param(wire.ParamDiffieHellman); ok {
 		dh, err := wire.ParseDiffieHellman(p.Contents())
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		// RFC 7402 §6.9 step 1.
 		if dh.Group != a.dh.group() || info == nil || info.KeymatIndex != 0 {
@@ -255,7 +255,7 @@ func (a *Association) maybeFinishRekey(now time.Time) error {
 		}
 		kij, err := local.shared(peerPub)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		hitI, hitR := a.e.hit, a.peer
 		if !a.initiator {

@@ -48,8 +48,15 @@ func checkMACLen(t ParamType, b []byte) error {
 func (HIPMAC) ParamType() ParamType  { return ParamHIPMAC }
 func (m HIPMAC) Len() int            { return len(m.MAC) }
 func (m HIPMAC) Encode(b []byte)     { copy(b, m.MAC) }
-func (m HIPMAC) validate() error     { return checkMACLen(ParamHIPMAC, m.MAC) }
+func (m HIPMAC) validate() error     { return validateMAC(ParamHIPMAC, m.MAC) }
 func (HIPMAC2) ParamType() ParamType { return ParamHIPMAC2 }
 func (m HIPMAC2) Len() int           { return len(m.MAC) }
 func (m HIPMAC2) Encode(b []byte)    { copy(b, m.MAC) }
-func (m HIPMAC2) validate() error    { return checkMACLen(ParamHIPMAC2, m.MAC) }
+func (m HIPMAC2) validate() error    { return validateMAC(ParamHIPMAC2, m.MAC) }
+
+func validateMAC(t ParamType, mac []byte) error {
+	if len(mac) < 1 || len(mac) > maxMACLen {
+		return valueError(t, fmt.Sprintf("HMAC of %d octets, want 1..%d", len(mac), maxMACLen))
+	}
+	return nil
+}
