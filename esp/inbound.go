@@ -130,10 +130,11 @@ func (i *Inbound) Open(dst, packet []byte) (payload []byte, nextHeader uint8, er
 	ret, out := grow(dst, encLen)
 	enc := packet[bodyOff : bodyOff+encLen]
 	iv := packet[headerLen:bodyOff]
-	// The ciphers accept only exact overlap. For any other overlap,
-	// decrypt in place inside packet and move the result afterwards.
+	// The ciphers accept only exact overlap of output and input (for GCM
+	// the input includes the ICV). For any other overlap, decrypt in place
+	// inside packet and move the result afterwards.
 	target := out
-	if inexactOverlap(out, enc) {
+	if inexactOverlap(out, packet[bodyOff:]) {
 		target = enc
 	}
 

@@ -6,20 +6,28 @@ import (
 )
 
 // Wireshark's ESP dissector reads its security associations from the
-// "esp_sa" UAT file in the Wireshark configuration directory
-// (~/.config/wireshark/esp_sa). Each line has eight quoted, comma-separated
-// fields:
+// "esp_sa" UAT file in the personal configuration directory
+// ($XDG_CONFIG_HOME/wireshark/esp_sa, usually ~/.config/wireshark/esp_sa),
+// or from "-o uat:esp_sa:<line>" on the tshark command line. A line has
+// eight quoted, comma-separated fields:
 //
 //	"Protocol","Src IP","Dest IP","SPI","Encryption","Encryption Key","Authentication","Authentication Key"
 //
-// The algorithm names must match the dissector's value strings exactly
-// (checked against tshark 4.0). Wireshark releases that added the "SN" and
-// "ESN High Bits" columns fill them with their defaults ("32-bit", 0) when
-// a line has only eight fields. The dissector then assumes 32-bit sequence
-// numbers, which decrypts correctly (CBC and GCM need no ESN to decrypt)
-// but makes its optional ICV check fail once the ESN high bits count: HIP
-// ESP always uses ESN (RFC 7402 §3.3.6), so leave
-// esp.enable_authentication_check off.
+// The algorithm names must match the dissector's value strings exactly;
+// they were checked against tshark 4.0.17, which decrypts packets sealed by
+// this package with them (tshark_test.go).
+//
+// Extended sequence numbers: tshark 4.0 has no ESN setting. It decrypts
+// correctly (neither CBC nor GCM decryption needs the high bits) but its
+// optional ICV check (esp.enable_authentication_check) reports every HIP
+// ICV as bad, because the high-order bits are part of the HMAC input and
+// of the GCM AAD (RFC 4303 §2.2.1, RFC 4106 §5). Later Wireshark releases
+// added two columns, "SN" and "ESN High Bits", which take their defaults
+// (32-bit, 0) when a line stops after eight fields; tshark 4.0 in turn
+// discards extra fields with a "More fields than required" warning. The
+// value strings of the SN column could not be checked against an installed
+// Wireshark, so lines stay at the eight fields every version reads; leave
+// the ICV check off.
 
 // AppendWiresharkSA appends one line of Wireshark's esp_sa file describing
 // the SA c, newline included, and returns the extended slice. ipFamily is

@@ -158,9 +158,9 @@ func TestTooOldRejected(t *testing.T) {
 		if w < 1024 {
 			t.Fatalf("default window %d < 1024", w)
 		}
-		old := mustSeal(t, o, nil, 17)        // seq 1
-		edge := mustSeal(t, o, nil, 17)       // seq 2
-		o.SetSeqForTest(w + 1)                // next is W+2: window [3, W+2]
+		old := mustSeal(t, o, nil, 17)  // seq 1
+		edge := mustSeal(t, o, nil, 17) // seq 2
+		o.SetSeqForTest(w + 1)          // next is W+2: window [3, W+2]
 		if _, _, err := in.Open(nil, mustSeal(t, o, nil, 17)); err != nil {
 			t.Fatal(err)
 		}
