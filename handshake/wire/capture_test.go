@@ -97,8 +97,10 @@ func rebuild(t testing.TB, p Packet, src, dst netip.Addr) []byte {
 func TestCaptureCuteHIP(t *testing.T) {
 	skipWithoutInterop(t)
 	want := map[string]map[PacketType]int{
-		// I1, R1, I2, R2, two UPDATE SEQ/ACK pairs, CLOSE, CLOSE_ACK and a
-		// retransmitted CLOSE (frames 3-6, 17-20, 329-331).
+		// I1, R1, I2, R2, two UPDATE SEQ/ACK pairs, then a CLOSE from each
+		// side and one CLOSE_ACK (frames 3-6, 17-20, 329-331); the second
+		// CLOSE comes back quoted in an ICMP error (frame 332, protocol 1,
+		// not counted).
 		"cutehip-bex-rsa.pcap":        {I1: 1, R1: 1, I2: 1, R2: 1, UPDATE: 4, CLOSE: 2, CLOSE_ACK: 1},
 		"cutehip-bex-rsa-ecdsa.pcap":  {I1: 1, R1: 1, I2: 1, R2: 1, UPDATE: 4, CLOSE: 2, CLOSE_ACK: 1},
 		"cutehip-bex-ecdsa-init.pcap": {I1: 1, R1: 1, I2: 1, R2: 1, UPDATE: 4, CLOSE: 2, CLOSE_ACK: 1},

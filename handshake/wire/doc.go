@@ -17,6 +17,8 @@
 //     ACK (seq.go), ENCRYPTED (encrypted.go), NOTIFICATION (notification.go),
 //     the four ECHO parameters (echo.go), R1_COUNTER (r1counter.go) and
 //     ESP_INFO/ESP_TRANSFORM of RFC 7402 §5.1 (esp.go).
+//   - Every parameter struct has ParamType, Len and Encode methods and so is
+//     an Encoder; Encode writes exactly Len octets into zeroed contents.
 //   - Builder, which appends a packet to a caller's buffer from those structs
 //     (each is an Encoder) or from raw TLVs, in ascending type order with
 //     zero padding.

@@ -71,11 +71,13 @@ const (
 // ignored when received.
 const ControlAnonymous = 0x0001
 
-// Packet is a read-only view over one HIP packet, from the Next Header octet
-// to the end of the last parameter (RFC 7401 §5.1). It does not include the
-// 4-octet zero marker of HIP over UDP. Obtain one from ParsePacket (or
-// ParseUDPControl): the accessors assume its checks passed and read the bytes
-// in place, without copying.
+// Packet is a view over one HIP packet, from the Next Header octet to the end
+// of the last parameter (RFC 7401 §5.1). It does not include the 4-octet zero
+// marker of HIP over UDP. Obtain one from ParsePacket (or ParseUDPControl):
+// the accessors assume its checks passed and read the bytes in place, without
+// copying. The few Set methods write in place, for a sender that fills in a
+// field after building (the checksum, or the receiver HIT and puzzle of a
+// pre-built R1).
 type Packet []byte
 
 // ParsePacket checks b once and returns a view over the HIP packet it holds.

@@ -97,7 +97,7 @@ func decodeAs(t testing.TB, want Encoder, q Param) Encoder {
 		got Encoder
 		err error
 	)
-	switch want.(type) {
+	switch want := want.(type) {
 	case R1Counter:
 		got, err = ParseR1Counter(c)
 	case Puzzle:
@@ -135,7 +135,7 @@ func decodeAs(t testing.TB, want Encoder, q Param) Encoder {
 	case Ack:
 		got, err = ParseAck(c)
 	case Encrypted:
-		got, err = ParseEncrypted(c, len(want.(Encrypted).IV))
+		got, err = ParseEncrypted(c, len(want.IV))
 	case Notification:
 		got, err = ParseNotification(c)
 	case Echo:

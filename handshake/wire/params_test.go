@@ -122,7 +122,7 @@ func TestDiffieHellmanValues(t *testing.T) {
 
 // TestHostIDFields checks the HI Length / DI-Type / DI Length split.
 func TestHostIDFields(t *testing.T) {
-	c := []byte{0, 3, 0x10 | 0, 2, 0, 7, 0, 1, 9, 'a', 'b'}
+	c := []byte{0, 3, 0x10, 2, 0, 7, 0, 1, 9, 'a', 'b'} // HI 3, DI-Type 1, DI 2
 	h, err := ParseHostID(c)
 	if err != nil {
 		t.Fatal(err)
