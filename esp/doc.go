@@ -20,7 +20,10 @@
 //     §3.3.6 makes mandatory for HIP: only the low 32 bits travel; the high
 //     32 bits enter the ICV (appended after the packet for HMAC, §3.3.2.1)
 //     or the AAD (RFC 4106 §5 for GCM). The receiver reconstructs them with
-//     RFC 4303 Appendix A2.2.
+//     RFC 4303 Appendix A2.2, with one deliberate difference: a number more
+//     than 2^31 ahead of the window counts as too old (serial number
+//     arithmetic, RFC 1982) rather than as a jump into the next subspace, so
+//     stale packets get ErrTooOld without an ICV computation (replay.go).
 //   - RFC 4303 §3.3.3 sequence counter that never cycles (ErrSequenceExhausted)
 //     and a rekey threshold (Outbound.NeedsRekey) well before 2^32.
 //   - RFC 4303 §3.4.3 anti-replay, using the RFC 6479 ring of 64-bit blocks
