@@ -33,7 +33,6 @@ const interopDir = "../../shared/interop"
 type capture struct {
 	hip []wire.Packet // every HIP packet, in order
 	esp []espFrame
-	hit map[string]bool
 }
 
 type espFrame struct {

@@ -17,10 +17,7 @@ import (
 // order, and HIT-I / HIT-R appear in that order whatever packet carries
 // them (§6.3 note iii).
 
-var (
-	errPuzzleUnsolved = errors.New("handshake: puzzle not solved within its lifetime")
-	errBadSolution    = errors.New("handshake: wrong puzzle solution")
-)
+var errPuzzleUnsolved = errors.New("handshake: puzzle not solved within its lifetime")
 
 // maxPuzzleK bounds the difficulty we will try to solve: 2^28 hashes is
 // minutes of CPU, far beyond any sane responder request.

@@ -4,7 +4,7 @@
 // ports decoded.
 //
 // It exists for golden tests against captures from other implementations
-// (/work/shared/interop), for writing captures that tshark can decrypt, and
+// (../shared/interop beside the repository), for writing captures that tshark can decrypt, and
 // for the operator tool. It is not a capture engine: it opens no sockets and
 // does no I/O of its own beyond the io.Reader / io.Writer it is handed.
 // pcapng is not supported; only the classic format

@@ -1,0 +1,3 @@
+module hipnet.dev
+
+go 1.26

@@ -1,0 +1,115 @@
+package handshake
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+)
+
+// FuzzHandle feeds arbitrary packets to an Endpoint whose association
+// with the sender is ESTABLISHED. Nothing may panic, and a packet that is
+// rejected must leave the association exactly as it was: same state, same
+// SPIs, nothing sent but stateless answers (R1s). The hosts use the fixed
+// identities in testdata so that the committed seeds (real packets of a
+// base exchange between them) reach past the HIT checks.
+
+var writeSeeds = flag.Bool("write-seeds", false, "rewrite testdata/fuzz/FuzzHandle from a live exchange")
+
+var fuzzKeys struct {
+	once sync.Once
+	a, b *hostid.PrivateKey
+	err  error
+}
+
+func fixedKeys(t testing.TB) (*hostid.PrivateKey, *hostid.PrivateKey) {
+	fuzzKeys.once.Do(func() {
+		fuzzKeys.a, fuzzKeys.err = hostid.ParsePEM(mustRead(t, "testdata/fuzz-a.pem"))
+		if fuzzKeys.err == nil {
+			fuzzKeys.b, fuzzKeys.err = hostid.ParsePEM(mustRead(t, "testdata/fuzz-b.pem"))
+		}
+	})
+	if fuzzKeys.err != nil {
+		t.Fatal(fuzzKeys.err)
+	}
+	return fuzzKeys.a, fuzzKeys.b
+}
+
+func mustRead(t testing.TB, name string) []byte {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// fixedPair runs a base exchange between the fixed identities, then a
+// rekey and a CLOSE, and returns every packet seen.
+func fixedPair(t testing.TB) (a, b *host, seen []packet) {
+	ka, kb := fixedKeys(t)
+	a, b = newHost(t, "a", Config{Identity: ka, PuzzleDifficulty: 1}), newHost(t, "b", Config{Identity: kb, PuzzleDifficulty: 1})
+	l := &link{}
+	l.send(a, b, a.initiate(t0, b.e.HIT()))
+	l.run(t, t0)
+	b.a(a).DataReceived(t0)
+	return a, b, l.seen
+}
+
+func TestWriteFuzzSeeds(t *testing.T) {
+	if !*writeSeeds {
+		t.Skip("run with -write-seeds to regenerate the FuzzHandle corpus")
+	}
+	a, b, seen := fixedPair(t)
+	if err := a.a(b).Rekey(t0, true); err != nil {
+		t.Fatal(err)
+	}
+	l := &link{}
+	l.send(a, b, a.collect(a.a(b)))
+	l.run(t, t0)
+	a.a(b).Close(t0)
+	l.send(a, b, a.collect(a.a(b)))
+	l.run(t, t0)
+	seen = append(seen, l.seen...)
+	dir := filepath.Join("testdata", "fuzz", "FuzzHandle")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range seen {
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", p.b)
+		name := filepath.Join(dir, fmt.Sprintf("%02d-%v", i, ptype(p.b)))
+		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func FuzzHandle(f *testing.F) {
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		a, b, _ := fixedPair(t)
+		ba := b.a(a)
+		before := ba.Info()
+		now := t0.Add(time.Second)
+		res, err := b.e.Handle(now, pkt, ba)
+		if err == nil {
+			return // a valid packet may legitimately change state
+		}
+		if res.Assoc != nil && res.Assoc != ba {
+			t.Fatal("a rejected packet created an association")
+		}
+		if ba.Info() != before {
+			t.Fatalf("rejected packet (%v) changed the association: %+v -> %+v", err, before, ba.Info())
+		}
+		if out := ba.Outgoing(); len(out) != 0 {
+			t.Fatalf("rejected packet (%v) made the association send %v", err, ptype(out[0]))
+		}
+		if res.Reply != nil && ptype(res.Reply) != wire.NOTIFY {
+			t.Fatalf("rejected packet answered with %v", ptype(res.Reply))
+		}
+	})
+}
