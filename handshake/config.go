@@ -127,6 +127,8 @@ func (c *Config) withDefaults() (Config, error) {
 	if d.MaxPuzzleDifficulty == 0 {
 		d.MaxPuzzleDifficulty = 24
 	}
+	d.MaxPuzzleDifficulty = min(d.MaxPuzzleDifficulty, maxPuzzleK)
+	d.PuzzleDifficulty = min(d.PuzzleDifficulty, maxPuzzleK)
 	if d.R1Lifetime <= 0 {
 		d.R1Lifetime = 60 * time.Second
 	}
