@@ -203,27 +203,50 @@ func (e *Endpoint) random(n int) ([]byte, error) {
 // the packet under construction and returns it (RFC 7401 §6.4).
 func (a *Association) signAndMAC(b *wire.Builder, macKey []byte) ([]byte, error) {
 	if macKey != nil {
-		raw, err := b.Bytes()
-		if err != nil {
+		if err := addMAC(b, a.rhash, macKey); err != nil {
 			return nil, err
 		}
-		b.Add(wire.HIPMAC{MAC: computeMAC(a.rhash, macKey, raw, len(raw), nil)})
 	}
 	return a.e.sign(b)
 }
 
-// sign appends HIP_SIGNATURE over everything built so far.
-func (e *Endpoint) sign(b *wire.Builder) ([]byte, error) {
+// addMAC appends a HIP_MAC over everything built so far (§6.4.1).
+func addMAC(b *wire.Builder, newHash func() hash.Hash, key []byte) error {
 	raw, err := b.Bytes()
 	if err != nil {
-		return nil, err
+		return err
+	}
+	b.Add(wire.HIPMAC{MAC: computeMAC(newHash, key, raw, len(raw), nil)})
+	return b.Err()
+}
+
+// addSignature appends a HIP_SIGNATURE (or, for R1, HIP_SIGNATURE_2)
+// over everything built so far (§6.4.2). For HIP_SIGNATURE_2 the caller
+// has left the Receiver's HIT, #I and Opaque zero.
+func (e *Endpoint) addSignature(b *wire.Builder, typ wire.ParamType) error {
+	raw, err := b.Bytes()
+	if err != nil {
+		return err
 	}
 	sig, alg, err := e.id.Sign(e.cfg.Rand, raw)
 	if err != nil {
+		return err
+	}
+	b.Add(wire.Signature{Type: typ, Alg: uint16(alg), Sig: sig})
+	return b.Err()
+}
+
+// sign appends HIP_SIGNATURE and returns a copy of the finished packet.
+func (e *Endpoint) sign(b *wire.Builder) ([]byte, error) {
+	if err := e.addSignature(b, wire.ParamHIPSignature); err != nil {
 		return nil, err
 	}
-	b.Add(wire.Signature{Type: wire.ParamHIPSignature, Alg: uint16(alg), Sig: sig})
-	raw, err = b.Bytes()
+	return finish(b)
+}
+
+// finish returns a copy of the finished packet.
+func finish(b *wire.Builder) ([]byte, error) {
+	raw, err := b.Bytes()
 	if err != nil {
 		return nil, err
 	}

@@ -163,17 +163,11 @@ func (e *Endpoint) buildR1(g *r1Gen, gid uint8) (*r1Packet, error) {
 	b.Add(wire.HITSuiteList{IDs: suites})
 	b.Add(wire.TransportFormatList{IDs: wire.MakeU16List(wire.TransportFormatESP)})
 	b.Add(wire.ESPTransform{Suites: wire.MakeU16List(espSuiteIDs(e.cfg.ESPSuites)...)})
+	// §5.2.15: the Initiator's HIT, #I and Opaque are still zero here.
+	if err := e.addSignature(&b, wire.ParamHIPSignature2); err != nil {
+		return nil, err
+	}
 	raw, err := b.Bytes()
-	if err != nil {
-		return nil, err
-	}
-	// §5.2.15: the Initiator's HIT, #I and Opaque are already zero here.
-	sig, alg, err := e.id.Sign(e.cfg.Rand, raw)
-	if err != nil {
-		return nil, err
-	}
-	b.Add(wire.Signature{Type: wire.ParamHIPSignature2, Alg: uint16(alg), Sig: sig})
-	raw, err = b.Bytes()
 	if err != nil {
 		return nil, err
 	}

@@ -312,31 +312,19 @@ func (a *Association) buildI2(r1 wire.Packet, pz wire.Puzzle, group uint8, pubDH
 	}
 	b.Add(wire.TransportFormatList{IDs: wire.MakeU16List(wire.TransportFormatESP)})
 	b.Add(wire.ESPTransform{Suites: wire.MakeU16List(uint16(a.espSuite))})
-	raw, err := b.Bytes()
-	if err != nil {
+	if err := addMAC(&b, a.rhash, a.ourMACKey()); err != nil {
 		return nil, err
 	}
-	b.Add(wire.HIPMAC{MAC: computeMAC(a.rhash, a.ourMACKey(), raw, len(raw), nil)})
-	raw, err = b.Bytes()
-	if err != nil {
+	if err := e.addSignature(&b, wire.ParamHIPSignature); err != nil {
 		return nil, err
 	}
-	sig, alg, err := e.id.Sign(e.cfg.Rand, raw)
-	if err != nil {
-		return nil, err
-	}
-	b.Add(wire.Signature{Type: wire.ParamHIPSignature, Alg: uint16(alg), Sig: sig})
 	it = r1.Params()
 	for p, ok := it.Next(); ok; p, ok = it.Next() {
 		if p.Type() == wire.ParamEchoRequestUnsigned {
 			b.AddRaw(wire.ParamEchoResponseUnsigned, p.Contents())
 		}
 	}
-	raw, err = b.Bytes()
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(nil), raw...), nil
+	return finish(&b)
 }
 
 // handleR2 completes the base exchange as Initiator (RFC 7401 §6.10).
