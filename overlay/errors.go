@@ -1,0 +1,26 @@
+package overlay
+
+import "errors"
+
+// Errors of the stack, exported again by package hipnet. Each wrapping
+// error the stack returns satisfies errors.Is with one of them.
+var (
+	// ErrUnknownPeer: no locator is known for the HIT.
+	ErrUnknownPeer = errors.New("hip: unknown peer (no locator for this HIT)")
+	// ErrHandshakeTimeout: the peer did not complete the base exchange.
+	ErrHandshakeTimeout = errors.New("hip: handshake timed out")
+	// ErrHandshakeFailed: the base exchange failed (NOTIFY, no common
+	// suite, bad signature, ...).
+	ErrHandshakeFailed = errors.New("hip: handshake failed")
+	// ErrRefused: no listener on the destination port.
+	ErrRefused = errors.New("hip: connection refused")
+	// ErrNotAuthorized: the peer's HIT is refused by Config.Authorize.
+	ErrNotAuthorized = errors.New("hip: peer not authorized")
+	// ErrClosed: the stack or the connection is closed.
+	ErrClosed = errors.New("hip: use of closed network connection")
+	// ErrPortInUse: the inner port is taken.
+	ErrPortInUse = errors.New("hip: port in use")
+	// ErrQueueFull: a base exchange is running and its bounded send queue
+	// is full; the write may be retried.
+	ErrQueueFull = errors.New("hip: send queue full while the handshake runs")
+)
