@@ -1,6 +1,7 @@
 package handshake
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"hash"
 	"io"
@@ -43,9 +44,10 @@ type Association struct {
 	// Initiator bookkeeping.
 	i1Groups []uint8 // the DH_GROUP_LIST we sent (§6.6 step 3)
 
-	// Responder bookkeeping: the I2 we accepted and the R2 we answered,
-	// so a retransmitted I2 gets the same R2 (§6.9 step 4).
-	lastI2 []byte
+	// Responder bookkeeping: a digest of the I2 we accepted and, while in
+	// R2-SENT, the R2 we answered, so a retransmitted I2 gets the same R2
+	// (§6.9 step 4) and a replayed one is recognised cheaply.
+	lastI2 [sha256.Size]byte
 	lastR2 []byte
 
 	upd updateState
@@ -131,6 +133,21 @@ func (a *Association) setState(now time.Time, s State) {
 	if a.state != s {
 		a.state = s
 		a.since = now
+	}
+	if s == Established {
+		a.compact()
+	}
+}
+
+// compact drops what only the base exchange needed, so that an idle
+// ESTABLISHED association stays small: the R2 kept for retransmitted
+// I2s, the R1 HOST_ID kept for HIP_MAC_2, and the expanded KEYMAT (it is
+// re-expanded from its PRK if a rekey draws from it).
+func (a *Association) compact() {
+	a.lastR2 = nil
+	a.peerHostID = nil
+	if a.km != nil {
+		a.km.buf = nil
 	}
 }
 

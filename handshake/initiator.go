@@ -1,6 +1,7 @@
 package handshake
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -36,7 +37,7 @@ func (a *Association) restartI1(now time.Time) {
 	a.initiator = true
 	a.stateAt = time.Time{}
 	a.i1Groups = e.cfg.DHGroups
-	a.lastI2, a.lastR2 = nil, nil
+	a.lastI2, a.lastR2 = [sha256.Size]byte{}, nil
 	a.upd = updateState{}
 	var b wire.Builder
 	b.Reset(make([]byte, 0, 64), wire.I1, e.hit, a.peer)

@@ -2,6 +2,7 @@ package handshake
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/hmac"
 	"fmt"
 	"slices"
@@ -23,7 +24,7 @@ func (e *Endpoint) handleI2(now time.Time, pkt wire.Packet, a *Association) (Res
 	if a != nil {
 		switch a.state {
 		case R2Sent, Established:
-			if bytes.Equal(a.lastI2, pkt) {
+			if a.lastI2 == sha256.Sum256(pkt) {
 				if a.state == R2Sent {
 					// The R2 was lost: answer again (§6.9 step 4).
 					a.out = append(a.out, a.lastR2)
@@ -262,7 +263,7 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 	if err != nil {
 		return nil, err
 	}
-	a.lastI2 = append([]byte(nil), pkt...)
+	a.lastI2 = sha256.Sum256(pkt)
 	a.lastR2 = r2
 	a.out = append(a.out, r2)
 	a.setState(now, R2Sent)
