@@ -1,0 +1,111 @@
+package streams
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+)
+
+// PacketSize is the size of every QUIC packet the Manager sends, and so
+// the payload of every inner UDP datagram it writes to its PacketConn.
+// QUIC needs at least 1200 octets for an Initial packet (RFC 9000 §14.1).
+//
+// What a packet costs on the wire (RFC 4303 §2, RFC 3948 §2.1, RFC 7402
+// App. B), worst case over the ESP suites hipnet offers:
+//
+//	QUIC packet                                   1280
+//	inner UDP header                           +     8   = 1288
+//	ESP trailer (pad length, next header)      +     2   = 1290
+//	padding: AES-CBC to 16 octets (GCM: to 4)  +     6   = 1296
+//	ESP header (SPI, sequence number)          +     8
+//	IV: AES-CBC 16 (GCM 8)                     +    16
+//	ICV: HMAC-SHA-256-128 or GCM tag           +    16   = 1336
+//	outer UDP (RFC 3948 encapsulation)         +     8   = 1344
+//	outer IPv6 header (IPv4: 20)               +    40   = 1384
+//
+// That does not fit the 1280-octet IPv6 minimum MTU, and neither would the
+// smallest packet QUIC allows: 1200 octets become 1292 on the wire with
+// AES-GCM. So the stream layer assumes an Ethernet-class underlay (1500)
+// and leaves 116 octets of it for whatever else wraps the packet: a TURN
+// Send indication (36 octets for an IPv6 peer address), PPPoE (8), a
+// tunnel. Path MTU discovery is off: the PacketConn is not a UDP socket,
+// the outer path belongs to the overlay, and packets stay at this size.
+const PacketSize = 1280
+
+// Defaults for a nil Config.QUIC.
+const (
+	DefaultKeepAlivePeriod    = 10 * time.Second
+	DefaultMaxIdleTimeout     = 30 * time.Second
+	DefaultMaxIncomingStreams = 1024
+)
+
+// DefaultPort is the inner UDP port the stream endpoint of a node is bound
+// to when the PacketConn given to New does not say (its LocalAddr is not an
+// *overlay.Addr with a port) and Config.PeerPort is zero. Every node binds
+// its stream endpoint to the same reserved port, so a Manager dials the
+// port it is bound to itself.
+const DefaultPort = 0xFFFE
+
+// Config configures a Manager. Identity and PeerIdentity are required.
+type Config struct {
+	// Identity is this node's host identity. Its key is the key of the
+	// QUIC TLS certificate (see doc.go).
+	Identity *hostid.PrivateKey
+
+	// PeerIdentity returns the Host Identity the HIP base exchange
+	// authenticated for the association with hit, and false when there is
+	// no such association (yet). It is called on every QUIC handshake, on
+	// both sides, and must be safe for concurrent use.
+	PeerIdentity func(hit wire.HIT) (*hostid.PublicKey, bool)
+
+	// Associate, if set, is called by Dial when PeerIdentity does not know
+	// the peer: it runs (or waits for) the base exchange with hit and
+	// returns when the association is established or has failed. Without
+	// it, Dial to a peer with no association fails with an error wrapping
+	// overlay.ErrUnknownPeer. The client needs the peer's key before its
+	// QUIC handshake starts, to build the root its TLS verifier trusts.
+	Associate func(ctx context.Context, hit wire.HIT) error
+
+	// PeerPort is the inner UDP port of the peers' stream endpoints. Zero
+	// means the port of the PacketConn's LocalAddr, or DefaultPort.
+	PeerPort int
+
+	// QUIC is the quic-go configuration. Nil means the package defaults:
+	// DefaultKeepAlivePeriod, DefaultMaxIdleTimeout,
+	// DefaultMaxIncomingStreams, no unidirectional streams, PacketSize.
+	// A non-nil Config is cloned and used as it is, except that a zero
+	// InitialPacketSize becomes PacketSize, path MTU discovery and 0-RTT
+	// are turned off, and GetConfigForClient is ignored.
+	QUIC *quic.Config
+
+	// Logger receives connection events at Debug level and failures at
+	// Warn. Nil discards them.
+	Logger *slog.Logger
+}
+
+// quicConfig returns the quic.Config of every connection of the Manager.
+func (c *Config) quicConfig() *quic.Config {
+	var q *quic.Config
+	if c.QUIC == nil {
+		q = &quic.Config{
+			KeepAlivePeriod:       DefaultKeepAlivePeriod,
+			MaxIdleTimeout:        DefaultMaxIdleTimeout,
+			MaxIncomingStreams:    DefaultMaxIncomingStreams,
+			MaxIncomingUniStreams: -1,
+		}
+	} else {
+		q = c.QUIC.Clone()
+	}
+	if q.InitialPacketSize == 0 {
+		q.InitialPacketSize = PacketSize
+	}
+	q.DisablePathMTUDiscovery = true
+	q.Allow0RTT = false
+	q.GetConfigForClient = nil
+	return q
+}

@@ -1,0 +1,475 @@
+package streams
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
+)
+
+// Connection close codes (QUIC application error codes of CONNECTION_CLOSE).
+const (
+	connCodeClosed  quic.ApplicationErrorCode = 0 // Manager.Close
+	connCodeRetired quic.ApplicationErrorCode = 1 // a duplicate connection, retired (see addConn)
+)
+
+// simultaneousOpen is how far apart the establishment of two connections
+// with the same peer may be for them to count as a simultaneous open,
+// settled by the initiators' HITs. Beyond it the newer connection wins: the
+// older one may be dead without our knowing yet (the peer restarted).
+const simultaneousOpen = 5 * time.Second
+
+// dialTimeout bounds one QUIC handshake (and the Associate call before
+// it) that Dials wait for. Each Dial also honours its own context.
+const dialTimeout = 30 * time.Second
+
+// Manager runs the QUIC connections of one node: at most one in use per
+// peer, carrying every stream to and from that peer. It is safe for
+// concurrent use.
+type Manager struct {
+	local    wire.HIT
+	cfg      Config
+	log      *slog.Logger
+	peerPort int
+	qconf    *quic.Config
+	cert     tls.Certificate
+	issuer   *rootIssuer
+
+	pc packetConn
+	tr *quic.Transport
+	ql *quic.Listener
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the Manager starts
+
+	mu        sync.Mutex
+	closed    bool
+	peers     map[wire.HIT]*peerConns
+	conns     map[*qconn]struct{}
+	listeners map[int]*listener
+	nextPort  int // next ephemeral port to try
+}
+
+// peerConns is the connection state for one peer: the connection new
+// streams go on, and the dial in progress, shared by the Dials waiting
+// for it.
+type peerConns struct {
+	cur  *qconn
+	dial *dialCall
+}
+
+type dialCall struct {
+	done chan struct{}
+	err  error
+}
+
+// qconn is one QUIC connection with its bookkeeping (guarded by
+// Manager.mu).
+type qconn struct {
+	c           *quic.Conn
+	peer        wire.HIT
+	initiator   wire.HIT // the HIT of the side that dialed it
+	established time.Time
+	active      int  // streams (and Dials about to open one) on it
+	retired     bool // no new streams; close when active drops to 0
+	closing     bool
+}
+
+func (qc *qconn) alive() bool { return qc.c.Context().Err() == nil }
+
+// New starts a Manager on pc, the inner UDP endpoint reserved for streams:
+// ReadFrom returns an *overlay.Addr naming the peer HIT the ESP security
+// association authenticated, and WriteTo takes one. One quic.Transport
+// serves pc as both client and server. The Manager owns pc from now on
+// and closes it in Close.
+func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
+	if pc == nil {
+		return nil, errors.New("streams: nil PacketConn")
+	}
+	if cfg.Identity == nil {
+		return nil, errors.New("streams: Config.Identity is required")
+	}
+	if cfg.PeerIdentity == nil {
+		return nil, errors.New("streams: Config.PeerIdentity is required")
+	}
+	if h := wire.HIT(cfg.Identity.HIT()); h != localHIT {
+		return nil, fmt.Errorf("streams: local HIT %s is not the HIT of the identity (%s)", localHIT, h)
+	}
+	if cfg.PeerPort < 0 || cfg.PeerPort > 0xFFFF {
+		return nil, fmt.Errorf("streams: bad PeerPort %d", cfg.PeerPort)
+	}
+	cert, err := newCertificate(cfg.Identity)
+	if err != nil {
+		return nil, err
+	}
+	issuer, err := newRootIssuer()
+	if err != nil {
+		return nil, err
+	}
+	resetKey, err := statelessResetKey(cfg.Identity)
+	if err != nil {
+		return nil, err
+	}
+	start, err := rand.Int(rand.Reader, big.NewInt(ephemeralHigh-ephemeralLow+1))
+	if err != nil {
+		return nil, err
+	}
+
+	m := &Manager{
+		local:     localHIT,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		peerPort:  cfg.PeerPort,
+		qconf:     cfg.quicConfig(),
+		cert:      cert,
+		issuer:    issuer,
+		pc:        packetConn{pc},
+		peers:     make(map[wire.HIT]*peerConns),
+		conns:     make(map[*qconn]struct{}),
+		listeners: make(map[int]*listener),
+		nextPort:  ephemeralLow + int(start.Int64()),
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.peerPort == 0 {
+		m.peerPort = DefaultPort
+		if a, ok := pc.LocalAddr().(*overlay.Addr); ok && a != nil && a.Port != 0 {
+			m.peerPort = a.Port
+		}
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.tr = &quic.Transport{
+		Conn:              m.pc,
+		StatelessResetKey: resetKey,
+	}
+	m.ql, err = m.tr.Listen(m.serverTLS(), m.qconf)
+	if err != nil {
+		m.cancel()
+		m.tr.Close()
+		return nil, fmt.Errorf("streams: %w", err)
+	}
+	m.wg.Add(1)
+	go m.acceptConns()
+	return m, nil
+}
+
+// statelessResetKey derives the QUIC stateless reset key from the host
+// identity, so that it survives a restart: when a peer still holds a
+// connection to the previous incarnation of this node, the new one
+// answers its packets with a stateless reset (RFC 9000 §10.3) and the
+// peer drops the connection at once instead of after its idle timeout.
+func statelessResetKey(id *hostid.PrivateKey) (*quic.StatelessResetKey, error) {
+	secret, err := hostid.MarshalPEM(id)
+	if err != nil {
+		return nil, err
+	}
+	b, err := hkdf.Key(sha256.New, secret, nil, "hipnet streams stateless reset key", 32)
+	if err != nil {
+		return nil, err
+	}
+	var k quic.StatelessResetKey
+	copy(k[:], b)
+	return &k, nil
+}
+
+// LocalHIT returns the HIT the Manager was started with.
+func (m *Manager) LocalHIT() wire.HIT { return m.local }
+
+// ConnectionCount returns the number of open QUIC connections, counting
+// a duplicate from a simultaneous open until it is retired.
+func (m *Manager) ConnectionCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.conns)
+}
+
+// Close closes every listener and connection (streams on them fail), the
+// QUIC transport and the PacketConn, and waits for the Manager's
+// goroutines to return. Later calls return an error wrapping
+// overlay.ErrClosed.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return errClosed
+	}
+	m.closed = true
+	ls := make([]*listener, 0, len(m.listeners))
+	for _, l := range m.listeners {
+		ls = append(ls, l)
+	}
+	conns := make([]*qconn, 0, len(m.conns))
+	for qc := range m.conns {
+		conns = append(conns, qc)
+	}
+	m.mu.Unlock()
+
+	for _, l := range ls {
+		l.close()
+	}
+	m.cancel()
+	for _, qc := range conns {
+		qc.c.CloseWithError(connCodeClosed, "closed")
+	}
+	m.ql.Close()
+	m.tr.Close()
+	err := m.pc.Close()
+	m.wg.Wait()
+	return err
+}
+
+// acceptConns registers the connections peers dial to us.
+func (m *Manager) acceptConns() {
+	defer m.wg.Done()
+	for {
+		c, err := m.ql.Accept(m.ctx)
+		if err != nil {
+			return
+		}
+		a, ok := c.RemoteAddr().(*overlay.Addr)
+		if !ok { // serverTLS refuses such handshakes; belt and braces
+			c.CloseWithError(connCodeClosed, "remote address is not a HIT")
+			continue
+		}
+		m.addConn(&qconn{c: c, peer: a.HIT, initiator: a.HIT, established: time.Now()})
+	}
+}
+
+// addConn registers a new connection and serves its streams. If another
+// live connection with the peer exists, one of the two is retired: it gets
+// no new streams and is closed when its last one ends. Both sides must
+// retire the same one, so the rule looks only at what both know: within
+// simultaneousOpen of each other the connection dialed by the smaller HIT
+// wins; otherwise the newer one does (the older may be dead without our
+// knowing yet). A Dial whose stream meets a retired connection closing
+// retries on the winner.
+func (m *Manager) addConn(qc *qconn) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		qc.c.CloseWithError(connCodeClosed, "closed")
+		return
+	}
+	closeNow := m.addConnLocked(qc)
+	m.mu.Unlock()
+	m.startConn(qc, closeNow)
+}
+
+// addConnLocked registers qc; it returns the connection to close now, if
+// any. m.mu is held and the Manager is open. The caller then calls
+// startConn.
+func (m *Manager) addConnLocked(qc *qconn) (closeNow *qconn) {
+	m.conns[qc] = struct{}{}
+	p := m.peer(qc.peer)
+	switch old := p.cur; {
+	case old == nil || !old.alive():
+		p.cur = qc
+	case preferred(qc, old):
+		p.cur = qc
+		closeNow = m.retire(old)
+	default:
+		closeNow = m.retire(qc)
+	}
+	m.wg.Add(1) // serveConn
+	return closeNow
+}
+
+func (m *Manager) startConn(qc, closeNow *qconn) {
+	m.log.Debug("streams: connection up", "peer", qc.peer, "initiator", qc.initiator, "retired", closeNow == qc)
+	if closeNow != nil {
+		closeNow.c.CloseWithError(connCodeRetired, "duplicate connection")
+	}
+	go m.serveConn(qc)
+}
+
+// preferred reports whether the new connection a replaces the existing b.
+func preferred(a, b *qconn) bool {
+	if a.established.Sub(b.established) > simultaneousOpen || a.initiator == b.initiator {
+		return true
+	}
+	return a.initiator.Compare(b.initiator) < 0
+}
+
+// retire marks qc retired; it returns qc if it must be closed now.
+// m.mu is held.
+func (m *Manager) retire(qc *qconn) *qconn {
+	qc.retired = true
+	if qc.active == 0 && !qc.closing {
+		qc.closing = true
+		return qc
+	}
+	return nil
+}
+
+// release ends one stream's (or one Dial's) hold on qc.
+func (m *Manager) release(qc *qconn) {
+	m.mu.Lock()
+	qc.active--
+	closeNow := qc.retired && qc.active == 0 && !qc.closing
+	if closeNow {
+		qc.closing = true
+	}
+	m.mu.Unlock()
+	if closeNow {
+		qc.c.CloseWithError(connCodeRetired, "duplicate connection")
+	}
+}
+
+// peer returns the state for hit, creating it. m.mu is held.
+func (m *Manager) peer(hit wire.HIT) *peerConns {
+	p := m.peers[hit]
+	if p == nil {
+		p = &peerConns{}
+		m.peers[hit] = p
+	}
+	return p
+}
+
+// serveConn accepts the streams the peer opens on qc until qc closes,
+// then forgets qc.
+func (m *Manager) serveConn(qc *qconn) {
+	defer m.wg.Done()
+	for {
+		st, err := qc.c.AcceptStream(context.Background())
+		if err != nil {
+			m.log.Debug("streams: connection down", "peer", qc.peer, "err", err)
+			break
+		}
+		m.mu.Lock()
+		qc.active++
+		m.wg.Add(1)
+		m.mu.Unlock()
+		go m.serveStream(qc, st)
+	}
+	m.mu.Lock()
+	delete(m.conns, qc)
+	if p := m.peers[qc.peer]; p != nil {
+		if p.cur == qc {
+			p.cur = nil
+		}
+		if p.cur == nil && p.dial == nil {
+			delete(m.peers, qc.peer)
+		}
+	}
+	m.mu.Unlock()
+}
+
+// conn returns a live connection to peer with a hold on it (the caller
+// must release it), dialing one if there is none; concurrent callers
+// share one dial. dialed reports that the connection was not there when
+// conn was called.
+func (m *Manager) conn(ctx context.Context, peer wire.HIT) (qc *qconn, dialed bool, err error) {
+	for waited := 0; ; waited++ {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return nil, false, errClosed
+		}
+		p := m.peer(peer)
+		if qc := p.cur; qc != nil && qc.alive() {
+			qc.active++
+			m.mu.Unlock()
+			return qc, dialed, nil
+		}
+		if waited == 2 {
+			m.mu.Unlock()
+			return nil, false, fmt.Errorf("streams: connection to %s lost right after the handshake", peer)
+		}
+		call := p.dial
+		if call == nil {
+			call = &dialCall{done: make(chan struct{})}
+			p.dial = call
+			m.wg.Add(1)
+			go m.dial(peer, p, call)
+		}
+		m.mu.Unlock()
+
+		select {
+		case <-call.done:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		if call.err != nil {
+			return nil, false, call.err
+		}
+		dialed = true
+	}
+}
+
+// dial runs one QUIC handshake with peer for the Dials waiting on call.
+// It runs on the Manager's context, not on a Dial's: another Dial may be
+// waiting for it, and the connection outlives the Dial anyway.
+func (m *Manager) dial(peer wire.HIT, p *peerConns, call *dialCall) {
+	defer m.wg.Done()
+	ctx, cancel := context.WithTimeout(m.ctx, dialTimeout)
+	c, err := m.handshake(ctx, peer)
+	cancel()
+
+	var qc, closeNow *qconn
+	m.mu.Lock()
+	if p.dial == call {
+		p.dial = nil
+	}
+	if err == nil {
+		if m.closed {
+			defer c.CloseWithError(connCodeClosed, "closed")
+			err = errClosed
+		} else {
+			qc = &qconn{c: c, peer: peer, initiator: m.local, established: time.Now()}
+			closeNow = m.addConnLocked(qc)
+		}
+	}
+	if err != nil && p.cur == nil && m.peers[peer] == p {
+		delete(m.peers, peer)
+	}
+	call.err = err
+	m.mu.Unlock()
+
+	if qc != nil {
+		m.startConn(qc, closeNow)
+	} else {
+		m.log.Debug("streams: dial failed", "peer", peer, "err", err)
+	}
+	close(call.done)
+}
+
+func (m *Manager) handshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
+	pub, err := peerKey(m.cfg.PeerIdentity, peer)
+	if err != nil && errors.Is(err, overlay.ErrUnknownPeer) && m.cfg.Associate != nil {
+		if aerr := m.cfg.Associate(ctx, peer); aerr != nil {
+			return nil, aerr
+		}
+		pub, err = peerKey(m.cfg.PeerIdentity, peer)
+	}
+	if err != nil {
+		return nil, err
+	}
+	tlsConf, err := m.clientTLS(peer, pub)
+	if err != nil {
+		return nil, err
+	}
+	c, err := m.tr.Dial(ctx, &overlay.Addr{HIT: peer, Port: m.peerPort}, tlsConf, m.qconf)
+	if err != nil {
+		if errors.Is(err, quic.ErrTransportClosed) {
+			return nil, errClosed
+		}
+		return nil, err
+	}
+	return c, nil
+}

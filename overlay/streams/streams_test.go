@@ -1,0 +1,768 @@
+package streams
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
+)
+
+// roundTrip sends data on a fresh stream to port on peer, half-closes,
+// and checks that exactly data comes back.
+func roundTrip(t testing.TB, m *Manager, peer wire.HIT, port int, data []byte) error {
+	c, err := m.Dial(dialCtx(t), peer, port)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		if err == nil {
+			err = c.(interface{ CloseWrite() error }).CloseWrite()
+		}
+		werr <- err
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if err := <-werr; err != nil {
+		return err
+	}
+	if !bytes.Equal(got, data) {
+		return errors.New("echo differs from what was sent")
+	}
+	return nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func TestEcho8MiB(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	l, err := b.m.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, l)
+	if err := roundTrip(t, a.m, b.hit, 80, randomBytes(8<<20)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConcurrentStreamsOneConnection(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	l, err := b.m.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, l)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Go(func() {
+			if err := roundTrip(t, a.m, b.hit, 80, randomBytes(64<<10)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := a.m.ConnectionCount(); n != 1 {
+		t.Errorf("client has %d connections, want 1", n)
+	}
+	if n := b.m.ConnectionCount(); n != 1 {
+		t.Errorf("server has %d connections, want 1", n)
+	}
+}
+
+func TestAddrs(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	l, err := b.m.Listen(443)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got, want := l.Addr().String(), (&overlay.Addr{HIT: b.hit, Port: 443}).String(); got != want || l.Addr().Network() != "hip" {
+		t.Errorf("listener Addr %s (%s), want %s (hip)", got, l.Addr().Network(), want)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := a.m.Dial(dialCtx(t), b.hit, 443)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := <-accepted
+	defer s.Close()
+
+	la, ra := c.LocalAddr().(*overlay.Addr), c.RemoteAddr().(*overlay.Addr)
+	sl, sr := s.LocalAddr().(*overlay.Addr), s.RemoteAddr().(*overlay.Addr)
+	if la.HIT != a.hit || ra.HIT != b.hit || ra.Port != 443 {
+		t.Errorf("dialed stream: local %s remote %s", la, ra)
+	}
+	if sl.HIT != b.hit || sl.Port != 443 || sr.HIT != a.hit || sr.Port != la.Port {
+		t.Errorf("accepted stream: local %s remote %s; dialer's local %s", sl, sr, la)
+	}
+	if la.Port < ephemeralLow || la.Port > ephemeralHigh {
+		t.Errorf("source port %d is not ephemeral", la.Port)
+	}
+}
+
+// An accepted connection carries the Dials of the side that accepted it.
+func TestAcceptedConnectionIsReused(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	for _, n := range []*node{a, b} {
+		l, err := n.m.Listen(9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		echo(t, l)
+	}
+	if err := roundTrip(t, a.m, b.hit, 9, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if err := roundTrip(t, b.m, a.hit, 9, []byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if na, nb := a.m.ConnectionCount(), b.m.ConnectionCount(); na != 1 || nb != 1 {
+		t.Errorf("connections: %d and %d, want 1 and 1", na, nb)
+	}
+}
+
+// Both sides dial each other at once: two connections come up, both sides
+// retire the same one, and one is left when the streams are done.
+func TestSimultaneousOpen(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	for _, n := range []*node{a, b} {
+		l, err := n.m.Listen(9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		echo(t, l)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if err := roundTrip(t, a.m, b.hit, 9, []byte("from a")); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			if err := roundTrip(t, b.m, a.hit, 9, []byte("from b")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for a.m.ConnectionCount() != 1 || b.m.ConnectionCount() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("connections: %d and %d, want 1 and 1", a.m.ConnectionCount(), b.m.ConnectionCount())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := roundTrip(t, a.m, b.hit, 9, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if err := roundTrip(t, b.m, a.hit, 9, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRefused(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	for i, warm := range []bool{false, true} { // without, then with a connection
+		start := time.Now()
+		_, err := a.m.Dial(dialCtx(t), b.hit, 81)
+		if !errors.Is(err, overlay.ErrRefused) {
+			t.Fatalf("dial %d: %v, want ErrRefused", i, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("dial %d (warm %v) took %v to be refused", i, warm, d)
+		}
+	}
+	// A closed listener refuses too, and its port can be taken again.
+	l, err := b.m.Listen(81)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if _, err := a.m.Dial(dialCtx(t), b.hit, 81); !errors.Is(err, overlay.ErrRefused) {
+		t.Fatalf("dial to a closed listener: %v, want ErrRefused", err)
+	}
+	if l, err = b.m.Listen(81); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+}
+
+func TestListen(t *testing.T) {
+	ka, _, _ := testIdentities(t)
+	n := newNode(t, ka)
+	l, err := n.m.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.m.Listen(80); !errors.Is(err, overlay.ErrPortInUse) {
+		t.Errorf("second Listen(80): %v, want ErrPortInUse", err)
+	}
+	e, err := n.m.Listen(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := e.Addr().(*overlay.Addr).Port; p < ephemeralLow || p > ephemeralHigh {
+		t.Errorf("Listen(0) got port %d", p)
+	}
+	for _, p := range []int{-1, 65536} {
+		if _, err := n.m.Listen(p); err == nil {
+			t.Errorf("Listen(%d) succeeded", p)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Accept()
+		done <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	l.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) || !errors.Is(err, overlay.ErrClosed) {
+			t.Errorf("Accept after Close: %v, want net.ErrClosed and overlay.ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Accept did not return after Close")
+	}
+	if err := l.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// The client's PeerIdentity returns a key that is not the server's: the
+// server's certificate does not chain to the synthetic root and the
+// handshake fails on the client.
+func TestClientRejectsWrongServerIdentity(t *testing.T) {
+	ka, kb, other := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	a.dir.set(b.hit, other.Public())
+	if l, err := b.m.Listen(80); err != nil {
+		t.Fatal(err)
+	} else {
+		echo(t, l)
+	}
+	_, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err == nil {
+		t.Fatal("Dial succeeded with the wrong identity for the server")
+	}
+	// PeerIdentity's key for b.hit is not b's identity: refused before any
+	// packet is sent.
+	if !errors.Is(err, ErrPeerCertificate) {
+		t.Errorf("Dial: %v, want ErrPeerCertificate", err)
+	}
+	if n := b.m.ConnectionCount(); n != 0 {
+		t.Errorf("server has %d connections", n)
+	}
+}
+
+// Here the client's table is consistent (the key's HIT is the HIT dialed)
+// but the server holds another key for that HIT: the TLS verifier
+// itself must reject the server's certificate.
+func TestClientVerifierRejectsOtherKey(t *testing.T) {
+	ka, kb, other := testIdentities(t)
+	a := newNode(t, ka)
+	imp := newNode(t, other) // impersonates b: listens at b's HIT with another key
+	bh := wire.HIT(kb.HIT())
+	imp.pc.self.HIT = bh
+	connect(a.pc, imp.pc)
+	a.dir.set(bh, kb.Public())
+	imp.dir.set(a.hit, ka.Public())
+	if l, err := imp.m.Listen(80); err != nil {
+		t.Fatal(err)
+	} else {
+		echo(t, l)
+	}
+	_, err := a.m.Dial(dialCtx(t), bh, 80)
+	if err == nil {
+		t.Fatal("Dial succeeded to a server with another key")
+	}
+	if !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Dial: %v, want a certificate error", err)
+	}
+	if n := imp.m.ConnectionCount(); n != 0 {
+		t.Errorf("impostor has %d connections", n)
+	}
+}
+
+// The server's PeerIdentity returns another key for the client: the
+// server rejects the client's certificate and the Dial fails.
+func TestServerRejectsWrongClientIdentity(t *testing.T) {
+	ka, kb, other := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	b.dir.set(a.hit, other.Public())
+	if l, err := b.m.Listen(80); err != nil {
+		t.Fatal(err)
+	} else {
+		echo(t, l)
+	}
+	_, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err == nil {
+		t.Fatal("Dial succeeded although the server holds another key for the client")
+	}
+	var te *quic.TransportError
+	if !errors.As(err, &te) {
+		t.Logf("Dial: %v (not a TransportError)", err)
+	}
+	if n := b.m.ConnectionCount(); n != 0 {
+		t.Errorf("server has %d connections", n)
+	}
+	t.Log(err)
+}
+
+// The same as above, with the client's key checked directly: the
+// server's verification names the HIT from the packet's address, so a
+// client at another HIT (here: the third identity's) cannot present its
+// own certificate for it.
+func TestServerRejectsCertificateOfAnotherHIT(t *testing.T) {
+	ka, kb, other := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	// b maps a's address to a's HIT, but a presents other's certificate.
+	cert, err := newCertificate(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.m.cert = cert
+	if l, err := b.m.Listen(80); err != nil {
+		t.Fatal(err)
+	} else {
+		echo(t, l)
+	}
+	if _, err := a.m.Dial(dialCtx(t), b.hit, 80); err == nil {
+		t.Fatal("Dial succeeded with another host's certificate")
+	}
+	if n := b.m.ConnectionCount(); n != 0 {
+		t.Errorf("server has %d connections", n)
+	}
+}
+
+func TestRSAIdentity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("RSA key generation")
+	}
+	kr, err := hostid.Generate(hostid.RSA2048, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka, _, _ := testIdentities(t)
+	a, b := newPair(t, ka, kr)
+	for _, n := range []*node{a, b} {
+		l, err := n.m.Listen(9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		echo(t, l)
+	}
+	if err := roundTrip(t, a.m, b.hit, 9, []byte("to rsa")); err != nil {
+		t.Fatal(err)
+	}
+	b.m.Close()
+	a.m.Close()
+	// Fresh pair, the RSA side dialing.
+	a, b = newPair(t, ka, kr)
+	if l, err := a.m.Listen(9); err != nil {
+		t.Fatal(err)
+	} else {
+		echo(t, l)
+	}
+	if err := roundTrip(t, b.m, a.hit, 9, []byte("from rsa")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnknownPeer(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	a.dir.mu.Lock()
+	delete(a.dir.keys, b.hit)
+	a.dir.mu.Unlock()
+	if _, err := a.m.Dial(dialCtx(t), b.hit, 80); !errors.Is(err, overlay.ErrUnknownPeer) {
+		t.Fatalf("Dial: %v, want ErrUnknownPeer", err)
+	}
+	// With Associate, Dial runs it and retries the lookup.
+	var calls int
+	a.m.cfg.Associate = func(ctx context.Context, h wire.HIT) error {
+		calls++
+		a.dir.set(h, kb.Public())
+		return nil
+	}
+	if l, err := b.m.Listen(80); err != nil {
+		t.Fatal(err)
+	} else {
+		echo(t, l)
+	}
+	if err := roundTrip(t, a.m, b.hit, 80, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Errorf("Associate called %d times", calls)
+	}
+}
+
+func TestDeadlines(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	l, err := b.m.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := <-accepted
+	defer s.Close()
+
+	checkTimeout := func(what string, err error) {
+		t.Helper()
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Errorf("%s: %v, want a net.Error with Timeout()", what, err)
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("%s: %v does not wrap os.ErrDeadlineExceeded", what, err)
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	_, err = c.Read(make([]byte, 1))
+	checkTimeout("Read", err)
+	if d := time.Since(start); d < 40*time.Millisecond || d > time.Second {
+		t.Errorf("Read returned after %v", d)
+	}
+	// The deadline can be lifted, and the stream still works.
+	c.SetReadDeadline(time.Time{})
+	if _, err := s.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+
+	// A Write blocked on flow control (nobody reads on s) times out too.
+	c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	big := make([]byte, 1<<20)
+	for {
+		if _, err = c.Write(big); err != nil {
+			break
+		}
+	}
+	checkTimeout("Write", err)
+
+	// A deadline in the past fails at once; SetDeadline sets both.
+	s.SetDeadline(aLongTimeAgo)
+	_, err = s.Read(make([]byte, 1))
+	checkTimeout("Read, past deadline", err)
+}
+
+func TestStreamClose(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	l, err := b.m.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+
+	// Close unblocks a Read on the same stream and reports net.ErrClosed.
+	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	rerr := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		rerr <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-rerr; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read during Close: %v, want net.ErrClosed", err)
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Write after Close: %v, want net.ErrClosed", err)
+	}
+	if err := c.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second Close: %v, want net.ErrClosed", err)
+	}
+	// The peer reads EOF (Close sent FIN) and its writes fail
+	// (STOP_SENDING).
+	if _, err := s.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("peer Read: %v, want EOF", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, err := s.Write([]byte("x")); err != nil {
+			var se *quic.StreamError
+			if !errors.As(err, &se) || se.ErrorCode != streamCodeClosed {
+				t.Errorf("peer Write: %v, want a StreamError", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("peer Write still succeeds")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.Close()
+
+	// Close unblocks a Write blocked on flow control.
+	c, err = a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = <-accepted
+	defer s.Close()
+	werr := make(chan error, 1)
+	go func() {
+		big := make([]byte, 1<<20)
+		for {
+			if _, err := c.Write(big); err != nil {
+				werr <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-werr:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("blocked Write: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not unblock Write")
+	}
+}
+
+func TestHalfClose(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	l, err := b.m.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server reads to EOF, then answers: possible only if CloseWrite
+	// left the other direction open.
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		got, _ := io.ReadAll(c)
+		c.Write(append([]byte("got "), got...))
+	}()
+	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("question"))
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "got question" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}
+
+func TestDialContext(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := a.m.Dial(ctx, b.hit, 80); !errors.Is(err, context.Canceled) {
+		t.Errorf("Dial with a cancelled context: %v", err)
+	}
+	for _, p := range []int{0, -1, 65536} {
+		if _, err := a.m.Dial(dialCtx(t), b.hit, p); err == nil {
+			t.Errorf("Dial to port %d succeeded", p)
+		}
+	}
+	// A peer that never answers: the context ends the Dial.
+	_, _, other := testIdentities(t)
+	silent := wire.HIT(other.HIT())
+	a.dir.set(silent, other.Public())
+	a.pc.mu.Lock()
+	a.pc.byHIT[silent] = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9} // discard
+	a.pc.mu.Unlock()
+	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := a.m.Dial(ctx, silent, 80); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Dial to a silent peer: %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Dial returned after %v", d)
+	}
+}
+
+// A stream with an unknown header version is reset, not delivered.
+func TestBadHeaderVersion(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	if l, err := b.m.Listen(80); err != nil {
+		t.Fatal(err)
+	} else {
+		echo(t, l)
+	}
+	qc, _, err := a.m.conn(dialCtx(t), b.hit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.m.release(qc)
+	st, err := qc.c.OpenStreamSync(dialCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write([]byte{2, 0, 80, 0xC0, 0})
+	st.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err = st.Read(make([]byte, 1))
+	var se *quic.StreamError
+	if !errors.As(err, &se) || se.ErrorCode != streamCodeBadHeader {
+		t.Errorf("Read: %v, want a reset with streamCodeBadHeader", err)
+	}
+}
+
+func TestManagerClose(t *testing.T) {
+	base := runtime.NumGoroutine()
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	l, err := b.m.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, l)
+	if err := roundTrip(t, a.m, b.hit, 80, randomBytes(1<<10)); err != nil {
+		t.Fatal(err)
+	}
+	// A stream left open, an Accept and a Read blocked across Close.
+	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rerr := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		rerr <- err
+	}()
+	la, err := a.m.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aerr := make(chan error, 1)
+	go func() {
+		_, err := la.Accept()
+		aerr <- err
+	}()
+
+	if err := a.m.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := b.m.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := <-rerr; err == nil {
+		t.Error("Read on a stream of a closed Manager succeeded")
+	}
+	if err := <-aerr; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept: %v, want net.ErrClosed", err)
+	}
+	c.Close()
+	if _, err := a.m.Dial(dialCtx(t), b.hit, 80); !errors.Is(err, overlay.ErrClosed) {
+		t.Errorf("Dial after Close: %v, want overlay.ErrClosed", err)
+	}
+	if _, err := a.m.Listen(81); !errors.Is(err, overlay.ErrClosed) {
+		t.Errorf("Listen after Close: %v, want overlay.ErrClosed", err)
+	}
+	if err := a.m.Close(); !errors.Is(err, overlay.ErrClosed) {
+		t.Errorf("second Close: %v", err)
+	}
+	if n := a.m.ConnectionCount(); n != 0 {
+		t.Errorf("%d connections after Close", n)
+	}
+	settleGoroutines(t, base)
+}
+
+func TestNewValidates(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	pc := newLoopPC(t, wire.HIT(ka.HIT()))
+	defer pc.Close()
+	lookup := func(wire.HIT) (*hostid.PublicKey, bool) { return nil, false }
+	for name, tc := range map[string]struct {
+		hit wire.HIT
+		cfg Config
+	}{
+		"no identity":      {wire.HIT(ka.HIT()), Config{PeerIdentity: lookup}},
+		"no PeerIdentity":  {wire.HIT(ka.HIT()), Config{Identity: ka}},
+		"HIT not identity": {wire.HIT(kb.HIT()), Config{Identity: ka, PeerIdentity: lookup}},
+		"bad PeerPort":     {wire.HIT(ka.HIT()), Config{Identity: ka, PeerIdentity: lookup, PeerPort: 70000}},
+	} {
+		if m, err := New(pc, tc.hit, tc.cfg); err == nil {
+			m.Close()
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+}

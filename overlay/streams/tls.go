@@ -1,0 +1,233 @@
+package streams
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"time"
+
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
+)
+
+// alpn is the one application protocol of the stream layer. A new stream
+// header version does not need a new ALPN; a new binding of TLS to HIP
+// would.
+const alpn = "hipnet/1"
+
+// The validity of our certificates and of the synthetic roots: as wide as
+// X.509 allows, since nothing about the binding depends on time (the HIP
+// association is the credential, and it is checked on every handshake).
+var (
+	notBefore = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	notAfter  = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC) // RFC 5280 §4.1.2.5
+)
+
+// ErrPeerCertificate is wrapped by every rejection of a peer's certificate:
+// it is not the peer's host identity key, or not named by its HIT.
+var ErrPeerCertificate = errors.New("streams: peer certificate is not bound to the peer's host identity")
+
+// hitName is the Subject and Issuer of a host's certificate: one RDN,
+// CN=<HIT in IPv6 text form>.
+func hitName(h wire.HIT) pkix.Name { return pkix.Name{CommonName: h.String()} }
+
+func serialNumber() (*big.Int, error) {
+	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+}
+
+// newCertificate makes the host's certificate: self-issued and self-signed
+// by the host identity key, CN and IP SAN the HIT.
+func newCertificate(id *hostid.PrivateKey) (tls.Certificate, error) {
+	hit := wire.HIT(id.HIT())
+	serial, err := serialNumber()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               hitName(hit),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IPAddresses:           []net.IP{hit.Addr().AsSlice()},
+	}
+	signer := id.Signer()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("streams: certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("streams: certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: signer, Leaf: leaf}, nil
+}
+
+// rootIssuer signs the synthetic roots. Its key is thrown away with the
+// Manager: crypto/x509 never checks the signature on a root it is given
+// in a pool, so this key vouches for nothing.
+type rootIssuer struct {
+	key  *ecdsa.PrivateKey
+	tmpl *x509.Certificate
+}
+
+func newRootIssuer() (*rootIssuer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := serialNumber()
+	if err != nil {
+		return nil, err
+	}
+	return &rootIssuer{key: key, tmpl: &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "hipnet synthetic root issuer"},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}}, nil
+}
+
+// syntheticRoot makes the one root the client trusts when it dials peer:
+// Subject CN=<peer>, public key the peer's authenticated host identity
+// key. The standard verifier then accepts exactly a leaf whose Issuer is
+// CN=<peer> and whose signature verifies with that key.
+func (r *rootIssuer) syntheticRoot(peer wire.HIT, key crypto.PublicKey) (*x509.Certificate, error) {
+	serial, err := serialNumber()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               hitName(peer),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, r.tmpl, key, r.key)
+	if err != nil {
+		return nil, fmt.Errorf("streams: synthetic root for %s: %w", peer, err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// peerKey returns the authenticated Host Identity of the association with
+// peer, checking that it is the identity of that HIT.
+func peerKey(lookup func(wire.HIT) (*hostid.PublicKey, bool), peer wire.HIT) (*hostid.PublicKey, error) {
+	pub, ok := lookup(peer)
+	if !ok || pub == nil {
+		return nil, fmt.Errorf("streams: no association with %s: %w", peer, overlay.ErrUnknownPeer)
+	}
+	if wire.HIT(pub.HIT()) != peer {
+		return nil, fmt.Errorf("streams: the identity known for %s is that of %s: %w",
+			peer, wire.HIT(pub.HIT()), ErrPeerCertificate)
+	}
+	return pub, nil
+}
+
+// checkPeerCertificate is the binding rule, the same on both sides: the
+// peer sent exactly one certificate, self-issued and self-signed, named
+// CN=<peer> with IP SAN <peer>, whose public key is the host identity key
+// that HIP authenticated for peer. Since HITFromHI(HI) == peer holds for
+// that identity (peerKey checks it), the certificate hashes to the
+// association's peer HIT.
+func checkPeerCertificate(certs []*x509.Certificate, peer wire.HIT, lookup func(wire.HIT) (*hostid.PublicKey, bool)) error {
+	if len(certs) != 1 {
+		return fmt.Errorf("%w: %d certificates, want 1", ErrPeerCertificate, len(certs))
+	}
+	leaf := certs[0]
+	if string(leaf.RawIssuer) != string(leaf.RawSubject) {
+		return fmt.Errorf("%w: not self-issued", ErrPeerCertificate)
+	}
+	if err := leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature); err != nil {
+		return fmt.Errorf("%w: not self-signed: %v", ErrPeerCertificate, err)
+	}
+	if leaf.Subject.CommonName != peer.String() || len(leaf.IPAddresses) != 1 ||
+		!leaf.IPAddresses[0].Equal(peer.Addr().AsSlice()) {
+		return fmt.Errorf("%w: names %q, want %s", ErrPeerCertificate, leaf.Subject.CommonName, peer)
+	}
+	pub, err := peerKey(lookup, peer)
+	if err != nil {
+		return err
+	}
+	k, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !k.Equal(pub.CryptoPublicKey()) {
+		return fmt.Errorf("%w: key is not the host identity of %s", ErrPeerCertificate, peer)
+	}
+	return nil
+}
+
+// clientTLS is the tls.Config of one QUIC connection dialed to peer, whose
+// authenticated identity is pub.
+func (m *Manager) clientTLS(peer wire.HIT, pub *hostid.PublicKey) (*tls.Config, error) {
+	root, err := m.issuer.syntheticRoot(peer, pub.CryptoPublicKey())
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	lookup := m.cfg.PeerIdentity
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{m.cert},
+		RootCAs:      pool,
+		ServerName:   peer.String(), // an IP literal: verified against the IP SAN, no SNI sent
+		NextProtos:   []string{alpn},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return checkPeerCertificate(cs.PeerCertificates, peer, lookup)
+		},
+	}, nil
+}
+
+// serverTLS is the tls.Config of the QUIC listener. It only chooses, per
+// connection, a config bound to the HIT the client's packets came from:
+// quic-go fills tls.ClientHelloInfo.Conn with a net.Conn whose RemoteAddr
+// is the address ReadFrom returned, the *overlay.Addr whose HIT the ESP
+// security association authenticated.
+func (m *Manager) serverTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{m.cert},
+		NextProtos:   []string{alpn},
+		GetConfigForClient: func(info *tls.ClientHelloInfo) (*tls.Config, error) {
+			if info.Conn == nil {
+				return nil, errors.New("streams: no remote address for the TLS handshake")
+			}
+			a, ok := info.Conn.RemoteAddr().(*overlay.Addr)
+			if !ok || a == nil {
+				return nil, fmt.Errorf("streams: remote address %v is not a HIT", info.Conn.RemoteAddr())
+			}
+			return m.serverTLSFor(a.HIT), nil
+		},
+	}
+}
+
+func (m *Manager) serverTLSFor(peer wire.HIT) *tls.Config {
+	lookup := m.cfg.PeerIdentity
+	return &tls.Config{
+		MinVersion:             tls.VersionTLS13,
+		Certificates:           []tls.Certificate{m.cert},
+		NextProtos:             []string{alpn},
+		ClientAuth:             tls.RequireAnyClientCert,
+		SessionTicketsDisabled: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return checkPeerCertificate(cs.PeerCertificates, peer, lookup)
+		},
+	}
+}
