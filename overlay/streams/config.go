@@ -83,8 +83,8 @@ type Config struct {
 	// are turned off, and GetConfigForClient is ignored.
 	QUIC *quic.Config
 
-	// Logger receives connection events at Debug level and failures at
-	// Warn. Nil discards them.
+	// Logger receives connection events (up, down, failed dials,
+	// retries) at Debug level. Nil discards them.
 	Logger *slog.Logger
 }
 

@@ -25,6 +25,7 @@ import (
 const (
 	connCodeClosed  quic.ApplicationErrorCode = 0 // Manager.Close
 	connCodeRetired quic.ApplicationErrorCode = 1 // a duplicate connection, retired (see addConn)
+	connCodeIdle    quic.ApplicationErrorCode = 2 // no streams for idleTimeout
 )
 
 // simultaneousOpen is how far apart the establishment of two connections
@@ -32,6 +33,12 @@ const (
 // settled by the initiators' HITs. Beyond it the newer connection wins: the
 // older one may be dead without our knowing yet (the peer restarted).
 const simultaneousOpen = 5 * time.Second
+
+// DefaultIdleTimeout is how long a connection stays up without streams.
+// QUIC keep-alives hold a connection (and so the HIP association under it)
+// open while streams use it; once the last stream is closed the
+// connection goes after this time, and the association can expire.
+const DefaultIdleTimeout = 30 * time.Second
 
 // dialTimeout bounds one QUIC handshake (and the Associate call before
 // it) that Dials wait for. Each Dial also honours its own context.
@@ -45,6 +52,7 @@ type Manager struct {
 	cfg      Config
 	log      *slog.Logger
 	peerPort int
+	idle     time.Duration // DefaultIdleTimeout; tests shorten it
 	qconf    *quic.Config
 	cert     tls.Certificate
 	issuer   *rootIssuer
@@ -88,6 +96,8 @@ type qconn struct {
 	active      int  // streams (and Dials about to open one) on it
 	retired     bool // no new streams; close when active drops to 0
 	closing     bool
+	idleTimer   *time.Timer // armed while active is 0
+	idleGen     uint64      // which arming of idleTimer is current
 }
 
 func (qc *qconn) alive() bool { return qc.c.Context().Err() == nil }
@@ -135,6 +145,7 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		peerPort:  cfg.PeerPort,
+		idle:      DefaultIdleTimeout,
 		qconf:     cfg.quicConfig(),
 		cert:      cert,
 		issuer:    issuer,
@@ -286,6 +297,9 @@ func (m *Manager) addConnLocked(qc *qconn) (closeNow *qconn) {
 	default:
 		closeNow = m.retire(qc)
 	}
+	if closeNow != qc {
+		m.armIdle(qc)
+	}
 	m.wg.Add(1) // serveConn
 	return closeNow
 }
@@ -324,11 +338,35 @@ func (m *Manager) release(qc *qconn) {
 	closeNow := qc.retired && qc.active == 0 && !qc.closing
 	if closeNow {
 		qc.closing = true
+	} else if qc.active == 0 {
+		m.armIdle(qc)
 	}
 	m.mu.Unlock()
 	if closeNow {
 		qc.c.CloseWithError(connCodeRetired, "duplicate connection")
 	}
+}
+
+// armIdle (re)starts qc's idle timer; m.mu is held and qc.active is 0.
+// A timer that fires after a stream came and went finds another idleGen.
+func (m *Manager) armIdle(qc *qconn) {
+	qc.idleGen++
+	gen := qc.idleGen
+	if qc.idleTimer != nil {
+		qc.idleTimer.Stop()
+	}
+	qc.idleTimer = time.AfterFunc(m.idle, func() {
+		m.mu.Lock()
+		expired := !m.closed && !qc.closing && qc.active == 0 && qc.idleGen == gen
+		if expired {
+			qc.closing = true
+		}
+		m.mu.Unlock()
+		if expired {
+			m.log.Debug("streams: closing idle connection", "peer", qc.peer)
+			qc.c.CloseWithError(connCodeIdle, "idle")
+		}
+	})
 }
 
 // peer returns the state for hit, creating it. m.mu is held.
@@ -359,6 +397,9 @@ func (m *Manager) serveConn(qc *qconn) {
 	}
 	m.mu.Lock()
 	delete(m.conns, qc)
+	if qc.idleTimer != nil {
+		qc.idleTimer.Stop()
+	}
 	if p := m.peers[qc.peer]; p != nil {
 		if p.cur == qc {
 			p.cur = nil

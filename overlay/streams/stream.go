@@ -100,14 +100,16 @@ func (m *Manager) Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn, 
 
 // retryable reports whether a Dial whose stream failed with err may try
 // again on another connection. The header was not answered, so no
-// listener saw the stream. Retried: a duplicate connection retired under
-// us (always), and a connection we found open that turns out dead (once:
-// the next try dials a fresh one). A connection this Dial saw being
+// listener saw the stream. Retried: a connection the peer closed as a
+// retired duplicate or as idle while our stream was on its way, and a
+// connection we found open that turns out dead (the next try dials a
+// fresh one). A connection this Dial saw being
 // established is not retried: its failure is the handshake's verdict
 // (the server rejected our certificate).
 func retryable(err error, dialed bool) bool {
 	var appErr *quic.ApplicationError
-	if errors.As(err, &appErr) && appErr.Remote && appErr.ErrorCode == connCodeRetired {
+	if errors.As(err, &appErr) && appErr.Remote &&
+		(appErr.ErrorCode == connCodeRetired || appErr.ErrorCode == connCodeIdle) {
 		return true
 	}
 	if dialed || errors.Is(err, overlay.ErrRefused) {

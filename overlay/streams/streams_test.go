@@ -766,3 +766,45 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// A connection without streams closes after the idle timeout, and the
+// next Dial brings up a new one.
+func TestIdleConnectionCloses(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	for _, n := range []*node{a, b} {
+		n.m.mu.Lock()
+		n.m.idle = 100 * time.Millisecond
+		n.m.mu.Unlock()
+	}
+	l, err := b.m.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, l)
+	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // an open stream holds the connection
+	if na, nb := a.m.ConnectionCount(), b.m.ConnectionCount(); na != 1 || nb != 1 {
+		t.Fatalf("with a stream open: %d and %d connections, want 1 and 1", na, nb)
+	}
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for a.m.ConnectionCount() != 0 || b.m.ConnectionCount() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("idle: %d and %d connections, want 0 and 0", a.m.ConnectionCount(), b.m.ConnectionCount())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := roundTrip(t, a.m, b.hit, 80, []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+}
