@@ -9,8 +9,10 @@
 //     most one connection in use per peer HIT, whoever dialed it: an
 //     accepted connection carries our Dials to that peer too, concurrent
 //     Dials share one handshake, a dead connection is replaced on the next
-//     Dial, and of the two connections of a simultaneous open both sides
-//     retire the same one.
+//     Dial, of the two connections of a simultaneous open both sides
+//     retire the same one, and a connection left without streams closes
+//     after DefaultIdleTimeout (its keep-alives would otherwise hold the
+//     HIP association open for ever).
 //   - The stream header (stream.go): every Dial opens a new bidirectional
 //     stream on the peer's connection and writes
 //     version (1 octet, 1) | destination port (2) | source port (2);
