@@ -1,0 +1,97 @@
+package overlay
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"hipnet.dev/handshake"
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+)
+
+// Config configures a Stack. Identity is required; every other field has a
+// documented zero value.
+type Config struct {
+	// Identity is the node's host identity; its HIT names the node.
+	Identity *hostid.PrivateKey
+
+	// ListenAddr is the UDP address of the node's one socket, e.g.
+	// ":10500" or "127.0.0.1:0". Empty means ":10500" (DESIGN.md). It is
+	// ignored when PacketConn is set.
+	ListenAddr string
+
+	// PacketConn, when set, is used instead of opening a socket (tests wrap
+	// a UDP socket in a lossy link). The Stack owns it from New on and
+	// closes it in Close. Reads and writes are batched (recvmmsg/sendmmsg)
+	// only when it is a *net.UDPConn.
+	PacketConn net.PacketConn
+
+	// Authorize decides which authenticated peers may hold an association.
+	// Nil admits every authenticated peer. It is called on the control
+	// goroutine (keep it fast): before an I1 is sent, when an R1
+	// authenticates the Responder, and when an I2 authenticates the
+	// Initiator. A refused Initiator gets no association (its I2 is answered
+	// with a signed NOTIFY BLOCKED_BY_POLICY); a refused Responder fails
+	// Connect with ErrNotAuthorized. Either way none of the peer's data
+	// reaches the application.
+	Authorize func(peer wire.HIT) bool
+
+	// Logger receives the stack's structured logs (stable messages such as
+	// "bex established", "bex failed", "peer closed", "drop"; drops at
+	// Debug). Nil discards.
+	Logger *slog.Logger
+
+	// KeyLog, when set, receives one line of Wireshark's esp_sa file per
+	// installed SA, both directions (esp.AppendWiresharkSA). It holds key
+	// material: for debugging only.
+	KeyLog io.Writer
+
+	// Handshake overrides the HIP parameters (timeouts, retries, puzzle,
+	// suites). Its Identity is filled from Identity; AllocateSPI, when nil,
+	// is the stack's allocator, which keeps inbound SPIs unique.
+	Handshake handshake.Config
+
+	// QueueLimit bounds the datagrams queued per peer while its base
+	// exchange runs. Zero means 64. Beyond it WriteTo returns ErrQueueFull:
+	// a write is never dropped silently.
+	QueueLimit int
+}
+
+const (
+	defaultListenAddr = ":10500"
+	defaultQueueLimit = 64
+
+	// closeWait bounds how long Close waits for CLOSE_ACKs.
+	closeWait = time.Second
+	// inboxLen is the receive queue of an InnerConn, in datagrams.
+	inboxLen = 256
+	// controlBacklog is how many control packets may wait for the control
+	// goroutine before the read loop drops more.
+	controlBacklog = 256
+	// readBatch is how many datagrams one recvmmsg may return.
+	readBatch = 8
+
+	// maxDatagram is the largest UDP payload the socket reads.
+	maxDatagram = 65535
+	// MaxPayload is the largest inner datagram WriteTo accepts: the outer
+	// IPv4 UDP payload limit (65507) less the inner UDP header and the
+	// largest ESP overhead of the supported suites (header, IV, padding,
+	// trailer, ICV: at most 58 octets).
+	MaxPayload = 65507 - 8 - 58
+)
+
+func (c *Config) queueLimit() int {
+	if c.QueueLimit > 0 {
+		return c.QueueLimit
+	}
+	return defaultQueueLimit
+}
+
+func (c *Config) listenAddr() string {
+	if c.ListenAddr == "" {
+		return defaultListenAddr
+	}
+	return c.ListenAddr
+}

@@ -1,0 +1,272 @@
+package overlay
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// InnerConn is a datagram endpoint on an inner UDP port of the stack: a
+// net.PacketConn whose addresses are *Addr (peer HIT and port). Datagrams
+// travel as BEET inner UDP (RFC 7402 App. B) inside ESP. It is safe for
+// concurrent use.
+type InnerConn struct {
+	s     *Stack
+	port  uint16
+	laddr *Addr
+	in    inbox
+	rd    deadline
+	wd    deadline
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+var _ net.PacketConn = (*InnerConn)(nil)
+
+// Ephemeral inner ports (RFC 6335 §6).
+const ephemeralFirst, ephemeralLast = 49152, 65535
+
+// ListenInner binds inner UDP port (1-65535; 0 picks a free ephemeral port
+// from 49152-65535). It fails with ErrPortInUse if the port is bound and
+// ErrClosed after Close.
+func (s *Stack) ListenInner(port int) (*InnerConn, error) {
+	if port < 0 || port > 65535 {
+		return nil, fmt.Errorf("hip: inner port %d out of range", port)
+	}
+	s.portsMu.Lock()
+	defer s.portsMu.Unlock()
+	select {
+	case <-s.closing:
+		return nil, ErrClosed
+	default:
+	}
+	old := *s.ports.Load()
+	if port == 0 {
+		var r [2]byte
+		_, _ = rand.Read(r[:])
+		n := ephemeralLast - ephemeralFirst + 1
+		start := int(binary.BigEndian.Uint16(r[:])) % n
+		for i := range n {
+			if p := ephemeralFirst + (start+i)%n; old[uint16(p)] == nil {
+				port = p
+				break
+			}
+		}
+		if port == 0 {
+			return nil, fmt.Errorf("%w: no free ephemeral port", ErrPortInUse)
+		}
+	} else if old[uint16(port)] != nil {
+		return nil, fmt.Errorf("%w: %d", ErrPortInUse, port)
+	}
+	c := &InnerConn{
+		s: s, port: uint16(port), laddr: &Addr{HIT: s.hit, Port: port},
+		rd: makeDeadline(), wd: makeDeadline(), closed: make(chan struct{}),
+	}
+	c.in.init()
+	m := make(map[uint16]*InnerConn, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[c.port] = c
+	s.ports.Store(&m)
+	return c, nil
+}
+
+// inner returns the InnerConn bound to port, or nil. Lock-free.
+func (s *Stack) inner(port uint16) *InnerConn { return (*s.ports.Load())[port] }
+
+func (s *Stack) unbind(c *InnerConn) {
+	s.portsMu.Lock()
+	defer s.portsMu.Unlock()
+	old := *s.ports.Load()
+	if old[c.port] != c {
+		return
+	}
+	m := make(map[uint16]*InnerConn, len(old))
+	for k, v := range old {
+		if k != c.port {
+			m[k] = v
+		}
+	}
+	s.ports.Store(&m)
+}
+
+// ReadFrom reads the next datagram into b and returns its length and
+// sender (*Addr). A datagram longer than b is truncated, as with UDP.
+func (c *InnerConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, from, err := c.ReadFromAddr(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, &from, nil
+}
+
+// ReadFromAddr is ReadFrom returning the sender as a value: it allocates
+// nothing (compare net.UDPConn.ReadFromUDPAddrPort).
+func (c *InnerConn) ReadFromAddr(b []byte) (int, Addr, error) {
+	for {
+		select {
+		case <-c.closed:
+			return 0, Addr{}, c.opError("read", nil, ErrClosed)
+		case <-c.rd.wait():
+			return 0, Addr{}, c.opError("read", nil, os.ErrDeadlineExceeded)
+		default:
+		}
+		if it, ok := c.in.pop(); ok {
+			n := copy(b, (*it.buf)[it.off:it.off+it.n])
+			putBuf(it.buf)
+			return n, Addr{HIT: it.from, Port: int(it.port)}, nil
+		}
+		select {
+		case <-c.in.ready:
+		case <-c.closed:
+		case <-c.rd.wait():
+		}
+	}
+}
+
+// WriteTo sends b to addr (an *Addr) as one inner UDP datagram. With
+// an association it is sealed and sent at once; while the base exchange
+// runs it is queued (bounded: ErrQueueFull beyond Config.QueueLimit) and
+// the exchange is started if needed. Errors wrap ErrUnknownPeer (no
+// locator), ErrNotAuthorized, ErrQueueFull, ErrClosed; a passed write
+// deadline gives a timeout net.Error.
+func (c *InnerConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	var to Addr
+	switch a := addr.(type) {
+	case *Addr:
+		if a == nil {
+			return 0, c.opError("write", nil, errors.New("hip: nil address"))
+		}
+		to = *a
+	default:
+		return 0, c.opError("write", addr, fmt.Errorf("hip: address %v is not a HIP address", addr))
+	}
+	select {
+	case <-c.closed:
+		return 0, c.opError("write", addr, ErrClosed)
+	case <-c.wd.wait():
+		return 0, c.opError("write", addr, os.ErrDeadlineExceeded)
+	default:
+	}
+	if to.Port < 1 || to.Port > 65535 {
+		return 0, c.opError("write", addr, fmt.Errorf("hip: bad destination port %d", to.Port))
+	}
+	if len(b) > MaxPayload {
+		return 0, c.opError("write", addr, fmt.Errorf("hip: datagram of %d octets exceeds %d", len(b), MaxPayload))
+	}
+	if err := c.s.send(to.HIT, c.port, uint16(to.Port), b); err != nil {
+		return 0, c.opError("write", addr, err)
+	}
+	return len(b), nil
+}
+
+// Close unbinds the port; blocked reads return ErrClosed.
+func (c *InnerConn) Close() error {
+	first := false
+	c.closeOnce.Do(func() {
+		first = true
+		close(c.closed)
+		c.s.unbind(c)
+		c.in.close()
+	})
+	if !first {
+		return c.opError("close", nil, ErrClosed)
+	}
+	return nil
+}
+
+// LocalAddr returns the node's HIT and the bound port (*Addr).
+func (c *InnerConn) LocalAddr() net.Addr { return c.laddr }
+
+// SetDeadline sets the read and write deadlines (package net semantics).
+func (c *InnerConn) SetDeadline(t time.Time) error {
+	c.rd.set(t)
+	c.wd.set(t)
+	return nil
+}
+
+// SetReadDeadline sets the deadline for ReadFrom; zero means none.
+func (c *InnerConn) SetReadDeadline(t time.Time) error { c.rd.set(t); return nil }
+
+// SetWriteDeadline sets the deadline for WriteTo; zero means none. WriteTo
+// never blocks for long (it seals and sends, or queues), so only a deadline
+// already passed has an effect.
+func (c *InnerConn) SetWriteDeadline(t time.Time) error { c.wd.set(t); return nil }
+
+// errConnClosed is ErrClosed for an InnerConn: it also satisfies
+// errors.Is(err, net.ErrClosed), as a closed net.UDPConn's errors do, so
+// that code written for package net (quic-go's read loop) recognises it.
+var errConnClosed error = closedError{}
+
+type closedError struct{}
+
+func (closedError) Error() string { return ErrClosed.Error() }
+
+func (closedError) Is(target error) bool { return target == ErrClosed || target == net.ErrClosed }
+
+func (c *InnerConn) opError(op string, addr net.Addr, err error) error {
+	if err == ErrClosed {
+		err = errConnClosed
+	}
+	return &net.OpError{Op: op, Net: "hip", Source: c.laddr, Addr: addr, Err: err}
+}
+
+// deadline is a read or write deadline as a channel that is closed when it
+// passes (the pattern of net.Pipe).
+type deadline struct {
+	mu     sync.Mutex
+	timer  *time.Timer
+	cancel chan struct{}
+}
+
+func makeDeadline() deadline { return deadline{cancel: make(chan struct{})} }
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil && !d.timer.Stop() {
+		<-d.cancel // the timer fired: wait until it closed cancel
+	}
+	d.timer = nil
+	closed := isClosed(d.cancel)
+	if t.IsZero() {
+		if closed {
+			d.cancel = make(chan struct{})
+		}
+		return
+	}
+	if dur := time.Until(t); dur > 0 {
+		if closed {
+			d.cancel = make(chan struct{})
+		}
+		cancel := d.cancel
+		d.timer = time.AfterFunc(dur, func() { close(cancel) })
+		return
+	}
+	if !closed {
+		close(d.cancel)
+	}
+}
+
+// wait returns a channel that is closed when the deadline passes.
+func (d *deadline) wait() chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cancel
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}

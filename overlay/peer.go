@@ -1,0 +1,94 @@
+package overlay
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"hipnet.dev/esp"
+	"hipnet.dev/handshake"
+	"hipnet.dev/handshake/wire"
+)
+
+// peer is the per-peer struct: what the data path needs in atomics, the
+// BEX send queue under a mutex, and the control goroutine's state.
+type peer struct {
+	hit wire.HIT
+
+	// Data path: read and written without locks.
+	addr       atomic.Pointer[netip.AddrPort] // locator; nil: none known
+	out        atomic.Pointer[esp.Outbound]   // nil: no outbound SA (queue instead)
+	rekeyAsked atomic.Bool                    // the data path asked for a rekey
+	pokes      atomic.Uint32                  // pending poke bits for the control goroutine
+	static     atomic.Bool                    // locator given by AddPeer (keep the peer without an association)
+
+	bytesIn, bytesOut, pktsIn, pktsOut atomic.Uint64
+
+	// mu guards pending: inner UDP segments (built, not yet sealed) written
+	// while the BEX runs, in order, at most Config.QueueLimit.
+	mu      sync.Mutex
+	pending [][]byte
+
+	// Control goroutine only.
+	assoc        *handshake.Association
+	rec          *assocRecord  // the current memdb record, nil if none
+	in, prev     *inboundSA    // current and previous (before the last rekey) inbound SA
+	nextOut      *esp.Outbound // rekeyed outbound SA waiting for the peer to finish its rekey
+	switchAt     time.Time     // when nextOut is used anyway
+	crossedRekey bool          // the peer's rekey UPDATE crossed ours
+	waiters      []chan error  // Connects waiting for the BEX
+	heapIdx      int           // index in the timer heap, -1 if absent
+	deadline     time.Time
+}
+
+func newPeer(h wire.HIT) *peer { return &peer{hit: h, heapIdx: -1} }
+
+func (p *peer) locator() (netip.AddrPort, bool) {
+	if a := p.addr.Load(); a != nil {
+		return *a, true
+	}
+	return netip.AddrPort{}, false
+}
+
+func (p *peer) setLocator(a netip.AddrPort) {
+	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+	p.addr.Store(&a)
+}
+
+func (p *peer) resetCounters() {
+	p.bytesIn.Store(0)
+	p.bytesOut.Store(0)
+	p.pktsIn.Store(0)
+	p.pktsOut.Store(0)
+}
+
+// Poke bits: what the data path asks of the control goroutine.
+const (
+	pokeConnect uint32 = 1 << iota // data queued: start the BEX
+	pokeData                       // first ESP arrived on an SA marked notify
+	pokeRekey                      // the outbound SA needs rekeying
+)
+
+// poke asks the control goroutine to look at p. It does not block and,
+// while a poke of the same kind is pending, costs one atomic operation.
+func (s *Stack) poke(p *peer, k uint32) {
+	if p.pokes.Or(k)&k != 0 {
+		return
+	}
+	s.pokeMu.Lock()
+	s.poked = append(s.poked, p)
+	s.pokeMu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// lookupPeer returns the peer struct for h, or nil.
+func (s *Stack) lookupPeer(h wire.HIT) *peer {
+	s.peersMu.RLock()
+	p := s.peers[h]
+	s.peersMu.RUnlock()
+	return p
+}

@@ -1,0 +1,143 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"hipnet.dev/esp"
+	"hipnet.dev/handshake/wire"
+)
+
+// The inbound path: the read loop demultiplexes each datagram (demux.go);
+// control packets are copied to the control goroutine; ESP is opened here,
+// on the read loop, and its inner UDP queued to the InnerConn of its port.
+
+// readLoop is the one goroutine reading the socket. It ends when the socket
+// is closed.
+func (s *Stack) readLoop(r *reader) {
+	defer close(s.readDone)
+	fails := 0
+	for {
+		n, err := r.read()
+		for i := 0; i < n; i++ {
+			s.receive(r.bufs[i][:r.n[i]], r.from[i])
+		}
+		if err == nil {
+			fails = 0
+			continue
+		}
+		if errors.Is(err, net.ErrClosed) || s.closed.Load() {
+			return
+		}
+		// Transient errors (ICMP-induced ECONNREFUSED and the like): go on,
+		// without spinning if they persist.
+		s.log.Debug("read failed", "err", err)
+		if fails++; fails > 100 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// receive takes one datagram from the socket. It never blocks and never
+// keeps b.
+func (s *Stack) receive(b []byte, from netip.AddrPort) {
+	s.ctr.packetsIn.Add(1)
+	s.ctr.bytesIn.Add(uint64(len(b)))
+	switch Classify(b) {
+	case KindESP:
+		s.receiveESP(b, from)
+	case KindControl:
+		s.receiveControl(b, from)
+	case KindSTUN:
+		s.drop(&s.ctr.stun, "stun", from, nil)
+	default:
+		s.drop(&s.ctr.short, "short", from, nil)
+	}
+}
+
+// receiveESP is the ESP receive path: SPI → SA (lock-free table) → Open
+// (anti-replay inside) into a pooled buffer → BEET inner UDP checked between
+// the two HITs → the port's inbox. It allocates nothing.
+func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
+	spi, _ := esp.PeekSPI(b)
+	in := s.spis.lookup(spi)
+	if in == nil {
+		s.drop(&s.ctr.unknownSPI, "unknown spi", from, nil)
+		return
+	}
+	bp := getBuf(len(b))
+	pt, nh, err := in.sa.Open((*bp)[:0], b)
+	if err != nil {
+		putBuf(bp)
+		switch {
+		case errors.Is(err, esp.ErrReplay), errors.Is(err, esp.ErrTooOld):
+			s.drop(&s.ctr.replay, "replay", from, err)
+		case errors.Is(err, esp.ErrAuth):
+			s.drop(&s.ctr.authFailure, "auth failure", from, err)
+		default:
+			s.drop(&s.ctr.malformed, "malformed esp", from, err)
+		}
+		return
+	}
+	s.ctr.espIn.Add(1)
+	p := in.p
+	if in.notify.Load() && in.notify.CompareAndSwap(true, false) {
+		s.poke(p, pokeData) // once: R2-SENT → ESTABLISHED, or the peer finished a rekey
+	}
+	if nh != esp.ProtoUDP {
+		putBuf(bp)
+		s.drop(&s.ctr.notUDP, "not udp", from, nil)
+		return
+	}
+	srcPort, dstPort, payload, err := esp.ParseUDP(pt, p.hit, s.hit)
+	if err != nil {
+		putBuf(bp)
+		s.drop(&s.ctr.malformed, "malformed inner udp", from, err)
+		return
+	}
+	p.pktsIn.Add(1)
+	p.bytesIn.Add(uint64(len(payload)))
+	c := s.inner(dstPort)
+	if c == nil {
+		putBuf(bp)
+		s.drop(&s.ctr.noListener, "no listener", from, nil)
+		return
+	}
+	off := cap(*bp) - cap(payload) // payload aliases *bp
+	if !c.in.push(inItem{buf: bp, off: off, n: len(payload), from: p.hit, port: srcPort}) {
+		putBuf(bp)
+		s.drop(&s.ctr.inboxFull, "inbox full", from, nil)
+		return
+	}
+	s.ctr.delivered.Add(1)
+}
+
+// receiveControl checks the framing (zero marker, zero checksum, a well
+// formed header and TLV chain) without allocating, then hands a copy to
+// the control goroutine, or drops it if that goroutine is behind.
+func (s *Stack) receiveControl(b []byte, from netip.AddrPort) {
+	pkt, err := wire.ParseUDPControl(b)
+	if err != nil {
+		s.drop(&s.ctr.malformed, "malformed control", from, err)
+		return
+	}
+	s.ctr.controlIn.Add(1)
+	select {
+	case s.ctrlIn <- ctrlPacket{b: append([]byte(nil), pkt...), from: from}:
+	default:
+		s.drop(&s.ctr.controlBacklog, "control backlog", from, nil)
+	}
+}
+
+// drop counts a dropped datagram and logs it at Debug.
+func (s *Stack) drop(c *atomic.Uint64, reason string, from netip.AddrPort, err error) {
+	c.Add(1)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("drop", "reason", reason, "from", from, "err", err)
+	}
+}

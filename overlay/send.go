@@ -1,0 +1,162 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+
+	"hipnet.dev/esp"
+	"hipnet.dev/handshake/wire"
+)
+
+// The outbound data path (DESIGN.md "Data path"): peer lookup, then either
+// seal with the peer's outbound SA and send to its locator, or queue
+// (bounded) while the base exchange runs.
+
+// send carries payload from inner port srcPort to dst:dstPort.
+func (s *Stack) send(dst wire.HIT, srcPort, dstPort uint16, payload []byte) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	p := s.lookupPeer(dst)
+	if p == nil {
+		return fmt.Errorf("%w: %v", ErrUnknownPeer, dst)
+	}
+	if o := p.out.Load(); o != nil {
+		return s.seal(p, o, srcPort, dstPort, payload)
+	}
+	return s.enqueue(p, srcPort, dstPort, payload)
+}
+
+// seal builds the BEET inner UDP segment between the two HITs, seals it with
+// o and sends it to the peer's locator. With a *net.UDPConn socket it
+// allocates nothing: both buffers come from the pools.
+func (s *Stack) seal(p *peer, o *esp.Outbound, srcPort, dstPort uint16, payload []byte) error {
+	to, ok := p.locator()
+	if !ok {
+		return fmt.Errorf("%w: %v", ErrUnknownPeer, p.hit)
+	}
+	segLen := 8 + len(payload)
+	seg := getBuf(segLen)
+	out := getBuf(segLen + o.Overhead(segLen))
+	b := esp.AppendUDP((*seg)[:0], s.hit, p.hit, srcPort, dstPort, payload)
+	pkt, err := o.Seal((*out)[:0], b, esp.ProtoUDP)
+	putBuf(seg)
+	if err != nil {
+		putBuf(out)
+		if errors.Is(err, esp.ErrSequenceExhausted) {
+			s.askRekey(p)
+		}
+		return err
+	}
+	err = s.sock.writeTo(pkt, to)
+	n := len(pkt)
+	putBuf(out)
+	if err != nil {
+		s.ctr.sendErrors.Add(1)
+		return err
+	}
+	s.countSent(p, n, len(payload))
+	if o.NeedsRekey() {
+		s.askRekey(p)
+	}
+	return nil
+}
+
+func (s *Stack) countSent(p *peer, wireLen, payloadLen int) {
+	s.ctr.packetsOut.Add(1)
+	s.ctr.bytesOut.Add(uint64(wireLen))
+	s.ctr.espOut.Add(1)
+	p.pktsOut.Add(1)
+	p.bytesOut.Add(uint64(payloadLen))
+}
+
+// askRekey asks the control goroutine, once, to rekey p's SAs.
+func (s *Stack) askRekey(p *peer) {
+	if !p.rekeyAsked.Load() && p.rekeyAsked.CompareAndSwap(false, true) {
+		s.poke(p, pokeRekey)
+	}
+}
+
+// enqueue keeps the datagram until p's outbound SA exists and asks the
+// control goroutine to start the base exchange. The queue is bounded by
+// Config.QueueLimit: the write beyond it fails with ErrQueueFull.
+func (s *Stack) enqueue(p *peer, srcPort, dstPort uint16, payload []byte) error {
+	if _, ok := p.locator(); !ok {
+		return fmt.Errorf("%w: %v", ErrUnknownPeer, p.hit)
+	}
+	if !s.authorized(p.hit) {
+		s.ctr.unauthorized.Add(1)
+		return fmt.Errorf("%w: %v", ErrNotAuthorized, p.hit)
+	}
+	p.mu.Lock()
+	if o := p.out.Load(); o != nil {
+		// The SA was installed (and the queue flushed) meanwhile.
+		p.mu.Unlock()
+		return s.seal(p, o, srcPort, dstPort, payload)
+	}
+	if len(p.pending) >= s.queueLimit {
+		p.mu.Unlock()
+		s.ctr.queueFull.Add(1)
+		return fmt.Errorf("%w: %d datagrams for %v", ErrQueueFull, s.queueLimit, p.hit)
+	}
+	p.pending = append(p.pending, esp.AppendUDP(make([]byte, 0, 8+len(payload)), s.hit, p.hit, srcPort, dstPort, payload))
+	p.mu.Unlock()
+	s.poke(p, pokeConnect)
+	return nil
+}
+
+// installOutbound makes o p's outbound SA, first sending what was queued
+// during the base exchange, in order and batched. Writers that find no SA
+// wait on p.mu meanwhile, so nothing overtakes the queue. Control
+// goroutine only.
+func (s *Stack) installOutbound(p *peer, o *esp.Outbound) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.pending) > 0 {
+		to, ok := p.locator()
+		bufs := make([]*[]byte, 0, len(p.pending))
+		pkts := make([][]byte, 0, len(p.pending))
+		payloads := make([]int, 0, len(p.pending))
+		for _, seg := range p.pending {
+			out := getBuf(len(seg) + o.Overhead(len(seg)))
+			pkt, err := o.Seal((*out)[:0], seg, esp.ProtoUDP)
+			if err != nil {
+				putBuf(out)
+				s.ctr.queueDiscarded.Add(1)
+				continue
+			}
+			bufs = append(bufs, out)
+			pkts = append(pkts, pkt)
+			payloads = append(payloads, len(seg)-8)
+		}
+		sent := 0
+		if ok {
+			var err error
+			sent, err = s.sock.writeBatch(pkts, to)
+			if err != nil {
+				s.log.Debug("send failed", "peer", p.hit, "err", err)
+			}
+		}
+		for i := range pkts {
+			if i < sent {
+				s.countSent(p, len(pkts[i]), payloads[i])
+			} else {
+				s.ctr.sendErrors.Add(1)
+			}
+			putBuf(bufs[i])
+		}
+		p.pending = nil
+	}
+	p.out.Store(o)
+}
+
+// discardPending drops the queue of a failed base exchange, counted.
+func (s *Stack) discardPending(p *peer) {
+	p.mu.Lock()
+	n := len(p.pending)
+	p.pending = nil
+	p.mu.Unlock()
+	if n > 0 {
+		s.ctr.queueDiscarded.Add(uint64(n))
+	}
+}

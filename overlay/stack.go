@@ -1,0 +1,300 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+
+	"hipnet.dev/handshake"
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+)
+
+// Stack is one HIP node: its UDP socket, its associations and their SAs,
+// and the inner UDP ports bound on it. It is safe for concurrent use.
+type Stack struct {
+	cfg        Config
+	log        *slog.Logger
+	hit        wire.HIT
+	sock       *socket
+	queueLimit int
+	rekeyAfter uint64 // tests: esp.Config.RekeyAfter of outbound SAs; 0: default
+
+	spis    spiTable // inbound SPI → SA, for the data path
+	peersMu sync.RWMutex
+	peers   map[wire.HIT]*peer
+	portsMu sync.Mutex                            // serialises binds
+	ports   atomic.Pointer[map[uint16]*InnerConn] // copy-on-write, read lock-free
+
+	db  *memdb.MemDB // the association table
+	ctl *control
+
+	ctrlIn chan ctrlPacket
+	cmds   chan command
+	wake   chan struct{}
+	pokeMu sync.Mutex
+	poked  []*peer
+
+	ctr counters
+
+	started   bool
+	closed    atomic.Bool
+	closing   chan struct{} // closed when Close starts
+	ctrlDone  chan struct{} // closed when the control goroutine returned
+	readDone  chan struct{} // closed when the read loop returned
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a node: it opens (or adopts) the UDP socket, pre-computes the
+// first R1 generation and starts the read loop and the control goroutine.
+func New(cfg Config) (*Stack, error) {
+	s, err := newStack(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.start()
+	return s, nil
+}
+
+// newStack builds a Stack without starting its goroutines (benchmarks
+// drive the control plane directly).
+func newStack(cfg Config) (*Stack, error) {
+	if cfg.Identity == nil {
+		return nil, errors.New("hip: Config.Identity is required")
+	}
+	if cfg.QueueLimit < 0 {
+		return nil, errors.New("hip: negative Config.QueueLimit")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Stack{
+		cfg: cfg, log: log, hit: wire.HIT(cfg.Identity.HIT()), queueLimit: cfg.queueLimit(),
+		peers:  map[wire.HIT]*peer{},
+		ctrlIn: make(chan ctrlPacket, controlBacklog), cmds: make(chan command), wake: make(chan struct{}, 1),
+		closing: make(chan struct{}), ctrlDone: make(chan struct{}), readDone: make(chan struct{}),
+	}
+	s.ports.Store(&map[uint16]*InnerConn{})
+	db, err := newStore()
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	c := &control{s: s, spiRes: map[uint32]time.Time{}, switchGrace: max(cfg.Handshake.RetransmitTimeout, minSwitchGrace)}
+	hc := cfg.Handshake
+	hc.Identity = cfg.Identity
+	if hc.AllocateSPI == nil {
+		hc.AllocateSPI = c.allocSPI
+	}
+	if c.ep, err = handshake.NewEndpoint(hc, time.Now()); err != nil {
+		return nil, err
+	}
+	s.ctl = c
+	if s.sock, err = newSocket(&s.cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) start() {
+	s.started = true
+	go s.ctl.run()
+	go s.readLoop(s.sock.newReader())
+}
+
+// HIT returns the node's HIT.
+func (s *Stack) HIT() wire.HIT { return s.hit }
+
+// LocalAddr returns the address of the node's UDP socket.
+func (s *Stack) LocalAddr() netip.AddrPort { return s.sock.local }
+
+// AddPeer sets the static locators of a peer; the first is used (the others
+// are kept for failover, which is not implemented yet). It may be called at
+// any time; an existing association moves to the new locator.
+func (s *Stack) AddPeer(hit wire.HIT, addrs ...netip.AddrPort) {
+	if len(addrs) == 0 {
+		return
+	}
+	s.peersMu.Lock()
+	p := s.peers[hit]
+	if p == nil {
+		p = newPeer(hit)
+		s.peers[hit] = p
+	}
+	p.static.Store(true)
+	p.setLocator(addrs[0])
+	s.peersMu.Unlock()
+}
+
+// learnPeer returns the peer struct for h, creating it with locator from
+// (the source of an authenticated packet) if it has none. Control
+// goroutine only.
+func (s *Stack) learnPeer(h wire.HIT, from netip.AddrPort) *peer {
+	s.peersMu.Lock()
+	defer s.peersMu.Unlock()
+	p := s.peers[h]
+	if p == nil {
+		p = newPeer(h)
+		s.peers[h] = p
+	}
+	if p.addr.Load() == nil {
+		p.setLocator(from)
+	}
+	return p
+}
+
+// forgetPeer removes a peer that has neither an association nor an
+// AddPeer locator.
+func (s *Stack) forgetPeer(p *peer) {
+	s.peersMu.Lock()
+	if s.peers[p.hit] == p && !p.static.Load() && p.assoc == nil {
+		delete(s.peers, p.hit)
+	}
+	s.peersMu.Unlock()
+}
+
+func (s *Stack) peerList() []*peer {
+	s.peersMu.RLock()
+	defer s.peersMu.RUnlock()
+	ps := make([]*peer, 0, len(s.peers))
+	for _, p := range s.peers {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+func (s *Stack) authorized(h wire.HIT) bool {
+	return s.cfg.Authorize == nil || s.cfg.Authorize(h)
+}
+
+// Connect ensures an association with hit that can carry data (ESTABLISHED,
+// or R2-SENT on the Responder side), starting a base exchange if needed, and
+// waits for it. Errors wrap ErrUnknownPeer (no locator), ErrNotAuthorized,
+// ErrHandshakeTimeout (retries exhausted, or the context's deadline, which
+// is wrapped too), ErrHandshakeFailed (with the handshake error inside) or
+// ErrClosed; a cancelled context gives its error.
+func (s *Stack) Connect(ctx context.Context, hit wire.HIT) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	reply := make(chan error, 1)
+	select {
+	case s.cmds <- command{hit: hit, reply: reply}:
+	case <-s.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctxError(ctx, hit)
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctxError(ctx, hit)
+	case <-s.ctrlDone:
+		select {
+		case err := <-reply:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+func ctxError(ctx context.Context, h wire.HIT) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %v: %w", ErrHandshakeTimeout, h, ctx.Err())
+	}
+	return fmt.Errorf("hip: connect %v: %w", h, ctx.Err())
+}
+
+// PeerIdentity returns the authenticated host identity of the peer of an
+// association, if there is one.
+func (s *Stack) PeerIdentity(hit wire.HIT) (*hostid.PublicKey, bool) {
+	r := getRecord(s.db, hit)
+	if r == nil || r.Identity == nil {
+		return nil, false
+	}
+	return r.Identity, true
+}
+
+// PeerInfo describes one association.
+type PeerInfo struct {
+	HIT       wire.HIT
+	State     string // RFC 7401 §4.4.2 state: "ESTABLISHED", "R2-SENT", "CLOSED", ...
+	Path      string // "direct" (relayed and ICE paths come later)
+	Locator   netip.AddrPort
+	HITSuite  string // the Responder's HIT suite, which sets RHASH
+	DHGroup   string
+	HIPCipher string
+	ESPSuite  string
+	InSPI     uint32
+	OutSPI    uint32
+	// Inner datagrams and their payload octets carried since the
+	// association's base exchange started.
+	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
+	Since                                    time.Time // when the current state was entered
+	Initiator                                bool
+}
+
+// Peers returns one record per association, in HIT order, from the
+// association table; the counters are read from the per-peer atomics.
+func (s *Stack) Peers() []PeerInfo {
+	it, err := s.db.Txn(false).Get(tableAssoc, indexID)
+	if err != nil {
+		return nil
+	}
+	var out []PeerInfo
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		r := raw.(*assocRecord)
+		p := r.peer
+		loc, _ := p.locator()
+		pi := PeerInfo{
+			HIT: r.HIT, State: r.State, Path: "direct", Locator: loc,
+			InSPI: r.Info.InSPI, OutSPI: r.Info.OutSPI,
+			BytesIn: p.bytesIn.Load(), BytesOut: p.bytesOut.Load(),
+			PacketsIn: p.pktsIn.Load(), PacketsOut: p.pktsOut.Load(),
+			Since: r.Info.Since, Initiator: r.Info.Initiator,
+		}
+		if r.Info.ESPSuite != 0 {
+			pi.HITSuite = r.Info.HITSuite.String()
+			pi.DHGroup = wire.DHGroupName(r.Info.DHGroup)
+			pi.HIPCipher = wire.CipherName(r.Info.HIPCipher)
+			pi.ESPSuite = r.Info.ESPSuite.String()
+		}
+		out = append(out, pi)
+	}
+	return out
+}
+
+// Stats returns the stack's counters.
+func (s *Stack) Stats() Stats { return s.ctr.snapshot() }
+
+// Close sends CLOSE to every peer with an association, waits up to one
+// second for the CLOSE_ACKs, then closes the socket and every InnerConn and
+// stops all goroutines. Pending Connects return ErrClosed.
+func (s *Stack) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.closing)
+		if s.started {
+			<-s.ctrlDone
+		}
+		s.closeErr = s.sock.close()
+		if s.started {
+			<-s.readDone
+		}
+		for _, c := range *s.ports.Load() {
+			_ = c.Close()
+		}
+	})
+	return s.closeErr
+}

@@ -1,0 +1,74 @@
+package overlay
+
+import "sync/atomic"
+
+// Stats are the stack's counters since New. Every datagram that reaches
+// the socket is counted in PacketsIn and then either handled or counted in
+// exactly one Drops field.
+type Stats struct {
+	PacketsIn, PacketsOut uint64 // UDP datagrams received and sent
+	BytesIn, BytesOut     uint64 // their UDP payload octets
+	ControlIn, ControlOut uint64 // HIP control packets received (well formed) and sent
+	ESPIn, ESPOut         uint64 // ESP packets authenticated and sent
+	Delivered             uint64 // inner datagrams queued to an InnerConn
+	Drops                 Drops
+}
+
+// Drops counts datagrams and writes dropped, by reason.
+type Drops struct {
+	Short           uint64 // shorter than 8 octets: no demux kind
+	STUN            uint64 // STUN: reserved for NAT traversal, not handled yet
+	Malformed       uint64 // control packet that does not parse (or non-zero checksum); ESP or inner UDP that is malformed
+	UnknownSPI      uint64 // ESP for no installed inbound SA
+	Replay          uint64 // ESP replayed or left of the anti-replay window
+	AuthFailure     uint64 // ESP whose ICV did not verify
+	NotForUs        uint64 // HIP packet for another receiver HIT
+	Unauthorized    uint64 // peer refused by Config.Authorize
+	ControlRejected uint64 // HIP packet the state machine refused (unexpected, bad MAC or signature, replay, ...)
+	ControlBacklog  uint64 // control goroutine behind: packet dropped by the read loop
+	NotUDP          uint64 // ESP payload that is not inner UDP (e.g. dummy packets, RFC 4303 §2.6)
+	NoListener      uint64 // inner UDP to a port with no InnerConn
+	InboxFull       uint64 // InnerConn's receive queue full (reader too slow)
+	QueueFull       uint64 // WriteTo refused with ErrQueueFull while a BEX ran
+	QueueDiscarded  uint64 // queued writes discarded because their BEX failed
+	SendErrors      uint64 // socket write errors
+}
+
+// counters are the atomics behind Stats.
+type counters struct {
+	packetsIn, packetsOut atomic.Uint64
+	bytesIn, bytesOut     atomic.Uint64
+	controlIn, controlOut atomic.Uint64
+	espIn, espOut         atomic.Uint64
+	delivered             atomic.Uint64
+
+	short, stun, malformed, unknownSPI, replay, authFailure, notForUs,
+	unauthorized, controlRejected, controlBacklog, notUDP, noListener,
+	inboxFull, queueFull, queueDiscarded, sendErrors atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		PacketsIn: c.packetsIn.Load(), PacketsOut: c.packetsOut.Load(),
+		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+		ControlIn: c.controlIn.Load(), ControlOut: c.controlOut.Load(),
+		ESPIn: c.espIn.Load(), ESPOut: c.espOut.Load(),
+		Delivered: c.delivered.Load(),
+		Drops: Drops{
+			Short: c.short.Load(), STUN: c.stun.Load(), Malformed: c.malformed.Load(),
+			UnknownSPI: c.unknownSPI.Load(), Replay: c.replay.Load(), AuthFailure: c.authFailure.Load(),
+			NotForUs: c.notForUs.Load(), Unauthorized: c.unauthorized.Load(),
+			ControlRejected: c.controlRejected.Load(), ControlBacklog: c.controlBacklog.Load(),
+			NotUDP: c.notUDP.Load(), NoListener: c.noListener.Load(), InboxFull: c.inboxFull.Load(),
+			QueueFull: c.queueFull.Load(), QueueDiscarded: c.queueDiscarded.Load(),
+			SendErrors: c.sendErrors.Load(),
+		},
+	}
+}
+
+// Total returns the sum of all drop counters.
+func (d Drops) Total() uint64 {
+	return d.Short + d.STUN + d.Malformed + d.UnknownSPI + d.Replay + d.AuthFailure +
+		d.NotForUs + d.Unauthorized + d.ControlRejected + d.ControlBacklog + d.NotUDP +
+		d.NoListener + d.InboxFull + d.QueueFull + d.QueueDiscarded + d.SendErrors
+}

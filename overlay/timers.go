@@ -1,0 +1,110 @@
+package overlay
+
+import (
+	"container/heap"
+	"time"
+)
+
+// Every protocol timer in one place: the control goroutine keeps the
+// associations' deadlines (retransmission, R2-SENT, CLOSING/CLOSED/E-FAILED
+// linger: Association.Deadline; the switch to a rekeyed outbound SA) in a heap and arms one time.Timer for the
+// earliest of them, the next R1 rotation (Endpoint.NextRotation) and, while
+// Close drains, the end of the CLOSE_ACK wait.
+
+// timerHeap is a min-heap of peers by deadline (container/heap).
+type timerHeap []*peer
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx = i
+	h[j].heapIdx = j
+}
+
+func (h *timerHeap) Push(x any) {
+	p := x.(*peer)
+	p.heapIdx = len(*h)
+	*h = append(*h, p)
+}
+
+func (h *timerHeap) Pop() any {
+	old := *h
+	n := len(old)
+	p := old[n-1]
+	old[n-1] = nil
+	*h = old[:n-1]
+	p.heapIdx = -1
+	return p
+}
+
+// set schedules p at d; a zero d unschedules it.
+func (h *timerHeap) set(p *peer, d time.Time) {
+	if d.IsZero() {
+		h.remove(p)
+		return
+	}
+	p.deadline = d
+	if p.heapIdx >= 0 {
+		heap.Fix(h, p.heapIdx)
+	} else {
+		heap.Push(h, p)
+	}
+}
+
+func (h *timerHeap) remove(p *peer) {
+	if p.heapIdx >= 0 {
+		heap.Remove(h, p.heapIdx)
+	}
+	p.deadline = time.Time{}
+}
+
+// due pops and returns the peers whose deadline is not after now.
+func (h *timerHeap) due(now time.Time, dst []*peer) []*peer {
+	for h.Len() > 0 && !(*h)[0].deadline.After(now) {
+		p := heap.Pop(h).(*peer)
+		p.deadline = time.Time{}
+		dst = append(dst, p)
+	}
+	return dst
+}
+
+// arm resets the control loop's timer to the earliest of the association
+// deadlines, the R1 rotation and the drain deadline.
+func (c *control) arm() {
+	next := c.ep.NextRotation()
+	if len(c.timers) > 0 && c.timers[0].deadline.Before(next) {
+		next = c.timers[0].deadline
+	}
+	if c.draining && c.drainUntil.Before(next) {
+		next = c.drainUntil
+	}
+	if next.Equal(c.armed) {
+		return
+	}
+	c.armed = next
+	c.timer.Reset(time.Until(next))
+}
+
+// handleTimers runs what is due at now.
+func (c *control) handleTimers(now time.Time) {
+	c.armed = time.Time{}
+	c.due = c.timers.due(now, c.due[:0])
+	for _, p := range c.due {
+		if p.nextOut != nil && !now.Before(p.switchAt) {
+			c.switchOut(p, p.nextOut)
+		}
+		if a := p.assoc; a != nil {
+			a.HandleTimeout(now) // a no-op for timers not yet due
+			c.process(p, now)
+		}
+	}
+	clear(c.due)
+	if !now.Before(c.ep.NextRotation()) {
+		// A new R1 generation: DH keys and signatures, off the packet path.
+		if err := c.ep.Rotate(now); err != nil {
+			c.s.log.Error("r1 rotation failed", "err", err)
+		}
+		c.pruneSPIs(now)
+	}
+}
