@@ -29,13 +29,15 @@ type Config struct {
 	PacketConn net.PacketConn
 
 	// Authorize decides which authenticated peers may hold an association.
-	// Nil admits every authenticated peer. It is called on the control
-	// goroutine (keep it fast): before an I1 is sent, when an R1
-	// authenticates the Responder, and when an I2 authenticates the
-	// Initiator. A refused Initiator gets no association (its I2 is answered
-	// with a signed NOTIFY BLOCKED_BY_POLICY); a refused Responder fails
-	// Connect with ErrNotAuthorized. Either way none of the peer's data
-	// reaches the application.
+	// Nil admits every authenticated peer. It is called when an I2
+	// authenticates an Initiator and when an R1 authenticates a Responder
+	// (on the control goroutine), and, since a HIT names one identity, also
+	// before a base exchange is started by Connect or by a WriteTo that
+	// queues, so that nothing is sent to a refused peer. It must be fast
+	// and safe for concurrent use. A refused Initiator gets no association
+	// (its I2 is answered with a signed NOTIFY BLOCKED_BY_POLICY); a refused
+	// Responder fails Connect with ErrNotAuthorized. Either way none of the
+	// peer's data reaches the application.
 	Authorize func(peer wire.HIT) bool
 
 	// Logger receives the stack's structured logs (stable messages such as

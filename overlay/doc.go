@@ -7,4 +7,96 @@
 // lookup on the data path, and carries inner UDP (BEET, RFC 7402 App. B)
 // between HITs: datagram endpoints for ListenPacket, and the transport of
 // the QUIC streams of package overlay/streams.
+//
+// # Using it
+//
+// New starts a Stack from a Config (identity, UDP address, optional
+// Authorize, Logger, KeyLog, handshake overrides, queue bound). AddPeer
+// gives a peer's locator; Connect runs the base exchange and waits for it;
+// ListenInner binds an inner UDP port and returns an InnerConn, a
+// net.PacketConn whose addresses are *Addr (peer HIT and port): WriteTo
+// starts the base exchange itself when there is no association and queues
+// (bounded by Config.QueueLimit, ErrQueueFull beyond) until it completes.
+// Peers and Stats report the associations and the counters; Close sends
+// CLOSE to every peer, waits up to a second for the CLOSE_ACKs and stops
+// everything. Errors satisfy errors.Is with the sentinels of errors.go.
+//
+// # What the room holds, file by file
+//
+//   - demux.go: Classify, the pure function that tells the three kinds of
+//     packet on the port apart (and the invalid rest).
+//   - socket.go, socket_linux.go: the UDP socket; recvmmsg/sendmmsg through
+//     golang.org/x/net/ipv4 or ipv6 on Linux with a *net.UDPConn, one
+//     datagram per call otherwise.
+//   - receive.go: the read loop and the inbound data path (ESP → SPI →
+//     SA → Open with anti-replay → inner UDP → the port's inbox).
+//   - send.go: the outbound data path (seal with the peer's outbound SA and
+//     send to its locator, or queue while the base exchange runs) and the
+//     flush of that queue.
+//   - control.go: the control goroutine, sole owner of the
+//     handshake.Endpoint and every handshake.Association; Config.Authorize
+//     and the NOTIFY BLOCKED_BY_POLICY (notify.go) are applied there.
+//   - timers.go: every protocol timer (retransmission, state lifetimes,
+//     R1 rotation, the rekey switch, Close's wait) in one heap.
+//   - store.go: the memdb association table, the source of truth for
+//     Peers and the control plane's view; satable.go: the data path's
+//     copy-on-write SPI → SA table derived from it.
+//   - peer.go: the per-peer struct (atomics for the data path, a mutex for
+//     the queue, fields only the control goroutine touches).
+//   - inner.go, queue.go: InnerConn, its deadlines, its bounded inbox of
+//     pooled buffers.
+//   - keylog.go, stats.go: the Wireshark ESP key log and the counters.
+//
+// # Goroutines and locking
+//
+// A Stack runs exactly two goroutines, the read loop and the control
+// goroutine, plus the runtime's timer callbacks for InnerConn deadlines;
+// none is started per packet, and Close stops them all.
+//
+// The read loop opens ESP itself and never blocks: control packets are
+// copied to the control goroutine over a bounded channel (dropped and
+// counted when it is full), inner datagrams go to a bounded inbox (dropped
+// and counted when the reader lags). The first ESP on an SA the control
+// goroutine asked about (R2-SENT, a rekey) is reported once through a
+// "poke": a bit in the peer's atomic word and a wake-up channel; so are
+// "start a base exchange" (a write found no SA) and "rekey"
+// (Outbound.NeedsRekey).
+//
+// The data path takes no lock and no memdb transaction per packet: the SPI
+// table is sharded copy-on-write maps behind atomic pointers, a peer's
+// outbound SA and locator are atomic pointers, the port table is a
+// copy-on-write map, and counters are atomics. Writers that find no
+// outbound SA take the peer's mutex to queue; the control goroutine
+// flushes that queue under the same mutex before it publishes the SA, so
+// queued datagrams leave first and in order. Buffers come from two pools
+// (2 KiB and 64 KiB); a received datagram is decrypted straight into a
+// pooled buffer that the inbox hands to the reader, which copies it out and
+// returns it. Receiving and sending an ESP datagram allocate nothing
+// (alloc_test.go); socket reads through x/net's ReadBatch still allocate
+// the source address of each datagram.
+//
+// # Rules it follows
+//
+//   - Authorize is checked when the peer's identity is authenticated (I2,
+//     R1) and before anything is sent to it; refused peers never get an
+//     association, so none of their data reaches an InnerConn.
+//   - The source of an authenticated I2 becomes the peer's locator when
+//     none is known (RFC 7401 §6.9); ESP from elsewhere does not move it
+//     (mobility, RFC 8046, needs address verification first).
+//   - RFC 7402 §6.10: after a rekey the side that finishes first keeps
+//     sending on the old SA until the peer's data arrives on the new
+//     inbound SA (or a grace period passes), because the peer installs its
+//     new inbound SA only when our ACK reaches it. The previous inbound SA
+//     is kept until the next rekey for packets still in flight.
+//   - Inbound SPIs are random, above 255 (RFC 4303 §2.1) and unique on the
+//     node.
+//
+// # What it must not do
+//
+// No protocol rules of its own beyond the glue above: packet formats,
+// cryptography and state transitions belong to handshake/ and esp/, which
+// it drives and never bypasses. It does not handle STUN yet (counted and
+// dropped, reserved for nat/), does not move associations between
+// locators, and keeps no state for a peer that has not completed a puzzle
+// and signature check.
 package overlay

@@ -202,6 +202,12 @@ func (l *link) WriteTo(b []byte, to net.Addr) (int, error) {
 	return len(b), nil
 }
 
+func (l *link) counts() (sent, dropped int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sent, l.dropped
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,11 +227,9 @@ func TestUnauthorizedInitiator(t *testing.T) {
 // TestUnauthorizedResponder: the Initiator refuses the Responder's HIT,
 // before the I1 and (when Authorize changes its mind) at R1.
 func TestUnauthorizedResponder(t *testing.T) {
-	calls := 0
+	var calls atomic.Int32
 	a := newTestStack(t, 0, func(c *Config) {
-		// Called on the control goroutine and by WriteTo: this test only
-		// calls it from Connect's path.
-		c.Authorize = func(wire.HIT) bool { calls++; return calls == 1 }
+		c.Authorize = func(wire.HIT) bool { return calls.Add(1) == 1 }
 	})
 	b := newTestStack(t, 1, nil)
 	introduce(a, b)
@@ -238,8 +239,8 @@ func TestUnauthorizedResponder(t *testing.T) {
 	if err := a.Connect(ctx, b.HIT()); !errors.Is(err, ErrNotAuthorized) {
 		t.Fatalf("Connect refused at R1: %v", err)
 	}
-	if calls != 2 {
-		t.Errorf("Authorize called %d times", calls)
+	if n := calls.Load(); n != 2 {
+		t.Errorf("Authorize called %d times", n)
 	}
 	barrier(t, a)
 	if len(a.Peers()) != 0 || a.spis.len() != 0 {
@@ -481,5 +482,123 @@ func TestRekeyOnDataPath(t *testing.T) {
 	}
 	if n := a.spis.len(); n > 2 {
 		t.Errorf("a keeps %d inbound SAs (current and previous expected)", n)
+	}
+}
+
+// TestResponderLearnsLocator: b knows nothing of a; a's I2 teaches b where
+// a is, and b can answer without AddPeer.
+func TestResponderLearnsLocator(t *testing.T) {
+	a := newTestStack(t, 0, nil)
+	b := newTestStack(t, 1, nil)
+	a.AddPeer(b.HIT(), b.LocalAddr())
+	if err := a.Connect(context.Background(), b.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	p, ok := peerInfo(b, a.HIT())
+	if !ok || p.Locator != a.LocalAddr() || p.Initiator {
+		t.Fatalf("b's record of a: %+v", p)
+	}
+	// b may Connect (R2-SENT counts) and write first.
+	if err := b.Connect(context.Background(), a.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	ca, cb := listen(t, a, 77), listen(t, b, 0)
+	if _, err := cb.WriteTo([]byte("hello a"), &Addr{HIT: a.HIT(), Port: 77}); err != nil {
+		t.Fatal(err)
+	}
+	if got, from := readOne(t, ca, 2*time.Second); string(got) != "hello a" || from.HIT != b.HIT() {
+		t.Fatalf("got %q from %v", got, from)
+	}
+}
+
+// TestIPv6 runs a BEX and datagrams over an IPv6 loopback socket and a
+// dual-stack wildcard socket reached over IPv4.
+func TestIPv6(t *testing.T) {
+	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	} else {
+		c.Close()
+	}
+	var kl bytes.Buffer
+	a := newTestStack(t, 0, func(c *Config) { c.ListenAddr = "[::1]:0"; c.KeyLog = &kl })
+	b := newTestStack(t, 1, func(c *Config) { c.ListenAddr = "[::]:0" })
+	a.AddPeer(b.HIT(), netip.AddrPortFrom(netip.IPv6Loopback(), b.LocalAddr().Port()))
+	c := newTestStack(t, 2, func(c *Config) { c.ListenAddr = "127.0.0.1:0" })
+	c.AddPeer(b.HIT(), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), b.LocalAddr().Port()))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, x := range []*Stack{a, c} {
+		if err := x.Connect(ctx, b.HIT()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cb := listen(t, b, 66)
+	for _, x := range []*Stack{a, c} {
+		cx := listen(t, x, 0)
+		if _, err := cx.WriteTo([]byte("v6"), &Addr{HIT: b.HIT(), Port: 66}); err != nil {
+			t.Fatal(err)
+		}
+		if got, from := readOne(t, cb, 2*time.Second); string(got) != "v6" || from.HIT != x.HIT() {
+			t.Fatalf("got %q from %v", got, from)
+		}
+		// And back, over the locator b learnt (IPv4 unmapped for c).
+		if _, err := cb.WriteTo([]byte("back"), &Addr{HIT: x.HIT(), Port: cx.LocalAddr().(*Addr).Port}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := readOne(t, cx, 2*time.Second); string(got) != "back" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	if p, _ := peerInfo(b, c.HIT()); !p.Locator.Addr().Is4() {
+		t.Errorf("b's locator for c is %v, want an unmapped IPv4 address", p.Locator)
+	}
+	if !strings.Contains(kl.String(), "IPv6") {
+		t.Errorf("key log: %s", kl.String())
+	}
+}
+
+// TestCloseWakesConnect: a Connect waiting for a BEX returns ErrClosed when
+// the stack closes, and Close does not wait for CLOSE_ACKs that cannot come.
+func TestCloseWakesConnect(t *testing.T) {
+	a := newTestStack(t, 0, func(c *Config) {
+		c.Handshake.RetransmitTimeout, c.Handshake.Retries = time.Second, 5
+	})
+	sink, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	peer := wire.HIT(testKey(t, 1).HIT())
+	a.AddPeer(peer, addrPortOf(sink.LocalAddr()))
+	errc := make(chan error, 1)
+	go func() { errc <- a.Connect(context.Background(), peer) }()
+	waitFor(t, time.Second, "I1 sent", func() bool { return a.Stats().ControlOut > 0 })
+	start := time.Now()
+	a.Close()
+	if err := <-errc; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Connect: %v", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("Close took %v with no association to close", d)
+	}
+	if _, err := a.ListenInner(0); !errors.Is(err, ErrClosed) {
+		t.Errorf("ListenInner after Close: %v", err)
+	}
+}
+
+// TestR1Rotation: R1 generations rotate on the control goroutine's timer and
+// base exchanges keep working across them.
+func TestR1Rotation(t *testing.T) {
+	mod := func(c *Config) { c.Handshake.R1Lifetime = 30 * time.Millisecond }
+	a := newTestStack(t, 0, mod)
+	b := newTestStack(t, 1, mod)
+	introduce(a, b)
+	time.Sleep(100 * time.Millisecond) // a few rotations
+	if err := a.Connect(context.Background(), b.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	b.Close() // the Endpoint is the control goroutine's until it returns
+	if r := b.ctl.ep.Stats().R1Rotations; r < 3 {
+		t.Errorf("%d R1 generations", r)
 	}
 }
