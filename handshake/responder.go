@@ -2,8 +2,8 @@ package handshake
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"time"

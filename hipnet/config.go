@@ -1,0 +1,45 @@
+package hipnet
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+)
+
+// Config configures a Node. Only Identity is required.
+type Config struct {
+	// Identity is the node's key pair; its HIT names the node.
+	Identity *Identity
+
+	// ListenAddr is the UDP address of the node's one socket, for HIP
+	// control and ESP alike. Default ":10500" (RFC 5770 §5.1); use ":0"
+	// for an ephemeral port.
+	ListenAddr string
+
+	// Peers are static locators: the UDP addresses where peers' HITs can
+	// be reached. More can be added with Node.AddPeer.
+	Peers map[HIT][]netip.AddrPort
+
+	// Authorize decides which authenticated peers may associate. It runs
+	// once per base exchange, after the peer proved its identity and
+	// before any of its data reaches the application. nil admits every
+	// authenticated peer.
+	Authorize func(peer HIT) bool
+
+	// Logger receives the node's structured logs; nil discards them.
+	Logger *slog.Logger
+
+	// KeyLog, if set, receives one line per ESP security association in
+	// the format of Wireshark's esp_sa file, so captures can be decrypted
+	// for debugging. It exposes every key: never set it in production.
+	KeyLog io.Writer
+
+	// PacketConn, if set, is used instead of opening ListenAddr: a socket
+	// the application prepared, or a wrapper for testing. The Node closes
+	// it on Close.
+	PacketConn net.PacketConn
+}
+
+// DefaultPort is the UDP port of HIP over UDP (RFC 5770 §5.1).
+const DefaultPort = 10500

@@ -1,0 +1,31 @@
+// Package hipnet gives applications ordinary net.Conn, net.Listener and
+// net.PacketConn to peers named by their Host Identity Tag (HIT): the hash
+// of a public key, written as an IPv6 address. Underneath, a Node speaks
+// HIPv2 (RFC 7401) over one UDP socket: a four-packet base exchange
+// authenticates both hosts by their keys and agrees keys, then ESP
+// (RFC 7402) encrypts every datagram. Mutual authentication and
+// encryption are the default, never an add-on.
+//
+// A minimal server and client:
+//
+//	id, _ := hipnet.LoadOrCreateIdentity("node.key")
+//	node, _ := hipnet.NewNode(hipnet.Config{Identity: id, ListenAddr: ":10500"})
+//	ln, _ := node.Listen("tcp", ":8883")
+//	c, _ := ln.Accept()
+//	who := c.RemoteAddr().(*hipnet.Addr).HIT // authenticated
+//
+//	client, _ := hipnet.NewNode(hipnet.Config{Identity: id2,
+//		Peers: map[hipnet.HIT][]netip.AddrPort{serverHIT: {serverAddr}}})
+//	c, _ := client.DialContext(ctx, "tcp", "["+serverHIT.String()+"]:8883")
+//
+// Streams ("tcp", "tcp6" or "hip" in Dial and Listen) are QUIC streams
+// inside the ESP association, one QUIC connection per peer, with QUIC's
+// TLS bound to the HIP host identities. Datagrams ("udp", "udp6" or "hip"
+// in ListenPacket, "udp" in Dial) are inner UDP over ESP. Because
+// DialContext has the signature of net.Dialer's, it plugs into
+// http.Transport.DialContext, gRPC's context dialer and MQTT clients.
+//
+// Errors satisfy errors.Is with the exported sentinels (ErrUnknownPeer,
+// ErrHandshakeTimeout, ErrHandshakeFailed, ErrRefused, ErrNotAuthorized,
+// ErrClosed); deadlines and context cancellation behave as in package net.
+package hipnet

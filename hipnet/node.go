@@ -1,0 +1,259 @@
+package hipnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
+	"hipnet.dev/overlay/streams"
+)
+
+// StreamPort is the inner UDP port that carries the node's QUIC
+// connections; it is reserved and cannot be bound with ListenPacket.
+const StreamPort = 65535
+
+// Node is one host: its identity, its UDP socket, its associations with
+// peers, and the connections over them. A Node is safe for concurrent use.
+type Node struct {
+	stack   *overlay.Stack
+	streams *streams.Manager
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewNode starts a node: it opens the UDP socket and is ready to dial and
+// accept at once.
+func NewNode(cfg Config) (*Node, error) {
+	if cfg.Identity == nil {
+		return nil, errors.New("hipnet: Config.Identity is required")
+	}
+	listen := cfg.ListenAddr
+	if listen == "" {
+		listen = ":" + strconv.Itoa(DefaultPort)
+	}
+	var authorize func(wire.HIT) bool
+	if cfg.Authorize != nil {
+		authorize = func(h wire.HIT) bool { return cfg.Authorize(h) }
+	}
+	st, err := overlay.New(overlay.Config{
+		Identity:   cfg.Identity.key,
+		ListenAddr: listen,
+		PacketConn: cfg.PacketConn,
+		Authorize:  authorize,
+		Logger:     cfg.Logger,
+		KeyLog:     cfg.KeyLog,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for hit, addrs := range cfg.Peers {
+		st.AddPeer(hit, addrs...)
+	}
+	pc, err := st.ListenInner(StreamPort)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	sm, err := streams.New(pc, st.HIT(), streams.Config{
+		Identity:     cfg.Identity.key,
+		PeerIdentity: func(h wire.HIT) (*hostid.PublicKey, bool) { return st.PeerIdentity(h) },
+		Associate:    st.Connect,
+		Logger:       cfg.Logger,
+	})
+	if err != nil {
+		pc.Close()
+		st.Close()
+		return nil, err
+	}
+	return &Node{stack: st, streams: sm}, nil
+}
+
+// HIT returns the node's HIT.
+func (n *Node) HIT() HIT { return n.stack.HIT() }
+
+// LocalAddr returns the address of the node's UDP socket.
+func (n *Node) LocalAddr() netip.AddrPort { return n.stack.LocalAddr() }
+
+// AddPeer adds locators (UDP addresses) for a peer's HIT.
+func (n *Node) AddPeer(peer HIT, addrs ...netip.AddrPort) { n.stack.AddPeer(peer, addrs...) }
+
+// Peers returns one record per association.
+func (n *Node) Peers() []PeerInfo { return n.stack.Peers() }
+
+// Dial connects to address ("[HIT]:port") on the named network; see
+// DialContext.
+func (n *Node) Dial(network, address string) (net.Conn, error) {
+	return n.DialContext(context.Background(), network, address)
+}
+
+// DialContext connects to address, "[HIT]:port", running the base
+// exchange with the peer first if there is no association yet. network
+// is "tcp", "tcp6" or "hip" for a stream, "udp" or "udp6" for a
+// connected datagram socket. The context bounds the whole dial, base
+// exchange included.
+func (n *Node) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := n.dial(ctx, network, address)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: addrOrNil(address), Err: err}
+	}
+	return c, nil
+}
+
+func (n *Node) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	stream, err := streamNetwork(network, true)
+	if err != nil {
+		return nil, err
+	}
+	ra, err := overlay.ParseAddr(address)
+	if err != nil {
+		return nil, err
+	}
+	if ra.Port == 0 {
+		return nil, errors.New("hipnet: missing port in address")
+	}
+	if err := n.stack.Connect(ctx, ra.HIT); err != nil {
+		return nil, err
+	}
+	if stream {
+		return n.streams.Dial(ctx, ra.HIT, ra.Port)
+	}
+	pc, err := n.stack.ListenInner(0)
+	if err != nil {
+		return nil, err
+	}
+	return &datagramConn{InnerConn: pc, remote: ra}, nil
+}
+
+// Listen accepts streams on address (":port", or "[own HIT]:port").
+// network is "tcp", "tcp6" or "hip".
+func (n *Node) Listen(network, address string) (net.Listener, error) {
+	ln, err := n.listen(network, address)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	return ln, nil
+}
+
+func (n *Node) listen(network, address string) (net.Listener, error) {
+	stream, err := streamNetwork(network, false)
+	if err != nil {
+		return nil, err
+	}
+	if !stream {
+		return nil, net.UnknownNetworkError(network)
+	}
+	port, err := n.localPort(address)
+	if err != nil {
+		return nil, err
+	}
+	return n.streams.Listen(port)
+}
+
+// ListenPacket opens a datagram endpoint on address (":port" or
+// "[own HIT]:port"; port 0 picks one). network is "udp", "udp6" or "hip".
+// ReadFrom returns the sender as a *Addr.
+func (n *Node) ListenPacket(network, address string) (net.PacketConn, error) {
+	switch network {
+	case "udp", "udp6", "hip":
+	default:
+		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+	}
+	port, err := n.localPort(address)
+	if err == nil && port == StreamPort {
+		err = fmt.Errorf("%w: %d is reserved for streams", overlay.ErrPortInUse, port)
+	}
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	pc, err := n.stack.ListenInner(port)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	return pc, nil
+}
+
+// Close sends CLOSE to every peer, then closes every connection and the
+// socket. It returns when the node's goroutines have stopped.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		err1 := n.streams.Close()
+		err2 := n.stack.Close()
+		n.closeErr = errors.Join(err1, err2)
+	})
+	return n.closeErr
+}
+
+// localPort parses ":port" or "[own HIT]:port".
+func (n *Node) localPort(address string) (int, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return 0, err
+	}
+	if host != "" && host != "::" && host != "0.0.0.0" {
+		h, err := ParseHIT(host)
+		if err != nil {
+			return 0, err
+		}
+		if h != n.HIT() {
+			return 0, fmt.Errorf("hipnet: %v is not this node's HIT", h)
+		}
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("hipnet: bad port %q", port)
+	}
+	return int(p), nil
+}
+
+// streamNetwork maps a network name to streams (true) or datagrams.
+func streamNetwork(network string, dial bool) (bool, error) {
+	switch network {
+	case "tcp", "tcp6", "hip":
+		return true, nil
+	case "udp", "udp6":
+		if dial {
+			return false, nil
+		}
+	}
+	return false, net.UnknownNetworkError(network)
+}
+
+func addrOrNil(s string) net.Addr {
+	if a, err := overlay.ParseAddr(s); err == nil {
+		return a
+	}
+	return nil
+}
+
+// datagramConn is a datagram socket connected to one peer address: the
+// net.Conn that DialContext returns for "udp".
+type datagramConn struct {
+	*overlay.InnerConn
+	remote *Addr
+}
+
+func (c *datagramConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *datagramConn) Write(b []byte) (int, error) { return c.InnerConn.WriteTo(b, c.remote) }
+
+// Read returns the next datagram from the connected peer; datagrams from
+// other addresses are discarded, as a connected UDP socket does.
+func (c *datagramConn) Read(b []byte) (int, error) {
+	for {
+		n, from, err := c.InnerConn.ReadFrom(b)
+		if err != nil {
+			return n, err
+		}
+		if a, ok := from.(*Addr); ok && a.HIT == c.remote.HIT && a.Port == c.remote.Port {
+			return n, nil
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package hipnet
+
+import (
+	"bytes"
+	"encoding/hex"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"hipnet.dev/internal/pcap"
+)
+
+// recordingConn is a real UDP socket that writes every datagram it sends
+// and receives into a pcap, as a capture on the loopback would show them.
+type recordingConn struct {
+	net.PacketConn
+	mu sync.Mutex
+	w  *pcap.Writer
+}
+
+func (r *recordingConn) record(src, dst net.Addr, b []byte) {
+	s, ok1 := src.(*net.UDPAddr)
+	d, ok2 := dst.(*net.UDPAddr)
+	if !ok1 || !ok2 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.w.WriteUDP(time.Now(), s.AddrPort(), d.AddrPort(), b)
+}
+
+func (r *recordingConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, from, err := r.PacketConn.ReadFrom(b)
+	if err == nil {
+		r.record(from, r.LocalAddr(), b[:n])
+	}
+	return n, from, err
+}
+
+func (r *recordingConn) WriteTo(b []byte, to net.Addr) (int, error) {
+	r.record(r.LocalAddr(), to, b)
+	return r.PacketConn.WriteTo(b, to)
+}
+
+// TestTshark is the independent decoder of DESIGN.md "Testing": tshark
+// reads the base exchange of a capture as HIP packet types 1-4 with no
+// malformed-packet or error expert info, and Wireshark's ESP decryption,
+// fed only from Config.KeyLog, reveals a datagram's plaintext.
+func TestTshark(t *testing.T) {
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		t.Skip("tshark not installed (apt-get install tshark); CI installs it")
+	}
+	dir := t.TempDir()
+	capFile := filepath.Join(dir, "hip.pcap")
+	f, err := os.Create(capFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := pcap.NewWriter(f, pcap.LinkTypeEthernet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keylog bytes.Buffer
+	client, server := pairNodes(t, Config{PacketConn: &recordingConn{PacketConn: udp, w: w}, KeyLog: &keylog}, Config{})
+	spc, err := server.ListenPacket("udp", ":40123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spc.Close()
+	marker := "hipnet-plaintext-marker-" + strconv.Itoa(int(time.Now().UnixNano()%1e6))
+	c, err := client.DialContext(ctxT(t, 10*time.Second), "udp", addrOf(server, 40123))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte(marker)); err != nil {
+		t.Fatal(err)
+	}
+	spc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 200)
+	n, _, err := spc.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != marker {
+		t.Fatalf("datagram: %q %v", buf[:n], err)
+	}
+	c.Close()
+	client.Close()
+	f.Close()
+	port := strconv.Itoa(int(server.LocalAddr().Port()))
+
+	// 1. The base exchange as HIP.
+	out, err := exec.Command(tshark, "-n", "-r", capFile, "-d", "udp.port=="+port+",hip",
+		"-Y", "hip", "-T", "fields", "-e", "hip.packet_type").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	types := strings.Fields(string(out))
+	if len(types) < 4 || strings.Join(types[:4], " ") != "1 2 3 4" {
+		t.Fatalf("HIP packet types %v, want 1 2 3 4 first", types)
+	}
+	out, err = exec.Command(tshark, "-n", "-r", capFile, "-d", "udp.port=="+port+",hip",
+		"-Y", "hip && (_ws.malformed || _ws.expert.severity >= error)", "-T", "fields", "-e", "frame.number").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("tshark reports malformed or error packets: %v\n%s", err, out)
+	}
+
+	// 2. ESP decrypted with the key log alone.
+	cfg := filepath.Join(dir, "config", "wireshark")
+	os.MkdirAll(cfg, 0o755)
+	if err := os.WriteFile(filepath.Join(cfg, "esp_sa"), keylog.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(tshark, "-n", "-r", capFile, "-o", "esp.enable_encryption_decode:TRUE",
+		"-d", "udp.port=="+port+",udpencap", "-T", "fields", "-e", "data.data")
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "HOME="+dir)
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	if !strings.Contains(strings.ReplaceAll(string(out), ":", ""), hex.EncodeToString([]byte(marker))) {
+		t.Fatalf("tshark did not reveal the datagram with the key log (%d key lines):\n%.2000s", strings.Count(keylog.String(), "\n"), out)
+	}
+}
