@@ -137,11 +137,11 @@ func (c *sinkConn) take() []byte {
 }
 
 func (c *sinkConn) ReadFrom([]byte) (int, net.Addr, error) { return 0, nil, net.ErrClosed }
-func (c *sinkConn) Close() error                          { return nil }
-func (c *sinkConn) LocalAddr() net.Addr                   { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 10500} }
-func (c *sinkConn) SetDeadline(time.Time) error           { return nil }
-func (c *sinkConn) SetReadDeadline(time.Time) error       { return nil }
-func (c *sinkConn) SetWriteDeadline(time.Time) error      { return nil }
+func (c *sinkConn) Close() error                           { return nil }
+func (c *sinkConn) LocalAddr() net.Addr                    { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 10500} }
+func (c *sinkConn) SetDeadline(time.Time) error            { return nil }
+func (c *sinkConn) SetReadDeadline(time.Time) error        { return nil }
+func (c *sinkConn) SetWriteDeadline(time.Time) error       { return nil }
 
 func heapInUse() uint64 {
 	runtime.GC()
