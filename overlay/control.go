@@ -174,7 +174,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		a.Events()
 		delete(c.spiRes, a.Info().InSPI)
 		s.ctr.unauthorized.Add(1)
-		s.log.Info("unauthorized", "peer", sender, "role", "responder")
+		s.log.Info("unauthorized", "peer", sender.String(), "role", "responder")
 		c.discardPending(p)
 		c.wakeWaiters(p, fmt.Errorf("%w: %v", ErrNotAuthorized, sender))
 		c.abandon(p)
@@ -201,7 +201,7 @@ func (c *control) refuse(p *peer, n, old *handshake.Association, sender wire.HIT
 		c.flushWakes()
 	}
 	s.ctr.unauthorized.Add(1)
-	s.log.Info("unauthorized", "peer", sender, "role", "initiator", "from", from)
+	s.log.Info("unauthorized", "peer", sender.String(), "role", "initiator", "from", from)
 	if msg, err := blockedNotify(s.cfg.Identity, s.hit, sender); err == nil {
 		c.sendControl(msg, from)
 	} else {
@@ -224,8 +224,9 @@ func (c *control) countRejected(err error, from netip.AddrPort) {
 }
 
 // process drains an association after anything happened to it: events
-// first (so that SAs are in place before the packets that let the peer use
-// them leave), then the packets, then the record and the timer.
+// first, then the record and the timer, then the packets — so that the SAs
+// and the record are in place before the packets that let the peer use
+// them leave — and last the answers to waiting Connects.
 func (c *control) process(p *peer, now time.Time) {
 	a := p.assoc
 	if a == nil {
@@ -234,14 +235,14 @@ func (c *control) process(p *peer, now time.Time) {
 	for _, ev := range a.Events() {
 		c.event(p, a, ev, now)
 	}
-	if out := a.Outgoing(); len(out) > 0 {
-		if to, ok := p.locator(); ok {
-			for _, pkt := range out {
-				c.sendControl(pkt, to)
-			}
+	out := a.Outgoing()
+	to, ok := p.locator()
+	c.sync(p, now)
+	if ok {
+		for _, pkt := range out {
+			c.sendControl(pkt, to)
 		}
 	}
-	c.sync(p, now)
 	c.flushWakes()
 }
 
@@ -262,7 +263,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		}
 		info := a.Info()
 		loc, _ := p.locator()
-		s.log.Info("bex established", "peer", p.hit, "initiator", info.Initiator, "locator", loc,
+		s.log.Info("bex established", "peer", p.hit.String(), "initiator", info.Initiator, "locator", loc,
 			"esp", info.ESPSuite.String(), "in_spi", info.InSPI, "out_spi", info.OutSPI)
 		c.wakeWaiters(p, nil)
 	case handshake.EventRekeyed:
@@ -287,19 +288,19 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		} else {
 			c.switchOut(p, o)
 		}
-		s.log.Info("rekeyed", "peer", p.hit, "in_spi", ev.Inbound.SPI, "out_spi", ev.Outbound.SPI)
+		s.log.Info("rekeyed", "peer", p.hit.String(), "in_spi", ev.Inbound.SPI, "out_spi", ev.Outbound.SPI)
 	case handshake.EventFailed:
 		c.removeSAs(p)
 		c.discardPending(p)
-		s.log.Warn("bex failed", "peer", p.hit, "err", ev.Err)
+		s.log.Warn("bex failed", "peer", p.hit.String(), "err", ev.Err)
 		c.wakeWaiters(p, bexError(p.hit, ev.Err))
 	case handshake.EventClosed:
 		c.removeSAs(p)
 		c.discardPending(p)
-		s.log.Info("peer closed", "peer", p.hit, "reason", ev.Err)
+		s.log.Info("peer closed", "peer", p.hit.String(), "reason", ev.Err)
 		c.wakeWaiters(p, fmt.Errorf("%w: association with %v closed", ErrClosed, p.hit))
 	case handshake.EventNotify:
-		s.log.Info("notify", "peer", p.hit, "err", ev.Err)
+		s.log.Info("notify", "peer", p.hit.String(), "err", ev.Err)
 	}
 }
 
@@ -320,7 +321,7 @@ func (c *control) installInbound(p *peer, cfg esp.Config, rekey bool) {
 	}
 	sa, err := esp.NewInbound(cfg)
 	if err != nil {
-		c.s.log.Error("inbound sa", "peer", p.hit, "err", err)
+		c.s.log.Error("inbound sa", "peer", p.hit.String(), "err", err)
 		return
 	}
 	e := &inboundSA{sa: sa, p: p}
@@ -344,7 +345,7 @@ func (c *control) newOutbound(p *peer, cfg esp.Config) *esp.Outbound {
 	}
 	o, err := esp.NewOutbound(cfg)
 	if err != nil {
-		c.s.log.Error("outbound sa", "peer", p.hit, "err", err)
+		c.s.log.Error("outbound sa", "peer", p.hit.String(), "err", err)
 		return nil
 	}
 	c.s.keylog(p, cfg)
@@ -396,7 +397,7 @@ func (c *control) sync(p *peer, now time.Time) {
 	if p.rec == nil || p.rec.Info != info || p.rec.Identity != a.PeerIdentity() {
 		r := &assocRecord{HIT: p.hit, State: info.State.String(), Info: info, Identity: a.PeerIdentity(), peer: p}
 		if err := putRecord(c.s.db, r); err != nil {
-			c.s.log.Error("store", "peer", p.hit, "err", err)
+			c.s.log.Error("store", "peer", p.hit.String(), "err", err)
 		} else {
 			p.rec = r
 		}
@@ -418,7 +419,7 @@ func (c *control) abandon(p *peer) {
 	p.assoc = nil
 	if p.rec != nil {
 		if err := deleteRecord(s.db, p.hit); err != nil {
-			s.log.Error("store", "peer", p.hit, "err", err)
+			s.log.Error("store", "peer", p.hit.String(), "err", err)
 		}
 		p.rec = nil
 	}
@@ -500,7 +501,7 @@ func (c *control) connect(now time.Time, h wire.HIT, reply chan error) {
 	} else {
 		p.assoc.Restart(now) // UNASSOCIATED, E-FAILED, CLOSING, CLOSED (§4.4.3)
 	}
-	s.log.Debug("bex started", "peer", h)
+	s.log.Debug("bex started", "peer", h.String())
 	c.process(p, now)
 }
 
@@ -559,13 +560,13 @@ func (c *control) rekey(p *peer, now time.Time) {
 		err = a.Rekey(now, true)
 	}
 	if err != nil {
-		c.s.log.Warn("rekey failed", "peer", p.hit, "err", err)
+		c.s.log.Warn("rekey failed", "peer", p.hit.String(), "err", err)
 		if !errors.Is(err, handshake.ErrBusy) {
 			p.rekeyAsked.Store(false)
 		}
 		return
 	}
-	c.s.log.Debug("rekey started", "peer", p.hit)
+	c.s.log.Debug("rekey started", "peer", p.hit.String())
 	c.process(p, now)
 }
 

@@ -210,6 +210,7 @@ func TestLossyLink(t *testing.T) {
 func FuzzReceive(f *testing.F) {
 	a, b := connected(f, nil, nil)
 	ca, cb := listen(f, a, 0), listen(f, b, 40)
+	barrier(f, b)
 	before, _ := peerInfo(b, a.HIT())
 	from := a.LocalAddr()
 	f.Add([]byte{})

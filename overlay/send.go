@@ -134,7 +134,7 @@ func (s *Stack) installOutbound(p *peer, o *esp.Outbound) {
 			var err error
 			sent, err = s.sock.writeBatch(pkts, to)
 			if err != nil {
-				s.log.Debug("send failed", "peer", p.hit, "err", err)
+				s.log.Debug("send failed", "peer", p.hit.String(), "err", err)
 			}
 		}
 		for i := range pkts {

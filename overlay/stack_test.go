@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -601,4 +603,39 @@ func TestR1Rotation(t *testing.T) {
 	if r := b.ctl.ep.Stats().R1Rotations; r < 3 {
 		t.Errorf("%d R1 generations", r)
 	}
+}
+
+// TestLogs: the stable messages, with the peer's HIT as text.
+func TestLogs(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, b := connected(t, func(c *Config) { c.Logger = log }, nil)
+	a.Close()
+	b.Close()
+	out := buf.String()
+	for _, want := range []string{
+		`"msg":"bex established","peer":"` + b.HIT().String() + `"`,
+		`"msg":"peer closed","peer":"` + b.HIT().String() + `"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

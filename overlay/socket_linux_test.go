@@ -1,0 +1,3 @@
+package overlay
+
+const batchingPlatform = true
