@@ -153,7 +153,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		// A valid I2: the Initiator's identity is authenticated and n is a
 		// new association in R2-SENT (or a replaced in place).
 		if !s.authorized(sender) {
-			c.refuse(p, n, a, sender, pk.from, now)
+			c.refuse(p, n, a, sender, pk.from)
 			return
 		}
 		if p == nil {
@@ -188,7 +188,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 // discarded with everything it would send (the R2) and its SAs never reach
 // the data path; a signed NOTIFY BLOCKED_BY_POLICY goes to the I2's source.
 // If the I2 replaced an association in place, that one is gone too.
-func (c *control) refuse(p *peer, n, old *handshake.Association, sender wire.HIT, from netip.AddrPort, now time.Time) {
+func (c *control) refuse(p *peer, n, old *handshake.Association, sender wire.HIT, from netip.AddrPort) {
 	s := c.s
 	n.Outgoing()
 	n.Events()
@@ -207,7 +207,6 @@ func (c *control) refuse(p *peer, n, old *handshake.Association, sender wire.HIT
 	} else {
 		s.log.Error("notify failed", "err", err)
 	}
-	_ = now
 }
 
 // countRejected counts a control packet the Endpoint refused.
@@ -237,7 +236,7 @@ func (c *control) process(p *peer, now time.Time) {
 	}
 	out := a.Outgoing()
 	to, ok := p.locator()
-	c.sync(p, now)
+	c.sync(p)
 	if ok {
 		for _, pkt := range out {
 			c.sendControl(pkt, to)
@@ -384,7 +383,7 @@ func (c *control) discardPending(p *peer) { c.s.discardPending(p) }
 // sync writes p's memdb record when something it holds changed, keeps the
 // timer heap in step, and forgets an association that went back to
 // UNASSOCIATED.
-func (c *control) sync(p *peer, now time.Time) {
+func (c *control) sync(p *peer) {
 	a := p.assoc
 	if a == nil {
 		return
@@ -407,7 +406,6 @@ func (c *control) sync(p *peer, now time.Time) {
 		d = p.switchAt
 	}
 	c.timers.set(p, d)
-	_ = now
 }
 
 // abandon forgets p's association: timer, record, SAs; a peer learnt from

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"hipnet.dev/handshake"
-	"hipnet.dev/handshake/wire"
 )
 
 // recorder is a PacketConn over UDP that keeps copies of the ESP it sends.
@@ -240,5 +239,3 @@ func FuzzReceive(f *testing.F) {
 		}
 	})
 }
-
-var _ = wire.HIT{}
