@@ -1,0 +1,72 @@
+package hipnet
+
+import (
+	"io"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestParsePeers(t *testing.T) {
+	a, _ := GenerateIdentity()
+	b, _ := GenerateIdentity()
+	s := a.HIT().String() + "@127.0.0.1:10500, " + b.HIT().String() + "@[::1]:1," + a.HIT().String() + "@192.0.2.1:7"
+	m, err := ParsePeers(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m[a.HIT()]) != 2 || m[b.HIT()][0] != netip.MustParseAddrPort("[::1]:1") {
+		t.Fatalf("%v", m)
+	}
+	for _, bad := range []string{"127.0.0.1:1", "2001:db8::1@127.0.0.1:1", a.HIT().String() + "@nohost"} {
+		if _, err := ParsePeers(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if m, err := ParsePeers(""); err != nil || len(m) != 0 {
+		t.Fatal("empty list")
+	}
+}
+
+// TestDefaultNode: the package-level functions use a node configured from
+// HIPNET_IDENTITY, HIPNET_LISTEN and HIPNET_PEERS.
+func TestDefaultNode(t *testing.T) {
+	server := newTestNode(t, Config{})
+	echoServer(t, server, 7)
+	key := filepath.Join(t.TempDir(), "node.key")
+	t.Setenv("HIPNET_IDENTITY", key)
+	t.Setenv("HIPNET_LISTEN", "127.0.0.1:0")
+	t.Setenv("HIPNET_PEERS", server.HIT().String()+"@"+server.LocalAddr().String())
+	c, err := DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo %q %v", buf, err)
+	}
+	id, err := LoadIdentity(key)
+	if err != nil {
+		t.Fatalf("the default node did not save its key: %v", err)
+	}
+	if c.LocalAddr().(*Addr).HIT != id.HIT() {
+		t.Fatal("the default node does not use HIPNET_IDENTITY")
+	}
+	d, err := Default()
+	if err != nil || d.HIT() != id.HIT() {
+		t.Fatal("Default() differs")
+	}
+	ln, err := Listen("tcp", ":9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	pc, err := ListenPacket("udp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Close()
+}
