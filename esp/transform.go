@@ -27,9 +27,15 @@ type transform struct {
 	// pool hands each concurrent Seal/Open its own scratch: HMAC state,
 	// CBC mode with SetIV, and nonce/AAD buffers. The buffers must live on
 	// the heap because the cipher interfaces make their arguments escape;
-	// pooling keeps the hot path free of allocations.
-	pool sync.Pool
+	// pooling keeps the hot path free of allocations. Only SAs with keyed
+	// scratch (HMAC, CBC) have a pool of their own: AES-GCM's scratch holds
+	// no key, so GCM SAs share keylessPool, and an idle GCM association
+	// costs no per-SA pool memory (a sync.Pool keeps a padded slot per P).
+	pool *sync.Pool
 }
+
+// keylessPool serves every SA whose scratch carries no keyed state.
+var keylessPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // cbcMode is what cipher.NewCBCEncrypter/Decrypter return for AES: a
 // BlockMode whose IV can be reset without allocating (crypto/tls relies on
@@ -77,7 +83,12 @@ func newTransform(c *Config, decrypt bool) (*transform, error) {
 	if len(c.AuthKey) > 0 {
 		t.auth = append([]byte(nil), c.AuthKey...)
 	}
+	if t.auth == nil && t.block == nil {
+		t.pool = &keylessPool
+		return t, nil
+	}
 	var zeroIV [cbcIVLen]byte
+	t.pool = &sync.Pool{}
 	t.pool.New = func() any {
 		s := new(scratch)
 		if t.auth != nil {
