@@ -48,6 +48,33 @@ var decoders = map[ParamType]func(c []byte) (Encoder, error){
 	ParamHIPSignature:         func(c []byte) (Encoder, error) { return ParseSignature(c) },
 	ParamEchoResponseUnsigned: echoDecoder(ParamEchoResponseUnsigned),
 	ParamEchoRequestUnsigned:  echoDecoder(ParamEchoRequestUnsigned),
+	// Relay, registration and NAT traversal (locator.go, registration.go,
+	// relay.go, nat.go). LOCATOR_SET decodes to its plain form.
+	ParamLocatorSet: func(c []byte) (Encoder, error) {
+		v, err := ParseLocatorSet(c)
+		if err != nil {
+			return nil, err
+		}
+		return v.LocatorSet(), nil
+	},
+	ParamNATTraversalMode:  func(c []byte) (Encoder, error) { return ParseNATTraversalMode(c) },
+	ParamTransactionPacing: func(c []byte) (Encoder, error) { return ParseTransactionPacing(c) },
+	ParamRegInfo:           func(c []byte) (Encoder, error) { return ParseRegInfo(c) },
+	ParamRegRequest:        func(c []byte) (Encoder, error) { return ParseRegRequest(c) },
+	ParamRegResponse:       func(c []byte) (Encoder, error) { return ParseRegResponse(c) },
+	ParamRegFailed:         func(c []byte) (Encoder, error) { return ParseRegFailed(c) },
+	ParamRegFrom:           func(c []byte) (Encoder, error) { return ParseRegFrom(c) },
+	ParamRelayedAddress:    func(c []byte) (Encoder, error) { return ParseRelayedAddress(c) },
+	ParamMappedAddress:     func(c []byte) (Encoder, error) { return ParseMappedAddress(c) },
+	ParamPeerPermission:    func(c []byte) (Encoder, error) { return ParsePeerPermission(c) },
+	ParamCandidatePriority: func(c []byte) (Encoder, error) { return ParseCandidatePriority(c) },
+	ParamNominate:          func(c []byte) (Encoder, error) { return ParseNominate(c) },
+	ParamRelayFrom:         func(c []byte) (Encoder, error) { return ParseRelayFrom(c) },
+	ParamRelayTo:           func(c []byte) (Encoder, error) { return ParseRelayTo(c) },
+	ParamFrom:              func(c []byte) (Encoder, error) { return ParseFrom(c) },
+	ParamRVSHMAC:           func(c []byte) (Encoder, error) { return ParseRVSHMAC(c) },
+	ParamViaRVS:            func(c []byte) (Encoder, error) { return ParseViaRVS(c) },
+	ParamRelayHMAC:         func(c []byte) (Encoder, error) { return ParseRelayHMAC(c) },
 }
 
 func echoDecoder(t ParamType) func(c []byte) (Encoder, error) {

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"strings"
+	"time"
 )
 
 // Format renders a parsed packet for humans, one line for the header, one
@@ -191,6 +193,94 @@ func describe(t ParamType, c []byte) (string, error) {
 			s += " data=" + hexPrefix(v.Data)
 		}
 		return s, nil
+	case ParamLocatorSet:
+		v, err := ParseLocatorSet(c)
+		if err != nil {
+			return "", err
+		}
+		ls := make([]string, v.Len())
+		for i := range ls {
+			ls[i] = formatLocator(v.At(i))
+		}
+		s := "locators=[" + strings.Join(ls, ", ") + "]"
+		if n := v.Unsupported(); n > 0 {
+			s += fmt.Sprintf(" +%d of unsupported type", n)
+		}
+		return s, nil
+	case ParamNATTraversalMode:
+		v, err := ParseNATTraversalMode(c)
+		if err != nil {
+			return "", err
+		}
+		return "modes=" + u16Names(v.Modes, NATModeName), nil
+	case ParamTransactionPacing:
+		v, err := ParseTransactionPacing(c)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("min-ta=%v", v.Duration()), nil
+	case ParamRegInfo:
+		v, err := ParseRegInfo(c)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("min-lifetime=%s max-lifetime=%s types=%s", regLifetime(v.MinLifetime), regLifetime(v.MaxLifetime), regTypes(v.Types)), nil
+	case ParamRegRequest, ParamRegResponse:
+		if len(c) < 1 {
+			return "", lengthError(t, 0, "at least 1")
+		}
+		return fmt.Sprintf("lifetime=%s types=%s", regLifetime(c[0]), regTypes(c[1:])), nil
+	case ParamRegFailed:
+		v, err := ParseRegFailed(c)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("failure=%d (%s) types=%s", v.FailureType, RegFailureName(v.FailureType), regTypes(v.Types)), nil
+	case ParamRegFrom, ParamRelayFrom, ParamRelayTo, ParamRelayedAddress, ParamMappedAddress:
+		v, err := parseTransportAddress(t, c)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("protocol=%d address=%v", v.Protocol, v.AddrPort()), nil
+	case ParamPeerPermission:
+		v, err := ParsePeerPermission(c)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("protocol=%d relay=%v peer=%v ospi=0x%08x ispi=0x%08x", v.Protocol,
+			netip.AddrPortFrom(v.RAddr, v.RPort), netip.AddrPortFrom(v.PAddr, v.PPort), v.OSPI, v.ISPI), nil
+	case ParamCandidatePriority:
+		v, err := ParseCandidatePriority(c)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("priority=%d", v.Priority), nil
+	case ParamNominate:
+		if _, err := ParseNominate(c); err != nil {
+			return "", err
+		}
+		return "", nil
+	case ParamFrom:
+		v, err := ParseFrom(c)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("address=%v", v.Addr), nil
+	case ParamViaRVS:
+		v, err := ParseViaRVS(c)
+		if err != nil {
+			return "", err
+		}
+		as := make([]string, v.Addrs.Len())
+		for i := range as {
+			as[i] = v.Addrs.At(i).String()
+		}
+		return "addresses=[" + strings.Join(as, " ") + "]", nil
+	case ParamRVSHMAC, ParamRelayHMAC:
+		if err := checkMACLen(t, c); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("hmac=%s", hexPrefix(c)), nil
 	case ParamEchoRequestSigned, ParamEchoResponseSigned, ParamEchoRequestUnsigned, ParamEchoResponseUnsigned:
 		return "opaque=" + hexPrefix(c), nil
 	case ParamHIPMAC, ParamHIPMAC2:
@@ -209,6 +299,43 @@ func describe(t ParamType, c []byte) (string, error) {
 		return "", nil
 	}
 	return hexPrefix(c), nil
+}
+
+// formatLocator renders one LOCATOR_SET locator.
+func formatLocator(l Locator) string {
+	var sb strings.Builder
+	sb.WriteString(TrafficName(l.Traffic))
+	if l.Preferred {
+		sb.WriteString(" preferred")
+	}
+	fmt.Fprintf(&sb, " lifetime=%ds", l.Lifetime)
+	switch l.Type {
+	case LocatorTypeAddr:
+		fmt.Fprintf(&sb, " %v", l.Addr)
+	case LocatorTypeESP:
+		fmt.Fprintf(&sb, " spi=0x%08x %v", l.SPI, l.Addr)
+	case LocatorTypeTransport:
+		fmt.Fprintf(&sb, " %s protocol=%d %v priority=%d spi=0x%08x", KindName(l.Kind), l.Protocol,
+			netip.AddrPortFrom(l.Addr, l.Port), l.Priority, l.SPI)
+	}
+	return sb.String()
+}
+
+// regLifetime shows a registration lifetime octet and its duration.
+func regLifetime(x uint8) string {
+	if x == 0 {
+		return "0 (cancel)"
+	}
+	return fmt.Sprintf("%d (%v)", x, LifetimeToDuration(x).Round(time.Millisecond))
+}
+
+// regTypes shows a list of Registration Types.
+func regTypes(ts []byte) string {
+	s := make([]string, len(ts))
+	for i, t := range ts {
+		s[i] = RegTypeName(t)
+	}
+	return "[" + strings.Join(s, " ") + "]"
 }
 
 func u16Names(l U16List, name func(uint16) string) string {
