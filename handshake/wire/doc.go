@@ -16,7 +16,13 @@
 //     HIP_MAC/HIP_MAC_2 (mac.go), HIP_SIGNATURE/_2 (signature.go), SEQ and
 //     ACK (seq.go), ENCRYPTED (encrypted.go), NOTIFICATION (notification.go),
 //     the four ECHO parameters (echo.go), R1_COUNTER (r1counter.go) and
-//     ESP_INFO/ESP_TRANSFORM of RFC 7402 §5.1 (esp.go).
+//     ESP_INFO/ESP_TRANSFORM of RFC 7402 §5.1 (esp.go); for NAT traversal,
+//     relays and registration: LOCATOR_SET with the transport locators of
+//     RFC 5770 §5.7 (locator.go), REG_INFO/REQUEST/RESPONSE/FAILED and the
+//     RFC 8003 lifetime encoding (registration.go), RELAY_FROM, RELAY_TO,
+//     REG_FROM, RELAYED_ADDRESS, MAPPED_ADDRESS, FROM, VIA_RVS, RVS_HMAC and
+//     RELAY_HMAC (relay.go), NAT_TRAVERSAL_MODE, TRANSACTION_PACING,
+//     PEER_PERMISSION, CANDIDATE_PRIORITY and NOMINATE (nat.go).
 //   - Every parameter struct has ParamType, Len and Encode methods and so is
 //     an Encoder; Encode writes exactly Len octets into zeroed contents.
 //   - Builder, which appends a packet to a caller's buffer from those structs
@@ -40,7 +46,8 @@
 // values, trailing octets after the declared length) it ignores it.
 //
 // RFC sections: RFC 7401 §5.1-§5.3 and §6.4 (what MACs and signatures
-// cover), Appendix C (checksum vectors); RFC 7402 §5.1; RFC 7343 §2
+// cover), Appendix C (checksum vectors); RFC 7402 §5.1; RFC 8046 §4;
+// RFC 8003 §4; RFC 8004 §4.2; RFC 5770 §5.4-5.8 and RFC 9028 §5; RFC 7343 §2
 // (ORCHIDv2); RFC 5770 §5.1 and RFC 9028 §5.1 (UDP encapsulation); RFC 3948
 // §2.2 (non-ESP marker). The numbers are summarised in CODEPOINTS.md.
 package wire
