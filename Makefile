@@ -11,11 +11,12 @@ FUZZTIME ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK         := $(CURDIR)/.bin/staticcheck
 
-.PHONY: help demo test fuzz bench lint
+.PHONY: help demo test fuzz bench lint e2e
 
 help:
 	@echo 'make demo    run cmd/hip-demo: base exchange, ESP, rekey, CLOSE in memory'
 	@echo 'make test    the full test suite, then again under the race detector'
+	@echo 'make e2e     end-to-end tests with real NATs in network namespaces (root)'
 	@echo 'make fuzz    every fuzz target for FUZZTIME each (default $(FUZZTIME))'
 	@echo 'make bench   all benchmarks with allocation counts'
 	@echo 'make lint    gofmt, go vet, staticcheck $(STATICCHECK_VERSION)'
@@ -31,6 +32,21 @@ demo:
 test:
 	$(GO) test -count=1 ./...
 	$(GO) test -race -count=1 -skip 'Allocs' ./...
+
+# End-to-end tests with real NATs, built by internal/netns: network
+# namespaces joined by veth pairs and a bridge, routers that translate with
+# iptables MASQUERADE (endpoint-independent mapping) or MASQUERADE
+# --random-fully (symmetric). Convention: every such test, in any package,
+# is named TestE2E... and is selected here by -run '^TestE2E'. They need
+# root, ip (iproute2) and iptables; without them they skip under `make
+# test`, while HIPNET_E2E=1 here makes them fail instead, so this target
+# cannot pass by skipping. Their traffic stays inside the namespaces each
+# test creates and removes (198.18.0.0/24 and 10.100-199.0.0/24 there).
+e2e:
+	@if [ "$$(id -u)" -ne 0 ]; then \
+		echo "make e2e: needs root (network namespaces, iptables); run it as root" >&2; exit 1; \
+	fi
+	HIPNET_E2E=1 $(GO) test -count=1 -run '^TestE2E' ./...
 
 # Every Fuzz* function of every package, found with `go test -list`, so new
 # targets are picked up without editing this file. One target at a time
