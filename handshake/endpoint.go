@@ -114,13 +114,15 @@ func (e *Endpoint) Rotate(now time.Time) error {
 	if _, err := io.ReadFull(e.cfg.Rand, g.secret); err != nil {
 		return err
 	}
-	for _, gid := range e.cfg.DHGroups {
-		r, err := e.buildR1(g, gid)
-		if err != nil {
-			return err
-		}
-		g.r1s = append(g.r1s, r)
+	// Only the most preferred group's R1 is signed now; the others are
+	// built the first time an I1 asks for them in this generation, so a
+	// node that never meets a MODP-only peer never pays for a MODP key.
+	g.r1s = make([]*r1Packet, len(e.cfg.DHGroups))
+	r, err := e.buildR1(g, e.cfg.DHGroups[0])
+	if err != nil {
+		return err
 	}
+	g.r1s[0] = r
 	e.counter = g.counter
 	e.prev, e.cur = e.cur, g
 	e.stats.R1Rotations++
@@ -264,10 +266,18 @@ func (e *Endpoint) r1For(now time.Time, peer wire.HIT, groups []byte) []byte {
 pick:
 	for i, gid := range e.cfg.DHGroups {
 		for _, x := range groups {
-			if x == gid {
-				r = g.r1s[i]
-				break pick
+			if x != gid {
+				continue
 			}
+			if g.r1s[i] == nil {
+				if built, err := e.buildR1(g, gid); err == nil {
+					g.r1s[i] = built
+				}
+			}
+			if g.r1s[i] != nil {
+				r = g.r1s[i]
+			}
+			break pick
 		}
 	}
 	out := append(make([]byte, 0, len(r.pkt)), r.pkt...)

@@ -154,7 +154,7 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 	}
 	var r1 *r1Packet
 	for _, r := range g.r1s {
-		if r.dh.group() == dh.Group {
+		if r != nil && r.dh.group() == dh.Group {
 			r1 = r
 		}
 	}

@@ -24,6 +24,10 @@ type batchConn interface {
 	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
+// socketBuffer is the receive and send buffer size we ask for on sockets
+// we open (a socket passed in Config.PacketConn is left as it is).
+const socketBuffer = 4 << 20
+
 func newSocket(cfg *Config) (*socket, error) {
 	pc := cfg.PacketConn
 	if pc == nil {
@@ -31,6 +35,7 @@ func newSocket(cfg *Config) (*socket, error) {
 		if err != nil {
 			return nil, err
 		}
+		growBuffers(l.(*net.UDPConn), socketBuffer)
 		pc = l
 	}
 	s := &socket{pc: pc, local: addrPortOf(pc.LocalAddr())}

@@ -56,6 +56,7 @@ type Manager struct {
 	qconf    *quic.Config
 	cert     tls.Certificate
 	issuer   *rootIssuer
+	roots    rootCache
 
 	pc packetConn
 	tr *quic.Transport
