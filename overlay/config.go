@@ -55,6 +55,17 @@ type Config struct {
 	// is the stack's allocator, which keeps inbound SPIs unique.
 	Handshake handshake.Config
 
+	// STUNServer makes the node a STUN binding server on its UDP port (RFC
+	// 8489; the relay's service for server-reflexive candidates, RFC 5770
+	// §4.2): a Binding Request arriving on the socket is answered from the
+	// read loop, statelessly and without allocating, with a Binding Success
+	// Response carrying the request's source address as XOR-MAPPED-ADDRESS
+	// and a FINGERPRINT (RFC 5770 §5.3), or a 420 error response if it
+	// holds a comprehension-required attribute the server does not know.
+	// False: requests are counted in Drops.STUN and dropped.
+	// Stack.STUNBinding, the client, works either way.
+	STUNServer bool
+
 	// QueueLimit bounds the datagrams queued per peer while its base
 	// exchange runs. Zero means 64. Beyond it WriteTo returns ErrQueueFull:
 	// a write is never dropped silently.

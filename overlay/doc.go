@@ -17,9 +17,12 @@
 // net.PacketConn whose addresses are *Addr (peer HIT and port): WriteTo
 // starts the base exchange itself when there is no association and queues
 // (bounded by Config.QueueLimit, ErrQueueFull beyond) until it completes.
+// STUNBinding asks a STUN server for the server-reflexive address of the
+// node's socket; Config.STUNServer makes the node answer such requests.
 // Peers and Stats report the associations and the counters; Close sends
 // CLOSE to every peer, waits up to a second for the CLOSE_ACKs and stops
-// everything. Errors satisfy errors.Is with the sentinels of errors.go.
+// everything. Errors satisfy errors.Is with the sentinels of errors.go
+// (and ErrSTUNTimeout, ErrSTUNFailed of stun.go).
 //
 // # What the room holds, file by file
 //
@@ -45,6 +48,11 @@
 //     the queue, fields only the control goroutine touches).
 //   - inner.go, queue.go: InnerConn, its deadlines, its bounded inbox of
 //     pooled buffers.
+//   - stun.go: STUN Binding on the node's port with pion/stun: the
+//     stateless, allocation-free binding service of Config.STUNServer
+//     (answered from the read loop) and STUNBinding, which learns the
+//     server-reflexive address of the node's own socket (RFC 8489, RFC
+//     5770 §4.2, §5.3).
 //   - keylog.go, stats.go: the Wireshark ESP key log and the counters.
 //
 // # Goroutines and locking
@@ -56,11 +64,14 @@
 // The read loop opens ESP itself and never blocks: control packets are
 // copied to the control goroutine over a bounded channel (dropped and
 // counted when it is full), inner datagrams go to a bounded inbox (dropped
-// and counted when the reader lags). The first ESP on an SA the control
-// goroutine asked about (R2-SENT, a rekey) is reported once through a
-// "poke": a bit in the peer's atomic word and a wake-up channel; so are
-// "start a base exchange" (a write found no SA) and "rekey"
-// (Outbound.NeedsRekey).
+// and counted when the reader lags), STUN answers go to the waiting
+// STUNBinding over a channel that always has room for them. Its one write
+// is the answer to a STUN Binding Request (Config.STUNServer), one per
+// request, which waits at most for room in the socket's send buffer. The
+// first ESP on an SA the control goroutine asked about (R2-SENT, a rekey)
+// is reported once through a "poke": a bit in the peer's atomic word and a
+// wake-up channel; so are "start a base exchange" (a write found no SA) and
+// "rekey" (Outbound.NeedsRekey).
 //
 // The data path takes no lock and no memdb transaction per packet: the SPI
 // table is sharded copy-on-write maps behind atomic pointers, a peer's
@@ -95,8 +106,11 @@
 //
 // No protocol rules of its own beyond the glue above: packet formats,
 // cryptography and state transitions belong to handshake/ and esp/, which
-// it drives and never bypasses. It does not handle STUN yet (counted and
-// dropped, reserved for nat/), does not move associations between
-// locators, and keeps no state for a peer that has not completed a puzzle
-// and signature check.
+// it drives and never bypasses; STUN encoding belongs to pion/stun. Of
+// STUN it handles only Binding Requests (Config.STUNServer) and the answers
+// to its own STUNBinding, keeping no state for either beyond a pending
+// call; the rest is counted and dropped (ICE checks and TURN come with the
+// NAT traversal work). It does not move associations between locators, and
+// keeps no state for a peer that has not completed a puzzle and signature
+// check.
 package overlay

@@ -54,7 +54,7 @@ func (s *Stack) receive(b []byte, from netip.AddrPort) {
 	case KindControl:
 		s.receiveControl(b, from)
 	case KindSTUN:
-		s.drop(&s.ctr.stun, "stun", from, nil)
+		s.receiveSTUN(b, from) // stun.go
 	default:
 		s.drop(&s.ctr.short, "short", from, nil)
 	}

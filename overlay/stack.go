@@ -44,6 +44,8 @@ type Stack struct {
 
 	ctr counters
 
+	stun stunState // stun.go: the binding server's scratch, STUNBinding's transactions
+
 	started   bool
 	closed    atomic.Bool
 	closing   chan struct{} // closed when Close starts

@@ -11,13 +11,15 @@ type Stats struct {
 	ControlIn, ControlOut uint64 // HIP control packets received (well formed) and sent
 	ESPIn, ESPOut         uint64 // ESP packets authenticated and sent
 	Delivered             uint64 // inner datagrams queued to an InnerConn
+	STUNAnswered          uint64 // STUN Binding Requests answered (Config.STUNServer)
+	STUNMatched           uint64 // STUN Binding responses handed to a waiting STUNBinding
 	Drops                 Drops
 }
 
 // Drops counts datagrams and writes dropped, by reason.
 type Drops struct {
 	Short           uint64 // shorter than 8 octets: no demux kind
-	STUN            uint64 // STUN: reserved for NAT traversal, not handled yet
+	STUN            uint64 // STUN neither answered nor matched: indications, other methods, unmatched responses, requests with Config.STUNServer off, bad FINGERPRINT, malformed
 	Malformed       uint64 // control packet that does not parse (or non-zero checksum); ESP or inner UDP that is malformed
 	UnknownSPI      uint64 // ESP for no installed inbound SA
 	Replay          uint64 // ESP replayed or left of the anti-replay window
@@ -41,6 +43,8 @@ type counters struct {
 	controlIn, controlOut atomic.Uint64
 	espIn, espOut         atomic.Uint64
 	delivered             atomic.Uint64
+	stunAnswered          atomic.Uint64
+	stunMatched           atomic.Uint64
 
 	short, stun, malformed, unknownSPI, replay, authFailure, notForUs,
 	unauthorized, controlRejected, controlBacklog, notUDP, noListener,
@@ -53,7 +57,8 @@ func (c *counters) snapshot() Stats {
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 		ControlIn: c.controlIn.Load(), ControlOut: c.controlOut.Load(),
 		ESPIn: c.espIn.Load(), ESPOut: c.espOut.Load(),
-		Delivered: c.delivered.Load(),
+		Delivered:    c.delivered.Load(),
+		STUNAnswered: c.stunAnswered.Load(), STUNMatched: c.stunMatched.Load(),
 		Drops: Drops{
 			Short: c.short.Load(), STUN: c.stun.Load(), Malformed: c.malformed.Load(),
 			UnknownSPI: c.unknownSPI.Load(), Replay: c.replay.Load(), AuthFailure: c.authFailure.Load(),
