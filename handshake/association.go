@@ -51,6 +51,7 @@ type Association struct {
 	lastR2 []byte
 
 	upd updateState
+	reg regState
 
 	closeEcho []byte // ECHO_REQUEST_SIGNED opaque of our CLOSE
 

@@ -79,6 +79,11 @@ type Config struct {
 	// AllocateSPI returns a fresh non-zero inbound SPI unique on this
 	// host. Default: random (the caller should check uniqueness).
 	AllocateSPI func() uint32
+
+	// Registrar, if set, makes this host a registrar (RFC 8003): R1s
+	// announce its REG_INFO and REG_REQUESTs are decided by it. Without
+	// it, every REG_REQUEST is answered with REG_FAILED "unavailable".
+	Registrar *Registrar
 }
 
 const defaultPuzzleDifficulty = 4

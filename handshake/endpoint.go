@@ -163,6 +163,9 @@ func (e *Endpoint) buildR1(g *r1Gen, gid uint8) (*r1Packet, error) {
 		suites = append(suites, s.ListID())
 	}
 	b.Add(wire.HITSuiteList{IDs: suites})
+	if r := e.cfg.Registrar; r != nil {
+		b.Add(r.Info) // RFC 8003 §3.1
+	}
 	b.Add(wire.TransportFormatList{IDs: wire.MakeU16List(wire.TransportFormatESP)})
 	b.Add(wire.ESPTransform{Suites: wire.MakeU16List(espSuiteIDs(e.cfg.ESPSuites)...)})
 	// §5.2.15: the Initiator's HIT, #I and Opaque are still zero here.

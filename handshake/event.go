@@ -24,9 +24,12 @@ const (
 	EventClosed
 	// EventNotify: the peer sent a NOTIFY (Err is a *NotifyError).
 	EventNotify
+	// EventRegistration: a registration answer (RFC 8003) was received
+	// (requester) or sent (registrar); Registration says what.
+	EventRegistration
 )
 
-var eventNames = [...]string{"", "inbound-sa", "established", "rekeyed", "failed", "closed", "notify"}
+var eventNames = [...]string{"", "inbound-sa", "established", "rekeyed", "failed", "closed", "notify", "registration"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -41,4 +44,6 @@ type Event struct {
 	Inbound  esp.Config
 	Outbound esp.Config
 	Err      error
+	// Registration is set for EventRegistration.
+	Registration *Registration
 }

@@ -86,6 +86,9 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	if err := verifySignature(pub, pkt, wire.ParamHIPSignature2); err != nil {
 		return err
 	}
+	if err := a.noteRegInfo(pkt); err != nil {
+		return err
+	}
 
 	var counter uint64
 	if p, ok := pkt.Param(wire.ParamR1Counter); ok {
@@ -305,6 +308,9 @@ func (a *Association) buildI2(r1 wire.Packet, pz wire.Puzzle, group uint8, pubDH
 	} else {
 		b.AddRaw(wire.ParamHostID, hostIDContents(e.hostID))
 	}
+	if req := a.i2Request(); req != nil {
+		b.Add(*req) // RFC 8003 §3.2
+	}
 	it := r1.Params()
 	for p, ok := it.Next(); ok; p, ok = it.Next() {
 		if p.Type() == wire.ParamEchoRequestSigned {
@@ -355,9 +361,16 @@ func (a *Association) handleR2(now time.Time, pkt wire.Packet) error {
 	if err != nil {
 		return err
 	}
+	reg, err := readRegAnswer(pkt)
+	if err != nil {
+		return err
+	}
 	a.stopRetransmit()
 	a.setState(now, Established)
 	a.emit(Event{Kind: EventEstablished, Inbound: in, Outbound: out})
+	if reg != nil {
+		a.emit(Event{Kind: EventRegistration, Registration: reg})
+	}
 	return nil
 }
 

@@ -259,7 +259,11 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 		return nil, err
 	}
 
-	r2, err := a.buildR2(uint16(ei.KeymatIndex))
+	reg, err := e.decide(peer, pkt)
+	if err != nil {
+		return nil, err
+	}
+	r2, err := a.buildR2(uint16(ei.KeymatIndex), reg)
 	if err != nil {
 		return nil, err
 	}
@@ -271,15 +275,19 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 	// which outlasts the Initiator's I2 retransmissions.
 	a.stateAt = now.Add(e.cfg.RetransmitTimeout * time.Duration(2*e.cfg.Retries))
 	a.emit(Event{Kind: EventEstablished, Inbound: in, Outbound: out})
+	if reg != nil {
+		a.emit(Event{Kind: EventRegistration, Registration: reg})
+	}
 	return a, nil
 }
 
 // buildR2 builds the R2 (RFC 7401 §5.3.4, RFC 7402 §5.2.1.3).
-func (a *Association) buildR2(index uint16) ([]byte, error) {
+func (a *Association) buildR2(index uint16, reg *Registration) ([]byte, error) {
 	e := a.e
 	var b wire.Builder
 	b.Reset(make([]byte, 0, 256), wire.R2, e.hit, a.peer)
 	b.Add(wire.ESPInfo{KeymatIndex: index, NewSPI: a.inSPI})
+	addRegAnswer(&b, reg) // RFC 8003 §3.3
 	raw, err := b.Bytes()
 	if err != nil {
 		return nil, err

@@ -96,11 +96,13 @@ func (a *Association) buildUpdate(info wire.ESPInfo, key dhKey, ack []uint32) ([
 	return pkt, nil
 }
 
-// buildAck builds an UPDATE that only acknowledges (§5.3.5).
-func (a *Association) buildAck(id uint32) ([]byte, error) {
+// buildAck builds an UPDATE that acknowledges (§5.3.5), carrying the
+// answer to a registration request if there is one (RFC 8003 §3.3).
+func (a *Association) buildAck(id uint32, reg *Registration) ([]byte, error) {
 	var b wire.Builder
 	b.Reset(make([]byte, 0, 256), wire.UPDATE, a.e.hit, a.peer)
 	b.Add(wire.MakeAck(id))
+	addRegAnswer(&b, reg)
 	return a.signAndMAC(&b, a.ourMACKey())
 }
 
@@ -113,6 +115,8 @@ func (a *Association) handleUpdate(now time.Time, pkt wire.Packet) error {
 		wire.ParamDiffieHellman, wire.ParamHIPMAC, wire.ParamHIPSignature); err != nil {
 		return err
 	}
+	// ESP_INFO and REG_REQUEST in one UPDATE would need two answers in
+	// one; we never send that, and answer only the rekey if a peer does.
 	var seq *wire.Seq
 	if p, ok := pkt.Param(wire.ParamSeq); ok {
 		s, err := wire.ParseSeq(p.Contents())
@@ -162,6 +166,16 @@ func (a *Association) handleUpdate(now time.Time, pkt wire.Packet) error {
 			a.upd.ourAcked = true
 		}
 	}
+	// Registration (RFC 8003): a registrar's new REG_INFO, and its answer
+	// to our REG_REQUEST.
+	if err := a.noteRegInfo(pkt); err != nil {
+		return err
+	}
+	if reg, err := readRegAnswer(pkt); err != nil {
+		return err
+	} else if reg != nil {
+		a.emit(Event{Kind: EventRegistration, Registration: reg})
+	}
 	if seq == nil {
 		return a.maybeFinishRekey(now)
 	}
@@ -196,12 +210,22 @@ func (a *Association) handleUpdate(now time.Time, pkt wire.Packet) error {
 		if info != nil {
 			a.upd.peerInfo, a.upd.peerNewDH = info, peerDH
 		}
-		ackPkt, err := a.buildAck(seq.UpdateID)
+		var reg *Registration
+		if info == nil {
+			var err error
+			if reg, err = a.e.decide(a.peer, pkt); err != nil {
+				return err
+			}
+		}
+		ackPkt, err := a.buildAck(seq.UpdateID, reg)
 		if err != nil {
 			return err
 		}
 		a.upd.lastAck = ackPkt
 		a.out = append(a.out, ackPkt)
+		if reg != nil {
+			a.emit(Event{Kind: EventRegistration, Registration: reg})
+		}
 		return a.maybeFinishRekey(now)
 	}
 

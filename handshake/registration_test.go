@@ -1,0 +1,144 @@
+package handshake
+
+import (
+	"bytes"
+	"testing"
+
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+)
+
+// registrarCfg offers RENDEZVOUS and RELAY_UDP_HIP with lifetimes 10 s to
+// 2 min, grants RELAY_UDP_HIP (lifetime clamped) and refuses RENDEZVOUS
+// for want of credentials.
+func registrarCfg(t *testing.T, decided *[]wire.RegRequest) Config {
+	cfg := defaultCfg(testKey(t, hostid.ECDSAP256, 1))
+	minL, maxL := wire.DurationToLifetime(10e9), wire.DurationToLifetime(120e9)
+	cfg.Registrar = &Registrar{
+		Info: wire.RegInfo{MinLifetime: minL, MaxLifetime: maxL, Types: []byte{wire.RegTypeRendezvous, wire.RegTypeRelayUDPHIP}},
+		Decide: func(peer wire.HIT, req wire.RegRequest) (wire.RegResponse, []wire.RegFailed) {
+			*decided = append(*decided, wire.RegRequest{Lifetime: req.Lifetime, Types: append([]byte(nil), req.Types...)})
+			var grant wire.RegResponse
+			var fail []wire.RegFailed
+			for _, ty := range req.Types {
+				switch ty {
+				case wire.RegTypeRelayUDPHIP:
+					grant.Types = append(grant.Types, ty)
+				default:
+					fail = append(fail, wire.RegFailed{FailureType: wire.RegFailureCredentialsRequired, Types: []byte{ty}})
+				}
+			}
+			grant.Lifetime = min(max(req.Lifetime, minL), maxL)
+			if req.Lifetime == 0 {
+				grant.Lifetime = 0
+			}
+			return grant, fail
+		},
+	}
+	return cfg
+}
+
+func TestRegistrationInBaseExchange(t *testing.T) {
+	var decided []wire.RegRequest
+	a := newHost(t, "a", defaultCfg(testKey(t, hostid.ECDSAP256, 0)))
+	b := newHost(t, "b", registrarCfg(t, &decided))
+	l := &link{}
+	out := a.initiate(t0, b.e.HIT())
+	if err := a.a(b).RequestRegistration(wire.DurationToLifetime(3600e9), wire.RegTypeRelayUDPHIP, wire.RegTypeRendezvous, 200); err != nil {
+		t.Fatal(err)
+	}
+	l.send(a, b, out)
+	l.run(t, t0)
+	if a.a(b).State() != Established {
+		t.Fatalf("state %v", a.a(b).State())
+	}
+	// R1 announced the services; I2 asked only for the offered ones.
+	r1, _ := wire.ParsePacket(l.seen[1].b)
+	if _, ok := r1.Param(wire.ParamRegInfo); !ok {
+		t.Fatal("R1 without REG_INFO")
+	}
+	if info, ok := a.a(b).PeerRegInfo(); !ok || !bytes.Equal(info.Types, []byte{1, 2}) {
+		t.Fatalf("REG_INFO learnt %v %v", info, ok)
+	}
+	if len(decided) != 1 || !bytes.Equal(decided[0].Types, []byte{wire.RegTypeRelayUDPHIP, wire.RegTypeRendezvous}) {
+		t.Fatalf("registrar saw %v", decided)
+	}
+	// R2 granted RELAY_UDP_HIP for the maximum and refused RENDEZVOUS.
+	for _, h := range []*host{a, b} {
+		ev := lastEvent(t, h, EventRegistration).Registration
+		if !bytes.Equal(ev.Granted, []byte{wire.RegTypeRelayUDPHIP}) || ev.Lifetime != wire.DurationToLifetime(120e9) ||
+			len(ev.Failed) != 1 || ev.Failed[0].FailureType != wire.RegFailureCredentialsRequired || !bytes.Equal(ev.Failed[0].Types, []byte{wire.RegTypeRendezvous}) {
+			t.Fatalf("%s: registration %+v", h.name, ev)
+		}
+		if d := ev.Duration(); d < 120e9 || d > 130e9 {
+			t.Fatalf("lifetime %v", d)
+		}
+	}
+}
+
+func TestRegistrationNotOffered(t *testing.T) {
+	a, b := pair(t) // b is no registrar
+	l := &link{}
+	out := a.initiate(t0, b.e.HIT())
+	a.a(b).RequestRegistration(100, wire.RegTypeRelayUDPHIP)
+	l.send(a, b, out)
+	l.run(t, t0)
+	i2, _ := wire.ParsePacket(l.seen[2].b)
+	if _, ok := i2.Param(wire.ParamRegRequest); ok {
+		t.Fatal("I2 requested a service the R1 did not offer")
+	}
+	ev := lastEvent(t, a, EventRegistration).Registration
+	if len(ev.Granted) != 0 || len(ev.Failed) != 1 || ev.Failed[0].FailureType != wire.RegFailureTypeUnavailable {
+		t.Fatalf("registration %+v", ev)
+	}
+	if a.a(b).State() != Established {
+		t.Fatal("a registration nobody offers must not break the exchange")
+	}
+}
+
+// TestRegistrationByUpdate: register on an existing association, then
+// cancel with lifetime 0 (RFC 8003 §3.2, §5); a forged answer is ignored.
+func TestRegistrationByUpdate(t *testing.T) {
+	var decided []wire.RegRequest
+	a := newHost(t, "a", defaultCfg(testKey(t, hostid.ECDSAP256, 0)))
+	b := newHost(t, "b", registrarCfg(t, &decided))
+	bex(t, a, b)
+	b.a(a).DataReceived(t0)
+	a.events, b.events = nil, nil
+	if err := a.a(b).Register(t0, 100, wire.RegTypeRelayUDPHIP); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.a(b).Register(t0, 100, wire.RegTypeRelayUDPHIP); err != ErrBusy {
+		t.Fatalf("second outstanding UPDATE: %v", err)
+	}
+	up := a.collect(a.a(b))
+	l := &link{}
+	l.send(a, b, up)
+	l.run(t, t0)
+	ev := lastEvent(t, a, EventRegistration).Registration
+	if !bytes.Equal(ev.Granted, []byte{wire.RegTypeRelayUDPHIP}) || ev.Lifetime != 100 {
+		t.Fatalf("registration %+v", ev)
+	}
+	if !a.a(b).Deadline().IsZero() {
+		t.Fatal("REG_REQUEST UPDATE still being retransmitted")
+	}
+	// A retransmitted request is answered again from the cache, not decided twice.
+	b.deliver(t0, up[0])
+	if len(decided) != 1 {
+		t.Fatalf("decided %d times", len(decided))
+	}
+	// Cancel.
+	a.events = nil
+	if err := a.a(b).Register(t0, 0, wire.RegTypeRelayUDPHIP); err != nil {
+		t.Fatal(err)
+	}
+	l.send(a, b, a.collect(a.a(b)))
+	l.run(t, t0)
+	if len(decided) != 2 || decided[1].Lifetime != 0 {
+		t.Fatalf("cancel not decided: %v", decided)
+	}
+	// Asking for a type the registrar does not offer is refused locally.
+	if err := a.a(b).Register(t0, 100, 250); err == nil {
+		t.Fatal("registered for an unoffered type")
+	}
+}
