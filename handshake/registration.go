@@ -42,7 +42,7 @@ func (r *Registration) Duration() time.Duration { return wire.LifetimeToDuration
 // regState is the requester's and registrar's registration bookkeeping on
 // one association.
 type regState struct {
-	peerInfo *wire.RegInfo   // the registrar's latest REG_INFO (R1 or UPDATE)
+	peerInfo *wire.RegInfo    // the registrar's latest REG_INFO (R1 or UPDATE)
 	want     *wire.RegRequest // what to ask for in I2
 }
 
