@@ -35,6 +35,11 @@ type Config struct {
 	// for debugging. It exposes every key: never set it in production.
 	KeyLog io.Writer
 
+	// STUNServer makes the node answer STUN Binding Requests (RFC 8489) on
+	// its UDP port, as a relay does, so that peers behind NATs learn the
+	// public address their HIP socket is mapped to.
+	STUNServer bool
+
 	// PacketConn, if set, is used instead of opening ListenAddr: a socket
 	// the application prepared, or a wrapper for testing. The Node closes
 	// it on Close.

@@ -50,6 +50,7 @@ func NewNode(cfg Config) (*Node, error) {
 		Authorize:  authorize,
 		Logger:     cfg.Logger,
 		KeyLog:     cfg.KeyLog,
+		STUNServer: cfg.STUNServer,
 	})
 	if err != nil {
 		return nil, err
