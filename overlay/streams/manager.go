@@ -308,9 +308,30 @@ func (m *Manager) addConnLocked(qc *qconn) (closeNow *qconn) {
 func (m *Manager) startConn(qc, closeNow *qconn) {
 	m.log.Debug("streams: connection up", "peer", qc.peer, "initiator", qc.initiator, "retired", closeNow == qc)
 	if closeNow != nil {
-		closeNow.c.CloseWithError(connCodeRetired, "duplicate connection")
+		m.closeRetired(closeNow)
 	}
 	go m.serveConn(qc)
+}
+
+// retiredGrace is how long a retired connection without streams stays
+// open before it is closed. A QUIC CONNECTION_CLOSE discards what is
+// still in flight, so closing the moment the last stream ends could cut
+// off that stream's final data (the echo of a request, a FIN) before the
+// peer has it; the grace lets loss recovery deliver it.
+const retiredGrace = time.Second
+
+// closeRetired closes qc after retiredGrace unless a stream took it again
+// in the meantime (it cannot: a retired connection gets no new streams,
+// but a stream the peer opened just before it retired still counts).
+func (m *Manager) closeRetired(qc *qconn) {
+	time.AfterFunc(retiredGrace, func() {
+		m.mu.Lock()
+		ok := qc.retired && qc.active == 0
+		m.mu.Unlock()
+		if ok {
+			qc.c.CloseWithError(connCodeRetired, "duplicate connection")
+		}
+	})
 }
 
 // preferred reports whether the new connection a replaces the existing b.
@@ -344,7 +365,7 @@ func (m *Manager) release(qc *qconn) {
 	}
 	m.mu.Unlock()
 	if closeNow {
-		qc.c.CloseWithError(connCodeRetired, "duplicate connection")
+		m.closeRetired(qc)
 	}
 }
 
