@@ -233,9 +233,9 @@ func TestSTUNBindingContext(t *testing.T) {
 		t.Errorf("cancel took %v to return", d)
 	}
 
+	start = time.Now() // before the context: its deadline counts from its creation
 	ctx, cancel = context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
-	start = time.Now()
 	_, err = b.STUNBinding(ctx, silent.LocalAddr())
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrSTUNTimeout) {
 		t.Errorf("deadline: %v", err)
