@@ -116,6 +116,9 @@ func TestDatagramsBothWays(t *testing.T) {
 	if lines := strings.Count(keylogA.String(), "\n"); lines != 2 || !strings.Contains(keylogA.String(), "IPv4") {
 		t.Errorf("key log: %d lines:\n%s", lines, keylogA.String())
 	}
+	// The read loop counts a delivery after queuing it, so the reader can
+	// be a hair ahead of the counter.
+	waitFor(t, time.Second, "a's delivery counter", func() bool { return a.Stats().Delivered == 1200 })
 	st := a.Stats()
 	if st.ESPOut < 1200 || st.ESPIn < 1200 || st.ControlOut < 2 || st.Delivered != 1200 || st.Drops.Total() != 0 {
 		t.Errorf("a stats: %+v", st)
