@@ -31,9 +31,11 @@ type ctrlPacket struct {
 
 // command asks for an association with hit; reply gets nil once it is
 // ESTABLISHED or R2-SENT, or the error.
+// With reg set it is a Register instead (registration.go).
 type command struct {
 	hit   wire.HIT
 	reply chan error
+	reg   *regCommand
 }
 
 // control is the control goroutine's state; nothing else touches it.
@@ -65,6 +67,8 @@ type control struct {
 	// minSwitchGrace. Waiting costs nothing but a little more use of the
 	// old keys, which stay valid; switching early loses datagrams.
 	switchGrace time.Duration
+
+	reg regState // registration.go
 }
 
 const minSwitchGrace = 500 * time.Millisecond
@@ -87,7 +91,11 @@ func (c *control) run() {
 			}
 			c.handlePacket(time.Now(), pk)
 		case cmd := <-s.cmds:
-			c.connect(time.Now(), cmd.hit, cmd.reply)
+			if cmd.reg != nil {
+				c.register(time.Now(), cmd.hit, cmd.reg)
+			} else {
+				c.connect(time.Now(), cmd.hit, cmd.reply)
+			}
 		case <-s.wake:
 			c.handlePokes(time.Now())
 		case <-c.timer.C:
@@ -127,7 +135,8 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 	}
 	_, hasSeq := pkt.Param(wire.ParamSeq)
 	c.peerFinalizing = typ == wire.UPDATE && hasSeq
-	defer func() { c.peerFinalizing = false }()
+	c.noteRegPacket(pkt)
+	defer func() { c.peerFinalizing, c.reg.fromRequest = false, false }()
 	wasRekeying := a != nil && a.Rekeying()
 	res, err := c.ep.Handle(now, pk.b, a)
 	if err == nil && c.peerFinalizing && wasRekeying && a.Rekeying() {
@@ -265,6 +274,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		s.log.Info("bex established", "peer", p.hit.String(), "initiator", info.Initiator, "locator", loc,
 			"esp", info.ESPSuite.String(), "in_spi", info.InSPI, "out_spi", info.OutSPI)
 		c.wakeWaiters(p, nil)
+		c.regEstablished(p, a)
 	case handshake.EventRekeyed:
 		c.installInbound(p, ev.Inbound, true)
 		o := c.newOutbound(p, ev.Outbound)
@@ -291,15 +301,19 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 	case handshake.EventFailed:
 		c.removeSAs(p)
 		c.discardPending(p)
+		c.regEnded(p)
 		s.log.Warn("bex failed", "peer", p.hit.String(), "err", ev.Err)
 		c.wakeWaiters(p, bexError(p.hit, ev.Err))
 	case handshake.EventClosed:
 		c.removeSAs(p)
 		c.discardPending(p)
+		c.regEnded(p)
 		s.log.Info("peer closed", "peer", p.hit.String(), "reason", ev.Err)
 		c.wakeWaiters(p, fmt.Errorf("%w: association with %v closed", ErrClosed, p.hit))
 	case handshake.EventNotify:
 		s.log.Info("notify", "peer", p.hit.String(), "err", ev.Err)
+	case handshake.EventRegistration:
+		c.regEvent(p, ev.Registration, now)
 	}
 }
 
@@ -414,6 +428,7 @@ func (c *control) abandon(p *peer) {
 	s := c.s
 	c.timers.remove(p)
 	c.removeSAs(p)
+	c.regEnded(p)
 	p.assoc = nil
 	if p.rec != nil {
 		if err := deleteRecord(s.db, p.hit); err != nil {
@@ -428,12 +443,15 @@ func (c *control) abandon(p *peer) {
 
 // wakeWaiters answers p's waiting Connects with err — at the next
 // flushWakes, after the record is written, so that a caller returning from
-// Connect finds Peers up to date.
+// Connect finds Peers up to date. An error fails a waiting Register too.
 func (c *control) wakeWaiters(p *peer, err error) {
 	for _, w := range p.waiters {
 		c.wakes = append(c.wakes, wake{w, err})
 	}
 	p.waiters = nil
+	if err != nil {
+		c.regFail(p, err)
+	}
 }
 
 type wake struct {
@@ -450,6 +468,7 @@ func (c *control) flushWakes() {
 	}
 	clear(c.wakes)
 	c.wakes = c.wakes[:0]
+	c.flushRegWakes()
 }
 
 // connect serves Connect (reply set) and the data path's pokeConnect
@@ -645,5 +664,6 @@ func (c *control) finish() {
 	for _, p := range c.s.peerList() {
 		c.wakeWaiters(p, ErrClosed)
 	}
+	c.regShutdown()
 	c.flushWakes()
 }

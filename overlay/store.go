@@ -16,7 +16,9 @@ import (
 // for Peers and for the control plane's view. Records are immutable: the
 // control goroutine writes a new one on every change of state, SAs or
 // locator — never per packet. Packet and byte counters live in atomics on
-// the per-peer struct the record points to.
+// the per-peer struct the record points to. A second table, "reg", holds a
+// registrar's registrations (RFC 8003), one record per requester HIT
+// ("id"); registration.go keeps it.
 
 const (
 	tableAssoc = "assoc"
@@ -44,19 +46,28 @@ func newStore() (*memdb.MemDB, error) {
 				indexState: {Name: indexState, Indexer: &memdb.StringFieldIndex{Field: "State"}},
 			},
 		},
+		tableReg: { // registration.go: a registrar's registrations
+			Name: tableReg,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID: {Name: indexID, Unique: true, Indexer: hitIndex{}},
+			},
+		},
 	}})
 }
 
-// hitIndex indexes records by peer HIT, the 16 octets as they are.
+// hitIndex indexes records (association or registration) by peer HIT, the
+// 16 octets as they are.
 type hitIndex struct{}
 
 func (hitIndex) FromObject(raw any) (bool, []byte, error) {
-	r, ok := raw.(*assocRecord)
-	if !ok {
-		return false, nil, fmt.Errorf("overlay: %T is not an association record", raw)
-	}
 	// Records are immutable, so the key may alias the record's HIT.
-	return true, r.HIT[:], nil
+	switch r := raw.(type) {
+	case *assocRecord:
+		return true, r.HIT[:], nil
+	case *regRecord:
+		return true, r.Peer[:], nil
+	}
+	return false, nil, fmt.Errorf("overlay: %T is not an association or registration record", raw)
 }
 
 func (hitIndex) FromArgs(args ...any) ([]byte, error) {

@@ -1,0 +1,459 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+
+	"hipnet.dev/handshake"
+	"hipnet.dev/handshake/wire"
+)
+
+// Registration (RFC 8003) on the stack. The handshake package runs the
+// protocol (REG_INFO in R1, REG_REQUEST in I2 or UPDATE, REG_RESPONSE and
+// REG_FAILED in R2 or UPDATE) and reports each answer as an
+// EventRegistration, on both sides. The control goroutine tells the two
+// sides apart by the packet that caused the event: one carrying a
+// REG_REQUEST makes us the registrar (we decided and answered), any other
+// makes us the requester (the answer arrived, or R1 offered nothing).
+//
+//   - Registrar: granted registrations are kept in the memdb table "reg",
+//     one record per requester HIT, and listed by Registrations. A grant
+//     of lifetime 0 cancels the types it names; the record goes when no
+//     type is left, when it expires (filtered by time, no timer), or when
+//     the association closes or fails.
+//   - Requester: Register asks in I2 when there is no association (or it
+//     is still waiting for R1), or in an UPDATE when one is established,
+//     and waits for the answer. One request per registrar is in flight at
+//     a time; others wait for it (and for the handshake's own UPDATEs).
+
+// ErrRegistrationRefused: the registrar granted none of the requested
+// registration types (Registration.Failed says why).
+var ErrRegistrationRefused = errors.New("hip: registration refused")
+
+// Registration is one registration: on a registrar, a requester's
+// (Stack.Registrations); on a requester, the registrar's answer
+// (Stack.Register).
+type Registration struct {
+	Peer     wire.HIT         // the requester (registrar side) or the registrar (requester side)
+	Granted  []uint8          // granted registration types (wire.RegTypeRendezvous, ...)
+	Lifetime uint8            // granted lifetime code (RFC 8003 §4.1); 0: cancelled
+	Expires  time.Time        // when the grant ends: granted at + wire.LifetimeToDuration(Lifetime)
+	Failed   []wire.RegFailed // refused types and why
+}
+
+// Duration is the granted lifetime.
+func (r Registration) Duration() time.Duration { return wire.LifetimeToDuration(r.Lifetime) }
+
+const tableReg = "reg"
+
+// regRecord is a registrar's record of one requester. Records are
+// immutable.
+type regRecord struct {
+	Registration
+}
+
+func getReg(db *memdb.MemDB, h wire.HIT) *regRecord {
+	raw, err := db.Txn(false).First(tableReg, indexID, h)
+	if err != nil || raw == nil {
+		return nil
+	}
+	return raw.(*regRecord)
+}
+
+func putReg(db *memdb.MemDB, r *regRecord) error {
+	txn := db.Txn(true)
+	if err := txn.Insert(tableReg, r); err != nil {
+		txn.Abort()
+		return err
+	}
+	txn.Commit()
+	return nil
+}
+
+func deleteReg(db *memdb.MemDB, h wire.HIT) error {
+	txn := db.Txn(true)
+	if _, err := txn.DeleteAll(tableReg, indexID, h); err != nil {
+		txn.Abort()
+		return err
+	}
+	txn.Commit()
+	return nil
+}
+
+// Registrations returns, on a registrar (Config.Handshake.Registrar), the
+// live registrations of its peers in HIT order; expired ones are left out.
+func (s *Stack) Registrations() []Registration {
+	it, err := s.db.Txn(false).Get(tableReg, indexID)
+	if err != nil {
+		return nil
+	}
+	now := time.Now()
+	var out []Registration
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		r := raw.(*regRecord)
+		if !now.Before(r.Expires) {
+			continue
+		}
+		out = append(out, cloneReg(r.Registration))
+	}
+	return out
+}
+
+func cloneReg(r Registration) Registration {
+	r.Granted = append([]uint8(nil), r.Granted...)
+	r.Failed = append([]wire.RegFailed(nil), r.Failed...)
+	return r
+}
+
+// regCommand is a Register for the control goroutine.
+type regCommand struct {
+	lifetime uint8
+	types    []uint8
+	reply    chan regResult // buffered (1)
+}
+
+type regResult struct {
+	reg Registration
+	err error
+}
+
+// errRegBusy: the request cannot be sent now (another is in flight, an
+// UPDATE is outstanding, the base exchange is past R1); Register retries.
+var errRegBusy = errors.New("hip: registration busy")
+
+// regRetry is how long Register waits before asking again after
+// errRegBusy.
+const regRetry = 10 * time.Millisecond
+
+// regWait is the in-flight request to one registrar.
+type regWait struct {
+	reply chan regResult
+	viaI2 bool
+}
+
+// regState is the control goroutine's registration bookkeeping.
+type regState struct {
+	waits map[wire.HIT]*regWait
+	wakes []regWake
+	// fromRequest: the packet being handled carries a REG_REQUEST, so an
+	// EventRegistration is our answer as registrar.
+	fromRequest bool
+}
+
+type regWake struct {
+	ch  chan regResult
+	res regResult
+}
+
+// Register asks the registrar for the registration types for lifetime
+// (RFC 8003; clamped by the registrar to its bounds, and lifetime 0
+// cancels) and waits for its answer. Without an association it starts the
+// base exchange and asks in I2; with an established one it asks in an
+// UPDATE. The registrar's locator must be known (AddPeer), else the error
+// wraps ErrUnknownPeer. When nothing is granted the Registration is
+// returned with an error wrapping ErrRegistrationRefused (a refusal known
+// from R1, which offers none of the types, is returned while the base
+// exchange goes on); the other errors
+// are Connect's (a cancelled context gives its error; Close gives
+// ErrClosed).
+func (s *Stack) Register(ctx context.Context, registrar wire.HIT, lifetime time.Duration, types ...uint8) (Registration, error) {
+	cmd := &regCommand{lifetime: wire.DurationToLifetime(lifetime), types: append([]uint8(nil), types...)}
+	var retry *time.Timer
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	for {
+		if s.closed.Load() {
+			return Registration{}, ErrClosed
+		}
+		cmd.reply = make(chan regResult, 1)
+		select {
+		case s.cmds <- command{hit: registrar, reg: cmd}:
+		case <-s.closing:
+			return Registration{}, ErrClosed
+		case <-ctx.Done():
+			return Registration{}, regCtxError(ctx, registrar)
+		}
+		var res regResult
+		select {
+		case res = <-cmd.reply:
+		case <-ctx.Done():
+			return Registration{}, regCtxError(ctx, registrar)
+		case <-s.ctrlDone:
+			select {
+			case res = <-cmd.reply:
+			default:
+				return Registration{}, ErrClosed
+			}
+		}
+		if res.err != errRegBusy {
+			return res.reg, res.err
+		}
+		if retry == nil {
+			retry = time.NewTimer(regRetry)
+		} else {
+			retry.Reset(regRetry)
+		}
+		select {
+		case <-retry.C:
+		case <-s.closing:
+			return Registration{}, ErrClosed
+		case <-ctx.Done():
+			return Registration{}, regCtxError(ctx, registrar)
+		}
+	}
+}
+
+func regCtxError(ctx context.Context, h wire.HIT) error {
+	return fmt.Errorf("hip: register with %v: %w", h, ctx.Err())
+}
+
+// register serves Register on the control goroutine: it answers at once
+// (an error, errRegBusy) or leaves the reply waiting for the answer.
+func (c *control) register(now time.Time, h wire.HIT, cmd *regCommand) {
+	s := c.s
+	answer := func(err error) { cmd.reply <- regResult{reg: Registration{Peer: h}, err: err} }
+	if c.draining {
+		answer(ErrClosed)
+		return
+	}
+	if !s.authorized(h) {
+		answer(fmt.Errorf("%w: %v", ErrNotAuthorized, h))
+		return
+	}
+	p := s.lookupPeer(h)
+	if p == nil {
+		answer(fmt.Errorf("%w: %v", ErrUnknownPeer, h))
+		return
+	}
+	if c.reg.waits[h] != nil {
+		answer(errRegBusy)
+		return
+	}
+	a := p.assoc
+	state := handshake.Unassociated
+	if a != nil {
+		state = a.State()
+	}
+	switch state {
+	case handshake.Established, handshake.R2Sent:
+		if info, ok := a.PeerRegInfo(); cmd.lifetime != 0 && (!ok || !offersAny(info, cmd.types)) {
+			// Nothing to ask: the registrar announced none of the types (or
+			// nothing at all: we answered its base exchange, so never saw
+			// its R1).
+			reg := Registration{Peer: h, Failed: []wire.RegFailed{{FailureType: wire.RegFailureTypeUnavailable, Types: cmd.types}}}
+			cmd.reply <- regResult{reg: reg, err: refused(reg)}
+			return
+		}
+		err := a.Register(now, cmd.lifetime, cmd.types...)
+		if errors.Is(err, handshake.ErrBusy) {
+			answer(errRegBusy)
+			return
+		}
+		if err != nil {
+			answer(fmt.Errorf("hip: register with %v: %w", h, err))
+			return
+		}
+		c.addRegWait(h, &regWait{reply: cmd.reply})
+		s.log.Debug("registration requested", "peer", h.String(), "types", regNames(cmd.types), "via", "update")
+		c.process(p, now)
+	case handshake.I2Sent:
+		answer(errRegBusy) // too late for I2: wait for ESTABLISHED and use UPDATE
+	default:
+		// No association, or one to (re)start, or one waiting for R1.
+		if state != handshake.I1Sent {
+			if _, ok := p.locator(); !ok {
+				answer(fmt.Errorf("%w: %v", ErrUnknownPeer, h))
+				return
+			}
+			if a == nil {
+				p.assoc = c.ep.Initiate(now, h)
+				p.resetCounters()
+			} else {
+				a.Restart(now)
+			}
+			s.log.Debug("bex started", "peer", h.String())
+		}
+		if err := p.assoc.RequestRegistration(cmd.lifetime, cmd.types...); err != nil {
+			answer(fmt.Errorf("hip: register with %v: %w", h, err))
+			c.process(p, now)
+			return
+		}
+		c.addRegWait(h, &regWait{reply: cmd.reply, viaI2: true})
+		s.log.Debug("registration requested", "peer", h.String(), "types", regNames(cmd.types), "via", "i2")
+		c.process(p, now)
+	}
+}
+
+func (c *control) addRegWait(h wire.HIT, w *regWait) {
+	if c.reg.waits == nil {
+		c.reg.waits = map[wire.HIT]*regWait{}
+	}
+	c.reg.waits[h] = w
+}
+
+func offersAny(info wire.RegInfo, types []uint8) bool {
+	for _, t := range types {
+		if strings.IndexByte(string(info.Types), t) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// noteRegPacket is called before a control packet is handled: does it
+// carry a REG_REQUEST?
+func (c *control) noteRegPacket(pkt wire.Packet) {
+	_, c.reg.fromRequest = pkt.Param(wire.ParamRegRequest)
+}
+
+// regEvent acts on an EventRegistration.
+func (c *control) regEvent(p *peer, reg *handshake.Registration, now time.Time) {
+	if reg == nil {
+		return
+	}
+	r := Registration{
+		Peer: p.hit, Granted: append([]uint8(nil), reg.Granted...), Lifetime: reg.Lifetime,
+		Failed: append([]wire.RegFailed(nil), reg.Failed...),
+	}
+	if len(r.Granted) > 0 && r.Lifetime != 0 {
+		r.Expires = now.Add(r.Duration())
+	}
+	role := "requester"
+	if c.reg.fromRequest {
+		role = "registrar"
+		c.recordReg(r)
+	} else if w := c.reg.waits[p.hit]; w != nil {
+		delete(c.reg.waits, p.hit)
+		var err error
+		if len(r.Granted) == 0 {
+			err = refused(r)
+		}
+		c.reg.wakes = append(c.reg.wakes, regWake{w.reply, regResult{reg: r, err: err}})
+	}
+	c.s.log.Info("registration", "peer", p.hit.String(), "role", role, "granted", regNames(r.Granted),
+		"lifetime", r.Duration(), "failed", failedText(r.Failed))
+}
+
+// recordReg updates the registrar's record of r.Peer: granted types join
+// the record with the new lifetime (one expiry for all of them); a
+// lifetime-0 grant cancels its types, and the record goes with the last.
+func (c *control) recordReg(r Registration) {
+	s := c.s
+	if len(r.Granted) == 0 {
+		return // a refusal leaves earlier grants alone
+	}
+	old := getReg(s.db, r.Peer)
+	if old != nil && !time.Now().Before(old.Expires) {
+		old = nil
+	}
+	var err error
+	if r.Lifetime == 0 {
+		if old == nil {
+			err = deleteReg(s.db, r.Peer)
+		} else {
+			var keep []uint8
+			for _, t := range old.Granted {
+				if strings.IndexByte(string(r.Granted), t) < 0 {
+					keep = append(keep, t)
+				}
+			}
+			if len(keep) == 0 {
+				err = deleteReg(s.db, r.Peer)
+			} else {
+				n := cloneReg(old.Registration)
+				n.Granted = keep
+				err = putReg(s.db, &regRecord{n})
+			}
+		}
+	} else {
+		n := cloneReg(r)
+		if old != nil {
+			for _, t := range old.Granted {
+				if strings.IndexByte(string(n.Granted), t) < 0 {
+					n.Granted = append(n.Granted, t)
+				}
+			}
+		}
+		err = putReg(s.db, &regRecord{n})
+	}
+	if err != nil {
+		s.log.Error("store", "peer", r.Peer.String(), "err", err)
+	}
+}
+
+// regEnded forgets the registrations granted on p's association (closed,
+// failed, abandoned). A waiting Register is answered by wakeWaiters.
+func (c *control) regEnded(p *peer) {
+	if getReg(c.s.db, p.hit) != nil {
+		if err := deleteReg(c.s.db, p.hit); err != nil {
+			c.s.log.Error("store", "peer", p.hit.String(), "err", err)
+		}
+	}
+}
+
+// regFail answers p's waiting Register with err (wakeWaiters).
+func (c *control) regFail(p *peer, err error) {
+	if w := c.reg.waits[p.hit]; w != nil {
+		delete(c.reg.waits, p.hit)
+		c.reg.wakes = append(c.reg.wakes, regWake{w.reply, regResult{reg: Registration{Peer: p.hit}, err: err}})
+	}
+}
+
+// regEstablished: a request meant for our I2 is lost when the peer's I2
+// won (we are the Responder): ask again, by UPDATE.
+func (c *control) regEstablished(p *peer, a *handshake.Association) {
+	if w := c.reg.waits[p.hit]; w != nil && w.viaI2 && !a.Info().Initiator {
+		c.regFail(p, errRegBusy)
+	}
+}
+
+// regShutdown fails every waiting Register with ErrClosed.
+func (c *control) regShutdown() {
+	for h, w := range c.reg.waits {
+		c.reg.wakes = append(c.reg.wakes, regWake{w.reply, regResult{reg: Registration{Peer: h}, err: ErrClosed}})
+	}
+	clear(c.reg.waits)
+}
+
+func (c *control) flushRegWakes() {
+	for _, w := range c.reg.wakes {
+		select {
+		case w.ch <- w.res:
+		default:
+		}
+	}
+	clear(c.reg.wakes)
+	c.reg.wakes = c.reg.wakes[:0]
+}
+
+func refused(r Registration) error {
+	why := failedText(r.Failed)
+	if why == "" {
+		why = "nothing granted"
+	}
+	return fmt.Errorf("%w by %v: %s", ErrRegistrationRefused, r.Peer, why)
+}
+
+func regNames(types []uint8) []string {
+	out := make([]string, len(types))
+	for i, t := range types {
+		out[i] = wire.RegTypeName(t)
+	}
+	return out
+}
+
+func failedText(fs []wire.RegFailed) string {
+	parts := make([]string, len(fs))
+	for i, f := range fs {
+		parts[i] = fmt.Sprintf("%s: %s (failure type %d)", strings.Join(regNames(f.Types), ","), wire.RegFailureName(f.FailureType), f.FailureType)
+	}
+	return strings.Join(parts, "; ")
+}
