@@ -19,10 +19,14 @@
 // (bounded by Config.QueueLimit, ErrQueueFull beyond) until it completes.
 // STUNBinding asks a STUN server for the server-reflexive address of the
 // node's socket; Config.STUNServer makes the node answer such requests.
+// Register asks a registrar for services (RFC 8003), in I2 or by UPDATE;
+// a stack whose Handshake.Registrar is set decides such requests and lists
+// the live grants with Registrations (memdb table "reg").
 // Peers and Stats report the associations and the counters; Close sends
 // CLOSE to every peer, waits up to a second for the CLOSE_ACKs and stops
 // everything. Errors satisfy errors.Is with the sentinels of errors.go
-// (and ErrSTUNTimeout, ErrSTUNFailed of stun.go).
+// (and ErrSTUNTimeout, ErrSTUNFailed of stun.go, ErrRegistrationRefused
+// of registration.go).
 //
 // # What the room holds, file by file
 //
@@ -48,6 +52,8 @@
 //     the queue, fields only the control goroutine touches).
 //   - inner.go, queue.go: InnerConn, its deadlines, its bounded inbox of
 //     pooled buffers.
+//   - registration.go: RFC 8003 on top of the handshake's registration
+//     events: the requester's Register and the registrar's table.
 //   - stun.go: STUN Binding on the node's port with pion/stun: the
 //     stateless, allocation-free binding service of Config.STUNServer
 //     (answered from the read loop) and STUNBinding, which learns the
