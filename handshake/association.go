@@ -177,20 +177,29 @@ func (a *Association) peerMACKey() []byte {
 // espConfigs draws the ESP keys at index (RFC 7402 §7) and returns the
 // inbound and outbound SA configurations.
 func (a *Association) espConfigs(index int) (in, out esp.Config, err error) {
-	encLen, authLen := a.espSuite.KeyLen()
-	k, err := a.km.espKeysAt(index, encLen, authLen)
+	in, out, err = espConfigsFrom(a.km, a.espSuite, index, a.inSPI, a.outSPI, a.weAreG())
+	if err == nil {
+		a.espIndex = index
+	}
+	return in, out, err
+}
+
+// espConfigsFrom draws the four ESP keys at index of km: SA-gl is HOST_g's
+// outgoing traffic (RFC 7402 §7).
+func espConfigsFrom(km *keymat, suite esp.Suite, index int, inSPI, outSPI uint32, weAreG bool) (in, out esp.Config, err error) {
+	encLen, authLen := suite.KeyLen()
+	k, err := km.espKeysAt(index, encLen, authLen)
 	if err != nil {
 		return in, out, err
 	}
-	gl := esp.Config{Suite: a.espSuite, EncKey: k.encGL, AuthKey: k.authGL}
-	lg := esp.Config{Suite: a.espSuite, EncKey: k.encLG, AuthKey: k.authLG}
-	if a.weAreG() {
+	gl := esp.Config{Suite: suite, EncKey: k.encGL, AuthKey: k.authGL}
+	lg := esp.Config{Suite: suite, EncKey: k.encLG, AuthKey: k.authLG}
+	if weAreG {
 		out, in = gl, lg
 	} else {
 		out, in = lg, gl
 	}
-	in.SPI, out.SPI = a.inSPI, a.outSPI
-	a.espIndex = index
+	in.SPI, out.SPI = inSPI, outSPI
 	return in, out, nil
 }
 

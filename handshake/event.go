@@ -27,9 +27,14 @@ const (
 	// EventRegistration: a registration answer (RFC 8003) was received
 	// (requester) or sent (registrar); Registration says what.
 	EventRegistration
+	// EventRekeyInbound: a rekey the peer started is under way and its
+	// new inbound SA (Inbound) can already receive: install it beside the
+	// current one. EventRekeyed follows with the same inbound SA and the
+	// new outbound SA.
+	EventRekeyInbound
 )
 
-var eventNames = [...]string{"", "inbound-sa", "established", "rekeyed", "failed", "closed", "notify", "registration"}
+var eventNames = [...]string{"", "inbound-sa", "established", "rekeyed", "failed", "closed", "notify", "registration", "rekey-inbound"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {

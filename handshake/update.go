@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"hipnet.dev/esp"
 	"hipnet.dev/handshake/wire"
 )
 
@@ -28,6 +29,18 @@ type updateState struct {
 	sentDH    dhKey
 	peerInfo  *wire.ESPInfo
 	peerNewDH []byte
+	// pending is the outcome, derived as soon as both ESP_INFOs are known,
+	// so the new inbound SA can be installed before the exchange ends.
+	pending *rekeyResult
+}
+
+// rekeyResult is what a rekey will install.
+type rekeyResult struct {
+	in, out esp.Config
+	km      *keymat
+	local   dhKey
+	peerPub []byte
+	index   int
 }
 
 // Rekey starts an ESP rekeying UPDATE (RFC 7402 §6.8): new SPIs and keys
@@ -61,7 +74,7 @@ func (a *Association) Rekey(now time.Time, newDH bool) error {
 	}
 	a.upd.rekeying, a.upd.ourAcked = true, false
 	a.upd.sentInfo, a.upd.sentDH = info, key
-	a.upd.peerInfo, a.upd.peerNewDH = nil, nil
+	a.upd.peerInfo, a.upd.peerNewDH, a.upd.pending = nil, nil, nil
 	a.send(now, pkt, true)
 	return nil
 }
@@ -256,6 +269,15 @@ func (a *Association) handleUpdate(now time.Time, pkt wire.Packet) error {
 	a.upd.peerInfo, a.upd.peerNewDH = info, peerDH
 	a.upd.lastAck = reply
 	a.send(now, reply, true)
+	// Both ESP_INFOs are known now: the new inbound SA can be ready before
+	// the peer, which finishes first, starts sending on it (RFC 7402 §6.10
+	// step 4, "prepares to start receiving data on the new incoming SA").
+	r, err := a.deriveRekey()
+	if err != nil {
+		return err
+	}
+	a.upd.pending = r
+	a.emit(Event{Kind: EventRekeyInbound, Inbound: r.in})
 	return nil
 }
 
@@ -266,41 +288,56 @@ func (a *Association) maybeFinishRekey(now time.Time) error {
 	if !u.rekeying || !u.ourAcked || u.peerInfo == nil {
 		return nil
 	}
-	index := int(max(u.sentInfo.KeymatIndex, u.peerInfo.KeymatIndex))
+	r := u.pending
+	if r == nil {
+		var err error
+		if r, err = a.deriveRekey(); err != nil {
+			return err
+		}
+	}
+	a.km, a.dh, a.peerDH, a.espIndex = r.km, r.local, r.peerPub, r.index
+	a.inSPI, a.outSPI = u.sentInfo.NewSPI, u.peerInfo.NewSPI
+	u.rekeying, u.ourAcked, u.peerInfo, u.peerNewDH, u.sentDH, u.pending = false, false, nil, nil, nil, nil
+	a.emit(Event{Kind: EventRekeyed, Inbound: r.in, Outbound: r.out})
+	_ = now
+	return nil
+}
+
+// deriveRekey computes the outcome of the rekey in progress without
+// changing the association (RFC 7402 §6.10 steps 1-3): a new KEYMAT if
+// either side sent a new Diffie-Hellman key — the old key standing in for
+// a side that sent none, salt and info as in RFC 7401 §6.5 — and the ESP
+// keys from the greater KEYMAT index, or from 0 with a new KEYMAT.
+func (a *Association) deriveRekey() (*rekeyResult, error) {
+	u := &a.upd
+	r := &rekeyResult{km: a.km, local: a.dh, peerPub: a.peerDH,
+		index: int(max(u.sentInfo.KeymatIndex, u.peerInfo.KeymatIndex))}
 	if u.sentDH != nil || u.peerNewDH != nil {
-		// Step 1: a new KEYMAT from the new key(s), the old one standing
-		// in for a side that sent none; salt and info as in §6.5.
-		local, peerPub := a.dh, a.peerDH
 		if u.sentDH != nil {
-			local = u.sentDH
+			r.local = u.sentDH
 		}
 		if u.peerNewDH != nil {
-			peerPub = u.peerNewDH
+			r.peerPub = u.peerNewDH
 		}
-		kij, err := local.shared(peerPub)
+		kij, err := r.local.shared(r.peerPub)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrMalformed, err)
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
 		hitI, hitR := a.e.hit, a.peer
 		if !a.initiator {
 			hitI, hitR = hitR, hitI
 		}
-		km, err := newKeymat(a.rhash, kij, a.puzzleI, a.puzzleJ, hitI, hitR)
-		if err != nil {
-			return err
+		if r.km, err = newKeymat(a.rhash, kij, a.puzzleI, a.puzzleJ, hitI, hitR); err != nil {
+			return nil, err
 		}
-		a.km, a.dh, a.peerDH = km, local, peerPub
-		index = 0
+		r.index = 0
 	}
-	a.inSPI, a.outSPI = u.sentInfo.NewSPI, u.peerInfo.NewSPI
-	in, out, err := a.espConfigs(index)
+	var err error
+	r.in, r.out, err = espConfigsFrom(r.km, a.espSuite, r.index, u.sentInfo.NewSPI, u.peerInfo.NewSPI, a.weAreG())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	u.rekeying, u.ourAcked, u.peerInfo, u.peerNewDH, u.sentDH = false, false, nil, nil, nil
-	a.emit(Event{Kind: EventRekeyed, Inbound: in, Outbound: out})
-	_ = now
-	return nil
+	return r, nil
 }
 
 // seqBefore compares Update IDs in circular sequence space (§6.12).

@@ -69,6 +69,28 @@ func TestRekey(t *testing.T) {
 			}
 			ef, et := lastEvent(t, from, EventRekeyed), lastEvent(t, to, EventRekeyed)
 			checkSAs(t, ef.Outbound, ef.Inbound, et.Outbound, et.Inbound)
+			// The side that answered the rekey announced its new inbound SA
+			// early, before the initiator (who finishes first) could use it.
+			early := lastEvent(t, to, EventRekeyInbound)
+			if early.Inbound.SPI != et.Inbound.SPI || !bytes.Equal(early.Inbound.EncKey, et.Inbound.EncKey) ||
+				!bytes.Equal(early.Inbound.AuthKey, et.Inbound.AuthKey) {
+				t.Fatal("early inbound SA differs from the final one")
+			}
+			if len(from.eventsOf(EventRekeyInbound)) != 0 {
+				t.Fatal("the rekey initiator announced an early inbound SA")
+			}
+			var earlyAt, doneAt int
+			for i, e := range to.events {
+				switch e.Kind {
+				case EventRekeyInbound:
+					earlyAt = i
+				case EventRekeyed:
+					doneAt = i
+				}
+			}
+			if earlyAt > doneAt {
+				t.Fatal("EventRekeyInbound after EventRekeyed")
+			}
 			now := from.a(to).Info()
 			if now.InSPI == old.InSPI || now.OutSPI == old.OutSPI {
 				t.Fatal("SPIs not renewed")

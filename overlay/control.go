@@ -275,6 +275,11 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 			"esp", info.ESPSuite.String(), "in_spi", info.InSPI, "out_spi", info.OutSPI)
 		c.wakeWaiters(p, nil)
 		c.regEstablished(p, a)
+	case handshake.EventRekeyInbound:
+		// A rekey the peer started: our new inbound SA goes in beside the
+		// current one now, before the peer (who finishes first) sends on
+		// it; EventRekeyed then finds it installed.
+		c.installInbound(p, ev.Inbound, true)
 	case handshake.EventRekeyed:
 		c.installInbound(p, ev.Inbound, true)
 		o := c.newOutbound(p, ev.Outbound)
