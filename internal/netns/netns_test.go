@@ -297,12 +297,21 @@ func TestE2ETopologyNonRoot(t *testing.T) {
 		}
 	}
 	nobody := func(extra ...string) (string, error) {
-		cmd := exec.Command(bin, "-test.run", "^TestE2ENATTranslation$", "-test.v", "-test.count=1")
-		cmd.Dir = dir
-		cmd.Env = append(append([]string(nil), env...), extra...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+		for try := 0; ; try++ {
+			cmd := exec.Command(bin, "-test.run", "^TestE2ENATTranslation$", "-test.v", "-test.count=1")
+			cmd.Dir = dir
+			cmd.Env = append(append([]string(nil), env...), extra...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			out, err := cmd.CombinedOutput()
+			// A parallel test's fork can briefly hold the fd that wrote the
+			// binary open in its child, and exec then fails with ETXTBSY
+			// (golang/go#22315): try again.
+			if errors.Is(err, syscall.ETXTBSY) && try < 50 {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			return string(out), err
+		}
 	}
 	out, err := nobody()
 	if err != nil || !strings.Contains(out, "--- SKIP: TestE2ENATTranslation") || !strings.Contains(out, "needs root") {
