@@ -485,17 +485,9 @@ func (c *control) connect(now time.Time, h wire.HIT, reply chan error) {
 			reply <- err
 		}
 	}
-	if c.draining {
-		answer(ErrClosed)
-		return
-	}
-	if !s.authorized(h) {
-		answer(fmt.Errorf("%w: %v", ErrNotAuthorized, h))
-		return
-	}
-	p := s.lookupPeer(h)
-	if p == nil {
-		answer(fmt.Errorf("%w: %v", ErrUnknownPeer, h))
+	p, err := c.peerFor(h)
+	if err != nil {
+		answer(err)
 		return
 	}
 	if a := p.assoc; a != nil {
@@ -671,4 +663,20 @@ func (c *control) finish() {
 	}
 	c.regShutdown()
 	c.flushWakes()
+}
+
+// peerFor is what Connect and Register check before anything starts: the
+// stack is open, Authorize admits h, and a locator for h is known.
+func (c *control) peerFor(h wire.HIT) (*peer, error) {
+	if c.draining {
+		return nil, ErrClosed
+	}
+	if !c.s.authorized(h) {
+		return nil, fmt.Errorf("%w: %v", ErrNotAuthorized, h)
+	}
+	p := c.s.lookupPeer(h)
+	if p == nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnknownPeer, h)
+	}
+	return p, nil
 }

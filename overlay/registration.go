@@ -220,17 +220,9 @@ func regCtxError(ctx context.Context, h wire.HIT) error {
 func (c *control) register(now time.Time, h wire.HIT, cmd *regCommand) {
 	s := c.s
 	answer := func(err error) { cmd.reply <- regResult{reg: Registration{Peer: h}, err: err} }
-	if c.draining {
-		answer(ErrClosed)
-		return
-	}
-	if !s.authorized(h) {
-		answer(fmt.Errorf("%w: %v", ErrNotAuthorized, h))
-		return
-	}
-	p := s.lookupPeer(h)
-	if p == nil {
-		answer(fmt.Errorf("%w: %v", ErrUnknownPeer, h))
+	p, err := c.peerFor(h)
+	if err != nil {
+		answer(err)
 		return
 	}
 	if c.reg.waits[h] != nil {
