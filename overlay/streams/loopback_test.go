@@ -170,6 +170,17 @@ func newNode(t testing.TB, k *hostid.PrivateKey) *node {
 }
 
 // echo serves l: every stream gets back what it sends, then EOF.
+// echoOn listens on port of n and echoes every stream.
+func echoOn(t testing.TB, n *node, port int) net.Listener {
+	t.Helper()
+	l, err := n.m.Listen(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, l)
+	return l
+}
+
 func echo(t testing.TB, l net.Listener) {
 	t.Helper()
 	go func() {

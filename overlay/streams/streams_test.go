@@ -59,11 +59,7 @@ func randomBytes(n int) []byte {
 func TestEcho8MiB(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
-	l, err := b.m.Listen(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo(t, l)
+	echoOn(t, b, 80)
 	if err := roundTrip(t, a.m, b.hit, 80, randomBytes(8<<20)); err != nil {
 		t.Fatal(err)
 	}
@@ -72,11 +68,7 @@ func TestEcho8MiB(t *testing.T) {
 func TestConcurrentStreamsOneConnection(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
-	l, err := b.m.Listen(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo(t, l)
+	echoOn(t, b, 80)
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for range 64 {
@@ -143,11 +135,7 @@ func TestAcceptedConnectionIsReused(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
 	for _, n := range []*node{a, b} {
-		l, err := n.m.Listen(9)
-		if err != nil {
-			t.Fatal(err)
-		}
-		echo(t, l)
+		echoOn(t, n, 9)
 	}
 	if err := roundTrip(t, a.m, b.hit, 9, []byte("ping")); err != nil {
 		t.Fatal(err)
@@ -166,11 +154,7 @@ func TestSimultaneousOpen(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
 	for _, n := range []*node{a, b} {
-		l, err := n.m.Listen(9)
-		if err != nil {
-			t.Fatal(err)
-		}
-		echo(t, l)
+		echoOn(t, n, 9)
 	}
 	var wg sync.WaitGroup
 	for range 4 {
@@ -278,11 +262,7 @@ func TestClientRejectsWrongServerIdentity(t *testing.T) {
 	ka, kb, other := testIdentities(t)
 	a, b := newPair(t, ka, kb)
 	a.dir.set(b.hit, other.Public())
-	if l, err := b.m.Listen(80); err != nil {
-		t.Fatal(err)
-	} else {
-		echo(t, l)
-	}
+	echoOn(t, b, 80)
 	_, err := a.m.Dial(dialCtx(t), b.hit, 80)
 	if err == nil {
 		t.Fatal("Dial succeeded with the wrong identity for the server")
@@ -309,11 +289,7 @@ func TestClientVerifierRejectsOtherKey(t *testing.T) {
 	connect(a.pc, imp.pc)
 	a.dir.set(bh, kb.Public())
 	imp.dir.set(a.hit, ka.Public())
-	if l, err := imp.m.Listen(80); err != nil {
-		t.Fatal(err)
-	} else {
-		echo(t, l)
-	}
+	echoOn(t, imp, 80)
 	_, err := a.m.Dial(dialCtx(t), bh, 80)
 	if err == nil {
 		t.Fatal("Dial succeeded to a server with another key")
@@ -332,11 +308,7 @@ func TestServerRejectsWrongClientIdentity(t *testing.T) {
 	ka, kb, other := testIdentities(t)
 	a, b := newPair(t, ka, kb)
 	b.dir.set(a.hit, other.Public())
-	if l, err := b.m.Listen(80); err != nil {
-		t.Fatal(err)
-	} else {
-		echo(t, l)
-	}
+	echoOn(t, b, 80)
 	_, err := a.m.Dial(dialCtx(t), b.hit, 80)
 	if err == nil {
 		t.Fatal("Dial succeeded although the server holds another key for the client")
@@ -364,11 +336,7 @@ func TestServerRejectsCertificateOfAnotherHIT(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.m.cert = cert
-	if l, err := b.m.Listen(80); err != nil {
-		t.Fatal(err)
-	} else {
-		echo(t, l)
-	}
+	echoOn(t, b, 80)
 	if _, err := a.m.Dial(dialCtx(t), b.hit, 80); err == nil {
 		t.Fatal("Dial succeeded with another host's certificate")
 	}
@@ -388,11 +356,7 @@ func TestRSAIdentity(t *testing.T) {
 	ka, _, _ := testIdentities(t)
 	a, b := newPair(t, ka, kr)
 	for _, n := range []*node{a, b} {
-		l, err := n.m.Listen(9)
-		if err != nil {
-			t.Fatal(err)
-		}
-		echo(t, l)
+		echoOn(t, n, 9)
 	}
 	if err := roundTrip(t, a.m, b.hit, 9, []byte("to rsa")); err != nil {
 		t.Fatal(err)
@@ -401,11 +365,7 @@ func TestRSAIdentity(t *testing.T) {
 	a.m.Close()
 	// Fresh pair, the RSA side dialing.
 	a, b = newPair(t, ka, kr)
-	if l, err := a.m.Listen(9); err != nil {
-		t.Fatal(err)
-	} else {
-		echo(t, l)
-	}
+	echoOn(t, a, 9)
 	if err := roundTrip(t, b.m, a.hit, 9, []byte("from rsa")); err != nil {
 		t.Fatal(err)
 	}
@@ -427,11 +387,7 @@ func TestUnknownPeer(t *testing.T) {
 		a.dir.set(h, kb.Public())
 		return nil
 	}
-	if l, err := b.m.Listen(80); err != nil {
-		t.Fatal(err)
-	} else {
-		echo(t, l)
-	}
+	echoOn(t, b, 80)
 	if err := roundTrip(t, a.m, b.hit, 80, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
@@ -663,11 +619,7 @@ func TestDialContext(t *testing.T) {
 func TestBadHeaderVersion(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
-	if l, err := b.m.Listen(80); err != nil {
-		t.Fatal(err)
-	} else {
-		echo(t, l)
-	}
+	echoOn(t, b, 80)
 	qc, _, err := a.m.conn(dialCtx(t), b.hit)
 	if err != nil {
 		t.Fatal(err)
@@ -690,11 +642,7 @@ func TestManagerClose(t *testing.T) {
 	base := runtime.NumGoroutine()
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
-	l, err := b.m.Listen(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo(t, l)
+	echoOn(t, b, 80)
 	if err := roundTrip(t, a.m, b.hit, 80, randomBytes(1<<10)); err != nil {
 		t.Fatal(err)
 	}
@@ -777,11 +725,7 @@ func TestIdleConnectionCloses(t *testing.T) {
 		n.m.idle = 100 * time.Millisecond
 		n.m.mu.Unlock()
 	}
-	l, err := b.m.Listen(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo(t, l)
+	echoOn(t, b, 80)
 	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
 	if err != nil {
 		t.Fatal(err)
