@@ -53,6 +53,11 @@ type Association struct {
 	upd updateState
 	reg regState
 
+	// NAT traversal (nat.go).
+	natMode   uint16
+	peerCands []wire.Locator
+	iceKey    []byte
+
 	closeEcho []byte // ECHO_REQUEST_SIGNED opaque of our CLOSE
 
 	// Retransmission of the last I1, I2, UPDATE or CLOSE.
@@ -239,11 +244,17 @@ func (a *Association) signAndMAC(b *wire.Builder, macKey []byte) ([]byte, error)
 
 // addMAC appends a HIP_MAC over everything built so far (§6.4.1).
 func addMAC(b *wire.Builder, newHash func() hash.Hash, key []byte) error {
+	return addMACAs(b, newHash, key, func(m []byte) wire.Encoder { return wire.HIPMAC{MAC: m} })
+}
+
+// addMACAs appends the parameter param makes of an HMAC over everything
+// built so far: HIP_MAC, or RELAY_HMAC, which has its semantics.
+func addMACAs(b *wire.Builder, newHash func() hash.Hash, key []byte, param func([]byte) wire.Encoder) error {
 	raw, err := b.Bytes()
 	if err != nil {
 		return err
 	}
-	b.Add(wire.HIPMAC{MAC: computeMAC(newHash, key, raw, len(raw), nil)})
+	b.Add(param(computeMAC(newHash, key, raw, len(raw), nil)))
 	return b.Err()
 }
 

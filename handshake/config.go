@@ -84,6 +84,18 @@ type Config struct {
 	// announce its REG_INFO and REG_REQUESTs are decided by it. Without
 	// it, every REG_REQUEST is answered with REG_FAILED "unavailable".
 	Registrar *Registrar
+
+	// NATModes lists the NAT traversal modes (RFC 5770 §4.3;
+	// wire.NATModeICESTUNUDP, wire.NATModeUDPEncapsulation) this host
+	// offers in R1 and accepts in an R1, most preferred first. Nil: none,
+	// so R1 carries no NAT_TRAVERSAL_MODE and I2 selects none.
+	NATModes []uint16
+
+	// Candidates returns this host's ICE candidates for a base exchange
+	// with peer, as LOCATOR_SET transport locators, sent inside ENCRYPTED
+	// in I2 and R2 when ICE-STUN-UDP is selected. It is called while I2
+	// or R2 is built and must not block. Nil: none are sent.
+	Candidates func(peer wire.HIT) []wire.Locator
 }
 
 const defaultPuzzleDifficulty = 4

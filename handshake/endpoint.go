@@ -157,6 +157,9 @@ func (e *Endpoint) buildR1(g *r1Gen, gid uint8) (*r1Packet, error) {
 	b.Add(wire.DHGroupList{Groups: groups})
 	b.Add(wire.DiffieHellman{Group: gid, Public: key.public()})
 	b.Add(wire.HIPCipher{IDs: wire.MakeU16List(e.cfg.HIPCiphers...)})
+	if len(e.cfg.NATModes) > 0 {
+		b.Add(wire.MakeNATTraversalMode(e.cfg.NATModes...)) // RFC 5770 §4.3
+	}
 	b.AddRaw(wire.ParamHostID, hostIDContents(e.hostID))
 	suites := make([]byte, 0, len(e.cfg.HITSuites))
 	for _, s := range e.cfg.HITSuites {

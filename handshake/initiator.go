@@ -267,6 +267,7 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	a.km = km
 	a.hip = hk
 	a.inSPI = spi
+	a.natMode = e.pickNATMode(pkt)
 
 	i2, err := a.buildI2(pkt, pz, dh.Group, key.public())
 	if err != nil {
@@ -277,6 +278,9 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	// We can already open the Responder's ESP: its keys are ours too.
 	in, _, err := a.espConfigs(km.next)
 	if err != nil {
+		return err
+	}
+	if err := a.drawICEKey(); err != nil {
 		return err
 	}
 	a.emit(Event{Kind: EventInboundSA, Inbound: in})
@@ -295,17 +299,24 @@ func (a *Association) buildI2(r1 wire.Packet, pz wire.Puzzle, group uint8, pubDH
 	b.Add(wire.Solution{K: pz.K, Opaque: pz.Opaque, I: a.puzzleI, J: a.puzzleJ})
 	b.Add(wire.DiffieHellman{Group: group, Public: pubDH})
 	b.Add(wire.HIPCipher{IDs: wire.MakeU16List(a.cipherID)})
+	if a.natMode != 0 {
+		b.Add(wire.MakeNATTraversalMode(a.natMode)) // RFC 5770 §4.5 step 5
+	}
+	// ENCRYPTED holds our ICE candidates and, if asked, our HOST_ID
+	// (§5.3.3), in ascending order.
+	plain, err := a.candidateTLV()
+	if err != nil {
+		return nil, err
+	}
 	if e.cfg.EncryptHostID {
-		key := a.hip.encLG
-		if a.weAreG() {
-			key = a.hip.encGL
-		}
-		iv, ct, err := encryptParams(a.cipherID, key, e.cfg.Rand, e.hostID)
-		if err != nil {
+		plain = append(plain, e.hostID...)
+	}
+	if plain != nil {
+		if err := a.addEncrypted(&b, plain); err != nil {
 			return nil, err
 		}
-		b.Add(wire.Encrypted{IV: iv, Data: ct})
-	} else {
+	}
+	if !e.cfg.EncryptHostID {
 		b.AddRaw(wire.ParamHostID, hostIDContents(e.hostID))
 	}
 	if req := a.i2Request(); req != nil {
@@ -339,7 +350,7 @@ func (a *Association) handleR2(now time.Time, pkt wire.Packet) error {
 	if a.state != I2Sent || !a.initiator {
 		return fmt.Errorf("%w: R2 in %v", ErrUnexpected, a.state)
 	}
-	if err := checkCritical(pkt, wire.ParamESPInfo, wire.ParamHIPMAC2, wire.ParamHIPSignature); err != nil {
+	if err := checkCritical(pkt, wire.ParamESPInfo, wire.ParamEncrypted, wire.ParamHIPMAC2, wire.ParamHIPSignature); err != nil {
 		return err
 	}
 	if err := verifyMAC(a.rhash, a.peerMACKey(), pkt, wire.ParamHIPMAC2, a.peerHostID); err != nil {
@@ -347,6 +358,20 @@ func (a *Association) handleR2(now time.Time, pkt wire.Packet) error {
 	}
 	if err := verifySignature(a.peerPub, pkt, wire.ParamHIPSignature); err != nil {
 		return err
+	}
+	// The Responder's ICE candidates (RFC 5770 §4.5 step 7), inside
+	// ENCRYPTED (nat.go).
+	plain, err := a.openEncrypted(pkt)
+	if err != nil {
+		return err
+	}
+	it := wire.IterParams(plain)
+	for p, ok := it.Next(); ok; p, ok = it.Next() {
+		if p.Type() == wire.ParamLocatorSet {
+			if err := a.takeCandidates(p); err != nil {
+				return err
+			}
+		}
 	}
 	eiP, ok := pkt.Param(wire.ParamESPInfo)
 	if !ok {

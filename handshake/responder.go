@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -180,26 +181,29 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 	var hid []byte
 	if p, ok := pkt.Param(wire.ParamHostID); ok {
 		hid = p.Contents()
-	} else if p, ok := pkt.Param(wire.ParamEncrypted); ok {
-		enc, err := wire.ParseEncrypted(p.Contents(), cipherIVLen(a.cipherID))
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	// ENCRYPTED may hold the HOST_ID (§5.3.3) and the Initiator's ICE
+	// candidates (nat.go).
+	plain, err := a.openEncrypted(pkt)
+	if err != nil && !errors.Is(err, ErrMalformed) {
+		return fail(wire.NotifyEncryptionFailed, err)
+	} else if err != nil {
+		return nil, err
+	}
+	it := wire.IterParams(plain)
+	for p, ok := it.Next(); ok; p, ok = it.Next() {
+		switch p.Type() {
+		case wire.ParamHostID:
+			if hid == nil {
+				hid = p.Contents()
+			}
+		case wire.ParamLocatorSet:
+			if err := a.takeCandidates(p); err != nil {
+				return nil, err
+			}
 		}
-		key := a.hip.encLG
-		if !a.weAreG() {
-			key = a.hip.encGL
-		}
-		pt, err := decryptParams(a.cipherID, key, enc.IV, enc.Data)
-		if err != nil {
-			return fail(wire.NotifyEncryptionFailed, err)
-		}
-		it := wire.IterParams(pt)
-		inner, ok := it.Next()
-		if !ok || inner.Type() != wire.ParamHostID {
-			return nil, fmt.Errorf("%w: ENCRYPTED holds no HOST_ID", ErrMalformed)
-		}
-		hid = inner.Contents()
-	} else {
+	}
+	if hid == nil {
 		return nil, fmt.Errorf("%w: I2 without HOST_ID", ErrMalformed)
 	}
 	pub, err := parseHostID(hid)
@@ -233,6 +237,9 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 		return fail(wire.NotifyInvalidESPTransformChosen, ErrNoCommonESPSuite)
 	}
 	a.espSuite = esp.Suite(et.Suites.At(0))
+	if a.natMode, err = e.checkNATMode(pkt); err != nil {
+		return fail(wire.NotifyNoValidNATTraversalModeParameter, err)
+	}
 
 	// Steps 14-15: HIP_MAC with the Initiator's key, then its signature.
 	if err := verifyMAC(e.rhash, a.peerMACKey(), pkt, wire.ParamHIPMAC, nil); err != nil {
@@ -256,6 +263,9 @@ func (e *Endpoint) acceptI2(now time.Time, pkt wire.Packet) (*Association, error
 	}
 	in, out, err := a.espConfigs(int(ei.KeymatIndex))
 	if err != nil {
+		return nil, err
+	}
+	if err := a.drawICEKey(); err != nil {
 		return nil, err
 	}
 
@@ -287,6 +297,15 @@ func (a *Association) buildR2(index uint16, reg *Registration) ([]byte, error) {
 	var b wire.Builder
 	b.Reset(make([]byte, 0, 256), wire.R2, e.hit, a.peer)
 	b.Add(wire.ESPInfo{KeymatIndex: index, NewSPI: a.inSPI})
+	plain, err := a.candidateTLV() // RFC 5770 §4.5 step 7
+	if err != nil {
+		return nil, err
+	}
+	if plain != nil {
+		if err := a.addEncrypted(&b, plain); err != nil {
+			return nil, err
+		}
+	}
 	addRegAnswer(&b, reg) // RFC 8003 §3.3
 	raw, err := b.Bytes()
 	if err != nil {

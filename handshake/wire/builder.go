@@ -149,3 +149,20 @@ func (b *Builder) Bytes() ([]byte, error) {
 	b.buf[4], b.buf[5] = 0, 0
 	return b.buf, nil
 }
+
+// Extend continues building on the finished packet p: further parameters
+// are appended to it in place (p's spare capacity is used first) and must
+// not sort before its last parameter. A relay appends RELAY_FROM and
+// RELAY_HMAC to a packet it forwards this way, and a registered host
+// RELAY_TO and RELAY_HMAC to one it sends through its relay (RFC 5770
+// §4.5), after the sender's HIP_SIGNATURE.
+func (b *Builder) Extend(p Packet) {
+	*b = Builder{buf: p[:p.Len()]}
+	it := p.Params()
+	for q, ok := it.Next(); ok; q, ok = it.Next() {
+		b.last, b.n = q.Type(), b.n+1
+	}
+	if err := it.Err(); err != nil {
+		b.err = err
+	}
+}
