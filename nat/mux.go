@@ -1,0 +1,155 @@
+package nat
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Bounds of the Mux's table of the checks its sessions sent.
+const (
+	// txMax bounds the table. A session sends about one check per Ta
+	// (DefaultPacing: 20 a second), and a check lives txLifetime, so this
+	// is room for about ten sessions checking at once at the default
+	// pacing; beyond that the oldest entries go first, and a response that
+	// finds none is answered by the peer's retransmission of its check.
+	txMax = 1024
+	// txLifetime is how long a response can be routed to the session that
+	// sent the check: a little longer than pion waits for one
+	// (maxBindingRequestTimeout, 4 s, agent_config.go:62).
+	txLifetime = 5 * time.Second
+)
+
+// Mux routes the STUN packets read from the node socket among the ICE
+// sessions of the node (RFC 5770 §5.3: STUN is told apart from HIP and ESP
+// on the one socket by the magic cookie; the node does that, the Mux
+// takes it from there):
+//
+//   - a Binding request by its USERNAME, "<our ufrag>:<peer ufrag>"
+//     (RFC 8445 §7.2.2, RFC 5770 §5.2), which names the session;
+//   - a Binding success or error response by the transaction ID of the
+//     check it answers, which the Mux noted when the session sent it;
+//   - nothing else: indications (the RFC 5770 §5.3 keepalives), other
+//     methods, malformed messages and packets nobody waits for are left
+//     to the caller.
+//
+// All sessions of a node share its local ufrag (the last 32 bits of its
+// HIT), so the peer's ufrag tells them apart. Two sessions whose peers'
+// HITs end in the same 32 bits cannot both be reached by requests: the
+// newer replaces the older in the table, and the older then gets only
+// responses to its own checks (which usually still lets it finish, but
+// the peer's nomination goes to the newer). That is the 32-bit ufrag of
+// RFC 5770 §5.2; its integrity check keeps the wrong session from
+// accepting a request, not from receiving it.
+//
+// A Mux is safe for concurrent use. Its zero value is not usable; call
+// NewMux.
+type Mux struct {
+	mu       sync.Mutex
+	sessions map[string]*Session // by the USERNAME the peer's requests carry
+	tx       map[[12]byte]txEntry
+	ring     []txRing // FIFO of tx, oldest first, at most txMax
+	head     int      // index of the oldest entry in ring
+	n        int      // entries in ring
+}
+
+type txEntry struct {
+	s      *Session
+	expiry time.Time
+}
+
+type txRing struct {
+	id     [12]byte
+	expiry time.Time
+}
+
+// NewMux returns an empty Mux.
+func NewMux() *Mux {
+	return &Mux{
+		sessions: make(map[string]*Session),
+		tx:       make(map[[12]byte]txEntry),
+		ring:     make([]txRing, txMax),
+	}
+}
+
+// NewSession starts a session (see the package function NewSession)
+// registered in m: m routes the peer's requests and the responses to the
+// session's checks to it, until Close.
+func (m *Mux) NewSession(cfg SessionConfig, onSelected func(netip.AddrPort), onFailed func()) (*Session, error) {
+	return newSession(cfg, onSelected, onFailed, m)
+}
+
+// Deliver hands a STUN packet read from the node socket to the session it
+// belongs to and reports whether one took it. It copies what it keeps,
+// does not block, allocates nothing of its own, and accepts any input.
+func (m *Mux) Deliver(pkt []byte, from netip.AddrPort) bool {
+	h, ok := stunParse(pkt)
+	if !ok || h.method != stunMethodBind {
+		return false
+	}
+	var s *Session
+	switch h.class {
+	case classRequest:
+		user, ok := stunAttr(pkt, attrUsername)
+		if !ok {
+			return false
+		}
+		m.mu.Lock()
+		s = m.sessions[string(user)]
+		m.mu.Unlock()
+	case classSuccess, classError:
+		now := time.Now()
+		m.mu.Lock()
+		e, ok := m.tx[h.txID]
+		if ok {
+			delete(m.tx, h.txID)
+			if now.After(e.expiry) {
+				e.s = nil
+			}
+		}
+		m.mu.Unlock()
+		s = e.s
+	}
+	if s == nil {
+		return false
+	}
+	return s.deliver(pkt, from)
+}
+
+// add registers s by the USERNAME of the requests its peer sends, in
+// place of any session registered under it.
+func (m *Mux) add(s *Session) {
+	m.mu.Lock()
+	m.sessions[s.user] = s
+	m.mu.Unlock()
+}
+
+// remove unregisters s, unless a newer session replaced it. Its entries in
+// the transaction table stay until they expire or are pushed out; a
+// response that finds one goes to the closed session, which refuses it.
+func (m *Mux) remove(s *Session) {
+	m.mu.Lock()
+	if m.sessions[s.user] == s {
+		delete(m.sessions, s.user)
+	}
+	m.mu.Unlock()
+}
+
+// track notes that s sent a check with transaction ID id.
+func (m *Mux) track(id [12]byte, s *Session) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for m.n > 0 && (m.n == len(m.ring) || now.After(m.ring[m.head].expiry)) {
+		old := m.ring[m.head]
+		if e, ok := m.tx[old.id]; ok && e.expiry.Equal(old.expiry) {
+			delete(m.tx, old.id)
+		}
+		m.head = (m.head + 1) % len(m.ring)
+		m.n--
+	}
+	exp := now.Add(txLifetime)
+	m.ring[(m.head+m.n)%len(m.ring)] = txRing{id: id, expiry: exp}
+	m.n++
+	m.tx[id] = txEntry{s: s, expiry: exp}
+}

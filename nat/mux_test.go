@@ -1,0 +1,229 @@
+package nat
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/stun/v4"
+
+	"hipnet.dev/handshake/wire"
+)
+
+var peerAddr = netip.MustParseAddrPort("192.0.2.7:10500")
+
+// quietSession is a session in m that sends nowhere and has no remote
+// candidates: it only receives.
+func quietSession(t testing.TB, m *Mux, local, peer wire.HIT) *Session {
+	t.Helper()
+	s, err := m.NewSession(SessionConfig{
+		LocalHIT: local, PeerHIT: peer, Key: testKey,
+		Local:   netip.MustParseAddrPort("127.0.0.1:10500"),
+		Send:    func([]byte, netip.AddrPort) error { return nil },
+		Timeout: time.Hour,
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// bindingRequest builds a check as the owner of sender sends it to the
+// owner of recipient (what pion sends, RFC 5770 §5.2).
+func bindingRequest(t testing.TB, recipient, sender wire.HIT) []byte {
+	t.Helper()
+	m, err := stun.Build(stun.BindingRequest, stun.TransactionID,
+		stun.NewUsername(username(recipient, sender)),
+		ice.AttrControlling(1), ice.PriorityAttr(Priority(wire.KindPeerReflexive)),
+		stun.NewShortTermIntegrity(Password(testKey)), stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Raw
+}
+
+func bindingResponse(t testing.TB, id [12]byte, class stun.MessageClass) []byte {
+	t.Helper()
+	m, err := stun.Build(stun.NewTransactionIDSetter(id), stun.NewType(stun.MethodBinding, class),
+		&stun.XORMappedAddress{IP: peerAddr.Addr().AsSlice(), Port: int(peerAddr.Port())},
+		stun.NewShortTermIntegrity(Password(testKey)), stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Raw
+}
+
+func TestMuxDeliverRefuses(t *testing.T) {
+	m := NewMux()
+	quietSession(t, m, hitA, hitB)
+	req := bindingRequest(t, hitA, hitB)
+	otherMethod := append([]byte(nil), req...)
+	binary.BigEndian.PutUint16(otherMethod, 0x0003) // Allocate request
+	noUser, _ := stun.Build(stun.BindingRequest, stun.TransactionID, stun.Fingerprint)
+	hitC := wire.MustParseHIT("2001:20::a:b:c:3")
+	cases := map[string][]byte{
+		"nil":              nil,
+		"empty":            {},
+		"garbage":          bytes.Repeat([]byte{0xff}, 64),
+		"zeros":            make([]byte, 20),
+		"HIP control":      append(make([]byte, 4), req...), // the non-ESP marker before a HIP packet
+		"truncated header": req[:19],
+		"truncated body":   req[:len(req)-4],
+		"trailing octets":  append(append([]byte(nil), req...), 0, 0, 0, 0),
+		"unknown username": bindingRequest(t, hitA, hitC),
+		"not our ufrag":    bindingRequest(t, hitC, hitB),
+		"no username":      noUser.Raw,
+		"other method":     otherMethod,
+		"keepalive":        Keepalive(nil),
+		"unknown response": bindingResponse(t, [12]byte{1, 2, 3}, stun.ClassSuccessResponse),
+		"unknown error":    bindingResponse(t, [12]byte{1, 2, 3}, stun.ClassErrorResponse),
+	}
+	// An attribute whose length runs past the end, in a message whose
+	// header length is right.
+	bad := append([]byte(nil), req[:20]...)
+	bad = append(bad, 0x00, 0x06, 0x00, 0xff, 'a', 'b', 'c', 'd')
+	binary.BigEndian.PutUint16(bad[2:], 8)
+	cases["attribute overrun"] = bad
+	for name, pkt := range cases {
+		if m.Deliver(pkt, peerAddr) {
+			t.Errorf("%s: taken", name)
+		}
+	}
+	if !m.Deliver(req, peerAddr) {
+		t.Error("a request for the session was refused")
+	}
+}
+
+func TestMuxRoutesResponses(t *testing.T) {
+	m := NewMux()
+	s := quietSession(t, m, hitA, hitB)
+	id := [12]byte{9, 8, 7}
+	m.track(id, s)
+	if !m.Deliver(bindingResponse(t, id, stun.ClassSuccessResponse), peerAddr) {
+		t.Fatal("response to a tracked check refused")
+	}
+	if m.Deliver(bindingResponse(t, id, stun.ClassSuccessResponse), peerAddr) {
+		t.Error("a second response to one check taken")
+	}
+	id2 := [12]byte{9, 8, 8}
+	m.track(id2, s)
+	if !m.Deliver(bindingResponse(t, id2, stun.ClassErrorResponse), peerAddr) {
+		t.Error("error response to a tracked check refused")
+	}
+	// Expired entries do not route.
+	id3 := [12]byte{9, 8, 9}
+	m.track(id3, s)
+	m.mu.Lock()
+	e := m.tx[id3]
+	e.expiry = time.Now().Add(-time.Second)
+	m.tx[id3] = e
+	m.mu.Unlock()
+	if m.Deliver(bindingResponse(t, id3, stun.ClassSuccessResponse), peerAddr) {
+		t.Error("response to an expired check taken")
+	}
+}
+
+func TestMuxTrackBounded(t *testing.T) {
+	m := NewMux()
+	s := quietSession(t, m, hitA, hitB)
+	for i := range txMax + 100 {
+		var id [12]byte
+		binary.BigEndian.PutUint32(id[:], uint32(i))
+		m.track(id, s)
+	}
+	if len(m.tx) > txMax || m.n > txMax {
+		t.Errorf("%d transactions tracked (ring %d), bound %d", len(m.tx), m.n, txMax)
+	}
+	var newest, oldest [12]byte
+	binary.BigEndian.PutUint32(newest[:], txMax+99)
+	if _, ok := m.tx[newest]; !ok {
+		t.Error("newest transaction pushed out")
+	}
+	if _, ok := m.tx[oldest]; ok {
+		t.Error("oldest transaction kept")
+	}
+}
+
+// TestMuxReplace: a second session with the same peer ufrag takes over the
+// requests; closing the first does not unregister the second.
+func TestMuxReplace(t *testing.T) {
+	m := NewMux()
+	peer2 := hitB
+	peer2[0] ^= 1 // another HIT, the same last 32 bits
+	old := quietSession(t, m, hitA, hitB)
+	newer := quietSession(t, m, hitA, peer2)
+	req := bindingRequest(t, hitA, hitB)
+	if !m.Deliver(req, peerAddr) {
+		t.Fatal("refused")
+	}
+	if newer.Stats().Delivered != 1 || old.Stats().Delivered != 0 {
+		t.Errorf("delivered to old %d, newer %d; want the newer", old.Stats().Delivered, newer.Stats().Delivered)
+	}
+	_ = old.Close()
+	if !m.Deliver(req, peerAddr) {
+		t.Error("closing the replaced session unregistered the newer one")
+	}
+	_ = newer.Close()
+	if m.Deliver(req, peerAddr) {
+		t.Error("closed session still registered")
+	}
+}
+
+// TestMuxDeliverAllocs: classifying a packet that no session takes
+// allocates nothing. (Skipped under -race by `make test`.)
+func TestMuxDeliverAllocs(t *testing.T) {
+	m := NewMux()
+	quietSession(t, m, hitA, hitB)
+	pkts := [][]byte{
+		bindingRequest(t, hitA, wire.MustParseHIT("2001:20::a:b:c:3")),
+		bindingResponse(t, [12]byte{1}, stun.ClassSuccessResponse),
+		Keepalive(nil),
+		bytes.Repeat([]byte{0}, 100),
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		for _, p := range pkts {
+			m.Deliver(p, peerAddr)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
+
+// FuzzMuxDeliver: Deliver takes any input without panicking, and takes a
+// packet only when it is a Binding request with the USERNAME of the
+// session, or a response to one of its checks; its attribute walk agrees
+// with pion's decoder.
+func FuzzMuxDeliver(f *testing.F) {
+	m := NewMux()
+	s := quietSession(f, m, hitA, hitB)
+	tracked := [12]byte{0x21, 0x12, 0xa4, 0x42}
+	f.Add(bindingRequest(f, hitA, hitB))
+	f.Add(bindingResponse(f, tracked, stun.ClassSuccessResponse))
+	f.Add(Keepalive(nil))
+	f.Add([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42})
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		m.track(tracked, s)
+		took := m.Deliver(pkt, peerAddr)
+		h, ok := stunParse(pkt)
+		if took && (!ok || h.method != stunMethodBind || h.class == classIndication) {
+			t.Fatalf("took a packet that is no Binding request or response: %x", pkt)
+		}
+		if took && h.class == classRequest {
+			if u, _ := stunAttr(pkt, attrUsername); string(u) != s.user {
+				t.Fatalf("took a request with USERNAME %q", u)
+			}
+		}
+		var msg stun.Message
+		if ok && stun.Decode(pkt, &msg) == nil {
+			want, err := msg.Get(stun.AttrUsername)
+			got, found := stunAttr(pkt, attrUsername)
+			if (err == nil) != found || !bytes.Equal(got, want) {
+				t.Fatalf("USERNAME: walk %q %v, pion %q %v", got, found, want, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,551 @@
+package nat
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+
+	"hipnet.dev/handshake/wire"
+)
+
+// ErrConfig reports a SessionConfig NewSession cannot use.
+var ErrConfig = errors.New("nat: invalid session config")
+
+// Defaults and limits of SessionConfig.
+const (
+	// DefaultPacing is Ta when SessionConfig.Pacing is zero: 50 ms, the
+	// value RFC 9028 §4.4 and §4.6.2 make mandatory when neither host
+	// announced a TRANSACTION_PACING ("a value of 50 ms MUST be used").
+	// RFC 5770 §4.6 said 500 ms; RFC 9028 obsoletes it and its Appendix A
+	// explains the smaller value. A caller that wants the RFC 5770 value,
+	// or negotiated another one (the higher of the two offers, RFC 9028
+	// §4.4), sets Pacing.
+	DefaultPacing = 50 * time.Millisecond
+	// MinPacing is the smallest Ta used: "Hosts MUST NOT use values
+	// smaller than 5 ms for the minimum Ta" (RFC 9028 §4.4). A smaller
+	// non-zero Pacing is raised to it.
+	MinPacing = 5 * time.Millisecond
+	// DefaultTimeout is SessionConfig.Timeout when zero.
+	DefaultTimeout = 10 * time.Second
+	// minRTO is the floor of the retransmission timeout of a check
+	// (RFC 5770 §4.6: RTO = MAX(500ms, Ta * (Num-Waiting + Num-In-Progress))).
+	minRTO = 500 * time.Millisecond
+	// paceQueue bounds the checks waiting for their turn (see pacer).
+	paceQueue = 64
+)
+
+// SessionConfig configures one ICE session: the checks between this node
+// and one peer over one HIP association.
+type SessionConfig struct {
+	LocalHIT, PeerHIT wire.HIT
+	// Key is the 16-octet STUN key from KEYMAT; Password(Key) is both the
+	// local and the remote password (RFC 5770 §5.2).
+	Key []byte
+	// Controlling: the HIP Initiator controls (RFC 5770 §5.2).
+	Controlling bool
+	// Local is the node socket's local address, the address of the
+	// session's host candidate. pion needs only its family and uses the
+	// address in logs: the candidates the peer checks are the ones the node
+	// sent in its LOCATOR_SET, and every check leaves through the node
+	// socket whatever this says. An IPv4 address (0.0.0.0 included) gives
+	// one IPv4 candidate, a specific IPv6 address one IPv6 candidate. The
+	// unspecified IPv6 address (::, a dual-stack socket) or the zero
+	// AddrPort gives two candidates, 0.0.0.0 and ::, with Local's port:
+	// pion pairs a local candidate only with remote candidates of its own
+	// family (addRemoteCandidate, agent.go:1329), and a dual-stack socket reaches both.
+	Local netip.AddrPort
+	// Remote are the peer's candidates, from its LOCATOR_SET (FromLocators).
+	Remote []Candidate
+	// Send writes a STUN packet on the node socket. It must be safe for
+	// concurrent use and must not retain b. It is never called after
+	// Close returns.
+	Send func(b []byte, to netip.AddrPort) error
+	// Pacing is Ta, the least time between two checks the session starts
+	// or retransmits (RFC 5770 §4.6, RFC 9028 §4.4); zero means
+	// DefaultPacing. It also sets how often pion retransmits: every
+	// RTO = MAX(500 ms, Ta * number of remote candidates) (RFC 5770 §4.6).
+	Pacing time.Duration
+	// Timeout: give up (onFailed) when no pair is selected this long after
+	// NewSession; zero means DefaultTimeout.
+	Timeout time.Duration
+	// Logger receives pion's messages at Debug (see slogFactory); nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Stats counts a session's packets.
+type Stats struct {
+	Delivered    uint64 // STUN packets Deliver queued for the agent
+	DeliverDrops uint64 // dropped by Deliver: queue full, or no candidate of the sender's address family
+	Sent         uint64 // packets handed to Send
+	SendDrops    uint64 // checks dropped because too many waited for their turn (pacing)
+	SendErrors   uint64 // Send returned an error
+}
+
+// Session runs the ICE connectivity checks (RFC 5770 §4.6, RFC 8445 §7)
+// with one peer over the node's socket. A pion/ice agent does the checks;
+// its one local host candidate (two on a dual-stack socket) is a virtual
+// conn whose writes go to SessionConfig.Send and whose reads are the
+// packets given to Deliver.
+//
+// onSelected runs when the agent selects a pair (the controlling side:
+// when its nomination succeeds; the controlled side: when it accepts one,
+// RFC 8445 §8.1.1) and again if the controlled side later switches to a
+// pair the controlling side nominated with a higher priority; it gets the
+// peer's address of the pair, the address ESP goes to. onFailed runs at
+// most once, when no pair was selected within the Timeout; the session
+// then stops checking, and onSelected never runs after it. Either may be
+// nil.
+//
+// Both run on a goroutine of the session, one at a time, and never after
+// Close returns: Close waits for one that is running. So they must not
+// call Close or wait for anything that does; hand the event to another
+// goroutine. (pion's Agent.GracefulClose has the same rule, agent.go:1589.)
+//
+// After a pair is selected the agent keeps answering the peer's checks
+// (RFC 9028 §4.6.3: "Both hosts MUST continue to respond to any
+// connectivity checks despite an address pair having been nominated")
+// until Close. It sends no consent checks of its own: RFC 5770 §5.3
+// keepalives (Keepalive) are the node's to send.
+type Session struct {
+	cfg        SessionConfig
+	user       string // USERNAME of the requests the peer sends us
+	ta         time.Duration
+	onSelected func(netip.AddrPort)
+	onFailed   func()
+	mux        *Mux // nil: not routed by a Mux
+
+	agent *ice.Agent
+	conn  *ice.Conn
+	v4    *vconn // nil: no IPv4 candidate
+	v6    *vconn // nil: no IPv6 candidate
+	net   *noNet
+
+	pace chan packet   // checks waiting for the pacer
+	kick chan struct{} // pion reported something (latest, pionFailed)
+
+	latest     atomic.Pointer[netip.AddrPort] // the remote address of pion's selected pair
+	pionFailed atomic.Bool
+
+	done      chan struct{} // closed by Close
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	agentOnce sync.Once
+	closing   atomic.Bool // fast check for the data path
+
+	mu       sync.Mutex // orders callbacks against Close
+	closed   bool
+	selected netip.AddrPort
+	hasSel   bool
+
+	delivered, deliverDrops     atomic.Uint64
+	sent, sendDrops, sendErrors atomic.Uint64
+}
+
+// NewSession starts the connectivity checks at once, in goroutines the
+// session owns until Close.
+func NewSession(cfg SessionConfig, onSelected func(remote netip.AddrPort), onFailed func()) (*Session, error) {
+	return newSession(cfg, onSelected, onFailed, nil)
+}
+
+func newSession(cfg SessionConfig, onSelected func(netip.AddrPort), onFailed func(), m *Mux) (*Session, error) {
+	switch {
+	case len(cfg.Key) != KeyLen:
+		return nil, fmt.Errorf("%w: Key has %d octets, want %d (RFC 5770 §5.2)", ErrConfig, len(cfg.Key), KeyLen)
+	case cfg.Send == nil:
+		return nil, fmt.Errorf("%w: no Send", ErrConfig)
+	case cfg.Pacing < 0 || cfg.Timeout < 0:
+		return nil, fmt.Errorf("%w: negative Pacing or Timeout", ErrConfig)
+	case cfg.LocalHIT == cfg.PeerHIT:
+		return nil, fmt.Errorf("%w: LocalHIT and PeerHIT are the same", ErrConfig)
+	}
+	cfg.Key = append([]byte(nil), cfg.Key...)
+	cfg.Remote = append([]Candidate(nil), cfg.Remote...)
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	ta := cfg.Pacing
+	switch {
+	case ta == 0:
+		ta = DefaultPacing
+	case ta < MinPacing:
+		ta = MinPacing
+	}
+
+	s := &Session{
+		cfg:        cfg,
+		user:       username(cfg.LocalHIT, cfg.PeerHIT),
+		ta:         ta,
+		onSelected: onSelected,
+		onFailed:   onFailed,
+		mux:        m,
+		net:        &noNet{},
+		pace:       make(chan packet, paceQueue),
+		kick:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
+	}
+
+	agent, err := ice.NewAgentWithOptions(s.agentOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("nat: ICE agent: %w", err)
+	}
+	s.agent = agent
+	abort := func(err error) (*Session, error) {
+		_ = agent.GracefulClose()
+		if m != nil {
+			m.remove(s)
+		}
+		return nil, err
+	}
+	// The handlers only record and wake the session's goroutine: they run
+	// on pion's notifier goroutines, which GracefulClose waits for.
+	if err := agent.OnSelectedCandidatePairChange(s.pionSelected); err != nil {
+		return abort(err)
+	}
+	if err := agent.OnConnectionStateChange(s.pionState); err != nil {
+		return abort(err)
+	}
+	if err := s.addLocal(); err != nil {
+		return abort(err)
+	}
+	for _, c := range cfg.Remote {
+		rc, err := c.remoteICE()
+		if err != nil {
+			cfg.Logger.Debug("nat: skipping remote candidate", "candidate", c.Addr, "err", err)
+			continue
+		}
+		if err := agent.AddRemoteCandidate(rc); err != nil {
+			return abort(fmt.Errorf("nat: remote candidate %v: %w", c.Addr, err))
+		}
+	}
+	if m != nil {
+		// Before the first check goes out, so that the peer's requests and
+		// the responses to ours find the session.
+		m.add(s)
+	}
+	// StartDial and StartAccept return at once; the checks run in pion's
+	// goroutines. (Dial and Accept would block until a pair is selected.)
+	peerUfrag, pwd := Ufrag(cfg.PeerHIT), Password(cfg.Key)
+	if cfg.Controlling {
+		s.conn, err = agent.StartDial(peerUfrag, pwd)
+	} else {
+		s.conn, err = agent.StartAccept(peerUfrag, pwd)
+	}
+	if err != nil {
+		return abort(fmt.Errorf("nat: starting checks: %w", err))
+	}
+	// Checks written before the pacer starts wait in s.pace, a selection
+	// reported before run starts in s.kick.
+	s.wg.Add(2)
+	go s.run()
+	go s.pacer()
+	return s, nil
+}
+
+// agentOptions configures pion for checks only: no gathering, no mDNS,
+// no sockets (noNet), the RFC 5770 §5.2 credentials, and timers that
+// leave giving up to the session (see run).
+func (s *Session) agentOptions() []ice.AgentOption {
+	n := max(1, len(s.cfg.Remote))
+	// pion checks every pair at each tick of CheckInterval and counts a
+	// tick without an answer as a retransmission (pingAllCandidates,
+	// agent.go:796), so the tick is the RTO of RFC 5770 §4.6, with one
+	// local candidate per family and so about one pair per remote
+	// candidate.
+	rto := max(minRTO, s.ta*time.Duration(n))
+	// Keep checking until the Timeout: a pair is marked failed after
+	// MaxBindingRequests unanswered checks (agent.go:811).
+	maxReq := min(int64(s.cfg.Timeout/rto)+1, 0xffff)
+	return []ice.AgentOption{
+		ice.WithNet(s.net),
+		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
+		ice.WithLocalCredentials(Ufrag(s.cfg.LocalHIT), Password(s.cfg.Key)),
+		ice.WithCandidateTypes([]ice.CandidateType{ice.CandidateTypeHost}),
+		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}),
+		ice.WithCheckInterval(rto),
+		ice.WithMaxBindingRequests(uint16(maxReq)),
+		// pion's own checking deadline and its consent checks on the
+		// selected pair are off: the session fails after Timeout itself,
+		// pion sees only STUN (not the ESP that shows the pair alive), and
+		// keepalives are RFC 5770 §5.3 Binding Indications the node sends.
+		ice.WithFailedTimeout(0),
+		ice.WithDisconnectedTimeout(0),
+		ice.WithKeepaliveInterval(0),
+		ice.WithLoggerFactory(slogFactory{s.cfg.Logger}),
+		// pion's acceptance waits stay as they are (agent_config.go:33-43):
+		// the controlling side nominates a pair with a host candidate at
+		// once, with a server-reflexive one after 0.5 s, a peer-reflexive
+		// one after 1 s and a relayed one after 2 s, to give a better pair
+		// the time to succeed first.
+	}
+}
+
+// addLocal adds the host candidate(s) of SessionConfig.Local.
+func (s *Session) addLocal() error {
+	local := netip.AddrPortFrom(s.cfg.Local.Addr().Unmap(), s.cfg.Local.Port())
+	var addrs []netip.Addr
+	switch a := local.Addr(); {
+	case !a.IsValid() || a == netip.IPv6Unspecified():
+		addrs = []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
+	default:
+		addrs = []netip.Addr{a}
+	}
+	for _, a := range addrs {
+		ap := netip.AddrPortFrom(a, local.Port())
+		c, err := ice.NewCandidateHost(&ice.CandidateHostConfig{
+			Network:   "udp",
+			Address:   a.String(),
+			Port:      int(ap.Port()),
+			Component: iceComponent,
+		})
+		if err != nil {
+			return fmt.Errorf("nat: local candidate %v: %w", ap, err)
+		}
+		vc := newVconn(ap, s.write, &s.deliverDrops)
+		if err := s.agent.AddVirtualCandidate(c, vc); err != nil {
+			return fmt.Errorf("nat: local candidate %v: %w", ap, err)
+		}
+		if a.Is4() {
+			s.v4 = vc
+		} else {
+			s.v6 = vc
+		}
+	}
+	return nil
+}
+
+// Deliver hands the session a STUN packet read from the node socket. It
+// copies pkt and never blocks: when the agent is behind, the packet is
+// dropped and counted (Stats.DeliverDrops).
+func (s *Session) Deliver(pkt []byte, from netip.AddrPort) { s.deliver(pkt, from) }
+
+// deliver is Deliver reporting whether the session took the packet (false
+// once closed).
+func (s *Session) deliver(pkt []byte, from netip.AddrPort) bool {
+	if s.closing.Load() {
+		return false
+	}
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	vc := s.v6
+	if from.Addr().Is4() {
+		vc = s.v4
+	}
+	if vc == nil {
+		s.deliverDrops.Add(1)
+		return true
+	}
+	if !vc.deliver(pkt, from) {
+		return false
+	}
+	s.delivered.Add(1)
+	return true
+}
+
+// write is the write path of the virtual conns, on pion's goroutines.
+// Requests (new checks and retransmissions) wait for the pacer;
+// responses go out at once: RFC 5770 §4.6 paces the transactions a host
+// starts.
+func (s *Session) write(b []byte, to netip.AddrPort) (int, error) {
+	if s.closing.Load() {
+		return 0, net.ErrClosed
+	}
+	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	if id, ok := isBindingRequest(b); ok {
+		if s.mux != nil {
+			s.mux.track(id, s)
+		}
+		select {
+		case s.pace <- packet{b: append([]byte(nil), b...), addr: to}:
+		default:
+			s.sendDrops.Add(1)
+		}
+		return len(b), nil
+	}
+	s.send(b, to)
+	return len(b), nil
+}
+
+// send calls SessionConfig.Send and counts.
+func (s *Session) send(b []byte, to netip.AddrPort) {
+	if err := s.cfg.Send(b, to); err != nil {
+		s.sendErrors.Add(1)
+		s.cfg.Logger.Debug("nat: send", "to", to, "err", err)
+		return
+	}
+	s.sent.Add(1)
+}
+
+// pacer sends the queued checks at most one per Ta (RFC 5770 §4.6, RFC
+// 9028 §4.4: "the minimum time ... the host would wait between two NAT
+// traversal transactions"). pion has no pacing of its own: it sends a
+// check on every pair at each tick (pingAllCandidates, agent.go:796).
+func (s *Session) pacer() {
+	defer s.wg.Done()
+	t := time.NewTimer(s.ta)
+	t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case p := <-s.pace:
+			s.send(p.b, p.addr)
+		}
+		t.Reset(s.ta)
+		select {
+		case <-s.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pionSelected is pion's OnSelectedCandidatePairChange handler.
+func (s *Session) pionSelected(_, remote ice.Candidate) {
+	if remote == nil {
+		return
+	}
+	a, err := netip.ParseAddr(remote.Address())
+	if err != nil || remote.Port() <= 0 || remote.Port() > 0xffff {
+		s.cfg.Logger.Debug("nat: selected pair with an unusable remote", "remote", remote.String())
+		return
+	}
+	ap := netip.AddrPortFrom(a.Unmap(), uint16(remote.Port()))
+	s.latest.Store(&ap)
+	s.wake()
+}
+
+// pionState is pion's OnConnectionStateChange handler. With the timeouts
+// agentOptions sets pion does not fail a session by itself; should it, the
+// session fails too.
+func (s *Session) pionState(st ice.ConnectionState) {
+	if st == ice.ConnectionStateFailed {
+		s.pionFailed.Store(true)
+		s.wake()
+	}
+}
+
+func (s *Session) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run is the session's goroutine: it reports selections and gives up
+// after the Timeout.
+func (s *Session) run() {
+	defer s.wg.Done()
+	timer := time.NewTimer(s.cfg.Timeout)
+	defer timer.Stop()
+	var reported netip.AddrPort
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-timer.C:
+			if s.latest.Load() == nil {
+				s.fail()
+				return
+			}
+			s.wake() // a selection raced the timer: report it
+		case <-s.kick:
+			if p := s.latest.Load(); p != nil {
+				if *p != reported {
+					reported = *p
+					timer.Stop()
+					s.mu.Lock()
+					s.selected, s.hasSel = *p, true
+					s.mu.Unlock()
+					if s.onSelected != nil {
+						s.callback(func() { s.onSelected(reported) })
+					}
+				}
+			} else if s.pionFailed.Load() {
+				s.fail()
+				return
+			}
+		}
+	}
+}
+
+// fail stops the checks and reports the failure.
+func (s *Session) fail() {
+	s.closeAgent()
+	if s.onFailed != nil {
+		s.callback(s.onFailed)
+	}
+}
+
+// callback runs f unless the session is closed. Close sets closed under mu
+// and then waits for this goroutine, so f either starts before Close and
+// ends before it returns, or does not run.
+func (s *Session) callback(f func()) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		f()
+	}
+}
+
+// Selected returns the remote address of the selected pair, if any: the
+// address ESP to the peer goes to (RFC 5770 §4.6).
+func (s *Session) Selected() (netip.AddrPort, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.selected, s.hasSel
+}
+
+// Stats returns the session's counters.
+func (s *Session) Stats() Stats {
+	return Stats{
+		Delivered:    s.delivered.Load(),
+		DeliverDrops: s.deliverDrops.Load(),
+		Sent:         s.sent.Load(),
+		SendDrops:    s.sendDrops.Load(),
+		SendErrors:   s.sendErrors.Load(),
+	}
+}
+
+// Close stops the checks and every goroutine the session started, and
+// leaves its Mux. It is idempotent. No callback runs after it returns, and
+// Send is not called any more; it must not be called from a callback.
+func (s *Session) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.closing.Store(true)
+		close(s.done)
+		if s.mux != nil {
+			s.mux.remove(s)
+		}
+		s.closeAgent()
+		s.wg.Wait()
+	})
+	return nil
+}
+
+// closeAgent closes the ice.Conn and the agent once, waiting for pion's
+// goroutines: its task loop (which closes the candidates and so the
+// virtual conns, ending their read goroutines) and the notifiers that run
+// the handlers.
+func (s *Session) closeAgent() {
+	s.agentOnce.Do(func() {
+		if s.conn != nil {
+			_ = s.conn.Close()
+		}
+		_ = s.agent.GracefulClose()
+	})
+}
