@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // Config configures a Node. Only Identity is required.
@@ -44,6 +45,24 @@ type Config struct {
 	// the application prepared, or a wrapper for testing. The Node closes
 	// it on Close.
 	PacketConn net.PacketConn
+
+	// Relays are the HIP relays (cmd/hip-relay) the node registers with,
+	// each "HIT@host:port" or "host:port". With the HIT the relay is
+	// authenticated; without it the relay's HIT is learnt from its R1
+	// (the opportunistic mode of RFC 7401 §4.1.8, which trusts whoever
+	// answers at that address) and logged. The node registers at start,
+	// refreshes before expiry, registers again after a relay restart and
+	// sends NAT keepalives; a peer that registered with the same relay
+	// can then dial this node by its HIT alone, and this node dials HITs
+	// with no known locator through the relay. Traffic starts on the relay
+	// and moves to a direct path when ICE finds one (Node.Peers shows
+	// which).
+	Relays []string
+
+	// KeepaliveInterval is the period of NAT keepalives to the relays.
+	// Default 15 s (RFC 5770 §4.7); shorter behind NATs that forget
+	// mappings sooner.
+	KeepaliveInterval time.Duration
 }
 
 // DefaultPort is the UDP port of HIP over UDP (RFC 5770 §5.1).

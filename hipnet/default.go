@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"hipnet.dev/overlay"
 )
 
 // The default node, configured from the environment on first use:
@@ -17,6 +19,7 @@ import (
 //	                 $XDG_CONFIG_HOME/hipnet/node.key (~/.config/hipnet/node.key)
 //	HIPNET_LISTEN    UDP listen address; default ":10500"
 //	HIPNET_PEERS     static locators, comma-separated "HIT@host:port"
+//	HIPNET_RELAYS    relays, comma-separated "HIT@host:port" or "host:port"
 var defaultNode struct {
 	once sync.Once
 	node *Node
@@ -46,7 +49,39 @@ func nodeFromEnv() (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewNode(Config{Identity: id, ListenAddr: os.Getenv("HIPNET_LISTEN"), Peers: peers})
+	var relays []string
+	for _, r := range strings.Split(os.Getenv("HIPNET_RELAYS"), ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			relays = append(relays, r)
+		}
+	}
+	return NewNode(Config{Identity: id, ListenAddr: os.Getenv("HIPNET_LISTEN"), Peers: peers, Relays: relays})
+}
+
+// ParseRelay parses a relay of Config.Relays: "HIT@host:port", or
+// "host:port" for the opportunistic mode. A host name is resolved now.
+func ParseRelay(s string) (overlay.RelayAddr, error) {
+	var ra overlay.RelayAddr
+	h, a, ok := strings.Cut(strings.TrimSpace(s), "@")
+	if !ok {
+		a = h
+	} else {
+		hit, err := ParseHIT(h)
+		if err != nil {
+			return ra, fmt.Errorf("hipnet: relay %q: %w", s, err)
+		}
+		ra.HIT = hit
+	}
+	ap, err := netip.ParseAddrPort(a)
+	if err != nil {
+		ua, rerr := net.ResolveUDPAddr("udp", a)
+		if rerr != nil {
+			return ra, fmt.Errorf("hipnet: relay %q: %w", s, rerr)
+		}
+		ap = ua.AddrPort()
+	}
+	ra.Addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return ra, nil
 }
 
 // ParsePeers parses a comma-separated list of "HIT@host:port" locators.

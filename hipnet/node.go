@@ -43,14 +43,24 @@ func NewNode(cfg Config) (*Node, error) {
 	if cfg.Authorize != nil {
 		authorize = func(h wire.HIT) bool { return cfg.Authorize(h) }
 	}
+	relays := make([]overlay.RelayAddr, 0, len(cfg.Relays))
+	for _, r := range cfg.Relays {
+		ra, err := ParseRelay(r)
+		if err != nil {
+			return nil, err
+		}
+		relays = append(relays, ra)
+	}
 	st, err := overlay.New(overlay.Config{
-		Identity:   cfg.Identity.key,
-		ListenAddr: listen,
-		PacketConn: cfg.PacketConn,
-		Authorize:  authorize,
-		Logger:     cfg.Logger,
-		KeyLog:     cfg.KeyLog,
-		STUNServer: cfg.STUNServer,
+		Relays:            relays,
+		KeepaliveInterval: cfg.KeepaliveInterval,
+		Identity:          cfg.Identity.key,
+		ListenAddr:        listen,
+		PacketConn:        cfg.PacketConn,
+		Authorize:         authorize,
+		Logger:            cfg.Logger,
+		KeyLog:            cfg.KeyLog,
+		STUNServer:        cfg.STUNServer,
 	})
 	if err != nil {
 		return nil, err

@@ -70,6 +70,21 @@ type Config struct {
 	// exchange runs. Zero means 64. Beyond it WriteTo returns ErrQueueFull:
 	// a write is never dropped silently.
 	QueueLimit int
+
+	// Relay, when set, makes the stack a HIP relay for the hosts
+	// registered with it (relayserver.go); it needs
+	// Handshake.Registrar to grant registrations. Nil: not a relay.
+	Relay *RelayConfig
+
+	// Relays are the relays this node registers with at start (RFC 8003,
+	// RFC 5770 §4.1), refreshes and keeps alive (relayclient.go), and
+	// through which it reaches peers without a known locator.
+	Relays []RelayAddr
+
+	// KeepaliveInterval is how often a node sends NAT keepalives to its
+	// relays and checks that they still know it (RFC 5770 §4.7: 15 s,
+	// the default).
+	KeepaliveInterval time.Duration
 }
 
 const (

@@ -36,6 +36,8 @@ type command struct {
 	hit   wire.HIT
 	reply chan error
 	reg   *regCommand
+	opp   *oppCommand // ConnectAddr (opportunistic.go)
+	drop  bool        // dropAssociation
 }
 
 // control is the control goroutine's state; nothing else touches it.
@@ -69,6 +71,13 @@ type control struct {
 	switchGrace time.Duration
 
 	reg regState // registration.go
+
+	via       via    // path.go: the relay the packet being handled came through
+	keepalive []byte // path.go: scratch for STUN keepalives
+
+	// opp are opportunistic base exchanges (ConnectAddr) by address, until
+	// their R1 names the Responder.
+	opp map[netip.AddrPort]*peer
 }
 
 const minSwitchGrace = 500 * time.Millisecond
@@ -80,6 +89,12 @@ func (c *control) run() {
 	defer close(s.ctrlDone)
 	c.timer = time.NewTimer(time.Hour)
 	defer c.timer.Stop()
+	var pathTick <-chan time.Time
+	if len(s.relays) > 0 {
+		t := time.NewTicker(s.pathCheckEvery())
+		defer t.Stop()
+		pathTick = t.C
+	}
 	closing := s.closing
 	for {
 		c.arm()
@@ -91,11 +106,18 @@ func (c *control) run() {
 			}
 			c.handlePacket(time.Now(), pk)
 		case cmd := <-s.cmds:
-			if cmd.reg != nil {
+			switch {
+			case cmd.reg != nil:
 				c.register(time.Now(), cmd.hit, cmd.reg)
-			} else {
+			case cmd.opp != nil:
+				c.connectOpp(time.Now(), cmd.opp)
+			case cmd.drop:
+				c.dropAssoc(cmd.hit)
+			default:
 				c.connect(time.Now(), cmd.hit, cmd.reply)
 			}
+		case <-pathTick:
+			c.checkPaths(time.Now())
 		case <-s.wake:
 			c.handlePokes(time.Now())
 		case <-c.timer.C:
@@ -121,12 +143,22 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		s.drop(&s.ctr.malformed, "malformed control", pk.from, err)
 		return
 	}
+	if c.relayPacket(now, pk, pkt) {
+		return
+	}
+	if !c.openRelayed(&pk, &pkt) {
+		return
+	}
+	defer func() { c.via = via{} }()
 	sender, typ := pkt.SenderHIT(), pkt.Type()
 	if c.draining && (typ == wire.I1 || typ == wire.I2) {
 		s.drop(&s.ctr.controlRejected, "closing", pk.from, nil)
 		return
 	}
 	p := s.lookupPeer(sender)
+	if p == nil && typ == wire.R1 {
+		p = c.oppPeer(sender, pk.from)
+	}
 	var a *handshake.Association
 	var before handshake.State
 	if p != nil && p.assoc != nil {
@@ -145,7 +177,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		p.crossedRekey = true
 	}
 	if res.Reply != nil {
-		c.sendControl(res.Reply, pk.from) // R1, or NOTIFY for a rejected I2
+		c.reply(res.Reply, pk.from) // R1, or NOTIFY for a rejected I2
 	}
 	if err != nil {
 		c.countRejected(err, pk.from)
@@ -174,6 +206,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 			p.assoc = n
 			p.resetCounters()
 		}
+		c.tookRelayed(p)
 		c.process(p, now)
 		return
 	}
@@ -189,6 +222,9 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		c.abandon(p)
 		c.flushWakes()
 		return
+	}
+	if p != nil {
+		c.tookRelayed(p)
 	}
 	c.process(p, now)
 }
@@ -212,7 +248,7 @@ func (c *control) refuse(p *peer, n, old *handshake.Association, sender wire.HIT
 	s.ctr.unauthorized.Add(1)
 	s.log.Info("unauthorized", "peer", sender.String(), "role", "initiator", "from", from)
 	if msg, err := blockedNotify(s.cfg.Identity, s.hit, sender); err == nil {
-		c.sendControl(msg, from)
+		c.reply(msg, from)
 	} else {
 		s.log.Error("notify failed", "err", err)
 	}
@@ -244,12 +280,9 @@ func (c *control) process(p *peer, now time.Time) {
 		c.event(p, a, ev, now)
 	}
 	out := a.Outgoing()
-	to, ok := p.locator()
 	c.sync(p)
-	if ok {
-		for _, pkt := range out {
-			c.sendControl(pkt, to)
-		}
+	for _, pkt := range out {
+		c.sendPeer(p, pkt)
 	}
 	c.flushWakes()
 }
@@ -275,6 +308,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 			"esp", info.ESPSuite.String(), "in_spi", info.InSPI, "out_spi", info.OutSPI)
 		c.wakeWaiters(p, nil)
 		c.regEstablished(p, a)
+		c.startICE(p, a)
 	case handshake.EventRekeyInbound:
 		// A rekey the peer started: our new inbound SA goes in beside the
 		// current one now, before the peer (who finishes first) sends on
@@ -304,12 +338,14 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		}
 		s.log.Info("rekeyed", "peer", p.hit.String(), "in_spi", ev.Inbound.SPI, "out_spi", ev.Outbound.SPI)
 	case handshake.EventFailed:
+		s.relayEnded(p.hit)
 		c.removeSAs(p)
 		c.discardPending(p)
 		c.regEnded(p)
 		s.log.Warn("bex failed", "peer", p.hit.String(), "err", ev.Err)
 		c.wakeWaiters(p, bexError(p.hit, ev.Err))
 	case handshake.EventClosed:
+		s.relayEnded(p.hit)
 		c.removeSAs(p)
 		c.discardPending(p)
 		c.regEnded(p)
@@ -434,6 +470,14 @@ func (c *control) abandon(p *peer) {
 	c.timers.remove(p)
 	c.removeSAs(p)
 	c.regEnded(p)
+	c.clearPath(p)
+	if p.hit.IsZero() {
+		for k, v := range c.opp {
+			if v == p {
+				delete(c.opp, k) // an opportunistic exchange that failed
+			}
+		}
+	}
 	p.assoc = nil
 	if p.rec != nil {
 		if err := deleteRecord(s.db, p.hit); err != nil {
@@ -502,7 +546,7 @@ func (c *control) connect(now time.Time, h wire.HIT, reply chan error) {
 			return
 		}
 	}
-	if _, ok := p.locator(); !ok {
+	if _, ok := p.locator(); !ok && !c.dialRelayed(p) {
 		answer(fmt.Errorf("%w: %v", ErrUnknownPeer, h))
 		return
 	}
@@ -557,7 +601,7 @@ func (c *control) connectPoke(p *peer, now time.Time) {
 		return
 	}
 	c.connect(now, p.hit, nil)
-	if p.assoc == nil {
+	if p.assoc == nil && !c.s.relayPending() {
 		c.discardPending(p) // unknown or refused
 	}
 }
@@ -660,6 +704,10 @@ func (c *control) closingCount() int {
 func (c *control) finish() {
 	for _, p := range c.s.peerList() {
 		c.wakeWaiters(p, ErrClosed)
+		c.clearPath(p)
+	}
+	for _, p := range c.opp {
+		c.wakeWaiters(p, ErrClosed)
 	}
 	c.regShutdown()
 	c.flushWakes()
@@ -675,6 +723,9 @@ func (c *control) peerFor(h wire.HIT) (*peer, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNotAuthorized, h)
 	}
 	p := c.s.lookupPeer(h)
+	if p == nil && len(c.s.relays) > 0 {
+		p = c.s.ensurePeer(h) // reached through a relay (path.go)
+	}
 	if p == nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnknownPeer, h)
 	}

@@ -9,6 +9,7 @@ import (
 	"hipnet.dev/esp"
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/nat"
 )
 
 // peer is the per-peer struct: what the data path needs in atomics, the
@@ -40,6 +41,17 @@ type peer struct {
 	waiters      []chan error  // Connects waiting for the BEX
 	heapIdx      int           // index in the timer heap, -1 if absent
 	deadline     time.Time
+
+	// Paths (path.go). relay and relayTo are the control goroutine's;
+	// relayed, direct and the times are read by the data path too.
+	relay   *peer           // the relay our control packets to this peer go through; nil: direct
+	relayTo netip.AddrPort  // valid: we are the registered end, add RELAY_TO with this address
+	ice     *nat.Session    // connectivity checks of a relayed association
+	oppHIT  []chan wire.HIT // ConnectAddr callers waiting for the R1 to name the peer
+	relayed atomic.Bool     // ESP goes through the relay
+	direct  atomic.Pointer[netip.AddrPort]
+	lastIn  atomic.Int64 // unix ns of the last ESP from the direct address (ICE peers only)
+	lastOut atomic.Int64 // unix ns of the last ESP sent (ICE peers only)
 }
 
 func newPeer(h wire.HIT) *peer { return &peer{hit: h, heapIdx: -1} }

@@ -67,6 +67,9 @@ func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
 	spi, _ := esp.PeekSPI(b)
 	in := s.spis.lookup(spi)
 	if in == nil {
+		if s.forwardESP(b, spi, from) {
+			return
+		}
 		s.drop(&s.ctr.unknownSPI, "unknown spi", from, nil)
 		return
 	}
@@ -102,6 +105,9 @@ func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
 	}
 	p.pktsIn.Add(1)
 	p.bytesIn.Add(uint64(len(payload)))
+	if d := p.direct.Load(); d != nil && *d == from {
+		p.sawDirect()
+	}
 	c := s.inner(dstPort)
 	if c == nil {
 		putBuf(bp)

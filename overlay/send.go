@@ -3,6 +3,7 @@ package overlay
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"hipnet.dev/esp"
 	"hipnet.dev/handshake/wire"
@@ -18,6 +19,9 @@ func (s *Stack) send(dst wire.HIT, srcPort, dstPort uint16, payload []byte) erro
 		return ErrClosed
 	}
 	p := s.lookupPeer(dst)
+	if p == nil && len(s.relays) > 0 {
+		p = s.ensurePeer(dst) // reached through a relay (path.go)
+	}
 	if p == nil {
 		return fmt.Errorf("%w: %v", ErrUnknownPeer, dst)
 	}
@@ -56,6 +60,9 @@ func (s *Stack) seal(p *peer, o *esp.Outbound, srcPort, dstPort uint16, payload 
 		return err
 	}
 	s.countSent(p, n, len(payload))
+	if p.direct.Load() != nil {
+		p.lastOut.Store(time.Now().UnixNano())
+	}
 	if o.NeedsRekey() {
 		s.askRekey(p)
 	}
@@ -81,7 +88,7 @@ func (s *Stack) askRekey(p *peer) {
 // control goroutine to start the base exchange. The queue is bounded by
 // Config.QueueLimit: the write beyond it fails with ErrQueueFull.
 func (s *Stack) enqueue(p *peer, srcPort, dstPort uint16, payload []byte) error {
-	if _, ok := p.locator(); !ok {
+	if _, ok := p.locator(); !ok && len(s.relays) == 0 {
 		return fmt.Errorf("%w: %v", ErrUnknownPeer, p.hit)
 	}
 	if !s.authorized(p.hit) {

@@ -15,6 +15,7 @@ import (
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/nat"
 )
 
 // Stack is one HIP node: its UDP socket, its associations and their SAs,
@@ -44,6 +45,16 @@ type Stack struct {
 
 	ctr counters
 
+	relay    *relayServer // Config.Relay: the relay role (relayserver.go); nil otherwise
+	relaySvc *InnerConn   // the relay's service port (relayclient.go)
+	relays   []*relayClient
+	iceMux   *nat.Mux // ICE sessions by peer (path.go); nil without Config.Relays
+	direct   sync.Map // netip.AddrPort → *peer: nominated direct addresses (path.go)
+
+	ctx    context.Context // cancelled by Close: background work
+	cancel context.CancelFunc
+	bg     sync.WaitGroup // relay goroutines
+
 	stun stunState // stun.go: the binding server's scratch, STUNBinding's transactions
 
 	started   bool
@@ -62,7 +73,9 @@ func New(cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.start()
+	if err := s.start(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -86,6 +99,19 @@ func newStack(cfg Config) (*Stack, error) {
 		closing: make(chan struct{}), ctrlDone: make(chan struct{}), readDone: make(chan struct{}),
 	}
 	s.ports.Store(&map[uint16]*InnerConn{})
+	if cfg.Relay != nil {
+		s.relay = newRelayServer(*cfg.Relay)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for _, ra := range cfg.Relays {
+		if !ra.Addr.IsValid() {
+			return nil, fmt.Errorf("hip: relay %v: invalid address", ra)
+		}
+		s.relays = append(s.relays, &relayClient{cfg: ra})
+	}
+	if len(s.relays) > 0 {
+		s.iceMux = nat.NewMux()
+	}
 	db, err := newStore()
 	if err != nil {
 		return nil, err
@@ -94,6 +120,16 @@ func newStack(cfg Config) (*Stack, error) {
 	c := &control{s: s, spiRes: map[uint32]time.Time{}, switchGrace: max(cfg.Handshake.RetransmitTimeout, minSwitchGrace)}
 	hc := cfg.Handshake
 	hc.Identity = cfg.Identity
+	if len(s.relays) > 0 {
+		// Behind a NAT, maybe: offer ICE (RFC 5770 §4.3) and send
+		// candidates when a base exchange runs through a relay.
+		if hc.NATModes == nil {
+			hc.NATModes = []uint16{wire.NATModeICESTUNUDP, wire.NATModeUDPEncapsulation}
+		}
+		if hc.Candidates == nil {
+			hc.Candidates = c.candidates
+		}
+	}
 	if hc.AllocateSPI == nil {
 		hc.AllocateSPI = c.allocSPI
 	}
@@ -107,10 +143,28 @@ func newStack(cfg Config) (*Stack, error) {
 	return s, nil
 }
 
-func (s *Stack) start() {
+func (s *Stack) start() error {
 	s.started = true
 	go s.ctl.run()
 	go s.readLoop(s.sock.newReader())
+	if err := s.startRelays(); err != nil {
+		_ = s.Close()
+		return err
+	}
+	return nil
+}
+
+// ensurePeer returns the peer struct for h, creating one without a
+// locator: a peer to reach through a relay.
+func (s *Stack) ensurePeer(h wire.HIT) *peer {
+	s.peersMu.Lock()
+	defer s.peersMu.Unlock()
+	p := s.peers[h]
+	if p == nil {
+		p = newPeer(h)
+		s.peers[h] = p
+	}
+	return p
 }
 
 // HIT returns the node's HIT.
@@ -185,6 +239,39 @@ func (s *Stack) authorized(h wire.HIT) bool {
 // is wrapped too), ErrHandshakeFailed (with the handshake error inside) or
 // ErrClosed; a cancelled context gives its error.
 func (s *Stack) Connect(ctx context.Context, hit wire.HIT) error {
+	for {
+		err := s.connect(ctx, hit)
+		if !errors.Is(err, ErrUnknownPeer) || !s.relayPending() {
+			return err
+		}
+		// Relays are configured but none has registered us yet (start-up,
+		// or a relay restart): wait for one rather than fail.
+		if !s.sleepCtx(ctx, relayWaitStep) {
+			if s.closed.Load() {
+				return ErrClosed
+			}
+			return ctxError(ctx, hit)
+		}
+	}
+}
+
+// sleepCtx waits d; false if ctx ended or the stack closed first.
+func (s *Stack) sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.closing:
+		return false
+	}
+}
+
+const relayWaitStep = 20 * time.Millisecond
+
+func (s *Stack) connect(ctx context.Context, hit wire.HIT) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -232,7 +319,7 @@ func (s *Stack) PeerIdentity(hit wire.HIT) (*hostid.PublicKey, bool) {
 type PeerInfo struct {
 	HIT       wire.HIT
 	State     string // RFC 7401 §4.4.2 state: "ESTABLISHED", "R2-SENT", "CLOSED", ...
-	Path      string // "direct" (relayed and ICE paths come later)
+	Path      string // "direct", or "relayed": ESP goes through a relay (path.go)
 	Locator   netip.AddrPort
 	HITSuite  string // the Responder's HIT suite, which sets RHASH
 	DHGroup   string
@@ -260,7 +347,7 @@ func (s *Stack) Peers() []PeerInfo {
 		p := r.peer
 		loc, _ := p.locator()
 		pi := PeerInfo{
-			HIT: r.HIT, State: r.State, Path: "direct", Locator: loc,
+			HIT: r.HIT, State: r.State, Path: p.pathName(), Locator: loc,
 			InSPI: r.Info.InSPI, OutSPI: r.Info.OutSPI,
 			BytesIn: p.bytesIn.Load(), BytesOut: p.bytesOut.Load(),
 			PacketsIn: p.pktsIn.Load(), PacketsOut: p.pktsOut.Load(),
@@ -278,7 +365,13 @@ func (s *Stack) Peers() []PeerInfo {
 }
 
 // Stats returns the stack's counters.
-func (s *Stack) Stats() Stats { return s.ctr.snapshot() }
+func (s *Stack) Stats() Stats {
+	st := s.ctr.snapshot()
+	if s.relay != nil {
+		st.Relay = s.relay.stats()
+	}
+	return st
+}
 
 // Close sends CLOSE to every peer with an association, waits up to one
 // second for the CLOSE_ACKs, then closes the socket and every InnerConn and
@@ -287,6 +380,7 @@ func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		close(s.closing)
+		s.cancel()
 		if s.started {
 			<-s.ctrlDone
 		}
@@ -297,6 +391,7 @@ func (s *Stack) Close() error {
 		for _, c := range *s.ports.Load() {
 			_ = c.Close()
 		}
+		s.bg.Wait()
 	})
 	return s.closeErr
 }

@@ -13,7 +13,9 @@ type Stats struct {
 	Delivered             uint64 // inner datagrams queued to an InnerConn
 	STUNAnswered          uint64 // STUN Binding Requests answered (Config.STUNServer)
 	STUNMatched           uint64 // STUN Binding responses handed to a waiting STUNBinding
+	ICEChecks             uint64 // ICE connectivity checks and answers handed to a session, and keepalives on direct paths
 	Drops                 Drops
+	Relay                 RelayStats // Config.Relay: the relay's forwarding and drops
 }
 
 // Drops counts datagrams and writes dropped, by reason.
@@ -45,6 +47,7 @@ type counters struct {
 	delivered             atomic.Uint64
 	stunAnswered          atomic.Uint64
 	stunMatched           atomic.Uint64
+	iceChecks             atomic.Uint64
 
 	short, stun, malformed, unknownSPI, replay, authFailure, notForUs,
 	unauthorized, controlRejected, controlBacklog, notUDP, noListener,
@@ -57,7 +60,7 @@ func (c *counters) snapshot() Stats {
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 		ControlIn: c.controlIn.Load(), ControlOut: c.controlOut.Load(),
 		ESPIn: c.espIn.Load(), ESPOut: c.espOut.Load(),
-		Delivered:    c.delivered.Load(),
+		Delivered: c.delivered.Load(), ICEChecks: c.iceChecks.Load(),
 		STUNAnswered: c.stunAnswered.Load(), STUNMatched: c.stunMatched.Load(),
 		Drops: Drops{
 			Short: c.short.Load(), STUN: c.stun.Load(), Malformed: c.malformed.Load(),

@@ -185,11 +185,16 @@ func (s *Stack) STUNBinding(ctx context.Context, server netip.AddrPort) (netip.A
 	}
 }
 
-// receiveSTUN handles a datagram that Classify took for STUN: a Binding
-// Request is answered (Config.STUNServer), a Binding response is handed to
+// receiveSTUN handles a datagram that Classify took for STUN: an ICE
+// connectivity check (or its answer) goes to the session of its peer
+// (nat.Mux); otherwise a Binding Request is answered (Config.STUNServer), a Binding response is handed to
 // the STUNBinding waiting for it; the rest is counted and dropped. It runs
 // on the read loop, never blocks and keeps nothing of b.
 func (s *Stack) receiveSTUN(b []byte, from netip.AddrPort) {
+	if s.iceMux != nil && (s.iceMux.Deliver(b, from) || s.keepaliveFrom(b, from)) {
+		s.ctr.iceChecks.Add(1) // a connectivity check, its answer, or a keepalive (path.go)
+		return
+	}
 	st := &s.stun
 	st.scratch.Lock()
 	reason, err := s.handleSTUN(st, b, from)

@@ -106,5 +106,8 @@ func (c *control) handleTimers(now time.Time) {
 			c.s.log.Error("r1 rotation failed", "err", err)
 		}
 		c.pruneSPIs(now)
+		if c.s.relay != nil {
+			c.s.relay.prune(now)
+		}
 	}
 }

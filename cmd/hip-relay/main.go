@@ -1,0 +1,140 @@
+// Command hip-relay is a HIP relay: hosts behind NATs register with it
+// (RFC 8003) and are reached through it by their HITs alone (the control
+// relay of RFC 5770, the rendezvous of RFC 8004), with a STUN binding
+// service on its HIP port and, optionally, a TURN service whose
+// credentials only registered hosts obtain.
+//
+//	hip-relay -listen :10500 -identity relay.key [-turn :3478 -turn-ip ADDR] [-allow FILE] [-v]
+//
+// It prints "HIT <hit>" once it is listening, logs to standard error and
+// runs until SIGINT or SIGTERM, when it sends CLOSE to its hosts and exits.
+// The allow file lists the HITs that may register, one per line ('#'
+// starts a comment); without it any authenticated host may.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+	"hipnet.dev/relay"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "hip-relay:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hip-relay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", ":10500", "UDP address for HIP, ESP and STUN")
+	idPath := fs.String("identity", "relay.key", "host identity file (PEM; created, mode 0600, if missing)")
+	turnAddr := fs.String("turn", "", "UDP address of the TURN service (empty: no TURN)")
+	turnIP := fs.String("turn-ip", "", "public address to put in TURN relayed addresses (required with -turn unless -turn names an address)")
+	allowPath := fs.String("allow", "", "file of HITs allowed to register (default: any authenticated host)")
+	maxRegs := fs.Int("max-registrations", 0, "registered hosts at most (0: 100000)")
+	verbose := fs.Bool("v", false, "debug logs")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	id, created, err := hostid.LoadOrCreate(*idPath, hostid.ECDSAP256, nil)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("identity created", "file", *idPath)
+	}
+	cfg := relay.Config{Identity: id, ListenAddr: *listen, Logger: log, MaxRegistrations: *maxRegs}
+	if *allowPath != "" {
+		allowed, err := readAllow(*allowPath)
+		if err != nil {
+			return err
+		}
+		cfg.Allow = func(h wire.HIT) bool { _, ok := allowed[h]; return ok }
+		log.Info("allow-list", "file", *allowPath, "hosts", len(allowed))
+	}
+	if *turnAddr != "" {
+		ip, err := turnRelayIP(*turnAddr, *turnIP)
+		if err != nil {
+			return err
+		}
+		cfg.TURN = &relay.TURNConfig{ListenAddr: *turnAddr, RelayIP: ip}
+	}
+	srv, err := relay.New(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "HIT %v\n", srv.HIT())
+	log.Info("relay listening", "hit", srv.HIT().String(), "addr", srv.Addr(), "turn", srv.TURNAddr())
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			st := srv.Stats()
+			log.Info("relay stopping", "registrations", st.Registrations, "control_forwarded", st.Relay.ControlForwarded, "esp_forwarded", st.Relay.ESPForwarded)
+			return srv.Close()
+		case <-tick.C:
+			st := srv.Stats()
+			log.Info("relay stats", "registrations", st.Registrations, "control_forwarded", st.Relay.ControlForwarded,
+				"esp_forwarded", st.Relay.ESPForwarded, "drop_unregistered", st.Relay.Unregistered, "drop_forged", st.Relay.Forged,
+				"drop_rate", st.Relay.RateLimited, "turn_allocations", st.TURN.Allocations)
+		}
+	}
+}
+
+// turnRelayIP picks the address for XOR-RELAYED-ADDRESS.
+func turnRelayIP(listen, flagIP string) (netip.Addr, error) {
+	if flagIP != "" {
+		return netip.ParseAddr(flagIP)
+	}
+	if ap, err := netip.ParseAddrPort(listen); err == nil && !ap.Addr().IsUnspecified() {
+		return ap.Addr(), nil
+	}
+	return netip.Addr{}, errors.New("-turn needs -turn-ip (the relay's public address) when it listens on all addresses")
+}
+
+// readAllow reads an allow-list file: one HIT per line, '#' comments.
+func readAllow(path string) (map[wire.HIT]struct{}, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[wire.HIT]struct{}{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		h, err := wire.ParseHIT(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		out[h] = struct{}{}
+	}
+	return out, sc.Err()
+}

@@ -1,0 +1,130 @@
+package overlay
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"hipnet.dev/handshake/wire"
+)
+
+// Opportunistic mode (RFC 7401 §4.1.8): a base exchange with a host known
+// only by its address. The I1 carries the NULL Receiver's HIT; the R1
+// names the Responder, whose identity the rest of the exchange
+// authenticates, and from then on it is an ordinary association. A node
+// uses it for a relay configured as "host:port" (Config.Relays with a zero
+// HIT). It trusts whoever answers at that address: configure the relay's
+// HIT to rule out an impostor on the path.
+
+type oppCommand struct {
+	addr  netip.AddrPort
+	hit   chan wire.HIT // buffered (1): the Responder's HIT, once R1 names it
+	reply chan error    // buffered (1)
+}
+
+// ConnectAddr runs an opportunistic base exchange with the host at addr and
+// returns its HIT once the association is established. Errors are
+// Connect's.
+func (s *Stack) ConnectAddr(ctx context.Context, addr netip.AddrPort) (wire.HIT, error) {
+	if s.closed.Load() {
+		return wire.HIT{}, ErrClosed
+	}
+	cmd := &oppCommand{addr: netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()), hit: make(chan wire.HIT, 1), reply: make(chan error, 1)}
+	select {
+	case s.cmds <- command{opp: cmd}:
+	case <-s.closing:
+		return wire.HIT{}, ErrClosed
+	case <-ctx.Done():
+		return wire.HIT{}, fmt.Errorf("hip: connect %v: %w", addr, ctx.Err())
+	}
+	select {
+	case err := <-cmd.reply:
+		if err != nil {
+			return wire.HIT{}, err
+		}
+		return <-cmd.hit, nil
+	case <-ctx.Done():
+		return wire.HIT{}, fmt.Errorf("hip: connect %v: %w", addr, ctx.Err())
+	case <-s.ctrlDone:
+		return wire.HIT{}, ErrClosed
+	}
+}
+
+// connectOpp starts an opportunistic base exchange (control goroutine).
+func (c *control) connectOpp(now time.Time, cmd *oppCommand) {
+	if c.draining {
+		cmd.reply <- ErrClosed
+		return
+	}
+	if c.opp == nil {
+		c.opp = map[netip.AddrPort]*peer{}
+	}
+	if old := c.opp[cmd.addr]; old != nil {
+		old.waiters = append(old.waiters, cmd.reply)
+		old.oppHIT = append(old.oppHIT, cmd.hit)
+		return
+	}
+	p := newPeer(wire.HIT{})
+	p.setLocator(cmd.addr)
+	p.waiters = []chan error{cmd.reply}
+	p.oppHIT = []chan wire.HIT{cmd.hit}
+	p.assoc = c.ep.Initiate(now, wire.HIT{})
+	c.opp[cmd.addr] = p
+	c.s.log.Debug("bex started", "peer", "opportunistic", "addr", cmd.addr)
+	for _, pkt := range p.assoc.Outgoing() {
+		c.sendControl(pkt, cmd.addr)
+	}
+	c.timers.set(p, p.assoc.Deadline())
+}
+
+// oppPeer adopts the opportunistic exchange with the R1's source, now
+// that the R1 names the Responder: the peer struct takes its HIT.
+func (c *control) oppPeer(sender wire.HIT, from netip.AddrPort) *peer {
+	p := c.opp[from]
+	if p == nil {
+		return nil
+	}
+	delete(c.opp, from)
+	s := c.s
+	if !s.authorized(sender) || s.lookupPeer(sender) != nil {
+		c.timers.remove(p)
+		c.wakeWaiters(p, fmt.Errorf("%w: %v answered at %v", ErrNotAuthorized, sender, from))
+		c.flushWakes()
+		return nil
+	}
+	if p.rec != nil {
+		_ = deleteRecord(s.db, wire.HIT{}) // written under the NULL HIT while waiting
+		p.rec = nil
+	}
+	p.hit = sender
+	for _, ch := range p.oppHIT {
+		ch <- sender
+	}
+	p.oppHIT = nil
+	s.peersMu.Lock()
+	s.peers[sender] = p
+	s.peersMu.Unlock()
+	s.log.Info("opportunistic peer", "peer", sender.String(), "addr", from)
+	return p
+}
+
+// dropAssociation forgets the association with h without a CLOSE: its
+// peer is gone (a relay that restarted) and a new base exchange follows.
+func (s *Stack) dropAssociation(h wire.HIT) {
+	select {
+	case s.cmds <- command{hit: h, drop: true}:
+	case <-s.closing:
+	}
+}
+
+func (c *control) dropAssoc(h wire.HIT) {
+	p := c.s.lookupPeer(h)
+	if p == nil || p.assoc == nil {
+		return
+	}
+	c.s.log.Info("association dropped", "peer", h.String())
+	c.wakeWaiters(p, fmt.Errorf("%w: association with %v dropped", ErrClosed, h))
+	c.abandon(p)
+	c.flushWakes()
+}

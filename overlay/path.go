@@ -1,0 +1,334 @@
+package overlay
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"hipnet.dev/handshake"
+	"hipnet.dev/handshake/wire"
+	"hipnet.dev/nat"
+)
+
+// Paths to a peer (DESIGN.md "NAT traversal and relays").
+//
+// A peer is reached directly at its locator, or through a relay:
+//   - we dial a HIT with no known locator through a relay we are
+//     registered with: our control packets go to the relay, which forwards
+//     them by Receiver's HIT to the registered peer;
+//   - a peer dials us through our relay: its packets arrive from the relay
+//     with RELAY_FROM (checked with our association with the relay), and
+//     ours go back through the relay with RELAY_TO (RFC 5770 §4.5, §4.10).
+//
+// Control packets of a relayed association keep using the relay: it is the
+// one path both ends know works, and the relay learns each rekey's SPIs from
+// them. ESP goes to the relay at first (it forwards by SPI,
+// relayserver.go), so data flows as soon as the base exchange completes;
+// with ICE-STUN-UDP the two ends then run connectivity checks (nat/) on
+// their one socket, and ESP moves to the nominated pair. When that direct
+// path stops carrying the peer's ESP while we send, ESP goes back to the
+// relay; the association, its SAs and the application's connections stay.
+
+// pathTimeout is how long a direct path may carry none of the peer's ESP
+// while we send before ESP returns to the relay.
+const pathTimeout = 4 * time.Second
+
+// pathCheck is how often the control goroutine looks at direct paths.
+const pathCheck = time.Second
+
+// via is the relay a control packet being handled came through, and the
+// address the relay saw its sender at (RELAY_FROM); set by openRelayed for
+// the duration of handlePacket.
+type via struct {
+	relay *peer
+	from  netip.AddrPort
+}
+
+// openRelayed checks and strips the RELAY_FROM and RELAY_HMAC that one of
+// our relays added to pk (RFC 5770 §4.5 step 3). It reports false when the
+// packet must be dropped.
+func (c *control) openRelayed(pk *ctrlPacket, pkt *wire.Packet) bool {
+	s := c.s
+	c.via = via{}
+	if _, ok := pkt.Param(wire.ParamRelayFrom); !ok {
+		return true
+	}
+	rp := s.relayAt(pk.from)
+	if rp == nil {
+		s.drop(&s.ctr.controlRejected, "relay_from not from our relay", pk.from, nil)
+		return false
+	}
+	inner, from, err := rp.assoc.OpenRelayed(pk.b)
+	if err != nil {
+		s.drop(&s.ctr.controlRejected, "relay_hmac", pk.from, err)
+		return false
+	}
+	np, err := wire.ParsePacket(inner)
+	if err != nil {
+		s.drop(&s.ctr.malformed, "malformed control", pk.from, err)
+		return false
+	}
+	pk.b, *pkt = inner, np
+	c.via = via{relay: rp, from: from.AddrPort()}
+	return true
+}
+
+// reply sends a direct answer (R1, NOTIFY) to the packet being handled:
+// back through the relay it came through, or to its source.
+func (c *control) reply(pkt []byte, from netip.AddrPort) {
+	if c.via.relay != nil {
+		c.sendVia(pkt, c.via.relay, c.via.from)
+		return
+	}
+	c.sendControl(pkt, from)
+}
+
+// sendVia sends pkt through relay r to the peer it saw at to, with
+// RELAY_TO and RELAY_HMAC.
+func (c *control) sendVia(pkt []byte, r *peer, to netip.AddrPort) {
+	s := c.s
+	at, ok := r.locator()
+	if !ok || r.assoc == nil {
+		return
+	}
+	ta := wire.TransportAddress{Type: wire.ParamRelayTo, Port: to.Port(), Protocol: wire.ProtocolUDP, Addr: to.Addr().Unmap()}
+	out, err := r.assoc.AppendRelayed(append(make([]byte, 0, len(pkt)+64), pkt...), ta)
+	if err != nil {
+		s.log.Debug("relay_to failed", "relay", r.hit.String(), "err", err)
+		return
+	}
+	c.sendControl(out, at)
+}
+
+// sendPeer sends a control packet of p's association on p's path.
+func (c *control) sendPeer(p *peer, pkt []byte) {
+	if p.relay != nil && p.relayTo.IsValid() {
+		c.sendVia(pkt, p.relay, p.relayTo)
+		return
+	}
+	if p.relay != nil {
+		if at, ok := p.relay.locator(); ok {
+			c.sendControl(pkt, at)
+		}
+		return
+	}
+	if to, ok := p.locator(); ok {
+		c.sendControl(pkt, to)
+	}
+}
+
+// tookRelayed records that p's association runs through the relay the
+// current packet came through.
+func (c *control) tookRelayed(p *peer) {
+	if c.via.relay == nil || c.via.relay == p {
+		return
+	}
+	p.relay, p.relayTo = c.via.relay, c.via.from
+	if !p.static.Load() || p.relayed.Load() {
+		if at, ok := c.via.relay.locator(); ok {
+			p.setLocator(at)
+			p.relayed.Store(true)
+		}
+	}
+}
+
+// dialRelayed prepares p, which has no locator, to be reached through a
+// relay we are registered with. It reports false if there is none.
+func (c *control) dialRelayed(p *peer) bool {
+	r := c.s.registeredRelay()
+	if r == nil || r == p {
+		return false
+	}
+	at, _ := r.locator()
+	p.relay, p.relayTo = r, netip.AddrPort{}
+	p.setLocator(at)
+	p.relayed.Store(true)
+	return true
+}
+
+// clearPath forgets p's relay path and ICE session (its association is
+// gone).
+func (c *control) clearPath(p *peer) {
+	if p.ice != nil {
+		_ = p.ice.Close()
+		p.ice = nil
+	}
+	if d := p.direct.Swap(nil); d != nil {
+		c.s.direct.CompareAndDelete(*d, p)
+	}
+	if p.relay != nil && !p.static.Load() {
+		p.addr.Store(nil)
+	}
+	p.relay, p.relayTo = nil, netip.AddrPort{}
+	p.relayed.Store(false)
+}
+
+// candidates is handshake.Config.Candidates: our ICE candidates for a
+// relayed base exchange — the socket's host addresses and the
+// server-reflexive ones the relays' STUN services reported.
+func (c *control) candidates(peer wire.HIT) []wire.Locator {
+	s := c.s
+	p := s.lookupPeer(peer)
+	if c.via.relay == nil && (p == nil || p.relay == nil) {
+		return nil
+	}
+	var cs []nat.Candidate
+	for _, a := range s.hostAddrs() {
+		cs = append(cs, nat.Candidate{Addr: a, Kind: wire.KindHost})
+	}
+	for _, a := range s.srflxCandidates() {
+		cs = append(cs, nat.Candidate{Addr: a, Kind: wire.KindServerReflexive})
+	}
+	return nat.Locators(cs, 0, uint32(relayLifetime/time.Second))
+}
+
+// hostAddrs returns the socket's address, or every interface address with
+// its port when the socket is bound to the unspecified address.
+func (s *Stack) hostAddrs() []netip.AddrPort {
+	l := s.sock.local
+	if !l.Addr().IsUnspecified() {
+		return []netip.AddrPort{l}
+	}
+	ifas, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.AddrPort
+	for _, ifa := range ifas {
+		pfx, err := netip.ParsePrefix(ifa.String())
+		if err != nil {
+			continue
+		}
+		a := pfx.Addr()
+		if a.IsLoopback() || a.IsLinkLocalUnicast() || (l.Addr().Is4() && !a.Is4()) {
+			continue
+		}
+		out = append(out, netip.AddrPortFrom(a, l.Port()))
+	}
+	return out
+}
+
+// startICE starts the connectivity checks of a relayed association that
+// selected ICE-STUN-UDP (RFC 5770 §4.6); the Initiator controls.
+func (c *control) startICE(p *peer, a *handshake.Association) {
+	s := c.s
+	if p.ice != nil || p.relay == nil || a.NATMode() != wire.NATModeICESTUNUDP || s.iceMux == nil {
+		return
+	}
+	remote := nat.FromLocators(a.PeerCandidates())
+	if len(remote) == 0 {
+		return
+	}
+	local := s.sock.local
+	if hs := s.hostAddrs(); len(hs) > 0 {
+		local = hs[0]
+	}
+	sess, err := s.iceMux.NewSession(nat.SessionConfig{
+		LocalHIT: s.hit, PeerHIT: p.hit, Key: a.ICEKey(), Controlling: a.Info().Initiator,
+		Local: local, Remote: remote, Send: s.sendSTUN, Logger: s.log,
+	}, func(remote netip.AddrPort) { s.directPath(p, remote) }, func() {
+		s.log.Info("ice failed: staying relayed", "peer", p.hit.String())
+	})
+	if err != nil {
+		s.log.Warn("ice", "peer", p.hit.String(), "err", err)
+		return
+	}
+	p.ice = sess
+	s.log.Debug("ice started", "peer", p.hit.String(), "remote", len(remote))
+}
+
+// sendSTUN writes an ICE check on the socket.
+func (s *Stack) sendSTUN(b []byte, to netip.AddrPort) error {
+	if err := s.sock.writeTo(b, to); err != nil {
+		s.ctr.sendErrors.Add(1)
+		return err
+	}
+	s.ctr.packetsOut.Add(1)
+	s.ctr.bytesOut.Add(uint64(len(b)))
+	return nil
+}
+
+// directPath moves p's ESP to the pair ICE nominated (any goroutine).
+func (s *Stack) directPath(p *peer, remote netip.AddrPort) {
+	if old := p.direct.Swap(&remote); old != nil {
+		s.direct.CompareAndDelete(*old, p)
+	}
+	s.direct.Store(remote, p)
+	p.lastIn.Store(time.Now().UnixNano())
+	p.setLocator(remote)
+	p.relayed.Store(false)
+	s.log.Info("path", "peer", p.hit.String(), "path", "direct", "locator", remote)
+}
+
+// checkPaths keeps the direct paths of ICE peers alive and moves ESP
+// between them and the relay (control goroutine, every pathCheck).
+//
+// While a peer has a nominated pair, we make sure it hears from us on it
+// at least every keepalive interval: ESP, or an RFC 5770 §5.3 keepalive
+// (a STUN Binding Indication) when we sent nothing. So when nothing has
+// come from the peer's direct address for darkAfter, the path is dark and
+// ESP goes to the relay; keepalives keep going out on the direct path, and
+// when the peer's packets come back from it, ESP returns (sawDirect).
+func (c *control) checkPaths(now time.Time) {
+	s := c.s
+	ka := s.keepaliveInterval()
+	dark := max(pathTimeout, 3*ka)
+	for _, p := range s.peerList() {
+		d := p.direct.Load()
+		if p.relay == nil || d == nil {
+			continue
+		}
+		if now.UnixNano()-p.lastOut.Load() >= int64(ka) {
+			c.keepalive = nat.Keepalive(c.keepalive[:0])
+			if s.sendSTUN(c.keepalive, *d) == nil {
+				p.lastOut.Store(now.UnixNano())
+			}
+		}
+		if !p.relayed.Load() && now.UnixNano()-p.lastIn.Load() > int64(dark) {
+			if at, ok := p.relay.locator(); ok {
+				p.setLocator(at)
+				p.relayed.Store(true)
+				s.log.Info("path", "peer", p.hit.String(), "path", "relayed", "reason", "direct path silent", "locator", at)
+			}
+		}
+	}
+}
+
+// pathCheckEvery is the period of checkPaths.
+func (s *Stack) pathCheckEvery() time.Duration {
+	return min(pathCheck, s.keepaliveInterval()/2)
+}
+
+// keepaliveFrom takes an RFC 5770 §5.3 keepalive (read loop): from a
+// peer's direct address it proves the path alive.
+func (s *Stack) keepaliveFrom(b []byte, from netip.AddrPort) bool {
+	if len(b) < 2 || b[0] != 0x00 || b[1] != 0x11 { // Binding Indication
+		return false
+	}
+	v, ok := s.direct.Load(from)
+	if !ok {
+		return false
+	}
+	v.(*peer).sawDirect()
+	return true
+}
+
+// sawDirect notes ESP from the peer's direct address (read loop): the
+// direct path is alive, and if ESP had gone back to the relay it returns.
+func (p *peer) sawDirect() {
+	p.lastIn.Store(time.Now().UnixNano())
+	if p.relayed.Load() {
+		if d := p.direct.Load(); d != nil {
+			p.setLocator(*d)
+			p.relayed.Store(false)
+		}
+	}
+}
+
+// pathName is PeerInfo.Path.
+func (p *peer) pathName() string {
+	if p.relayed.Load() {
+		return "relayed"
+	}
+	return "direct"
+}

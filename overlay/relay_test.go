@@ -1,0 +1,205 @@
+package overlay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"hipnet.dev/handshake/wire"
+)
+
+// relayStack starts a relay (identity 9) on loopback.
+func relayStack(t *testing.T) *Stack {
+	return newTestStack(t, 9, func(c *Config) {
+		asRegistrar(nil)(c)
+		c.STUNServer = true
+		c.Relay = &RelayConfig{}
+		c.Logger = testLog("relay")
+	})
+}
+
+// testLog is the relay tests' logger: HIPNET_TEST_LOG=1 shows it.
+func testLog(name string) *slog.Logger {
+	if os.Getenv("HIPNET_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+}
+
+// behind starts a node (identity n) that registers with relay r.
+func behind(t *testing.T, n int, r *Stack, mod func(*Config)) *Stack {
+	return newTestStack(t, n, func(c *Config) {
+		c.Relays = []RelayAddr{{HIT: r.HIT(), Addr: r.LocalAddr()}}
+		c.KeepaliveInterval = 200 * time.Millisecond
+		c.Logger = testLog(fmt.Sprint("node", n))
+		if mod != nil {
+			mod(c)
+		}
+	})
+}
+
+func waitRegistered(t *testing.T, r *Stack, hs ...wire.HIT) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "registrations", func() bool {
+		for _, h := range hs {
+			if _, ok := registrations(r, h); !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestRelayDial: b knows only a's HIT. The base exchange runs through the
+// relay (RELAY_FROM/RELAY_TO), data flows at once, ICE moves it to the
+// direct path, and the relay counted what it forwarded.
+func TestRelayDial(t *testing.T) {
+	r := relayStack(t)
+	a := behind(t, 0, r, nil)
+	b := behind(t, 1, r, nil)
+	waitRegistered(t, r, a.HIT(), b.HIT())
+	la := listen(t, a, 7)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Connect(ctx, a.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	cb := listen(t, b, 0)
+	if _, err := cb.WriteTo([]byte("via relay"), &Addr{HIT: a.HIT(), Port: 7}); err != nil {
+		t.Fatal(err)
+	}
+	got, from := readOne(t, la, 3*time.Second)
+	if !bytes.Equal(got, []byte("via relay")) || from.HIT != b.HIT() {
+		t.Fatalf("got %q from %v", got, from)
+	}
+	st := r.Stats().Relay
+	if st.ControlForwarded < 4 {
+		t.Fatalf("relay forwarded %d control packets, want the 4 of the BEX", st.ControlForwarded)
+	}
+	// ICE on loopback finds the direct pair; traffic keeps flowing.
+	waitFor(t, 10*time.Second, "direct path", func() bool {
+		pb, ok := peerInfo(b, a.HIT())
+		pa, ok2 := peerInfo(a, b.HIT())
+		return ok && ok2 && pb.Path == "direct" && pa.Path == "direct"
+	})
+	esp := r.Stats().Relay.ESPForwarded
+	for i := 0; i < 20; i++ {
+		if _, err := cb.WriteTo([]byte{byte(i)}, &Addr{HIT: a.HIT(), Port: 7}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := readOne(t, la, 3*time.Second); len(got) != 1 || got[0] != byte(i) {
+			t.Fatalf("datagram %d: %v", i, got)
+		}
+	}
+	if now := r.Stats().Relay.ESPForwarded; now != esp {
+		t.Fatalf("relay forwarded %d ESP packets after the direct path was chosen", now-esp)
+	}
+}
+
+// TestRelayESPForwarding: without ICE (the peer sends no candidates), ESP
+// stays on the relay both ways.
+func TestRelayESPForwarding(t *testing.T) {
+	r := relayStack(t)
+	noICE := func(c *Config) { c.Handshake.NATModes = []uint16{wire.NATModeUDPEncapsulation} }
+	a := behind(t, 0, r, noICE)
+	b := behind(t, 1, r, noICE)
+	waitRegistered(t, r, a.HIT(), b.HIT())
+	la := listen(t, a, 7)
+	lb := listen(t, b, 8)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Connect(ctx, a.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := lb.WriteTo([]byte{byte(i)}, &Addr{HIT: a.HIT(), Port: 7}); err != nil {
+			t.Fatal(err)
+		}
+		got, from := readOne(t, la, 5*time.Second)
+		if len(got) != 1 || got[0] != byte(i) {
+			t.Fatalf("datagram %d: %v", i, got)
+		}
+		if _, err := la.WriteTo([]byte{byte(100 + i)}, from); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := readOne(t, lb, 5*time.Second); len(got) != 1 || got[0] != byte(100+i) {
+			t.Fatalf("reply %d: %v", i, got)
+		}
+	}
+	pa, _ := peerInfo(a, b.HIT())
+	pb, _ := peerInfo(b, a.HIT())
+	if pa.Path != "relayed" || pb.Path != "relayed" {
+		t.Fatalf("paths %q %q", pa.Path, pb.Path)
+	}
+	if st := r.Stats().Relay; st.ESPForwarded < 20 {
+		t.Fatalf("relay forwarded %d ESP packets, want 20", st.ESPForwarded)
+	}
+}
+
+// TestRelayUnregistered: a HIT that is not registered cannot be reached
+// through the relay, and the relay counts the drops.
+func TestRelayUnregistered(t *testing.T) {
+	r := relayStack(t)
+	b := behind(t, 1, r, nil)
+	waitRegistered(t, r, b.HIT())
+	stranger := newTestStack(t, 2, nil) // not registered anywhere
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := b.Connect(ctx, stranger.HIT())
+	if !errors.Is(err, ErrHandshakeTimeout) {
+		t.Fatalf("dial of an unregistered HIT: %v", err)
+	}
+	if r.Stats().Relay.Unregistered == 0 {
+		t.Fatal("relay did not count the unregistered drops")
+	}
+}
+
+// TestRelayRestart: the relay's state goes away (a new stack on the same
+// identity and port); the nodes notice, register again, and new dials
+// work.
+func TestRelayRestart(t *testing.T) {
+	r := relayStack(t)
+	addr := r.LocalAddr()
+	a := behind(t, 0, r, nil)
+	b := behind(t, 1, r, nil)
+	waitRegistered(t, r, a.HIT(), b.HIT())
+	r.Close()
+	r2 := newTestStack(t, 9, func(c *Config) {
+		asRegistrar(nil)(c)
+		c.STUNServer = true
+		c.Relay = &RelayConfig{}
+		c.ListenAddr = addr.String()
+	})
+	waitFor(t, 20*time.Second, "registrations with the restarted relay", func() bool {
+		_, ok := registrations(r2, a.HIT())
+		_, ok2 := registrations(r2, b.HIT())
+		return ok && ok2
+	})
+	la := listen(t, a, 7)
+	lb := listen(t, b, 0)
+	if _, err := lb.WriteTo([]byte("again"), &Addr{HIT: a.HIT(), Port: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readOne(t, la, 5*time.Second); string(got) != "again" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// TestRelayOpportunistic: a relay given as an address only is identified
+// by its R1 and registered with.
+func TestRelayOpportunistic(t *testing.T) {
+	r := relayStack(t)
+	a := newTestStack(t, 0, func(c *Config) {
+		c.Relays = []RelayAddr{{Addr: r.LocalAddr()}}
+		c.KeepaliveInterval = 200 * time.Millisecond
+	})
+	waitRegistered(t, r, a.HIT())
+	if _, ok := peerInfo(a, r.HIT()); !ok {
+		t.Fatal("no association with the relay under its HIT")
+	}
+}
