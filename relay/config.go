@@ -57,6 +57,9 @@ type TURNConfig struct {
 	// CredentialLifetime is how long handed-out credentials stay valid.
 	// Zero: 10 minutes.
 	CredentialLifetime time.Duration
+	// RelayListen opens the relayed sockets (turn.Config.RelayListen).
+	// Nil: net.ListenPacket.
+	RelayListen func(network, addr string) (net.PacketConn, error)
 }
 
 const (

@@ -49,7 +49,7 @@ func (s *Server) startTURN(tc *TURNConfig) error {
 	}
 	ts, err := turn.NewServer(turn.Config{
 		Conn: conn, RelayIP: tc.RelayIP, Logger: s.log.With("service", "turn"),
-		Allowed: s.registered,
+		Allowed: s.registered, RelayListen: tc.RelayListen,
 	})
 	if err != nil {
 		_ = conn.Close()

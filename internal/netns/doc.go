@@ -64,8 +64,10 @@
 //     when it is free, so one private socket gets the same public port
 //     towards every destination (endpoint-independent mapping). Linux
 //     picks another port when the kept one would clash with an existing
-//     conntrack entry, e.g. one created by a packet from that destination
-//     that reached the router before the private host sent anything.
+//     conntrack entry; the routers drop unsolicited UDP addressed to
+//     themselves on the public side (as a home router's firewall does), so
+//     a peer's hole-punching packet that arrives first leaves no such
+//     entry.
 //   - RandomFully: every new destination address and port gets a new random
 //     public port (address-and-port-dependent mapping, a "symmetric" NAT).
 //

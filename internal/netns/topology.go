@@ -320,8 +320,14 @@ type ipBatch struct {
 }
 
 // routerRules is the iptables-restore input of a NAT router: masquerade
-// what leaves by the public interface eth0, and forward from it to the LAN
-// (lan0) only what belongs to a connection the LAN opened.
+// what leaves by the public interface eth0, forward from it to the LAN
+// (lan0) only what belongs to a connection the LAN opened, and drop
+// unsolicited UDP addressed to the router itself, as a home router's
+// stateful firewall does. The last rule matters for hole punching: a
+// packet delivered locally is confirmed in conntrack, and its entry then
+// clashes with the mapping the LAN host opens towards that same sender a
+// moment later, so MASQUERADE moves that mapping to another port and the
+// peer's NAT refuses it. Dropped before confirmation, it leaves nothing.
 func routerRules(nat NATType) string {
 	masq := "-A POSTROUTING -o eth0 -j MASQUERADE"
 	if nat == RandomFully {
@@ -333,6 +339,7 @@ func routerRules(nat NATType) string {
 		"COMMIT\n" +
 		"*filter\n" +
 		":INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n" +
+		"-A INPUT -i eth0 -p udp -m conntrack --ctstate NEW -j DROP\n" +
 		"-A FORWARD -i lan0 -o eth0 -j ACCEPT\n" +
 		"-A FORWARD -i eth0 -o lan0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n" +
 		"COMMIT\n"
