@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,4 +205,93 @@ func TestRelayOpportunistic(t *testing.T) {
 	if _, ok := peerInfo(a, r.HIT()); !ok {
 		t.Fatal("no association with the relay under its HIT")
 	}
+}
+
+// blockConn drops everything to and from one address, as a path that
+// goes dark.
+type blockConn struct {
+	net.PacketConn
+	block atomic.Pointer[netip.AddrPort]
+}
+
+func (c *blockConn) blocked(a net.Addr) bool {
+	b := c.block.Load()
+	return b != nil && addrPortOf(a) == *b
+}
+
+func (c *blockConn) WriteTo(p []byte, to net.Addr) (int, error) {
+	if c.blocked(to) {
+		return len(p), nil
+	}
+	return c.PacketConn.WriteTo(p, to)
+}
+
+func (c *blockConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, from, err := c.PacketConn.ReadFrom(p)
+		if err != nil || !c.blocked(from) {
+			return n, from, err
+		}
+	}
+}
+
+// TestRelayFallback: when the direct path goes dark, ESP goes back through
+// the relay and the association carries on; when the path comes back, ESP
+// returns to it.
+func TestRelayFallback(t *testing.T) {
+	r := relayStack(t)
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := &blockConn{PacketConn: pc}
+	a := behind(t, 0, r, func(c *Config) { c.PacketConn = bc })
+	b := behind(t, 1, r, nil)
+	waitRegistered(t, r, a.HIT(), b.HIT())
+	la := listen(t, a, 7)
+	lb := listen(t, b, 0)
+	ping := func(i int) {
+		t.Helper()
+		for try := 0; ; try++ {
+			if _, err := lb.WriteTo([]byte{byte(i)}, &Addr{HIT: a.HIT(), Port: 7}); err != nil {
+				t.Fatal(err)
+			}
+			la.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			buf := make([]byte, 8)
+			n, _, err := la.ReadFrom(buf)
+			if err == nil && n == 1 && buf[0] == byte(i) {
+				return
+			}
+			if try == 20 {
+				t.Fatalf("datagram %d lost: %v", i, err)
+			}
+		}
+	}
+	ping(0)
+	waitFor(t, 10*time.Second, "direct path", func() bool {
+		pa, _ := peerInfo(a, b.HIT())
+		pb, _ := peerInfo(b, a.HIT())
+		return pa.Path == "direct" && pb.Path == "direct"
+	})
+	bAt := b.LocalAddr()
+	bc.block.Store(&bAt)
+	waitFor(t, 15*time.Second, "fallback to the relay", func() bool {
+		pa, _ := peerInfo(a, b.HIT())
+		pb, _ := peerInfo(b, a.HIT())
+		return pa.Path == "relayed" && pb.Path == "relayed"
+	})
+	esp := r.Stats().Relay.ESPForwarded
+	for i := 1; i <= 5; i++ {
+		ping(i)
+	}
+	if r.Stats().Relay.ESPForwarded == esp {
+		t.Fatal("the relay forwarded no ESP after the fallback")
+	}
+	bc.block.Store(nil)
+	waitFor(t, 15*time.Second, "back to the direct path", func() bool {
+		pa, _ := peerInfo(a, b.HIT())
+		pb, _ := peerInfo(b, a.HIT())
+		return pa.Path == "direct" && pb.Path == "direct"
+	})
+	ping(6)
 }
