@@ -92,6 +92,19 @@
 // (alloc_test.go); socket reads through x/net's ReadBatch still allocate
 // the source address of each datagram.
 //
+// # Relays and NAT traversal
+//
+// A node with Config.Relays registers with them (relayclient.go, RFC 8003,
+// RFC 5770 §4.1), keeps its registrations and NAT mappings alive, and
+// reaches HITs without a locator through them; a stack with Config.Relay is
+// a relay (relayserver.go): it forwards control packets for its registered
+// hosts with RELAY_FROM / RELAY_TO and RELAY_HMAC (RFC 5770 §4.5, §4.10;
+// the rendezvous of RFC 8004) and their ESP by (SPI, source address). A
+// relayed association's ESP starts on the relay and moves to the pair ICE
+// nominates (path.go, nat/), and back when that pair goes dark.
+// opportunistic.go runs base exchanges with a host known only by its
+// address (a relay configured without its HIT).
+//
 // # Rules it follows
 //
 //   - Authorize is checked when the peer's identity is authenticated (I2,
@@ -113,10 +126,10 @@
 // No protocol rules of its own beyond the glue above: packet formats,
 // cryptography and state transitions belong to handshake/ and esp/, which
 // it drives and never bypasses; STUN encoding belongs to pion/stun. Of
-// STUN it handles only Binding Requests (Config.STUNServer) and the answers
-// to its own STUNBinding, keeping no state for either beyond a pending
-// call; the rest is counted and dropped (ICE checks and TURN come with the
-// NAT traversal work). It does not move associations between locators, and
-// keeps no state for a peer that has not completed a puzzle and signature
+// STUN it handles Binding Requests (Config.STUNServer), the answers to its
+// own STUNBinding, and hands ICE checks to nat/; the rest is counted and
+// dropped. Outside the relay paths above it does not move associations
+// between locators (mobility, RFC 8046, is not implemented), and keeps no
+// state for a peer that has not completed a puzzle and signature
 // check.
 package overlay
