@@ -20,9 +20,8 @@ import (
 //     with RELAY_FROM (checked with our association with the relay), and
 //     ours go back through the relay with RELAY_TO (RFC 5770 §4.5, §4.10).
 //
-// Control packets of a relayed association keep using the relay: it is the
-// one path both ends know works, and the relay learns each rekey's SPIs from
-// them. ESP goes to the relay at first (it forwards by SPI,
+// Control packets of a relayed association keep going through the relay,
+// and also directly once ICE has nominated a pair (sendPeer). ESP goes to the relay at first (it forwards by SPI,
 // relayserver.go), so data flows as soon as the base exchange completes;
 // with ICE-STUN-UDP the two ends then run connectivity checks (nat/) on
 // their one socket, and ESP moves to the nominated pair. When that direct
@@ -100,14 +99,21 @@ func (c *control) sendVia(pkt []byte, r *peer, to netip.AddrPort) {
 	c.sendControl(out, at)
 }
 
-// sendPeer sends a control packet of p's association on p's path.
+// sendPeer sends a control packet of p's association on p's path. On a
+// relayed association with a live direct pair it goes both ways: directly,
+// as RFC 5770 §4.10 allows, and through the relay, which is the path that
+// still works if the direct one has just gone dark (§4.10 has the host
+// resend through the relay after a timeout; sending both at once saves
+// that timeout), and which learns the SPIs of a rekey from it. HIP
+// handles the duplicate as a retransmission.
 func (c *control) sendPeer(p *peer, pkt []byte) {
-	if p.relay != nil && p.relayTo.IsValid() {
-		c.sendVia(pkt, p.relay, p.relayTo)
-		return
-	}
 	if p.relay != nil {
-		if at, ok := p.relay.locator(); ok {
+		if d := p.direct.Load(); d != nil && !p.relayed.Load() {
+			c.sendControl(pkt, *d)
+		}
+		if p.relayTo.IsValid() {
+			c.sendVia(pkt, p.relay, p.relayTo)
+		} else if at, ok := p.relay.locator(); ok {
 			c.sendControl(pkt, at)
 		}
 		return

@@ -239,10 +239,14 @@ func (s *Stack) authorized(h wire.HIT) bool {
 // is wrapped too), ErrHandshakeFailed (with the handshake error inside) or
 // ErrClosed; a cancelled context gives its error.
 func (s *Stack) Connect(ctx context.Context, hit wire.HIT) error {
+	giveUp := time.Now().Add(relayWaitMax)
 	for {
 		err := s.connect(ctx, hit)
 		if !errors.Is(err, ErrUnknownPeer) || !s.relayPending() {
 			return err
+		}
+		if time.Now().After(giveUp) {
+			return fmt.Errorf("%w (no relay registered us within %v)", err, relayWaitMax)
 		}
 		// Relays are configured but none has registered us yet (start-up,
 		// or a relay restart): wait for one rather than fail.
@@ -269,7 +273,12 @@ func (s *Stack) sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-const relayWaitStep = 20 * time.Millisecond
+const (
+	relayWaitStep = 20 * time.Millisecond
+	// relayWaitMax bounds how long Connect waits for a first relay
+	// registration: about a base exchange's whole retransmission budget.
+	relayWaitMax = 30 * time.Second
+)
 
 func (s *Stack) connect(ctx context.Context, hit wire.HIT) error {
 	if s.closed.Load() {
