@@ -165,18 +165,16 @@ func (a *Association) weAreG() bool { return a.e.hit.Compare(a.peer) > 0 }
 
 // ourMACKey and peerMACKey are the HIP integrity keys for our outgoing
 // packets and the peer's (HIP-gl belongs to HOST_g, §6.5).
-func (a *Association) ourMACKey() []byte {
-	if a.weAreG() {
-		return a.hip.macGL
-	}
-	return a.hip.macLG
-}
+func (a *Association) ourMACKey() []byte  { return a.pick(a.hip.macGL, a.hip.macLG, true) }
+func (a *Association) peerMACKey() []byte { return a.pick(a.hip.macGL, a.hip.macLG, false) }
 
-func (a *Association) peerMACKey() []byte {
-	if a.weAreG() {
-		return a.hip.macLG
+// pick returns HOST_g's key gl or HOST_l's key lg: ours when ours is set,
+// else the peer's.
+func (a *Association) pick(gl, lg []byte, ours bool) []byte {
+	if a.weAreG() == ours {
+		return gl
 	}
-	return a.hip.macGL
+	return lg
 }
 
 // espConfigs draws the ESP keys at index (RFC 7402 §7) and returns the

@@ -79,19 +79,8 @@ func (e *Endpoint) checkNATMode(i2 wire.Packet) (uint16, error) {
 
 // ourEncKey and peerEncKey are the ENCRYPTED keys of our packets and the
 // peer's (HIP-gl belongs to HOST_g, RFC 7401 §6.5).
-func (a *Association) ourEncKey() []byte {
-	if a.weAreG() {
-		return a.hip.encGL
-	}
-	return a.hip.encLG
-}
-
-func (a *Association) peerEncKey() []byte {
-	if a.weAreG() {
-		return a.hip.encLG
-	}
-	return a.hip.encGL
-}
+func (a *Association) ourEncKey() []byte  { return a.pick(a.hip.encGL, a.hip.encLG, true) }
+func (a *Association) peerEncKey() []byte { return a.pick(a.hip.encGL, a.hip.encLG, false) }
 
 // candidateTLV returns our ICE candidates for the peer as a LOCATOR_SET
 // TLV, or nil when ICE is not selected or there are none.

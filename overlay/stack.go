@@ -159,6 +159,12 @@ func (s *Stack) start() error {
 func (s *Stack) ensurePeer(h wire.HIT) *peer {
 	s.peersMu.Lock()
 	defer s.peersMu.Unlock()
+	return s.peerLocked(h)
+}
+
+// peerLocked returns the peer struct for h, creating it; s.peersMu is
+// held.
+func (s *Stack) peerLocked(h wire.HIT) *peer {
 	p := s.peers[h]
 	if p == nil {
 		p = newPeer(h)
@@ -181,11 +187,7 @@ func (s *Stack) AddPeer(hit wire.HIT, addrs ...netip.AddrPort) {
 		return
 	}
 	s.peersMu.Lock()
-	p := s.peers[hit]
-	if p == nil {
-		p = newPeer(hit)
-		s.peers[hit] = p
-	}
+	p := s.peerLocked(hit)
 	p.static.Store(true)
 	p.setLocator(addrs[0])
 	s.peersMu.Unlock()
@@ -197,11 +199,7 @@ func (s *Stack) AddPeer(hit wire.HIT, addrs ...netip.AddrPort) {
 func (s *Stack) learnPeer(h wire.HIT, from netip.AddrPort) *peer {
 	s.peersMu.Lock()
 	defer s.peersMu.Unlock()
-	p := s.peers[h]
-	if p == nil {
-		p = newPeer(h)
-		s.peers[h] = p
-	}
+	p := s.peerLocked(h)
 	if p.addr.Load() == nil {
 		p.setLocator(from)
 	}
