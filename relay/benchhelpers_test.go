@@ -50,10 +50,12 @@ func udpAddrPort(c net.PacketConn) netip.AddrPort {
 	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// waitUntil polls cond every 20 ms until it holds or timeout passes.
+// waitUntil polls cond until it holds or timeout passes, about 200 times
+// over the timeout (at least every 10 ms: some conditions are costly).
 func waitUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	for end := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+	every := max(timeout/200, 10*time.Millisecond)
+	for end := time.Now().Add(timeout); ; time.Sleep(every) {
 		if cond() {
 			return
 		}
@@ -88,15 +90,21 @@ func isBenchPacket(p []byte) bool {
 // the stack keeps working (its control traffic passes through) while flow
 // packets never reach its ESP path; run alone it is a plain counting
 // receiver. Either way the receiving work per packet is the same: one
-// recvfrom, one comparison, one counter, one channel receive.
+// recvfrom, one comparison, one atomic add.
 type benchSink struct {
 	*net.UDPConn
-	credits chan struct{} // one token per packet in flight (benchFlow)
-	got     atomic.Uint64
+	window int
+	got    atomic.Uint64 // flow packets arrived
+	// The sender, when the window is full, sets waiting and sleeps on wake
+	// until got is within half a window of sent: one wake-up per half
+	// window, not one goroutine hand-off per packet.
+	sent    atomic.Uint64
+	waiting atomic.Bool
+	wake    chan struct{}
 }
 
 func newBenchSink(tb testing.TB, window int) *benchSink {
-	return &benchSink{UDPConn: benchUDP(tb), credits: make(chan struct{}, window)}
+	return &benchSink{UDPConn: benchUDP(tb), window: window, wake: make(chan struct{}, 1)}
 }
 
 func (s *benchSink) ReadFrom(p []byte) (int, net.Addr, error) {
@@ -108,10 +116,9 @@ func (s *benchSink) ReadFrom(p []byte) (int, net.Addr, error) {
 		if !isBenchPacket(p[:n]) {
 			return n, net.UDPAddrFromAddrPort(from), nil
 		}
-		s.got.Add(1)
-		select {
-		case <-s.credits:
-		default: // cannot happen: the sender takes a credit before each send
+		got := s.got.Add(1)
+		if s.waiting.Load() && s.sent.Load()-got <= uint64(s.window/2) && s.waiting.CompareAndSwap(true, false) {
+			s.wake <- struct{}{}
 		}
 	}
 }
@@ -127,17 +134,17 @@ func (s *benchSink) drain() {
 }
 
 // benchFlow sends numbered flow packets from one socket to one address,
-// never more than cap(sink.credits) unacknowledged by the sink: every
-// socket buffer on the way holds at most that many packets, far below its
-// size, so nothing is dropped for overrun and the rate measured is the
-// rate of the slowest stage, not of loss recovery.
+// never more than sink.window unacknowledged by the sink: every socket
+// buffer on the way holds at most that many packets, far below its size,
+// so nothing is dropped for overrun and the rate measured is the rate of
+// the slowest stage, not of loss recovery.
 type benchFlow struct {
+	name string
 	from *net.UDPConn
 	to   netip.AddrPort
 	sink *benchSink
 	pkt  []byte
 	seq  uint32
-	sent uint64
 }
 
 // stallLimit is how long the flow waits for the sink before it calls the
@@ -147,52 +154,55 @@ const stallLimit = 2 * time.Second
 // run sends n packets and waits until the sink has counted all of them;
 // it returns the time from the first send to the last arrival.
 func (f *benchFlow) run(n int) (time.Duration, error) {
+	s := f.sink
 	stall := time.NewTimer(time.Hour)
 	stall.Stop()
 	defer stall.Stop()
-	credit := func() error {
-		select {
-		case f.sink.credits <- struct{}{}:
-			return nil
-		default:
+	// waitFor sleeps until at most max packets are in flight.
+	waitFor := func(max uint64) error {
+		for s.sent.Load()-s.got.Load() > max {
+			s.waiting.Store(true)
+			if s.sent.Load()-s.got.Load() <= uint64(s.window/2) { // arrived meanwhile
+				if s.waiting.CompareAndSwap(true, false) {
+					continue
+				}
+			}
+			stall.Reset(stallLimit)
+			select {
+			case <-s.wake:
+				stall.Stop()
+			case <-stall.C:
+				sent, got := s.sent.Load(), s.got.Load()
+				return fmt.Errorf("no packet arrived for %v: %d sent, %d arrived (lost %d)", stallLimit, sent, got, sent-got)
+			}
 		}
-		stall.Reset(stallLimit)
-		select {
-		case f.sink.credits <- struct{}{}:
-			stall.Stop()
-			return nil
-		case <-stall.C:
-			return fmt.Errorf("no packet arrived for %v: %d sent, %d arrived (lost %d)",
-				stallLimit, f.sent, f.sink.got.Load(), f.sent-f.sink.got.Load())
-		}
+		return nil
 	}
 	start := time.Now()
 	for range n {
-		if err := credit(); err != nil {
-			return 0, err
+		if s.sent.Load()-s.got.Load() >= uint64(s.window) {
+			if err := waitFor(uint64(s.window / 2)); err != nil {
+				return 0, err
+			}
 		}
 		f.seq++
 		binary.BigEndian.PutUint32(f.pkt[4:], f.seq)
 		if _, err := f.from.WriteToUDPAddrPort(f.pkt, f.to); err != nil {
 			return 0, err
 		}
-		f.sent++
+		s.sent.Add(1)
 	}
-	// A full window of credits fits only once every packet sent arrived.
-	w := cap(f.sink.credits)
-	for range w {
-		if err := credit(); err != nil {
-			return 0, err
+	// The last half window, then spin-free polling for the rest.
+	if err := waitFor(uint64(s.window / 2)); err != nil {
+		return 0, err
+	}
+	for end := time.Now().Add(stallLimit); s.got.Load() != s.sent.Load(); time.Sleep(20 * time.Microsecond) {
+		if time.Now().After(end) {
+			sent, got := s.sent.Load(), s.got.Load()
+			return 0, fmt.Errorf("%d sent, %d arrived (lost %d)", sent, got, sent-got)
 		}
 	}
-	d := time.Since(start)
-	for range w {
-		<-f.sink.credits
-	}
-	if got := f.sink.got.Load(); got != f.sent {
-		return 0, fmt.Errorf("sink counted %d packets, %d sent", got, f.sent)
-	}
-	return d, nil
+	return time.Since(start), nil
 }
 
 // udpForwarder is the baseline's middle box: the least a forwarder can do
