@@ -24,7 +24,7 @@ import (
 // The committed corpora under testdata/fuzz/<Target> are natFuzzSeeds,
 // written by
 //
-//	go test -run FuzzSeedsNAT -write-seeds ./handshake/wire
+//	go test -run FuzzSeedsNAT ./handshake/wire -args -write-seeds
 
 // The parameter families, indexed by the selector octet modulo their
 // length.
@@ -549,7 +549,7 @@ func TestFuzzSeedsNAT(t *testing.T) {
 				continue
 			}
 			if got, err := os.ReadFile(path); err != nil || string(got) != body {
-				t.Errorf("seed %s/%s missing or stale (run go test -run FuzzSeedsNAT -write-seeds): %v", target, s.name, err)
+				t.Errorf("seed %s/%s missing or stale (run go test -run FuzzSeedsNAT ./handshake/wire -args -write-seeds): %v", target, s.name, err)
 			}
 		}
 	}
