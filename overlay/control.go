@@ -206,6 +206,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 			p.assoc = n
 			p.resetCounters()
 		}
+		s.ctr.bexStarted.Add(1)
 		c.tookRelayed(p)
 		c.process(p, now)
 		return
@@ -216,6 +217,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		a.Events()
 		delete(c.spiRes, a.Info().InSPI)
 		s.ctr.unauthorized.Add(1)
+		s.ctr.bexRefused.Add(1)
 		s.log.Info("unauthorized", "peer", sender.String(), "role", "responder")
 		c.discardPending(p)
 		c.wakeWaiters(p, fmt.Errorf("%w: %v", ErrNotAuthorized, sender))
@@ -306,6 +308,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		loc, _ := p.locator()
 		s.log.Info("bex established", "peer", p.hit.String(), "initiator", info.Initiator, "locator", loc,
 			"esp", info.ESPSuite.String(), "in_spi", info.InSPI, "out_spi", info.OutSPI)
+		s.ctr.bexCompleted.Add(1)
 		c.wakeWaiters(p, nil)
 		c.regEstablished(p, a)
 		c.startICE(p, a)
@@ -338,6 +341,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		}
 		s.log.Info("rekeyed", "peer", p.hit.String(), "in_spi", ev.Inbound.SPI, "out_spi", ev.Outbound.SPI)
 	case handshake.EventFailed:
+		s.ctr.countFailure(ev.Err)
 		s.relayEnded(p.hit)
 		c.removeSAs(p)
 		c.discardPending(p)
@@ -559,6 +563,7 @@ func (c *control) connect(now time.Time, h wire.HIT, reply chan error) {
 	} else {
 		p.assoc.Restart(now) // UNASSOCIATED, E-FAILED, CLOSING, CLOSED (§4.4.3)
 	}
+	s.ctr.bexStarted.Add(1)
 	s.log.Debug("bex started", "peer", h.String())
 	c.process(p, now)
 }

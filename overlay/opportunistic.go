@@ -70,6 +70,7 @@ func (c *control) connectOpp(now time.Time, cmd *oppCommand) {
 	p.waiters = []chan error{cmd.reply}
 	p.oppHIT = []chan wire.HIT{cmd.hit}
 	p.assoc = c.ep.Initiate(now, wire.HIT{})
+	c.s.ctr.bexStarted.Add(1)
 	c.opp[cmd.addr] = p
 	c.s.log.Debug("bex started", "peer", "opportunistic", "addr", cmd.addr)
 	for _, pkt := range p.assoc.Outgoing() {

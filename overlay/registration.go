@@ -271,6 +271,7 @@ func (c *control) register(now time.Time, h wire.HIT, cmd *regCommand) {
 			} else {
 				a.Restart(now)
 			}
+			s.ctr.bexStarted.Add(1)
 			s.log.Debug("bex started", "peer", h.String())
 		}
 		if err := p.assoc.RequestRegistration(cmd.lifetime, cmd.types...); err != nil {

@@ -73,9 +73,15 @@ func (s *Stack) keepaliveInterval() time.Duration {
 	return defaultKeepalive
 }
 
-// startRelays starts the relay goroutines of Config.Relays and, on a
-// relay, its service port.
+// startRelays starts the echo service (status.go), the relay goroutines
+// of Config.Relays and, on a relay, its service port.
 func (s *Stack) startRelays() error {
+	echo, err := s.ListenInner(EchoPort)
+	if err != nil {
+		return err
+	}
+	s.bg.Add(1)
+	go s.serveEcho(echo)
 	if s.relay != nil {
 		c, err := s.ListenInner(RelayServicePort)
 		if err != nil {

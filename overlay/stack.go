@@ -377,6 +377,18 @@ func (s *Stack) Stats() Stats {
 	if s.relay != nil {
 		st.Relay = s.relay.stats()
 	}
+	st.Associations = map[string]int{}
+	if it, err := s.db.Txn(false).Get(tableAssoc, indexID); err == nil {
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			st.Associations[raw.(*assocRecord).State]++
+		}
+	}
+	for _, rc := range s.relays {
+		if rc.registered.Load() {
+			st.RelaysRegistered++
+		}
+	}
+	st.Registrations = len(s.Registrations())
 	return st
 }
 

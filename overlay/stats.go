@@ -1,6 +1,11 @@
 package overlay
 
-import "sync/atomic"
+import (
+	"errors"
+	"sync/atomic"
+
+	"hipnet.dev/handshake"
+)
 
 // Stats are the stack's counters since New. Every datagram that reaches
 // the socket is counted in PacketsIn and then either handled or counted in
@@ -15,7 +20,23 @@ type Stats struct {
 	STUNMatched           uint64 // STUN Binding responses handed to a waiting STUNBinding
 	ICEChecks             uint64 // ICE connectivity checks and answers handed to a session, and keepalives on direct paths
 	Drops                 Drops
+	BEX                   BEXStats
 	Relay                 RelayStats // Config.Relay: the relay's forwarding and drops
+
+	// Gauges, read when Stats is called.
+	Associations     map[string]int // associations by RFC 7401 state ("ESTABLISHED", "I1-SENT", ...)
+	RelaysRegistered int            // Config.Relays that hold our registration now
+	Registrations    int            // on a registrar: hosts registered with us now
+}
+
+// BEXStats counts base exchanges.
+type BEXStats struct {
+	Started   uint64 // as Initiator (I1 sent) or Responder (an I2 accepted)
+	Completed uint64 // ESTABLISHED (or R2-SENT, the Responder's end)
+	// Failed, by reason.
+	FailedTimeout uint64 // the peer did not answer (retransmissions exhausted)
+	FailedRefused uint64 // the peer refused (an authenticated NOTIFY), or Authorize refused the peer
+	FailedOther   uint64 // anything else: bad signature, no common suite, ...
 }
 
 // Drops counts datagrams and writes dropped, by reason.
@@ -52,6 +73,8 @@ type counters struct {
 	short, stun, malformed, unknownSPI, replay, authFailure, notForUs,
 	unauthorized, controlRejected, controlBacklog, notUDP, noListener,
 	inboxFull, queueFull, queueDiscarded, sendErrors atomic.Uint64
+
+	bexStarted, bexCompleted, bexTimeout, bexRefused, bexOther atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -71,6 +94,23 @@ func (c *counters) snapshot() Stats {
 			QueueFull: c.queueFull.Load(), QueueDiscarded: c.queueDiscarded.Load(),
 			SendErrors: c.sendErrors.Load(),
 		},
+		BEX: BEXStats{
+			Started: c.bexStarted.Load(), Completed: c.bexCompleted.Load(),
+			FailedTimeout: c.bexTimeout.Load(), FailedRefused: c.bexRefused.Load(), FailedOther: c.bexOther.Load(),
+		},
+	}
+}
+
+// countFailure counts a failed base exchange by its reason.
+func (c *counters) countFailure(err error) {
+	var ne *handshake.NotifyError
+	switch {
+	case errors.Is(err, handshake.ErrTimeout):
+		c.bexTimeout.Add(1)
+	case errors.As(err, &ne), errors.Is(err, ErrNotAuthorized):
+		c.bexRefused.Add(1)
+	default:
+		c.bexOther.Add(1)
 	}
 }
 

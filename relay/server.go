@@ -165,6 +165,9 @@ func (s *Server) TURNAddr() net.Addr {
 	return s.turn.Addr()
 }
 
+// Status returns the relay stack's status (hipnet.StatusHandler serves it).
+func (s *Server) Status() overlay.Status { return s.stack.Status() }
+
 // Stack returns the relay's HIP stack (introspection, tests).
 func (s *Server) Stack() *overlay.Stack { return s.stack }
 

@@ -4,7 +4,7 @@
 // service on its HIP port and, optionally, a TURN service whose
 // credentials only registered hosts obtain.
 //
-//	hip-relay -listen :10500 -identity relay.key [-turn :3478 -turn-ip ADDR] [-allow FILE] [-v]
+//	hip-relay -listen :10500 -identity relay.key [-turn :3478 -turn-ip ADDR] [-allow FILE] [-status 127.0.0.1:10580] [-v]
 //
 // It prints "HIT <hit>" once it is listening, logs to standard error and
 // runs until SIGINT or SIGTERM, when it sends CLOSE to its hosts and exits.
@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -29,6 +31,7 @@ import (
 
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/hipnet"
 	"hipnet.dev/relay"
 )
 
@@ -50,6 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	turnIP := fs.String("turn-ip", "", "public address to put in TURN relayed addresses (required with -turn unless -turn names an address)")
 	allowPath := fs.String("allow", "", "file of HITs allowed to register (default: any authenticated host)")
 	maxRegs := fs.Int("max-registrations", 0, "registered hosts at most (0: 100000)")
+	statusAddr := fs.String("status", "", "serve status (JSON, /status) and Prometheus metrics (/metrics) on this TCP `address`, e.g. 127.0.0.1:10580, or unix:/path (off by default)")
 	verbose := fs.Bool("v", false, "debug logs")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -86,6 +90,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *statusAddr != "" {
+		stopStatus, err := serveStatus(*statusAddr, hipnet.StatusHandler(srv), log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer stopStatus()
+	}
 	fmt.Fprintf(stdout, "HIT %v\n", srv.HIT())
 	log.Info("relay listening", "hit", srv.HIT().String(), "addr", srv.Addr(), "turn", srv.TURNAddr())
 	tick := time.NewTicker(time.Minute)
@@ -103,6 +115,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				"drop_rate", st.Relay.RateLimited, "turn_allocations", st.TURN.Allocations)
 		}
 	}
+}
+
+// serveStatus serves h on addr (TCP, or "unix:/path") until stop.
+func serveStatus(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	network := "tcp"
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+		network, addr = "unix", p
+		_ = os.Remove(p)
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("status listening", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
 
 // turnRelayIP picks the address for XOR-RELAYED-ADDRESS.

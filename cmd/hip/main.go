@@ -4,6 +4,11 @@
 //	    create a host identity (PEM, mode 0600) and print its HIT
 //	hip hit [file]
 //	    print the HIT of an identity file (default: the default node's key)
+//	hip ping [-relay HIT@host:port] [-peer HIT@host:port] [-c n] [-json] HIT
+//	    time the base exchange with HIT, then echo requests over the association
+//	hip status [-url URL] [-json]
+//	    a running node's HIT, address, relays, registrations and associations,
+//	    read from its hipnet.StatusHandler
 package main
 
 import (
@@ -23,6 +28,8 @@ const usage = `usage: hip <command> [flags]
 commands:
   keygen [-o file] [-type type]   create a host identity and print its HIT
   hit [file]                      print the HIT of an identity file
+  ping [-relay R] [-peer P] HIT   time a base exchange, then echo over it, like ping(8)
+  status [-url URL] [-json]       a running node's HIT, relays and associations
 
 Run "hip <command> -h" for a command's flags.
 `
@@ -42,6 +49,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = keygen(args[1:], stdout, stderr)
 	case "hit":
 		err = hit(args[1:], stdout, stderr)
+	case "ping":
+		err = ping(args[1:], stdout, stderr)
+	case "status":
+		err = status(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -75,3 +75,17 @@ func (h HIT) Compare(o HIT) int {
 // IsZero reports whether h is the all-zero HIT (opportunistic mode, §4.1.8,
 // or an unknown receiver in NOTIFY, §5.3.6).
 func (h HIT) IsZero() bool { return h == HIT{} }
+
+// MarshalText writes the HIT in its IPv6 text form, so that JSON and other
+// text encodings show "2001:2x::…" rather than 16 numbers.
+func (h HIT) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText parses the IPv6 text form (ParseHIT).
+func (h *HIT) UnmarshalText(b []byte) error {
+	v, err := ParseHIT(string(b))
+	if err != nil {
+		return err
+	}
+	*h = v
+	return nil
+}

@@ -14,7 +14,7 @@ var writeSeeds = flag.Bool("write-seeds", false, "rewrite testdata/fuzz seed cor
 
 // TestWriteFuzzSeeds regenerates the committed seed corpora:
 //
-//	go test -run WriteFuzzSeeds -write-seeds ./handshake/wire
+//	go test -run WriteFuzzSeeds ./handshake/wire -args -write-seeds
 //
 // Without the flag it checks that the committed corpus holds the capture
 // packets, so a stale or missing corpus is noticed.
