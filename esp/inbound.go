@@ -39,6 +39,12 @@ func NewInbound(c Config) (*Inbound, error) {
 // SPI returns the SA's SPI.
 func (i *Inbound) SPI() uint32 { return i.t.spi }
 
+// Trim frees the SA's AES-GCM state if no packet used it since the
+// previous Trim (or since the SA was made), and reports whether it did; the
+// next packet rebuilds it. Calling it periodically makes idle SAs cost
+// their keys and anti-replay window only. A no-op for the CBC suites.
+func (i *Inbound) Trim() bool { return i.t.trim() }
+
 // Suite returns the SA's transform suite.
 func (i *Inbound) Suite() Suite { return i.t.suite }
 
@@ -142,7 +148,7 @@ func (i *Inbound) Open(dst, packet []byte) (payload []byte, nextHeader uint8, er
 	switch t.suite {
 	case SuiteAESGCM16:
 		t.gcmParams(s, iv, seq)
-		if _, e := t.aead.Open(target[:0], s.nonce[:], packet[bodyOff:], s.aad[:]); e != nil {
+		if _, e := t.gcm().Open(target[:0], s.nonce[:], packet[bodyOff:], s.aad[:]); e != nil {
 			err = ErrAuth
 		}
 	default:

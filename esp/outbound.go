@@ -50,6 +50,9 @@ func NewOutbound(c Config) (*Outbound, error) {
 // SPI returns the SA's SPI.
 func (o *Outbound) SPI() uint32 { return o.t.spi }
 
+// Trim is Inbound.Trim for the sending side.
+func (o *Outbound) Trim() bool { return o.t.trim() }
+
 // Suite returns the SA's transform suite.
 func (o *Outbound) Suite() Suite { return o.t.suite }
 
@@ -125,7 +128,7 @@ func (o *Outbound) Seal(dst, payload []byte, nextHeader uint8) ([]byte, error) {
 		// the 64-bit sequence number is such a counter.
 		binary.BigEndian.PutUint64(iv, seq)
 		t.gcmParams(s, iv, seq)
-		t.aead.Seal(body[:0], s.nonce[:], body, s.aad[:])
+		t.gcm().Seal(body[:0], s.nonce[:], body, s.aad[:])
 	case SuiteAES128CBCSHA256, SuiteAES256CBCSHA256:
 		// RFC 3602 §3 wants an unpredictable IV. E_ivkey(0^64 | seq) is
 		// unpredictable without ivkey and unique per packet, and costs one

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"hash"
 	"sync"
+	"sync/atomic"
 )
 
 // transform is the keyed cryptographic state of one SA direction: what
@@ -19,10 +20,17 @@ type transform struct {
 	spi   uint32
 	ivLen int
 
-	aead  cipher.AEAD // GCM: safe for concurrent use
-	salt  [saltLen]byte
-	block cipher.Block // CBC: safe for concurrent use
-	auth  []byte       // HMAC key
+	// GCM. The AES-GCM state (key schedule and GHASH tables, about 770
+	// octets) is built on first use and dropped by trim when the SA sits
+	// idle, so that the many idle associations of a relay or a server cost
+	// only their keys; aead is nil meanwhile. The state is safe for
+	// concurrent use, and a packet holds on to the one it loaded.
+	aead   atomic.Pointer[aeadBox]
+	gcmKey [16]byte
+	used   atomic.Bool // a packet used aead since the last trim
+	salt   [saltLen]byte
+	block  cipher.Block // CBC: safe for concurrent use
+	auth   []byte       // HMAC key
 
 	// pool hands each concurrent Seal/Open its own scratch: HMAC state,
 	// CBC mode with SetIV, and nonce/AAD buffers. The buffers must live on
@@ -62,17 +70,11 @@ func newTransform(c *Config, decrypt bool) (*transform, error) {
 	t := &transform{suite: c.Suite, spi: c.SPI, ivLen: c.Suite.ivLen()}
 	switch c.Suite {
 	case SuiteAESGCM16:
-		b, err := aes.NewCipher(c.EncKey[:16])
-		if err != nil {
-			return nil, err
-		}
-		// The IV is supplied explicitly (the sequence number), so the
-		// plain GCM constructor is the right one: RFC 4106 §3.1 lets the
-		// sender use a counter as the IV.
-		if t.aead, err = cipher.NewGCM(b); err != nil {
-			return nil, err
-		}
+		copy(t.gcmKey[:], c.EncKey[:16])
 		copy(t.salt[:], c.EncKey[16:])
+		if _, err := newGCM(t.gcmKey[:]); err != nil {
+			return nil, err // the key is checked now, not on the first packet
+		}
 	case SuiteAES128CBCSHA256, SuiteAES256CBCSHA256:
 		b, err := aes.NewCipher(c.EncKey)
 		if err != nil {
@@ -104,6 +106,52 @@ func newTransform(c *Config, decrypt bool) (*transform, error) {
 		return s
 	}
 	return t, nil
+}
+
+type aeadBox struct{ cipher.AEAD }
+
+func newGCM(key []byte) (*aeadBox, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	// The IV is supplied explicitly (the sequence number), so the plain
+	// GCM constructor is the right one: RFC 4106 §3.1 lets the sender use
+	// a counter as the IV.
+	g, err := cipher.NewGCM(b)
+	if err != nil {
+		return nil, err
+	}
+	return &aeadBox{g}, nil
+}
+
+// gcm returns the AES-GCM state, building it if an earlier trim dropped it
+// (or no packet came yet): the one allocation of an idle SA's next packet.
+func (t *transform) gcm() cipher.AEAD {
+	if !t.used.Load() {
+		t.used.Store(true) // read first: no shared write per packet
+	}
+	if a := t.aead.Load(); a != nil {
+		return a.AEAD
+	}
+	a, err := newGCM(t.gcmKey[:])
+	if err != nil {
+		panic("esp: AES key checked at setup fails: " + err.Error())
+	}
+	if !t.aead.CompareAndSwap(nil, a) {
+		return t.aead.Load().AEAD // another packet built it first
+	}
+	return a.AEAD
+}
+
+// trim drops the AES-GCM state if no packet used it since the previous
+// trim, and reports whether it did.
+func (t *transform) trim() bool {
+	if t.used.Swap(false) || t.aead.Load() == nil {
+		return false
+	}
+	t.aead.Store(nil)
+	return true
 }
 
 func (t *transform) get() *scratch  { return t.pool.Get().(*scratch) }

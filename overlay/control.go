@@ -33,11 +33,12 @@ type ctrlPacket struct {
 // ESTABLISHED or R2-SENT, or the error.
 // With reg set it is a Register instead (registration.go).
 type command struct {
-	hit   wire.HIT
-	reply chan error
-	reg   *regCommand
-	opp   *oppCommand // ConnectAddr (opportunistic.go)
-	drop  bool        // dropAssociation
+	hit       wire.HIT
+	reply     chan error
+	reg       *regCommand
+	opp       *oppCommand // ConnectAddr (opportunistic.go)
+	drop      bool        // dropAssociation
+	relayBack bool        // relayBack: we registered with relay hit
 }
 
 // control is the control goroutine's state; nothing else touches it.
@@ -58,6 +59,11 @@ type control struct {
 
 	draining   bool // Close: CLOSE sent, waiting for CLOSE_ACKs
 	drainUntil time.Time
+	// relaysOpen: Close has not yet closed the associations with our
+	// relays, which carry the CLOSEs of relayed peers; they close when
+	// those are done, or at relaysCloseBy.
+	relaysOpen    bool
+	relaysCloseBy time.Time
 
 	// peerFinalizing: the packet being handled is an UPDATE with a SEQ, so
 	// a rekey it completes on our side is not yet complete on the peer's
@@ -113,6 +119,8 @@ func (c *control) run() {
 				c.connectOpp(time.Now(), cmd.opp)
 			case cmd.drop:
 				c.dropAssoc(cmd.hit)
+			case cmd.relayBack:
+				c.rekeyVia(time.Now(), cmd.hit)
 			default:
 				c.connect(time.Now(), cmd.hit, cmd.reply)
 			}
@@ -125,6 +133,9 @@ func (c *control) run() {
 		case <-closing:
 			closing = nil
 			c.beginShutdown(time.Now())
+		}
+		if c.relaysOpen {
+			c.closeRelays(time.Now())
 		}
 		if c.draining && (c.closingCount() == 0 || !time.Now().Before(c.drainUntil)) {
 			c.finish()
@@ -410,6 +421,22 @@ func (c *control) newOutbound(p *peer, cfg esp.Config) *esp.Outbound {
 	return o
 }
 
+// trimSAs frees the cipher state of SAs no packet used since the last
+// call (every R1 rotation): an idle association then costs its keys, not
+// its AES-GCM tables (esp.Inbound.Trim). The next packet rebuilds them.
+func (c *control) trimSAs() {
+	for _, p := range c.s.peerList() {
+		for _, e := range []*inboundSA{p.in, p.prev} {
+			if e != nil {
+				e.sa.Trim()
+			}
+		}
+		if o := p.out.Load(); o != nil {
+			o.Trim()
+		}
+	}
+}
+
 // switchOut starts sending on a rekeyed outbound SA.
 func (c *control) switchOut(p *peer, o *esp.Outbound) {
 	p.out.Store(o)
@@ -688,12 +715,33 @@ func (c *control) beginShutdown(now time.Time) {
 	for _, p := range c.s.peerList() {
 		c.discardPending(p)
 		c.wakeWaiters(p, ErrClosed)
-		if a := p.assoc; a != nil {
+		if a := p.assoc; a != nil && !c.s.isRelay(p.hit) {
 			a.Close(now)
 			c.process(p, now)
 		}
 	}
 	c.flushWakes()
+	if len(c.s.relays) > 0 {
+		c.relaysOpen, c.relaysCloseBy = true, now.Add(closeWait/2)
+		c.closeRelays(now)
+	}
+}
+
+// closeRelays closes the associations with our relays once the other
+// associations have finished closing (their CLOSEs may go through the
+// relays, which forward only for hosts still registered), or at
+// relaysCloseBy.
+func (c *control) closeRelays(now time.Time) {
+	if c.closingCount() > 0 && now.Before(c.relaysCloseBy) {
+		return
+	}
+	c.relaysOpen = false
+	for _, p := range c.s.peerList() {
+		if a := p.assoc; a != nil && c.s.isRelay(p.hit) {
+			a.Close(now)
+			c.process(p, now)
+		}
+	}
 }
 
 func (c *control) closingCount() int {

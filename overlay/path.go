@@ -20,8 +20,8 @@ import (
 //     with RELAY_FROM (checked with our association with the relay), and
 //     ours go back through the relay with RELAY_TO (RFC 5770 §4.5, §4.10).
 //
-// Control packets of a relayed association keep going through the relay,
-// and also directly once ICE has nominated a pair (sendPeer). ESP goes to the relay at first (it forwards by SPI,
+// Control packets follow the ESP: through the relay, or on the direct pair
+// once ICE has nominated one (sendPeer). ESP goes to the relay at first (it forwards by SPI,
 // relayserver.go), so data flows as soon as the base exchange completes;
 // with ICE-STUN-UDP the two ends then run connectivity checks (nat/) on
 // their one socket, and ESP moves to the nominated pair. When that direct
@@ -99,19 +99,18 @@ func (c *control) sendVia(pkt []byte, r *peer, to netip.AddrPort) {
 	c.sendControl(out, at)
 }
 
-// sendPeer sends a control packet of p's association on p's path. On a
-// relayed association with a live direct pair it goes both ways: directly,
-// as RFC 5770 §4.10 allows, and through the relay, which is the path that
-// still works if the direct one has just gone dark (§4.10 has the host
-// resend through the relay after a timeout; sending both at once saves
-// that timeout), and which learns the SPIs of a rekey from it. HIP
-// handles the duplicate as a retransmission.
+// sendPeer sends a control packet of p's association on p's path: the
+// direct pair while ICE's nominated pair carries the ESP (RFC 5770 §4.10
+// lets control packets use it), the relay otherwise. Never both: a
+// duplicate arriving by the other path in the middle of crossing rekeys
+// confuses which UPDATE answers which. The relay therefore does not see
+// the rekeys of a direct path; falling back to it rekeys at once, so that
+// it learns the SPIs it must forward (checkPaths).
 func (c *control) sendPeer(p *peer, pkt []byte) {
 	if p.relay != nil {
 		if d := p.direct.Load(); d != nil && !p.relayed.Load() {
 			c.sendControl(pkt, *d)
-		}
-		if p.relayTo.IsValid() {
+		} else if p.relayTo.IsValid() {
 			c.sendVia(pkt, p.relay, p.relayTo)
 		} else if at, ok := p.relay.locator(); ok {
 			c.sendControl(pkt, at)
@@ -150,6 +149,24 @@ func (c *control) dialRelayed(p *peer) bool {
 	p.setLocator(at)
 	p.relayed.Store(true)
 	return true
+}
+
+// rekeyVia rekeys the associations whose ESP goes through relay h, after
+// we registered with it: a relay that restarted forwards their ESP again
+// once it has seen the SPIs in the UPDATEs (relayserver.go). A first
+// registration finds none; associations on a direct path rekey when they
+// fall back.
+func (c *control) rekeyVia(now time.Time, h wire.HIT) {
+	r := c.s.lookupPeer(h)
+	if r == nil {
+		return
+	}
+	for _, p := range c.s.peerList() {
+		if p.relay == r && p.relayed.Load() && p.assoc != nil && p.out.Load() != nil {
+			c.s.log.Info("rekey through a re-registered relay", "peer", p.hit.String(), "relay", h.String())
+			c.rekey(p, now)
+		}
+	}
 }
 
 // clearPath forgets p's relay path and ICE session (its association is
@@ -295,6 +312,7 @@ func (c *control) checkPaths(now time.Time) {
 				p.setLocator(at)
 				p.relayed.Store(true)
 				s.log.Info("path", "peer", p.hit.String(), "path", "relayed", "reason", "direct path silent", "locator", at)
+				c.rekey(p, now) // through the relay: it learns the current SPIs
 			}
 		}
 	}
@@ -315,18 +333,18 @@ func (s *Stack) keepaliveFrom(b []byte, from netip.AddrPort) bool {
 	if !ok {
 		return false
 	}
-	v.(*peer).sawDirect()
+	s.sawDirect(v.(*peer))
 	return true
 }
 
 // sawDirect notes ESP from the peer's direct address (read loop): the
 // direct path is alive, and if ESP had gone back to the relay it returns.
-func (p *peer) sawDirect() {
+func (s *Stack) sawDirect(p *peer) {
 	p.lastIn.Store(time.Now().UnixNano())
 	if p.relayed.Load() {
-		if d := p.direct.Load(); d != nil {
+		if d := p.direct.Load(); d != nil && p.relayed.CompareAndSwap(true, false) {
 			p.setLocator(*d)
-			p.relayed.Store(false)
+			s.log.Info("path", "peer", p.hit.String(), "path", "direct", "reason", "direct path alive again", "locator", *d)
 		}
 	}
 }

@@ -106,7 +106,7 @@ func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
 	p.pktsIn.Add(1)
 	p.bytesIn.Add(uint64(len(payload)))
 	if d := p.direct.Load(); d != nil && *d == from {
-		p.sawDirect()
+		s.sawDirect(p)
 	}
 	c := s.inner(dstPort)
 	if c == nil {

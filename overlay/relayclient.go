@@ -2,9 +2,6 @@ package overlay
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -19,12 +16,15 @@ import (
 // answering (it restarted, or the path broke), the association is dropped
 // and the node registers anew.
 //
-// Keepalives are two small packets per interval: a STUN Binding Request to
-// the relay's STUN service, which keeps the NAT mapping of the node's one
-// socket alive and tells the node its server-reflexive address (its ICE
-// candidate, nat.go), and an ESP "ping" to the relay service port, which
-// proves that the relay still has the association: a relay that lost its
-// state cannot answer it, where it would still answer STUN.
+// A keepalive is one STUN Binding Request to the relay's STUN service per
+// interval (RFC 5770 §4.7): it keeps the NAT mapping of the node's one
+// socket alive, tells the node its server-reflexive address (its ICE
+// candidate, path.go), and carries the relay's instance number
+// (stunAttrInstance), which changes when the relay restarts and so loses
+// its registrations. Two keepalives in a row without an answer, or a new
+// instance, and the node drops the association and registers again. The
+// ESP SAs with the relay stay idle meanwhile (and are trimmed), which
+// matters to a relay holding thousands of registrations.
 
 // RelayAddr names a relay: its HIT, or the zero HIT for the opportunistic
 // mode of RFC 7401 §4.1.8 (the HIT is learnt from the relay's R1 and
@@ -34,20 +34,12 @@ type RelayAddr struct {
 	Addr netip.AddrPort
 }
 
-// RelayServicePort is the inner UDP port of a relay's service: liveness
-// pings and observed addresses. Inner ports are per association, so it
-// takes nothing from applications on other peers.
-const RelayServicePort = 65534
-
 const (
 	defaultKeepalive = 15 * time.Second
-	relayLifetime    = time.Hour // asked; the relay clamps it
-	relayPingWait    = 2 * time.Second
+	relayLifetime    = time.Hour       // asked; the relay clamps it
+	relayPingWait    = 2 * time.Second // how long a keepalive waits for its answer
 	relayMisses      = 2
 	relayBackoffMax  = 30 * time.Second
-
-	opPing      = 1
-	opPingReply = 0x81
 )
 
 // relayClient is one configured relay.
@@ -57,6 +49,7 @@ type relayClient struct {
 	registered atomic.Bool
 	lost       atomic.Bool                    // the association with the relay closed or failed
 	srflx      atomic.Pointer[netip.AddrPort] // our address as the relay's STUN service sees it
+	instance   uint64                         // the relay's stunAttrInstance when we registered (relayLoop only)
 }
 
 func (rc *relayClient) HIT() (wire.HIT, bool) {
@@ -73,8 +66,8 @@ func (s *Stack) keepaliveInterval() time.Duration {
 	return defaultKeepalive
 }
 
-// startRelays starts the echo service (status.go), the relay goroutines
-// of Config.Relays and, on a relay, its service port.
+// startRelays starts the echo service (status.go) and the relay
+// goroutines of Config.Relays.
 func (s *Stack) startRelays() error {
 	echo, err := s.ListenInner(EchoPort)
 	if err != nil {
@@ -82,15 +75,6 @@ func (s *Stack) startRelays() error {
 	}
 	s.bg.Add(1)
 	go s.serveEcho(echo)
-	if s.relay != nil {
-		c, err := s.ListenInner(RelayServicePort)
-		if err != nil {
-			return err
-		}
-		s.relaySvc = c
-		s.bg.Add(1)
-		go s.serveRelay(c)
-	}
 	for _, rc := range s.relays {
 		if ra := rc.cfg; !ra.HIT.IsZero() {
 			h := ra.HIT
@@ -101,32 +85,6 @@ func (s *Stack) startRelays() error {
 		go s.relayLoop(rc)
 	}
 	return nil
-}
-
-// serveRelay answers relay service requests until the stack closes.
-func (s *Stack) serveRelay(c *InnerConn) {
-	defer s.bg.Done()
-	buf := make([]byte, 64)
-	for {
-		n, from, err := c.ReadFromAddr(buf)
-		if err != nil {
-			return
-		}
-		if n < 1 || buf[0] != opPing {
-			continue
-		}
-		p := s.lookupPeer(from.HIT)
-		if p == nil {
-			continue
-		}
-		at, _ := p.locator()
-		reply := make([]byte, 0, 19)
-		reply = append(reply, opPingReply)
-		reply = binary.BigEndian.AppendUint16(reply, at.Port())
-		a16 := at.Addr().As16()
-		reply = append(reply, a16[:]...)
-		_, _ = c.WriteTo(reply, &from)
-	}
 }
 
 // relayLoop keeps one relay registration alive until the stack closes.
@@ -151,6 +109,7 @@ func (s *Stack) relayLoop(rc *relayClient) {
 		rc.registered.Store(true)
 		s.log.Info("relay registered", "relay", h.String(), "addr", rc.cfg.Addr, "lifetime", reg.Duration())
 		s.retryPending()
+		s.relayBack(h)
 		s.keepRelay(rc, h, reg)
 		rc.registered.Store(false)
 	}
@@ -171,14 +130,18 @@ func (s *Stack) registerRelay(rc *relayClient) (wire.HIT, Registration, error) {
 		s.log.Info("relay identified", "relay", h.String(), "addr", rc.cfg.Addr, "mode", "opportunistic")
 		s.AddPeer(h, rc.cfg.Addr)
 	}
-	reg, err := s.Register(ctx, h, relayLifetime, wire.RegTypeRelayUDPHIP)
-	if err != nil {
-		return h, reg, err
+	// The reflexive address before the registration: once the relay
+	// grants it, it forwards dials to us, and our answers carry the
+	// reflexive address as an ICE candidate. The relay's instance too, to
+	// notice a restart. The relay's STUN service needs no association.
+	sctx, scancel := context.WithTimeout(ctx, relayPingWait)
+	if r := s.stunBinding(sctx, rc.cfg.Addr); r.err == nil {
+		rc.srflx.Store(&r.addr)
+		rc.instance = r.instance
 	}
-	// The reflexive address first: a dial through the relay sends it as
-	// an ICE candidate.
-	s.refreshSrflx(rc)
-	return h, reg, nil
+	scancel()
+	reg, err := s.Register(ctx, h, relayLifetime, wire.RegTypeRelayUDPHIP)
+	return h, reg, err
 }
 
 // keepRelay sends keepalives and refreshes until the relay is lost or the
@@ -202,10 +165,12 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 			}
 			refreshAt = time.Now().Add(r.Duration() * 4 / 5)
 		}
-		s.refreshSrflx(rc)
-		if err := s.pingRelay(h); err != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, relayPingWait)
+		r := s.stunBinding(ctx, rc.cfg.Addr)
+		cancel()
+		if r.err != nil {
 			misses++
-			s.log.Debug("relay ping", "relay", h.String(), "err", err, "misses", misses)
+			s.log.Debug("relay keepalive", "relay", h.String(), "err", r.err, "misses", misses)
 			if misses >= relayMisses {
 				s.log.Warn("relay lost", "relay", h.String(), "addr", rc.cfg.Addr)
 				s.dropAssociation(h)
@@ -214,39 +179,11 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 			continue
 		}
 		misses = 0
-	}
-}
-
-// refreshSrflx asks the relay's STUN service for our reflexive address.
-func (s *Stack) refreshSrflx(rc *relayClient) {
-	ctx, cancel := context.WithTimeout(s.ctx, relayPingWait)
-	defer cancel()
-	if a, err := s.STUNBinding(ctx, rc.cfg.Addr); err == nil {
-		rc.srflx.Store(&a)
-	}
-}
-
-var errNoPong = errors.New("hip: relay did not answer the ping")
-
-// pingRelay sends one ping over ESP and waits for the answer.
-func (s *Stack) pingRelay(h wire.HIT) error {
-	c, err := s.ListenInner(0)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if _, err := c.WriteTo([]byte{opPing}, &Addr{HIT: h, Port: RelayServicePort}); err != nil {
-		return err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(relayPingWait))
-	buf := make([]byte, 64)
-	for {
-		n, from, err := c.ReadFromAddr(buf)
-		if err != nil {
-			return fmt.Errorf("%w: %w", errNoPong, err)
-		}
-		if from.HIT == h && n >= 1 && buf[0] == opPingReply {
-			return nil
+		rc.srflx.Store(&r.addr)
+		if r.instance != rc.instance {
+			s.log.Warn("relay lost", "relay", h.String(), "addr", rc.cfg.Addr, "reason", "restarted")
+			s.dropAssociation(h)
+			return
 		}
 	}
 }
@@ -276,6 +213,16 @@ func (s *Stack) retryPending() {
 	}
 }
 
+// relayBack tells the control goroutine that we registered with relay h
+// (again): relayed associations through it rekey, so that a restarted
+// relay learns their SPIs from the UPDATEs and forwards their ESP again.
+func (s *Stack) relayBack(h wire.HIT) {
+	select {
+	case s.cmds <- command{hit: h, relayBack: true}:
+	case <-s.closing:
+	}
+}
+
 // relayEnded notes that the association with h ended (control
 // goroutine): if h is one of our relays, its loop registers again.
 func (s *Stack) relayEnded(h wire.HIT) {
@@ -285,6 +232,16 @@ func (s *Stack) relayEnded(h wire.HIT) {
 			rc.registered.Store(false)
 		}
 	}
+}
+
+// isRelay reports whether h is one of our Config.Relays.
+func (s *Stack) isRelay(h wire.HIT) bool {
+	for _, rc := range s.relays {
+		if rh, ok := rc.HIT(); ok && rh == h {
+			return true
+		}
+	}
+	return false
 }
 
 // relayPending reports whether relays are configured but none is

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,7 +47,7 @@ type Stack struct {
 	ctr counters
 
 	relay    *relayServer // Config.Relay: the relay role (relayserver.go); nil otherwise
-	relaySvc *InnerConn   // the relay's service port (relayclient.go)
+	instance [8]byte      // random, drawn at start: a relay's stunAttrInstance
 	relays   []*relayClient
 	iceMux   *nat.Mux // ICE sessions by peer (path.go); nil without Config.Relays
 	direct   sync.Map // netip.AddrPort → *peer: nominated direct addresses (path.go)
@@ -101,6 +102,9 @@ func newStack(cfg Config) (*Stack, error) {
 	s.ports.Store(&map[uint16]*InnerConn{})
 	if cfg.Relay != nil {
 		s.relay = newRelayServer(*cfg.Relay)
+		if _, err := rand.Read(s.instance[:]); err != nil {
+			return nil, err
+		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, ra := range cfg.Relays {

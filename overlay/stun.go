@@ -2,13 +2,14 @@ package overlay
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 // STUN on the node's one UDP port (RFC 8489; RFC 5770 §4.2 and §5.3): the
@@ -64,8 +65,9 @@ const (
 
 // stunMaxGrowth bounds how much longer an answer is than its request (see
 // above; the 420 answer to a 24-octet request with one empty unknown
-// attribute is the worst case, 64 octets).
-const stunMaxGrowth = 40
+// attribute is the worst case, 64 octets). A relay's success answers carry
+// stunAttrInstance too, 12 octets more: 52 in all over IPv6.
+const stunMaxGrowth = 52
 
 // stunReasonUnknownAttribute is the reason phrase of the 420 answer.
 var stunReasonUnknownAttribute = []byte("Unknown Attribute")
@@ -91,9 +93,19 @@ type stunState struct {
 
 // stunResult is what the read loop hands a waiting STUNBinding.
 type stunResult struct {
-	addr netip.AddrPort
-	err  error
+	addr     netip.AddrPort
+	instance uint64 // the server's stunAttrInstance; 0: none
+	err      error
 }
+
+// stunAttrInstance is a private, comprehension-optional attribute (RFC
+// 8489 §18.3: 0xC000-0xFFFF) a relay adds to its Binding answers: 8
+// random octets drawn when it starts. A node's keepalive to its relay is a
+// Binding Request (RFC 5770 §4.7); when the instance in the answer
+// changes, the relay restarted and lost its registrations, and the node
+// registers again at once, where it would otherwise learn only when its
+// next refresh failed. Other STUN clients ignore it.
+const stunAttrInstance stun.AttrType = 0xC0A1
 
 // STUNBinding asks the STUN server at server for the node's server-reflexive
 // address: the address and port its Binding Request came from as the server
@@ -107,19 +119,30 @@ type stunResult struct {
 // or an unusable one) or ErrClosed; a cancelled context gives its error. It
 // may be called concurrently; it starts no goroutine.
 func (s *Stack) STUNBinding(ctx context.Context, server netip.AddrPort) (netip.AddrPort, error) {
+	r := s.stunBinding(ctx, server)
+	return r.addr, r.err
+}
+
+// stunBinding is STUNBinding with the whole result.
+func (s *Stack) stunBinding(ctx context.Context, server netip.AddrPort) stunResult {
+	addr, inst, err := s.stunTransaction(ctx, server)
+	return stunResult{addr: addr, instance: inst, err: err}
+}
+
+func (s *Stack) stunTransaction(ctx context.Context, server netip.AddrPort) (netip.AddrPort, uint64, error) {
 	if s.closed.Load() {
-		return netip.AddrPort{}, ErrClosed
+		return netip.AddrPort{}, 0, ErrClosed
 	}
 	if !server.IsValid() || server.Port() == 0 {
-		return netip.AddrPort{}, fmt.Errorf("hip: STUN binding: invalid server address %v", server)
+		return netip.AddrPort{}, 0, fmt.Errorf("hip: STUN binding: invalid server address %v", server)
 	}
 	if err := ctx.Err(); err != nil {
-		return netip.AddrPort{}, fmt.Errorf("hip: STUN binding %v: %w", server, err)
+		return netip.AddrPort{}, 0, fmt.Errorf("hip: STUN binding %v: %w", server, err)
 	}
 	server = netip.AddrPortFrom(server.Addr().Unmap(), server.Port())
 	req, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 	if err != nil {
-		return netip.AddrPort{}, err
+		return netip.AddrPort{}, 0, err
 	}
 	id := req.TransactionID
 	ch := make(chan stunResult, 1)
@@ -151,10 +174,10 @@ func (s *Stack) STUNBinding(ctx context.Context, server netip.AddrPort) (netip.A
 		if err := s.sock.writeTo(req.Raw, server); err != nil {
 			s.ctr.sendErrors.Add(1)
 			if s.closed.Load() {
-				return netip.AddrPort{}, ErrClosed
+				return netip.AddrPort{}, 0, ErrClosed
 			}
 			// A hard error (RFC 8489 §6.2.1: the transaction fails).
-			return netip.AddrPort{}, fmt.Errorf("hip: STUN binding %v: %w", server, err)
+			return netip.AddrPort{}, 0, fmt.Errorf("hip: STUN binding %v: %w", server, err)
 		}
 		s.ctr.packetsOut.Add(1)
 		s.ctr.bytesOut.Add(uint64(len(req.Raw)))
@@ -168,19 +191,19 @@ func (s *Stack) STUNBinding(ctx context.Context, server netip.AddrPort) (netip.A
 		}
 		select {
 		case r := <-ch:
-			return r.addr, r.err
+			return r.addr, r.instance, r.err
 		case <-timer.C:
 			if sent == stunRc {
-				return netip.AddrPort{}, fmt.Errorf("%w: %v: no answer to %d requests", ErrSTUNTimeout, server, stunRc)
+				return netip.AddrPort{}, 0, fmt.Errorf("%w: %v: no answer to %d requests", ErrSTUNTimeout, server, stunRc)
 			}
 			wait *= 2
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return netip.AddrPort{}, fmt.Errorf("%w: %v: %w", ErrSTUNTimeout, server, ctx.Err())
+				return netip.AddrPort{}, 0, fmt.Errorf("%w: %v: %w", ErrSTUNTimeout, server, ctx.Err())
 			}
-			return netip.AddrPort{}, fmt.Errorf("hip: STUN binding %v: %w", server, ctx.Err())
+			return netip.AddrPort{}, 0, fmt.Errorf("hip: STUN binding %v: %w", server, ctx.Err())
 		case <-s.closing:
-			return netip.AddrPort{}, ErrClosed
+			return netip.AddrPort{}, 0, ErrClosed
 		}
 	}
 }
@@ -282,6 +305,9 @@ func (s *Stack) answerSTUN(st *stunState, from netip.AddrPort) (string, error) {
 		if err := (stun.XORMappedAddress{IP: st.ip[:n], Port: int(from.Port())}).AddTo(resp); err != nil {
 			return "stun answer", err
 		}
+		if s.relay != nil {
+			resp.Add(stunAttrInstance, s.instance[:])
+		}
 	} else {
 		resp.Type = stun.BindingError
 		resp.WriteHeader()
@@ -328,7 +354,11 @@ func stunBindingResult(m *stun.Message, from netip.AddrPort) stunResult {
 	if !ok {
 		return stunResult{err: fmt.Errorf("%w: answer from %v: bad XOR-MAPPED-ADDRESS", ErrSTUNFailed, from)}
 	}
-	return stunResult{addr: netip.AddrPortFrom(ip.Unmap(), uint16(xa.Port))}
+	r := stunResult{addr: netip.AddrPortFrom(ip.Unmap(), uint16(xa.Port))}
+	if v, err := m.Get(stunAttrInstance); err == nil && len(v) == 8 {
+		r.instance = binary.BigEndian.Uint64(v)
+	}
+	return r
 }
 
 // stunKnown says whether a Binding message may hold attribute t: every

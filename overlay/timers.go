@@ -79,6 +79,9 @@ func (c *control) arm() {
 	if c.draining && c.drainUntil.Before(next) {
 		next = c.drainUntil
 	}
+	if c.relaysOpen && c.relaysCloseBy.Before(next) {
+		next = c.relaysCloseBy
+	}
 	if next.Equal(c.armed) {
 		return
 	}
@@ -106,6 +109,7 @@ func (c *control) handleTimers(now time.Time) {
 			c.s.log.Error("r1 rotation failed", "err", err)
 		}
 		c.pruneSPIs(now)
+		c.trimSAs()
 		if c.s.relay != nil {
 			c.s.relay.prune(now)
 		}

@@ -368,24 +368,14 @@ func TestVNetDirectPathFallback(t *testing.T) {
 	t.Logf("direct %v after the path healed; events a=%v b=%v", time.Since(healAt).Round(time.Millisecond), a.ev.list(), b.ev.list())
 }
 
-// knownBug skips a test that shows a bug of the code under test unless
-// HIPNET_VNET_KNOWN is set.
-func knownBug(t *testing.T, what string) {
-	if os.Getenv("HIPNET_VNET_KNOWN") == "" {
-		t.Skip("known bug, HIPNET_VNET_KNOWN=1 runs it: " + what)
-	}
-}
-
-// TestVNetKnownSrflxWindow: a node is dialled after the relay granted its
-// registration but before the node learnt its reflexive address (here the
-// relay's STUN answer is 1 s late; without the delay the window is one
-// STUN round trip, and waitReady waits it out). Its base exchange sends
-// only its private host candidate, and nothing sends the reflexive one
-// later, so behind two port-restricted NATs ICE has nothing to check
-// that works: the pair stays relayed where TestVNetBothNATed goes direct.
-func TestVNetKnownSrflxWindow(t *testing.T) {
+// TestVNetSrflxWindow: a node is dialled as soon as the relay granted its
+// registration, with the relay's STUN answers 1 s late. The node asks for
+// its reflexive address before it registers, so its base exchange already
+// carries it as an ICE candidate, and behind two port-restricted NATs the
+// pair goes direct as in TestVNetBothNATed. (It used to register first,
+// and stay relayed.)
+func TestVNetSrflxWindow(t *testing.T) {
 	t.Parallel()
-	knownBug(t, "a node dialled before it learnt its reflexive address never goes direct")
 	w := newVNet(t, nil)
 	an := w.behindNAT(natPortRestricted)
 	bn := w.behindNAT(natPortRestricted)
@@ -411,15 +401,14 @@ func TestVNetKnownSrflxWindow(t *testing.T) {
 	})
 }
 
-// TestVNetKnownRelayedSessionRestart: TestVNetRelayRestart with a session
-// that stays relayed (two symmetric NATs). The new relay has the
-// registrations back but not the ESP forwarding entries, which only
-// control packets of a base exchange or UPDATE teach it: it drops the
-// session's ESP (Drops.UnknownSPI) while both ends keep the association
-// ESTABLISHED and "relayed".
-func TestVNetKnownRelayedSessionRestart(t *testing.T) {
+// TestVNetRelayedSessionRestart: TestVNetRelayRestart with a session that
+// stays relayed (two symmetric NATs). The new relay has the registrations
+// back but not the ESP forwarding entries, which only control packets of a
+// base exchange or UPDATE teach it; the nodes rekey their relayed
+// associations through it once they registered again (rekeyVia), and the
+// session's ESP flows again.
+func TestVNetRelayedSessionRestart(t *testing.T) {
 	t.Parallel()
-	knownBug(t, "a relayed session does not survive a relay restart")
 	w := newVNet(t, nil)
 	an := w.behindNAT(natSymmetric)
 	bn := w.behindNAT(natSymmetric)
