@@ -107,8 +107,8 @@ func TestDatagramsBothWays(t *testing.T) {
 	if pa.InSPI != pb.OutSPI || pa.OutSPI != pb.InSPI {
 		t.Errorf("SPIs do not pair: a %x/%x b %x/%x", pa.InSPI, pa.OutSPI, pb.InSPI, pb.OutSPI)
 	}
-	if r := recordBySPI(a.db, pa.InSPI); r == nil || r.HIT != b.HIT() {
-		t.Errorf("spi index: %v", r)
+	if in := a.spis.lookup(pa.InSPI); in == nil || in.p.hit != b.HIT() {
+		t.Errorf("spi table: %v", in)
 	}
 	if id, ok := a.PeerIdentity(b.HIT()); !ok || id.HIT() != b.HIT() {
 		t.Error("a: PeerIdentity of b")

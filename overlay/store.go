@@ -12,7 +12,12 @@ import (
 
 // The association table (DESIGN.md "Associations and the store"): one
 // go-memdb table, "assoc", one record per association, indexed by peer HIT
-// ("id"), inbound SPI ("spi") and state ("state"). It is the source of truth
+// ("id"). DESIGN.md also lists indexes by inbound SPI and by state; they are
+// left out on purpose. Nothing looks records up that way (the data path
+// has its own SPI table, spiTable, and Stats counts states in one pass),
+// and each go-memdb index costs about 390 octets per association (radix
+// nodes with their watch channels), which a relay pays for every
+// registered host. It is the source of truth
 // for Peers and for the control plane's view. Records are immutable: the
 // control goroutine writes a new one on every change of state, SAs or
 // locator — never per packet. Packet and byte counters live in atomics on
@@ -23,14 +28,12 @@ import (
 const (
 	tableAssoc = "assoc"
 	indexID    = "id"
-	indexSPI   = "spi"
-	indexState = "state"
 )
 
 // assocRecord is one association as stored.
 type assocRecord struct {
 	HIT      wire.HIT
-	State    string // handshake.State.String(), for the "state" index
+	State    string // handshake.State.String()
 	Info     handshake.Info
 	Identity *hostid.PublicKey // nil until authenticated
 	peer     *peer
@@ -41,9 +44,7 @@ func newStore() (*memdb.MemDB, error) {
 		tableAssoc: {
 			Name: tableAssoc,
 			Indexes: map[string]*memdb.IndexSchema{
-				indexID:    {Name: indexID, Unique: true, Indexer: hitIndex{}},
-				indexSPI:   {Name: indexSPI, Unique: true, AllowMissing: true, Indexer: spiIndex{}},
-				indexState: {Name: indexState, Indexer: &memdb.StringFieldIndex{Field: "State"}},
+				indexID: {Name: indexID, Unique: true, Indexer: hitIndex{}},
 			},
 		},
 		tableReg: { // registration.go: a registrar's registrations
@@ -81,34 +82,6 @@ func (hitIndex) FromArgs(args ...any) ([]byte, error) {
 	return append([]byte(nil), h[:]...), nil
 }
 
-// spiIndex indexes records by inbound SPI; an association without an
-// inbound SA yet (SPI 0) is not in the index.
-type spiIndex struct{}
-
-func (spiIndex) FromObject(raw any) (bool, []byte, error) {
-	r, ok := raw.(*assocRecord)
-	if !ok {
-		return false, nil, fmt.Errorf("overlay: %T is not an association record", raw)
-	}
-	if r.Info.InSPI == 0 {
-		return false, nil, nil
-	}
-	return true, spiKey(r.Info.InSPI), nil
-}
-
-func (spiIndex) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 1 {
-		return nil, fmt.Errorf("overlay: spi index takes one argument")
-	}
-	s, ok := args[0].(uint32)
-	if !ok {
-		return nil, fmt.Errorf("overlay: spi index argument %T is not a uint32", args[0])
-	}
-	return spiKey(s), nil
-}
-
-func spiKey(s uint32) []byte { return []byte{byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)} }
-
 // putRecord inserts or replaces r.
 func putRecord(db *memdb.MemDB, r *assocRecord) error {
 	txn := db.Txn(true)
@@ -134,16 +107,6 @@ func deleteRecord(db *memdb.MemDB, h wire.HIT) error {
 // getRecord returns the record of peer h, or nil.
 func getRecord(db *memdb.MemDB, h wire.HIT) *assocRecord {
 	raw, err := db.Txn(false).First(tableAssoc, indexID, h)
-	if err != nil || raw == nil {
-		return nil
-	}
-	return raw.(*assocRecord)
-}
-
-// recordBySPI returns the record whose inbound SPI is spi, or nil (the
-// control plane's view; the data path uses spiTable).
-func recordBySPI(db *memdb.MemDB, spi uint32) *assocRecord {
-	raw, err := db.Txn(false).First(tableAssoc, indexSPI, spi)
 	if err != nil || raw == nil {
 		return nil
 	}
