@@ -13,6 +13,8 @@ type replayWindow struct {
 	top    uint64 // T: highest sequence number authenticated so far; 0 = none
 	size   uint64 // W
 	mask   uint64 // M-1
+	// blocks is allocated by the first update: an SA that never receives
+	// (an idle relay association, a one-way flow) costs no window.
 	blocks []uint64
 }
 
@@ -24,7 +26,7 @@ func newReplayWindow(want int) replayWindow {
 	// Smallest power-of-two M with (M-1)*64 >= want.
 	need := uint64(want+63)/64 + 1
 	m := uint64(1) << bits.Len64(need-1)
-	return replayWindow{size: (m - 1) * 64, mask: m - 1, blocks: make([]uint64, m)}
+	return replayWindow{size: (m - 1) * 64, mask: m - 1}
 }
 
 // infer reconstructs the 64-bit sequence number from the low 32 bits on
@@ -75,7 +77,7 @@ func (w *replayWindow) check(seq uint64) error {
 		return nil
 	case w.top-seq >= w.size:
 		return ErrTooOld
-	case w.blocks[(seq/64)&w.mask]&(1<<(seq%64)) != 0:
+	case w.blocks != nil && w.blocks[(seq/64)&w.mask]&(1<<(seq%64)) != 0:
 		return ErrReplay
 	}
 	return nil
@@ -86,6 +88,9 @@ func (w *replayWindow) check(seq uint64) error {
 func (w *replayWindow) update(seq uint64) error {
 	if err := w.check(seq); err != nil {
 		return err
+	}
+	if w.blocks == nil {
+		w.blocks = make([]uint64, w.mask+1)
 	}
 	if seq > w.top {
 		cur, idx := w.top/64, seq/64

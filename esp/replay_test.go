@@ -16,6 +16,12 @@ func TestReplayWindowSizes(t *testing.T) {
 		{1 << 30, 1<<20 + 1<<20 - 64, 1 << 15},
 	} {
 		w := newReplayWindow(c.want)
+		if w.blocks != nil {
+			t.Errorf("newReplayWindow(%d) allocated its blocks before any packet", c.want)
+		}
+		if err := w.update(1); err != nil {
+			t.Fatal(err)
+		}
 		if int(w.size) != c.size || len(w.blocks) != c.blocks {
 			t.Errorf("newReplayWindow(%d): size %d blocks %d, want %d %d", c.want, w.size, len(w.blocks), c.size, c.blocks)
 		}
