@@ -25,7 +25,8 @@ type Config struct {
 	// Authorize decides which authenticated peers may associate. It runs
 	// once per base exchange, after the peer proved its identity and
 	// before any of its data reaches the application. nil admits every
-	// authenticated peer.
+	// authenticated peer. The Relays are admitted without asking it. A
+	// peer that refuses us makes DialContext fail with ErrNotAuthorized.
 	Authorize func(peer HIT) bool
 
 	// Logger receives the node's structured logs; nil discards them.

@@ -20,7 +20,9 @@
 //
 // Streams ("tcp", "tcp6" or "hip" in Dial and Listen) are QUIC streams
 // inside the ESP association, one QUIC connection per peer, with QUIC's
-// TLS bound to the HIP host identities. Datagrams ("udp", "udp6" or "hip"
+// TLS bound to the HIP host identities. A stream's net.Conn also has
+// CloseWrite() error, a half-close as on *net.TCPConn: the peer reads EOF
+// once it has read everything written before it. Datagrams ("udp", "udp6" or "hip"
 // in ListenPacket, "udp" in Dial) are inner UDP over ESP. Because
 // DialContext has the signature of net.Dialer's, it plugs into
 // http.Transport.DialContext, gRPC's context dialer and MQTT clients.

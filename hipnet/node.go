@@ -113,6 +113,10 @@ func (n *Node) Dial(network, address string) (net.Conn, error) {
 func (n *Node) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	c, err := n.dial(ctx, network, address)
 	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			return nil, err // the stream layer's, already naming the address
+		}
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: addrOrNil(address), Err: err}
 	}
 	return c, nil

@@ -29,7 +29,8 @@ type Config struct {
 	PacketConn net.PacketConn
 
 	// Authorize decides which authenticated peers may hold an association.
-	// Nil admits every authenticated peer. It is called when an I2
+	// Nil admits every authenticated peer. The relays of Relays are
+	// admitted without asking it. It is called when an I2
 	// authenticates an Initiator and when an R1 authenticates a Responder
 	// (on the control goroutine), and, since a HIT names one identity, also
 	// before a base exchange is started by Connect or by a WriteTo that

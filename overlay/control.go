@@ -378,6 +378,11 @@ func bexError(h wire.HIT, err error) error {
 	if errors.Is(err, handshake.ErrTimeout) {
 		return fmt.Errorf("%w: %v did not answer", ErrHandshakeTimeout, h)
 	}
+	var ne *handshake.NotifyError
+	if errors.As(err, &ne) && ne.Type == wire.NotifyBlockedByPolicy {
+		// The peer authenticated us and refused: its Authorize said no.
+		return fmt.Errorf("%w: %v refused us (BLOCKED_BY_POLICY): %w", ErrNotAuthorized, h, ErrHandshakeFailed)
+	}
 	return fmt.Errorf("%w with %v: %w", ErrHandshakeFailed, h, err)
 }
 

@@ -88,7 +88,7 @@ func (c *control) oppPeer(sender wire.HIT, from netip.AddrPort) *peer {
 	}
 	delete(c.opp, from)
 	s := c.s
-	if !s.authorized(sender) || s.lookupPeer(sender) != nil {
+	if (!s.authorized(sender) && !s.relayAddr(from)) || s.lookupPeer(sender) != nil {
 		c.timers.remove(p)
 		c.wakeWaiters(p, fmt.Errorf("%w: %v answered at %v", ErrNotAuthorized, sender, from))
 		c.flushWakes()

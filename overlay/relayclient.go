@@ -244,6 +244,16 @@ func (s *Stack) isRelay(h wire.HIT) bool {
 	return false
 }
 
+// relayAddr reports whether at is the address of one of our relays.
+func (s *Stack) relayAddr(at netip.AddrPort) bool {
+	for _, rc := range s.relays {
+		if rc.cfg.Addr == at {
+			return true
+		}
+	}
+	return false
+}
+
 // relayPending reports whether relays are configured but none is
 // registered yet: a dial to an unknown HIT waits for one.
 func (s *Stack) relayPending() bool {

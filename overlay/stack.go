@@ -230,8 +230,12 @@ func (s *Stack) peerList() []*peer {
 	return ps
 }
 
+// authorized applies Config.Authorize; the relays of Config.Relays are
+// admitted without asking it: configuring a relay is trusting it with our
+// registration, and an application that admits only its own peers could
+// not know the HIT of a relay given by address.
 func (s *Stack) authorized(h wire.HIT) bool {
-	return s.cfg.Authorize == nil || s.cfg.Authorize(h)
+	return s.cfg.Authorize == nil || s.isRelay(h) || s.cfg.Authorize(h)
 }
 
 // Connect ensures an association with hit that can carry data (ESTABLISHED,
@@ -242,10 +246,18 @@ func (s *Stack) authorized(h wire.HIT) bool {
 // ErrClosed; a cancelled context gives its error.
 func (s *Stack) Connect(ctx context.Context, hit wire.HIT) error {
 	giveUp := time.Now().Add(relayWaitMax)
-	for {
+	for again := true; ; {
+		pending := s.relayPending() // before connect: a registration may land meanwhile
 		err := s.connect(ctx, hit)
-		if !errors.Is(err, ErrUnknownPeer) || !s.relayPending() {
+		if !errors.Is(err, ErrUnknownPeer) || len(s.relays) == 0 {
 			return err
+		}
+		if !pending && !s.relayPending() {
+			if !again {
+				return err
+			}
+			again = false // registered while we looked: once more at once
+			continue
 		}
 		if time.Now().After(giveUp) {
 			return fmt.Errorf("%w (no relay registered us within %v)", err, relayWaitMax)
