@@ -1,0 +1,147 @@
+// Command broker is the MQTT example's broker: an embedded mochi-mqtt
+// broker served on a hipnet listener, reached by its HIT through a HIP
+// relay. It admits only the devices listed in the allow file (by
+// hipnet.Config.Authorize, before any of their data arrives), names each
+// client by its HIT, and lets a device publish only under
+// devices/<its HIT>/.
+//
+//	broker -identity broker.key -relay RELAYHIT@host:10500 -allow devices.allow [-listen :10500] [-port 1883] [-v]
+//
+// It prints "HIT <hit>" once it serves, then one line per message
+// published under devices/: "<client id> <topic> <payload>", the payload
+// Go-quoted unless it is UTF-8 text without control characters. Logs go to
+// standard error. SIGINT or SIGTERM stop it cleanly.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"unicode"
+	"unicode/utf8"
+
+	"hipnet.dev/examples/mqtt/internal/hipmqtt"
+	"hipnet.dev/hipnet"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "broker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runWith(ctx, args, stdout, stderr, nil)
+}
+
+// runWith is run with the node's UDP socket supplied (pc non-nil), as the
+// end-to-end tests do with sockets inside network namespaces; -listen is
+// then ignored.
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, pc net.PacketConn) error {
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	idPath := fs.String("identity", "broker.key", "host identity file (PEM; created, mode 0600, if missing)")
+	listen := fs.String("listen", ":10500", "UDP address of the node (HIP and ESP)")
+	relayList := fs.String("relay", "", "HIP relays to register with, HIT@host:port[,...] (required)")
+	allowPath := fs.String("allow", "", "file of device HITs allowed to connect, one per line (required)")
+	port := fs.Int("port", hipmqtt.DefaultPort, "inner stream port of the MQTT service")
+	verbose := fs.Bool("v", false, "debug logs")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *allowPath == "" {
+		return errors.New("-allow FILE is required (an empty file admits no device)")
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	relays, relayHITs, err := hipmqtt.ParseRelays(*relayList)
+	if err != nil {
+		return fmt.Errorf("-relay: %w", err)
+	}
+	allowed, err := hipmqtt.ReadHITs(*allowPath)
+	if err != nil {
+		return err
+	}
+	for _, h := range relayHITs {
+		allowed[h] = true // Authorize decides about the relay's association too
+	}
+	id, err := hipnet.LoadOrCreateIdentity(*idPath)
+	if err != nil {
+		return err
+	}
+	node, err := hipnet.NewNode(hipnet.Config{
+		Identity:   id,
+		ListenAddr: *listen,
+		PacketConn: pc,
+		Relays:     relays,
+		Authorize:  func(peer hipnet.HIT) bool { return allowed[peer] },
+		Logger:     log.With("part", "hip"),
+	})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+
+	out := &syncWriter{w: stdout}
+	b, err := hipmqtt.NewBroker(hipmqtt.BrokerConfig{
+		Node:   node,
+		Port:   *port,
+		Logger: log.With("part", "mqtt"),
+		OnMessage: func(m hipmqtt.Message) {
+			out.printf("%s %s %s\n", m.ClientID, m.Topic, printable(m.Payload))
+		},
+	})
+	if err != nil {
+		return err
+	}
+	out.printf("HIT %v\n", node.HIT())
+	log.Info("broker serving", "hit", node.HIT().String(), "addr", node.LocalAddr(), "mqtt", b.Addr().String(),
+		"devices", len(allowed)-len(relayHITs), "relays", relays)
+
+	<-ctx.Done()
+	log.Info("broker stopping")
+	b.Close()
+	return node.Close()
+}
+
+// printable returns the payload as it is if it is UTF-8 text without
+// control characters, and Go-quoted otherwise, so that one message is one
+// line and no device can forge the line of another.
+func printable(p []byte) string {
+	if utf8.Valid(p) && !bytes.ContainsFunc(p, unicode.IsControl) {
+		return string(p)
+	}
+	return strconv.Quote(string(p))
+}
+
+// syncWriter serialises the lines written by the sessions' goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) printf(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.w, format, args...)
+}
