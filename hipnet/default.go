@@ -72,6 +72,9 @@ func ParseRelay(s string) (overlay.RelayAddr, error) {
 		}
 		ra.HIT = hit
 	}
+	if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" || port == "0" {
+		return ra, fmt.Errorf("hipnet: relay %q: want host:port with a host and a port", s)
+	}
 	ap, err := netip.ParseAddrPort(a)
 	if err != nil {
 		ua, rerr := net.ResolveUDPAddr("udp", a)

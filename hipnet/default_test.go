@@ -77,3 +77,26 @@ func TestDefaultNode(t *testing.T) {
 	}
 	pc.Close()
 }
+
+func TestParseRelay(t *testing.T) {
+	h := "2001:20::1"
+	for _, c := range []struct {
+		in    string
+		ok    bool
+		isHIT bool
+	}{
+		{h + "@127.0.0.1:10500", true, true},
+		{"127.0.0.1:10500", true, false},
+		{"[::1]:10500", true, false},
+		{h + "@", false, false},
+		{h + "@:10500", false, false},
+		{"127.0.0.1", false, false},
+		{"127.0.0.1:0", false, false},
+		{"nonsense@127.0.0.1:1", false, false},
+	} {
+		ra, err := ParseRelay(c.in)
+		if (err == nil) != c.ok || (err == nil && ra.HIT.IsZero() == c.isHIT) {
+			t.Errorf("ParseRelay(%q) = %+v, %v", c.in, ra, err)
+		}
+	}
+}
