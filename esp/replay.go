@@ -10,9 +10,9 @@ import "math/bits"
 //
 // It is not safe for concurrent use; Inbound guards it with a mutex.
 type replayWindow struct {
-	top    uint64 // T: highest sequence number authenticated so far; 0 = none
-	size   uint64 // W
-	mask   uint64 // M-1
+	top  uint64 // T: highest sequence number authenticated so far; 0 = none
+	size uint64 // W
+	mask uint64 // M-1
 	// blocks is allocated by the first update: an SA that never receives
 	// (an idle relay association, a one-way flow) costs no window.
 	blocks []uint64
