@@ -95,12 +95,9 @@ func (c *control) run() {
 	defer close(s.ctrlDone)
 	c.timer = time.NewTimer(time.Hour)
 	defer c.timer.Stop()
-	var pathTick <-chan time.Time
-	if len(s.relays) > 0 {
-		t := time.NewTicker(s.pathCheckEvery())
-		defer t.Stop()
-		pathTick = t.C
-	}
+	tick := time.NewTicker(s.pathCheckEvery())
+	defer tick.Stop()
+	s.clock.Store(time.Now().UnixNano())
 	closing := s.closing
 	for {
 		c.arm()
@@ -124,8 +121,10 @@ func (c *control) run() {
 			default:
 				c.connect(time.Now(), cmd.hit, cmd.reply)
 			}
-		case <-pathTick:
-			c.checkPaths(time.Now())
+		case now := <-tick.C:
+			s.clock.Store(now.UnixNano())
+			c.checkPaths(now)
+			c.keepalives(now)
 		case <-s.wake:
 			c.handlePokes(time.Now())
 		case <-c.timer.C:

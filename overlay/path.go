@@ -1,9 +1,12 @@
 package overlay
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/pion/stun/v4"
 
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
@@ -318,22 +321,59 @@ func (c *control) checkPaths(now time.Time) {
 	}
 }
 
-// pathCheckEvery is the period of checkPaths.
+// keepalives sends RFC 5770 §4.7 NAT keepalives on the direct
+// associations that sent nothing for a keepalive interval: "An end-host
+// MUST send keepalives every 15 seconds to refresh the UDP port mapping at
+// the NAT(s) when the control or data channel is idle", so that a peer
+// behind a NAT stays reachable by the peer it dialled. They are STUN
+// Binding Indications with FINGERPRINT (§5.3), which every node counts
+// and drops; the NOTIFY form of §5.3 for associations without ICE would
+// cost the receiver a signature check for nothing. Relayed associations
+// and relays themselves are kept alive by the relay keepalives, ICE pairs
+// by checkPaths; a relay sends none (§4.7: it MAY refrain).
+func (c *control) keepalives(now time.Time) {
+	s := c.s
+	if s.relay != nil {
+		return
+	}
+	ka := int64(s.keepaliveInterval())
+	for _, p := range s.peerList() {
+		if p.out.Load() == nil || p.relay != nil || p.direct.Load() != nil || s.isRelay(p.hit) {
+			continue
+		}
+		if now.UnixNano()-p.lastOut.Load() < ka {
+			continue
+		}
+		if to, ok := p.locator(); ok {
+			c.keepalive = nat.Keepalive(c.keepalive[:0])
+			if s.sendSTUN(c.keepalive, to) == nil {
+				p.lastOut.Store(now.UnixNano())
+				s.ctr.keepalivesOut.Add(1)
+			}
+		}
+	}
+}
+
+// pathCheckEvery is the period of checkPaths and keepalives.
 func (s *Stack) pathCheckEvery() time.Duration {
 	return min(pathCheck, s.keepaliveInterval()/2)
 }
 
-// keepaliveFrom takes an RFC 5770 §5.3 keepalive (read loop): from a
-// peer's direct address it proves the path alive.
+// keepaliveFrom takes an RFC 5770 §5.3 keepalive (read loop), a STUN
+// Binding Indication: counted, and from a peer's direct address it proves
+// that path alive.
 func (s *Stack) keepaliveFrom(b []byte, from netip.AddrPort) bool {
-	if len(b) < 2 || b[0] != 0x00 || b[1] != 0x11 { // Binding Indication
+	// Exactly what nat.Keepalive builds: a Binding Indication (0x0011)
+	// holding only a correct FINGERPRINT (RFC 5770 §5.3).
+	if len(b) != 28 || binary.BigEndian.Uint16(b) != 0x0011 || binary.BigEndian.Uint16(b[2:]) != 8 ||
+		binary.BigEndian.Uint32(b[20:]) != uint32(stun.AttrFingerprint)<<16|4 ||
+		binary.BigEndian.Uint32(b[24:]) != stun.FingerprintValue(b[:20]) {
 		return false
 	}
-	v, ok := s.direct.Load(from)
-	if !ok {
-		return false
+	s.ctr.keepalivesIn.Add(1)
+	if v, ok := s.direct.Load(from); ok {
+		s.sawDirect(v.(*peer))
 	}
-	s.sawDirect(v.(*peer))
 	return true
 }
 

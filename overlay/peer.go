@@ -51,7 +51,7 @@ type peer struct {
 	relayed atomic.Bool     // ESP goes through the relay
 	direct  atomic.Pointer[netip.AddrPort]
 	lastIn  atomic.Int64 // unix ns of the last ESP from the direct address (ICE peers only)
-	lastOut atomic.Int64 // unix ns of the last ESP sent (ICE peers only)
+	lastOut atomic.Int64 // unix ns (Stack.clock) of the last ESP or keepalive sent
 }
 
 func newPeer(h wire.HIT) *peer { return &peer{hit: h, heapIdx: -1} }

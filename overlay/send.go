@@ -3,7 +3,6 @@ package overlay
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"hipnet.dev/esp"
 	"hipnet.dev/handshake/wire"
@@ -60,8 +59,8 @@ func (s *Stack) seal(p *peer, o *esp.Outbound, srcPort, dstPort uint16, payload 
 		return err
 	}
 	s.countSent(p, n, len(payload))
-	if p.direct.Load() != nil {
-		p.lastOut.Store(time.Now().UnixNano())
+	if t := s.clock.Load(); p.lastOut.Load() != t {
+		p.lastOut.Store(t) // read first: no shared write per packet
 	}
 	if o.NeedsRekey() {
 		s.askRekey(p)

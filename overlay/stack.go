@@ -49,8 +49,9 @@ type Stack struct {
 	relay    *relayServer // Config.Relay: the relay role (relayserver.go); nil otherwise
 	instance [8]byte      // random, drawn at start: a relay's stunAttrInstance
 	relays   []*relayClient
-	iceMux   *nat.Mux // ICE sessions by peer (path.go); nil without Config.Relays
-	direct   sync.Map // netip.AddrPort → *peer: nominated direct addresses (path.go)
+	iceMux   *nat.Mux     // ICE sessions by peer (path.go); nil without Config.Relays
+	direct   sync.Map     // netip.AddrPort → *peer: nominated direct addresses (path.go)
+	clock    atomic.Int64 // unix ns, set by the control goroutine's tick: a coarse clock for the data path
 
 	ctx    context.Context // cancelled by Close: background work
 	cancel context.CancelFunc

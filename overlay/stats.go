@@ -18,7 +18,9 @@ type Stats struct {
 	Delivered             uint64 // inner datagrams queued to an InnerConn
 	STUNAnswered          uint64 // STUN Binding Requests answered (Config.STUNServer)
 	STUNMatched           uint64 // STUN Binding responses handed to a waiting STUNBinding
-	ICEChecks             uint64 // ICE connectivity checks and answers handed to a session, and keepalives on direct paths
+	ICEChecks             uint64 // ICE connectivity checks and answers handed to a session
+	KeepalivesIn          uint64 // NAT keepalives (STUN Binding Indications) received
+	KeepalivesOut         uint64 // NAT keepalives sent on idle direct associations
 	Drops                 Drops
 	BEX                   BEXStats
 	Relay                 RelayStats // Config.Relay: the relay's forwarding and drops
@@ -69,6 +71,8 @@ type counters struct {
 	stunAnswered          atomic.Uint64
 	stunMatched           atomic.Uint64
 	iceChecks             atomic.Uint64
+	keepalivesIn          atomic.Uint64
+	keepalivesOut         atomic.Uint64
 
 	short, stun, malformed, unknownSPI, replay, authFailure, notForUs,
 	unauthorized, controlRejected, controlBacklog, notUDP, noListener,
@@ -84,6 +88,7 @@ func (c *counters) snapshot() Stats {
 		ControlIn: c.controlIn.Load(), ControlOut: c.controlOut.Load(),
 		ESPIn: c.espIn.Load(), ESPOut: c.espOut.Load(),
 		Delivered: c.delivered.Load(), ICEChecks: c.iceChecks.Load(),
+		KeepalivesIn: c.keepalivesIn.Load(), KeepalivesOut: c.keepalivesOut.Load(),
 		STUNAnswered: c.stunAnswered.Load(), STUNMatched: c.stunMatched.Load(),
 		Drops: Drops{
 			Short: c.short.Load(), STUN: c.stun.Load(), Malformed: c.malformed.Load(),

@@ -214,8 +214,11 @@ func (s *Stack) stunTransaction(ctx context.Context, server netip.AddrPort) (net
 // the STUNBinding waiting for it; the rest is counted and dropped. It runs
 // on the read loop, never blocks and keeps nothing of b.
 func (s *Stack) receiveSTUN(b []byte, from netip.AddrPort) {
-	if s.iceMux != nil && (s.iceMux.Deliver(b, from) || s.keepaliveFrom(b, from)) {
-		s.ctr.iceChecks.Add(1) // a connectivity check, its answer, or a keepalive (path.go)
+	if s.iceMux != nil && s.iceMux.Deliver(b, from) {
+		s.ctr.iceChecks.Add(1) // a connectivity check or its answer (path.go)
+		return
+	}
+	if s.keepaliveFrom(b, from) {
 		return
 	}
 	st := &s.stun

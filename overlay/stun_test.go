@@ -296,8 +296,9 @@ func TestSTUNServerGarbage(t *testing.T) {
 	binary.BigEndian.PutUint16(overrun[22:24], 200)
 	// FINGERPRINT that is not the last attribute.
 	fpFirst := stunMsg(t, stun.TransactionID, stun.BindingRequest, stun.Fingerprint, stun.RawAttribute{Type: stun.AttrSoftware, Value: []byte("x")})
+	keepalive := stunMsg(t, stun.TransactionID, indication, stun.Fingerprint) // counted, not dropped
 	drops := [][]byte{
-		stunMsg(t, stun.TransactionID, indication, stun.Fingerprint),                             // keepalive
+		stunMsg(t, stun.TransactionID, indication), // an indication without FINGERPRINT is no keepalive
 		stunMsg(t, stun.TransactionID, stun.BindingSuccess, stun.Fingerprint),                    // nobody asked
 		stunMsg(t, stun.TransactionID, stun.BindingError, stun.CodeBadRequest, stun.Fingerprint), // nobody asked
 		stunMsg(t, stun.TransactionID, stun.BindingSuccess),                                      // and no FINGERPRINT
@@ -319,7 +320,7 @@ func TestSTUNServerGarbage(t *testing.T) {
 		{req: stunMsg(t, stun.TransactionID, stun.BindingRequest, stun.RawAttribute{Type: 0x7777}), unknowns: []stun.AttrType{0x7777}},
 		{req: stunMsg(t, stun.TransactionID, stun.BindingRequest, stun.RawAttribute{Type: stun.AttrChangeRequest, Value: []byte{0, 0, 0, 6}}, stun.RawAttribute{Type: 0x0042, Value: []byte{9}}, stun.Fingerprint), unknowns: []stun.AttrType{stun.AttrChangeRequest, 0x0042}},
 	}
-	for _, d := range drops {
+	for _, d := range append(drops, keepalive) {
 		if k := Classify(d); k != KindSTUN {
 			t.Fatalf("test message classified as %v", k)
 		}
@@ -382,8 +383,8 @@ func TestSTUNServerGarbage(t *testing.T) {
 	}
 	waitFor(t, time.Second, "the counters", func() bool { return a.Stats().STUNAnswered == uint64(len(answers)) })
 	st := a.Stats()
-	if st.Drops.STUN != uint64(len(drops)) || st.Drops.Total() != st.Drops.STUN || st.STUNMatched != 0 {
-		t.Errorf("stats %+v, want %d STUN drops and no other", st, len(drops))
+	if st.Drops.STUN != uint64(len(drops)) || st.Drops.Total() != st.Drops.STUN || st.STUNMatched != 0 || st.KeepalivesIn != 1 {
+		t.Errorf("stats %+v, want %d STUN drops and no other, and one keepalive", st, len(drops))
 	}
 	// The service still works for a stack.
 	b := newTestStack(t, 1, nil)
@@ -723,8 +724,9 @@ func FuzzSTUN(f *testing.F) {
 		answered := after.STUNAnswered - before.STUNAnswered
 		matched := after.STUNMatched - before.STUNMatched
 		dropped := after.Drops.Total() - before.Drops.Total()
-		if answered+matched+dropped != 1 {
-			t.Fatalf("counted %d answered, %d matched, %d dropped", answered, matched, dropped)
+		kept := after.KeepalivesIn - before.KeepalivesIn
+		if answered+matched+dropped+kept != 1 {
+			t.Fatalf("counted %d answered, %d matched, %d dropped, %d keepalives", answered, matched, dropped, kept)
 		}
 		if Classify(d) != KindSTUN && answered+matched != 0 {
 			t.Fatalf("%v answered or matched as STUN", Classify(d))
