@@ -298,7 +298,7 @@ func TestSTUNServerGarbage(t *testing.T) {
 	fpFirst := stunMsg(t, stun.TransactionID, stun.BindingRequest, stun.Fingerprint, stun.RawAttribute{Type: stun.AttrSoftware, Value: []byte("x")})
 	keepalive := stunMsg(t, stun.TransactionID, indication, stun.Fingerprint) // counted, not dropped
 	drops := [][]byte{
-		stunMsg(t, stun.TransactionID, indication), // an indication without FINGERPRINT is no keepalive
+		stunMsg(t, stun.TransactionID, indication),                                               // an indication without FINGERPRINT is no keepalive
 		stunMsg(t, stun.TransactionID, stun.BindingSuccess, stun.Fingerprint),                    // nobody asked
 		stunMsg(t, stun.TransactionID, stun.BindingError, stun.CodeBadRequest, stun.Fingerprint), // nobody asked
 		stunMsg(t, stun.TransactionID, stun.BindingSuccess),                                      // and no FINGERPRINT
