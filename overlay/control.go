@@ -78,8 +78,7 @@ type control struct {
 
 	reg regState // registration.go
 
-	via       via    // path.go: the relay the packet being handled came through
-	keepalive []byte // path.go: scratch for STUN keepalives
+	via via // path.go: the relay the packet being handled came through
 
 	// opp are opportunistic base exchanges (ConnectAddr) by address, until
 	// their R1 names the Responder.
@@ -212,12 +211,18 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		} else if _, ok := p.locator(); !ok {
 			p.setLocator(pk.from)
 		}
+		fresh := p.assoc == nil || before != handshake.R2Sent // not a retransmitted I2
 		if p.assoc == nil {
 			p.assoc = n
 			p.resetCounters()
 		}
-		s.ctr.bexStarted.Add(1)
-		c.tookRelayed(p)
+		if fresh {
+			s.ctr.bexStarted.Add(1)
+			// The path is chosen by the base exchange only: a later relayed
+			// packet, which could be a replay of a genuine one, never moves
+			// an association onto a relay or changes where RELAY_TO points.
+			c.tookRelayed(p)
+		}
 		c.process(p, now)
 		return
 	}
@@ -234,9 +239,6 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		c.abandon(p)
 		c.flushWakes()
 		return
-	}
-	if p != nil {
-		c.tookRelayed(p)
 	}
 	c.process(p, now)
 }
@@ -353,6 +355,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 	case handshake.EventFailed:
 		s.ctr.countFailure(ev.Err)
 		s.relayEnded(p.hit)
+		c.clearPath(p) // a new base exchange chooses its path afresh
 		c.removeSAs(p)
 		c.discardPending(p)
 		c.regEnded(p)
@@ -360,6 +363,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		c.wakeWaiters(p, bexError(p.hit, ev.Err))
 	case handshake.EventClosed:
 		s.relayEnded(p.hit)
+		c.clearPath(p)
 		c.removeSAs(p)
 		c.discardPending(p)
 		c.regEnded(p)

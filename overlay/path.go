@@ -8,6 +8,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"hipnet.dev/esp"
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/nat"
@@ -125,8 +126,8 @@ func (c *control) sendPeer(p *peer, pkt []byte) {
 	}
 }
 
-// tookRelayed records that p's association runs through the relay the
-// current packet came through.
+// tookRelayed records that p's new association (an I2 just accepted)
+// runs through the relay the I2 came through, if it did.
 func (c *control) tookRelayed(p *peer) {
 	if c.via.relay == nil || c.via.relay == p {
 		return
@@ -290,8 +291,8 @@ func (s *Stack) directPath(p *peer, remote netip.AddrPort) {
 // between them and the relay (control goroutine, every pathCheck).
 //
 // While a peer has a nominated pair, we make sure it hears from us on it
-// at least every keepalive interval: ESP, or an RFC 5770 §5.3 keepalive
-// (a STUN Binding Indication) when we sent nothing. So when nothing has
+// at least every keepalive interval: ESP, a dummy ESP packet when we sent
+// nothing (sendDummy). So when no authenticated ESP has
 // come from the peer's direct address for darkAfter, the path is dark and
 // ESP goes to the relay; keepalives keep going out on the direct path, and
 // when the peer's packets come back from it, ESP returns (sawDirect).
@@ -304,11 +305,8 @@ func (c *control) checkPaths(now time.Time) {
 		if p.relay == nil || d == nil {
 			continue
 		}
-		if now.UnixNano()-p.lastOut.Load() >= int64(ka) {
-			c.keepalive = nat.Keepalive(c.keepalive[:0])
-			if s.sendSTUN(c.keepalive, *d) == nil {
-				p.lastOut.Store(now.UnixNano())
-			}
+		if now.UnixNano()-p.lastOut.Load() >= int64(ka) && s.sendDummy(p, *d) {
+			p.lastOut.Store(now.UnixNano())
 		}
 		if !p.relayed.Load() && now.UnixNano()-p.lastIn.Load() > int64(dark) {
 			if at, ok := p.relay.locator(); ok {
@@ -325,12 +323,11 @@ func (c *control) checkPaths(now time.Time) {
 // associations that sent nothing for a keepalive interval: "An end-host
 // MUST send keepalives every 15 seconds to refresh the UDP port mapping at
 // the NAT(s) when the control or data channel is idle", so that a peer
-// behind a NAT stays reachable by the peer it dialled. They are STUN
-// Binding Indications with FINGERPRINT (§5.3), which every node counts
-// and drops; the NOTIFY form of §5.3 for associations without ICE would
-// cost the receiver a signature check for nothing. Relayed associations
-// and relays themselves are kept alive by the relay keepalives, ICE pairs
-// by checkPaths; a relay sends none (§4.7: it MAY refrain).
+// behind a NAT stays reachable by the peer it dialled. They are ESP dummy
+// packets (sendDummy) rather than §5.3's STUN indications or NOTIFYs: as
+// small, and authenticated. Relayed associations and relays themselves
+// are kept alive by the relay keepalives, ICE pairs by checkPaths; a
+// relay sends none (§4.7: it MAY refrain).
 func (c *control) keepalives(now time.Time) {
 	s := c.s
 	if s.relay != nil {
@@ -344,12 +341,8 @@ func (c *control) keepalives(now time.Time) {
 		if now.UnixNano()-p.lastOut.Load() < ka {
 			continue
 		}
-		if to, ok := p.locator(); ok {
-			c.keepalive = nat.Keepalive(c.keepalive[:0])
-			if s.sendSTUN(c.keepalive, to) == nil {
-				p.lastOut.Store(now.UnixNano())
-				s.ctr.keepalivesOut.Add(1)
-			}
+		if to, ok := p.locator(); ok && s.sendDummy(p, to) {
+			p.lastOut.Store(now.UnixNano())
 		}
 	}
 }
@@ -359,9 +352,9 @@ func (s *Stack) pathCheckEvery() time.Duration {
 	return min(pathCheck, s.keepaliveInterval()/2)
 }
 
-// keepaliveFrom takes an RFC 5770 §5.3 keepalive (read loop), a STUN
-// Binding Indication: counted, and from a peer's direct address it proves
-// that path alive.
+// keepaliveFrom counts an RFC 5770 §5.3 keepalive (read loop), a STUN
+// Binding Indication, from another implementation. Anyone can send one,
+// so it proves nothing about a path; ours are ESP (sendDummy).
 func (s *Stack) keepaliveFrom(b []byte, from netip.AddrPort) bool {
 	// Exactly what nat.Keepalive builds: a Binding Indication (0x0011)
 	// holding only a correct FINGERPRINT (RFC 5770 §5.3).
@@ -371,9 +364,32 @@ func (s *Stack) keepaliveFrom(b []byte, from netip.AddrPort) bool {
 		return false
 	}
 	s.ctr.keepalivesIn.Add(1)
-	if v, ok := s.direct.Load(from); ok {
-		s.sawDirect(v.(*peer))
+	return true
+}
+
+// sendDummy sends a keepalive to p at to: an ESP dummy packet (Next
+// Header 59, RFC 4303 §2.6) on p's outbound SA. It refreshes the NAT
+// mappings on the path like the STUN Binding Indication of RFC 5770 §5.3,
+// and, being authenticated, it is what proves a direct path alive to the
+// peer (sawDirect), which an indication anyone can forge must not.
+func (s *Stack) sendDummy(p *peer, to netip.AddrPort) bool {
+	o := p.out.Load()
+	if o == nil {
+		return false
 	}
+	bp := getBuf(o.Overhead(0))
+	pkt, err := o.Seal((*bp)[:0], nil, esp.NextHeaderNone)
+	if err == nil {
+		err = s.sock.writeTo(pkt, to)
+	}
+	putBuf(bp)
+	if err != nil {
+		s.ctr.sendErrors.Add(1)
+		return false
+	}
+	s.ctr.packetsOut.Add(1)
+	s.ctr.bytesOut.Add(uint64(len(pkt)))
+	s.ctr.keepalivesOut.Add(1)
 	return true
 }
 

@@ -92,6 +92,14 @@ func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
 	if in.notify.Load() && in.notify.CompareAndSwap(true, false) {
 		s.poke(p, pokeData) // once: R2-SENT → ESTABLISHED, or the peer finished a rekey
 	}
+	if d := p.direct.Load(); d != nil && *d == from {
+		s.sawDirect(p) // authenticated ESP from the direct address
+	}
+	if nh == esp.NextHeaderNone {
+		putBuf(bp)
+		s.ctr.keepalivesIn.Add(1) // a keepalive (path.go sendDummy)
+		return
+	}
 	if nh != esp.ProtoUDP {
 		putBuf(bp)
 		s.drop(&s.ctr.notUDP, "not udp", from, nil)
@@ -105,9 +113,6 @@ func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
 	}
 	p.pktsIn.Add(1)
 	p.bytesIn.Add(uint64(len(payload)))
-	if d := p.direct.Load(); d != nil && *d == from {
-		s.sawDirect(p)
-	}
 	c := s.inner(dstPort)
 	if c == nil {
 		putBuf(bp)

@@ -50,6 +50,7 @@ type relayClient struct {
 	lost       atomic.Bool                    // the association with the relay closed or failed
 	srflx      atomic.Pointer[netip.AddrPort] // our address as the relay's STUN service sees it
 	instance   uint64                         // the relay's stunAttrInstance when we registered (relayLoop only)
+	knownInst  bool                           // instance was read (relayLoop only)
 }
 
 func (rc *relayClient) HIT() (wire.HIT, bool) {
@@ -135,9 +136,10 @@ func (s *Stack) registerRelay(rc *relayClient) (wire.HIT, Registration, error) {
 	// reflexive address as an ICE candidate. The relay's instance too, to
 	// notice a restart. The relay's STUN service needs no association.
 	sctx, scancel := context.WithTimeout(ctx, relayPingWait)
+	rc.knownInst = false
 	if r := s.stunBinding(sctx, rc.cfg.Addr); r.err == nil {
 		rc.srflx.Store(&r.addr)
-		rc.instance = r.instance
+		rc.instance, rc.knownInst = r.instance, true
 	}
 	scancel()
 	reg, err := s.Register(ctx, h, relayLifetime, wire.RegTypeRelayUDPHIP)
@@ -180,7 +182,9 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 		}
 		misses = 0
 		rc.srflx.Store(&r.addr)
-		if r.instance != rc.instance {
+		if !rc.knownInst {
+			rc.instance, rc.knownInst = r.instance, true // the first answer after registering
+		} else if r.instance != rc.instance {
 			s.log.Warn("relay lost", "relay", h.String(), "addr", rc.cfg.Addr, "reason", "restarted")
 			s.dropAssociation(h)
 			return

@@ -32,9 +32,11 @@ import (
 // the control packets it forwards (I2, R2, UPDATE), which SPI each side
 // expects and where that side is, and forwards ESP by (SPI, source
 // address): a packet with SPI s from address b goes to the host that
-// announced s to a peer at b. An entry is only ever created by a packet
-// relayed for a registered host, expires when idle, and the table is
-// bounded. This plays the part of a TURN allocation (RFC 5770's relayed
+// announced s to a peer at b. Only the registered host's own packets,
+// whose RELAY_HMAC the relay checks, create or redirect entries: the SPI a
+// peer announces to it is held (bounded per host, 30 s) until the host
+// answers that peer at that address. Entries expire when idle and the
+// table is bounded. This plays the part of a TURN allocation (RFC 5770's relayed
 // candidate) without a second protocol or a second port: the hosts need no
 // credentials beyond their registration and no per-peer permissions.
 
@@ -91,6 +93,14 @@ type relayServer struct {
 
 	buckets map[wire.HIT]*bucket
 
+	// pending are SPIs announced to a registered host by packets the relay
+	// cannot authenticate (its peer's I2 or UPDATE), by host and by the
+	// peer's address: they become forwarding entries only when the host's
+	// own RELAY_HMAC-checked answer to that address passes (activate).
+	// Control goroutine only; bounded per host, short-lived.
+	pending map[pendingKey]pendingSPI
+	perHost map[wire.HIT]int // pending entries per host
+
 	controlForwarded, espForwarded               atomic.Uint64
 	unregistered, forged, rateLimited, tableFull atomic.Uint64
 }
@@ -110,7 +120,8 @@ func newRelayServer(cfg RelayConfig) *relayServer {
 	if cfg.ForwardIdle <= 0 {
 		cfg.ForwardIdle = defaultForwardIdle
 	}
-	return &relayServer{cfg: cfg, fwd: map[fwdKey]*fwdEntry{}, buckets: map[wire.HIT]*bucket{}}
+	return &relayServer{cfg: cfg, fwd: map[fwdKey]*fwdEntry{}, buckets: map[wire.HIT]*bucket{},
+		pending: map[pendingKey]pendingSPI{}, perHost: map[wire.HIT]int{}}
 }
 
 func (r *relayServer) stats() RelayStats {
@@ -139,46 +150,106 @@ func (r *relayServer) allow(h wire.HIT, now time.Time) bool {
 	return true
 }
 
-// learn records that ESP with the SPI of pkt's ESP_INFO, sent from
-// peerAt, goes to ownerAt (the host that announced the SPI).
-func (r *relayServer) learn(pkt wire.Packet, ownerAt, peerAt netip.AddrPort, now time.Time) {
+type pendingKey struct {
+	host wire.HIT       // the registered host the SPI was announced to
+	peer netip.AddrPort // where its peer is, as the relay sees it
+}
+
+type pendingSPI struct {
+	spi     uint32
+	expires time.Time
+}
+
+const (
+	pendingLife    = 30 * time.Second // an answer comes within a base exchange's retransmissions
+	pendingPerHost = 16
+)
+
+// espInfoSPI returns the NEW SPI of pkt's ESP_INFO, if it is an I2, R2 or
+// UPDATE that has one: the SPI its sender expects ESP on.
+func espInfoSPI(pkt wire.Packet) (uint32, bool) {
+	switch pkt.Type() {
+	case wire.I2, wire.R2, wire.UPDATE:
+	default:
+		return 0, false
+	}
 	q, ok := pkt.Param(wire.ParamESPInfo)
 	if !ok {
-		return
+		return 0, false
 	}
 	ei, err := wire.ParseESPInfo(q.Contents())
 	if err != nil || ei.NewSPI == 0 {
+		return 0, false
+	}
+	return ei.NewSPI, true
+}
+
+// hold notes the SPI that a packet from peerAt announces to registered
+// host h; nothing is forwarded on it until h answers (activate). An
+// unauthenticated packet can thus never create or redirect an entry.
+func (r *relayServer) hold(h wire.HIT, pkt wire.Packet, peerAt netip.AddrPort, now time.Time) {
+	spi, ok := espInfoSPI(pkt)
+	if !ok {
 		return
 	}
-	k := fwdKey{ei.NewSPI, peerAt}
+	k := pendingKey{h, peerAt}
+	if _, ok := r.pending[k]; !ok {
+		if r.perHost[h] >= pendingPerHost {
+			r.tableFull.Add(1)
+			return
+		}
+		r.perHost[h]++
+	}
+	r.pending[k] = pendingSPI{spi: spi, expires: now.Add(pendingLife)}
+}
+
+// activate runs when registered host h's RELAY_HMAC-checked packet pkt
+// goes to peerAt: ESP with the SPI h announces in it, from peerAt, goes to
+// h (at hAt); and ESP with the SPI held for h from peerAt, from h, goes to
+// peerAt — h answering that peer is what vouches for the peer's address.
+func (r *relayServer) activate(h wire.HIT, pkt wire.Packet, hAt, peerAt netip.AddrPort, now time.Time) {
+	if spi, ok := espInfoSPI(pkt); ok {
+		r.set(fwdKey{spi, peerAt}, hAt, now)
+	}
+	k := pendingKey{h, peerAt}
+	if p, ok := r.pending[k]; ok {
+		delete(r.pending, k)
+		r.perHost[h]--
+		if now.Before(p.expires) {
+			r.set(fwdKey{p.spi, hAt}, peerAt, now)
+		}
+	}
+}
+
+// set creates or redirects a forwarding entry (authenticated callers
+// only).
+func (r *relayServer) set(k fwdKey, to netip.AddrPort, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e := r.fwd[k]; e != nil {
-		if e.to != ownerAt {
-			e = &fwdEntry{to: ownerAt}
-			r.fwd[k] = e
-		}
+	if e := r.fwd[k]; e != nil && e.to == to {
 		e.used.Store(now.UnixNano())
 		return
 	}
-	if len(r.fwd) >= r.cfg.MaxForwards {
+	if _, ok := r.fwd[k]; !ok && len(r.fwd) >= r.cfg.MaxForwards {
 		r.tableFull.Add(1)
 		return
 	}
-	e := &fwdEntry{to: ownerAt}
+	e := &fwdEntry{to: to}
 	e.used.Store(now.UnixNano())
 	r.fwd[k] = e
 }
 
 // lookup is the read loop's ESP forwarding lookup. It allocates nothing.
-func (r *relayServer) lookup(spi uint32, from netip.AddrPort) (netip.AddrPort, bool) {
+func (r *relayServer) lookup(spi uint32, from netip.AddrPort, now int64) (netip.AddrPort, bool) {
 	r.mu.RLock()
 	e := r.fwd[fwdKey{spi, from}]
 	r.mu.RUnlock()
 	if e == nil {
 		return netip.AddrPort{}, false
 	}
-	e.used.Store(time.Now().UnixNano())
+	if t := now; e.used.Load() != t {
+		e.used.Store(t) // read first: no shared write per packet
+	}
 	return e.to, true
 }
 
@@ -195,6 +266,12 @@ func (r *relayServer) prune(now time.Time) {
 	for h, b := range r.buckets {
 		if now.Sub(b.at) > time.Minute {
 			delete(r.buckets, h)
+		}
+	}
+	for k, p := range r.pending {
+		if !now.Before(p.expires) {
+			delete(r.pending, k)
+			r.perHost[k.host]--
 		}
 	}
 }
@@ -232,9 +309,13 @@ func (c *control) relayPacket(now time.Time, pk ctrlPacket, pkt wire.Packet) boo
 			s.log.Debug("relay drop", "reason", "relay_to", "from", pk.from, "err", err)
 			return true
 		}
+		if !forwardable(to.AddrPort()) {
+			r.forged.Add(1)
+			return true
+		}
 		spAt, _ := sp.locator()
 		if innerPkt, err := wire.ParsePacket(inner); err == nil {
-			r.learn(innerPkt, spAt, to.AddrPort(), now)
+			r.activate(sender, innerPkt, spAt, to.AddrPort(), now)
 		}
 		c.sendControl(inner, to.AddrPort())
 		r.controlForwarded.Add(1)
@@ -255,6 +336,14 @@ func (c *control) relayPacket(now time.Time, pk ctrlPacket, pkt wire.Packet) boo
 		r.forged.Add(1)
 		return true
 	}
+	if t := pkt.Type(); t == wire.R1 || t == wire.I2 {
+		// RFC 5770 §4.5: a relay MUST drop an R1 or I2 without
+		// NAT_TRAVERSAL_MODE.
+		if _, ok := pkt.Param(wire.ParamNATTraversalMode); !ok {
+			r.forged.Add(1)
+			return true
+		}
+	}
 	if pkt.Type() == wire.I1 && !r.allow(recv, now) {
 		r.rateLimited.Add(1)
 		s.log.Debug("relay drop", "reason", "i1 rate", "from", pk.from, "receiver", recv.String())
@@ -268,10 +357,18 @@ func (c *control) relayPacket(now time.Time, pk ctrlPacket, pkt wire.Packet) boo
 		return true
 	}
 	rpAt, _ := rp.locator()
-	r.learn(pkt, pk.from, rpAt, now)
+	r.hold(recv, pkt, pk.from, now)
 	c.sendControl(fwd, rpAt)
 	r.controlForwarded.Add(1)
 	return true
+}
+
+// forwardable says whether a relay sends to a: not to unspecified,
+// multicast or broadcast addresses, whatever RELAY_TO says.
+func forwardable(a netip.AddrPort) bool {
+	ip := a.Addr()
+	return ip.IsValid() && !ip.IsUnspecified() && !ip.IsMulticast() && a.Port() != 0 &&
+		ip != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // forwardESP is the relay's ESP path for an SPI that is not ours. It
@@ -281,7 +378,7 @@ func (s *Stack) forwardESP(b []byte, spi uint32, from netip.AddrPort) bool {
 	if r == nil {
 		return false
 	}
-	to, ok := r.lookup(spi, from)
+	to, ok := r.lookup(spi, from, s.clock.Load())
 	if !ok {
 		return false
 	}

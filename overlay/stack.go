@@ -102,6 +102,9 @@ func newStack(cfg Config) (*Stack, error) {
 	}
 	s.ports.Store(&map[uint16]*InnerConn{})
 	if cfg.Relay != nil {
+		// A relay's STUN service is its hosts' keepalive and restart
+		// detection (relayclient.go): always on.
+		s.cfg.STUNServer = true
 		s.relay = newRelayServer(*cfg.Relay)
 		if _, err := rand.Read(s.instance[:]); err != nil {
 			return nil, err

@@ -19,8 +19,8 @@ type Stats struct {
 	STUNAnswered          uint64 // STUN Binding Requests answered (Config.STUNServer)
 	STUNMatched           uint64 // STUN Binding responses handed to a waiting STUNBinding
 	ICEChecks             uint64 // ICE connectivity checks and answers handed to a session
-	KeepalivesIn          uint64 // NAT keepalives (STUN Binding Indications) received
-	KeepalivesOut         uint64 // NAT keepalives sent on idle direct associations
+	KeepalivesIn          uint64 // NAT keepalives received: ESP dummy packets (authenticated), STUN Binding Indications
+	KeepalivesOut         uint64 // NAT keepalives sent (ESP dummy packets) on idle direct paths
 	Drops                 Drops
 	BEX                   BEXStats
 	Relay                 RelayStats // Config.Relay: the relay's forwarding and drops
