@@ -181,7 +181,14 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 			continue
 		}
 		misses = 0
-		rc.srflx.Store(&r.addr)
+		old := rc.srflx.Swap(&r.addr)
+		if old != nil && *old != r.addr {
+			// Our NAT gave the socket another mapping: the relay would keep
+			// forwarding to the old one. Register again from the new one.
+			s.log.Warn("relay lost", "relay", h.String(), "addr", rc.cfg.Addr, "reason", "reflexive address changed", "was", *old, "now", r.addr)
+			s.dropAssociation(h)
+			return
+		}
 		if !rc.knownInst {
 			rc.instance, rc.knownInst = r.instance, true // the first answer after registering
 		} else if r.instance != rc.instance {

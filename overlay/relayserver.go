@@ -91,7 +91,7 @@ type relayServer struct {
 	mu  sync.RWMutex
 	fwd map[fwdKey]*fwdEntry
 
-	buckets map[wire.HIT]*bucket
+	buckets map[bucketKey]*bucket
 
 	// pending are SPIs announced to a registered host by packets the relay
 	// cannot authenticate (its peer's I2 or UPDATE), by host and by the
@@ -120,7 +120,7 @@ func newRelayServer(cfg RelayConfig) *relayServer {
 	if cfg.ForwardIdle <= 0 {
 		cfg.ForwardIdle = defaultForwardIdle
 	}
-	return &relayServer{cfg: cfg, fwd: map[fwdKey]*fwdEntry{}, buckets: map[wire.HIT]*bucket{},
+	return &relayServer{cfg: cfg, fwd: map[fwdKey]*fwdEntry{}, buckets: map[bucketKey]*bucket{},
 		pending: map[pendingKey]pendingSPI{}, perHost: map[wire.HIT]int{}}
 }
 
@@ -135,13 +135,29 @@ func (r *relayServer) stats() RelayStats {
 }
 
 // allow takes an I1 token of h's bucket.
-func (r *relayServer) allow(h wire.HIT, now time.Time) bool {
-	b := r.buckets[h]
+// allow takes an I1 token for host h from source src. Each source has its
+// own bucket per host, so that one source (or a few spoofed ones) cannot
+// use up a host's allowance for everyone; a per-host bucket of ten times
+// the rate bounds the total the host receives.
+func (r *relayServer) allow(h wire.HIT, src netip.Addr, now time.Time) bool {
+	return r.take(bucketKey{h, src}, r.cfg.I1Rate, now) && r.take(bucketKey{host: h}, 10*r.cfg.I1Rate, now)
+}
+
+type bucketKey struct {
+	host wire.HIT
+	src  netip.Addr // zero: the host's total
+}
+
+func (r *relayServer) take(k bucketKey, rate float64, now time.Time) bool {
+	b := r.buckets[k]
 	if b == nil {
-		b = &bucket{tokens: r.cfg.I1Rate, at: now}
-		r.buckets[h] = b
+		if len(r.buckets) >= maxBuckets {
+			return false
+		}
+		b = &bucket{tokens: rate, at: now}
+		r.buckets[k] = b
 	}
-	b.tokens = min(r.cfg.I1Rate, b.tokens+now.Sub(b.at).Seconds()*r.cfg.I1Rate)
+	b.tokens = min(rate, b.tokens+now.Sub(b.at).Seconds()*rate)
 	b.at = now
 	if b.tokens < 1 {
 		return false
@@ -149,6 +165,9 @@ func (r *relayServer) allow(h wire.HIT, now time.Time) bool {
 	b.tokens--
 	return true
 }
+
+// maxBuckets bounds the rate-limit state (pruned after a minute idle).
+const maxBuckets = 1 << 16
 
 type pendingKey struct {
 	host wire.HIT       // the registered host the SPI was announced to
@@ -344,7 +363,7 @@ func (c *control) relayPacket(now time.Time, pk ctrlPacket, pkt wire.Packet) boo
 			return true
 		}
 	}
-	if pkt.Type() == wire.I1 && !r.allow(recv, now) {
+	if pkt.Type() == wire.I1 && !r.allow(recv, pk.from.Addr(), now) {
 		r.rateLimited.Add(1)
 		s.log.Debug("relay drop", "reason", "i1 rate", "from", pk.from, "receiver", recv.String())
 		return true
