@@ -60,9 +60,11 @@ type Config struct {
 	// which).
 	Relays []string
 
-	// KeepaliveInterval is the period of NAT keepalives to the relays.
-	// Default 15 s (RFC 5770 §4.7); shorter behind NATs that forget
-	// mappings sooner.
+	// KeepaliveInterval is the period of NAT keepalives (RFC 5770 §4.7):
+	// STUN requests to the relays, and ESP dummy packets on associations
+	// that sent nothing for that long, so that a peer behind a NAT stays
+	// reachable by the peer it dialled. Default 15 s; shorter behind NATs
+	// that forget mappings sooner.
 	KeepaliveInterval time.Duration
 }
 

@@ -82,9 +82,10 @@ type Config struct {
 	// through which it reaches peers without a known locator.
 	Relays []RelayAddr
 
-	// KeepaliveInterval is how often a node sends NAT keepalives to its
-	// relays and checks that they still know it (RFC 5770 §4.7: 15 s,
-	// the default).
+	// KeepaliveInterval is how often a node sends NAT keepalives (RFC
+	// 5770 §4.7: 15 s, the default): STUN requests to its relays, which
+	// also tell it whether they restarted, and ESP dummy packets on idle
+	// direct associations (path.go).
 	KeepaliveInterval time.Duration
 }
 
