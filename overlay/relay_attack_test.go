@@ -19,18 +19,7 @@ import (
 // relay cannot authenticate are only held until the registered host
 // answers.
 func TestRelayESPPoison(t *testing.T) {
-	r := relayStack(t)
-	noICE := func(c *Config) { c.Handshake.NATModes = []uint16{wire.NATModeUDPEncapsulation} }
-	a := behind(t, 0, r, noICE)
-	b := behind(t, 1, r, noICE)
-	waitRegistered(t, r, a.HIT(), b.HIT())
-	la := listen(t, a, 7)
-	lb := listen(t, b, 8)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := b.Connect(ctx, a.HIT()); err != nil {
-		t.Fatal(err)
-	}
+	r, a, b, la, lb := relayedPair(t)
 	la.WriteTo([]byte{1}, &Addr{HIT: b.HIT(), Port: 8})
 	readOne(t, lb, 5*time.Second)
 	pa, _ := peerInfo(a, b.HIT())

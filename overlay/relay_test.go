@@ -104,21 +104,28 @@ func TestRelayDial(t *testing.T) {
 	}
 }
 
-// TestRelayESPForwarding: without ICE (the peer sends no candidates), ESP
-// stays on the relay both ways.
-func TestRelayESPForwarding(t *testing.T) {
-	r := relayStack(t)
+// relayedPair starts a relay and two registered nodes without ICE (their
+// ESP stays on the relay), with b associated to a through it, and inner
+// ports 7 on a and 8 on b.
+func relayedPair(t *testing.T) (r, a, b *Stack, la, lb *InnerConn) {
+	r = relayStack(t)
 	noICE := func(c *Config) { c.Handshake.NATModes = []uint16{wire.NATModeUDPEncapsulation} }
-	a := behind(t, 0, r, noICE)
-	b := behind(t, 1, r, noICE)
+	a = behind(t, 0, r, noICE)
+	b = behind(t, 1, r, noICE)
 	waitRegistered(t, r, a.HIT(), b.HIT())
-	la := listen(t, a, 7)
-	lb := listen(t, b, 8)
+	la, lb = listen(t, a, 7), listen(t, b, 8)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := b.Connect(ctx, a.HIT()); err != nil {
 		t.Fatal(err)
 	}
+	return r, a, b, la, lb
+}
+
+// TestRelayESPForwarding: without ICE (the peer sends no candidates), ESP
+// stays on the relay both ways.
+func TestRelayESPForwarding(t *testing.T) {
+	r, a, b, la, lb := relayedPair(t)
 	for i := 0; i < 10; i++ {
 		if _, err := lb.WriteTo([]byte{byte(i)}, &Addr{HIT: a.HIT(), Port: 7}); err != nil {
 			t.Fatal(err)
