@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -31,7 +30,6 @@ import (
 	"unicode/utf8"
 
 	"hipnet.dev/examples/mqtt/internal/hipmqtt"
-	"hipnet.dev/hipnet"
 )
 
 func main() {
@@ -68,34 +66,13 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, pc ne
 	if *allowPath == "" {
 		return errors.New("-allow FILE is required (an empty file admits no device)")
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	relays, relayHITs, err := hipmqtt.ParseRelays(*relayList)
-	if err != nil {
-		return fmt.Errorf("-relay: %w", err)
-	}
+	log := hipmqtt.NewLogger(stderr, *verbose)
 	allowed, err := hipmqtt.ReadHITs(*allowPath)
 	if err != nil {
 		return err
 	}
-	for _, h := range relayHITs {
-		allowed[h] = true // Authorize decides about the relay's association too
-	}
-	id, err := hipnet.LoadOrCreateIdentity(*idPath)
-	if err != nil {
-		return err
-	}
-	node, err := hipnet.NewNode(hipnet.Config{
-		Identity:   id,
-		ListenAddr: *listen,
-		PacketConn: pc,
-		Relays:     relays,
-		Authorize:  func(peer hipnet.HIT) bool { return allowed[peer] },
-		Logger:     log.With("part", "hip"),
+	node, relays, err := hipmqtt.StartNode(hipmqtt.NodeOptions{
+		IdentityPath: *idPath, Listen: *listen, PacketConn: pc, Relays: *relayList, Allowed: allowed, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -116,7 +93,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, pc ne
 	}
 	out.printf("HIT %v\n", node.HIT())
 	log.Info("broker serving", "hit", node.HIT().String(), "addr", node.LocalAddr(), "mqtt", b.Addr().String(),
-		"devices", len(allowed)-len(relayHITs), "relays", relays)
+		"devices", len(allowed), "relays", relays)
 
 	<-ctx.Done()
 	log.Info("broker stopping")

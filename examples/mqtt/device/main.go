@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -70,31 +69,11 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, pc ne
 	if *interval <= 0 {
 		return errors.New("-interval must be positive")
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	relays, relayHITs, err := hipmqtt.ParseRelays(*relayList)
-	if err != nil {
-		return fmt.Errorf("-relay: %w", err)
-	}
-	peers := map[hipnet.HIT]bool{broker: true} // nobody else may associate with the device
-	for _, h := range relayHITs {
-		peers[h] = true
-	}
-	id, err := hipnet.LoadOrCreateIdentity(*idPath)
-	if err != nil {
-		return err
-	}
-	node, err := hipnet.NewNode(hipnet.Config{
-		Identity:   id,
-		ListenAddr: *listen,
-		PacketConn: pc,
-		Relays:     relays,
-		Authorize:  func(peer hipnet.HIT) bool { return peers[peer] },
-		Logger:     log.With("part", "hip"),
+	log := hipmqtt.NewLogger(stderr, *verbose)
+	node, relays, err := hipmqtt.StartNode(hipmqtt.NodeOptions{
+		IdentityPath: *idPath, Listen: *listen, PacketConn: pc, Relays: *relayList,
+		Allowed: map[hipnet.HIT]bool{broker: true}, // nobody else may associate with the device
+		Logger:  log,
 	})
 	if err != nil {
 		return err
