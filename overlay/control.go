@@ -487,8 +487,8 @@ func (c *control) sync(p *peer) {
 		return
 	}
 	info := a.Info()
-	if p.rec == nil || p.rec.Info != info || p.rec.Identity != a.PeerIdentity() {
-		r := &assocRecord{HIT: p.hit, State: info.State.String(), Info: info, Identity: a.PeerIdentity(), peer: p}
+	if p.rec == nil || p.rec.Info != info || p.rec.Identity != a.PeerIdentity() || p.rec.Reg != p.reg {
+		r := &assocRecord{HIT: p.hit, State: info.State.String(), Info: info, Identity: a.PeerIdentity(), Reg: p.reg, peer: p}
 		if err := putRecord(c.s.db, r); err != nil {
 			c.s.log.Error("store", "peer", p.hit.String(), "err", err)
 		} else {

@@ -34,6 +34,7 @@ type peer struct {
 	// Control goroutine only.
 	assoc        *handshake.Association
 	rec          *assocRecord  // the current memdb record, nil if none
+	reg          *regRecord    // as registrar: what we granted this peer; goes into rec
 	in, prev     *inboundSA    // current and previous (before the last rekey) inbound SA
 	nextOut      *esp.Outbound // rekeyed outbound SA waiting for the peer to finish its rekey
 	switchAt     time.Time     // when nextOut is used anyway

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
-
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
 )
@@ -21,8 +19,8 @@ import (
 // REG_REQUEST makes us the registrar (we decided and answered), any other
 // makes us the requester (the answer arrived, or R1 offered nothing).
 //
-//   - Registrar: granted registrations are kept in the memdb table "reg",
-//     one record per requester HIT, and listed by Registrations. A grant
+//   - Registrar: granted registrations are kept in the requester's
+//     association record in memdb, and listed by Registrations. A grant
 //     of lifetime 0 cancels the types it names; the record goes when no
 //     type is left, when it expires (filtered by time, no timer), or when
 //     the association closes or fails.
@@ -49,54 +47,25 @@ type Registration struct {
 // Duration is the granted lifetime.
 func (r Registration) Duration() time.Duration { return wire.LifetimeToDuration(r.Lifetime) }
 
-const tableReg = "reg"
-
-// regRecord is a registrar's record of one requester. Records are
-// immutable.
+// regRecord is a registrar's record of one requester, kept in the
+// requester's association record (store.go): a registration lives no
+// longer than the association it was granted on. Records are immutable.
 type regRecord struct {
 	Registration
-}
-
-func getReg(db *memdb.MemDB, h wire.HIT) *regRecord {
-	raw, err := db.Txn(false).First(tableReg, indexID, h)
-	if err != nil || raw == nil {
-		return nil
-	}
-	return raw.(*regRecord)
-}
-
-func putReg(db *memdb.MemDB, r *regRecord) error {
-	txn := db.Txn(true)
-	if err := txn.Insert(tableReg, r); err != nil {
-		txn.Abort()
-		return err
-	}
-	txn.Commit()
-	return nil
-}
-
-func deleteReg(db *memdb.MemDB, h wire.HIT) error {
-	txn := db.Txn(true)
-	if _, err := txn.DeleteAll(tableReg, indexID, h); err != nil {
-		txn.Abort()
-		return err
-	}
-	txn.Commit()
-	return nil
 }
 
 // Registrations returns, on a registrar (Config.Handshake.Registrar), the
 // live registrations of its peers in HIT order; expired ones are left out.
 func (s *Stack) Registrations() []Registration {
-	it, err := s.db.Txn(false).Get(tableReg, indexID)
+	it, err := s.db.Txn(false).Get(tableAssoc, indexID)
 	if err != nil {
 		return nil
 	}
 	now := time.Now()
 	var out []Registration
 	for raw := it.Next(); raw != nil; raw = it.Next() {
-		r := raw.(*regRecord)
-		if !now.Before(r.Expires) {
+		r := raw.(*assocRecord).Reg
+		if r == nil || !now.Before(r.Expires) {
 			continue
 		}
 		out = append(out, cloneReg(r.Registration))
@@ -322,7 +291,7 @@ func (c *control) regEvent(p *peer, reg *handshake.Registration, now time.Time) 
 	role := "requester"
 	if c.reg.fromRequest {
 		role = "registrar"
-		c.recordReg(r)
+		c.recordReg(p, r)
 	} else if w := c.reg.waits[p.hit]; w != nil {
 		delete(c.reg.waits, p.hit)
 		var err error
@@ -338,19 +307,18 @@ func (c *control) regEvent(p *peer, reg *handshake.Registration, now time.Time) 
 // recordReg updates the registrar's record of r.Peer: granted types join
 // the record with the new lifetime (one expiry for all of them); a
 // lifetime-0 grant cancels its types, and the record goes with the last.
-func (c *control) recordReg(r Registration) {
-	s := c.s
+func (c *control) recordReg(p *peer, r Registration) {
 	if len(r.Granted) == 0 {
 		return // a refusal leaves earlier grants alone
 	}
-	old := getReg(s.db, r.Peer)
+	old := p.reg
 	if old != nil && !time.Now().Before(old.Expires) {
 		old = nil
 	}
-	var err error
+	// process writes p's association record, with p.reg, after the events.
 	if r.Lifetime == 0 {
 		if old == nil {
-			err = deleteReg(s.db, r.Peer)
+			p.reg = nil
 		} else {
 			var keep []uint8
 			for _, t := range old.Granted {
@@ -359,11 +327,11 @@ func (c *control) recordReg(r Registration) {
 				}
 			}
 			if len(keep) == 0 {
-				err = deleteReg(s.db, r.Peer)
+				p.reg = nil
 			} else {
 				n := cloneReg(old.Registration)
 				n.Granted = keep
-				err = putReg(s.db, &regRecord{n})
+				p.reg = &regRecord{n}
 			}
 		}
 	} else {
@@ -375,22 +343,13 @@ func (c *control) recordReg(r Registration) {
 				}
 			}
 		}
-		err = putReg(s.db, &regRecord{n})
-	}
-	if err != nil {
-		s.log.Error("store", "peer", r.Peer.String(), "err", err)
+		p.reg = &regRecord{n}
 	}
 }
 
 // regEnded forgets the registrations granted on p's association (closed,
 // failed, abandoned). A waiting Register is answered by wakeWaiters.
-func (c *control) regEnded(p *peer) {
-	if getReg(c.s.db, p.hit) != nil {
-		if err := deleteReg(c.s.db, p.hit); err != nil {
-			c.s.log.Error("store", "peer", p.hit.String(), "err", err)
-		}
-	}
-}
+func (c *control) regEnded(p *peer) { p.reg = nil }
 
 // regFail answers p's waiting Register with err (wakeWaiters).
 func (c *control) regFail(p *peer, err error) {

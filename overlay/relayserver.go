@@ -297,10 +297,11 @@ func (r *relayServer) prune(now time.Time) {
 
 // relayed reports whether h holds an unexpired relay or rendezvous grant.
 func (s *Stack) relayed(h wire.HIT, now time.Time) bool {
-	r := getReg(s.db, h)
-	if r == nil || !now.Before(r.Expires) {
+	rec := getRecord(s.db, h)
+	if rec == nil || rec.Reg == nil || !now.Before(rec.Reg.Expires) {
 		return false
 	}
+	r := rec.Reg
 	return strings.IndexByte(string(r.Granted), wire.RegTypeRelayUDPHIP) >= 0 ||
 		strings.IndexByte(string(r.Granted), wire.RegTypeRendezvous) >= 0
 }

@@ -21,9 +21,9 @@ import (
 // for Peers and for the control plane's view. Records are immutable: the
 // control goroutine writes a new one on every change of state, SAs or
 // locator — never per packet. Packet and byte counters live in atomics on
-// the per-peer struct the record points to. A second table, "reg", holds a
-// registrar's registrations (RFC 8003), one record per requester HIT
-// ("id"); registration.go keeps it.
+// the per-peer struct the record points to. A registrar's registrations (RFC 8003) ride in the
+// requester's record (Reg), since one lives no longer than the association
+// it was granted on; a table of their own cost a radix index per host.
 
 const (
 	tableAssoc = "assoc"
@@ -36,6 +36,7 @@ type assocRecord struct {
 	State    string // handshake.State.String()
 	Info     handshake.Info
 	Identity *hostid.PublicKey // nil until authenticated
+	Reg      *regRecord        // as registrar: what we granted this peer (registration.go)
 	peer     *peer
 }
 
@@ -43,12 +44,6 @@ func newStore() (*memdb.MemDB, error) {
 	return memdb.NewMemDB(&memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
 		tableAssoc: {
 			Name: tableAssoc,
-			Indexes: map[string]*memdb.IndexSchema{
-				indexID: {Name: indexID, Unique: true, Indexer: hitIndex{}},
-			},
-		},
-		tableReg: { // registration.go: a registrar's registrations
-			Name: tableReg,
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID: {Name: indexID, Unique: true, Indexer: hitIndex{}},
 			},
@@ -65,8 +60,6 @@ func (hitIndex) FromObject(raw any) (bool, []byte, error) {
 	switch r := raw.(type) {
 	case *assocRecord:
 		return true, r.HIT[:], nil
-	case *regRecord:
-		return true, r.Peer[:], nil
 	}
 	return false, nil, fmt.Errorf("overlay: %T is not an association or registration record", raw)
 }
