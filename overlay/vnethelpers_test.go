@@ -652,6 +652,14 @@ func paths(a, b *vnode) (string, string) {
 	return pa.Path, pb.Path
 }
 
+// echoAndDial starts the echo on both nodes and has a dial b by HIT.
+func echoAndDial(t testing.TB, a, b *vnode) {
+	t.Helper()
+	echo(t, a.Stack)
+	echo(t, b.Stack)
+	connectVia(t, a, b)
+}
+
 func connectVia(t testing.TB, from, to *vnode) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
