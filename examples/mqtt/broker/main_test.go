@@ -41,21 +41,7 @@ func brokerRun(t *testing.T, args ...string) (hipnet.HIT, <-chan string, func() 
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stopped bool
-	var runErr error
-	stop := func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(10 * time.Second):
-				runErr = errors.New("broker did not stop within 10 s")
-			}
-		}
-		return runErr
-	}
-	t.Cleanup(func() { stop() })
+	stop := testnet.Stopper(t, "broker", cancel, done)
 	return hit, lines, stop
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"path/filepath"
@@ -58,21 +57,7 @@ func deviceRun(t *testing.T, pc net.PacketConn, args ...string) (hipnet.HIT, fun
 		for range lines { // nothing else is printed; keep the pipe flowing
 		}
 	}()
-	var stopped bool
-	var runErr error
-	stop := func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(10 * time.Second):
-				runErr = errors.New("device did not stop within 10 s")
-			}
-		}
-		return runErr
-	}
-	t.Cleanup(func() { stop() })
+	stop := testnet.Stopper(t, "device", cancel, done)
 	return hit, stop
 }
 

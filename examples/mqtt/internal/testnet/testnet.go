@@ -5,6 +5,7 @@ package testnet
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -117,4 +118,26 @@ func Next(t testing.TB, lines <-chan string, within time.Duration) string {
 		t.Fatalf("no output line within %v", within)
 	}
 	return ""
+}
+
+// Stopper returns a function that stops a program running in a test: it
+// cancels its context and waits (at most 10 s) for run's result on done.
+// Later calls return the same result; it also runs at the test's cleanup.
+func Stopper(t testing.TB, name string, cancel func(), done <-chan error) func() error {
+	var stopped bool
+	var runErr error
+	stop := func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(10 * time.Second):
+				runErr = errors.New(name + " did not stop within 10 s")
+			}
+		}
+		return runErr
+	}
+	t.Cleanup(func() { stop() })
+	return stop
 }
