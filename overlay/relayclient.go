@@ -200,16 +200,7 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 }
 
 // sleep waits d or until the stack closes; false if it closed.
-func (s *Stack) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.closing:
-		return false
-	}
-}
+func (s *Stack) sleep(d time.Duration) bool { return s.sleepCtx(s.ctx, d) }
 
 // retryPending restarts the base exchanges of datagrams queued while no
 // relay was registered.
