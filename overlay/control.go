@@ -122,8 +122,7 @@ func (c *control) run() {
 			}
 		case now := <-tick.C:
 			s.clock.Store(now.UnixNano())
-			c.checkPaths(now)
-			c.keepalives(now)
+			c.tick(now)
 		case <-s.wake:
 			c.handlePokes(time.Now())
 		case <-c.timer.C:

@@ -109,7 +109,7 @@ func (c *control) sendVia(pkt []byte, r *peer, to netip.AddrPort) {
 // duplicate arriving by the other path in the middle of crossing rekeys
 // confuses which UPDATE answers which. The relay therefore does not see
 // the rekeys of a direct path; falling back to it rekeys at once, so that
-// it learns the SPIs it must forward (checkPaths).
+// it learns the SPIs it must forward (tick).
 func (c *control) sendPeer(p *peer, pkt []byte) {
 	if p.relay != nil {
 		if d := p.direct.Load(); d != nil && !p.relayed.Load() {
@@ -287,28 +287,47 @@ func (s *Stack) directPath(p *peer, remote netip.AddrPort) {
 	s.log.Info("path", "peer", p.hit.String(), "path", "direct", "locator", remote)
 }
 
-// checkPaths keeps the direct paths of ICE peers alive and moves ESP
-// between them and the relay (control goroutine, every pathCheck).
+// tick runs every pathCheckEvery on the control goroutine: the NAT
+// keepalives and the direct-path checks, in one pass over the peers.
 //
-// While a peer has a nominated pair, we make sure it hears from us on it
-// at least every keepalive interval: ESP, a dummy ESP packet when we sent
-// nothing (sendDummy). So when no authenticated ESP has
-// come from the peer's direct address for darkAfter, the path is dark and
-// ESP goes to the relay; keepalives keep going out on the direct path, and
-// when the peer's packets come back from it, ESP returns (sawDirect).
-func (c *control) checkPaths(now time.Time) {
+// Keepalives (RFC 5770 §4.7: "An end-host MUST send keepalives every 15
+// seconds to refresh the UDP port mapping at the NAT(s) when the control
+// or data channel is idle") go on every path that sent nothing for a
+// keepalive interval: a direct association, so that a peer behind a NAT
+// stays reachable by the peer it dialled, and a nominated ICE pair, even
+// while ESP is back on the relay, so that the pair can come back. They
+// are ESP dummy packets (sendDummy) rather than §5.3's STUN indications or
+// NOTIFYs: as small, and authenticated. Relayed associations and relays
+// themselves are kept alive by the relay keepalives (relayclient.go); a
+// relay sends none (§4.7: it MAY refrain).
+//
+// An ICE pair on which no authenticated ESP has come from the peer for
+// darkAfter is dark: ESP goes to the relay, with a rekey through it so it
+// learns the current SPIs; when the peer's packets come back from the
+// direct address, ESP returns (sawDirect).
+func (c *control) tick(now time.Time) {
 	s := c.s
+	if s.relay != nil {
+		return
+	}
 	ka := s.keepaliveInterval()
 	dark := max(pathTimeout, 3*ka)
+	t := now.UnixNano()
 	for _, p := range s.peerList() {
+		var to netip.AddrPort
 		d := p.direct.Load()
-		if p.relay == nil || d == nil {
+		switch {
+		case p.relay != nil && d != nil:
+			to = *d
+		case p.relay == nil && d == nil && p.out.Load() != nil && !s.isRelay(p.hit):
+			to, _ = p.locator()
+		default:
 			continue
 		}
-		if now.UnixNano()-p.lastOut.Load() >= int64(ka) && s.sendDummy(p, *d) {
-			p.lastOut.Store(now.UnixNano())
+		if to.IsValid() && t-p.lastOut.Load() >= int64(ka) && s.sendDummy(p, to) {
+			p.lastOut.Store(t)
 		}
-		if !p.relayed.Load() && now.UnixNano()-p.lastIn.Load() > int64(dark) {
+		if d != nil && !p.relayed.Load() && t-p.lastIn.Load() > int64(dark) {
 			if at, ok := p.relay.locator(); ok {
 				p.setLocator(at)
 				p.relayed.Store(true)
@@ -319,35 +338,7 @@ func (c *control) checkPaths(now time.Time) {
 	}
 }
 
-// keepalives sends RFC 5770 §4.7 NAT keepalives on the direct
-// associations that sent nothing for a keepalive interval: "An end-host
-// MUST send keepalives every 15 seconds to refresh the UDP port mapping at
-// the NAT(s) when the control or data channel is idle", so that a peer
-// behind a NAT stays reachable by the peer it dialled. They are ESP dummy
-// packets (sendDummy) rather than §5.3's STUN indications or NOTIFYs: as
-// small, and authenticated. Relayed associations and relays themselves
-// are kept alive by the relay keepalives, ICE pairs by checkPaths; a
-// relay sends none (§4.7: it MAY refrain).
-func (c *control) keepalives(now time.Time) {
-	s := c.s
-	if s.relay != nil {
-		return
-	}
-	ka := int64(s.keepaliveInterval())
-	for _, p := range s.peerList() {
-		if p.out.Load() == nil || p.relay != nil || p.direct.Load() != nil || s.isRelay(p.hit) {
-			continue
-		}
-		if now.UnixNano()-p.lastOut.Load() < ka {
-			continue
-		}
-		if to, ok := p.locator(); ok && s.sendDummy(p, to) {
-			p.lastOut.Store(now.UnixNano())
-		}
-	}
-}
-
-// pathCheckEvery is the period of checkPaths and keepalives.
+// pathCheckEvery is the period of tick.
 func (s *Stack) pathCheckEvery() time.Duration {
 	return min(pathCheck, s.keepaliveInterval()/2)
 }
