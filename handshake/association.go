@@ -3,6 +3,7 @@ package handshake
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"hash"
 	"io"
 	"time"
@@ -29,6 +30,7 @@ type Association struct {
 	// Negotiated.
 	rhash    func() hash.Hash // the Responder's RHASH (§2.3)
 	dh       dhKey
+	group    uint8 // dh's group, kept when dh is shed
 	peerDH   []byte // peer's DH public value, kept for rekeying
 	cipherID uint16
 	espSuite esp.Suite
@@ -42,7 +44,9 @@ type Association struct {
 	outSPI   uint32
 
 	// Initiator bookkeeping.
-	i1Groups []uint8 // the DH_GROUP_LIST we sent (§6.6 step 3)
+	i1Groups []uint8     // the DH_GROUP_LIST we sent (§6.6 step 3)
+	solving  *Puzzle      // the R1's puzzle the caller is solving (EventPuzzle)
+	notified *NotifyError // an unbound error NOTIFY, the cause if we time out
 
 	// Responder bookkeeping: a digest of the I2 we accepted and, while in
 	// R2-SENT, the R2 we answered, so a retransmitted I2 gets the same R2
@@ -120,7 +124,7 @@ type Info struct {
 
 // Info returns the negotiated parameters.
 func (a *Association) Info() Info {
-	i := Info{State: a.state, Initiator: a.initiator, HIPCipher: a.cipherID,
+	i := Info{State: a.state, Initiator: a.initiator, HIPCipher: a.cipherID, DHGroup: a.group,
 		ESPSuite: a.espSuite, InSPI: a.inSPI, OutSPI: a.outSPI, Since: a.since}
 	if a.dh != nil {
 		i.DHGroup = a.dh.group()
@@ -140,9 +144,29 @@ func (a *Association) setState(now time.Time, s State) {
 		a.state = s
 		a.since = now
 	}
-	if s == Established {
+	switch s {
+	case Established:
 		a.compact()
+	case Closing, Closed:
+		a.shed()
 	}
+}
+
+// shed releases, on CLOSE, everything but what answering a retransmitted
+// CLOSE or CLOSE_ACK needs (RFC 7401 Tables 7 and 8): the peer's identity,
+// RHASH and the two HIP_MAC keys stay; KEYMAT, the Diffie-Hellman keys, the
+// puzzle, the ENCRYPTED keys, the ICE key and candidates and the UPDATE
+// state go at once, so that a closed association lingers as a small record
+// (TestClosedAssociationSize).
+func (a *Association) shed() {
+	a.compact()
+	a.km, a.dh, a.peerDH = nil, nil, nil
+	a.puzzleI, a.puzzleJ = nil, nil
+	a.hip.encGL, a.hip.encLG = nil, nil
+	a.peerCands, a.iceKey = nil, nil
+	a.solving, a.notified = nil, nil
+	a.lastI2 = [sha256.Size]byte{}
+	a.upd = updateState{next: a.upd.next}
 }
 
 // compact drops what only the base exchange needed, so that an idle
@@ -308,8 +332,14 @@ func (a *Association) stopRetransmit() {
 // Deadline is when HandleTimeout must next be called (zero: no timer).
 func (a *Association) Deadline() time.Time {
 	d := a.rtxAt
+	if a.solving != nil && (d.IsZero() || a.solving.Deadline.Before(d)) {
+		d = a.solving.Deadline
+	}
 	if !a.stateAt.IsZero() && (d.IsZero() || a.stateAt.Before(d)) {
 		d = a.stateAt
+	}
+	if r := a.upd.rekeyBy; a.upd.rekeying && !r.IsZero() && (d.IsZero() || r.Before(d)) {
+		d = r
 	}
 	return d
 }
@@ -317,8 +347,16 @@ func (a *Association) Deadline() time.Time {
 // HandleTimeout runs the timers due at now: retransmission with
 // exponential back-off and give-up, and the timed state changes.
 func (a *Association) HandleTimeout(now time.Time) {
+	if a.solving != nil && now.After(a.solving.Deadline) {
+		// §6.8 step 12: the puzzle's lifetime is over.
+		a.solving = nil
+		a.fail(now, errPuzzleUnsolved)
+	}
+	a.handleRekeyTimeout(now)
 	if !a.rtxAt.IsZero() && !now.Before(a.rtxAt) {
-		if a.rtxTries >= a.e.cfg.Retries {
+		if a.rtxTries >= a.e.cfg.Retries && a.state != Closing {
+			// CLOSING retransmits its CLOSE until UAL+MSL has passed
+			// (RFC 7401 Table 7): its stateAt ends it.
 			a.giveUp(now)
 		} else {
 			a.rtxTries++
@@ -333,7 +371,12 @@ func (a *Association) HandleTimeout(now time.Time) {
 		case R2Sent:
 			// §4.4.3 Table 5: "Exchange Complete Timeout".
 			a.setState(now, Established)
-		case Closed, Closing, EFailed:
+		case Closing:
+			// Table 7: "timeout sum greater than UAL+MSL".
+			a.stopRetransmit()
+			a.setState(now, Unassociated)
+			a.emit(Event{Kind: EventClosed, Err: ErrTimeout})
+		case Closed, EFailed:
 			a.setState(now, Unassociated)
 			a.stopRetransmit()
 		}
@@ -345,14 +388,17 @@ func (a *Association) giveUp(now time.Time) {
 	a.stopRetransmit()
 	switch a.state {
 	case I1Sent, I2Sent:
+		if a.notified != nil {
+			// The peer said something on the way, unbound to this
+			// exchange (handleNotify): the cause, not the verdict.
+			a.fail(now, fmt.Errorf("%w (the peer had reported: %w)", ErrTimeout, a.notified))
+			return
+		}
 		a.fail(now, ErrTimeout)
-	case Closing:
-		a.setState(now, Unassociated)
-		a.emit(Event{Kind: EventClosed, Err: ErrTimeout})
 	case Established, R2Sent:
 		// An UPDATE went unanswered: the association is considered
 		// broken (RFC 7401 §6.11 step 4).
-		a.upd = updateState{next: a.upd.next, peerNext: a.upd.peerNext, acked: a.upd.acked}
+		a.upd = updateState{next: a.upd.next, win: a.upd.win, acked: a.upd.acked}
 		a.beginClose(now)
 		a.emit(Event{Kind: EventClosed, Err: ErrTimeout})
 	}

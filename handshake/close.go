@@ -36,15 +36,18 @@ func (a *Association) beginClose(now time.Time) {
 		return
 	}
 	a.closeEcho = echo
+	if a.dh != nil {
+		a.group = a.dh.group()
+	}
 	a.setState(now, Closing)
-	a.stateAt = now.Add(a.e.cfg.CloseLinger)
+	a.stateAt = now.Add(a.e.cfg.UAL + a.e.cfg.MSL) // Table 7
 	a.send(now, pkt, true)
 }
 
 // verifyControl checks HIP_MAC and HIP_SIGNATURE of a packet from the
 // established peer.
 func (a *Association) verifyControl(pkt wire.Packet) error {
-	if a.km == nil || a.peerPub == nil {
+	if a.hip.macGL == nil || a.peerPub == nil {
 		return fmt.Errorf("%w: %v without keys", ErrUnexpected, pkt.Type())
 	}
 	if err := verifyMAC(a.rhash, a.peerMACKey(), pkt, wire.ParamHIPMAC, nil); err != nil {
@@ -75,9 +78,12 @@ func (a *Association) handleClose(now time.Time, pkt wire.Packet) error {
 	}
 	a.out = append(a.out, ack)
 	if a.state != Closed {
+		if a.dh != nil {
+			a.group = a.dh.group()
+		}
 		a.stopRetransmit()
 		a.setState(now, Closed)
-		a.stateAt = now.Add(a.e.cfg.CloseLinger)
+		a.stateAt = now.Add(a.e.cfg.UAL + 2*a.e.cfg.MSL) // Table 8
 		a.emit(Event{Kind: EventClosed, Err: ErrClosed})
 	}
 	return nil

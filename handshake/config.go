@@ -56,6 +56,21 @@ type Config struct {
 	// Initiator. Default 24.
 	MaxPuzzleDifficulty uint8
 
+	// InlinePuzzle is the largest #K an Initiator solves inside the state
+	// machine (at most 2^(K+5) hashes, well under a millisecond at the
+	// default 8). Harder puzzles are handed to the caller with EventPuzzle.
+	InlinePuzzle uint8
+
+	// LoadThreshold is the rate of I2s with a correct puzzle solution,
+	// per second, above which the Responder raises #K (load.go). Default
+	// 200; a negative value turns the adaptation off.
+	LoadThreshold int
+
+	// MaxLoadDifficulty caps the #K the load can raise the puzzle to.
+	// Default 16: about 65 000 hashes, tens of milliseconds for an honest
+	// Initiator, while an attacker's every I2 costs as much.
+	MaxLoadDifficulty uint8
+
 	// R1Lifetime is how long one R1 generation (Diffie-Hellman key,
 	// puzzle secret, R1_COUNTER) is offered before it is rotated; I2s
 	// answering the previous generation are still accepted (RFC 7401
@@ -72,9 +87,17 @@ type Config struct {
 	// (RFC 7401 §4.4.3, §6.11). Default 5.
 	Retries int
 
-	// CloseLinger is how long CLOSING and CLOSED last (UAL+MSL, RFC 7401
-	// §4.4.3) and how long E-FAILED lasts. Default 10 s.
+	// CloseLinger is how long E-FAILED lasts before the association goes
+	// back to UNASSOCIATED. Default 10 s.
 	CloseLinger time.Duration
+
+	// UAL (Unused Association Lifetime) and MSL (Maximum Segment
+	// Lifetime) time CLOSING and CLOSED (RFC 7401 §4.4.1, Tables 7 and
+	// 8): CLOSING retransmits its CLOSE until UAL+MSL has passed, CLOSED
+	// answers retransmitted CLOSEs for UAL+2MSL. Defaults 15 min (the
+	// stack's idle timeout) and 2 min (§4.4.1). A closed association keeps
+	// only what those answers need (Association.shed).
+	UAL, MSL time.Duration
 
 	// AllocateSPI returns a fresh non-zero inbound SPI unique on this
 	// host. Default: random (the caller should check uniqueness).
@@ -145,6 +168,16 @@ func (c *Config) withDefaults() (Config, error) {
 		d.MaxPuzzleDifficulty = 24
 	}
 	d.MaxPuzzleDifficulty = min(d.MaxPuzzleDifficulty, maxPuzzleK)
+	if d.InlinePuzzle == 0 {
+		d.InlinePuzzle = 8
+	}
+	if d.LoadThreshold == 0 {
+		d.LoadThreshold = 200
+	}
+	if d.MaxLoadDifficulty == 0 {
+		d.MaxLoadDifficulty = 16
+	}
+	d.MaxLoadDifficulty = min(max(d.MaxLoadDifficulty, d.PuzzleDifficulty), maxPuzzleK)
 	d.PuzzleDifficulty = min(d.PuzzleDifficulty, maxPuzzleK)
 	if d.R1Lifetime <= 0 {
 		d.R1Lifetime = 60 * time.Second
@@ -160,6 +193,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if d.CloseLinger <= 0 {
 		d.CloseLinger = 10 * time.Second
+	}
+	if d.UAL <= 0 {
+		d.UAL = 15 * time.Minute
+	}
+	if d.MSL <= 0 {
+		d.MSL = 2 * time.Minute
 	}
 	return d, nil
 }

@@ -2,6 +2,7 @@ package handshake
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -26,6 +27,7 @@ type Endpoint struct {
 	cur, prev *r1Gen
 	counter   uint64 // R1 generation counter (§5.2.3)
 	k         uint8  // puzzle difficulty for the next generation
+	load      loadMeter
 
 	stats Stats
 }
@@ -36,6 +38,11 @@ type Stats struct {
 	I2Accepted  uint64 // associations created as Responder
 	Dropped     uint64 // packets dropped, for any reason
 	R1Rotations uint64
+	// DifficultyChanges counts changes of #K by the load (load.go).
+	DifficultyChanges uint64
+	// Replays counts I2s dropped because their puzzle solution was spent
+	// (solutions.go).
+	Replays uint64
 }
 
 // r1Gen is one R1 generation: a puzzle secret, a difficulty, and one
@@ -46,6 +53,7 @@ type r1Gen struct {
 	secret  []byte // HMAC key from which #I is derived per Initiator
 	expires time.Time
 	r1s     []*r1Packet // in our DH preference order
+	sols    solutionSet // solutions seen in I2s (solutions.go)
 }
 
 type r1Packet struct {
@@ -109,7 +117,7 @@ func (e *Endpoint) NextRotation() time.Time { return e.cur.expires }
 // R1_COUNTER, signed R1s. The previous generation stays acceptable for
 // I2s until the next rotation.
 func (e *Endpoint) Rotate(now time.Time) error {
-	g := &r1Gen{counter: e.counter + 1, k: e.k, expires: now.Add(e.cfg.R1Lifetime)}
+	g := &r1Gen{counter: e.counter + 1, k: e.k, expires: now.Add(e.cfg.R1Lifetime), sols: solutionSet{}}
 	g.secret = make([]byte, e.rhash().Size())
 	if _, err := io.ReadFull(e.cfg.Rand, g.secret); err != nil {
 		return err
@@ -146,15 +154,11 @@ func (e *Endpoint) buildR1(g *r1Gen, gid uint8) (*r1Packet, error) {
 	b.Add(wire.R1Counter{Counter: g.counter})
 	b.Add(wire.Puzzle{K: g.k, Lifetime: e.puzzleLifetimeCode(), I: make([]byte, rlen)})
 	puzzleOff := b.Len() - wire.TLVLen(4+rlen) + 4
-	// DH_GROUP_LIST carries our preference with the chosen group first,
-	// so the Initiator can detect a downgrade (§4.1.7, §6.8 step 7).
-	groups := []uint8{gid}
-	for _, x := range e.cfg.DHGroups {
-		if x != gid {
-			groups = append(groups, x)
-		}
-	}
-	b.Add(wire.DHGroupList{Groups: groups})
+	// DH_GROUP_LIST is our true preference, signed, whatever group this
+	// R1 carries: the Initiator checks that we chose the first of it that
+	// its I1 offered, which is how it detects an I1 whose list was
+	// trimmed on the way (§5.2.6, §4.1.7).
+	b.Add(wire.DHGroupList{Groups: e.cfg.DHGroups})
 	b.Add(wire.DiffieHellman{Group: gid, Public: key.public()})
 	b.Add(wire.HIPCipher{IDs: wire.MakeU16List(e.cfg.HIPCiphers...)})
 	if len(e.cfg.NATModes) > 0 {
@@ -189,6 +193,17 @@ func (e *Endpoint) puzzleI(g *r1Gen, hitI wire.HIT) []byte {
 	return macOf(e.rhash, g.secret, hitI[:], e.hit[:])
 }
 
+// spend records an accepted solution, so that a copy of its I2 is dropped
+// as a replay for as long as the generation accepts I2s. A generation whose
+// record is full is rotated at once: its I2s are then accepted only until
+// the next rotation, which bounds the record at two full generations.
+func (e *Endpoint) spend(g *r1Gen, k solutionKey) {
+	g.sols[k] = solutionSpent
+	if len(g.sols) >= maxSolutions && g == e.cur {
+		g.expires = time.Time{} // the caller's timer rotates it now
+	}
+}
+
 // Result is what Handle did with a packet.
 type Result struct {
 	// Assoc is the association the packet belongs to: the one passed in,
@@ -208,6 +223,9 @@ func (e *Endpoint) Handle(now time.Time, b []byte, a *Association) (Result, erro
 	res, err := e.handle(now, b, a)
 	if err != nil {
 		e.stats.Dropped++
+		if errors.Is(err, ErrReplay) {
+			e.stats.Replays++
+		}
 	}
 	return res, err
 }

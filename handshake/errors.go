@@ -21,6 +21,7 @@ var (
 	ErrPuzzleExpired       = errors.New("handshake: puzzle generation expired")
 	ErrUnsupportedHITSuite = errors.New("handshake: HIT suite not supported")
 	ErrNoCommonDHGroup     = errors.New("handshake: no common Diffie-Hellman group")
+	ErrDowngrade           = errors.New("handshake: Diffie-Hellman group downgrade detected")
 	ErrNoCommonCipher      = errors.New("handshake: no common HIP cipher")
 	ErrNoCommonESPSuite    = errors.New("handshake: no common ESP transform")
 	ErrNoTransportFormat   = errors.New("handshake: no common transport format")

@@ -32,9 +32,14 @@ const (
 	// current one. EventRekeyed follows with the same inbound SA and the
 	// new outbound SA.
 	EventRekeyInbound
+	// EventPuzzle: an R1's puzzle is too hard to solve inside the state
+	// machine (#K above Config.InlinePuzzle). Puzzle says what to solve;
+	// the caller runs Puzzle.Solve off its packet path and reports with
+	// Association.PuzzleSolved. The association stays in I1-SENT meanwhile.
+	EventPuzzle
 )
 
-var eventNames = [...]string{"", "inbound-sa", "established", "rekeyed", "failed", "closed", "notify", "registration", "rekey-inbound"}
+var eventNames = [...]string{"", "inbound-sa", "established", "rekeyed", "failed", "closed", "notify", "registration", "rekey-inbound", "puzzle"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -51,4 +56,6 @@ type Event struct {
 	Err      error
 	// Registration is set for EventRegistration.
 	Registration *Registration
+	// Puzzle is set for EventPuzzle.
+	Puzzle *Puzzle
 }

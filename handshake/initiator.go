@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"slices"
 	"time"
 
@@ -39,6 +40,7 @@ func (a *Association) restartI1(now time.Time) {
 	a.i1Groups = e.cfg.DHGroups
 	a.lastI2, a.lastR2 = [sha256.Size]byte{}, nil
 	a.upd = updateState{}
+	a.solving, a.notified = nil, nil
 	var b wire.Builder
 	b.Reset(make([]byte, 0, 64), wire.I1, e.hit, a.peer)
 	b.Add(wire.DHGroupList{Groups: a.i1Groups})
@@ -47,68 +49,131 @@ func (a *Association) restartI1(now time.Time) {
 	a.send(now, append([]byte(nil), raw...), true)
 }
 
-// handleR1 processes an R1 in I1-SENT or I2-SENT (RFC 7401 §6.8).
+// r1Offer is what an R1 offered and we chose from it (RFC 7401 §6.8), kept
+// while the puzzle is solved: everything the I2 needs but #J and the keys.
+type r1Offer struct {
+	r1       []byte // the R1, copied: the I2 echoes R1_COUNTER and ECHO_REQUESTs
+	sender   wire.HIT
+	pub      *hostid.PublicKey
+	hostID   []byte // the R1's HOST_ID TLV, verbatim, for HIP_MAC_2
+	rhash    func() hash.Hash
+	counter  uint64
+	dh       wire.DiffieHellman
+	cipherID uint16
+	suite    esp.Suite
+	natMode  uint16
+	pz       wire.Puzzle
+}
+
+// handleR1 processes an R1 in I1-SENT or I2-SENT (RFC 7401 §6.8): the
+// checks of steps 1-11 and 14-15 in order, then the puzzle of step 12,
+// solved at once when it is easy and by the caller otherwise
+// (EventPuzzle), then the keys and the I2 (r1Finish).
 func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
-	e := a.e
+	o, err := a.r1Identity(pkt)
+	if err != nil {
+		return err
+	}
+	for _, step := range []func(time.Time, wire.Packet, *r1Offer) error{a.r1Suites, a.r1Group, a.r1Transforms, a.r1Puzzle} {
+		if err := step(now, pkt, o); err == errExchangeFailed {
+			return nil // failed, with a NOTIFY where §6.8 steps 6, 7, 14, 15 ask
+		} else if err != nil {
+			return err
+		}
+	}
+	o.r1 = append([]byte(nil), pkt...)
+	a.solving = nil
+	if o.pz.K > a.e.cfg.InlinePuzzle {
+		// Hard: the caller solves it off its control loop, within the
+		// puzzle's lifetime, and calls PuzzleSolved.
+		p, err := a.newPuzzle(now, o)
+		if err != nil {
+			return err
+		}
+		a.solving = p
+		a.stopRetransmit() // the R1 answered our I1
+		a.emit(Event{Kind: EventPuzzle, Puzzle: p})
+		return nil
+	}
+	start, err := a.e.random(len(o.pz.I))
+	if err != nil {
+		return err
+	}
+	// 2^(K+5) tries fail with probability e^-32; easy puzzles end far
+	// inside any lifetime.
+	j, err := solvePuzzle(o.rhash, o.pz.I, a.e.hit, o.sender, int(o.pz.K), start, 1<<(o.pz.K+5), nil)
+	if err != nil {
+		a.fail(now, err)
+		return nil
+	}
+	return a.r1Finish(now, o, j)
+}
+
+// r1Identity is §6.8 steps 1-5, 8, 10 and 11: the state, the HITs, the
+// Responder's HI hashing to its HIT — the binding that dialling by HIT
+// means — and HIP_SIGNATURE_2, before anything else in the R1 is used;
+// then the R1 generation.
+func (a *Association) r1Identity(pkt wire.Packet) (*r1Offer, error) {
 	switch a.state {
 	case I1Sent, I2Sent, Closing, Closed:
 	default:
-		return fmt.Errorf("%w: R1 in %v", ErrUnexpected, a.state)
+		return nil, fmt.Errorf("%w: R1 in %v", ErrUnexpected, a.state)
 	}
 	if a.state != I1Sent && !a.initiator {
-		return fmt.Errorf("%w: R1 but we did not initiate", ErrUnexpected)
+		return nil, fmt.Errorf("%w: R1 but we did not initiate", ErrUnexpected)
+	}
+	if a.solving != nil {
+		return nil, fmt.Errorf("%w: R1 while the previous one's puzzle is being solved", ErrUnexpected)
 	}
 	if err := checkCritical(pkt, wire.ParamR1Counter, wire.ParamPuzzle, wire.ParamDHGroupList,
 		wire.ParamDiffieHellman, wire.ParamHIPCipher, wire.ParamHostID, wire.ParamHITSuiteList,
 		wire.ParamEchoRequestSigned, wire.ParamTransportFormatList, wire.ParamESPTransform,
 		wire.ParamHIPSignature2, wire.ParamEchoRequestUnsigned); err != nil {
-		return err
+		return nil, err
 	}
-	sender := pkt.SenderHIT()
-	if !a.peer.IsZero() && sender != a.peer {
-		return fmt.Errorf("%w: R1 from %v, expected %v", ErrUnexpected, sender, a.peer)
+	o := &r1Offer{sender: pkt.SenderHIT()}
+	if !a.peer.IsZero() && o.sender != a.peer {
+		return nil, fmt.Errorf("%w: R1 from %v, expected %v", ErrUnexpected, o.sender, a.peer)
 	}
-
-	// The Responder's identity: its HI must hash to its HIT (§6.8 step
-	// 10) — that binding is what dialling by HIT means — and its
-	// HIP_SIGNATURE_2 must verify (step 4) before anything else is used.
 	hidP, ok := pkt.Param(wire.ParamHostID)
 	if !ok {
-		return fmt.Errorf("%w: R1 without HOST_ID", ErrMalformed)
+		return nil, fmt.Errorf("%w: R1 without HOST_ID", ErrMalformed)
 	}
 	pub, err := parseHostID(hidP.Contents())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if wire.HIT(pub.HIT()) != sender {
-		return fmt.Errorf("%w: R1 from %v", ErrHITMismatch, sender)
+	if wire.HIT(pub.HIT()) != o.sender {
+		return nil, fmt.Errorf("%w: R1 from %v", ErrHITMismatch, o.sender)
 	}
 	if err := verifySignature(pub, pkt, wire.ParamHIPSignature2); err != nil {
-		return err
+		return nil, err
 	}
 	if err := a.noteRegInfo(pkt); err != nil {
-		return err
+		return nil, err
 	}
-
-	var counter uint64
+	o.pub, o.hostID = pub, hidP.TLV()
 	if p, ok := pkt.Param(wire.ParamR1Counter); ok {
 		c, err := wire.ParseR1Counter(p.Contents())
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrMalformed, err)
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
-		counter = c.Counter
+		o.counter = c.Counter
 	}
-	if a.state == I2Sent && counter <= a.r1Gen {
+	if a.state == I2Sent && o.counter <= a.r1Gen {
 		// Only a newer R1 generation restarts I2 (§6.8 step 8).
-		return fmt.Errorf("%w: R1 generation %d is not newer than %d", ErrReplay, counter, a.r1Gen)
+		return nil, fmt.Errorf("%w: R1 generation %d is not newer than %d", ErrReplay, o.counter, a.r1Gen)
 	}
+	return o, nil
+}
 
-	// HIT suites (§6.8 step 6): ours must be in the Responder's list, and
-	// we must support the Responder's.
-	rsuite := hostid.Suite(sender.OGA())
+// r1Suites is §6.8 step 6: our HIT suite must be in the Responder's list,
+// and we must accept the Responder's, whose hash is RHASH.
+func (a *Association) r1Suites(now time.Time, pkt wire.Packet, o *r1Offer) error {
+	e := a.e
+	rsuite := hostid.Suite(o.sender.OGA())
 	if !slices.Contains(e.cfg.HITSuites, rsuite) {
-		a.notifyAndFail(now, wire.NotifyUnsupportedHITSuite, fmt.Errorf("%w: Responder uses suite %d", ErrUnsupportedHITSuite, rsuite))
-		return nil
+		return a.notifyAndFail(now, wire.NotifyUnsupportedHITSuite, fmt.Errorf("%w: Responder uses suite %d", ErrUnsupportedHITSuite, rsuite))
 	}
 	lp, ok := pkt.Param(wire.ParamHITSuiteList)
 	if !ok {
@@ -119,13 +184,17 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if !slices.Contains(hl.IDs, e.pub.Suite().ListID()) {
-		a.notifyAndFail(now, wire.NotifyUnsupportedHITSuite, fmt.Errorf("%w: Responder does not accept suite %d", ErrUnsupportedHITSuite, e.pub.Suite()))
-		return nil
+		return a.notifyAndFail(now, wire.NotifyUnsupportedHITSuite, fmt.Errorf("%w: Responder does not accept suite %d", ErrUnsupportedHITSuite, e.pub.Suite()))
 	}
-	rhash := rsuite.NewHash
+	o.rhash = rsuite.NewHash
+	return nil
+}
 
-	// Diffie-Hellman (§6.8 step 7): the chosen group must be the
-	// Responder's first preference and one we offered.
+// r1Group is §6.8 step 7 with §5.2.6 and §4.1.7: the Responder must have
+// chosen the first group of its signed DH_GROUP_LIST that our I1 offered.
+// Any other choice means the I1's list was trimmed on the way: a
+// downgrade, which ends the exchange with INVALID_DH_CHOSEN.
+func (a *Association) r1Group(now time.Time, pkt wire.Packet, o *r1Offer) error {
 	dhP, ok := pkt.Param(wire.ParamDiffieHellman)
 	if !ok {
 		return fmt.Errorf("%w: R1 without DIFFIE_HELLMAN", ErrMalformed)
@@ -142,17 +211,32 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	if err != nil || len(gl.Groups) == 0 {
 		return fmt.Errorf("%w: bad DH_GROUP_LIST", ErrMalformed)
 	}
-	if !slices.Contains(a.i1Groups, dh.Group) || lookupGroup(dh.Group) == nil {
-		a.notifyAndFail(now, wire.NotifyNoDHProposalChosen, fmt.Errorf("%w: Responder chose group %d", ErrNoCommonDHGroup, dh.Group))
-		return nil
+	switch want := firstShared(gl.Groups, a.i1Groups); {
+	case want == 0 || !slices.Contains(a.i1Groups, dh.Group):
+		return a.notifyAndFail(now, wire.NotifyNoDHProposalChosen, fmt.Errorf("%w: Responder chose group %d of %v", ErrNoCommonDHGroup, dh.Group, gl.Groups))
+	case dh.Group != want:
+		return a.notifyAndFail(now, wire.NotifyInvalidDHChosen, fmt.Errorf("%w: Responder chose group %d, but its signed list %v and our I1's %v give %d",
+			ErrDowngrade, dh.Group, gl.Groups, a.i1Groups, want))
 	}
-	if gl.Groups[0] != dh.Group {
-		// The DH_GROUP_LIST of our I1 was probably tampered with (§4.1.7).
-		a.notifyAndFail(now, wire.NotifyInvalidDHChosen, fmt.Errorf("%w: group %d is not the Responder's first choice %d (downgrade?)", ErrNoCommonDHGroup, dh.Group, gl.Groups[0]))
-		return nil
-	}
+	o.dh = dh
+	return nil
+}
 
-	// HIP_CIPHER (§6.8 step 14): our first preference that is offered.
+// firstShared is the first group of list that offered contains, or 0.
+func firstShared(list, offered []uint8) uint8 {
+	for _, g := range list {
+		if slices.Contains(offered, g) && lookupGroup(g) != nil {
+			return g
+		}
+	}
+	return 0
+}
+
+// r1Transforms is §6.8 steps 14-15 and RFC 7402 §4.1.2: our first
+// HIP_CIPHER that is offered, the ESP transport format, the Responder's
+// preferred ESP transform among ours, and the NAT traversal mode.
+func (a *Association) r1Transforms(now time.Time, pkt wire.Packet, o *r1Offer) error {
+	e := a.e
 	cP, ok := pkt.Param(wire.ParamHIPCipher)
 	if !ok {
 		return fmt.Errorf("%w: R1 without HIP_CIPHER", ErrMalformed)
@@ -163,12 +247,8 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	}
 	cipherID, ok := pickU16(e.cfg.HIPCiphers, cl.IDs)
 	if !ok {
-		a.notifyAndFail(now, wire.NotifyNoHIPProposalChosen, ErrNoCommonCipher)
-		return nil
+		return a.notifyAndFail(now, wire.NotifyNoHIPProposalChosen, ErrNoCommonCipher)
 	}
-
-	// Transport format and ESP transform (§6.8 step 15, RFC 7402 §4.1.2):
-	// the Responder's preference among the suites we allow.
 	tP, ok := pkt.Param(wire.ParamTransportFormatList)
 	if !ok {
 		return fmt.Errorf("%w: R1 without TRANSPORT_FORMAT_LIST", ErrMalformed)
@@ -178,13 +258,11 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if !tl.IDs.Contains(wire.TransportFormatESP) {
-		a.notifyAndFail(now, wire.NotifyNoESPProposalChosen, ErrNoTransportFormat)
-		return nil
+		return a.notifyAndFail(now, wire.NotifyNoESPProposalChosen, ErrNoTransportFormat)
 	}
 	eP, ok := pkt.Param(wire.ParamESPTransform)
 	if !ok {
-		a.notifyAndFail(now, wire.NotifyNoESPProposalChosen, fmt.Errorf("%w: R1 without ESP_TRANSFORM", ErrNoCommonESPSuite))
-		return nil
+		return a.notifyAndFail(now, wire.NotifyNoESPProposalChosen, fmt.Errorf("%w: R1 without ESP_TRANSFORM", ErrNoCommonESPSuite))
 	}
 	et, err := wire.ParseESPTransform(eP.Contents())
 	if err != nil {
@@ -198,11 +276,15 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 		}
 	}
 	if suite == 0 {
-		a.notifyAndFail(now, wire.NotifyNoESPProposalChosen, ErrNoCommonESPSuite)
-		return nil
+		return a.notifyAndFail(now, wire.NotifyNoESPProposalChosen, ErrNoCommonESPSuite)
 	}
+	o.cipherID, o.suite, o.natMode = cipherID, suite, e.pickNATMode(pkt)
+	return nil
+}
 
-	// Puzzle (§6.8 step 12), with the Responder's RHASH.
+// r1Puzzle reads the PUZZLE of §6.8 step 12: #I of RHASH's length and a
+// difficulty within our limit.
+func (a *Association) r1Puzzle(now time.Time, pkt wire.Packet, o *r1Offer) error {
 	pzP, ok := pkt.Param(wire.ParamPuzzle)
 	if !ok {
 		return fmt.Errorf("%w: R1 without PUZZLE", ErrMalformed)
@@ -211,40 +293,39 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if len(pz.I) != rhash().Size() {
-		return fmt.Errorf("%w: puzzle #I of %d octets for RHASH of %d", ErrMalformed, len(pz.I), rhash().Size())
+	if len(pz.I) != o.rhash().Size() {
+		return fmt.Errorf("%w: puzzle #I of %d octets for RHASH of %d", ErrMalformed, len(pz.I), o.rhash().Size())
 	}
-	if pz.K > e.cfg.MaxPuzzleDifficulty {
-		a.fail(now, fmt.Errorf("%w: difficulty %d above our limit %d", ErrBadPuzzle, pz.K, e.cfg.MaxPuzzleDifficulty))
-		return nil
+	if pz.K > a.e.cfg.MaxPuzzleDifficulty {
+		a.fail(now, fmt.Errorf("%w: difficulty %d above our limit %d", ErrBadPuzzle, pz.K, a.e.cfg.MaxPuzzleDifficulty))
+		return errExchangeFailed
 	}
-	start, err := e.random(len(pz.I))
-	if err != nil {
-		return err
-	}
-	// 2^(K+5) tries fail with probability e^-32: the count bound stands in
-	// for the lifetime bound, since this package has no clock.
-	j, err := solvePuzzle(rhash, pz.I, e.hit, sender, int(pz.K), start, 1<<(pz.K+5))
-	if err != nil {
-		a.fail(now, err)
-		return nil
-	}
+	o.pz = pz
+	o.pz.I = append([]byte(nil), pz.I...)
+	return nil
+}
 
-	// Keys (§6.8 step 13, §6.5).
-	key, err := lookupGroup(dh.Group).generate(e.cfg.Rand)
+// r1Finish is §6.8 step 13 onwards, once #J solves the puzzle: our
+// Diffie-Hellman key (fresh for every I2, so no two exchanges share keys),
+// KEYMAT, the HIP keys, an inbound SPI, the I2, and I2-SENT. The
+// Responder's ESP can be opened from here on: its keys are ours too.
+func (a *Association) r1Finish(now time.Time, o *r1Offer, j []byte) error {
+	e := a.e
+	key, err := lookupGroup(o.dh.Group).generate(e.cfg.Rand)
 	if err != nil {
 		return err
 	}
-	kij, err := key.shared(dh.Public)
+	kij, err := key.shared(o.dh.Public)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
+		a.fail(now, fmt.Errorf("%w: %w", ErrMalformed, err))
+		return nil
 	}
-	km, err := newKeymat(rhash, kij, pz.I, j, e.hit, sender)
+	km, err := newKeymat(o.rhash, kij, o.pz.I, j, e.hit, o.sender)
 	if err != nil {
 		return err
 	}
-	encLen, _ := cipherKeyLen(cipherID)
-	hk, err := km.drawHIPKeys(encLen, rhash().Size())
+	encLen, _ := cipherKeyLen(o.cipherID)
+	hk, err := km.drawHIPKeys(encLen, o.rhash().Size())
 	if err != nil {
 		return err
 	}
@@ -252,30 +333,33 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 	if err != nil {
 		return err
 	}
-
-	a.peer = sender
-	a.peerPub = pub
-	a.peerHostID = append([]byte(nil), hidP.TLV()...)
-	a.rhash = rhash
+	a.peer = o.sender
+	a.peerPub = o.pub
+	a.peerHostID = append([]byte(nil), o.hostID...)
+	a.rhash = o.rhash
 	a.dh = key
-	a.peerDH = append([]byte(nil), dh.Public...)
-	a.cipherID = cipherID
-	a.espSuite = suite
-	a.puzzleI = append([]byte(nil), pz.I...)
+	a.peerDH = append([]byte(nil), o.dh.Public...)
+	a.cipherID = o.cipherID
+	a.espSuite = o.suite
+	a.puzzleI = o.pz.I
 	a.puzzleJ = j
-	a.r1Gen = counter
+	a.r1Gen = o.counter
 	a.km = km
 	a.hip = hk
 	a.inSPI = spi
-	a.natMode = e.pickNATMode(pkt)
+	a.natMode = o.natMode
+	a.notified = nil
 
-	i2, err := a.buildI2(pkt, pz, dh.Group, key.public())
+	r1, err := wire.ParsePacket(o.r1)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	i2, err := a.buildI2(r1, o.pz, o.dh.Group, key.public())
 	if err != nil {
 		return err
 	}
 	a.setState(now, I2Sent)
 	a.send(now, i2, true)
-	// We can already open the Responder's ESP: its keys are ours too.
 	in, _, err := a.espConfigs(km.next)
 	if err != nil {
 		return err

@@ -1,6 +1,8 @@
 package handshake
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,21 +21,50 @@ func (e *Endpoint) buildNotify(peer wire.HIT, t wire.NotifyType, data []byte) ([
 	return e.sign(&b)
 }
 
+// errExchangeFailed tells handleR1 that a step failed the exchange (the
+// failure is reported by EventFailed, not as a dropped packet).
+var errExchangeFailed = errors.New("handshake: exchange failed")
+
 // notifyAndFail tells the peer why the base exchange cannot go on and
 // fails it cleanly.
-func (a *Association) notifyAndFail(now time.Time, t wire.NotifyType, err error) {
+func (a *Association) notifyAndFail(now time.Time, t wire.NotifyType, err error) error {
 	if n, nerr := a.e.buildNotify(a.peer, t, nil); nerr == nil {
 		a.out = append(a.out, n)
 	}
 	a.fail(now, err)
+	return errExchangeFailed
+}
+
+// RefuseI2 builds the signed NOTIFY BLOCKED_BY_POLICY that answers an
+// authenticated I2 whose Initiator the caller's policy refuses (RFC 7401
+// §5.2.19). Like every NOTIFY that answers an I2 it is bound to that I2
+// (see handleNotify), so that the Initiator can fail its exchange at once
+// and a replay of it fails nothing.
+func (e *Endpoint) RefuseI2(i2 []byte) ([]byte, error) {
+	pkt, err := wire.ParsePacket(i2)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	p, ok := pkt.Param(wire.ParamSolution)
+	if !ok {
+		return nil, fmt.Errorf("%w: I2 without SOLUTION", ErrMalformed)
+	}
+	sol, err := wire.ParseSolution(p.Contents())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return e.buildNotify(pkt.SenderHIT(), wire.NotifyBlockedByPolicy, sol.J)
 }
 
 // handleNotify processes a NOTIFY (RFC 7401 §6.13). Each NOTIFICATION is
-// reported as an EventNotify. NOTIFY is informational and does not change
-// state — except that an error from the authenticated peer while our
-// base exchange is in flight ends it at once instead of after every
-// retransmission (the peer has told us, signed, that it will not
-// proceed).
+// reported as an EventNotify. NOTIFY carries no freshness, so it is
+// informational and changes no state by itself (§6.13), with one
+// exception: an error that answers our I2 — signed by the Responder and
+// carrying that I2's #J as its data, which only this exchange has — ends
+// the exchange at once instead of after every retransmission. hipnet
+// Responders bind the NOTIFYs they send for an I2 that way (i2Negotiate,
+// RefuseI2). Any other error, an unbound one or a replayed one, is kept
+// as the cause to report if the exchange then times out.
 func (a *Association) handleNotify(now time.Time, pkt wire.Packet) error {
 	if err := checkCritical(pkt, wire.ParamHostID, wire.ParamHIPSignature); err != nil {
 		return err
@@ -55,7 +86,7 @@ func (a *Association) handleNotify(now time.Time, pkt wire.Packet) error {
 	if err := verifySignature(pub, pkt, wire.ParamHIPSignature); err != nil {
 		return err
 	}
-	var first *NotifyError
+	var bound *NotifyError
 	it := pkt.Params()
 	for p, ok := it.Next(); ok; p, ok = it.Next() {
 		if p.Type() != wire.ParamNotification {
@@ -67,12 +98,17 @@ func (a *Association) handleNotify(now time.Time, pkt wire.Packet) error {
 		}
 		ne := &NotifyError{Type: wire.NotifyType(n.Type), Data: append([]byte(nil), n.Data...)}
 		a.emit(Event{Kind: EventNotify, Err: ne})
-		if first == nil && n.Type < 16384 {
-			first = ne
+		if n.Type >= 16384 || (a.state != I1Sent && a.state != I2Sent) {
+			continue // status, or no exchange of ours to fail
+		}
+		if a.state == I2Sent && len(n.Data) > 0 && bytes.Equal(n.Data, a.puzzleJ) {
+			bound = ne
+		} else if a.notified == nil {
+			a.notified = ne
 		}
 	}
-	if first != nil && (a.state == I1Sent || a.state == I2Sent) {
-		a.fail(now, first)
+	if bound != nil {
+		a.fail(now, bound)
 	}
 	return nil
 }

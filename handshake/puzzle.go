@@ -3,6 +3,7 @@ package handshake
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash"
 	"time"
 
@@ -58,10 +59,11 @@ func verifyPuzzle(newHash func() hash.Hash, i []byte, hitI, hitR wire.HIT, j []b
 }
 
 // solvePuzzle searches #J by counting from a random start, giving up after
-// maxTries or at the deadline — the Initiator MUST stop after the puzzle
-// lifetime (RFC 7401 §6.8 step 12). The clock is the caller's: clock may be
-// nil, in which case only maxTries bounds the search.
-func solvePuzzle(newHash func() hash.Hash, i []byte, hitI, hitR wire.HIT, k int, start []byte, maxTries uint64) ([]byte, error) {
+// maxTries or, when stop is set, as soon as stop reports true (checked
+// every solveChunk tries): the Initiator MUST stop at the end of the
+// puzzle's lifetime (RFC 7401 §6.8 step 12), and the clock is the
+// caller's.
+func solvePuzzle(newHash func() hash.Hash, i []byte, hitI, hitR wire.HIT, k int, start []byte, maxTries uint64, stop func() bool) ([]byte, error) {
 	if k > maxPuzzleK {
 		return nil, errPuzzleUnsolved
 	}
@@ -73,12 +75,78 @@ func solvePuzzle(newHash func() hash.Hash, i []byte, hitI, hitR wire.HIT, k int,
 	var sum [64]byte
 	ctr := binary.BigEndian.Uint64(j[len(j)-8:])
 	for n := uint64(0); n < maxTries; n++ {
+		if stop != nil && n%solveChunk == 0 && n > 0 && stop() {
+			break
+		}
 		binary.BigEndian.PutUint64(j[len(j)-8:], ctr+n)
 		if lowBitsZero(puzzleHash(h, i, hitI, hitR, j, sum[:]), k) {
 			return j, nil
 		}
 	}
 	return nil, errPuzzleUnsolved
+}
+
+// solveChunk is how many hashes run between two looks at the stop
+// function: about a millisecond's work.
+const solveChunk = 4096
+
+// Puzzle is an R1's puzzle that is too hard to solve inside the state
+// machine (#K above Config.InlinePuzzle): EventPuzzle hands it to the
+// caller, which runs Solve where it does not hold up other associations —
+// another goroutine — and gives the outcome to Association.PuzzleSolved.
+// A Puzzle is immutable and safe to use from another goroutine.
+type Puzzle struct {
+	// Deadline is the end of the puzzle's lifetime (RFC 7401 §5.2.4),
+	// counted from the R1's arrival: the search must stop then (§6.8 step
+	// 12), and PuzzleSolved refuses a later answer.
+	Deadline time.Time
+	// K is the difficulty.
+	K uint8
+
+	newHash    func() hash.Hash
+	i          []byte
+	hitI, hitR wire.HIT
+	start      []byte
+	offer      *r1Offer
+}
+
+// newPuzzle prepares the search for o's puzzle, received at now.
+func (a *Association) newPuzzle(now time.Time, o *r1Offer) (*Puzzle, error) {
+	start, err := a.e.random(len(o.pz.I))
+	if err != nil {
+		return nil, err
+	}
+	return &Puzzle{Deadline: now.Add(puzzleLifetime(o.pz.Lifetime)), K: o.pz.K, newHash: o.rhash,
+		i: o.pz.I, hitI: a.e.hit, hitR: o.sender, start: start, offer: o}, nil
+}
+
+// Solve searches #J until it is found or stop reports true; stop is
+// called about every millisecond of work and should compare the caller's
+// clock with Deadline (and report the caller's own shutdown).
+func (p *Puzzle) Solve(stop func() bool) ([]byte, error) {
+	return solvePuzzle(p.newHash, p.i, p.hitI, p.hitR, int(p.K), p.start, 1<<(min(p.K, maxPuzzleK)+8), stop)
+}
+
+// PuzzleSolved gives the association the outcome of p.Solve: with #J, the
+// exchange goes on to the I2 (RFC 7401 §6.8 step 13); with an error, or
+// after the puzzle's lifetime, it fails. A Puzzle the association no
+// longer waits for (it restarted, closed or failed meanwhile) is ignored.
+func (a *Association) PuzzleSolved(now time.Time, p *Puzzle, j []byte, err error) error {
+	if p == nil || a.solving != p {
+		return fmt.Errorf("%w: stale puzzle", ErrUnexpected)
+	}
+	a.solving = nil
+	if err == nil && now.After(p.Deadline) {
+		err = errPuzzleUnsolved
+	}
+	if err == nil && !verifyPuzzle(p.newHash, p.i, p.hitI, p.hitR, j, int(p.K)) {
+		err = fmt.Errorf("%w: #J does not solve the puzzle", ErrBadPuzzle)
+	}
+	if err != nil {
+		a.fail(now, err)
+		return nil
+	}
+	return a.r1Finish(now, p.offer, j)
 }
 
 // puzzleLifetime decodes the PUZZLE Lifetime field: 2^(value-32) seconds

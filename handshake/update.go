@@ -11,13 +11,14 @@ import (
 // updateState is the UPDATE bookkeeping of RFC 7401 §6.11-6.12 and the
 // ESP rekeying of RFC 7402 §6.8-6.10. One UPDATE of ours is outstanding at
 // a time, which RFC 7401 §6.11 offers as the simple way to avoid
-// conflicts and RFC 7402 §6.8 requires while rekeying.
+// conflicts and RFC 7402 §6.8 requires while rekeying; the peer's SEQs are
+// always acknowledged, whatever of ours is outstanding (§6.12.1 step 6).
 type updateState struct {
-	next     uint32 // our next Update ID (§6.11 step 1: the first is 0)
-	peerNext uint32 // the peer's next expected Update ID
-	seenPeer bool   // we processed a SEQ from the peer
-	acked    uint32 // the peer's last processed Update ID
-	lastAck  []byte // our answer to it, resent on retransmission (§6.12.1 step 2)
+	next    uint32    // our next Update ID (§6.11 step 1: the first is 0)
+	win     seqWindow // the peer's Update IDs (§6.12.1 steps 1-2, 5)
+	acked   uint32    // the peer's last processed Update ID
+	lastAck []byte    // our answer to it, resent on retransmission (§6.12.1 step 2)
+	reackAt time.Time // no re-acknowledgement before this (§6.12.1 step 2 rate limit)
 
 	outstanding bool
 	outID       uint32
@@ -32,6 +33,22 @@ type updateState struct {
 	// pending is the outcome, derived as soon as both ESP_INFOs are known,
 	// so the new inbound SA can be installed before the exchange ends.
 	pending *rekeyResult
+	// rekeyBy is when a rekey of ours that has not completed is given up
+	// and started again; rekeyTries counts those attempts.
+	rekeyBy    time.Time
+	rekeyTries int
+	rekeyNewDH bool
+	// deferred is a rekey the peer started while a non-rekey UPDATE of
+	// ours was outstanding: acknowledged at once, answered with our
+	// ESP_INFO as soon as ours is acknowledged.
+	deferred *peerRekey
+}
+
+// peerRekey is the peer's half of a rekey: its ESP_INFO and, if it sent
+// one, its new Diffie-Hellman public value.
+type peerRekey struct {
+	info wire.ESPInfo
+	dh   []byte
 }
 
 // rekeyResult is what a rekey will install.
@@ -46,7 +63,9 @@ type rekeyResult struct {
 // Rekey starts an ESP rekeying UPDATE (RFC 7402 §6.8): new SPIs and keys
 // drawn further along KEYMAT, or, with newDH, a new Diffie-Hellman
 // exchange and a fresh KEYMAT. EventRekeyed reports the new SAs; the old
-// ones stay usable until then.
+// ones stay usable until then. A rekey that has not completed by its
+// deadline is started again, up to Config.Retries times, and then the
+// association is closed (see rekeyTimeout).
 func (a *Association) Rekey(now time.Time, newDH bool) error {
 	if a.state != Established && a.state != R2Sent {
 		return fmt.Errorf("%w: rekey in %v", ErrUnexpected, a.state)
@@ -54,6 +73,15 @@ func (a *Association) Rekey(now time.Time, newDH bool) error {
 	if a.upd.outstanding || a.upd.rekeying {
 		return ErrBusy
 	}
+	if err := a.startRekey(now, newDH); err != nil {
+		return err
+	}
+	a.upd.rekeyTries = 0
+	return nil
+}
+
+// startRekey sends our rekeying UPDATE and arms the rekey deadline.
+func (a *Association) startRekey(now time.Time, newDH bool) error {
 	spi, err := a.e.allocSPI()
 	if err != nil {
 		return err
@@ -72,11 +100,55 @@ func (a *Association) Rekey(now time.Time, newDH bool) error {
 	if err != nil {
 		return err
 	}
-	a.upd.rekeying, a.upd.ourAcked = true, false
-	a.upd.sentInfo, a.upd.sentDH = info, key
+	a.beginRekey(now, info, key)
+	a.upd.rekeyNewDH = newDH
 	a.upd.peerInfo, a.upd.peerNewDH, a.upd.pending = nil, nil, nil
 	a.send(now, pkt, true)
 	return nil
+}
+
+// beginRekey records our half of a rekey and its deadline.
+func (a *Association) beginRekey(now time.Time, info wire.ESPInfo, key dhKey) {
+	u := &a.upd
+	u.rekeying, u.ourAcked = true, false
+	u.sentInfo, u.sentDH = info, key
+	u.rekeyBy = now.Add(a.rekeyTimeout())
+}
+
+// rekeyTimeout is how long a rekey may take: every retransmission of its
+// UPDATE, and as long again for the peer's ESP_INFO after its ACK (RFC
+// 7402 §6.9.1 has the peer answer at once; a peer that acknowledges
+// without ever sending it must not leave us rekeying forever).
+func (a *Association) rekeyTimeout() time.Duration {
+	return 2 * a.e.cfg.MaxRetransmitTimeout * time.Duration(a.e.cfg.Retries)
+}
+
+// handleRekeyTimeout gives up a rekey that did not complete in time and
+// starts it again; after Config.Retries attempts the association is
+// considered broken, as when an UPDATE goes unanswered (§6.11 step 4).
+func (a *Association) handleRekeyTimeout(now time.Time) {
+	u := &a.upd
+	if !u.rekeying || u.rekeyBy.IsZero() || now.Before(u.rekeyBy) {
+		return
+	}
+	tries, newDH := u.rekeyTries+1, u.rekeyNewDH
+	u.rekeying, u.ourAcked, u.peerInfo, u.peerNewDH, u.sentDH, u.pending = false, false, nil, nil, nil, nil
+	u.rekeyBy = time.Time{}
+	if u.outstanding {
+		u.outstanding = false // our rekey UPDATE: its retries are long over
+		a.stopRetransmit()
+	}
+	if tries > a.e.cfg.Retries {
+		a.beginClose(now)
+		a.emit(Event{Kind: EventClosed, Err: fmt.Errorf("%w: rekey did not complete", ErrTimeout)})
+		return
+	}
+	if err := a.startRekey(now, newDH); err != nil {
+		a.beginClose(now)
+		a.emit(Event{Kind: EventClosed, Err: err})
+		return
+	}
+	u.rekeyTries = tries
 }
 
 // Rekeying reports whether an ESP rekeying exchange is in progress.
@@ -119,64 +191,44 @@ func (a *Association) buildAck(id uint32, reg *Registration) ([]byte, error) {
 	return a.signAndMAC(&b, a.ourMACKey())
 }
 
-// handleUpdate processes an UPDATE (RFC 7401 §6.12, RFC 7402 §6.9).
+// updateMsg is a parsed UPDATE: its SEQ and ACK (§5.3.5).
+type updateMsg struct {
+	pkt    wire.Packet
+	seq    *wire.Seq
+	ack    wire.Ack
+	hasAck bool
+	ackNew bool // it acknowledges our outstanding UPDATE
+}
+
+// handleUpdate processes an UPDATE (RFC 7401 §6.12, RFC 7402 §6.9): the
+// SEQ window and retransmissions first (§6.12.1 steps 1-2), then HIP_MAC
+// and the signature (steps 3-4), the ACK (§6.12.2), and the SEQ's
+// contents, always acknowledged (§6.12.1 steps 5-6).
 func (a *Association) handleUpdate(now time.Time, pkt wire.Packet) error {
-	if a.state != Established && a.state != R2Sent {
-		return fmt.Errorf("%w: UPDATE in %v", ErrUnexpected, a.state)
-	}
-	if err := checkCritical(pkt, wire.ParamESPInfo, wire.ParamSeq, wire.ParamAck,
-		wire.ParamDiffieHellman, wire.ParamHIPMAC, wire.ParamHIPSignature); err != nil {
+	m, err := a.parseUpdate(pkt)
+	if err != nil {
 		return err
 	}
-	// ESP_INFO and REG_REQUEST in one UPDATE would need two answers in
-	// one; we never send that, and answer only the rekey if a peer does.
-	var seq *wire.Seq
-	if p, ok := pkt.Param(wire.ParamSeq); ok {
-		s, err := wire.ParseSeq(p.Contents())
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrMalformed, err)
+	if m.seq != nil {
+		switch a.upd.win.check(m.seq.UpdateID) {
+		case seqTooFar:
+			return fmt.Errorf("%w: UPDATE SEQ %d beyond the window", ErrReplay, m.seq.UpdateID)
+		case seqTooOld:
+			return fmt.Errorf("%w: UPDATE SEQ %d is old", ErrReplay, m.seq.UpdateID)
+		case seqSeen:
+			return a.reack(now, m)
 		}
-		seq = &s
-	}
-	var ack wire.Ack
-	hasAck := false
-	if p, ok := pkt.Param(wire.ParamAck); ok {
-		var err error
-		if ack, err = wire.ParseAck(p.Contents()); err != nil {
-			return fmt.Errorf("%w: %w", ErrMalformed, err)
-		}
-		hasAck = true
-	}
-	if seq == nil && !hasAck {
-		return fmt.Errorf("%w: UPDATE without SEQ or ACK", ErrMalformed)
-	}
-	ackNew := hasAck && a.upd.outstanding && ack.IDs.Contains(a.upd.outID)
-	if seq == nil && !ackNew {
+	} else if !m.ackNew {
 		// §6.12.2 step 1: an ACK of nothing outstanding.
 		return fmt.Errorf("%w: ACK of no outstanding UPDATE", ErrReplay)
-	}
-	if seq != nil && a.upd.seenPeer && seqBefore(seq.UpdateID, a.upd.peerNext) {
-		// An old SEQ: re-acknowledge the latest after verifying the MAC
-		// (§6.12.1 step 2); older ones are dropped.
-		if err := a.verifyControl(pkt); err != nil {
-			return err
-		}
-		if seq.UpdateID == a.upd.acked && a.upd.lastAck != nil {
-			a.out = append(a.out, a.upd.lastAck)
-			return nil
-		}
-		return fmt.Errorf("%w: UPDATE SEQ %d already processed", ErrReplay, seq.UpdateID)
 	}
 	if err := a.verifyControl(pkt); err != nil {
 		return err
 	}
 	a.DataReceived(now) // an UPDATE ends R2-SENT (§4.4.3 Table 5)
-
-	if ackNew {
-		a.upd.outstanding = false
-		a.stopRetransmit()
-		if a.upd.rekeying {
-			a.upd.ourAcked = true
+	if m.ackNew {
+		if err := a.updateAcked(now); err != nil {
+			return err
 		}
 	}
 	// Registration (RFC 8003): a registrar's new REG_INFO, and its answer
@@ -189,95 +241,196 @@ func (a *Association) handleUpdate(now time.Time, pkt wire.Packet) error {
 	} else if reg != nil {
 		a.emit(Event{Kind: EventRegistration, Registration: reg})
 	}
-	if seq == nil {
+	if m.seq == nil {
 		return a.maybeFinishRekey(now)
 	}
+	a.upd.win.mark(m.seq.UpdateID) // §6.12.1 step 5
+	a.upd.acked = m.seq.UpdateID
+	return a.updateSeq(now, m)
+}
 
-	a.upd.seenPeer = true
-	a.upd.acked = seq.UpdateID
-	a.upd.peerNext = seq.UpdateID + 1
+// parseUpdate reads SEQ and ACK; an UPDATE needs one of them.
+func (a *Association) parseUpdate(pkt wire.Packet) (updateMsg, error) {
+	m := updateMsg{pkt: pkt}
+	if a.state != Established && a.state != R2Sent {
+		return m, fmt.Errorf("%w: UPDATE in %v", ErrUnexpected, a.state)
+	}
+	if err := checkCritical(pkt, wire.ParamESPInfo, wire.ParamSeq, wire.ParamAck,
+		wire.ParamDiffieHellman, wire.ParamHIPMAC, wire.ParamHIPSignature); err != nil {
+		return m, err
+	}
+	if p, ok := pkt.Param(wire.ParamSeq); ok {
+		s, err := wire.ParseSeq(p.Contents())
+		if err != nil {
+			return m, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		m.seq = &s
+	}
+	if p, ok := pkt.Param(wire.ParamAck); ok {
+		var err error
+		if m.ack, err = wire.ParseAck(p.Contents()); err != nil {
+			return m, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		m.hasAck = true
+	}
+	if m.seq == nil && !m.hasAck {
+		return m, fmt.Errorf("%w: UPDATE without SEQ or ACK", ErrMalformed)
+	}
+	m.ackNew = m.hasAck && a.upd.outstanding && m.ack.IDs.Contains(a.upd.outID)
+	return m, nil
+}
+
+// reack answers a retransmitted UPDATE (§6.12.1 step 2): after verifying
+// HIP_MAC, the cached acknowledgement of the latest, or a new ACK for an
+// older one still in the window; at most one a retransmission timeout, so
+// that replays cannot make us sign without bound.
+func (a *Association) reack(now time.Time, m updateMsg) error {
+	if err := verifyMAC(a.rhash, a.peerMACKey(), m.pkt, wire.ParamHIPMAC, nil); err != nil {
+		return err
+	}
+	if now.Before(a.upd.reackAt) {
+		return fmt.Errorf("%w: UPDATE SEQ %d already acknowledged (rate-limited)", ErrReplay, m.seq.UpdateID)
+	}
+	a.upd.reackAt = now.Add(a.e.cfg.RetransmitTimeout)
+	ack := a.upd.lastAck
+	if m.seq.UpdateID != a.upd.acked || ack == nil {
+		var err error
+		if ack, err = a.buildAck(m.seq.UpdateID, nil); err != nil {
+			return err
+		}
+	}
+	a.out = append(a.out, ack)
+	return nil
+}
+
+// updateAcked handles the ACK of our outstanding UPDATE (§6.12.2): its
+// retransmission stops, a rekey of ours has its half acknowledged, and a
+// rekey the peer started meanwhile gets our ESP_INFO now.
+func (a *Association) updateAcked(now time.Time) error {
+	u := &a.upd
+	u.outstanding = false
+	a.stopRetransmit()
+	if u.rekeying {
+		u.ourAcked = true
+	}
+	if d := u.deferred; d != nil && !u.rekeying {
+		u.deferred = nil
+		return a.answerRekey(now, d, false)
+	}
+	return nil
+}
+
+// updateSeq processes a new SEQ's contents and acknowledges it.
+func (a *Association) updateSeq(now time.Time, m updateMsg) error {
 	var info *wire.ESPInfo
-	if p, ok := pkt.Param(wire.ParamESPInfo); ok {
+	if p, ok := m.pkt.Param(wire.ParamESPInfo); ok {
 		ei, err := wire.ParseESPInfo(p.Contents())
 		if err != nil || ei.NewSPI == 0 {
-			return fmt.Errorf("%w: bad ESP_INFO", ErrMalformed)
+			return a.ackAnyway(m, fmt.Errorf("%w: bad ESP_INFO", ErrMalformed))
 		}
 		info = &ei
 	}
 	var peerDH []byte
-	if p, ok := pkt.Param(wire.ParamDiffieHellman); ok {
+	if p, ok := m.pkt.Param(wire.ParamDiffieHellman); ok {
 		dh, err := wire.ParseDiffieHellman(p.Contents())
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrMalformed, err)
-		}
 		// RFC 7402 §6.9 step 1.
-		if dh.Group != a.dh.group() || info == nil || info.KeymatIndex != 0 {
-			return fmt.Errorf("%w: DIFFIE_HELLMAN in UPDATE must keep group %d with KEYMAT index 0", ErrMalformed, a.dh.group())
+		if err != nil || dh.Group != a.dh.group() || info == nil || info.KeymatIndex != 0 {
+			return a.ackAnyway(m, fmt.Errorf("%w: DIFFIE_HELLMAN in UPDATE must keep group %d with KEYMAT index 0", ErrMalformed, a.dh.group()))
 		}
 		peerDH = append([]byte(nil), dh.Public...)
 	}
-
-	if info == nil || a.upd.rekeying {
-		// Nothing to answer but the ACK; if we are rekeying, this is the
-		// peer's half (RFC 7402 §6.9 step 3).
-		if info != nil {
-			a.upd.peerInfo, a.upd.peerNewDH = info, peerDH
-		}
-		var reg *Registration
-		if info == nil {
-			var err error
-			if reg, err = a.e.decide(a.peer, pkt); err != nil {
-				return err
-			}
-		}
-		ackPkt, err := a.buildAck(seq.UpdateID, reg)
+	switch {
+	case info == nil:
+		// Nothing to answer but the ACK, and a registration decision.
+		reg, err := a.e.decide(a.peer, m.pkt)
 		if err != nil {
+			return a.ackAnyway(m, err)
+		}
+		if err := a.sendAck(m.seq.UpdateID, reg); err != nil {
 			return err
 		}
-		a.upd.lastAck = ackPkt
-		a.out = append(a.out, ackPkt)
 		if reg != nil {
 			a.emit(Event{Kind: EventRegistration, Registration: reg})
 		}
 		return a.maybeFinishRekey(now)
+	case a.upd.rekeying:
+		// Crossing rekeys: this is the peer's half (RFC 7402 §6.9 step 3).
+		a.upd.peerInfo, a.upd.peerNewDH = info, peerDH
+		if err := a.sendAck(m.seq.UpdateID, nil); err != nil {
+			return err
+		}
+		return a.maybeFinishRekey(now)
+	case a.upd.outstanding:
+		// A non-rekey UPDATE of ours is in flight and one of ours may be
+		// outstanding at a time: acknowledge now, answer with our
+		// ESP_INFO when ours is acknowledged (updateAcked).
+		a.upd.deferred = &peerRekey{info: *info, dh: peerDH}
+		return a.sendAck(m.seq.UpdateID, nil)
 	}
+	return a.answerRekey(now, &peerRekey{info: *info, dh: peerDH}, true, m.seq.UpdateID)
+}
 
-	// The peer starts rekeying (RFC 7402 §6.9.1): answer with our
-	// ESP_INFO, a DIFFIE_HELLMAN if it sent one (§4.1.3), and the ACK.
+// ackAnyway acknowledges a SEQ whose contents we reject: the peer must not
+// retransmit it forever (§6.12.1 step 6), and the error is still reported.
+func (a *Association) ackAnyway(m updateMsg, err error) error {
+	if aerr := a.sendAck(m.seq.UpdateID, nil); aerr != nil {
+		return aerr
+	}
+	return err
+}
+
+// sendAck sends an ACK-only UPDATE for id and caches it for
+// retransmissions.
+func (a *Association) sendAck(id uint32, reg *Registration) error {
+	ack, err := a.buildAck(id, reg)
+	if err != nil {
+		return err
+	}
+	a.upd.lastAck = ack
+	a.out = append(a.out, ack)
+	return nil
+}
+
+// answerRekey answers a rekey the peer started (RFC 7402 §6.9.1) with our
+// ESP_INFO, a DIFFIE_HELLMAN if it sent one (§4.1.3), and, when ack is
+// set, the ACK of its SEQ ackID. Both ESP_INFOs are then known, so the new
+// inbound SA is ready before the peer, which finishes first, sends on it
+// (RFC 7402 §6.10 step 4).
+func (a *Association) answerRekey(now time.Time, r *peerRekey, ack bool, ackID ...uint32) error {
 	spi, err := a.e.allocSPI()
 	if err != nil {
 		return err
 	}
-	mine := wire.ESPInfo{KeymatIndex: max(info.KeymatIndex, uint16(a.km.next)), OldSPI: a.inSPI, NewSPI: spi}
+	mine := wire.ESPInfo{KeymatIndex: max(r.info.KeymatIndex, uint16(a.km.next)), OldSPI: a.inSPI, NewSPI: spi}
 	var key dhKey
-	if peerDH != nil {
+	if r.dh != nil {
 		if key, err = lookupGroup(a.dh.group()).generate(a.e.cfg.Rand); err != nil {
 			return err
 		}
 		mine.KeymatIndex = 0
 	}
-	if a.upd.outstanding {
-		// A non-rekey UPDATE of ours is still in flight; one at a time.
-		return ErrBusy
+	var acks []uint32
+	if ack {
+		acks = ackID
 	}
-	reply, err := a.buildUpdate(mine, key, []uint32{seq.UpdateID})
+	reply, err := a.buildUpdate(mine, key, acks)
 	if err != nil {
 		return err
 	}
-	a.upd.rekeying, a.upd.ourAcked = true, false
-	a.upd.sentInfo, a.upd.sentDH = mine, key
-	a.upd.peerInfo, a.upd.peerNewDH = info, peerDH
-	a.upd.lastAck = reply
+	a.beginRekey(now, mine, key)
+	a.upd.rekeyTries, a.upd.rekeyNewDH = 0, r.dh != nil
+	info := r.info
+	a.upd.peerInfo, a.upd.peerNewDH = &info, r.dh
+	if ack {
+		a.upd.lastAck = reply
+	}
 	a.send(now, reply, true)
-	// Both ESP_INFOs are known now: the new inbound SA can be ready before
-	// the peer, which finishes first, starts sending on it (RFC 7402 §6.10
-	// step 4, "prepares to start receiving data on the new incoming SA").
-	r, err := a.deriveRekey()
+	res, err := a.deriveRekey()
 	if err != nil {
 		return err
 	}
-	a.upd.pending = r
-	a.emit(Event{Kind: EventRekeyInbound, Inbound: r.in})
+	a.upd.pending = res
+	a.emit(Event{Kind: EventRekeyInbound, Inbound: res.in})
 	return nil
 }
 
@@ -298,6 +451,7 @@ func (a *Association) maybeFinishRekey(now time.Time) error {
 	a.km, a.dh, a.peerDH, a.espIndex = r.km, r.local, r.peerPub, r.index
 	a.inSPI, a.outSPI = u.sentInfo.NewSPI, u.peerInfo.NewSPI
 	u.rekeying, u.ourAcked, u.peerInfo, u.peerNewDH, u.sentDH, u.pending = false, false, nil, nil, nil, nil
+	u.rekeyBy, u.rekeyTries = time.Time{}, 0
 	a.emit(Event{Kind: EventRekeyed, Inbound: r.in, Outbound: r.out})
 	_ = now
 	return nil
@@ -342,3 +496,67 @@ func (a *Association) deriveRekey() (*rekeyResult, error) {
 
 // seqBefore compares Update IDs in circular sequence space (§6.12).
 func seqBefore(a, b uint32) bool { return int32(a-b) < 0 }
+
+// seqWindow is the receive window for the peer's Update IDs (§6.12.1):
+// the highest processed and a bitmap of the seqWindowSize before it, so
+// that a retransmission of a recent UPDATE is recognised and acknowledged
+// again, an older one is dropped, and a new one is accepted only within
+// seqWindowSize of the highest (step 1). Update IDs start at 0 (§6.11
+// step 1), so the first SEQ may be anywhere in [0, seqWindowSize).
+type seqWindow struct {
+	seen    bool
+	highest uint32
+	bits    uint64 // bit i: highest-i was processed
+}
+
+const seqWindowSize = 64
+
+type seqVerdict uint8
+
+const (
+	seqNew seqVerdict = iota
+	seqSeen
+	seqTooOld
+	seqTooFar
+)
+
+func (w *seqWindow) check(id uint32) seqVerdict {
+	if !w.seen {
+		if id >= seqWindowSize {
+			return seqTooFar
+		}
+		return seqNew
+	}
+	if seqBefore(w.highest, id) {
+		if id-w.highest > seqWindowSize {
+			return seqTooFar
+		}
+		return seqNew
+	}
+	back := w.highest - id
+	switch {
+	case back >= seqWindowSize:
+		return seqTooOld
+	case w.bits&(1<<back) != 0:
+		return seqSeen
+	}
+	return seqNew // within the window and not yet processed: reordered
+}
+
+func (w *seqWindow) mark(id uint32) {
+	if !w.seen {
+		w.seen, w.highest, w.bits = true, id, 1
+		return
+	}
+	if seqBefore(w.highest, id) {
+		shift := id - w.highest
+		if shift >= seqWindowSize {
+			w.bits = 0
+		} else {
+			w.bits <<= shift
+		}
+		w.highest, w.bits = id, w.bits|1
+		return
+	}
+	w.bits |= 1 << (w.highest - id)
+}

@@ -1,0 +1,76 @@
+package handshake
+
+import "time"
+
+// Puzzle difficulty that follows the load, in the manner of WireGuard's
+// cookies under load: RFC 7401 §4.1.1 lets the Responder raise #K when it
+// is attacked, and §6.7.1 has it announced in fresh R1s.
+//
+// The load is the rate of I2s that reached Diffie-Hellman work, i.e. that
+// carried a correct puzzle solution (i2Keys). It is measured in windows of
+// loadWindow. A window above Config.LoadThreshold raises #K by loadStep, up
+// to Config.MaxLoadDifficulty; once the rate has stayed under a quarter of
+// the threshold for loadCalm, #K steps back down by one per window until it
+// is Config.PuzzleDifficulty again. Raising #K re-signs the current R1
+// generation (Endpoint.SetPuzzleDifficulty); the previous generation keeps
+// its #K, so exchanges in flight are not lost.
+
+const (
+	loadWindow = 250 * time.Millisecond
+	loadStep   = 2
+	loadCalm   = 2 * time.Second
+)
+
+type loadMeter struct {
+	start     time.Time // of the current window
+	next      time.Time // its end; zero while idle at the base #K
+	count     int       // I2s with a correct solution in it
+	calmSince time.Time // since when every window was under threshold/4
+}
+
+func (m *loadMeter) note(now time.Time) {
+	if m.next.IsZero() {
+		m.start, m.next = now, now.Add(loadWindow)
+	}
+	m.count++
+}
+
+// LoadDeadline is when HandleLoad must next be called: the end of the
+// current load window, or zero while nothing is measured and #K is at its
+// base.
+func (e *Endpoint) LoadDeadline() time.Time { return e.load.next }
+
+// HandleLoad closes the load window due at now and adapts #K. It returns
+// whether #K changed; a change re-signs an R1 (one signature).
+func (e *Endpoint) HandleLoad(now time.Time) (bool, error) {
+	m := &e.load
+	if m.next.IsZero() || now.Before(m.next) {
+		return false, nil
+	}
+	rate := float64(m.count) / max(now.Sub(m.start), loadWindow).Seconds()
+	busy := m.count > 0
+	m.start, m.count = now, 0
+	thr := float64(e.cfg.LoadThreshold)
+	k := e.k
+	switch {
+	case rate > thr:
+		k = min(e.k+loadStep, max(e.cfg.MaxLoadDifficulty, e.k))
+		m.calmSince = time.Time{}
+	case rate > thr/4:
+		m.calmSince = time.Time{}
+	case m.calmSince.IsZero():
+		m.calmSince = now
+	case now.Sub(m.calmSince) >= loadCalm && e.k > e.cfg.PuzzleDifficulty:
+		k = e.k - 1 // one step a window, once calm
+	}
+	if busy || k > e.cfg.PuzzleDifficulty {
+		m.next = now.Add(loadWindow)
+	} else {
+		m.next, m.calmSince = time.Time{}, time.Time{}
+	}
+	if k == e.k {
+		return false, nil
+	}
+	e.stats.DifficultyChanges++
+	return true, e.SetPuzzleDifficulty(now, k)
+}

@@ -1,0 +1,73 @@
+package handshake
+
+import (
+	"crypto/sha256"
+	"fmt"
+
+	"hipnet.dev/handshake/wire"
+)
+
+// Spent puzzle solutions: the Responder's defence against replayed I2s.
+//
+// #I is derived from the HIT pair and the R1 generation (puzzleI), and the
+// generation's Diffie-Hellman key serves every Initiator, so a recorded I2
+// stays valid while its generation is accepted. Accepted again, it would
+// install SAs with the keys and SPIs of the association it was recorded
+// from, and our ESP would restart at sequence number 1 under the same
+// AES-GCM key and salt: a repeated (key, nonce) pair. Each generation
+// therefore remembers the solutions (HIT-I, #J) it has accepted, and an I2
+// whose solution is spent is dropped before any public-key work. The record
+// lives exactly as long as the generation can accept I2s (RFC 7401 §6.7.1),
+// so no replay outlives it, and it is bounded: a full generation is
+// rotated early (Endpoint.spend).
+//
+// A solution whose I2 keeps failing HIP_MAC or HIP_SIGNATURE is spent too,
+// after maxSolutionFailures, so that one solved puzzle cannot buy an
+// unbounded number of Diffie-Hellman computations (§4.1.1: the puzzle
+// prices the Responder's work). The few tries it keeps let a genuine I2
+// through a handful of forged copies injected ahead of it.
+
+// solutionKey identifies a solution within its generation:
+// SHA-256(HIT-I | #J). #I is implied by the generation and HIT-I.
+type solutionKey [sha256.Size]byte
+
+func makeSolutionKey(hitI wire.HIT, j []byte) solutionKey {
+	h := sha256.New()
+	h.Write(hitI[:])
+	h.Write(j)
+	var k solutionKey
+	h.Sum(k[:0])
+	return k
+}
+
+const (
+	// maxSolutionFailures is how many I2s with one solution may fail
+	// authentication before the solution is spent.
+	maxSolutionFailures = 4
+	solutionSpent       = 0xff
+	// maxSolutions bounds one generation's record (about 64 octets an
+	// entry); Endpoint.spend rotates the generation when it is full.
+	maxSolutions = 1 << 16
+)
+
+// solutionSet is one generation's record: failures per solution, or
+// solutionSpent.
+type solutionSet map[solutionKey]uint8
+
+// usable reports whether an I2 with this solution may still be processed.
+func (s solutionSet) usable(k solutionKey) error {
+	switch n := s[k]; {
+	case n == solutionSpent:
+		return fmt.Errorf("%w: puzzle solution already used", ErrReplay)
+	case n >= maxSolutionFailures:
+		return fmt.Errorf("%w: puzzle solution failed %d times", ErrReplay, n)
+	}
+	return nil
+}
+
+// failed counts an I2 with this solution that failed authentication.
+func (s solutionSet) failed(k solutionKey) {
+	if n := s[k]; n < maxSolutionFailures && len(s) < maxSolutions {
+		s[k] = n + 1
+	}
+}
