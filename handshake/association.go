@@ -30,7 +30,7 @@ type Association struct {
 	// Negotiated.
 	rhash    func() hash.Hash // the Responder's RHASH (§2.3)
 	dh       dhKey
-	group    uint8 // dh's group, kept when dh is shed
+	group    uint8  // dh's group, kept when dh is shed
 	peerDH   []byte // peer's DH public value, kept for rekeying
 	cipherID uint16
 	espSuite esp.Suite
@@ -44,7 +44,7 @@ type Association struct {
 	outSPI   uint32
 
 	// Initiator bookkeeping.
-	i1Groups []uint8     // the DH_GROUP_LIST we sent (§6.6 step 3)
+	i1Groups []uint8      // the DH_GROUP_LIST we sent (§6.6 step 3)
 	solving  *Puzzle      // the R1's puzzle the caller is solving (EventPuzzle)
 	notified *NotifyError // an unbound error NOTIFY, the cause if we time out
 
