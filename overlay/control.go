@@ -83,6 +83,8 @@ type control struct {
 	// opp are opportunistic base exchanges (ConnectAddr) by address, until
 	// their R1 names the Responder.
 	opp map[netip.AddrPort]*peer
+
+	r1lim *r1Limiter // ratelimit.go
 }
 
 const minSwitchGrace = 500 * time.Millisecond
@@ -125,6 +127,8 @@ func (c *control) run() {
 			c.tick(now)
 		case <-s.wake:
 			c.handlePokes(time.Now())
+		case r := <-s.solved:
+			c.puzzleSolved(time.Now(), r)
 		case <-c.timer.C:
 			c.handleTimers(time.Now())
 		case <-closing:
@@ -161,6 +165,10 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 	sender, typ := pkt.SenderHIT(), pkt.Type()
 	if c.draining && (typ == wire.I1 || typ == wire.I2) {
 		s.drop(&s.ctr.controlRejected, "closing", pk.from, nil)
+		return
+	}
+	if typ == wire.I1 && !c.r1lim.allow(c.sourceOf(pk), now) {
+		s.drop(&s.ctr.rateLimited, "r1 rate limit", pk.from, nil)
 		return
 	}
 	p := s.lookupPeer(sender)
@@ -202,7 +210,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		// A valid I2: the Initiator's identity is authenticated and n is a
 		// new association in R2-SENT (or a replaced in place).
 		if !s.authorized(sender) {
-			c.refuse(p, n, a, sender, pk.from)
+			c.refuse(p, n, a, sender, pk.from, pk.b)
 			return
 		}
 		if p == nil {
@@ -246,7 +254,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 // discarded with everything it would send (the R2) and its SAs never reach
 // the data path; a signed NOTIFY BLOCKED_BY_POLICY goes to the I2's source.
 // If the I2 replaced an association in place, that one is gone too.
-func (c *control) refuse(p *peer, n, old *handshake.Association, sender wire.HIT, from netip.AddrPort) {
+func (c *control) refuse(p *peer, n, old *handshake.Association, sender wire.HIT, from netip.AddrPort, i2 []byte) {
 	s := c.s
 	n.Outgoing()
 	n.Events()
@@ -260,11 +268,21 @@ func (c *control) refuse(p *peer, n, old *handshake.Association, sender wire.HIT
 	}
 	s.ctr.unauthorized.Add(1)
 	s.log.Info("unauthorized", "peer", sender.String(), "role", "initiator", "from", from)
-	if msg, err := blockedNotify(s.cfg.Identity, s.hit, sender); err == nil {
+	if msg, err := c.ep.RefuseI2(i2); err == nil {
 		c.reply(msg, from)
 	} else {
 		s.log.Error("notify failed", "err", err)
 	}
+}
+
+// sourceOf is where the packet being handled came from: the address the
+// relay saw when it came through one of our relays, its UDP source
+// otherwise.
+func (c *control) sourceOf(pk ctrlPacket) netip.AddrPort {
+	if c.via.relay != nil {
+		return c.via.from
+	}
+	return pk.from
 }
 
 // countRejected counts a control packet the Endpoint refused.
@@ -273,6 +291,8 @@ func (c *control) countRejected(err error, from netip.AddrPort) {
 	switch {
 	case errors.Is(err, handshake.ErrMalformed):
 		s.drop(&s.ctr.malformed, "malformed control", from, err)
+	case errors.Is(err, handshake.ErrReplay):
+		s.drop(&s.ctr.controlReplay, "control replay", from, err)
 	case errors.Is(err, handshake.ErrNotForUs):
 		s.drop(&s.ctr.notForUs, "not for us", from, err)
 	default:
@@ -370,6 +390,8 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		c.wakeWaiters(p, fmt.Errorf("%w: association with %v closed", ErrClosed, p.hit))
 	case handshake.EventNotify:
 		s.log.Info("notify", "peer", p.hit.String(), "err", ev.Err)
+	case handshake.EventPuzzle:
+		c.solve(p, ev.Puzzle) // puzzle.go
 	case handshake.EventRegistration:
 		c.regEvent(p, ev.Registration, now)
 	}

@@ -43,6 +43,12 @@ type Stack struct {
 	wake   chan struct{}
 	pokeMu sync.Mutex
 	poked  []*peer
+	// solved carries puzzle solutions from the solver goroutines to the
+	// control goroutine; solvers bounds how many search at once
+	// (puzzle.go).
+	solved  chan puzzleResult
+	solvers chan struct{}
+	puzzleK atomic.Uint32 // the Responder's current #K, for Stats
 
 	ctr counters
 
@@ -53,9 +59,10 @@ type Stack struct {
 	direct   sync.Map     // netip.AddrPort → *peer: nominated direct addresses (path.go)
 	clock    atomic.Int64 // unix ns, set by the control goroutine's tick: a coarse clock for the data path
 
-	ctx    context.Context // cancelled by Close: background work
-	cancel context.CancelFunc
-	bg     sync.WaitGroup // relay goroutines
+	ctx     context.Context // cancelled by Close: background work
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup // relay goroutines
+	solving sync.WaitGroup // puzzle solvers (puzzle.go)
 
 	stun stunState // stun.go: the binding server's scratch, STUNBinding's transactions
 
@@ -98,6 +105,7 @@ func newStack(cfg Config) (*Stack, error) {
 		cfg: cfg, log: log, hit: wire.HIT(cfg.Identity.HIT()), queueLimit: cfg.queueLimit(),
 		peers:  map[wire.HIT]*peer{},
 		ctrlIn: make(chan ctrlPacket, controlBacklog), cmds: make(chan command), wake: make(chan struct{}, 1),
+		solved: make(chan puzzleResult), solvers: make(chan struct{}, maxSolvers()),
 		closing: make(chan struct{}), ctrlDone: make(chan struct{}), readDone: make(chan struct{}),
 	}
 	s.ports.Store(&map[uint16]*InnerConn{})
@@ -125,7 +133,7 @@ func newStack(cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	s.db = db
-	c := &control{s: s, spiRes: map[uint32]time.Time{}, switchGrace: max(cfg.Handshake.RetransmitTimeout, minSwitchGrace)}
+	c := &control{s: s, spiRes: map[uint32]time.Time{}, switchGrace: max(cfg.Handshake.RetransmitTimeout, minSwitchGrace), r1lim: newR1Limiter()}
 	hc := cfg.Handshake
 	hc.Identity = cfg.Identity
 	if len(s.relays) > 0 {
@@ -141,7 +149,10 @@ func newStack(cfg Config) (*Stack, error) {
 	if hc.AllocateSPI == nil {
 		hc.AllocateSPI = c.allocSPI
 	}
-	if c.ep, err = handshake.NewEndpoint(hc, time.Now()); err != nil {
+	if c.ep, err = handshake.NewEndpoint(hc, time.Now()); err == nil {
+		s.puzzleK.Store(uint32(c.ep.PuzzleDifficulty()))
+	}
+	if err != nil {
 		return nil, err
 	}
 	s.ctl = c
@@ -409,6 +420,7 @@ func (s *Stack) Stats() Stats {
 		}
 	}
 	st.Registrations = len(s.Registrations())
+	st.BEX.PuzzleDifficulty = uint8(s.puzzleK.Load())
 	return st
 }
 
@@ -431,6 +443,7 @@ func (s *Stack) Close() error {
 			_ = c.Close()
 		}
 		s.bg.Wait()
+		s.solving.Wait()
 	})
 	return s.closeErr
 }

@@ -39,6 +39,9 @@ type BEXStats struct {
 	FailedTimeout uint64 // the peer did not answer (retransmissions exhausted)
 	FailedRefused uint64 // the peer refused (an authenticated NOTIFY), or Authorize refused the peer
 	FailedOther   uint64 // anything else: bad signature, no common suite, ...
+	// PuzzleDifficulty is the #K our R1s ask for now: it rises under I2
+	// load (handshake Config.LoadThreshold) and falls back after.
+	PuzzleDifficulty uint8
 }
 
 // Drops counts datagrams and writes dropped, by reason.
@@ -51,7 +54,9 @@ type Drops struct {
 	AuthFailure     uint64 // ESP whose ICV did not verify
 	NotForUs        uint64 // HIP packet for another receiver HIT
 	Unauthorized    uint64 // peer refused by Config.Authorize
-	ControlRejected uint64 // HIP packet the state machine refused (unexpected, bad MAC or signature, replay, ...)
+	ControlRejected uint64 // HIP packet the state machine refused (unexpected, bad MAC or signature, ...)
+	ControlReplay   uint64 // HIP packet refused as a replay: a spent I2 solution, an old UPDATE SEQ, a stale R1
+	RateLimited     uint64 // I1 not answered: its source, address or the node is over its R1 rate (ratelimit.go)
 	ControlBacklog  uint64 // control goroutine behind: packet dropped by the read loop
 	NotUDP          uint64 // ESP payload that is not inner UDP (e.g. dummy packets, RFC 4303 §2.6)
 	NoListener      uint64 // inner UDP to a port with no InnerConn
@@ -76,7 +81,7 @@ type counters struct {
 
 	short, stun, malformed, unknownSPI, replay, authFailure, notForUs,
 	unauthorized, controlRejected, controlBacklog, notUDP, noListener,
-	inboxFull, queueFull, queueDiscarded, sendErrors atomic.Uint64
+	inboxFull, queueFull, queueDiscarded, sendErrors, controlReplay, rateLimited atomic.Uint64
 
 	bexStarted, bexCompleted, bexTimeout, bexRefused, bexOther atomic.Uint64
 }
@@ -97,7 +102,7 @@ func (c *counters) snapshot() Stats {
 			ControlRejected: c.controlRejected.Load(), ControlBacklog: c.controlBacklog.Load(),
 			NotUDP: c.notUDP.Load(), NoListener: c.noListener.Load(), InboxFull: c.inboxFull.Load(),
 			QueueFull: c.queueFull.Load(), QueueDiscarded: c.queueDiscarded.Load(),
-			SendErrors: c.sendErrors.Load(),
+			SendErrors: c.sendErrors.Load(), ControlReplay: c.controlReplay.Load(), RateLimited: c.rateLimited.Load(),
 		},
 		BEX: BEXStats{
 			Started: c.bexStarted.Load(), Completed: c.bexCompleted.Load(),
@@ -123,5 +128,5 @@ func (c *counters) countFailure(err error) {
 func (d Drops) Total() uint64 {
 	return d.Short + d.STUN + d.Malformed + d.UnknownSPI + d.Replay + d.AuthFailure +
 		d.NotForUs + d.Unauthorized + d.ControlRejected + d.ControlBacklog + d.NotUDP +
-		d.NoListener + d.InboxFull + d.QueueFull + d.QueueDiscarded + d.SendErrors
+		d.NoListener + d.InboxFull + d.QueueFull + d.QueueDiscarded + d.SendErrors + d.ControlReplay + d.RateLimited
 }

@@ -73,6 +73,9 @@ func (h *timerHeap) due(now time.Time, dst []*peer) []*peer {
 // deadlines, the R1 rotation and the drain deadline.
 func (c *control) arm() {
 	next := c.ep.NextRotation()
+	if d := c.ep.LoadDeadline(); !d.IsZero() && d.Before(next) {
+		next = d
+	}
 	if len(c.timers) > 0 && c.timers[0].deadline.Before(next) {
 		next = c.timers[0].deadline
 	}
@@ -103,6 +106,16 @@ func (c *control) handleTimers(now time.Time) {
 		}
 	}
 	clear(c.due)
+	if d := c.ep.LoadDeadline(); !d.IsZero() && !now.Before(d) {
+		// The puzzle follows the I2 load (handshake load.go).
+		if changed, err := c.ep.HandleLoad(now); err != nil {
+			c.s.log.Error("puzzle difficulty", "err", err)
+		} else if changed {
+			k := c.ep.PuzzleDifficulty()
+			c.s.puzzleK.Store(uint32(k))
+			c.s.log.Info("puzzle difficulty", "k", k)
+		}
+	}
 	if !now.Before(c.ep.NextRotation()) {
 		// A new R1 generation: DH keys and signatures, off the packet path.
 		if err := c.ep.Rotate(now); err != nil {

@@ -1,0 +1,128 @@
+package overlay
+
+import (
+	"net/netip"
+	"time"
+)
+
+// R1 rate limits (RFC 7401 §6.7, §9: a Responder should not answer I1s at
+// any rate to anyone). An R1 is about 400 octets for an I1 of about 60, so
+// answering every I1 would make a node a reflector that multiplies an
+// attacker's traffic toward a spoofed victim. Three token buckets stand
+// between an I1 and its R1, all of which it must pass:
+//
+//   - per source (address and port): r1SourceBurst, then r1SourceRate a
+//     second. An honest Initiator sends an I1 and retransmits it after 1, 2,
+//     4 ... seconds (RFC 9028 §4.2), well inside that, so its retransmitted
+//     I1 still gets an R1; a flood from one socket gets a handful.
+//   - per address, whatever the port: r1AddrBurst, then r1AddrRate a second,
+//     generous enough for many hosts behind one NAT, while a flood from one
+//     address over many ports is still bounded to a few kilobytes a second.
+//   - in total: r1TotalBurst, then r1TotalRate a second.
+//
+// Under a flood the node thus sends back far fewer octets than it receives
+// (hipnet TestFloodI1Amplification), and answering an I1 stays cheap: no
+// state beyond the bounded buckets, no public-key operation. The buckets are
+// owned by the control goroutine. A relayed I1 is limited by the address
+// the relay saw it come from (RELAY_FROM), not by the relay's.
+
+const (
+	r1SourceBurst = 4
+	r1SourceRate  = 2
+	r1AddrBurst   = 64
+	r1AddrRate    = 32
+	r1TotalBurst  = 1000
+	r1TotalRate   = 2000
+	// r1MaxBuckets bounds each table. When one is full, idle buckets (full
+	// again) are swept; sources still unknown after that share one bucket.
+	r1MaxBuckets = 1 << 14
+)
+
+type tokenBucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// take refills b for the time since its last use and takes one token.
+func (b *tokenBucket) take(now time.Time, burst, rate float64) bool {
+	if b.at.IsZero() {
+		b.tokens = burst
+	} else if d := now.Sub(b.at); d > 0 {
+		b.tokens = min(burst, b.tokens+d.Seconds()*rate)
+	}
+	b.at = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// full reports whether b has refilled to burst by now: it is idle and can
+// be forgotten without changing any decision.
+func (b *tokenBucket) full(now time.Time, burst, rate float64) bool {
+	return b.tokens+now.Sub(b.at).Seconds()*rate >= burst
+}
+
+// bucketTable is a bounded set of buckets by key.
+type bucketTable[K comparable] struct {
+	m           map[K]*tokenBucket
+	overflow    tokenBucket
+	burst, rate float64
+	sweptAt     time.Time
+}
+
+func newBucketTable[K comparable](burst, rate float64) bucketTable[K] {
+	return bucketTable[K]{m: map[K]*tokenBucket{}, burst: burst, rate: rate}
+}
+
+func (t *bucketTable[K]) take(k K, now time.Time) bool {
+	b := t.m[k]
+	if b == nil {
+		if len(t.m) >= r1MaxBuckets {
+			t.sweep(now)
+		}
+		if len(t.m) >= r1MaxBuckets {
+			return t.overflow.take(now, t.burst, t.rate)
+		}
+		b = &tokenBucket{}
+		t.m[k] = b
+	}
+	return b.take(now, t.burst, t.rate)
+}
+
+// sweep forgets idle buckets, at most once a second.
+func (t *bucketTable[K]) sweep(now time.Time) {
+	if now.Sub(t.sweptAt) < time.Second {
+		return
+	}
+	t.sweptAt = now
+	for k, b := range t.m {
+		if b.full(now, t.burst, t.rate) {
+			delete(t.m, k)
+		}
+	}
+}
+
+// r1Limiter decides whether an I1 from src gets an R1.
+type r1Limiter struct {
+	source bucketTable[netip.AddrPort]
+	addr   bucketTable[netip.Addr]
+	total  tokenBucket
+}
+
+func newR1Limiter() *r1Limiter {
+	return &r1Limiter{
+		source: newBucketTable[netip.AddrPort](r1SourceBurst, r1SourceRate),
+		addr:   newBucketTable[netip.Addr](r1AddrBurst, r1AddrRate),
+	}
+}
+
+// allow takes a token from each bucket src passes through, most specific
+// first, so that a flood from one source does not drain its address's or
+// the total budget.
+func (l *r1Limiter) allow(src netip.AddrPort, now time.Time) bool {
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	return l.source.take(src, now) && l.addr.take(src.Addr(), now) &&
+		l.total.take(now, r1TotalBurst, r1TotalRate)
+}
