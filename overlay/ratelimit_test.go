@@ -1,0 +1,82 @@
+package overlay
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestR1LimiterSource: a flood from one socket gets its burst and then the
+// refill rate, whatever it sends; an honest Initiator's I1 and its
+// retransmissions after 1 and 2 s (RFC 9028 §4.2 back-off) are all
+// answered; another source is unaffected by the flood.
+func TestR1LimiterSource(t *testing.T) {
+	l := newR1Limiter()
+	now := time.Unix(1000, 0)
+	flood := netip.MustParseAddrPort("192.0.2.1:4000")
+	answered := 0
+	for i := range 10000 { // 10 000 I1s in one second
+		if l.allow(flood, now.Add(time.Duration(i)*100*time.Microsecond)) {
+			answered++
+		}
+	}
+	if max := r1SourceBurst + r1SourceRate + 1; answered > max {
+		t.Fatalf("flood from one source: %d R1s in a second, want at most %d", answered, max)
+	}
+	honest := netip.MustParseAddrPort("192.0.2.1:5000") // same address, another port
+	for _, at := range []time.Duration{0, time.Second, 3 * time.Second} {
+		if !l.allow(honest, now.Add(at)) {
+			t.Fatalf("honest I1 at +%v refused during a flood from its own address", at)
+		}
+	}
+	if !l.allow(netip.MustParseAddrPort("198.51.100.7:10500"), now) {
+		t.Fatal("unrelated source refused")
+	}
+}
+
+// TestR1LimiterAddress: a flood from one address over many ports is bounded
+// by the address's bucket; the total bounds a flood from many addresses.
+func TestR1LimiterAddress(t *testing.T) {
+	l := newR1Limiter()
+	now := time.Unix(1000, 0)
+	answered := 0
+	for port := range 5000 {
+		if l.allow(netip.AddrPortFrom(netip.MustParseAddr("192.0.2.9"), uint16(1024+port)), now) {
+			answered++
+		}
+	}
+	if answered != r1AddrBurst {
+		t.Fatalf("one address, 5000 ports: %d R1s, want the address burst %d", answered, r1AddrBurst)
+	}
+	answered = 0
+	for i := range 5000 {
+		a := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		if l.allow(netip.AddrPortFrom(a, 10500), now) {
+			answered++
+		}
+	}
+	if answered != r1TotalBurst-r1AddrBurst {
+		t.Fatalf("5000 addresses at once: %d R1s, want what is left of the total burst, %d", answered, r1TotalBurst-r1AddrBurst)
+	}
+}
+
+// TestR1LimiterBounded: the tables never exceed r1MaxBuckets however many
+// sources there are; idle buckets are swept and new sources answered again.
+func TestR1LimiterBounded(t *testing.T) {
+	l := newR1Limiter()
+	now := time.Unix(1000, 0)
+	for i := range 3 * r1MaxBuckets {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		l.allow(netip.AddrPortFrom(a, 1), now.Add(time.Duration(i)*time.Millisecond))
+	}
+	if n := len(l.source.m); n > r1MaxBuckets {
+		t.Fatalf("%d source buckets, bound %d", n, r1MaxBuckets)
+	}
+	if n := len(l.addr.m); n > r1MaxBuckets {
+		t.Fatalf("%d address buckets, bound %d", n, r1MaxBuckets)
+	}
+	later := now.Add(time.Hour)
+	if !l.allow(netip.MustParseAddrPort("203.0.113.5:1"), later) {
+		t.Fatal("a new source is refused after the tables filled and went idle")
+	}
+}
