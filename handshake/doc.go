@@ -25,7 +25,12 @@
 //
 //   - RFC 7401 §4.1.2, §5.2.4-5, §6.3: the puzzle, #I derived per Initiator
 //     from a per-generation secret so I2s are checked without per-I1 state;
-//     difficulty raised by the caller under load (SetPuzzleDifficulty).
+//     difficulty that follows the I2 load (load.go: HandleLoad raises #K
+//     while I2s with correct solutions arrive faster than
+//     Config.LoadThreshold, and lowers it again once they stop), or set by
+//     the caller (SetPuzzleDifficulty). An Initiator solves easy puzzles
+//     inline and hands harder ones to the caller (EventPuzzle, Puzzle.Solve,
+//     PuzzleSolved), bounded by the puzzle's lifetime (§6.8 step 12).
 //   - §5.2.6-7, §6.5: Diffie-Hellman groups 7 (P-256), 8 (P-384), 3 and 4
 //     (MODP, with the RFC 2785 public value checks) and KEYMAT by HKDF with
 //     the Responder's RHASH; HIP keys drawn first, then ESP keys
@@ -37,9 +42,65 @@
 //     ESP_TRANSFORM lists, NOTIFY on failures.
 //   - §6.11-6.12 with RFC 7402 §6.8-6.10: UPDATE with SEQ/ACK, rekeying with
 //     ESP_INFO from a new KEYMAT index or a new Diffie-Hellman.
-//   - §6.13-6.15: NOTIFY, CLOSE and CLOSE_ACK.
+//   - §6.12.1: a 64-wide receive window of the peer's Update IDs; every
+//     new SEQ is acknowledged, also while an UPDATE of ours is outstanding
+//     (a rekey the peer starts then is answered once ours is acknowledged);
+//     a rekey that does not complete is given up and started again.
+//   - §6.13-6.15: NOTIFY, CLOSE and CLOSE_ACK; CLOSING retransmits its
+//     CLOSE until UAL+MSL and CLOSED lasts UAL+2MSL (Tables 7 and 8), both
+//     holding only what answering a CLOSE needs (Association.shed).
+//   - §5.2.6, §4.1.7: the R1's DH_GROUP_LIST is our true preference, and an
+//     Initiator refuses a group other than the first of it that its I1
+//     offered (ErrDowngrade, NOTIFY INVALID_DH_CHOSEN).
 //
 // Over UDP (RFC 5770 §5.1) the caller strips and adds the 4-octet zero
 // marker; the HIP checksum stays zero there. Raw HIP needs
 // wire.FillChecksum.
+//
+// # Replayed I2s: why spent solutions
+//
+// #I is derived from the HIT pair and the R1 generation, and a generation's
+// Diffie-Hellman key answers every Initiator, so a recorded I2 is valid for
+// as long as its generation is accepted. Were it accepted again, the
+// Responder would install SAs with the keys of the association it was
+// recorded from and send ESP from sequence number 1 under the same AES-GCM
+// key and salt. Of the possible defences this package takes the one that
+// holds by construction and costs no round trip: every generation records
+// the solutions (HIT-I, #J) it accepted (solutions.go), and an I2 whose
+// solution is spent is dropped before any public-key work, whether or not
+// the association it created still exists. Keys are a function of the two
+// Diffie-Hellman shares, #I and #J (§6.5); the Initiator draws a fresh share
+// for every I2, and the Responder accepts each (generation, HIT-I, #J) at
+// most once, so no two associations ever share ESP keys and no (key, nonce)
+// pair repeats. The record lives exactly as long as the generation can
+// accept I2s and is bounded (a full generation is rotated at once). The
+// alternatives were weaker or dearer: tying #I to a per-I1 value would
+// need state per I1 (§6.7 asks for none), and holding back the
+// Responder's ESP until the Initiator proves liveness still leaves a
+// replay able to replace a live association.
+//
+// # Deviations from the RFCs, for security
+//
+//   - RFC 7401 §6.9 orders I2 processing as decrypt ENCRYPTED (steps 11-12),
+//     then HIP_MAC (14), then the signature (15). acceptI2 verifies HIP_MAC
+//     before decrypting: HIP_MAC covers the ciphertext, so a tampered
+//     ENCRYPTED is dropped before any decryption and the CBC padding can
+//     never be probed (a padding oracle).
+//   - §6.9.1 lets a Responder NOTIFY failures once the puzzle is solved.
+//     acceptI2 answers nothing before HIP_SIGNATURE has verified: before
+//     that every failure is silent, so an unauthenticated sender learns
+//     nothing from the answer (no oracle) and cannot make us sign. In
+//     particular an I2 choosing a HIP_CIPHER we did not offer is dropped
+//     silently (its HIP keys, and so its HIP_MAC, depend on the cipher).
+//     After the signature, a negotiation failure is answered with one
+//     signed NOTIFY whose data is the I2's #J.
+//   - §6.13 makes NOTIFY informational. handleNotify follows that, except
+//     for an error NOTIFY signed by the Responder whose data is the #J of
+//     our outstanding I2: only that exchange has that value, so it cannot
+//     be a replay, and it ends the exchange at once (a peer's refusal then
+//     surfaces immediately). An unbound error is kept as the cause if the
+//     exchange times out.
+//   - §6.12.1 step 2 asks to acknowledge retransmitted UPDATEs again; reack
+//     does so at most once a retransmission timeout, as the step suggests,
+//     so that replays cannot make us sign without bound.
 package handshake

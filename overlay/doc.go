@@ -60,12 +60,19 @@
 //     server-reflexive address of the node's own socket (RFC 8489, RFC
 //     5770 §4.2, §5.3).
 //   - keylog.go, stats.go: the Wireshark ESP key log and the counters.
+//   - ratelimit.go: the R1 rate limits per source, per address and in
+//     total (RFC 7401 §6.7, §9), so that the node is no reflector.
+//   - puzzle.go: the solver goroutines for puzzles too hard to solve on the
+//     control goroutine (handshake EventPuzzle).
 //
 // # Goroutines and locking
 //
-// A Stack runs exactly two goroutines, the read loop and the control
+// A Stack runs two long-lived goroutines, the read loop and the control
 // goroutine, plus the runtime's timer callbacks for InnerConn deadlines;
-// none is started per packet, and Close stops them all.
+// while a hard puzzle is being solved, one solver goroutine per such R1
+// (at most GOMAXPROCS search at once, each ending with the puzzle's
+// lifetime); and the relay and ICE goroutines of the sections below. None
+// is started per packet, and Close stops them all.
 //
 // The read loop opens ESP itself and never blocks: control packets are
 // copied to the control goroutine over a bounded channel (dropped and
