@@ -149,7 +149,17 @@ func (a *Association) setState(now time.Time, s State) {
 		a.compact()
 	case Closing, Closed:
 		a.shed()
+	case Unassociated:
+		a.forget()
 	}
+}
+
+// forget drops the last keys when the association is back in
+// UNASSOCIATED: nothing recorded from it (a CLOSE, an UPDATE) can be
+// verified, or answered, any more (RFC 7401 Table 2: "ANYOTHER: drop").
+func (a *Association) forget() {
+	a.shed()
+	a.hip, a.peerPub, a.closeEcho, a.rtx = hipKeys{}, nil, nil, nil
 }
 
 // shed releases, on CLOSE, everything but what answering a retransmitted
@@ -347,7 +357,7 @@ func (a *Association) Deadline() time.Time {
 // HandleTimeout runs the timers due at now: retransmission with
 // exponential back-off and give-up, and the timed state changes.
 func (a *Association) HandleTimeout(now time.Time) {
-	if a.solving != nil && now.After(a.solving.Deadline) {
+	if a.solving != nil && !now.Before(a.solving.Deadline) {
 		// §6.8 step 12: the puzzle's lifetime is over.
 		a.solving = nil
 		a.fail(now, errPuzzleUnsolved)

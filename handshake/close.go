@@ -18,6 +18,7 @@ func (a *Association) Close(now time.Time) {
 	case Closing, Closed, Unassociated:
 	default:
 		a.stopRetransmit()
+		a.solving = nil
 		a.setState(now, Unassociated)
 		a.emit(Event{Kind: EventClosed, Err: ErrClosed})
 	}
@@ -59,6 +60,11 @@ func (a *Association) verifyControl(pkt wire.Packet) error {
 // handleClose answers a CLOSE with a CLOSE_ACK and moves to CLOSED
 // (RFC 7401 §6.14), also when our own CLOSE crossed it.
 func (a *Association) handleClose(now time.Time, pkt wire.Packet) error {
+	switch a.state {
+	case I2Sent, R2Sent, Established, Closing, Closed: // Tables 4-8
+	default:
+		return fmt.Errorf("%w: CLOSE in %v", ErrUnexpected, a.state)
+	}
 	if err := checkCritical(pkt, wire.ParamEchoRequestSigned, wire.ParamHIPMAC, wire.ParamHIPSignature); err != nil {
 		return err
 	}

@@ -24,7 +24,8 @@ type Endpoint struct {
 	rhash  func() hash.Hash // RHASH when we are the Responder (§2.3)
 	hostID []byte           // our HOST_ID TLV, as sent in R1 and used for HIP_MAC_2
 
-	cur, prev *r1Gen
+	cur   *r1Gen
+	prevs []*r1Gen // earlier generations still accepted, newest first
 	counter   uint64 // R1 generation counter (§5.2.3)
 	k         uint8  // puzzle difficulty for the next generation
 	load      loadMeter
@@ -54,7 +55,12 @@ type r1Gen struct {
 	expires time.Time
 	r1s     []*r1Packet // in our DH preference order
 	sols    solutionSet // solutions seen in I2s (solutions.go)
+	full    bool        // sols is full: rotate at once (Endpoint.spend)
 }
+
+// maxPrevGens bounds the earlier generations kept: normally one (rotated
+// every R1Lifetime), more while the load changes #K faster than that.
+const maxPrevGens = 4
 
 type r1Packet struct {
 	dh        dhKey
@@ -111,7 +117,12 @@ func (e *Endpoint) PuzzleDifficulty() uint8 { return e.k }
 // NextRotation is when the current R1 generation expires; the caller
 // calls Rotate then, off the packet path, so that answering an I1 never
 // costs a public-key operation.
-func (e *Endpoint) NextRotation() time.Time { return e.cur.expires }
+func (e *Endpoint) NextRotation() time.Time {
+	if e.cur.full {
+		return time.Time{}
+	}
+	return e.cur.expires
+}
 
 // Rotate starts a new R1 generation: fresh DH keys, puzzle secret and
 // R1_COUNTER, signed R1s. The previous generation stays acceptable for
@@ -132,7 +143,23 @@ func (e *Endpoint) Rotate(now time.Time) error {
 	}
 	g.r1s[0] = r
 	e.counter = g.counter
-	e.prev, e.cur = e.cur, g
+	if e.cur != nil {
+		e.prevs = append([]*r1Gen{e.cur}, e.prevs...)
+	}
+	e.cur = g
+	// An earlier generation is accepted for one R1Lifetime after it
+	// expired (§6.7.1 "Delta S"): with rotations every R1Lifetime that is
+	// the previous one only; when the load changes #K faster, the few
+	// generations of the last lifetime, so that exchanges in flight are not
+	// lost.
+	kept := e.prevs[:0]
+	for _, p := range e.prevs {
+		if len(kept) < maxPrevGens && now.Before(p.expires.Add(e.cfg.R1Lifetime)) {
+			kept = append(kept, p)
+		}
+	}
+	clear(e.prevs[len(kept):])
+	e.prevs = kept
 	e.stats.R1Rotations++
 	return nil
 }
@@ -199,8 +226,14 @@ func (e *Endpoint) puzzleI(g *r1Gen, hitI wire.HIT) []byte {
 // the next rotation, which bounds the record at two full generations.
 func (e *Endpoint) spend(g *r1Gen, k solutionKey) {
 	g.sols[k] = solutionSpent
+	e.checkFull(g)
+}
+
+// checkFull marks the current generation for rotation once its record is
+// full (NextRotation returns the zero time, so the caller rotates now).
+func (e *Endpoint) checkFull(g *r1Gen) {
 	if len(g.sols) >= maxSolutions && g == e.cur {
-		g.expires = time.Time{} // the caller's timer rotates it now
+		g.full = true
 	}
 }
 

@@ -12,8 +12,10 @@ import "time"
 // to Config.MaxLoadDifficulty; once the rate has stayed under a quarter of
 // the threshold for loadCalm, #K steps back down by one per window until it
 // is Config.PuzzleDifficulty again. Raising #K re-signs the current R1
-// generation (Endpoint.SetPuzzleDifficulty); the previous generation keeps
-// its #K, so exchanges in flight are not lost.
+// generation (Endpoint.SetPuzzleDifficulty); the earlier generations keep
+// their #K and stay acceptable (up to maxPrevGens of them, for one
+// R1Lifetime after they expire), so exchanges in flight are not lost while
+// #K ramps.
 
 const (
 	loadWindow = 250 * time.Millisecond

@@ -119,6 +119,7 @@ func (e *Endpoint) i2Puzzle(c *i2Check) error {
 	}
 	c.key = makeSolutionKey(c.peer, sol.J)
 	if err := g.sols.usable(c.key); err != nil {
+		e.checkFull(g)
 		return err
 	}
 	if !verifyPuzzle(e.rhash, sol.I, c.peer, e.hit, sol.J, int(g.k)) {
@@ -335,20 +336,29 @@ func (e *Endpoint) generationFor(pkt wire.Packet, sol wire.Solution) (*r1Gen, er
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
-		for _, g := range []*r1Gen{e.cur, e.prev} {
-			if g != nil && g.counter == c.Counter {
-				return g, nil
-			}
+		if g := e.generation(func(g *r1Gen) bool { return g.counter == c.Counter }); g != nil {
+			return g, nil
 		}
 		// §6.9 step 7: outside the accepted range.
 		return nil, fmt.Errorf("%w: R1 generation %d (current %d)", ErrPuzzleExpired, c.Counter, e.counter)
 	}
-	for _, g := range []*r1Gen{e.cur, e.prev} {
-		if g != nil && hmac.Equal(sol.I, e.puzzleI(g, pkt.SenderHIT())) {
-			return g, nil
-		}
+	if g := e.generation(func(g *r1Gen) bool { return hmac.Equal(sol.I, e.puzzleI(g, pkt.SenderHIT())) }); g != nil {
+		return g, nil
 	}
 	return nil, fmt.Errorf("%w: #I matches no current R1", ErrPuzzleExpired)
+}
+
+// generation returns the newest accepted generation that match reports.
+func (e *Endpoint) generation(match func(*r1Gen) bool) *r1Gen {
+	if match(e.cur) {
+		return e.cur
+	}
+	for _, g := range e.prevs {
+		if match(g) {
+			return g
+		}
+	}
+	return nil
 }
 
 // buildR2 builds the R2 (RFC 7401 §5.3.4, RFC 7402 §5.2.1.3).

@@ -55,19 +55,24 @@ const (
 type solutionSet map[solutionKey]uint8
 
 // usable reports whether an I2 with this solution may still be processed.
+// A full record takes no new solution: it could not count its failures
+// (the generation is rotated meanwhile, see Endpoint.checkFull).
 func (s solutionSet) usable(k solutionKey) error {
-	switch n := s[k]; {
+	n, seen := s[k]
+	switch {
 	case n == solutionSpent:
 		return fmt.Errorf("%w: puzzle solution already used", ErrReplay)
 	case n >= maxSolutionFailures:
 		return fmt.Errorf("%w: puzzle solution failed %d times", ErrReplay, n)
+	case !seen && len(s) >= maxSolutions:
+		return fmt.Errorf("%w: this R1 generation's solution record is full", ErrReplay)
 	}
 	return nil
 }
 
 // failed counts an I2 with this solution that failed authentication.
 func (s solutionSet) failed(k solutionKey) {
-	if n := s[k]; n < maxSolutionFailures && len(s) < maxSolutions {
+	if n := s[k]; n < maxSolutionFailures {
 		s[k] = n + 1
 	}
 }
