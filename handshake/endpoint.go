@@ -24,11 +24,11 @@ type Endpoint struct {
 	rhash  func() hash.Hash // RHASH when we are the Responder (§2.3)
 	hostID []byte           // our HOST_ID TLV, as sent in R1 and used for HIP_MAC_2
 
-	cur   *r1Gen
-	prevs []*r1Gen // earlier generations still accepted, newest first
-	counter   uint64 // R1 generation counter (§5.2.3)
-	k         uint8  // puzzle difficulty for the next generation
-	load      loadMeter
+	cur     *r1Gen
+	prevs   []*r1Gen // earlier generations still accepted, newest first
+	counter uint64   // R1 generation counter (§5.2.3)
+	k       uint8    // puzzle difficulty for the next generation
+	load    loadMeter
 
 	stats Stats
 }
