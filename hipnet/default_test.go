@@ -2,6 +2,7 @@ package hipnet
 
 import (
 	"io"
+	"sync"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -38,17 +39,18 @@ func TestDefaultNode(t *testing.T) {
 	t.Setenv("HIPNET_IDENTITY", key)
 	t.Setenv("HIPNET_LISTEN", "127.0.0.1:0")
 	t.Setenv("HIPNET_PEERS", server.HIT().String()+"@"+server.LocalAddr().String())
+	// The default node is made once per process: start from none, and
+	// leave none behind, so that every run (-count > 1 included) checks
+	// that it is configured from this environment.
+	resetDefault()
+	t.Cleanup(resetDefault)
 	d, err := Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The default node is made once per process: with -count > 1 a later
-	// run finds it configured by the first, so the checks of the
-	// environment apply only to the run that created it.
-	id, loadErr := LoadIdentity(key)
-	fromEnv := loadErr == nil
-	if !fromEnv {
-		d.AddPeer(server.HIT(), server.LocalAddr())
+	id, err := LoadIdentity(key)
+	if err != nil {
+		t.Fatalf("HIPNET_IDENTITY was not created: %v", err)
 	}
 	c, err := DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
 	if err != nil {
@@ -60,7 +62,7 @@ func TestDefaultNode(t *testing.T) {
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
 		t.Fatalf("echo %q %v", buf, err)
 	}
-	if fromEnv && (c.LocalAddr().(*Addr).HIT != id.HIT() || d.HIT() != id.HIT()) {
+	if c.LocalAddr().(*Addr).HIT != id.HIT() || d.HIT() != id.HIT() {
 		t.Fatal("the default node does not use HIPNET_IDENTITY")
 	}
 	if c.LocalAddr().(*Addr).HIT != d.HIT() {
@@ -99,4 +101,14 @@ func TestParseRelay(t *testing.T) {
 			t.Errorf("ParseRelay(%q) = %+v, %v", c.in, ra, err)
 		}
 	}
+}
+
+// resetDefault closes the package's default node, if any, so that the next
+// Default makes a new one from the environment.
+func resetDefault() {
+	if defaultNode.node != nil {
+		defaultNode.node.Close()
+	}
+	defaultNode.node, defaultNode.err = nil, nil
+	defaultNode.once = sync.Once{}
 }
