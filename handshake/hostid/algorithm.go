@@ -8,43 +8,31 @@ import (
 	"fmt"
 	"hash"
 	"strings"
+
+	"hipnet.dev/handshake/wire"
 )
 
 // Algorithm is the HI algorithm of the HOST_ID parameter and the SIG alg of
 // HIP_SIGNATURE and HIP_SIGNATURE_2 (RFC 7401 §5.2.9, §5.2.14).
 type Algorithm uint16
 
-// HI algorithm values, RFC 7401 §5.2.9. Only AlgRSA and AlgECDSA are
-// implemented; the others are named so that errors and logs can say what a
-// peer offered.
+// HI algorithm values: the codepoints of wire's table (RFC 7401 §5.2.9,
+// RFC 9374 §3.4.1), typed. hipnet implements AlgRSA and AlgECDSA; the
+// others are named so that errors and logs can say what a peer offered.
 const (
-	AlgDSA      Algorithm = 3  // RFC 7401 §5.2.9 (not implemented)
-	AlgRSA      Algorithm = 5  // RFC 7401 §5.2.9, REQUIRED
-	AlgECDSA    Algorithm = 7  // RFC 7401 §5.2.9, REQUIRED
-	AlgECDSALow Algorithm = 9  // RFC 7401 §5.2.9, SECP160R1 (not implemented)
-	AlgEdDSA    Algorithm = 13 // RFC 9374 §3.4.1 (not implemented)
+	AlgDSA      = Algorithm(wire.AlgDSA)      // not implemented
+	AlgRSA      = Algorithm(wire.AlgRSA)      // implemented
+	AlgECDSA    = Algorithm(wire.AlgECDSA)    // implemented (P-256, P-384)
+	AlgECDSALow = Algorithm(wire.AlgECDSALow) // SECP160R1, not implemented
+	AlgEdDSA    = Algorithm(wire.AlgEdDSA)    // not implemented
 )
 
-func (a Algorithm) String() string {
-	switch a {
-	case AlgDSA:
-		return "DSA"
-	case AlgRSA:
-		return "RSA"
-	case AlgECDSA:
-		return "ECDSA"
-	case AlgECDSALow:
-		return "ECDSA_LOW"
-	case AlgEdDSA:
-		return "EdDSA"
-	}
-	return fmt.Sprintf("Algorithm(%d)", uint16(a))
-}
+func (a Algorithm) String() string { return wire.AlgName(uint16(a)) }
 
 // ECC curve labels of the ECDSA Host Identity (RFC 7401 §5.2.9).
 const (
-	CurveP256 uint16 = 1 // NIST P-256
-	CurveP384 uint16 = 2 // NIST P-384
+	CurveP256 = wire.CurveP256 // NIST P-256
+	CurveP384 = wire.CurveP384 // NIST P-384
 )
 
 // Suite is a HIT Suite ID: the 4-bit ORCHID OGA ID of a HIT (RFC 7401
@@ -52,11 +40,12 @@ const (
 // and HMAC of the associations whose responder owns the HIT.
 type Suite uint8
 
-// HIT Suite IDs, RFC 7401 §5.2.10 Table 10.
+// HIT Suite IDs: the codepoints of wire's table (RFC 7401 §5.2.10 Table
+// 10), typed, for the suites whose hash this package provides.
 const (
-	SuiteRSADSASHA256 Suite = 1 // RSA, DSA / SHA-256 (REQUIRED)
-	SuiteECDSASHA384  Suite = 2 // ECDSA / SHA-384 (RECOMMENDED)
-	SuiteECDSALowSHA1 Suite = 3 // ECDSA_LOW / SHA-1 (RECOMMENDED)
+	SuiteRSADSASHA256 = Suite(wire.HITSuiteRSADSASHA256) // RSA, DSA / SHA-256 (REQUIRED)
+	SuiteECDSASHA384  = Suite(wire.HITSuiteECDSASHA384)  // ECDSA / SHA-384 (RECOMMENDED)
+	SuiteECDSALowSHA1 = Suite(wire.HITSuiteECDSALowSHA1) // ECDSA_LOW / SHA-1 (RECOMMENDED)
 )
 
 // Valid reports whether s is a HIT Suite defined by RFC 7401.
@@ -115,17 +104,7 @@ func SuiteFromListID(b uint8) (Suite, bool) {
 	return s, s.Valid()
 }
 
-func (s Suite) String() string {
-	switch s {
-	case SuiteRSADSASHA256:
-		return "RSA,DSA/SHA-256"
-	case SuiteECDSASHA384:
-		return "ECDSA/SHA-384"
-	case SuiteECDSALowSHA1:
-		return "ECDSA_LOW/SHA-1"
-	}
-	return fmt.Sprintf("Suite(%d)", uint8(s))
-}
+func (s Suite) String() string { return wire.HITSuiteName(uint8(s)) }
 
 // KeyType selects the kind of key Generate makes. The zero value is the
 // default, ECDSA P-256.

@@ -6,13 +6,15 @@ import (
 )
 
 // HI algorithms of the HOST_ID Algorithm field (RFC 7401 §5.2.9), also the
-// SIG alg values of HIP_SIGNATURE (§5.2.14). EdDSA is RFC 9374 §3.4.1.
+// SIG alg values of HIP_SIGNATURE (§5.2.14): the one table of these
+// codepoints, with the RFC's requirement level for each. Which of them
+// hipnet implements is package hostid's to say (hostid.Algorithm).
 const (
-	AlgDSA      uint16 = 3  // RECOMMENDED
-	AlgRSA      uint16 = 5  // REQUIRED; signatures use PSS padding
-	AlgECDSA    uint16 = 7  // REQUIRED
-	AlgECDSALow uint16 = 9  // RECOMMENDED
-	AlgEdDSA    uint16 = 13 // RFC 9374
+	AlgDSA      uint16 = 3  // RFC 7401: RECOMMENDED
+	AlgRSA      uint16 = 5  // RFC 7401: REQUIRED; signatures use PSS padding
+	AlgECDSA    uint16 = 7  // RFC 7401: REQUIRED
+	AlgECDSALow uint16 = 9  // RFC 7401: RECOMMENDED
+	AlgEdDSA    uint16 = 13 // RFC 9374 §3.4.1
 )
 
 // AlgName returns a short name of an HI algorithm, for printing.
@@ -29,7 +31,7 @@ func AlgName(a uint16) string {
 	case AlgEdDSA:
 		return "EdDSA"
 	}
-	return fmt.Sprintf("alg%d", a)
+	return fmt.Sprintf("Algorithm(%d)", a)
 }
 
 // ECC curve labels: the first 16 bits of an ECDSA or ECDSA_LOW Host Identity
@@ -50,7 +52,8 @@ const (
 )
 
 // HIT suites (RFC 7401 §5.2.10, Table 10): the 4-bit OGA ID of a HIT and the
-// high nibble of a HIT_SUITE_LIST entry. The suite's hash is RHASH.
+// high nibble of a HIT_SUITE_LIST entry. The suite's hash is RHASH. The one
+// table of these codepoints; hostid.Suite adds their hash functions.
 const (
 	HITSuiteRSADSASHA256 uint8 = 1 // RSA or DSA HI, SHA-256
 	HITSuiteECDSASHA384  uint8 = 2 // ECDSA HI, SHA-384
@@ -62,7 +65,7 @@ const (
 func HITSuiteName(s uint8) string {
 	switch s {
 	case HITSuiteRSADSASHA256:
-		return "RSA/DSA/SHA-256"
+		return "RSA,DSA/SHA-256"
 	case HITSuiteECDSASHA384:
 		return "ECDSA/SHA-384"
 	case HITSuiteECDSALowSHA1:
@@ -70,7 +73,7 @@ func HITSuiteName(s uint8) string {
 	case HITSuiteEdDSACSHAKE:
 		return "EdDSA/cSHAKE128"
 	}
-	return fmt.Sprintf("suite%d", s)
+	return fmt.Sprintf("Suite(%d)", s)
 }
 
 // HostID is the HOST_ID parameter (RFC 7401 §5.2.9):

@@ -20,7 +20,7 @@ func TestFormat(t *testing.T) {
 		"DIFFIE_HELLMAN (513,C) len=68: group=P-256 public=",
 		"HIP_CIPHER (579,C) len=4: ciphers=[AES-128-CBC AES-256-CBC]",
 		"HOST_ID (705,C) len=", "alg=ECDSA", "curve=1 key=65 octets",
-		"HIT_SUITE_LIST (715,C) len=2: suites=[ECDSA/SHA-384 RSA/DSA/SHA-256]",
+		"HIT_SUITE_LIST (715,C) len=2: suites=[ECDSA/SHA-384 RSA,DSA/SHA-256]",
 		"TRANSPORT_FORMAT_LIST (2049,C) len=2: formats=[ESP]",
 		"ESP_TRANSFORM (4095,C) len=8: suites=[AES-GCM-16 AES-128-CBC/HMAC-SHA-256 NULL/HMAC-SHA-256]",
 		"HIP_SIGNATURE_2 (61633,C) len=66: alg=ECDSA sig=", "(64 octets)",
