@@ -147,7 +147,7 @@ func (a *Association) setState(now time.Time, s State) {
 	switch s {
 	case Established:
 		a.compact()
-	case Closing, Closed:
+	case Closing, Closed, EFailed:
 		a.shed()
 	case Unassociated:
 		a.forget()
@@ -170,6 +170,12 @@ func (a *Association) forget() {
 // (TestClosedAssociationSize).
 func (a *Association) shed() {
 	a.compact()
+	if a.km != nil {
+		clear(a.km.prk) // a function of the Diffie-Hellman secret
+	}
+	clear(a.hip.encGL)
+	clear(a.hip.encLG)
+	clear(a.iceKey)
 	a.km, a.dh, a.peerDH = nil, nil, nil
 	a.puzzleI, a.puzzleJ = nil, nil
 	a.hip.encGL, a.hip.encLG = nil, nil
@@ -187,6 +193,7 @@ func (a *Association) compact() {
 	a.lastR2 = nil
 	a.peerHostID = nil
 	if a.km != nil {
+		clear(a.km.buf) // the keys drawn from it are copies
 		a.km.buf = nil
 	}
 }

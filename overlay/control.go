@@ -167,7 +167,9 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		s.drop(&s.ctr.controlRejected, "closing", pk.from, nil)
 		return
 	}
-	if typ == wire.I1 && !c.r1lim.allow(c.sourceOf(pk), now) {
+	if typ == wire.I1 && c.via.relay != nil && !c.r1lim.allow(c.via.from, now) {
+		// A relayed I1, limited by where the relay saw it come from (a
+		// direct one was limited by the read loop, receive.go).
 		s.drop(&s.ctr.rateLimited, "r1 rate limit", pk.from, nil)
 		return
 	}
@@ -273,16 +275,6 @@ func (c *control) refuse(p *peer, n, old *handshake.Association, sender wire.HIT
 	} else {
 		s.log.Error("notify failed", "err", err)
 	}
-}
-
-// sourceOf is where the packet being handled came from: the address the
-// relay saw when it came through one of our relays, its UDP source
-// otherwise.
-func (c *control) sourceOf(pk ctrlPacket) netip.AddrPort {
-	if c.via.relay != nil {
-		return c.via.from
-	}
-	return pk.from
 }
 
 // countRejected counts a control packet the Endpoint refused.

@@ -22,8 +22,10 @@ import (
 //
 // Under a flood the node thus sends back far fewer octets than it receives
 // (hipnet TestFloodI1Amplification), and answering an I1 stays cheap: no
-// state beyond the bounded buckets, no public-key operation. The buckets are
-// owned by the control goroutine. A relayed I1 is limited by the address
+// state beyond the bounded buckets, no public-key operation. Direct I1s are
+// limited on the read loop, which owns one r1Limiter (receive.go admitI1),
+// so a flood is shed before it reaches the control goroutine; a relayed I1
+// is limited on the control goroutine, which owns another, by the address
 // the relay saw it come from (RELAY_FROM), not by the relay's.
 
 const (

@@ -138,11 +138,34 @@ func (s *Stack) receiveControl(b []byte, from netip.AddrPort) {
 		return
 	}
 	s.ctr.controlIn.Add(1)
+	if !s.admitI1(pkt, from) {
+		s.drop(&s.ctr.rateLimited, "r1 rate limit", from, nil)
+		return
+	}
 	select {
 	case s.ctrlIn <- ctrlPacket{b: append([]byte(nil), pkt...), from: from}:
 	default:
 		s.drop(&s.ctr.controlBacklog, "control backlog", from, nil)
 	}
+}
+
+// admitI1 applies the R1 rate limits (ratelimit.go) to an I1 we would
+// answer, here on the read loop, so that an I1 flood is shed before it is
+// copied and queued for the control goroutine, where it would crowd out
+// the packets of honest exchanges. A relayed I1 (RELAY_FROM) is limited on
+// the control goroutine instead, by the address the relay saw, once its
+// RELAY_HMAC is checked.
+func (s *Stack) admitI1(pkt wire.Packet, from netip.AddrPort) bool {
+	if pkt.Type() != wire.I1 {
+		return true
+	}
+	if r := pkt.ReceiverHIT(); r != s.hit && !r.IsZero() {
+		return true // for a host registered with our relay (relayserver.go)
+	}
+	if _, relayed := pkt.Param(wire.ParamRelayFrom); relayed {
+		return true
+	}
+	return s.i1lim.allow(from, time.Now())
 }
 
 // drop counts a dropped datagram and logs it at Debug.

@@ -49,6 +49,7 @@ type Stack struct {
 	solved  chan puzzleResult
 	solvers chan struct{}
 	puzzleK atomic.Uint32 // the Responder's current #K, for Stats
+	i1lim   *r1Limiter    // R1 limits of direct I1s, owned by the read loop (receive.go)
 
 	ctr counters
 
@@ -109,6 +110,7 @@ func newStack(cfg Config) (*Stack, error) {
 		closing: make(chan struct{}), ctrlDone: make(chan struct{}), readDone: make(chan struct{}),
 	}
 	s.ports.Store(&map[uint16]*InnerConn{})
+	s.i1lim = newR1Limiter()
 	if cfg.Relay != nil {
 		// A relay's STUN service is its hosts' keepalive and restart
 		// detection (relayclient.go): always on.
