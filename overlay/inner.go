@@ -8,7 +8,10 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"hipnet.dev/handshake/wire"
 )
 
 // InnerConn is a datagram endpoint on an inner UDP port of the stack: a
@@ -22,6 +25,10 @@ type InnerConn struct {
 	in    inbox
 	rd    deadline
 	wd    deadline
+
+	// noConnect: WriteTo never queues nor starts a base exchange (see
+	// SetAutoConnect).
+	noConnect atomic.Bool
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -161,10 +168,52 @@ func (c *InnerConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if len(b) > MaxPayload {
 		return 0, c.opError("write", addr, fmt.Errorf("hip: datagram of %d octets exceeds %d", len(b), MaxPayload))
 	}
-	if err := c.s.send(to.HIT, c.port, uint16(to.Port), b); err != nil {
+	var err error
+	if c.noConnect.Load() {
+		err = c.s.sendAssociated(to.HIT, c.port, uint16(to.Port), b)
+	} else {
+		err = c.s.send(to.HIT, c.port, uint16(to.Port), b)
+	}
+	if err != nil {
 		return 0, c.opError("write", addr, err)
 	}
 	return len(b), nil
+}
+
+// SetAutoConnect sets what WriteTo does for a peer that has no outbound
+// SA (no association, or one still in its base exchange, or one that
+// ended): queue the datagram and start the base exchange (on, the
+// default), or fail at once with an error wrapping ErrUnknownPeer (off).
+//
+// Off suits a user that establishes associations itself (Stack.Connect)
+// and must not revive one that ended: RFC 7401 §4.4.3 has a datagram sent
+// in CLOSED start a new base exchange, so a protocol that still has
+// packets in flight for a closed peer (QUIC's acknowledgements,
+// keep-alives, CONNECTION_CLOSE) would otherwise open a new association,
+// with the I1 retransmissions and queue that go with it, to a peer that
+// just left.
+func (c *InnerConn) SetAutoConnect(on bool) { c.noConnect.Store(!on) }
+
+// WatchAssociation is Stack.WatchAssociation, for a user that holds only
+// the InnerConn.
+func (c *InnerConn) WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{}) {
+	return c.s.WatchAssociation(hit)
+}
+
+// sendAssociated is send without the queue: with no outbound SA it fails
+// instead of queueing the datagram and starting a base exchange
+// (SetAutoConnect off). The SA is loaded once, so a concurrent removal
+// costs at most this one datagram on the old SA, never a new exchange.
+func (s *Stack) sendAssociated(dst wire.HIT, srcPort, dstPort uint16, payload []byte) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if p := s.lookupPeer(dst); p != nil {
+		if o := p.out.Load(); o != nil {
+			return s.seal(p, o, srcPort, dstPort, payload)
+		}
+	}
+	return fmt.Errorf("%w: no association with %v", ErrUnknownPeer, dst)
 }
 
 // Close unbinds the port; blocked reads return ErrClosed.

@@ -98,6 +98,30 @@ func deleteRecord(db *memdb.MemDB, h wire.HIT) error {
 	return nil
 }
 
+// WatchAssociation reports whether the association with hit can carry data
+// now (R2-SENT or ESTABLISHED: it has both SAs), and returns a channel that
+// is closed at the next change of its record: of its state, SAs or
+// locator, or when it is created or forgotten. A caller that must act when
+// the association ends (package streams closes the peer's QUIC
+// connections) loops: wait for changed, call again, until live is false.
+//
+// The control goroutine writes the record after it has acted on the
+// association's events, so when live turns false the SAs are already
+// out of the data path. It costs no goroutine and nothing per packet:
+// changed is the watch channel go-memdb keeps on the record anyway.
+func (s *Stack) WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{}) {
+	ch, raw, err := s.db.Txn(false).FirstWatch(tableAssoc, indexID, hit)
+	if err != nil { // not with a wire.HIT argument
+		c := make(chan struct{})
+		close(c)
+		return false, c
+	}
+	if r, ok := raw.(*assocRecord); ok {
+		live = r.Info.State == handshake.Established || r.Info.State == handshake.R2Sent
+	}
+	return live, ch
+}
+
 // getRecord returns the record of peer h, or nil.
 func getRecord(db *memdb.MemDB, h wire.HIT) *assocRecord {
 	raw, err := db.Txn(false).First(tableAssoc, indexID, h)

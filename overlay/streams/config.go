@@ -64,11 +64,13 @@ type Config struct {
 	PeerIdentity func(hit wire.HIT) (*hostid.PublicKey, bool)
 
 	// Associate, if set, is called by Dial when PeerIdentity does not know
-	// the peer: it runs (or waits for) the base exchange with hit and
-	// returns when the association is established or has failed. Without
-	// it, Dial to a peer with no association fails with an error wrapping
-	// overlay.ErrUnknownPeer. The client needs the peer's key before its
-	// QUIC handshake starts, to build the root its TLS verifier trusts.
+	// the peer, or when the PacketConn reports that the association with
+	// it cannot carry data (it closed; see New): it runs (or waits for) the
+	// base exchange with hit and returns when the association is
+	// established or has failed. Without it, Dial to a peer with no
+	// association fails with an error wrapping overlay.ErrUnknownPeer. The
+	// client needs the peer's key before its QUIC handshake starts, to
+	// build the root its TLS verifier trusts.
 	Associate func(ctx context.Context, hit wire.HIT) error
 
 	// PeerPort is the inner UDP port of the peers' stream endpoints. Zero

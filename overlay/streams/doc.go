@@ -12,7 +12,12 @@
 //     Dial, of the two connections of a simultaneous open both sides
 //     retire the same one, and a connection left without streams closes
 //     after DefaultIdleTimeout (its keep-alives would otherwise hold the
-//     HIP association open for ever).
+//     HIP association open for ever). A connection never outlives its
+//     association: when the PacketConn reports on associations (the
+//     overlay's does: WatchAssociation), the connections with a peer are
+//     closed, and their state freed, the moment the association ends
+//     (CLOSE, failure, expiry), and their late packets cannot start a new
+//     base exchange (SetAutoConnect(false)); a Dial associates first.
 //   - The stream header (stream.go): every Dial opens a new bidirectional
 //     stream on the peer's connection and writes
 //     version (1 octet, 1) | destination port (2) | source port (2);

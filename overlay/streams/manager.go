@@ -26,6 +26,7 @@ const (
 	connCodeClosed  quic.ApplicationErrorCode = 0 // Manager.Close
 	connCodeRetired quic.ApplicationErrorCode = 1 // a duplicate connection, retired (see addConn)
 	connCodeIdle    quic.ApplicationErrorCode = 2 // no streams for idleTimeout
+	connCodeGone    quic.ApplicationErrorCode = 3 // the HIP association ended (never reaches the peer)
 )
 
 // simultaneousOpen is how far apart the establishment of two connections
@@ -58,9 +59,10 @@ type Manager struct {
 	issuer   *rootIssuer
 	roots    rootCache
 
-	pc packetConn
-	tr *quic.Transport
-	ql *quic.Listener
+	pc    packetConn
+	assoc associations // nil: pc does not report on associations
+	tr    *quic.Transport
+	ql    *quic.Listener
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -72,6 +74,19 @@ type Manager struct {
 	conns     map[*qconn]struct{}
 	listeners map[int]*listener
 	nextPort  int // next ephemeral port to try
+}
+
+// associations is what the Manager uses of a PacketConn that knows the HIP
+// associations under it, as *overlay.InnerConn does. When pc offers it, New
+// turns the PacketConn's auto-connect off and every connection is closed
+// as soon as the association with its peer ends (watchAssociation).
+type associations interface {
+	// WatchAssociation reports whether the association with hit can carry
+	// data, and returns a channel closed when that may have changed.
+	WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{})
+	// SetAutoConnect(false) makes a write to a peer without an
+	// association fail instead of starting a base exchange.
+	SetAutoConnect(on bool)
 }
 
 // peerConns is the connection state for one peer: the connection new
@@ -97,6 +112,7 @@ type qconn struct {
 	active      int  // streams (and Dials about to open one) on it
 	retired     bool // no new streams; close when active drops to 0
 	closing     bool
+	gone        bool        // closed and forgotten (serveConn returned)
 	idleTimer   *time.Timer // armed while active is 0
 	idleGen     uint64      // which arming of idleTimer is current
 }
@@ -108,6 +124,13 @@ func (qc *qconn) alive() bool { return qc.c.Context().Err() == nil }
 // association authenticated, and WriteTo takes one. One quic.Transport
 // serves pc as both client and server. The Manager owns pc from now on
 // and closes it in Close.
+//
+// If pc reports on the associations under it (WatchAssociation and
+// SetAutoConnect, as *overlay.InnerConn has), the connections with a peer
+// are closed, and their state freed, the moment the association with that
+// peer ends (CLOSE, failure, expiry), and a write never starts a base
+// exchange: a Dial runs Config.Associate first when the association cannot
+// carry data.
 func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 	if pc == nil {
 		return nil, errors.New("streams: nil PacketConn")
@@ -155,6 +178,14 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 		conns:     make(map[*qconn]struct{}),
 		listeners: make(map[int]*listener),
 		nextPort:  ephemeralLow + int(start.Int64()),
+	}
+	if a, ok := pc.(associations); ok {
+		// A connection must not outlive its association, nor bring it
+		// back: its packets after a CLOSE (acknowledgements, keep-alives,
+		// its own CONNECTION_CLOSE) would start a base exchange with the
+		// peer that just left. Dials associate first (handshake).
+		a.SetAutoConnect(false)
+		m.assoc = a
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -302,6 +333,9 @@ func (m *Manager) addConnLocked(qc *qconn) (closeNow *qconn) {
 		m.armIdle(qc)
 	}
 	m.wg.Add(1) // serveConn
+	if m.assoc != nil {
+		m.wg.Add(1) // watchAssociation
+	}
 	return closeNow
 }
 
@@ -311,6 +345,38 @@ func (m *Manager) startConn(qc, closeNow *qconn) {
 		m.closeRetired(closeNow)
 	}
 	go m.serveConn(qc)
+	if m.assoc != nil {
+		go m.watchAssociation(qc)
+	}
+}
+
+// watchAssociation closes qc as soon as the association with its peer
+// ends. Waiting for QUIC to notice (the idle timeout, DefaultMaxIdleTimeout)
+// would hold the connection's state, some 40 KiB with its goroutines, for
+// half a minute after every CLOSE: at a few hundred peers a second, which a
+// host with valid puzzle solutions can sustain, hundreds of megabytes. Its
+// streams fail at once; their packets could not leave anyway, the SAs are
+// gone. The CONNECTION_CLOSE has no SA to go on either, which is as well:
+// the peer closed the association, so it knows.
+func (m *Manager) watchAssociation(qc *qconn) {
+	defer m.wg.Done()
+	done := qc.c.Context().Done()
+	for {
+		live, changed := m.assoc.WatchAssociation(qc.peer)
+		if !live {
+			break
+		}
+		select {
+		case <-changed:
+		case <-done:
+			return
+		}
+	}
+	m.mu.Lock()
+	qc.closing = true // the idle timer and closeRetired leave it alone
+	m.mu.Unlock()
+	m.log.Debug("streams: association ended, closing connection", "peer", qc.peer)
+	qc.c.CloseWithError(connCodeGone, "association ended")
 }
 
 // retiredGrace is how long a retired connection without streams stays
@@ -371,7 +437,13 @@ func (m *Manager) release(qc *qconn) {
 
 // armIdle (re)starts qc's idle timer; m.mu is held and qc.active is 0.
 // A timer that fires after a stream came and went finds another idleGen.
+// A connection already gone gets none: its last stream may be closed after
+// the connection, and the timer would hold the dead connection's state
+// for the idle timeout.
 func (m *Manager) armIdle(qc *qconn) {
+	if qc.gone {
+		return
+	}
 	qc.idleGen++
 	gen := qc.idleGen
 	if qc.idleTimer != nil {
@@ -419,8 +491,10 @@ func (m *Manager) serveConn(qc *qconn) {
 	}
 	m.mu.Lock()
 	delete(m.conns, qc)
+	qc.gone = true
 	if qc.idleTimer != nil {
 		qc.idleTimer.Stop()
+		qc.idleTimer = nil
 	}
 	if p := m.peers[qc.peer]; p != nil {
 		if p.cur == qc {
@@ -513,6 +587,15 @@ func (m *Manager) dial(peer wire.HIT, p *peerConns, call *dialCall) {
 }
 
 func (m *Manager) handshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
+	if m.assoc != nil && m.cfg.Associate != nil {
+		// The peer's identity may outlive the association (a CLOSED one
+		// keeps it), and our writes no longer start a base exchange.
+		if live, _ := m.assoc.WatchAssociation(peer); !live {
+			if err := m.cfg.Associate(ctx, peer); err != nil {
+				return nil, err
+			}
+		}
+	}
 	pub, err := peerKey(m.cfg.PeerIdentity, peer)
 	if err != nil && errors.Is(err, overlay.ErrUnknownPeer) && m.cfg.Associate != nil {
 		if aerr := m.cfg.Associate(ctx, peer); aerr != nil {

@@ -103,9 +103,10 @@ func (m *Manager) Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn, 
 // listener saw the stream. Retried: a connection the peer closed as a
 // retired duplicate or as idle while our stream was on its way, and a
 // connection we found open that turns out dead (the next try dials a
-// fresh one). A connection this Dial saw being
-// established is not retried: its failure is the handshake's verdict
-// (the server rejected our certificate).
+// fresh one), also because its association ended (its packets found no
+// SA). A connection this Dial saw being established is not retried: its
+// failure is the handshake's verdict (the server rejected our
+// certificate).
 func retryable(err error, dialed bool) bool {
 	var appErr *quic.ApplicationError
 	if errors.As(err, &appErr) && appErr.Remote &&
@@ -114,6 +115,11 @@ func retryable(err error, dialed bool) bool {
 	}
 	if dialed || errors.Is(err, overlay.ErrRefused) {
 		return false
+	}
+	if errors.Is(err, overlay.ErrUnknownPeer) {
+		// The connection we found lost its association; the next try
+		// associates again and dials a fresh one.
+		return true
 	}
 	var (
 		idle  *quic.IdleTimeoutError

@@ -1,0 +1,207 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"hipnet.dev/handshake"
+	"hipnet.dev/handshake/hostid"
+)
+
+// waitClosed waits on WatchAssociation until the association of s with
+// the peer h can no longer carry data.
+func waitClosed(t *testing.T, s *Stack, h [16]byte, within time.Duration) {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		live, changed := s.WatchAssociation(h)
+		if !live {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("association with %v still live after %v", h, within)
+		}
+	}
+}
+
+// TestWatchAssociation: the watch reports the association live from the
+// base exchange on, and wakes its watcher when a CLOSE ends it.
+func TestWatchAssociation(t *testing.T) {
+	a, b := connected(t, nil, nil)
+	live, changed := b.WatchAssociation(a.HIT())
+	if !live {
+		t.Fatalf("association live = false after the base exchange: %+v", b.Peers())
+	}
+	select {
+	case <-changed:
+		// The Initiator's first ESP (or anything else) moved R2-SENT on.
+	default:
+	}
+	if live, _ := b.WatchAssociation(testKey(t, 5).HIT()); live {
+		t.Fatal("a HIT without an association is live")
+	}
+	a.Close()
+	waitClosed(t, b, a.HIT(), 2*time.Second)
+	if p, ok := peerInfo(b, a.HIT()); !ok || p.State != handshake.Closed.String() {
+		t.Fatalf("after CLOSE: %+v, %v; want the CLOSED record", p, ok)
+	}
+}
+
+// TestNoAutoConnectAfterClose: a datagram written in CLOSED starts a new
+// base exchange (RFC 7401 §4.4.3) through an InnerConn with auto-connect
+// on; with it off the write fails with ErrUnknownPeer and the association
+// stays CLOSED: a stream layer with packets still in flight cannot bring
+// back a peer that left.
+func TestNoAutoConnectAfterClose(t *testing.T) {
+	for _, auto := range []bool{false, true} {
+		a, b := connected(t, nil, nil)
+		c := listen(t, b, 9)
+		c.SetAutoConnect(auto)
+		a.Close()
+		waitClosed(t, b, a.HIT(), 2*time.Second)
+		started := b.Stats().BEX.Started
+
+		_, err := c.WriteTo([]byte("late"), &Addr{HIT: a.HIT(), Port: 9})
+		barrier(t, b)
+		p, _ := peerInfo(b, a.HIT())
+		n := b.Stats().BEX.Started - started
+		if auto {
+			if err != nil || n != 1 || p.State != handshake.I1Sent.String() {
+				t.Errorf("auto-connect on: write %v, %d base exchanges started, state %s; want nil, 1, I1-SENT", err, n, p.State)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrUnknownPeer) {
+			t.Errorf("auto-connect off: write after CLOSE: %v, want ErrUnknownPeer", err)
+		}
+		if n != 0 || p.State != handshake.Closed.String() {
+			t.Errorf("auto-connect off: %d base exchanges started, state %s; want 0, CLOSED", n, p.State)
+		}
+		pa := b.lookupPeer(a.HIT())
+		pa.mu.Lock()
+		queued := len(pa.pending)
+		pa.mu.Unlock()
+		if st := b.Stats(); st.Drops.QueueFull+st.Drops.QueueDiscarded != 0 || queued != 0 {
+			t.Errorf("auto-connect off: the datagram was queued")
+		}
+	}
+}
+
+// TestClosedRecordHeap: what a closed association leaves on the
+// Responder until CloseLinger ends it is the record that answers a
+// retransmitted CLOSE; every SA, queue and buffer is gone at the CLOSE.
+// closedPeers Initiators associate and close; the Responder's heap grows by
+// at most closedRecordMax per CLOSED record.
+func TestClosedRecordHeap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 200 stacks")
+	}
+	const (
+		closedPeers     = 200
+		workers         = 4
+		closedRecordMax = 4096
+	)
+	resp := newTestStack(t, 0, nil)
+	cycle := func(i int) error {
+		// A fresh key, not testKey's: the cache would keep it.
+		k, err := hostid.Generate(hostid.ECDSAP256, nil)
+		if err != nil {
+			return err
+		}
+		s, err := New(Config{Identity: k, ListenAddr: loopbackAddr(i), Handshake: fastHandshake()})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		s.AddPeer(resp.HIT(), resp.LocalAddr())
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Connect(ctx, resp.HIT()); err != nil {
+			return err
+		}
+		return s.Close()
+	}
+	run := func(from, to int) {
+		var wg sync.WaitGroup
+		errs := make(chan error, to-from)
+		next := make(chan int)
+		for range workers {
+			wg.Go(func() {
+				for i := range next {
+					if err := cycle(i); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		for i := from; i < to; i++ {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	closed := func() int { return resp.Stats().Associations[handshake.Closed.String()] }
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+
+	run(1, 1+workers) // warm-up
+	waitFor(t, 2*time.Second, "warm-up CLOSEs", func() bool { return closed() == workers })
+	before := heap()
+	run(1+workers, 1+workers+closedPeers)
+	waitFor(t, 2*time.Second, "CLOSEs", func() bool { return closed() == workers+closedPeers })
+	after := heap()
+	for range 10 { // the Initiators' last timers run out
+		if (int64(after)-int64(before))/closedPeers <= closedRecordMax {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+		after = min(after, heap())
+	}
+	per := (int64(after) - int64(before)) / closedPeers
+	t.Logf("FIGURE closed record heap before=%d after=%d per_record=%d", before, after, per)
+	if per > closedRecordMax {
+		t.Errorf("%d octets of heap per CLOSED association, want <= %d", per, closedRecordMax)
+	}
+	barrier(t, resp)
+	if n := resp.spis.len(); n != 0 {
+		t.Errorf("%d inbound SAs installed after every peer closed", n)
+	}
+	for _, p := range resp.peerList() {
+		p.mu.Lock()
+		queued := len(p.pending)
+		p.mu.Unlock()
+		if p.out.Load() != nil || p.in != nil || p.prev != nil || p.nextOut != nil || queued != 0 {
+			t.Errorf("peer %v keeps SAs or a queue in CLOSED", p.hit)
+		}
+	}
+}
+
+// loopbackAddr is an address of its own in 127/8 for Initiator i where the
+// system has them (Linux), so that the Responder's R1 rate limit per
+// address (ratelimit.go) does not refuse a fast series of base exchanges;
+// else 127.0.0.1.
+func loopbackAddr(i int) string {
+	a := fmt.Sprintf("127.0.%d.%d:0", 1+i/250, 2+i%250)
+	if pc, err := net.ListenPacket("udp", a); err == nil {
+		pc.Close()
+		return a
+	}
+	return "127.0.0.1:0"
+}
