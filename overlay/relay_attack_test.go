@@ -3,8 +3,11 @@ package overlay
 import (
 	"context"
 	"encoding/binary"
+	"maps"
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,39 +21,113 @@ import (
 // packet announcing the association's SPI (review finding H1): SPIs the
 // relay cannot authenticate are only held until the registered host
 // answers.
+//
+// The test proves both halves: the forged UPDATE reached the relay's socket
+// and went through its control path (the relay forwarded it to a, a
+// registered host, as a relay must, and a refused it), and the relay
+// refused what it asked for: its forwarding table is what it was, and a's
+// ESP for b still reaches b, and only b.
 func TestRelayESPPoison(t *testing.T) {
-	r, a, b, la, lb := relayedPair(t)
-	la.WriteTo([]byte{1}, &Addr{HIT: b.HIT(), Port: 8})
-	readOne(t, lb, 5*time.Second)
-	pa, _ := peerInfo(a, b.HIT())
-	t.Logf("a->b out SPI %#x, a path %s", pa.OutSPI, pa.Path)
-
+	var someone wire.HIT // not b, not registered, no keys
+	someone[0], someone[1], someone[15] = 0x20, 0x01, 0x42
 	atk, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer atk.Close()
+	atkAt := atk.LocalAddr().(*net.UDPAddr).AddrPort()
+	forged := func(b []byte) bool { // the forged UPDATE, forwarded or not
+		if len(b) < wire.NonESPMarkerLen || binary.BigEndian.Uint32(b) != 0 {
+			return false
+		}
+		pkt, err := wire.ParsePacket(b[wire.NonESPMarkerLen:])
+		return err == nil && pkt.Type() == wire.UPDATE && pkt.SenderHIT() == someone
+	}
+
+	// The relay's socket counts the forged UPDATE arriving from the
+	// attacker; a's counts it arriving through the relay (RELAY_FROM).
+	rtap := newTap(t, func(b []byte, from netip.AddrPort) bool { return from == atkAt && forged(b) })
+	r := newTestStack(t, 9, func(c *Config) {
+		asRegistrar(nil)(c)
+		c.STUNServer = true
+		c.Relay = &RelayConfig{}
+		c.Logger = testLog("relay")
+		c.PacketConn = rtap
+	})
+	atap := newTap(t, func(b []byte, from netip.AddrPort) bool {
+		if from != r.LocalAddr() || !forged(b) {
+			return false
+		}
+		pkt, _ := wire.ParsePacket(b[wire.NonESPMarkerLen:])
+		_, ok := pkt.Param(wire.ParamRelayFrom)
+		return ok
+	})
+	noICE := func(c *Config) { c.Handshake.NATModes = []uint16{wire.NATModeUDPEncapsulation} }
+	a := behind(t, 0, r, func(c *Config) { noICE(c); c.PacketConn = atap })
+	b := behind(t, 1, r, noICE)
+	waitRegistered(t, r, a.HIT(), b.HIT())
+	la, lb := listen(t, a, 7), listen(t, b, 8)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Connect(ctx, a.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	la.WriteTo([]byte{1}, &Addr{HIT: b.HIT(), Port: 8})
+	readOne(t, lb, 5*time.Second)
+
+	// The target: a's ESP to b goes through the relay, on SPI pa.OutSPI.
+	pa, _ := peerInfo(a, b.HIT())
+	aAt, bAt := a.LocalAddr(), b.LocalAddr()
+	if pa.Path != "relayed" {
+		t.Fatalf("a's path to b is %s: nothing to poison", pa.Path)
+	}
+	fwdBefore := forwards(r)
+	if to, ok := fwdBefore[fwdKey{pa.OutSPI, aAt}]; !ok || to != bAt {
+		t.Fatalf("relay forwards SPI %#x from a to %v (%v), want b at %v; table %v", pa.OutSPI, to, ok, bAt, fwdBefore)
+	}
+	relayBefore, aBefore := r.Stats().Relay, a.Stats().Drops
+
 	var bl wire.Builder
-	var someone wire.HIT
-	someone[0] = 0x20
-	someone[1] = 0x01
-	someone[15] = 0x42 // not b, not registered, no keys
 	bl.Reset(nil, wire.UPDATE, someone, a.HIT())
 	bl.Add(wire.ESPInfo{NewSPI: pa.OutSPI})
 	pkt, err := bl.Bytes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	raddr := net.UDPAddrFromAddrPort(r.LocalAddr())
-	if _, err := atk.WriteToUDP(wire.AppendUDPControl(nil, pkt), raddr); err != nil {
+	if _, err := atk.WriteToUDP(wire.AppendUDPControl(nil, pkt), net.UDPAddrFromAddrPort(r.LocalAddr())); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	t.Logf("relay stats after forged UPDATE: %+v", r.Stats().Relay)
-	for i := 0; i < 3; i++ {
-		la.WriteTo([]byte{byte(i)}, &Addr{HIT: b.HIT(), Port: 8})
+
+	// Delivered: at the relay's socket, through its control path (it
+	// forwarded the UPDATE to a, after holding the SPI it announces), and
+	// refused by a, which has no association with its sender.
+	waitFor(t, 5*time.Second, "the forged UPDATE at the relay's socket", func() bool { return rtap.n.Load() > 0 })
+	waitFor(t, 5*time.Second, "the forged UPDATE relayed to a", func() bool { return atap.n.Load() > 0 })
+	waitFor(t, 5*time.Second, "a to refuse the forged UPDATE", func() bool {
+		return a.Stats().Drops.ControlRejected > aBefore.ControlRejected
+	})
+	if n := rtap.n.Load(); n != 1 {
+		t.Errorf("relay's socket saw the forged UPDATE %d times, want 1", n)
 	}
-	atk.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if d := r.Stats().Relay.ControlForwarded - relayBefore.ControlForwarded; d < 1 {
+		t.Errorf("relay forwarded %d control packets, want the forged UPDATE", d)
+	}
+	barrier(t, r)
+
+	// Refused: no forwarding entry made or moved.
+	if after := forwards(r); !maps.Equal(after, fwdBefore) {
+		t.Errorf("POISONED: relay forwarding table changed by the forged UPDATE:\nbefore %v\nafter  %v (attacker %v)", fwdBefore, after, atkAt)
+	}
+	t.Logf("relay stats after the forged UPDATE: %+v", r.Stats().Relay)
+
+	// And so a's ESP for b reaches b, not the attacker.
+	for i := range 3 {
+		la.WriteTo([]byte{byte(10 + i)}, &Addr{HIT: b.HIT(), Port: 8})
+		if got, _ := readOne(t, lb, 5*time.Second); len(got) != 1 || got[0] != byte(10+i) {
+			t.Fatalf("b got %v, want [%d]", got, 10+i)
+		}
+	}
+	atk.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	buf := make([]byte, 2000)
 	got := 0
 	for {
@@ -66,6 +143,45 @@ func TestRelayESPPoison(t *testing.T) {
 	if got > 0 {
 		t.Errorf("POISONED: attacker received %d of a's ESP packets for b", got)
 	}
+}
+
+// forwards copies relay r's ESP forwarding table: (SPI, source) to
+// destination.
+func forwards(r *Stack) map[fwdKey]netip.AddrPort {
+	r.relay.mu.RLock()
+	defer r.relay.mu.RUnlock()
+	m := make(map[fwdKey]netip.AddrPort, len(r.relay.fwd))
+	for k, e := range r.relay.fwd {
+		m[k] = e.to
+	}
+	return m
+}
+
+// tap is a node's UDP socket that counts the datagrams it receives for
+// which match is true.
+type tap struct {
+	net.PacketConn
+	match func(b []byte, from netip.AddrPort) bool
+	n     atomic.Int64
+}
+
+func newTap(t *testing.T, match func([]byte, netip.AddrPort) bool) *tap {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tap{PacketConn: pc, match: match}
+}
+
+func (c *tap) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, from, err := c.PacketConn.ReadFrom(b)
+	if err == nil {
+		if ua, ok := from.(*net.UDPAddr); ok && c.match(b[:n], addrPortOf(ua)) {
+			c.n.Add(1)
+		}
+	}
+	return n, from, err
 }
 
 type capConn struct {
