@@ -59,8 +59,12 @@ type r1Gen struct {
 }
 
 // maxPrevGens bounds the earlier generations kept: normally one (rotated
-// every R1Lifetime), more while the load changes #K faster than that.
-const maxPrevGens = 4
+// every R1Lifetime), two while the load changes #K faster than that. More
+// would keep cheap puzzles of the time before the load acceptable for
+// longer: an attacker solves fresh ones from old R1s while #K climbs.
+// Two keep an honest exchange whose R1 arrived up to two load windows
+// (500 ms) before its I2.
+const maxPrevGens = 2
 
 type r1Packet struct {
 	dh        dhKey

@@ -15,7 +15,7 @@ import "time"
 // generation (Endpoint.SetPuzzleDifficulty); the earlier generations keep
 // their #K and stay acceptable (up to maxPrevGens of them, for one
 // R1Lifetime after they expire), so exchanges in flight are not lost while
-// #K ramps.
+// #K ramps, unless their R1 is older than two load windows.
 
 const (
 	loadWindow = 250 * time.Millisecond

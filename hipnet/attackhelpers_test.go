@@ -14,11 +14,8 @@ import (
 	"time"
 
 	"hipnet.dev/handshake"
-	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/internal/mitm"
-	"hipnet.dev/overlay"
-	"hipnet.dev/overlay/streams"
 )
 
 // Helpers of attack_test.go and flood_test.go: the man in the middle
@@ -61,8 +58,7 @@ func newMITM(t testing.TB, target *Node) *mitm.Proxy {
 
 // newTunedNode starts a node as NewNode does, on loopback, but with
 // handshake overrides that Config does not offer (EncryptHostID, short
-// UAL and MSL). It wires the same pieces as NewNode (the overlay stack,
-// the stream port, the stream manager) and nothing else: no relays.
+// UAL and MSL, a fixed #K).
 func newTunedNode(t testing.TB, cfg Config, hs handshake.Config) *Node {
 	t.Helper()
 	if cfg.Identity == nil {
@@ -72,35 +68,13 @@ func newTunedNode(t testing.TB, cfg Config, hs handshake.Config) *Node {
 		}
 		cfg.Identity = id
 	}
-	var authorize func(wire.HIT) bool
-	if cfg.Authorize != nil {
-		authorize = func(h wire.HIT) bool { return cfg.Authorize(h) }
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = "127.0.0.1:0"
 	}
-	st, err := overlay.New(overlay.Config{Identity: cfg.Identity.key, ListenAddr: "127.0.0.1:0",
-		Authorize: authorize, Logger: cfg.Logger, Handshake: hs})
+	n, err := newNode(cfg, hs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for hit, addrs := range cfg.Peers {
-		st.AddPeer(hit, addrs...)
-	}
-	pc, err := st.ListenInner(StreamPort)
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	sm, err := streams.New(pc, st.HIT(), streams.Config{
-		Identity:     cfg.Identity.key,
-		PeerIdentity: func(h wire.HIT) (*hostid.PublicKey, bool) { return st.PeerIdentity(h) },
-		Associate:    st.Connect,
-		Logger:       cfg.Logger,
-	})
-	if err != nil {
-		pc.Close()
-		st.Close()
-		t.Fatal(err)
-	}
-	n := &Node{stack: st, streams: sm}
 	t.Cleanup(func() { n.Close() })
 	return n
 }

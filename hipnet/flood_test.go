@@ -556,6 +556,7 @@ func TestFloodManyAddressesWhileHonestDial(t *testing.T) {
 			defer close(done)
 			sent.Store(int64(k.run(stop, time.Now().Add(20*time.Second))))
 		}()
+		tl := sampleK(b) // #K over time: the flood's start ...
 		// Long enough for the flood to drain the Responder's R1 budgets
 		// and to raise its puzzle difficulty: the steady state.
 		time.Sleep(floodWarmup)
@@ -577,6 +578,17 @@ func TestFloodManyAddressesWhileHonestDial(t *testing.T) {
 		if d := after.Drops.ControlBacklog - before.Drops.ControlBacklog; d > 0 {
 			t.Logf("%s: B's read loop dropped %d control packets (backlog)", k.name, d)
 		}
+		// ... and its end: #K goes back to its base once the flood is over.
+		back := waitUntil(15*time.Second, func() bool { return b.Stats().BEX.PuzzleDifficulty <= baseK })
+		for _, s := range tl.stop() {
+			t.Logf("FIGURE puzzle-k flood=%s t=%v k=%d", k.name, s.at.Round(10*time.Millisecond), s.k)
+		}
+		if k.name == "i2-solved-bad-mac" && tl.max() <= baseK {
+			t.Errorf("%s: #K never rose above %d under a flood of solved I2s", k.name, baseK)
+		}
+		if !back {
+			t.Errorf("%s: #K still %d 15 s after the flood stopped", k.name, b.Stats().BEX.PuzzleDifficulty)
+		}
 	}
 
 	// No state for the flood: every association is an honest node's.
@@ -590,6 +602,61 @@ func TestFloodManyAddressesWhileHonestDial(t *testing.T) {
 		t.Errorf("the replayed I2 changed X's association:\nnow %+v\nwas %+v", p, xView)
 	}
 }
+
+// kSample is the Responder's #K at a time since the flood started.
+type kSample struct {
+	at time.Duration
+	k  uint8
+}
+
+// kTimeline samples a node's #K every 250 ms, recording each change.
+type kTimeline struct {
+	done    chan struct{}
+	stopped chan struct{}
+	samples []kSample
+}
+
+// sampleK starts sampling b's #K until stop.
+func sampleK(b *Node) *kTimeline {
+	tl := &kTimeline{done: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		defer close(tl.stopped)
+		start := time.Now()
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			k := b.Stats().BEX.PuzzleDifficulty
+			if n := len(tl.samples); n == 0 || tl.samples[n-1].k != k {
+				tl.samples = append(tl.samples, kSample{time.Since(start), k})
+			}
+			select {
+			case <-tl.done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return tl
+}
+
+// stop ends the sampling and returns the changes of #K.
+func (tl *kTimeline) stop() []kSample {
+	close(tl.done)
+	<-tl.stopped
+	return tl.samples
+}
+
+// max is the highest #K sampled (after stop).
+func (tl *kTimeline) max() uint8 {
+	var m uint8
+	for _, s := range tl.samples {
+		m = max(m, s.k)
+	}
+	return m
+}
+
+// baseK is the Responder's #K without load: the handshake's default.
+const baseK = 4
 
 // wave is one round of 20 concurrent dials.
 type wave struct {

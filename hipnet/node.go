@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 
+	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/overlay"
@@ -31,7 +32,11 @@ type Node struct {
 
 // NewNode starts a node: it opens the UDP socket and is ready to dial and
 // accept at once.
-func NewNode(cfg Config) (*Node, error) {
+func NewNode(cfg Config) (*Node, error) { return newNode(cfg, handshake.Config{}) }
+
+// newNode is NewNode with the handshake's own settings (puzzle, timers,
+// ENCRYPTED HOST_ID), which tests tune.
+func newNode(cfg Config, hs handshake.Config) (*Node, error) {
 	if cfg.Identity == nil {
 		return nil, errors.New("hipnet: Config.Identity is required")
 	}
@@ -61,6 +66,7 @@ func NewNode(cfg Config) (*Node, error) {
 		Logger:            cfg.Logger,
 		KeyLog:            cfg.KeyLog,
 		STUNServer:        cfg.STUNServer,
+		Handshake:         hs,
 	})
 	if err != nil {
 		return nil, err
