@@ -2,9 +2,9 @@ package hipnet
 
 import (
 	"io"
-	"sync"
 	"net/netip"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
