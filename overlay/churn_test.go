@@ -70,6 +70,15 @@ func TestNoAutoConnectAfterClose(t *testing.T) {
 		started := b.Stats().BEX.Started
 
 		_, err := c.WriteTo([]byte("late"), &Addr{HIT: a.HIT(), Port: 9})
+		if auto && err == nil {
+			// The write pokes the control goroutine through the wake
+			// channel, which a barrier on the control channel does not
+			// order: wait for the exchange to start.
+			waitFor(t, 2*time.Second, "the base exchange the write starts", func() bool {
+				p, _ := peerInfo(b, a.HIT())
+				return b.Stats().BEX.Started > started && p.State == handshake.I1Sent.String()
+			})
+		}
 		barrier(t, b)
 		p, _ := peerInfo(b, a.HIT())
 		n := b.Stats().BEX.Started - started
