@@ -341,7 +341,7 @@ func ratio(a, b float64) float64 {
 const benchALPN = "hipnet-bench"
 
 // hiddenPC shows quic-go a UDP socket as a plain net.PacketConn, as
-// overlay/streams shows it the overlay's InnerConn: no GSO, no batched
+// streams shows it the overlay's InnerConn: no GSO, no batched
 // reads, no ECN, and socket buffers left as they are.
 type hiddenPC struct{ net.PacketConn }
 
@@ -354,7 +354,7 @@ func (hiddenPC) SetWriteBuffer(int) error { return nil }
 //
 // plain false is quic-go as an application gets it: quic.ListenAddr and
 // quic.DialAddr on UDP sockets (GSO, batched reads, path MTU discovery,
-// larger socket buffers). plain true is quic-go as overlay/streams runs
+// larger socket buffers). plain true is quic-go as streams runs
 // it: each side's quic.Transport on a hiddenPC, 1280-octet packets, no
 // path MTU discovery; the difference to hipnet is then the overlay (ESP,
 // the read loop's hop) alone.

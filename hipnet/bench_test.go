@@ -52,7 +52,7 @@ import (
 //	                                                       hip/quic >= 0.8)
 //	                       Diagnostic: quic1280-MB/s, quic-go on UDP
 //	                       sockets it sees as plain PacketConns with
-//	                       1280-octet packets, as overlay/streams runs it
+//	                       1280-octet packets, as streams runs it
 //	                       (so hip/quic1280 is the overlay's own cost).
 //	BenchmarkDatagrams     1200-octet datagrams in acknowledged bursts of
 //	                       32, ListenPacket vs UDP sockets (goal hip/udp >= 0.8)
@@ -420,7 +420,7 @@ func BenchmarkThroughput(b *testing.B) {
 
 	// quic-go on its own UDP sockets, and quic-go on UDP sockets shown
 	// to it as plain PacketConns with 1280-octet packets (what
-	// overlay/streams gives it): see quicPair.
+	// streams gives it): see quicPair.
 	sink := func(s *quic.Stream) { bulkSink(s, bulkSize) }
 	qs, err := quicPair(b, pki, false, sink).OpenStreamSync(ctx)
 	if err != nil {

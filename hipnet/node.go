@@ -13,7 +13,7 @@ import (
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/overlay"
-	"hipnet.dev/overlay/streams"
+	"hipnet.dev/streams"
 )
 
 // StreamPort is the inner UDP port that carries the node's QUIC

@@ -6,7 +6,7 @@
 // association table (hashicorp/go-memdb) with an allocation-free SPI → SA
 // lookup on the data path, and carries inner UDP (BEET, RFC 7402 App. B)
 // between HITs: datagram endpoints for ListenPacket, and the transport of
-// the QUIC streams of package overlay/streams.
+// the QUIC streams of package streams (the layer above this one).
 //
 // # Using it
 //
