@@ -1,14 +1,11 @@
 package overlay
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
-	"hipnet.dev/esp"
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
 )
@@ -29,17 +26,43 @@ type ctrlPacket struct {
 	barrier chan struct{}
 }
 
-// command asks for an association with hit; reply gets nil once it is
-// ESTABLISHED or R2-SENT, or the error.
-// With reg set it is a Register instead (registration.go).
-type command struct {
-	hit       wire.HIT
-	reply     chan error
-	reg       *regCommand
-	opp       *oppCommand // ConnectAddr (opportunistic.go)
-	drop      bool        // dropAssociation
-	relayBack bool        // relayBack: we registered with relay hit
+// command is a request to the control goroutine from another goroutine:
+// one type per request, each run on the control goroutine.
+type command interface {
+	run(c *control, now time.Time)
 }
+
+// connectCmd asks for an association with hit; reply gets nil once it is
+// ESTABLISHED or R2-SENT, or the error (Connect).
+type connectCmd struct {
+	hit   wire.HIT
+	reply chan error
+}
+
+func (m connectCmd) run(c *control, now time.Time) { c.connect(now, m.hit, m.reply) }
+
+// registerCmd is a Register with registrar hit (registration.go).
+type registerCmd struct {
+	hit wire.HIT
+	reg *regCommand
+}
+
+func (m registerCmd) run(c *control, now time.Time) { c.register(now, m.hit, m.reg) }
+
+// connectAddrCmd is a ConnectAddr (opportunistic.go).
+type connectAddrCmd struct{ opp *oppCommand }
+
+func (m connectAddrCmd) run(c *control, now time.Time) { c.connectOpp(now, m.opp) }
+
+// dropCmd drops the association with hit (dropAssociation).
+type dropCmd struct{ hit wire.HIT }
+
+func (m dropCmd) run(c *control, _ time.Time) { c.dropAssoc(m.hit) }
+
+// relayBackCmd: we registered with relay hit again (relayclient.go).
+type relayBackCmd struct{ hit wire.HIT }
+
+func (m relayBackCmd) run(c *control, now time.Time) { c.rekeyVia(now, m.hit) }
 
 // control is the control goroutine's state; nothing else touches it.
 type control struct {
@@ -65,10 +88,6 @@ type control struct {
 	relaysOpen    bool
 	relaysCloseBy time.Time
 
-	// peerFinalizing: the packet being handled is an UPDATE with a SEQ, so
-	// a rekey it completes on our side is not yet complete on the peer's
-	// (RFC 7402 §6.10).
-	peerFinalizing bool
 	// switchGrace is how long a rekeyed outbound SA waits for proof that
 	// the peer installed its new inbound SA: the first retransmission
 	// timeout (an UPDATE round trip should not exceed it), at least
@@ -78,7 +97,9 @@ type control struct {
 
 	reg regState // registration.go
 
-	via via // path.go: the relay the packet being handled came through
+	// handling is the context of the control packet the Endpoint is
+	// handling, for its Candidates callback (inbound.go); nil otherwise.
+	handling *inbound
 
 	// opp are opportunistic base exchanges (ConnectAddr) by address, until
 	// their R1 names the Responder.
@@ -110,18 +131,7 @@ func (c *control) run() {
 			}
 			c.handlePacket(time.Now(), pk)
 		case cmd := <-s.cmds:
-			switch {
-			case cmd.reg != nil:
-				c.register(time.Now(), cmd.hit, cmd.reg)
-			case cmd.opp != nil:
-				c.connectOpp(time.Now(), cmd.opp)
-			case cmd.drop:
-				c.dropAssoc(cmd.hit)
-			case cmd.relayBack:
-				c.rekeyVia(time.Now(), cmd.hit)
-			default:
-				c.connect(time.Now(), cmd.hit, cmd.reply)
-			}
+			cmd.run(c, time.Now())
 		case now := <-tick.C:
 			s.clock.Store(now.UnixNano())
 			c.tick(now)
@@ -145,164 +155,21 @@ func (c *control) run() {
 	}
 }
 
-// handlePacket feeds one control packet to the Endpoint and acts on the
-// result. The authorization checks of Config.Authorize sit here: on an I2
-// (Initiator authenticated) and on an R1 (Responder authenticated).
-func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
-	s := c.s
-	pkt, err := wire.ParsePacket(pk.b)
-	if err != nil {
-		s.drop(&s.ctr.malformed, "malformed control", pk.from, err)
-		return
-	}
-	if c.relayPacket(now, pk, pkt) {
-		return
-	}
-	if !c.openRelayed(&pk, &pkt) {
-		return
-	}
-	defer func() { c.via = via{} }()
-	sender, typ := pkt.SenderHIT(), pkt.Type()
-	if c.draining && (typ == wire.I1 || typ == wire.I2) {
-		s.drop(&s.ctr.controlRejected, "closing", pk.from, nil)
-		return
-	}
-	if typ == wire.I1 && c.via.relay != nil && !c.r1lim.allow(c.via.from, now) {
-		// A relayed I1, limited by where the relay saw it come from (a
-		// direct one was limited by the read loop, receive.go).
-		s.drop(&s.ctr.rateLimited, "r1 rate limit", pk.from, nil)
-		return
-	}
-	p := s.lookupPeer(sender)
-	if p == nil && typ == wire.R1 {
-		p = c.oppPeer(sender, pk.from)
-	}
-	var a *handshake.Association
-	var before handshake.State
-	if p != nil && p.assoc != nil {
-		a = p.assoc
-		before = a.State()
-	}
-	_, hasSeq := pkt.Param(wire.ParamSeq)
-	c.peerFinalizing = typ == wire.UPDATE && hasSeq
-	c.noteRegPacket(pkt)
-	defer func() { c.peerFinalizing, c.reg.fromRequest = false, false }()
-	wasRekeying := a != nil && a.Rekeying()
-	res, err := c.ep.Handle(now, pk.b, a)
-	if err == nil && c.peerFinalizing && wasRekeying && a.Rekeying() {
-		// The peer's own rekey UPDATE crossed ours: it may finish at the
-		// same moment we do, so neither side may assume the other ready.
-		p.crossedRekey = true
-	}
-	if res.Reply != nil {
-		c.reply(res.Reply, pk.from) // R1, or NOTIFY for a rejected I2
-	}
-	if err != nil {
-		c.countRejected(err, pk.from)
-		if a != nil {
-			c.process(p, now)
-		}
-		return
-	}
-	n := res.Assoc
-	if n == nil {
-		return
-	}
-	if typ == wire.I2 {
-		// A valid I2: the Initiator's identity is authenticated and n is a
-		// new association in R2-SENT (or a replaced in place).
-		if !s.authorized(sender) {
-			c.refuse(p, n, a, sender, pk.from, pk.b)
-			return
-		}
-		if p == nil {
-			p = s.learnPeer(sender, pk.from)
-		} else if _, ok := p.locator(); !ok {
-			p.setLocator(pk.from)
-		}
-		fresh := p.assoc == nil || before != handshake.R2Sent // not a retransmitted I2
-		if p.assoc == nil {
-			p.assoc = n
-			p.resetCounters()
-		}
-		if fresh {
-			s.ctr.bexStarted.Add(1)
-			// The path is chosen by the base exchange only: a later relayed
-			// packet, which could be a replay of a genuine one, never moves
-			// an association onto a relay or changes where RELAY_TO points.
-			c.tookRelayed(p)
-		}
-		c.process(p, now)
-		return
-	}
-	if typ == wire.R1 && before == handshake.I1Sent && a.State() == handshake.I2Sent && !s.authorized(sender) {
-		// The Responder is authenticated and refused: its I2 is never sent.
-		a.Outgoing()
-		a.Events()
-		delete(c.spiRes, a.Info().InSPI)
-		s.ctr.unauthorized.Add(1)
-		s.ctr.bexRefused.Add(1)
-		s.log.Info("unauthorized", "peer", sender.String(), "role", "responder")
-		c.discardPending(p)
-		c.wakeWaiters(p, fmt.Errorf("%w: %v", ErrNotAuthorized, sender))
-		c.abandon(p)
-		c.flushWakes()
-		return
-	}
-	c.process(p, now)
-}
-
-// refuse turns away an authenticated Initiator: its association is
-// discarded with everything it would send (the R2) and its SAs never reach
-// the data path; a signed NOTIFY BLOCKED_BY_POLICY goes to the I2's source.
-// If the I2 replaced an association in place, that one is gone too.
-func (c *control) refuse(p *peer, n, old *handshake.Association, sender wire.HIT, from netip.AddrPort, i2 []byte) {
-	s := c.s
-	n.Outgoing()
-	n.Events()
-	delete(c.spiRes, n.Info().InSPI)
-	if old != nil {
-		c.removeSAs(p)
-		c.discardPending(p)
-		c.wakeWaiters(p, fmt.Errorf("%w: %v", ErrNotAuthorized, sender))
-		c.abandon(p)
-		c.flushWakes()
-	}
-	s.ctr.unauthorized.Add(1)
-	s.log.Info("unauthorized", "peer", sender.String(), "role", "initiator", "from", from)
-	if msg, err := c.ep.RefuseI2(i2); err == nil {
-		c.reply(msg, from)
-	} else {
-		s.log.Error("notify failed", "err", err)
-	}
-}
-
-// countRejected counts a control packet the Endpoint refused.
-func (c *control) countRejected(err error, from netip.AddrPort) {
-	s := c.s
-	switch {
-	case errors.Is(err, handshake.ErrMalformed):
-		s.drop(&s.ctr.malformed, "malformed control", from, err)
-	case errors.Is(err, handshake.ErrReplay):
-		s.drop(&s.ctr.controlReplay, "control replay", from, err)
-	case errors.Is(err, handshake.ErrNotForUs):
-		s.drop(&s.ctr.notForUs, "not for us", from, err)
-	default:
-		s.drop(&s.ctr.controlRejected, "control rejected", from, err)
-	}
-}
-
 // process drains an association after anything happened to it: events
 // first, then the record and the timer, then the packets — so that the SAs
 // and the record are in place before the packets that let the peer use
 // them leave — and last the answers to waiting Connects.
-func (c *control) process(p *peer, now time.Time) {
+func (c *control) process(p *peer, now time.Time) { c.processPacket(p, now, nil) }
+
+// processPacket is process after a control packet (in) was handled: the
+// events it caused may depend on what it was.
+func (c *control) processPacket(p *peer, now time.Time, in *inbound) {
 	a := p.assoc
 	if a == nil {
 		return
 	}
 	for _, ev := range a.Events() {
-		c.event(p, a, ev, now)
+		c.event(p, a, ev, now, in)
 	}
 	out := a.Outgoing()
 	c.sync(p)
@@ -312,7 +179,7 @@ func (c *control) process(p *peer, now time.Time) {
 	c.flushWakes()
 }
 
-func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, now time.Time) {
+func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, now time.Time, in *inbound) {
 	s := c.s
 	switch ev.Kind {
 	case handshake.EventInboundSA:
@@ -348,7 +215,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		}
 		crossed := p.crossedRekey
 		p.crossedRekey = false
-		if (c.peerFinalizing || crossed) && p.out.Load() != nil {
+		if (in != nil && in.finalizing || crossed) && p.out.Load() != nil {
 			// RFC 7402 §6.10: we finished first (or at the same time as the
 			// peer); the peer installs its new inbound SA when our ACK
 			// arrives. Keep sending on the old SA until the peer's data
@@ -385,7 +252,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 	case handshake.EventPuzzle:
 		c.solve(p, ev.Puzzle) // puzzle.go
 	case handshake.EventRegistration:
-		c.regEvent(p, ev.Registration, now)
+		c.regEvent(p, ev.Registration, now, in != nil && in.regRequest)
 	}
 }
 
@@ -400,89 +267,6 @@ func bexError(h wire.HIT, err error) error {
 		return fmt.Errorf("%w: %v refused us (BLOCKED_BY_POLICY): %w", ErrNotAuthorized, h, ErrHandshakeFailed)
 	}
 	return fmt.Errorf("%w with %v: %w", ErrHandshakeFailed, h, err)
-}
-
-// installInbound puts an inbound SA in the data path's table. A rekey keeps
-// the previous SA for packets still in flight (until the next rekey); a new
-// base exchange replaces both.
-func (c *control) installInbound(p *peer, cfg esp.Config, rekey bool) {
-	if p.in != nil && p.in.sa.SPI() == cfg.SPI {
-		return // the Initiator's EventEstablished repeats EventInboundSA's SA
-	}
-	sa, err := esp.NewInbound(cfg)
-	if err != nil {
-		c.s.log.Error("inbound sa", "peer", p.hit.String(), "err", err)
-		return
-	}
-	e := &inboundSA{sa: sa, p: p}
-	if rekey {
-		if p.prev != nil {
-			c.s.spis.remove(p.prev.sa.SPI(), p.prev)
-		}
-		p.prev = p.in
-	} else {
-		c.removeInbound(p)
-	}
-	p.in = e
-	c.s.spis.set(cfg.SPI, e)
-	delete(c.spiRes, cfg.SPI)
-	c.s.keylog(p, cfg)
-}
-
-func (c *control) newOutbound(p *peer, cfg esp.Config) *esp.Outbound {
-	if c.s.rekeyAfter != 0 {
-		cfg.RekeyAfter = c.s.rekeyAfter
-	}
-	o, err := esp.NewOutbound(cfg)
-	if err != nil {
-		c.s.log.Error("outbound sa", "peer", p.hit.String(), "err", err)
-		return nil
-	}
-	c.s.keylog(p, cfg)
-	return o
-}
-
-// trimSAs frees the cipher state of SAs no packet used since the last
-// call (every R1 rotation): an idle association then costs its keys, not
-// its AES-GCM tables (esp.Inbound.Trim). The next packet rebuilds them.
-func (c *control) trimSAs() {
-	for _, p := range c.s.peerList() {
-		for _, e := range []*inboundSA{p.in, p.prev} {
-			if e != nil {
-				e.sa.Trim()
-			}
-		}
-		if o := p.out.Load(); o != nil {
-			o.Trim()
-		}
-	}
-}
-
-// switchOut starts sending on a rekeyed outbound SA.
-func (c *control) switchOut(p *peer, o *esp.Outbound) {
-	p.out.Store(o)
-	p.nextOut, p.switchAt = nil, time.Time{}
-	if p.in != nil {
-		p.in.notify.Store(false)
-	}
-	p.rekeyAsked.Store(false)
-}
-
-func (c *control) removeInbound(p *peer) {
-	for _, e := range []*inboundSA{p.in, p.prev} {
-		if e != nil {
-			c.s.spis.remove(e.sa.SPI(), e)
-		}
-	}
-	p.in, p.prev = nil, nil
-}
-
-// removeSAs takes p out of the data path: no inbound SA, no outbound SA
-// (writers queue and restart the base exchange).
-func (c *control) removeSAs(p *peer) {
-	c.removeInbound(p)
-	p.out.Store(nil)
-	p.nextOut, p.switchAt = nil, time.Time{}
 }
 
 func (c *control) discardPending(p *peer) { c.s.discardPending(p) }
@@ -542,145 +326,6 @@ func (c *control) abandon(p *peer) {
 	}
 }
 
-// wakeWaiters answers p's waiting Connects with err — at the next
-// flushWakes, after the record is written, so that a caller returning from
-// Connect finds Peers up to date. An error fails a waiting Register too.
-func (c *control) wakeWaiters(p *peer, err error) {
-	for _, w := range p.waiters {
-		c.wakes = append(c.wakes, wake{w, err})
-	}
-	p.waiters = nil
-	if err != nil {
-		c.regFail(p, err)
-	}
-}
-
-type wake struct {
-	ch  chan error
-	err error
-}
-
-func (c *control) flushWakes() {
-	for _, w := range c.wakes {
-		select {
-		case w.ch <- w.err:
-		default:
-		}
-	}
-	clear(c.wakes)
-	c.wakes = c.wakes[:0]
-	c.flushRegWakes()
-}
-
-// connect serves Connect (reply set) and the data path's pokeConnect
-// (reply nil).
-func (c *control) connect(now time.Time, h wire.HIT, reply chan error) {
-	s := c.s
-	answer := func(err error) {
-		if reply != nil {
-			reply <- err
-		}
-	}
-	p, err := c.peerFor(h)
-	if err != nil {
-		answer(err)
-		return
-	}
-	if a := p.assoc; a != nil {
-		switch a.State() {
-		case handshake.Established, handshake.R2Sent:
-			answer(nil)
-			return
-		case handshake.I1Sent, handshake.I2Sent:
-			if reply != nil {
-				p.waiters = append(p.waiters, reply)
-			}
-			return
-		}
-	}
-	if _, ok := p.locator(); !ok && !c.dialRelayed(p) {
-		answer(fmt.Errorf("%w: %v", ErrUnknownPeer, h))
-		return
-	}
-	if reply != nil {
-		p.waiters = append(p.waiters, reply)
-	}
-	if p.assoc == nil {
-		p.assoc = c.ep.Initiate(now, h)
-		p.resetCounters()
-	} else {
-		p.assoc.Restart(now) // UNASSOCIATED, E-FAILED, CLOSING, CLOSED (§4.4.3)
-	}
-	s.ctr.bexStarted.Add(1)
-	s.log.Debug("bex started", "peer", h.String())
-	c.process(p, now)
-}
-
-// handlePokes serves what the data path asked for.
-func (c *control) handlePokes(now time.Time) {
-	s := c.s
-	s.pokeMu.Lock()
-	ps := s.poked
-	s.poked = c.spare[:0]
-	s.pokeMu.Unlock()
-	for _, p := range ps {
-		k := p.pokes.Swap(0)
-		if k&pokeConnect != 0 {
-			c.connectPoke(p, now)
-		}
-		if k&pokeData != 0 && p.assoc != nil {
-			p.assoc.DataReceived(now)
-			if p.nextOut != nil {
-				c.switchOut(p, p.nextOut) // the peer sends on its new SA: it has ours
-			}
-			c.process(p, now)
-		}
-		if k&pokeRekey != 0 {
-			c.rekey(p, now)
-		}
-	}
-	clear(ps)
-	c.spare = ps
-}
-
-// connectPoke starts the base exchange for queued data, or discards the
-// queue if it cannot start.
-func (c *control) connectPoke(p *peer, now time.Time) {
-	if c.draining || c.s.lookupPeer(p.hit) != p {
-		c.discardPending(p)
-		return
-	}
-	if p.out.Load() != nil {
-		return
-	}
-	c.connect(now, p.hit, nil)
-	if p.assoc == nil && !c.s.relayPending() {
-		c.discardPending(p) // unknown or refused
-	}
-}
-
-// rekey starts an ESP rekeying UPDATE (RFC 7402 §6.8): from KEYMAT, or with
-// a new Diffie-Hellman exchange when KEYMAT is used up.
-func (c *control) rekey(p *peer, now time.Time) {
-	a := p.assoc
-	if a == nil || (a.State() != handshake.Established && a.State() != handshake.R2Sent) || a.Rekeying() {
-		return
-	}
-	err := a.Rekey(now, false)
-	if err != nil && !errors.Is(err, handshake.ErrBusy) {
-		err = a.Rekey(now, true)
-	}
-	if err != nil {
-		c.s.log.Warn("rekey failed", "peer", p.hit.String(), "err", err)
-		if !errors.Is(err, handshake.ErrBusy) {
-			p.rekeyAsked.Store(false)
-		}
-		return
-	}
-	c.s.log.Debug("rekey started", "peer", p.hit.String())
-	c.process(p, now)
-}
-
 // sendControl sends a HIP packet over UDP behind the zero marker.
 func (c *control) sendControl(pkt []byte, to netip.AddrPort) {
 	s := c.s
@@ -697,111 +342,4 @@ func (c *control) sendControl(pkt []byte, to netip.AddrPort) {
 	s.ctr.packetsOut.Add(1)
 	s.ctr.bytesOut.Add(uint64(n))
 	s.ctr.controlOut.Add(1)
-}
-
-// allocSPI is the Endpoint's SPI allocator: random, above the IANA-reserved
-// 1-255 (RFC 4303 §2.1), and unique among installed and handed-out SPIs.
-func (c *control) allocSPI() uint32 {
-	var b [4]byte
-	for {
-		if _, err := rand.Read(b[:]); err != nil {
-			panic(err) // crypto/rand does not fail on supported platforms
-		}
-		spi := binary.BigEndian.Uint32(b[:])
-		if spi <= 255 || c.s.spis.lookup(spi) != nil {
-			continue
-		}
-		if _, ok := c.spiRes[spi]; ok {
-			continue
-		}
-		c.spiRes[spi] = time.Now()
-		return spi
-	}
-}
-
-func (c *control) pruneSPIs(now time.Time) {
-	for spi, t := range c.spiRes {
-		if now.Sub(t) > spiResLife {
-			delete(c.spiRes, spi)
-		}
-	}
-}
-
-// beginShutdown starts Close: CLOSE to every peer with keys (RFC 7401
-// §5.3.7), pending Connects fail with ErrClosed; the loop then waits up to
-// closeWait for the CLOSE_ACKs.
-func (c *control) beginShutdown(now time.Time) {
-	c.draining = true
-	c.drainUntil = now.Add(closeWait)
-	for _, p := range c.s.peerList() {
-		c.discardPending(p)
-		c.wakeWaiters(p, ErrClosed)
-		if a := p.assoc; a != nil && !c.s.isRelay(p.hit) {
-			a.Close(now)
-			c.process(p, now)
-		}
-	}
-	c.flushWakes()
-	if len(c.s.relays) > 0 {
-		c.relaysOpen, c.relaysCloseBy = true, now.Add(closeWait/2)
-		c.closeRelays(now)
-	}
-}
-
-// closeRelays closes the associations with our relays once the other
-// associations have finished closing (their CLOSEs may go through the
-// relays, which forward only for hosts still registered), or at
-// relaysCloseBy.
-func (c *control) closeRelays(now time.Time) {
-	if c.closingCount() > 0 && now.Before(c.relaysCloseBy) {
-		return
-	}
-	c.relaysOpen = false
-	for _, p := range c.s.peerList() {
-		if a := p.assoc; a != nil && c.s.isRelay(p.hit) {
-			a.Close(now)
-			c.process(p, now)
-		}
-	}
-}
-
-func (c *control) closingCount() int {
-	n := 0
-	for _, p := range c.s.peerList() {
-		if p.assoc != nil && p.assoc.State() == handshake.Closing {
-			n++
-		}
-	}
-	return n
-}
-
-func (c *control) finish() {
-	for _, p := range c.s.peerList() {
-		c.wakeWaiters(p, ErrClosed)
-		c.clearPath(p)
-	}
-	for _, p := range c.opp {
-		c.wakeWaiters(p, ErrClosed)
-	}
-	c.regShutdown()
-	c.flushWakes()
-}
-
-// peerFor is what Connect and Register check before anything starts: the
-// stack is open, Authorize admits h, and a locator for h is known.
-func (c *control) peerFor(h wire.HIT) (*peer, error) {
-	if c.draining {
-		return nil, ErrClosed
-	}
-	if !c.s.authorized(h) {
-		return nil, fmt.Errorf("%w: %v", ErrNotAuthorized, h)
-	}
-	p := c.s.lookupPeer(h)
-	if p == nil && len(c.s.relays) > 0 {
-		p = c.s.ensurePeer(h) // reached through a relay (path.go)
-	}
-	if p == nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnknownPeer, h)
-	}
-	return p, nil
 }

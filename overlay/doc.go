@@ -41,8 +41,14 @@
 //     send to its locator, or queue while the base exchange runs) and the
 //     flush of that queue.
 //   - control.go: the control goroutine, sole owner of the
-//     handshake.Endpoint and every handshake.Association; Config.Authorize
-//     and the NOTIFY BLOCKED_BY_POLICY (notify.go) are applied there.
+//     handshake.Endpoint and every handshake.Association: its loop, the
+//     commands other goroutines send it (one type each), and the handling
+//     of the associations' events. Split by concern beside it:
+//     inbound.go (one control packet from the read loop to the Endpoint,
+//     with its context passed down as an argument; Config.Authorize and
+//     the bound NOTIFY BLOCKED_BY_POLICY are applied there), sas.go (SAs
+//     in and out of the data path, rekeys, SPI allocation), connect.go
+//     (Connect, the data path's pokes, waiters), shutdown.go (Close).
 //   - timers.go: every protocol timer (retransmission, state lifetimes,
 //     R1 rotation, the rekey switch, Close's wait) in one heap.
 //   - store.go: the memdb association table, the source of truth for

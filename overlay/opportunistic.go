@@ -32,7 +32,7 @@ func (s *Stack) ConnectAddr(ctx context.Context, addr netip.AddrPort) (wire.HIT,
 	}
 	cmd := &oppCommand{addr: netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()), hit: make(chan wire.HIT, 1), reply: make(chan error, 1)}
 	select {
-	case s.cmds <- command{opp: cmd}:
+	case s.cmds <- connectAddrCmd{opp: cmd}:
 	case <-s.closing:
 		return wire.HIT{}, ErrClosed
 	case <-ctx.Done():
@@ -114,7 +114,7 @@ func (c *control) oppPeer(sender wire.HIT, from netip.AddrPort) *peer {
 // peer is gone (a relay that restarted) and a new base exchange follows.
 func (s *Stack) dropAssociation(h wire.HIT) {
 	select {
-	case s.cmds <- command{hit: h, drop: true}:
+	case s.cmds <- dropCmd{hit: h}:
 	case <-s.closing:
 	}
 }

@@ -39,51 +39,49 @@ const pathTimeout = 4 * time.Second
 // pathCheck is how often the control goroutine looks at direct paths.
 const pathCheck = time.Second
 
-// via is the relay a control packet being handled came through, and the
-// address the relay saw its sender at (RELAY_FROM); set by openRelayed for
-// the duration of handlePacket.
+// via is the relay a control packet came through, and the address the
+// relay saw its sender at (RELAY_FROM), as openRelayed found them.
 type via struct {
 	relay *peer
 	from  netip.AddrPort
 }
 
 // openRelayed checks and strips the RELAY_FROM and RELAY_HMAC that one of
-// our relays added to pk (RFC 5770 §4.5 step 3). It reports false when the
-// packet must be dropped.
-func (c *control) openRelayed(pk *ctrlPacket, pkt *wire.Packet) bool {
+// our relays added to pk (RFC 5770 §4.5 step 3) and returns the relay and
+// where it saw the sender (a zero via for a direct packet). It reports
+// false when the packet must be dropped.
+func (c *control) openRelayed(pk *ctrlPacket, pkt *wire.Packet) (via, bool) {
 	s := c.s
-	c.via = via{}
 	if _, ok := pkt.Param(wire.ParamRelayFrom); !ok {
-		return true
+		return via{}, true
 	}
 	rp := s.relayAt(pk.from)
 	if rp == nil {
 		s.drop(&s.ctr.controlRejected, "relay_from not from our relay", pk.from, nil)
-		return false
+		return via{}, false
 	}
 	inner, from, err := rp.assoc.OpenRelayed(pk.b)
 	if err != nil {
 		s.drop(&s.ctr.controlRejected, "relay_hmac", pk.from, err)
-		return false
+		return via{}, false
 	}
 	np, err := wire.ParsePacket(inner)
 	if err != nil {
 		s.drop(&s.ctr.malformed, "malformed control", pk.from, err)
-		return false
+		return via{}, false
 	}
 	pk.b, *pkt = inner, np
-	c.via = via{relay: rp, from: from.AddrPort()}
-	return true
+	return via{relay: rp, from: from.AddrPort()}, true
 }
 
-// reply sends a direct answer (R1, NOTIFY) to the packet being handled:
-// back through the relay it came through, or to its source.
-func (c *control) reply(pkt []byte, from netip.AddrPort) {
-	if c.via.relay != nil {
-		c.sendVia(pkt, c.via.relay, c.via.from)
+// reply sends a direct answer (R1, NOTIFY) to the packet in: back through
+// the relay it came through, or to its source.
+func (c *control) reply(pkt []byte, in *inbound) {
+	if in.via.relay != nil {
+		c.sendVia(pkt, in.via.relay, in.via.from)
 		return
 	}
-	c.sendControl(pkt, from)
+	c.sendControl(pkt, in.from)
 }
 
 // sendVia sends pkt through relay r to the peer it saw at to, with
@@ -128,13 +126,13 @@ func (c *control) sendPeer(p *peer, pkt []byte) {
 
 // tookRelayed records that p's new association (an I2 just accepted)
 // runs through the relay the I2 came through, if it did.
-func (c *control) tookRelayed(p *peer) {
-	if c.via.relay == nil || c.via.relay == p {
+func (c *control) tookRelayed(p *peer, v via) {
+	if v.relay == nil || v.relay == p {
 		return
 	}
-	p.relay, p.relayTo = c.via.relay, c.via.from
+	p.relay, p.relayTo = v.relay, v.from
 	if !p.static.Load() || p.relayed.Load() {
-		if at, ok := c.via.relay.locator(); ok {
+		if at, ok := v.relay.locator(); ok {
 			p.setLocator(at)
 			p.relayed.Store(true)
 		}
@@ -196,7 +194,7 @@ func (c *control) clearPath(p *peer) {
 func (c *control) candidates(peer wire.HIT) []wire.Locator {
 	s := c.s
 	p := s.lookupPeer(peer)
-	if c.via.relay == nil && (p == nil || p.relay == nil) {
+	if (c.handling == nil || c.handling.via.relay == nil) && (p == nil || p.relay == nil) {
 		return nil
 	}
 	var cs []nat.Candidate

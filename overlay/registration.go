@@ -109,9 +109,6 @@ type regWait struct {
 type regState struct {
 	waits map[wire.HIT]*regWait
 	wakes []regWake
-	// fromRequest: the packet being handled carries a REG_REQUEST, so an
-	// EventRegistration is our answer as registrar.
-	fromRequest bool
 }
 
 type regWake struct {
@@ -144,7 +141,7 @@ func (s *Stack) Register(ctx context.Context, registrar wire.HIT, lifetime time.
 		}
 		cmd.reply = make(chan regResult, 1)
 		select {
-		case s.cmds <- command{hit: registrar, reg: cmd}:
+		case s.cmds <- registerCmd{hit: registrar, reg: cmd}:
 		case <-s.closing:
 			return Registration{}, ErrClosed
 		case <-ctx.Done():
@@ -270,14 +267,9 @@ func offersAny(info wire.RegInfo, types []uint8) bool {
 	return false
 }
 
-// noteRegPacket is called before a control packet is handled: does it
-// carry a REG_REQUEST?
-func (c *control) noteRegPacket(pkt wire.Packet) {
-	_, c.reg.fromRequest = pkt.Param(wire.ParamRegRequest)
-}
-
-// regEvent acts on an EventRegistration.
-func (c *control) regEvent(p *peer, reg *handshake.Registration, now time.Time) {
+// regEvent acts on an EventRegistration; asRegistrar says the packet that
+// caused it carried a REG_REQUEST, so the event is our answer as registrar.
+func (c *control) regEvent(p *peer, reg *handshake.Registration, now time.Time, asRegistrar bool) {
 	if reg == nil {
 		return
 	}
@@ -289,7 +281,7 @@ func (c *control) regEvent(p *peer, reg *handshake.Registration, now time.Time) 
 		r.Expires = now.Add(r.Duration())
 	}
 	role := "requester"
-	if c.reg.fromRequest {
+	if asRegistrar {
 		role = "registrar"
 		c.recordReg(p, r)
 	} else if w := c.reg.waits[p.hit]; w != nil {

@@ -220,7 +220,7 @@ func (s *Stack) retryPending() {
 // relay learns their SPIs from the UPDATEs and forwards their ESP again.
 func (s *Stack) relayBack(h wire.HIT) {
 	select {
-	case s.cmds <- command{hit: h, relayBack: true}:
+	case s.cmds <- relayBackCmd{hit: h}:
 	case <-s.closing:
 	}
 }

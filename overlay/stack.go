@@ -317,7 +317,7 @@ func (s *Stack) connect(ctx context.Context, hit wire.HIT) error {
 	}
 	reply := make(chan error, 1)
 	select {
-	case s.cmds <- command{hit: hit, reply: reply}:
+	case s.cmds <- connectCmd{hit: hit, reply: reply}:
 	case <-s.closing:
 		return ErrClosed
 	case <-ctx.Done():

@@ -1,0 +1,149 @@
+package overlay
+
+import (
+	"fmt"
+	"time"
+
+	"hipnet.dev/handshake"
+	"hipnet.dev/handshake/wire"
+)
+
+// Connecting: Connect and the data path's pokes (start a base exchange for
+// queued data, R2-SENT ended by data, rekey), and the waiters they leave,
+// answered once the association is established or has failed.
+
+// wakeWaiters answers p's waiting Connects with err — at the next
+// flushWakes, after the record is written, so that a caller returning from
+// Connect finds Peers up to date. An error fails a waiting Register too.
+func (c *control) wakeWaiters(p *peer, err error) {
+	for _, w := range p.waiters {
+		c.wakes = append(c.wakes, wake{w, err})
+	}
+	p.waiters = nil
+	if err != nil {
+		c.regFail(p, err)
+	}
+}
+
+type wake struct {
+	ch  chan error
+	err error
+}
+
+func (c *control) flushWakes() {
+	for _, w := range c.wakes {
+		select {
+		case w.ch <- w.err:
+		default:
+		}
+	}
+	clear(c.wakes)
+	c.wakes = c.wakes[:0]
+	c.flushRegWakes()
+}
+
+// connect serves Connect (reply set) and the data path's pokeConnect
+// (reply nil).
+func (c *control) connect(now time.Time, h wire.HIT, reply chan error) {
+	s := c.s
+	answer := func(err error) {
+		if reply != nil {
+			reply <- err
+		}
+	}
+	p, err := c.peerFor(h)
+	if err != nil {
+		answer(err)
+		return
+	}
+	if a := p.assoc; a != nil {
+		switch a.State() {
+		case handshake.Established, handshake.R2Sent:
+			answer(nil)
+			return
+		case handshake.I1Sent, handshake.I2Sent:
+			if reply != nil {
+				p.waiters = append(p.waiters, reply)
+			}
+			return
+		}
+	}
+	if _, ok := p.locator(); !ok && !c.dialRelayed(p) {
+		answer(fmt.Errorf("%w: %v", ErrUnknownPeer, h))
+		return
+	}
+	if reply != nil {
+		p.waiters = append(p.waiters, reply)
+	}
+	if p.assoc == nil {
+		p.assoc = c.ep.Initiate(now, h)
+		p.resetCounters()
+	} else {
+		p.assoc.Restart(now) // UNASSOCIATED, E-FAILED, CLOSING, CLOSED (§4.4.3)
+	}
+	s.ctr.bexStarted.Add(1)
+	s.log.Debug("bex started", "peer", h.String())
+	c.process(p, now)
+}
+
+// handlePokes serves what the data path asked for.
+func (c *control) handlePokes(now time.Time) {
+	s := c.s
+	s.pokeMu.Lock()
+	ps := s.poked
+	s.poked = c.spare[:0]
+	s.pokeMu.Unlock()
+	for _, p := range ps {
+		k := p.pokes.Swap(0)
+		if k&pokeConnect != 0 {
+			c.connectPoke(p, now)
+		}
+		if k&pokeData != 0 && p.assoc != nil {
+			p.assoc.DataReceived(now)
+			if p.nextOut != nil {
+				c.switchOut(p, p.nextOut) // the peer sends on its new SA: it has ours
+			}
+			c.process(p, now)
+		}
+		if k&pokeRekey != 0 {
+			c.rekey(p, now)
+		}
+	}
+	clear(ps)
+	c.spare = ps
+}
+
+// connectPoke starts the base exchange for queued data, or discards the
+// queue if it cannot start.
+func (c *control) connectPoke(p *peer, now time.Time) {
+	if c.draining || c.s.lookupPeer(p.hit) != p {
+		c.discardPending(p)
+		return
+	}
+	if p.out.Load() != nil {
+		return
+	}
+	c.connect(now, p.hit, nil)
+	if p.assoc == nil && !c.s.relayPending() {
+		c.discardPending(p) // unknown or refused
+	}
+}
+
+// peerFor is what Connect and Register check before anything starts: the
+// stack is open, Authorize admits h, and a locator for h is known.
+func (c *control) peerFor(h wire.HIT) (*peer, error) {
+	if c.draining {
+		return nil, ErrClosed
+	}
+	if !c.s.authorized(h) {
+		return nil, fmt.Errorf("%w: %v", ErrNotAuthorized, h)
+	}
+	p := c.s.lookupPeer(h)
+	if p == nil && len(c.s.relays) > 0 {
+		p = c.s.ensurePeer(h) // reached through a relay (path.go)
+	}
+	if p == nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnknownPeer, h)
+	}
+	return p, nil
+}

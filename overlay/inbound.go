@@ -1,0 +1,182 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"hipnet.dev/handshake"
+	"hipnet.dev/handshake/wire"
+)
+
+// The inbound control path: one HIP control packet from the read loop,
+// through the relay role and RELAY_FROM, the R1 limit of relayed I1s, the
+// Endpoint, Config.Authorize, and the association's outputs. What the
+// handling of one packet needs to know about it travels in an inbound,
+// passed down as an argument, never stashed on the control struct.
+
+// inbound is the context of the control packet being handled.
+type inbound struct {
+	from netip.AddrPort
+	// via is the relay it came through (RELAY_FROM), if any.
+	via via
+	// finalizing: an UPDATE with a SEQ, so a rekey it completes on our side
+	// is not yet complete on the peer's (RFC 7402 §6.10).
+	finalizing bool
+	// regRequest: it carries a REG_REQUEST, so an EventRegistration it
+	// causes is our answer as registrar (registration.go).
+	regRequest bool
+}
+
+// handlePacket feeds one control packet to the Endpoint and acts on the
+// result. The authorization checks of Config.Authorize sit here: on an I2
+// (Initiator authenticated) and on an R1 (Responder authenticated).
+func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
+	s := c.s
+	pkt, err := wire.ParsePacket(pk.b)
+	if err != nil {
+		s.drop(&s.ctr.malformed, "malformed control", pk.from, err)
+		return
+	}
+	if c.relayPacket(now, pk, pkt) {
+		return
+	}
+	in := &inbound{from: pk.from}
+	var ok bool
+	if in.via, ok = c.openRelayed(&pk, &pkt); !ok {
+		return
+	}
+	sender, typ := pkt.SenderHIT(), pkt.Type()
+	if c.draining && (typ == wire.I1 || typ == wire.I2) {
+		s.drop(&s.ctr.controlRejected, "closing", pk.from, nil)
+		return
+	}
+	if typ == wire.I1 && in.via.relay != nil && !c.r1lim.allow(in.via.from, now) {
+		// A relayed I1, limited by where the relay saw it come from (a
+		// direct one was limited by the read loop, receive.go).
+		s.drop(&s.ctr.rateLimited, "r1 rate limit", pk.from, nil)
+		return
+	}
+	p := s.lookupPeer(sender)
+	if p == nil && typ == wire.R1 {
+		p = c.oppPeer(sender, pk.from)
+	}
+	var a *handshake.Association
+	var before handshake.State
+	if p != nil && p.assoc != nil {
+		a = p.assoc
+		before = a.State()
+	}
+	_, hasSeq := pkt.Param(wire.ParamSeq)
+	in.finalizing = typ == wire.UPDATE && hasSeq
+	_, in.regRequest = pkt.Param(wire.ParamRegRequest)
+	wasRekeying := a != nil && a.Rekeying()
+	// The Endpoint may call back into us while it builds an I2 or R2
+	// (Config.Candidates): the one place the context is looked up rather
+	// than passed, and only for the length of this call.
+	c.handling = in
+	res, err := c.ep.Handle(now, pk.b, a)
+	c.handling = nil
+	if err == nil && in.finalizing && wasRekeying && a.Rekeying() {
+		// The peer's own rekey UPDATE crossed ours: it may finish at the
+		// same moment we do, so neither side may assume the other ready.
+		p.crossedRekey = true
+	}
+	if res.Reply != nil {
+		c.reply(res.Reply, in) // R1, or NOTIFY for a rejected I2
+	}
+	if err != nil {
+		c.countRejected(err, pk.from)
+		if a != nil {
+			c.processPacket(p, now, in)
+		}
+		return
+	}
+	n := res.Assoc
+	if n == nil {
+		return
+	}
+	if typ == wire.I2 {
+		// A valid I2: the Initiator's identity is authenticated and n is a
+		// new association in R2-SENT (or a replaced in place).
+		if !s.authorized(sender) {
+			c.refuse(p, n, a, sender, in, pk.b)
+			return
+		}
+		if p == nil {
+			p = s.learnPeer(sender, pk.from)
+		} else if _, ok := p.locator(); !ok {
+			p.setLocator(pk.from)
+		}
+		fresh := p.assoc == nil || before != handshake.R2Sent // not a retransmitted I2
+		if p.assoc == nil {
+			p.assoc = n
+			p.resetCounters()
+		}
+		if fresh {
+			s.ctr.bexStarted.Add(1)
+			// The path is chosen by the base exchange only: a later relayed
+			// packet, which could be a replay of a genuine one, never moves
+			// an association onto a relay or changes where RELAY_TO points.
+			c.tookRelayed(p, in.via)
+		}
+		c.processPacket(p, now, in)
+		return
+	}
+	if typ == wire.R1 && before == handshake.I1Sent && a.State() == handshake.I2Sent && !s.authorized(sender) {
+		// The Responder is authenticated and refused: its I2 is never sent.
+		a.Outgoing()
+		a.Events()
+		delete(c.spiRes, a.Info().InSPI)
+		s.ctr.unauthorized.Add(1)
+		s.ctr.bexRefused.Add(1)
+		s.log.Info("unauthorized", "peer", sender.String(), "role", "responder")
+		c.discardPending(p)
+		c.wakeWaiters(p, fmt.Errorf("%w: %v", ErrNotAuthorized, sender))
+		c.abandon(p)
+		c.flushWakes()
+		return
+	}
+	c.processPacket(p, now, in)
+}
+
+// refuse turns away an authenticated Initiator: its association is
+// discarded with everything it would send (the R2) and its SAs never reach
+// the data path; a signed NOTIFY BLOCKED_BY_POLICY goes to the I2's source.
+// If the I2 replaced an association in place, that one is gone too.
+func (c *control) refuse(p *peer, n, old *handshake.Association, sender wire.HIT, in *inbound, i2 []byte) {
+	s := c.s
+	n.Outgoing()
+	n.Events()
+	delete(c.spiRes, n.Info().InSPI)
+	if old != nil {
+		c.removeSAs(p)
+		c.discardPending(p)
+		c.wakeWaiters(p, fmt.Errorf("%w: %v", ErrNotAuthorized, sender))
+		c.abandon(p)
+		c.flushWakes()
+	}
+	s.ctr.unauthorized.Add(1)
+	s.log.Info("unauthorized", "peer", sender.String(), "role", "initiator", "from", in.from)
+	if msg, err := c.ep.RefuseI2(i2); err == nil {
+		c.reply(msg, in)
+	} else {
+		s.log.Error("notify failed", "err", err)
+	}
+}
+
+// countRejected counts a control packet the Endpoint refused.
+func (c *control) countRejected(err error, from netip.AddrPort) {
+	s := c.s
+	switch {
+	case errors.Is(err, handshake.ErrMalformed):
+		s.drop(&s.ctr.malformed, "malformed control", from, err)
+	case errors.Is(err, handshake.ErrReplay):
+		s.drop(&s.ctr.controlReplay, "control replay", from, err)
+	case errors.Is(err, handshake.ErrNotForUs):
+		s.drop(&s.ctr.notForUs, "not for us", from, err)
+	default:
+		s.drop(&s.ctr.controlRejected, "control rejected", from, err)
+	}
+}

@@ -1,0 +1,149 @@
+package overlay
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"hipnet.dev/esp"
+	"hipnet.dev/handshake"
+)
+
+// The security associations on the control goroutine: inbound SAs into
+// the data path's SPI table, outbound SAs onto their peer, the switch to a
+// rekeyed outbound SA (RFC 7402 §6.10), rekeys started for the data path,
+// idle SAs trimmed, and inbound SPIs allocated unique on the node.
+
+// installInbound puts an inbound SA in the data path's table. A rekey keeps
+// the previous SA for packets still in flight (until the next rekey); a new
+// base exchange replaces both.
+func (c *control) installInbound(p *peer, cfg esp.Config, rekey bool) {
+	if p.in != nil && p.in.sa.SPI() == cfg.SPI {
+		return // the Initiator's EventEstablished repeats EventInboundSA's SA
+	}
+	sa, err := esp.NewInbound(cfg)
+	if err != nil {
+		c.s.log.Error("inbound sa", "peer", p.hit.String(), "err", err)
+		return
+	}
+	e := &inboundSA{sa: sa, p: p}
+	if rekey {
+		if p.prev != nil {
+			c.s.spis.remove(p.prev.sa.SPI(), p.prev)
+		}
+		p.prev = p.in
+	} else {
+		c.removeInbound(p)
+	}
+	p.in = e
+	c.s.spis.set(cfg.SPI, e)
+	delete(c.spiRes, cfg.SPI)
+	c.s.keylog(p, cfg)
+}
+
+func (c *control) newOutbound(p *peer, cfg esp.Config) *esp.Outbound {
+	if c.s.rekeyAfter != 0 {
+		cfg.RekeyAfter = c.s.rekeyAfter
+	}
+	o, err := esp.NewOutbound(cfg)
+	if err != nil {
+		c.s.log.Error("outbound sa", "peer", p.hit.String(), "err", err)
+		return nil
+	}
+	c.s.keylog(p, cfg)
+	return o
+}
+
+// trimSAs frees the cipher state of SAs no packet used since the last
+// call (every R1 rotation): an idle association then costs its keys, not
+// its AES-GCM tables (esp.Inbound.Trim). The next packet rebuilds them.
+func (c *control) trimSAs() {
+	for _, p := range c.s.peerList() {
+		for _, e := range []*inboundSA{p.in, p.prev} {
+			if e != nil {
+				e.sa.Trim()
+			}
+		}
+		if o := p.out.Load(); o != nil {
+			o.Trim()
+		}
+	}
+}
+
+// switchOut starts sending on a rekeyed outbound SA.
+func (c *control) switchOut(p *peer, o *esp.Outbound) {
+	p.out.Store(o)
+	p.nextOut, p.switchAt = nil, time.Time{}
+	if p.in != nil {
+		p.in.notify.Store(false)
+	}
+	p.rekeyAsked.Store(false)
+}
+
+func (c *control) removeInbound(p *peer) {
+	for _, e := range []*inboundSA{p.in, p.prev} {
+		if e != nil {
+			c.s.spis.remove(e.sa.SPI(), e)
+		}
+	}
+	p.in, p.prev = nil, nil
+}
+
+// removeSAs takes p out of the data path: no inbound SA, no outbound SA
+// (writers queue and restart the base exchange).
+func (c *control) removeSAs(p *peer) {
+	c.removeInbound(p)
+	p.out.Store(nil)
+	p.nextOut, p.switchAt = nil, time.Time{}
+}
+
+// rekey starts an ESP rekeying UPDATE (RFC 7402 §6.8): from KEYMAT, or with
+// a new Diffie-Hellman exchange when KEYMAT is used up.
+func (c *control) rekey(p *peer, now time.Time) {
+	a := p.assoc
+	if a == nil || (a.State() != handshake.Established && a.State() != handshake.R2Sent) || a.Rekeying() {
+		return
+	}
+	err := a.Rekey(now, false)
+	if err != nil && !errors.Is(err, handshake.ErrBusy) {
+		err = a.Rekey(now, true)
+	}
+	if err != nil {
+		c.s.log.Warn("rekey failed", "peer", p.hit.String(), "err", err)
+		if !errors.Is(err, handshake.ErrBusy) {
+			p.rekeyAsked.Store(false)
+		}
+		return
+	}
+	c.s.log.Debug("rekey started", "peer", p.hit.String())
+	c.process(p, now)
+}
+
+// allocSPI is the Endpoint's SPI allocator: random, above the IANA-reserved
+// 1-255 (RFC 4303 §2.1), and unique among installed and handed-out SPIs.
+func (c *control) allocSPI() uint32 {
+	var b [4]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err) // crypto/rand does not fail on supported platforms
+		}
+		spi := binary.BigEndian.Uint32(b[:])
+		if spi <= 255 || c.s.spis.lookup(spi) != nil {
+			continue
+		}
+		if _, ok := c.spiRes[spi]; ok {
+			continue
+		}
+		c.spiRes[spi] = time.Now()
+		return spi
+	}
+}
+
+func (c *control) pruneSPIs(now time.Time) {
+	for spi, t := range c.spiRes {
+		if now.Sub(t) > spiResLife {
+			delete(c.spiRes, spi)
+		}
+	}
+}
