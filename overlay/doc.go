@@ -49,8 +49,9 @@
 //     the bound NOTIFY BLOCKED_BY_POLICY are applied there), sas.go (SAs
 //     in and out of the data path, rekeys, SPI allocation), connect.go
 //     (Connect, the data path's pokes, waiters), shutdown.go (Close).
-//   - timers.go: every protocol timer (retransmission, state lifetimes,
-//     R1 rotation, the rekey switch, Close's wait) in one heap.
+//   - timers.go: the control goroutine's timer heap (retransmission, state
+//     lifetimes, R1 rotation, the puzzle's load window, the rekey switch,
+//     Close's wait); the clocks still outside it are listed there.
 //   - store.go: the memdb association table, the source of truth for
 //     Peers and the control plane's view; satable.go: the data path's
 //     copy-on-write SPI → SA table derived from it.
@@ -73,12 +74,26 @@
 //
 // # Goroutines and locking
 //
-// A Stack runs two long-lived goroutines, the read loop and the control
-// goroutine, plus the runtime's timer callbacks for InnerConn deadlines;
-// while a hard puzzle is being solved, one solver goroutine per such R1
-// (at most GOMAXPROCS search at once, each ending with the puzzle's
-// lifetime); and the relay and ICE goroutines of the sections below. None
-// is started per packet, and Close stops them all.
+// Every goroutine a Stack starts, and how many (TestGoroutines counts
+// them):
+//
+//   - the read loop (receive.go) and the control goroutine (control.go):
+//     one each, for the stack's life;
+//   - the echo service of EchoPort (status.go): one, for the stack's life;
+//   - one relay loop per Config.Relays entry (relayclient.go), keeping its
+//     registration and NAT mapping alive; a relay (Config.Relay) starts
+//     none of its own;
+//   - per ICE session with a peer behind a relay (path.go, nat.Session):
+//     two (its agent loop and its check pacer), for the session's life;
+//   - per puzzle too hard to solve inline (puzzle.go): one solver, until it
+//     answers or the puzzle's lifetime ends (at most GOMAXPROCS search at
+//     once).
+//
+// A plain node therefore runs three; with n relays, 3+n; a relay, three.
+// Beside them the runtime runs the callbacks of InnerConn deadline timers
+// (time.AfterFunc). None is started per packet, and Close stops them all.
+// Callers' goroutines block in Connect, Register and STUNBinding, which
+// wait on the control goroutine and on their own timers.
 //
 // The read loop opens ESP itself and never blocks: control packets are
 // copied to the control goroutine over a bounded channel (dropped and

@@ -5,11 +5,20 @@ import (
 	"time"
 )
 
-// Every protocol timer in one place: the control goroutine keeps the
-// associations' deadlines (retransmission, R2-SENT, CLOSING/CLOSED/E-FAILED
-// linger: Association.Deadline; the switch to a rekeyed outbound SA) in a heap and arms one time.Timer for the
-// earliest of them, the next R1 rotation (Endpoint.NextRotation) and, while
-// Close drains, the end of the CLOSE_ACK wait.
+// The control goroutine's timers: it keeps the associations' deadlines
+// (retransmission, R2-SENT, CLOSING/CLOSED/E-FAILED, a rekey's deadline, a
+// puzzle's lifetime: Association.Deadline; the switch to a rekeyed
+// outbound SA) in a heap and arms one time.Timer for the earliest of them,
+// the next R1 rotation (Endpoint.NextRotation), the end of the load window
+// (Endpoint.LoadDeadline) and, while Close drains, the end of the
+// CLOSE_ACK wait.
+//
+// Not every clock is here yet: the control loop's path ticker (keepalives
+// and direct-path checks, path.go), each relay loop's waits
+// (relayclient.go), Register's retry timer (registration.go), STUN
+// retransmissions (stun.go), a puzzle solver's wait for a free core
+// (puzzle.go) and the ICE sessions' own timers (nat/) keep their own.
+// Moving them into this heap is the next step of the layout work.
 
 // timerHeap is a min-heap of peers by deadline (container/heap).
 type timerHeap []*peer
