@@ -21,17 +21,25 @@
 //     node's send function, reads are the packets the node delivers.
 //   - mux.go: Mux, which routes the STUN packets the node reads among its
 //     sessions: requests by USERNAME, responses by transaction ID.
-//   - stun.go: the STUN header and attribute walk the Mux does by hand, so
-//     that classifying a packet costs no allocation and no full decode.
+//   - stun.go: all of the node's STUN (RFC 8489) on pion/stun: the
+//     framing rule the demultiplexer applies (IsSTUN), decoding into
+//     reused messages without copying, the Binding client's request and
+//     the reading of its answer (BindingRequest, ReadBindingResponse).
+//   - binding.go: Binding, the read loop's reusable state that tells
+//     Binding requests, responses and indications apart and answers
+//     requests (the binding service of RFC 5770 §4.2), allocation-free
+//     once warm and never more than MaxGrowth octets longer than the
+//     request.
 //   - keepalive.go: the RFC 5770 §5.3 keepalive, a Binding Indication with
-//     only FINGERPRINT.
+//     only FINGERPRINT, and IsKeepalive, which recognises one.
 //   - nonet.go, log.go: what keeps pion inside the room (a network with no
 //     interfaces that refuses every socket) and its logs (to log/slog).
 //
 // # What it must not do
 //
 // It opens no socket and reads none: the node owns the socket, reads it,
-// tells STUN from HIP and ESP (RFC 5770 §5.3), and hands STUN to Mux.Deliver;
+// tells STUN from HIP and ESP (RFC 5770 §5.3, with IsSTUN), and hands STUN
+// to Mux.Deliver or its Binding;
 // the sessions write through the node's Send function. pion never gathers
 // candidates (no host sockets, no STUN or TURN servers, no mDNS): the
 // node's candidates travel in its LOCATOR_SET, built by the handshake

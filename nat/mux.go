@@ -1,6 +1,8 @@
 package nat
 
 import (
+	"github.com/pion/stun/v4"
+
 	"net/netip"
 	"sync"
 	"time"
@@ -48,9 +50,10 @@ type Mux struct {
 	mu       sync.Mutex
 	sessions map[string]*Session // by the USERNAME the peer's requests carry
 	tx       map[[12]byte]txEntry
-	ring     []txRing // FIFO of tx, oldest first, at most txMax
-	head     int      // index of the oldest entry in ring
-	n        int      // entries in ring
+	ring     []txRing     // FIFO of tx, oldest first, at most txMax
+	scratch  stun.Message // Deliver's decoding state, reused (under mu)
+	head     int          // index of the oldest entry in ring
+	n        int          // entries in ring
 }
 
 type txEntry struct {
@@ -83,33 +86,29 @@ func (m *Mux) NewSession(cfg SessionConfig, onSelected func(netip.AddrPort), onF
 // belongs to and reports whether one took it. It copies what it keeps,
 // does not block, allocates nothing of its own, and accepts any input.
 func (m *Mux) Deliver(pkt []byte, from netip.AddrPort) bool {
-	h, ok := stunParse(pkt)
-	if !ok || h.method != stunMethodBind {
+	if !IsSTUN(pkt) {
 		return false
 	}
 	var s *Session
-	switch h.class {
-	case classRequest:
-		user, ok := stunAttr(pkt, attrUsername)
-		if !ok {
-			return false
-		}
-		m.mu.Lock()
-		s = m.sessions[string(user)]
-		m.mu.Unlock()
-	case classSuccess, classError:
-		now := time.Now()
-		m.mu.Lock()
-		e, ok := m.tx[h.txID]
-		if ok {
-			delete(m.tx, h.txID)
-			if now.After(e.expiry) {
-				e.s = nil
+	m.mu.Lock()
+	msg := &m.scratch
+	if err := decode(msg, pkt); err == nil && msg.Type.Method == stun.MethodBinding {
+		switch msg.Type.Class {
+		case stun.ClassRequest:
+			if user, err := msg.Get(stun.AttrUsername); err == nil {
+				s = m.sessions[string(user)]
+			}
+		case stun.ClassSuccessResponse, stun.ClassErrorResponse:
+			if e, ok := m.tx[msg.TransactionID]; ok {
+				delete(m.tx, msg.TransactionID)
+				if !time.Now().After(e.expiry) {
+					s = e.s
+				}
 			}
 		}
-		m.mu.Unlock()
-		s = e.s
 	}
+	release(msg)
+	m.mu.Unlock()
 	if s == nil {
 		return false
 	}

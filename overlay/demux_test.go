@@ -7,6 +7,12 @@ import (
 	"hipnet.dev/esp"
 )
 
+// The STUN header's constants (RFC 8489 §5), for building test messages.
+const (
+	stunHeaderLen   = 20
+	stunMagicCookie = 0x2112A442
+)
+
 func stunMessage(attrLen int) []byte {
 	b := make([]byte, stunHeaderLen+attrLen)
 	binary.BigEndian.PutUint16(b[0:2], 0x0001) // Binding Request

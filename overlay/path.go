@@ -1,12 +1,9 @@
 package overlay
 
 import (
-	"encoding/binary"
 	"net"
 	"net/netip"
 	"time"
-
-	"github.com/pion/stun/v4"
 
 	"hipnet.dev/esp"
 	"hipnet.dev/handshake"
@@ -345,11 +342,7 @@ func (s *Stack) pathCheckEvery() time.Duration {
 // Binding Indication, from another implementation. Anyone can send one,
 // so it proves nothing about a path; ours are ESP (sendDummy).
 func (s *Stack) keepaliveFrom(b []byte, from netip.AddrPort) bool {
-	// Exactly what nat.Keepalive builds: a Binding Indication (0x0011)
-	// holding only a correct FINGERPRINT (RFC 5770 §5.3).
-	if len(b) != 28 || binary.BigEndian.Uint16(b) != 0x0011 || binary.BigEndian.Uint16(b[2:]) != 8 ||
-		binary.BigEndian.Uint32(b[20:]) != uint32(stun.AttrFingerprint)<<16|4 ||
-		binary.BigEndian.Uint32(b[24:]) != stun.FingerprintValue(b[:20]) {
+	if !nat.IsKeepalive(b) {
 		return false
 	}
 	s.ctr.keepalivesIn.Add(1)

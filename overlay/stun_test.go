@@ -19,6 +19,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"hipnet.dev/internal/netns"
+	"hipnet.dev/nat"
 )
 
 // stunServer returns a stack with Config.STUNServer.
@@ -341,7 +342,7 @@ func TestSTUNServerGarbage(t *testing.T) {
 		if addrPortOf(from) != a.LocalAddr() {
 			t.Errorf("answer %d from %v", i, from)
 		}
-		if n > len(c.req)+stunMaxGrowth {
+		if n > len(c.req)+nat.MaxGrowth {
 			t.Errorf("answer %d: %d octets to a request of %d", i, n, len(c.req))
 		}
 		var req, m stun.Message
@@ -686,7 +687,7 @@ func TestFuzzSTUNSeeds(t *testing.T) {
 // its value recomputed, so that the fuzzer gets past both checks. Each
 // input is counted exactly once (answered, matched or dropped); an answer
 // is a well-formed response to the request's transaction with a correct
-// FINGERPRINT, at most stunMaxGrowth octets longer than the request; a
+// FINGERPRINT, at most nat.MaxGrowth octets longer than the request; a
 // matched response gives the pending call one result; and a genuine request
 // is still answered afterwards.
 func FuzzSTUN(f *testing.F) {
@@ -770,7 +771,7 @@ func checkSTUNAnswer(t *testing.T, req, resp []byte, from netip.AddrPort) {
 	if Classify(resp) != KindSTUN || m.TransactionID != q.TransactionID || stun.Fingerprint.Check(&m) != nil {
 		t.Fatalf("answer %v to %v", &m, &q)
 	}
-	if len(resp) > len(req)+stunMaxGrowth {
+	if len(resp) > len(req)+nat.MaxGrowth {
 		t.Fatalf("answer of %d octets to a request of %d", len(resp), len(req))
 	}
 	switch m.Type {
