@@ -129,8 +129,8 @@ func (e *Endpoint) NextRotation() time.Time {
 }
 
 // Rotate starts a new R1 generation: fresh DH keys, puzzle secret and
-// R1_COUNTER, signed R1s. The previous generation stays acceptable for
-// I2s until the next rotation.
+// R1_COUNTER, signed R1s. Earlier generations stay acceptable for I2s as
+// maxPrevGens says.
 func (e *Endpoint) Rotate(now time.Time) error {
 	g := &r1Gen{counter: e.counter + 1, k: e.k, expires: now.Add(e.cfg.R1Lifetime), sols: solutionSet{}}
 	g.secret = make([]byte, e.rhash().Size())
@@ -226,8 +226,8 @@ func (e *Endpoint) puzzleI(g *r1Gen, hitI wire.HIT) []byte {
 
 // spend records an accepted solution, so that a copy of its I2 is dropped
 // as a replay for as long as the generation accepts I2s. A generation whose
-// record is full is rotated at once: its I2s are then accepted only until
-// the next rotation, which bounds the record at two full generations.
+// record is full is rotated at once, which bounds the records at
+// 1+maxPrevGens full generations.
 func (e *Endpoint) spend(g *r1Gen, k solutionKey) {
 	g.sols[k] = solutionSpent
 	e.checkFull(g)
