@@ -1,0 +1,5 @@
+//go:build !race
+
+package locator
+
+const raceEnabled = false
