@@ -48,16 +48,18 @@ type Config struct {
 	PacketConn net.PacketConn
 
 	// Relays are the HIP relays (cmd/hip-relay) the node registers with,
-	// each "HIT@host:port" or "host:port". With the HIT the relay is
-	// authenticated; without it the relay's HIT is learnt from its R1
-	// (the opportunistic mode of RFC 7401 §4.1.8, which trusts whoever
-	// answers at that address) and logged. The node registers at start,
-	// refreshes before expiry, registers again after a relay restart and
-	// sends NAT keepalives; a peer that registered with the same relay
-	// can then dial this node by its HIT alone, and this node dials HITs
-	// with no known locator through the relay. Traffic starts on the relay
-	// and moves to a direct path when ICE finds one (Node.Peers shows
-	// which).
+	// each "HIT@host:port" or "host:port" as ParseRelay reads it (and
+	// Relay.String writes it); NewNode fails on one it cannot parse or
+	// resolve. With the HIT the relay is authenticated; without it the
+	// relay's HIT is learnt from its R1 (the opportunistic mode of RFC
+	// 7401 §4.1.8, which trusts whoever answers at that address) and
+	// logged. The node registers at start, refreshes before expiry,
+	// registers again after a relay restart and sends NAT keepalives; a
+	// peer that registered with the same relay can then dial this node by
+	// its HIT alone, and this node dials HITs with no known locator
+	// through the relay. Traffic starts on the relay and moves to a direct
+	// path when ICE finds one (Node.Peers shows which; Node.Status shows
+	// the registrations).
 	Relays []string
 
 	// KeepaliveInterval is the period of NAT keepalives (RFC 5770 §4.7):

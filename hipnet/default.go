@@ -9,24 +9,34 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-
-	"hipnet.dev/overlay"
 )
 
-// The default node, configured from the environment on first use:
-//
-//	HIPNET_IDENTITY  key file (created if missing); default
-//	                 $XDG_CONFIG_HOME/hipnet/node.key (~/.config/hipnet/node.key)
-//	HIPNET_LISTEN    UDP listen address; default ":10500"
-//	HIPNET_PEERS     static locators, comma-separated "HIT@host:port"
-//	HIPNET_RELAYS    relays, comma-separated "HIT@host:port" or "host:port"
+// defaultNode is the node of Default and of the package-level Dial,
+// DialContext, Listen and ListenPacket.
 var defaultNode struct {
 	once sync.Once
 	node *Node
 	err  error
 }
 
-// Default returns the default node, starting it on first use.
+// Default returns the default node, which the package-level Dial,
+// DialContext, Listen and ListenPacket use. The first call starts it,
+// configured from the environment; it is never closed:
+//
+//	HIPNET_IDENTITY  the identity's key file, created with its directory
+//	                 (ECDSA P-256, mode 0600) if missing; default
+//	                 hipnet/node.key in os.UserConfigDir, that is
+//	                 $XDG_CONFIG_HOME/hipnet/node.key or
+//	                 ~/.config/hipnet/node.key on Linux
+//	HIPNET_LISTEN    the UDP address of Config.ListenAddr; default ":10500"
+//	HIPNET_PEERS     static locators (Config.Peers), comma-separated
+//	                 "HIT@host:port" entries as ParsePeers reads them,
+//	                 host an IP address
+//	HIPNET_RELAYS    relays (Config.Relays), comma-separated "HIT@host:port"
+//	                 or "host:port" entries as ParseRelay reads them
+//
+// Any other Config field has its zero value. If starting fails, Default
+// returns that error, then and on every later call.
 func Default() (*Node, error) {
 	defaultNode.once.Do(func() { defaultNode.node, defaultNode.err = nodeFromEnv() })
 	return defaultNode.node, defaultNode.err
@@ -58,36 +68,9 @@ func nodeFromEnv() (*Node, error) {
 	return NewNode(Config{Identity: id, ListenAddr: os.Getenv("HIPNET_LISTEN"), Peers: peers, Relays: relays})
 }
 
-// ParseRelay parses a relay of Config.Relays: "HIT@host:port", or
-// "host:port" for the opportunistic mode. A host name is resolved now.
-func ParseRelay(s string) (overlay.RelayAddr, error) {
-	var ra overlay.RelayAddr
-	h, a, ok := strings.Cut(strings.TrimSpace(s), "@")
-	if !ok {
-		a = h
-	} else {
-		hit, err := ParseHIT(h)
-		if err != nil {
-			return ra, fmt.Errorf("hipnet: relay %q: %w", s, err)
-		}
-		ra.HIT = hit
-	}
-	if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" || port == "0" {
-		return ra, fmt.Errorf("hipnet: relay %q: want host:port with a host and a port", s)
-	}
-	ap, err := netip.ParseAddrPort(a)
-	if err != nil {
-		ua, rerr := net.ResolveUDPAddr("udp", a)
-		if rerr != nil {
-			return ra, fmt.Errorf("hipnet: relay %q: %w", s, rerr)
-		}
-		ap = ua.AddrPort()
-	}
-	ra.Addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	return ra, nil
-}
-
-// ParsePeers parses a comma-separated list of "HIT@host:port" locators.
+// ParsePeers parses a comma-separated list of "HIT@host:port" locators,
+// host an IP address (no name is resolved), as HIPNET_PEERS holds them; a
+// HIT may appear more than once.
 func ParsePeers(s string) (map[HIT][]netip.AddrPort, error) {
 	peers := map[HIT][]netip.AddrPort{}
 	for _, item := range strings.Split(s, ",") {

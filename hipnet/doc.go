@@ -27,7 +27,33 @@
 // DialContext has the signature of net.Dialer's, it plugs into
 // http.Transport.DialContext, gRPC's context dialer and MQTT clients.
 //
+// An address is an *Addr, a HIT and a port, written `[HIT]:port` like an
+// IPv6 UDP address: Dial takes that form, and every RemoteAddr and
+// ReadFrom returns an *Addr whose HIT the base exchange authenticated.
+//
 // Errors satisfy errors.Is with the exported sentinels (ErrUnknownPeer,
 // ErrHandshakeTimeout, ErrHandshakeFailed, ErrRefused, ErrNotAuthorized,
 // ErrClosed); deadlines and context cancellation behave as in package net.
+//
+// # The default node
+//
+// The package-level Dial, DialContext, Listen and ListenPacket use the
+// node that Default returns, started on first use and configured from
+// these environment variables:
+//
+//	HIPNET_IDENTITY  the key file, created if missing (default
+//	                 hipnet/node.key in the user's configuration
+//	                 directory, e.g. ~/.config/hipnet/node.key)
+//	HIPNET_LISTEN    the UDP listen address (default ":10500")
+//	HIPNET_PEERS     static locators: "HIT@host:port,HIT@host:port,..."
+//	HIPNET_RELAYS    relays: "HIT@host:port" or "host:port", comma-separated
+//
+// # Operations
+//
+// Node.Peers describes the associations (PeerInfo), Node.Stats counts
+// packets, drops and base exchanges (Stats), and Node.Status gathers both
+// with the relays' state (Status). StatusHandler serves that status as
+// JSON for the `hip status` command, and as Prometheus metrics. Node.Ping
+// times a round trip over an association, as `hip ping` does. Default
+// documents the environment variables in full.
 package hipnet

@@ -132,3 +132,53 @@ func ExampleNode_ListenPacket() {
 	fmt.Println(string(buf[:n]))
 	// Output: ping
 }
+
+// An Addr is a HIT and a port, written `[HIT]:port`.
+func ExampleParseAddr() {
+	a, err := hipnet.ParseAddr("[2001:2a::1]:8883")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(a.HIT, a.Port, a.Network(), a)
+	// Output: 2001:2a::1 8883 hip [2001:2a::1]:8883
+}
+
+// A relay named with its HIT is authenticated; one named by its address
+// alone is opportunistic: its HIT is learnt from its R1.
+func ExampleParseRelay() {
+	r, err := hipnet.ParseRelay("2001:2a::1@192.0.2.1:10500")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(r.HIT, r.Addr, r.Opportunistic())
+	o, _ := hipnet.ParseRelay("192.0.2.1:10500")
+	fmt.Println(o.HIT.IsZero(), o.Addr, o.Opportunistic())
+	fmt.Println(r, o)
+	// Output:
+	// 2001:2a::1 192.0.2.1:10500 false
+	// true 192.0.2.1:10500 true
+	// 2001:2a::1@192.0.2.1:10500 192.0.2.1:10500
+}
+
+// After a round trip, each node has one association, which it describes
+// in Node.Peers and counts in Node.Stats.
+func ExampleNode_Peers() {
+	server, client := startPair()
+	defer server.Close()
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := client.Ping(ctx, server.HIT(), 1, 64, 5*time.Second); err != nil {
+		log.Fatal(err)
+	}
+	for _, p := range client.Peers() {
+		fmt.Println(p.HIT == server.HIT(), p.State, p.Path, p.Locator == server.LocalAddr(), p.Initiator, p.ESPSuite != "")
+		fmt.Println("received", p.PacketsIn, "datagram of", p.BytesIn, "octets") // the echo reply
+	}
+	st := client.Stats()
+	fmt.Println("base exchanges:", st.BEX.Started, "started,", st.BEX.Completed, "completed")
+	// Output:
+	// true ESTABLISHED direct true true true
+	// received 1 datagram of 64 octets
+	// base exchanges: 1 started, 1 completed
+}

@@ -54,7 +54,7 @@ func newNode(cfg Config, hs handshake.Config) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		relays = append(relays, ra)
+		relays = append(relays, ra.relayAddr())
 	}
 	st, err := overlay.New(overlay.Config{
 		Relays:            relays,
@@ -102,17 +102,18 @@ func (n *Node) LocalAddr() netip.AddrPort { return n.stack.LocalAddr() }
 // AddPeer adds locators (UDP addresses) for a peer's HIT.
 func (n *Node) AddPeer(peer HIT, addrs ...netip.AddrPort) { n.stack.AddPeer(peer, addrs...) }
 
-// Peers returns one record per association.
-func (n *Node) Peers() []PeerInfo { return n.stack.Peers() }
+// Peers returns one record per association, in HIT order.
+func (n *Node) Peers() []PeerInfo { return peersFrom(n.stack.Peers()) }
 
-// Dial connects to address ("[HIT]:port") on the named network; see
+// Dial connects to address (`[HIT]:port`) on the named network; see
 // DialContext.
 func (n *Node) Dial(network, address string) (net.Conn, error) {
 	return n.DialContext(context.Background(), network, address)
 }
 
-// DialContext connects to address, "[HIT]:port", running the base
-// exchange with the peer first if there is no association yet. network
+// DialContext connects to address, `[HIT]:port` (as Addr.String writes
+// it), running the base exchange with the peer first if there is no
+// association yet. network
 // is "tcp", "tcp6" or "hip" for a stream, "udp" or "udp6" for a
 // connected datagram socket. The context bounds the whole dial, base
 // exchange included.
@@ -153,7 +154,8 @@ func (n *Node) dial(ctx context.Context, network, address string) (net.Conn, err
 	return &datagramConn{InnerConn: pc, remote: ra}, nil
 }
 
-// Listen accepts streams on address (":port", or "[own HIT]:port").
+// Listen accepts streams on address: ":port", or `[HIT]:port` with the
+// node's own HIT.
 // network is "tcp", "tcp6" or "hip".
 func (n *Node) Listen(network, address string) (net.Listener, error) {
 	ln, err := n.listen(network, address)
@@ -178,8 +180,8 @@ func (n *Node) listen(network, address string) (net.Listener, error) {
 	return n.streams.Listen(port)
 }
 
-// ListenPacket opens a datagram endpoint on address (":port" or
-// "[own HIT]:port"; port 0 picks one). network is "udp", "udp6" or "hip".
+// ListenPacket opens a datagram endpoint on address: ":port", or
+// `[HIT]:port` with the node's own HIT; port 0 picks one. network is "udp", "udp6" or "hip".
 // ReadFrom returns the sender as a *Addr.
 func (n *Node) ListenPacket(network, address string) (net.PacketConn, error) {
 	switch network {
@@ -212,7 +214,7 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// localPort parses ":port" or "[own HIT]:port".
+// localPort parses ":port" or `[own HIT]:port`.
 func (n *Node) localPort(address string) (int, error) {
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {

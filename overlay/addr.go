@@ -20,7 +20,7 @@ type Addr struct {
 // Network returns "hip".
 func (a *Addr) Network() string { return "hip" }
 
-// String returns "[HIT]:port", the form net.SplitHostPort understands.
+// String returns `[HIT]:port`, the form net.SplitHostPort understands.
 func (a *Addr) String() string {
 	if a == nil {
 		return "<nil>"
@@ -28,7 +28,7 @@ func (a *Addr) String() string {
 	return "[" + a.HIT.String() + "]:" + strconv.Itoa(a.Port)
 }
 
-// ParseAddr parses "[HIT]:port" (or "HIT:port" forms net.SplitHostPort
+// ParseAddr parses `[HIT]:port` (or "HIT:port" forms net.SplitHostPort
 // accepts). The HIT must be an ORCHIDv2.
 func ParseAddr(s string) (*Addr, error) {
 	host, port, err := net.SplitHostPort(s)

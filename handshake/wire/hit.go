@@ -80,8 +80,13 @@ func (h HIT) IsZero() bool { return h == HIT{} }
 // text encodings show "2001:2x::…" rather than 16 numbers.
 func (h HIT) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
 
-// UnmarshalText parses the IPv6 text form (ParseHIT).
+// UnmarshalText parses the IPv6 text form (ParseHIT), or "::", the zero
+// HIT (an unknown one) as MarshalText writes it.
 func (h *HIT) UnmarshalText(b []byte) error {
+	if string(b) == "::" {
+		*h = HIT{}
+		return nil
+	}
 	v, err := ParseHIT(string(b))
 	if err != nil {
 		return err
