@@ -213,12 +213,7 @@ func heapInUse() uint64 {
 // churnSocket opens initiator i's socket on an address of its own in
 // 127/8 where the system has them (Linux), so that the responder's R1 rate
 // limit per address does not pace the churn; else on 127.0.0.1.
-func churnSocket(i int) (net.PacketConn, error) {
-	if pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.%d.%d:0", 1+i/250, 2+i%250)); err == nil {
-		return pc, nil
-	}
-	return net.ListenPacket("udp", "127.0.0.1:0")
-}
+func churnSocket(i int) (net.PacketConn, error) { return net.ListenPacket("udp", ownLoopback(i)) }
 
 // cutConn is a node's socket whose ESP can be cut off: once cut is set,
 // it sends HIP control packets (behind the zero non-ESP marker, RFC 5770

@@ -2,6 +2,7 @@ package hipnet
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -149,4 +150,17 @@ func (l *lossyConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		l.PacketConn.WriteTo(h.b, h.addr)
 	}
 	return len(b), nil
+}
+
+// ownLoopback returns a UDP listen address of its own in 127/8 for the
+// i-th of many nodes, where the system has them (Linux routes all of
+// 127/8 to loopback), else 127.0.0.1:0: so that the many look like many
+// hosts to a responder's limits per address.
+func ownLoopback(i int) string {
+	a := fmt.Sprintf("127.0.%d.%d:0", 1+i/250, 2+i%250)
+	if pc, err := net.ListenPacket("udp", a); err == nil {
+		pc.Close()
+		return a
+	}
+	return "127.0.0.1:0"
 }

@@ -16,9 +16,17 @@ import (
 //     4 ... seconds (RFC 9028 §4.2), well inside that, so its retransmitted
 //     I1 still gets an R1; a flood from one socket gets a handful.
 //   - per address, whatever the port: r1AddrBurst, then r1AddrRate a second,
-//     generous enough for many hosts behind one NAT, while a flood from one
-//     address over many ports is still bounded to a few kilobytes a second.
-//   - in total: r1TotalBurst, then r1TotalRate a second.
+//     generous enough for many hosts behind one NAT (hundreds of new
+//     exchanges a second), while a flood from one address over many ports
+//     is bounded to about 100 kB/s of R1s towards one victim. Below that
+//     rate an R1 is still several times its I1: no limit can make answering
+//     a slow, spread-out flood cheaper than that without refusing honest
+//     hosts, so the limits bound the absolute reflection and make a fast
+//     flood (the one a reflector is wanted for) unrewarding.
+//   - in total: r1TotalBurst, then r1TotalRate a second: above what one
+//     responder can complete (a few thousand exchanges a second), so it
+//     bounds only the R1 octets a spoofed flood from many addresses can
+//     draw (about 3 MB/s).
 //
 // Under a flood the node thus sends back far fewer octets than it receives
 // (hipnet TestFloodI1Amplification), and answering an I1 stays cheap: no
@@ -31,10 +39,10 @@ import (
 const (
 	r1SourceBurst = 4
 	r1SourceRate  = 2
-	r1AddrBurst   = 64
-	r1AddrRate    = 32
-	r1TotalBurst  = 1000
-	r1TotalRate   = 2000
+	r1AddrBurst   = 512
+	r1AddrRate    = 256
+	r1TotalBurst  = 8192
+	r1TotalRate   = 8192
 	// r1MaxBuckets bounds each table. When one is full, idle buckets (full
 	// again) are swept; sources still unknown after that share one bucket.
 	r1MaxBuckets = 1 << 14

@@ -40,23 +40,23 @@ func TestR1LimiterAddress(t *testing.T) {
 	l := newR1Limiter()
 	now := time.Unix(1000, 0)
 	answered := 0
-	for port := range 5000 {
+	for port := range 2 * r1AddrBurst {
 		if l.allow(netip.AddrPortFrom(netip.MustParseAddr("192.0.2.9"), uint16(1024+port)), now) {
 			answered++
 		}
 	}
 	if answered != r1AddrBurst {
-		t.Fatalf("one address, 5000 ports: %d R1s, want the address burst %d", answered, r1AddrBurst)
+		t.Fatalf("one address, %d ports: %d R1s, want the address burst %d", 2*r1AddrBurst, answered, r1AddrBurst)
 	}
 	answered = 0
-	for i := range 5000 {
+	for i := range 2 * r1TotalBurst {
 		a := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
 		if l.allow(netip.AddrPortFrom(a, 10500), now) {
 			answered++
 		}
 	}
 	if answered != r1TotalBurst-r1AddrBurst {
-		t.Fatalf("5000 addresses at once: %d R1s, want what is left of the total burst, %d", answered, r1TotalBurst-r1AddrBurst)
+		t.Fatalf("%d addresses at once: %d R1s, want what is left of the total burst, %d", 2*r1TotalBurst, answered, r1TotalBurst-r1AddrBurst)
 	}
 }
 
