@@ -80,6 +80,10 @@ type control struct {
 	// pruned at each R1 rotation once they are spiResLife old.
 	spiRes map[uint32]time.Time
 
+	// nextTick is when the path check (path.go tick) runs next, every
+	// pathCheckEvery, from the timer below like every other deadline.
+	nextTick time.Time
+
 	draining   bool // Close: CLOSE sent, waiting for CLOSE_ACKs
 	drainUntil time.Time
 	// relaysOpen: Close has not yet closed the associations with our
@@ -117,9 +121,9 @@ func (c *control) run() {
 	defer close(s.ctrlDone)
 	c.timer = time.NewTimer(time.Hour)
 	defer c.timer.Stop()
-	tick := time.NewTicker(s.pathCheckEvery())
-	defer tick.Stop()
-	s.clock.Store(time.Now().UnixNano())
+	start := time.Now()
+	s.clock.Store(start.UnixNano())
+	c.nextTick = start.Add(s.pathCheckEvery())
 	closing := s.closing
 	for {
 		c.arm()
@@ -132,9 +136,6 @@ func (c *control) run() {
 			c.handlePacket(time.Now(), pk)
 		case cmd := <-s.cmds:
 			cmd.run(c, time.Now())
-		case now := <-tick.C:
-			s.clock.Store(now.UnixNano())
-			c.tick(now)
 		case <-s.wake:
 			c.handlePokes(time.Now())
 		case r := <-s.solved:

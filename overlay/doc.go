@@ -50,8 +50,9 @@
 //     in and out of the data path, rekeys, SPI allocation), connect.go
 //     (Connect, the data path's pokes, waiters), shutdown.go (Close).
 //   - timers.go: the control goroutine's timer heap (retransmission, state
-//     lifetimes, R1 rotation, the puzzle's load window, the rekey switch,
-//     Close's wait); the clocks still outside it are listed there.
+//     lifetimes, the path check, R1 rotation, the puzzle's load window, the
+//     rekey switch, Close's wait); the clocks still outside it are listed
+//     there.
 //   - store.go: the memdb association table, the source of truth for
 //     Peers and the control plane's view; satable.go: the data path's
 //     copy-on-write SPI → SA table derived from it.

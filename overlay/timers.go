@@ -9,12 +9,12 @@ import (
 // (retransmission, R2-SENT, CLOSING/CLOSED/E-FAILED, a rekey's deadline, a
 // puzzle's lifetime: Association.Deadline; the switch to a rekeyed
 // outbound SA) in a heap and arms one time.Timer for the earliest of them,
-// the next R1 rotation (Endpoint.NextRotation), the end of the load window
-// (Endpoint.LoadDeadline) and, while Close drains, the end of the
+// the next path check (keepalives and direct paths gone dark, path.go
+// tick), the next R1 rotation (Endpoint.NextRotation), the end of the load
+// window (Endpoint.LoadDeadline) and, while Close drains, the end of the
 // CLOSE_ACK wait.
 //
-// Not every clock is here yet: the control loop's path ticker (keepalives
-// and direct-path checks, path.go), each relay loop's waits
+// Not every clock is here yet: each relay loop's waits
 // (relayclient.go), Register's retry timer (registration.go), STUN
 // retransmissions (stun.go), a puzzle solver's wait for a free core
 // (puzzle.go) and the ICE sessions' own timers (nat/) keep their own.
@@ -82,6 +82,9 @@ func (h *timerHeap) due(now time.Time, dst []*peer) []*peer {
 // deadlines, the R1 rotation and the drain deadline.
 func (c *control) arm() {
 	next := c.ep.NextRotation()
+	if c.nextTick.Before(next) {
+		next = c.nextTick
+	}
 	if d := c.ep.LoadDeadline(); !d.IsZero() && d.Before(next) {
 		next = d
 	}
@@ -115,6 +118,13 @@ func (c *control) handleTimers(now time.Time) {
 		}
 	}
 	clear(c.due)
+	if !now.Before(c.nextTick) {
+		// The path check: keepalives and direct paths gone dark (path.go),
+		// and the data path's coarse clock.
+		c.s.clock.Store(now.UnixNano())
+		c.tick(now)
+		c.nextTick = now.Add(c.s.pathCheckEvery())
+	}
 	if d := c.ep.LoadDeadline(); !d.IsZero() && !now.Before(d) {
 		// The puzzle follows the I2 load (handshake load.go).
 		if changed, err := c.ep.HandleLoad(now); err != nil {
