@@ -3,6 +3,7 @@ package overlay
 import (
 	"net/netip"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -10,22 +11,24 @@ import (
 // TestGoroutines: the goroutines doc.go lists, counted. A plain stack
 // starts three (read loop, control goroutine, echo service); each relay of
 // Config.Relays adds its relay loop; a relay (Config.Relay) starts no more
-// than a plain stack; Close stops them all.
+// than a plain stack; Close stops them all. Goroutines are told apart by
+// the function they run, so that others in the process (tests, the
+// runtime) do not count.
 func TestGoroutines(t *testing.T) {
 	cases := []struct {
 		name string
 		mod  func(*Config)
-		want int
+		want map[string]int
 	}{
-		{"plain node", nil, 3},
-		{"relay", func(c *Config) { c.Relay = &RelayConfig{} }, 3},
+		{"plain node", nil, map[string]int{"readLoop": 1, "control).run": 1, "serveEcho": 1}},
+		{"relay", func(c *Config) { c.Relay = &RelayConfig{} }, map[string]int{"readLoop": 1, "control).run": 1, "serveEcho": 1}},
 		{"node with two relays", func(c *Config) {
 			c.Relays = []RelayAddr{{Addr: netip.MustParseAddrPort("127.0.0.1:9")}, {Addr: netip.MustParseAddrPort("127.0.0.1:10")}}
-		}, 5},
+		}, map[string]int{"readLoop": 1, "control).run": 1, "serveEcho": 1, "relayLoop": 2}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := settledGoroutines(-1)
+			before := stackGoroutines(nil)
 			cfg := Config{Identity: testKey(t, i), ListenAddr: "127.0.0.1:0", Handshake: fastHandshake()}
 			if tc.mod != nil {
 				tc.mod(&cfg)
@@ -34,30 +37,69 @@ func TestGoroutines(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := settledGoroutines(before+tc.want) - before; got != tc.want {
-				s.Close()
-				t.Fatalf("%d goroutines started, doc.go says %d", got, tc.want)
-			}
+			got := stackGoroutines(func(m map[string]int) bool { return sameCounts(minus(m, before), tc.want) })
 			s.Close()
-			if got := settledGoroutines(before) - before; got != 0 {
-				t.Fatalf("%d goroutines left after Close", got)
+			if d := minus(got, before); !sameCounts(d, tc.want) {
+				t.Fatalf("goroutines started %v, doc.go says %v", d, tc.want)
+			}
+			if after := stackGoroutines(func(m map[string]int) bool { return sameCounts(m, before) }); !sameCounts(after, before) {
+				t.Fatalf("goroutines left after Close: %v (before: %v)", minus(after, before), before)
 			}
 		})
 	}
 }
 
-// settledGoroutines returns runtime.NumGoroutine once it equals want (or
-// after a second of trying: goroutines start and end asynchronously); want
-// -1 waits for it to stop changing.
-func settledGoroutines(want int) int {
-	n := runtime.NumGoroutine()
-	for end := time.Now().Add(time.Second); time.Now().Before(end); {
-		time.Sleep(5 * time.Millisecond)
-		m := runtime.NumGoroutine()
-		if m == want || (want < 0 && m == n) {
+// stackFuncs are the functions a Stack's goroutines run (doc.go).
+var stackFuncs = []string{"readLoop", "control).run", "serveEcho", "relayLoop", "(*control).solve"}
+
+// stackGoroutines counts the goroutines running each of stackFuncs, once
+// done reports true or after a second (goroutines start and end
+// asynchronously); nil done takes the first count.
+func stackGoroutines(done func(map[string]int) bool) map[string]int {
+	var m map[string]int
+	for end := time.Now().Add(time.Second); ; time.Sleep(5 * time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		m = map[string]int{}
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			for _, f := range stackFuncs {
+				if strings.Contains(g, "hipnet.dev/overlay.") && strings.Contains(g, f+"(") {
+					m[f]++
+					break
+				}
+			}
+		}
+		if done == nil || done(m) || time.Now().After(end) {
 			return m
 		}
-		n = m
 	}
-	return n
+}
+
+func minus(a, b map[string]int) map[string]int {
+	d := map[string]int{}
+	for k, v := range a {
+		if v -= b[k]; v != 0 {
+			d[k] = v
+		}
+	}
+	for k, v := range b {
+		if _, ok := a[k]; !ok {
+			d[k] = -v
+		}
+	}
+	return d
+}
+
+func sameCounts(a, b map[string]int) bool {
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
 }
