@@ -127,9 +127,15 @@ func (c *control) run() {
 	closing := s.closing
 	for {
 		c.arm()
+		c.drainPrio()
 		select {
+		case pk := <-s.ctrlPrio:
+			c.handlePacket(time.Now(), pk)
 		case pk := <-s.ctrlIn:
 			if pk.barrier != nil {
+				// Everything queued before the barrier, in either queue,
+				// is handled first.
+				c.drainPrio()
 				close(pk.barrier)
 				continue
 			}
@@ -153,6 +159,15 @@ func (c *control) run() {
 			c.finish()
 			return
 		}
+	}
+}
+
+// drainPrio handles the packets waiting in the priority queue (receive.go):
+// those there now, no more, so that a flood into it cannot keep the loop
+// from its timers and its other inputs.
+func (c *control) drainPrio() {
+	for n := len(c.s.ctrlPrio); n > 0; n-- {
+		c.handlePacket(time.Now(), <-c.s.ctrlPrio)
 	}
 }
 

@@ -97,8 +97,10 @@
 // wait on the control goroutine and on their own timers.
 //
 // The read loop opens ESP itself and never blocks: control packets are
-// copied to the control goroutine over a bounded channel (dropped and
-// counted when it is full), inner datagrams go to a bounded inbox (dropped
+// copied to the control goroutine over one of two bounded channels (those
+// claiming a known peer, I1s excepted, over the one it serves first),
+// dropped and counted when it is full; I1s over the R1 limits are dropped
+// before (ratelimit.go); inner datagrams go to a bounded inbox (dropped
 // and counted when the reader lags), STUN answers go to the waiting
 // STUNBinding over a channel that always has room for them. Its one write
 // is the answer to a STUN Binding Request (Config.STUNServer), one per

@@ -142,8 +142,18 @@ func (s *Stack) receiveControl(b []byte, from netip.AddrPort) {
 		s.drop(&s.ctr.rateLimited, "r1 rate limit", from, nil)
 		return
 	}
+	// Packets that claim a peer we know (other than I1s) wait in a queue
+	// of their own, which the control goroutine serves first: a flood of
+	// I2s and other packets from unknown HITs then cannot crowd out the
+	// UPDATEs, CLOSEs, R1s and R2s of our associations and exchanges. (A
+	// flood that spoofs a known HIT only shares that queue; each packet
+	// still has to pass the state machine's checks.)
+	ch := s.ctrlIn
+	if pkt.Type() != wire.I1 && s.lookupPeer(pkt.SenderHIT()) != nil {
+		ch = s.ctrlPrio
+	}
 	select {
-	case s.ctrlIn <- ctrlPacket{b: append([]byte(nil), pkt...), from: from}:
+	case ch <- ctrlPacket{b: append([]byte(nil), pkt...), from: from}:
 	default:
 		s.drop(&s.ctr.controlBacklog, "control backlog", from, nil)
 	}

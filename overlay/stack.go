@@ -38,11 +38,12 @@ type Stack struct {
 	db  *memdb.MemDB // the association table
 	ctl *control
 
-	ctrlIn chan ctrlPacket
-	cmds   chan command
-	wake   chan struct{}
-	pokeMu sync.Mutex
-	poked  []*peer
+	ctrlIn   chan ctrlPacket // control packets from the read loop
+	ctrlPrio chan ctrlPacket // those claiming a known peer, served first (receive.go)
+	cmds     chan command
+	wake     chan struct{}
+	pokeMu   sync.Mutex
+	poked    []*peer
 	// solved carries puzzle solutions from the solver goroutines to the
 	// control goroutine; solvers bounds how many search at once
 	// (puzzle.go).
@@ -105,7 +106,8 @@ func newStack(cfg Config) (*Stack, error) {
 	s := &Stack{
 		cfg: cfg, log: log, hit: wire.HIT(cfg.Identity.HIT()), queueLimit: cfg.queueLimit(),
 		peers:  map[wire.HIT]*peer{},
-		ctrlIn: make(chan ctrlPacket, controlBacklog), cmds: make(chan command), wake: make(chan struct{}, 1),
+		ctrlIn: make(chan ctrlPacket, controlBacklog), ctrlPrio: make(chan ctrlPacket, controlBacklog),
+		cmds: make(chan command), wake: make(chan struct{}, 1),
 		solved: make(chan puzzleResult), solvers: make(chan struct{}, maxSolvers()),
 		closing: make(chan struct{}), ctrlDone: make(chan struct{}), readDone: make(chan struct{}),
 	}
