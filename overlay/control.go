@@ -192,6 +192,7 @@ func (c *control) processPacket(p *peer, now time.Time, in *inbound) {
 	for _, pkt := range out {
 		c.sendPeer(p, pkt)
 	}
+	c.retryRegs(p, now)
 	c.flushWakes()
 }
 

@@ -27,7 +27,9 @@ import (
 //   - Requester: Register asks in I2 when there is no association (or it
 //     is still waiting for R1), or in an UPDATE when one is established,
 //     and waits for the answer. One request per registrar is in flight at
-//     a time; others wait for it (and for the handshake's own UPDATEs).
+//     a time; others wait for it (and for the handshake's own UPDATEs) in
+//     a queue on the control goroutine, sent as soon as the association
+//     allows.
 
 // ErrRegistrationRefused: the registrar granted none of the requested
 // registration types (Registration.Failed says why).
@@ -83,7 +85,8 @@ func cloneReg(r Registration) Registration {
 type regCommand struct {
 	lifetime uint8
 	types    []uint8
-	reply    chan regResult // buffered (1)
+	reply    chan regResult  // buffered (1)
+	done     <-chan struct{} // the caller's context: a queued request it gave up is dropped
 }
 
 type regResult struct {
@@ -92,16 +95,14 @@ type regResult struct {
 }
 
 // errRegBusy: the request cannot be sent now (another is in flight, an
-// UPDATE is outstanding, the base exchange is past R1); Register retries.
+// UPDATE is outstanding, the base exchange is past R1, or our I2's request
+// was lost to the peer's); the control goroutine queues it and sends it
+// when the association next changes (retryRegs).
 var errRegBusy = errors.New("hip: registration busy")
-
-// regRetry is how long Register waits before asking again after
-// errRegBusy.
-const regRetry = 10 * time.Millisecond
 
 // regWait is the in-flight request to one registrar.
 type regWait struct {
-	reply chan regResult
+	cmd   *regCommand
 	viaI2 bool
 }
 
@@ -109,6 +110,10 @@ type regWait struct {
 type regState struct {
 	waits map[wire.HIT]*regWait
 	wakes []regWake
+	// queued are requests that could not be sent yet, by registrar, in
+	// order; retryRegs sends them when the association changes.
+	queued   map[wire.HIT][]*regCommand
+	retrying bool
 }
 
 type regWake struct {
@@ -128,51 +133,29 @@ type regWake struct {
 // are Connect's (a cancelled context gives its error; Close gives
 // ErrClosed).
 func (s *Stack) Register(ctx context.Context, registrar wire.HIT, lifetime time.Duration, types ...uint8) (Registration, error) {
-	cmd := &regCommand{lifetime: wire.DurationToLifetime(lifetime), types: append([]uint8(nil), types...)}
-	var retry *time.Timer
-	defer func() {
-		if retry != nil {
-			retry.Stop()
-		}
-	}()
-	for {
-		if s.closed.Load() {
-			return Registration{}, ErrClosed
-		}
-		cmd.reply = make(chan regResult, 1)
+	if s.closed.Load() {
+		return Registration{}, ErrClosed
+	}
+	cmd := &regCommand{lifetime: wire.DurationToLifetime(lifetime), types: append([]uint8(nil), types...),
+		reply: make(chan regResult, 1), done: ctx.Done()}
+	select {
+	case s.cmds <- registerCmd{hit: registrar, reg: cmd}:
+	case <-s.closing:
+		return Registration{}, ErrClosed
+	case <-ctx.Done():
+		return Registration{}, regCtxError(ctx, registrar)
+	}
+	select {
+	case res := <-cmd.reply:
+		return res.reg, res.err
+	case <-ctx.Done():
+		return Registration{}, regCtxError(ctx, registrar)
+	case <-s.ctrlDone:
 		select {
-		case s.cmds <- registerCmd{hit: registrar, reg: cmd}:
-		case <-s.closing:
-			return Registration{}, ErrClosed
-		case <-ctx.Done():
-			return Registration{}, regCtxError(ctx, registrar)
-		}
-		var res regResult
-		select {
-		case res = <-cmd.reply:
-		case <-ctx.Done():
-			return Registration{}, regCtxError(ctx, registrar)
-		case <-s.ctrlDone:
-			select {
-			case res = <-cmd.reply:
-			default:
-				return Registration{}, ErrClosed
-			}
-		}
-		if res.err != errRegBusy {
+		case res := <-cmd.reply:
 			return res.reg, res.err
-		}
-		if retry == nil {
-			retry = time.NewTimer(regRetry)
-		} else {
-			retry.Reset(regRetry)
-		}
-		select {
-		case <-retry.C:
-		case <-s.closing:
+		default:
 			return Registration{}, ErrClosed
-		case <-ctx.Done():
-			return Registration{}, regCtxError(ctx, registrar)
 		}
 	}
 }
@@ -182,18 +165,30 @@ func regCtxError(ctx context.Context, h wire.HIT) error {
 }
 
 // register serves Register on the control goroutine: it answers at once
-// (an error, errRegBusy) or leaves the reply waiting for the answer.
+// (an error), leaves the reply waiting for the answer, or, when the
+// request cannot be sent now, queues it (retryRegs).
 func (c *control) register(now time.Time, h wire.HIT, cmd *regCommand) {
+	if !c.sendRegister(now, h, cmd) {
+		c.reg.queued[h] = append(c.reg.queued[h], cmd)
+	}
+}
+
+// sendRegister sends cmd, or answers it with an error; it reports false,
+// having done neither, when the request cannot be sent now.
+func (c *control) sendRegister(now time.Time, h wire.HIT, cmd *regCommand) bool {
 	s := c.s
-	answer := func(err error) { cmd.reply <- regResult{reg: Registration{Peer: h}, err: err} }
+	answer := func(err error) bool { cmd.reply <- regResult{reg: Registration{Peer: h}, err: err}; return true }
+	select {
+	case <-cmd.done:
+		return answer(context.Canceled) // the caller gave up: nothing is sent
+	default:
+	}
 	p, err := c.peerFor(h)
 	if err != nil {
-		answer(err)
-		return
+		return answer(err)
 	}
 	if c.reg.waits[h] != nil {
-		answer(errRegBusy)
-		return
+		return false
 	}
 	a := p.assoc
 	state := handshake.Unassociated
@@ -208,28 +203,25 @@ func (c *control) register(now time.Time, h wire.HIT, cmd *regCommand) {
 			// its R1).
 			reg := Registration{Peer: h, Failed: []wire.RegFailed{{FailureType: wire.RegFailureTypeUnavailable, Types: cmd.types}}}
 			cmd.reply <- regResult{reg: reg, err: refused(reg)}
-			return
+			return true
 		}
 		err := a.Register(now, cmd.lifetime, cmd.types...)
 		if errors.Is(err, handshake.ErrBusy) {
-			answer(errRegBusy)
-			return
+			return false // an UPDATE of ours is outstanding
 		}
 		if err != nil {
-			answer(fmt.Errorf("hip: register with %v: %w", h, err))
-			return
+			return answer(fmt.Errorf("hip: register with %v: %w", h, err))
 		}
-		c.addRegWait(h, &regWait{reply: cmd.reply})
+		c.addRegWait(h, &regWait{cmd: cmd})
 		s.log.Debug("registration requested", "peer", h.String(), "types", regNames(cmd.types), "via", "update")
 		c.process(p, now)
 	case handshake.I2Sent:
-		answer(errRegBusy) // too late for I2: wait for ESTABLISHED and use UPDATE
+		return false // too late for I2: wait for ESTABLISHED and use UPDATE
 	default:
 		// No association, or one to (re)start, or one waiting for R1.
 		if state != handshake.I1Sent {
 			if _, ok := p.locator(); !ok {
-				answer(fmt.Errorf("%w: %v", ErrUnknownPeer, h))
-				return
+				return answer(fmt.Errorf("%w: %v", ErrUnknownPeer, h))
 			}
 			if a == nil {
 				p.assoc = c.ep.Initiate(now, h)
@@ -243,11 +235,31 @@ func (c *control) register(now time.Time, h wire.HIT, cmd *regCommand) {
 		if err := p.assoc.RequestRegistration(cmd.lifetime, cmd.types...); err != nil {
 			answer(fmt.Errorf("hip: register with %v: %w", h, err))
 			c.process(p, now)
-			return
+			return true
 		}
-		c.addRegWait(h, &regWait{reply: cmd.reply, viaI2: true})
+		c.addRegWait(h, &regWait{cmd: cmd, viaI2: true})
 		s.log.Debug("registration requested", "peer", h.String(), "types", regNames(cmd.types), "via", "i2")
 		c.process(p, now)
+	}
+	return true
+}
+
+// retryRegs sends the requests queued for p's registrar, in order, now that
+// its association changed; those that still cannot go stay queued, and
+// those whose caller gave up are dropped.
+func (c *control) retryRegs(p *peer, now time.Time) {
+	q := c.reg.queued[p.hit]
+	if len(q) == 0 || c.reg.retrying {
+		return
+	}
+	c.reg.retrying = true
+	defer func() { c.reg.retrying = false }()
+	delete(c.reg.queued, p.hit)
+	for i, cmd := range q {
+		if !c.sendRegister(now, p.hit, cmd) {
+			c.reg.queued[p.hit] = append(c.reg.queued[p.hit], q[i:]...)
+			return
+		}
 	}
 }
 
@@ -290,7 +302,7 @@ func (c *control) regEvent(p *peer, reg *handshake.Registration, now time.Time, 
 		if len(r.Granted) == 0 {
 			err = refused(r)
 		}
-		c.reg.wakes = append(c.reg.wakes, regWake{w.reply, regResult{reg: r, err: err}})
+		c.reg.wakes = append(c.reg.wakes, regWake{w.cmd.reply, regResult{reg: r, err: err}})
 	}
 	c.s.log.Info("registration", "peer", p.hit.String(), "role", role, "granted", regNames(r.Granted),
 		"lifetime", r.Duration(), "failed", failedText(r.Failed))
@@ -343,28 +355,41 @@ func (c *control) recordReg(p *peer, r Registration) {
 // failed, abandoned). A waiting Register is answered by wakeWaiters.
 func (c *control) regEnded(p *peer) { p.reg = nil }
 
-// regFail answers p's waiting Register with err (wakeWaiters).
+// regFail answers p's waiting and queued Registers with err
+// (wakeWaiters).
 func (c *control) regFail(p *peer, err error) {
 	if w := c.reg.waits[p.hit]; w != nil {
 		delete(c.reg.waits, p.hit)
-		c.reg.wakes = append(c.reg.wakes, regWake{w.reply, regResult{reg: Registration{Peer: p.hit}, err: err}})
+		c.reg.wakes = append(c.reg.wakes, regWake{w.cmd.reply, regResult{reg: Registration{Peer: p.hit}, err: err}})
 	}
+	for _, cmd := range c.reg.queued[p.hit] {
+		c.reg.wakes = append(c.reg.wakes, regWake{cmd.reply, regResult{reg: Registration{Peer: p.hit}, err: err}})
+	}
+	delete(c.reg.queued, p.hit)
 }
 
 // regEstablished: a request meant for our I2 is lost when the peer's I2
-// won (we are the Responder): ask again, by UPDATE.
+// won (we are the Responder): it goes first in the queue, to be asked
+// again by UPDATE (retryRegs).
 func (c *control) regEstablished(p *peer, a *handshake.Association) {
 	if w := c.reg.waits[p.hit]; w != nil && w.viaI2 && !a.Info().Initiator {
-		c.regFail(p, errRegBusy)
+		delete(c.reg.waits, p.hit)
+		c.reg.queued[p.hit] = append([]*regCommand{w.cmd}, c.reg.queued[p.hit]...)
 	}
 }
 
-// regShutdown fails every waiting Register with ErrClosed.
+// regShutdown fails every waiting and queued Register with ErrClosed.
 func (c *control) regShutdown() {
 	for h, w := range c.reg.waits {
-		c.reg.wakes = append(c.reg.wakes, regWake{w.reply, regResult{reg: Registration{Peer: h}, err: ErrClosed}})
+		c.reg.wakes = append(c.reg.wakes, regWake{w.cmd.reply, regResult{reg: Registration{Peer: h}, err: ErrClosed}})
 	}
 	clear(c.reg.waits)
+	for h, q := range c.reg.queued {
+		for _, cmd := range q {
+			c.reg.wakes = append(c.reg.wakes, regWake{cmd.reply, regResult{reg: Registration{Peer: h}, err: ErrClosed}})
+		}
+	}
+	clear(c.reg.queued)
 }
 
 func (c *control) flushRegWakes() {

@@ -294,3 +294,54 @@ func TestRegisterWaits(t *testing.T) {
 	}
 	waitFor(t, 2*time.Second, "goroutines back to baseline", func() bool { return runtime.NumGoroutine() <= base })
 }
+
+// TestRegisterQueued: Registers that cannot be sent at once (one request
+// to a registrar is in flight at a time, and the first goes in the I2) are
+// queued on the control goroutine and sent, in turn, as soon as the
+// association allows: every one is answered, no caller polls, and a caller
+// that gives up while queued sends nothing.
+func TestRegisterQueued(t *testing.T) {
+	var decided int
+	a := newTestStack(t, 0, nil)
+	b := newTestStack(t, 1, asRegistrar(&decided))
+	introduce(a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// Callers that have given up already: Register either refuses at once
+	// or, when the control goroutine takes the command first, queues it
+	// behind the others, and then it must be dropped, not sent.
+	gaveUp, giveUp := context.WithCancel(ctx)
+	giveUp()
+	const n, quitters = 4, 20
+	errc := make(chan error, n+quitters)
+	for range n {
+		go func() {
+			_, err := a.Register(ctx, b.HIT(), time.Minute, wire.RegTypeRelayUDPHIP)
+			errc <- err
+		}()
+	}
+	for range quitters {
+		go func() {
+			_, err := a.Register(gaveUp, b.HIT(), time.Minute, wire.RegTypeRelayUDPHIP)
+			errc <- err
+		}()
+	}
+	canceled := 0
+	for range n + quitters {
+		switch err := <-errc; {
+		case errors.Is(err, context.Canceled):
+			canceled++
+		case err != nil:
+			t.Fatalf("Register: %v", err)
+		}
+	}
+	if canceled != quitters {
+		t.Fatalf("%d Registers cancelled, want the %d given up", canceled, quitters)
+	}
+	barrier(t, a)
+	barrier(t, b)
+	if decided != n {
+		t.Fatalf("the registrar decided %d requests, want %d (the one given up must not be sent)", decided, n)
+	}
+}

@@ -137,7 +137,8 @@ func newStack(cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	s.db = db
-	c := &control{s: s, spiRes: map[uint32]time.Time{}, switchGrace: max(cfg.Handshake.RetransmitTimeout, minSwitchGrace), r1lim: newR1Limiter()}
+	c := &control{s: s, spiRes: map[uint32]time.Time{}, switchGrace: max(cfg.Handshake.RetransmitTimeout, minSwitchGrace), r1lim: newR1Limiter(),
+		reg: regState{queued: map[wire.HIT][]*regCommand{}}}
 	hc := cfg.Handshake
 	hc.Identity = cfg.Identity
 	if len(s.relays) > 0 {

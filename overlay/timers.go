@@ -15,8 +15,7 @@ import (
 // CLOSE_ACK wait.
 //
 // Not every clock is here yet: each relay loop's waits
-// (relayclient.go), Register's retry timer (registration.go), STUN
-// retransmissions (stun.go), a puzzle solver's wait for a free core
+// (relayclient.go), STUN retransmissions (stun.go), a puzzle solver's wait for a free core
 // (puzzle.go) and the ICE sessions' own timers (nat/) keep their own.
 // Moving them into this heap is the next step of the layout work.
 
