@@ -94,12 +94,6 @@ type regResult struct {
 	err error
 }
 
-// errRegBusy: the request cannot be sent now (another is in flight, an
-// UPDATE is outstanding, the base exchange is past R1, or our I2's request
-// was lost to the peer's); the control goroutine queues it and sends it
-// when the association next changes (retryRegs).
-var errRegBusy = errors.New("hip: registration busy")
-
 // regWait is the in-flight request to one registrar.
 type regWait struct {
 	cmd   *regCommand
