@@ -63,6 +63,10 @@ type Association struct {
 	iceKey    []byte
 
 	closeEcho []byte // ECHO_REQUEST_SIGNED opaque of our CLOSE
+	// The CLOSE_ACK CLOSED answered with, for the peer's retransmitted
+	// CLOSE (reackClose): its echo, and when it may be sent again.
+	closeAck, closeAckEcho []byte
+	closeAckAt             time.Time
 
 	// Retransmission of the last I1, I2, UPDATE or CLOSE.
 	rtx      []byte
@@ -91,6 +95,11 @@ func (a *Association) PeerHIT() wire.HIT { return a.peer }
 // PeerIdentity returns the peer's authenticated host identity, or nil
 // before the base exchange verified it.
 func (a *Association) PeerIdentity() *hostid.PublicKey { return a.peerPub }
+
+// Solving returns the puzzle the caller is solving for this association
+// (EventPuzzle), or nil: a search for any other Puzzle can stop, since
+// PuzzleSolved would refuse its answer.
+func (a *Association) Solving() *Puzzle { return a.solving }
 
 // Since is when the association entered its current state.
 func (a *Association) Since() time.Time { return a.since }
@@ -160,6 +169,7 @@ func (a *Association) setState(now time.Time, s State) {
 func (a *Association) forget() {
 	a.shed()
 	a.hip, a.peerPub, a.closeEcho, a.rtx = hipKeys{}, nil, nil, nil
+	a.closeAck, a.closeAckEcho = nil, nil
 }
 
 // shed releases, on CLOSE, everything but what answering a retransmitted

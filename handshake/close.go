@@ -68,12 +68,15 @@ func (a *Association) handleClose(now time.Time, pkt wire.Packet) error {
 	if err := checkCritical(pkt, wire.ParamEchoRequestSigned, wire.ParamHIPMAC, wire.ParamHIPSignature); err != nil {
 		return err
 	}
-	if err := a.verifyControl(pkt); err != nil {
-		return err
-	}
 	p, ok := pkt.Param(wire.ParamEchoRequestSigned)
 	if !ok {
 		return fmt.Errorf("%w: CLOSE without ECHO_REQUEST_SIGNED", ErrMalformed)
+	}
+	if a.state == Closed && a.closeAck != nil && bytes.Equal(p.Contents(), a.closeAckEcho) {
+		return a.reackClose(now, pkt)
+	}
+	if err := a.verifyControl(pkt); err != nil {
+		return err
 	}
 	var b wire.Builder
 	b.Reset(make([]byte, 0, 256), wire.CLOSE_ACK, a.e.hit, a.peer)
@@ -83,6 +86,8 @@ func (a *Association) handleClose(now time.Time, pkt wire.Packet) error {
 		return err
 	}
 	a.out = append(a.out, ack)
+	a.closeAck, a.closeAckEcho = ack, append([]byte(nil), p.Contents()...)
+	a.closeAckAt = now.Add(a.e.cfg.RetransmitTimeout)
 	if a.state != Closed {
 		if a.dh != nil {
 			a.group = a.dh.group()
@@ -92,6 +97,24 @@ func (a *Association) handleClose(now time.Time, pkt wire.Packet) error {
 		a.stateAt = now.Add(a.e.cfg.UAL + 2*a.e.cfg.MSL) // Table 8
 		a.emit(Event{Kind: EventClosed, Err: ErrClosed})
 	}
+	return nil
+}
+
+// reackClose answers a retransmission of the CLOSE that CLOSED answered
+// (its CLOSE_ACK was lost; Table 8: "send CLOSE_ACK and stay at CLOSED"):
+// HIP_MAC proves the peer, and the cached CLOSE_ACK goes again, at most
+// once a retransmission timeout, so that a recorded CLOSE replayed for the
+// UAL+2MSL that CLOSED lasts costs neither a signature check nor a
+// signature (as for UPDATE, §6.12.1 step 2).
+func (a *Association) reackClose(now time.Time, pkt wire.Packet) error {
+	if err := verifyMAC(a.rhash, a.peerMACKey(), pkt, wire.ParamHIPMAC, nil); err != nil {
+		return err
+	}
+	if now.Before(a.closeAckAt) {
+		return fmt.Errorf("%w: CLOSE already acknowledged (rate-limited)", ErrReplay)
+	}
+	a.closeAckAt = now.Add(a.e.cfg.RetransmitTimeout)
+	a.out = append(a.out, a.closeAck)
 	return nil
 }
 

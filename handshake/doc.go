@@ -100,7 +100,24 @@
 //     be a replay, and it ends the exchange at once (a peer's refusal then
 //     surfaces immediately). An unbound error is kept as the cause if the
 //     exchange times out.
+//   - §6.8 step 7 has the Initiator check that the chosen group is the
+//     first of the Responder's DH_GROUP_LIST, while §5.2.6 has the
+//     Responder send its own preference list and choose the first of it
+//     that the I1 offered. The two agree only when the I1 offered the
+//     Responder's first group. We follow §5.2.6 on both sides (the R1's
+//     list is our true preference; an Initiator requires the first group
+//     of it that its I1 offered), the only reading under which a trimmed
+//     I1 is detected. We accept both kinds of Responder. An Initiator that
+//     applies step 7 to the letter and does not offer our first group
+//     (P-256) aborts against us: it must offer it, or we would have to
+//     put the chosen group first and give up downgrade detection.
+//   - Tables 7 and 8 let CLOSING and CLOSED take an R1; we take one only in
+//     I1-SENT and I2-SENT, since we leave those states only through an I1
+//     of our own (Restart), so that an R1 solicited by someone else cannot
+//     bring back a closed association.
 //   - §6.12.1 step 2 asks to acknowledge retransmitted UPDATEs again; reack
 //     does so at most once a retransmission timeout, as the step suggests,
-//     so that replays cannot make us sign without bound.
+//     so that replays cannot make us sign without bound; CLOSED answers a
+//     retransmitted CLOSE with its cached CLOSE_ACK under the same limit
+//     (reackClose).
 package handshake

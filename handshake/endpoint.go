@@ -28,6 +28,7 @@ type Endpoint struct {
 	prevs   []*r1Gen // earlier generations still accepted, newest first
 	counter uint64   // R1 generation counter (§5.2.3)
 	k       uint8    // puzzle difficulty for the next generation
+	baseK   uint8    // the #K the load returns to: Config's, or SetPuzzleDifficulty's
 	load    loadMeter
 
 	stats Stats
@@ -78,7 +79,7 @@ func NewEndpoint(cfg Config, now time.Time) (*Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Endpoint{cfg: c, id: c.Identity, pub: c.Identity.Public(), k: c.PuzzleDifficulty}
+	e := &Endpoint{cfg: c, id: c.Identity, pub: c.Identity.Public(), k: c.PuzzleDifficulty, baseK: c.PuzzleDifficulty}
 	e.hit = wire.HIT(e.pub.HIT())
 	e.rhash = e.pub.Suite().NewHash
 	var b wire.Builder
@@ -104,14 +105,18 @@ func (e *Endpoint) Identity() *hostid.PublicKey { return e.pub }
 // Stats returns the counters.
 func (e *Endpoint) Stats() Stats { return e.stats }
 
-// SetPuzzleDifficulty sets #K for R1s from now on; the caller raises it
-// under load (RFC 7401 §4.1.1). It takes effect at once: the current R1
-// generation is re-signed.
+// SetPuzzleDifficulty sets the base #K for R1s from now on (RFC 7401
+// §4.1.1). It takes effect at once: the current R1 generation is
+// re-signed. The load (load.go) raises #K above it and brings it back.
 func (e *Endpoint) SetPuzzleDifficulty(now time.Time, k uint8) error {
-	if k > maxPuzzleK {
-		k = maxPuzzleK
-	}
-	e.k = k
+	k = min(k, maxPuzzleK)
+	e.baseK = k // the load raises #K from here, and comes back to it
+	return e.setPuzzleDifficulty(now, k)
+}
+
+// setPuzzleDifficulty sets #K and re-signs the current R1 generation.
+func (e *Endpoint) setPuzzleDifficulty(now time.Time, k uint8) error {
+	e.k = min(k, maxPuzzleK)
 	return e.Rotate(now)
 }
 

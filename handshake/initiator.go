@@ -114,8 +114,13 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 // means — and HIP_SIGNATURE_2, before anything else in the R1 is used;
 // then the R1 generation.
 func (a *Association) r1Identity(pkt wire.Packet) (*r1Offer, error) {
+	// Only in answer to an I1 of ours (§6.8 step 2). Tables 7 and 8 let
+	// CLOSING and CLOSED take an R1 too, but we leave them only through
+	// Restart, which sends an I1 first; an R1 arriving there can only have
+	// been solicited by someone else (an I1 spoofed with our HIT) to bring
+	// back an association that was closed.
 	switch a.state {
-	case I1Sent, I2Sent, Closing, Closed:
+	case I1Sent, I2Sent:
 	default:
 		return nil, fmt.Errorf("%w: R1 in %v", ErrUnexpected, a.state)
 	}

@@ -11,8 +11,9 @@ import "time"
 // loadWindow. A window above Config.LoadThreshold raises #K by loadStep, up
 // to Config.MaxLoadDifficulty; once the rate has stayed under a quarter of
 // the threshold for loadCalm, #K steps back down by one per window until it
-// is Config.PuzzleDifficulty again. Raising #K re-signs the current R1
-// generation (Endpoint.SetPuzzleDifficulty); the earlier generations keep
+// is its base again: Config.PuzzleDifficulty, or what the caller last set
+// with SetPuzzleDifficulty. Raising #K re-signs the current R1 generation;
+// the earlier generations keep
 // their #K and stay acceptable (up to maxPrevGens of them, for one
 // R1Lifetime after they expire), so exchanges in flight are not lost while
 // #K ramps, unless their R1 is older than two load windows.
@@ -62,10 +63,10 @@ func (e *Endpoint) HandleLoad(now time.Time) (bool, error) {
 		m.calmSince = time.Time{}
 	case m.calmSince.IsZero():
 		m.calmSince = now
-	case now.Sub(m.calmSince) >= loadCalm && e.k > e.cfg.PuzzleDifficulty:
+	case now.Sub(m.calmSince) >= loadCalm && e.k > e.baseK:
 		k = e.k - 1 // one step a window, once calm
 	}
-	if busy || k > e.cfg.PuzzleDifficulty {
+	if busy || k > e.baseK {
 		m.next = now.Add(loadWindow)
 	} else {
 		m.next, m.calmSince = time.Time{}, time.Time{}
@@ -74,5 +75,5 @@ func (e *Endpoint) HandleLoad(now time.Time) (bool, error) {
 		return false, nil
 	}
 	e.stats.DifficultyChanges++
-	return true, e.SetPuzzleDifficulty(now, k)
+	return true, e.setPuzzleDifficulty(now, k)
 }

@@ -90,6 +90,11 @@ func solvePuzzle(newHash func() hash.Hash, i []byte, hitI, hitR wire.HIT, k int,
 // function: about a millisecond's work.
 const solveChunk = 4096
 
+// maxPuzzleSearch bounds the time an Initiator gives one puzzle, whatever
+// lifetime the R1 announces: far beyond what an honest #K takes, and
+// short enough that a hostile Responder cannot keep a core busy for long.
+const maxPuzzleSearch = 2 * time.Minute
+
 // Puzzle is an R1's puzzle that is too hard to solve inside the state
 // machine (#K above Config.InlinePuzzle): EventPuzzle hands it to the
 // caller, which runs Solve where it does not hold up other associations —
@@ -116,7 +121,11 @@ func (a *Association) newPuzzle(now time.Time, o *r1Offer) (*Puzzle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Puzzle{Deadline: now.Add(puzzleLifetime(o.pz.Lifetime)), K: o.pz.K, newHash: o.rhash,
+	// The Responder chooses the lifetime (up to 2^31 s); we search no
+	// longer than maxPuzzleSearch, which stops earlier than the RFC's
+	// "MUST terminate" and never later (§6.8 step 12).
+	life := min(puzzleLifetime(o.pz.Lifetime), maxPuzzleSearch)
+	return &Puzzle{Deadline: now.Add(life), K: o.pz.K, newHash: o.rhash,
 		i: o.pz.I, hitI: a.e.hit, hitR: o.sender, start: start, offer: o}, nil
 }
 

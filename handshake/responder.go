@@ -137,6 +137,10 @@ func (e *Endpoint) i2Keys(c *i2Check) error {
 	if e.cfg.LoadThreshold > 0 {
 		e.load.note(c.now) // a solved puzzle buys one Diffie-Hellman
 	}
+	// Charged before the work, whatever fails after: a solution buys at
+	// most maxSolutionFailures Diffie-Hellman computations however its
+	// I2 fails (an accepted one is then spent, acceptI2).
+	c.g.sols.failed(c.key)
 	cP, ok := c.pkt.Param(wire.ParamHIPCipher)
 	if !ok {
 		return fmt.Errorf("%w: I2 without HIP_CIPHER", ErrMalformed)
@@ -191,14 +195,8 @@ func (e *Endpoint) i2Keys(c *i2Check) error {
 // i2MAC is §6.9 step 14, taken before ENCRYPTED is opened: HIP_MAC covers
 // the ciphertext, so a tampered ENCRYPTED is dropped before any
 // decryption and its padding can never be probed (doc.go, "Deviations").
-// A solution that keeps failing here is spent, so one solved puzzle cannot
-// buy an unbounded number of Diffie-Hellman computations.
 func (e *Endpoint) i2MAC(c *i2Check) error {
-	if err := verifyMAC(e.rhash, c.a.peerMACKey(), c.pkt, wire.ParamHIPMAC, nil); err != nil {
-		c.g.sols.failed(c.key)
-		return err
-	}
-	return nil
+	return verifyMAC(e.rhash, c.a.peerMACKey(), c.pkt, wire.ParamHIPMAC, nil)
 }
 
 // i2Identity is §6.9 steps 11-12 and 15: the Initiator's HOST_ID, in the
@@ -238,7 +236,6 @@ func (e *Endpoint) i2Identity(c *i2Check) error {
 		return fmt.Errorf("%w: I2 from %v", ErrHITMismatch, c.peer)
 	}
 	if err := verifySignature(pub, c.pkt, wire.ParamHIPSignature); err != nil {
-		c.g.sols.failed(c.key)
 		return err
 	}
 	a.peerPub = pub

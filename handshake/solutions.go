@@ -21,9 +21,11 @@ import (
 // so no replay outlives it, and it is bounded: a full generation is
 // rotated early (Endpoint.spend).
 //
-// A solution whose I2 keeps failing HIP_MAC or HIP_SIGNATURE is spent too,
-// after maxSolutionFailures, so that one solved puzzle cannot buy an
-// unbounded number of Diffie-Hellman computations (§4.1.1: the puzzle
+// Every I2 that reaches Diffie-Hellman work is charged to its solution
+// first, whatever then fails (a bad public value, HIP_MAC, a missing or
+// mismatched HOST_ID, the signature), and after maxSolutionFailures the
+// solution is refused before any such work: one solved puzzle cannot buy
+// an unbounded number of Diffie-Hellman computations (§4.1.1: the puzzle
 // prices the Responder's work). The few tries it keeps let a genuine I2
 // through a handful of forged copies injected ahead of it.
 
@@ -70,7 +72,7 @@ func (s solutionSet) usable(k solutionKey) error {
 	return nil
 }
 
-// failed counts an I2 with this solution that failed authentication.
+// failed charges an I2 with this solution, before its Diffie-Hellman work.
 func (s solutionSet) failed(k solutionKey) {
 	if n := s[k]; n < maxSolutionFailures {
 		s[k] = n + 1

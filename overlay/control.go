@@ -187,6 +187,9 @@ func (c *control) processPacket(p *peer, now time.Time, in *inbound) {
 	for _, ev := range a.Events() {
 		c.event(p, a, ev, now, in)
 	}
+	if pz := p.puzzle.Load(); pz != nil && a.Solving() != pz {
+		p.puzzle.Store(nil) // restarted, closed or failed: its solver stops
+	}
 	out := a.Outgoing()
 	c.sync(p)
 	for _, pkt := range out {
@@ -332,6 +335,7 @@ func (c *control) abandon(p *peer) {
 		}
 	}
 	p.assoc = nil
+	p.puzzle.Store(nil) // its solver, if any, stops
 	if p.rec != nil {
 		if err := deleteRecord(s.db, p.hit); err != nil {
 			s.log.Error("store", "peer", p.hit.String(), "err", err)

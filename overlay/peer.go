@@ -21,8 +21,12 @@ type peer struct {
 	addr       atomic.Pointer[netip.AddrPort] // locator; nil: none known
 	out        atomic.Pointer[esp.Outbound]   // nil: no outbound SA (queue instead)
 	rekeyAsked atomic.Bool                    // the data path asked for a rekey
-	pokes      atomic.Uint32                  // pending poke bits for the control goroutine
-	static     atomic.Bool                    // locator given by AddPeer (keep the peer without an association)
+	// puzzle is the puzzle the association waits for (handshake
+	// Association.Solving), kept by the control goroutine for the solver
+	// goroutines (puzzle.go): a search for another one stops.
+	puzzle atomic.Pointer[handshake.Puzzle]
+	pokes  atomic.Uint32 // pending poke bits for the control goroutine
+	static atomic.Bool   // locator given by AddPeer (keep the peer without an association)
 
 	bytesIn, bytesOut, pktsIn, pktsOut atomic.Uint64
 

@@ -24,36 +24,61 @@ type puzzleResult struct {
 	err error
 }
 
-var errSolverClosed = errors.New("hip: stack closed while solving a puzzle")
-
 // maxSolvers is one search per core: enough for every dial a node makes,
 // and never more CPU than the machine has.
 func maxSolvers() int { return max(1, runtime.GOMAXPROCS(0)) }
 
-// solve starts the search for p's puzzle.
+// solve starts the search for p's puzzle. The solver stops when the
+// puzzle's lifetime ends, when the stack closes, or when p's association
+// no longer waits for this puzzle (it restarted, closed or failed); while
+// all solvers are busy it waits for one, under the same conditions.
 func (c *control) solve(p *peer, pz *handshake.Puzzle) {
 	s := c.s
+	p.puzzle.Store(pz)
+	stale := func() bool {
+		return s.closed.Load() || p.puzzle.Load() != pz || !time.Now().Before(pz.Deadline)
+	}
 	s.solving.Add(1)
 	go func() {
 		defer s.solving.Done()
 		r := puzzleResult{p: p, pz: pz}
-		wait := time.NewTimer(time.Until(pz.Deadline))
-		select {
-		case s.solvers <- struct{}{}:
-			wait.Stop()
-			r.j, r.err = pz.Solve(func() bool { return s.closed.Load() || time.Now().After(pz.Deadline) })
+		if acquireSolver(s, stale) {
+			r.j, r.err = pz.Solve(stale)
 			<-s.solvers
-		case <-wait.C:
-			r.err = errors.New("hip: no solver free within the puzzle's lifetime")
-		case <-s.closing:
-			wait.Stop()
-			r.err = errSolverClosed
+		} else {
+			r.err = errSolverGaveUp
 		}
 		select {
 		case s.solved <- r:
 		case <-s.ctrlDone:
 		}
 	}()
+}
+
+// errSolverGaveUp: the puzzle went stale while waiting for a free solver.
+var errSolverGaveUp = errors.New("hip: puzzle no longer wanted, or its lifetime ended, before a solver was free")
+
+// solverPoll is how often a solver waiting for a core looks whether its
+// puzzle is still wanted.
+const solverPoll = 50 * time.Millisecond
+
+// acquireSolver takes one of the solver slots, or reports false once stale
+// does (or the stack closes) first.
+func acquireSolver(s *Stack, stale func() bool) bool {
+	t := time.NewTicker(solverPoll)
+	defer t.Stop()
+	for {
+		select {
+		case s.solvers <- struct{}{}:
+			return true
+		case <-s.closing:
+			return false
+		case <-t.C:
+			if stale() {
+				return false
+			}
+		}
+	}
 }
 
 // puzzleSolved gives a solver's outcome to its association: the I2 goes

@@ -51,3 +51,26 @@ func TestHardPuzzleDoesNotStall(t *testing.T) {
 		t.Fatalf("completed %d exchanges", st.BEX.Completed)
 	}
 }
+
+// TestStalePuzzleSolverStops: when the association that waits for a hard
+// puzzle goes (here dropped; likewise closed, restarted or failed), its
+// solver stops at once instead of keeping a core busy until the puzzle's
+// lifetime ends.
+func TestStalePuzzleSolverStops(t *testing.T) {
+	a := newTestStack(t, 0, func(c *Config) { c.Handshake.RetransmitTimeout = time.Second })
+	hard := newTestStack(t, 1, func(c *Config) {
+		c.Handshake.PuzzleDifficulty = 24 // seconds of search: the most an Initiator accepts
+		c.Handshake.RetransmitTimeout = time.Second
+	})
+	introduce(a, hard)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Connect(ctx, hard.HIT()) }()
+	waitFor(t, 10*time.Second, "a solver searching", func() bool { return len(a.solvers) == 1 })
+	a.dropAssociation(hard.HIT())
+	if err := <-done; err == nil {
+		t.Fatal("Connect succeeded")
+	}
+	waitFor(t, time.Second, "the solver to stop", func() bool { return len(a.solvers) == 0 })
+}
