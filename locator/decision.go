@@ -33,12 +33,7 @@ const (
 
 var actionNames = [...]string{"", "probe", "keepalive", "switch"}
 
-func (a Action) String() string {
-	if int(a) < len(actionNames) && a != 0 {
-		return actionNames[a]
-	}
-	return fmt.Sprintf("action(%d)", uint8(a))
-}
+func (a Action) String() string { return enumName(actionNames[:], uint8(a), "action") }
 
 // Reason says why a Switch happened.
 type Reason uint8
@@ -74,12 +69,7 @@ const (
 
 var reasonNames = [...]string{"", "initial", "failed", "fallback", "better", "recovered", "rebinding", "deprecated", "gone"}
 
-func (r Reason) String() string {
-	if int(r) < len(reasonNames) && r != 0 {
-		return reasonNames[r]
-	}
-	return fmt.Sprintf("reason(%d)", uint8(r))
-}
+func (r Reason) String() string { return enumName(reasonNames[:], uint8(r), "reason") }
 
 // Purpose says why a probe is sent.
 type Purpose uint8
@@ -99,12 +89,7 @@ const (
 
 var purposeNames = [...]string{"", "verify", "liveness", "standby", "recovery"}
 
-func (p Purpose) String() string {
-	if int(p) < len(purposeNames) && p != 0 {
-		return purposeNames[p]
-	}
-	return fmt.Sprintf("purpose(%d)", uint8(p))
-}
+func (p Purpose) String() string { return enumName(purposeNames[:], uint8(p), "purpose") }
 
 // Decision is one thing the caller must do. It is one plain struct rather
 // than a type per action so that returning decisions never boxes a value

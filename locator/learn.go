@@ -23,11 +23,11 @@ func (s *Set) Configure(now time.Time, addr netip.AddrPort) []Decision {
 	if !unicast(a) {
 		return s.out
 	}
-	i := s.find(a)
+	i, added := s.findOrAdd(now, a, Direct, OriginConfig)
 	if i < 0 {
-		if i = s.add(now, a, Direct, OriginConfig); i < 0 {
-			return s.out
-		}
+		return s.out
+	}
+	if added {
 		s.e[i].bootstrap = !s.assoc
 	}
 	e := &s.e[i]
@@ -126,11 +126,9 @@ func (s *Set) ApplyLocatorSet(now time.Time, v wire.LocatorSetView, port uint16)
 		if !unicast(a) {
 			continue
 		}
-		i := s.find(a)
+		i, _ := s.findOrAdd(now, a, Direct, OriginLocatorSet)
 		if i < 0 {
-			if i = s.add(now, a, Direct, OriginLocatorSet); i < 0 {
-				continue
-			}
+			continue
 		}
 		e := &s.e[i]
 		if e.Kind == Relayed {
@@ -186,11 +184,9 @@ func (s *Set) Nominated(now time.Time, addr netip.AddrPort) []Decision {
 	if !unicast(a) {
 		return s.out
 	}
-	i := s.find(a)
+	i, _ := s.findOrAdd(now, a, ICE, OriginICE)
 	if i < 0 {
-		if i = s.add(now, a, ICE, OriginICE); i < 0 {
-			return s.out
-		}
+		return s.out
 	}
 	e := &s.e[i]
 	if e.Kind == Relayed {
@@ -320,4 +316,15 @@ func (s *Set) verifyPending(now time.Time) {
 			s.startProbe(now, i, ProbeVerify)
 		}
 	}
+}
+
+// findOrAdd returns the index of the locator at a, adding it (of kind k,
+// learnt from o) when there is none; -1 when the set is full. added says
+// it is new.
+func (s *Set) findOrAdd(now time.Time, a netip.AddrPort, k Kind, o Origin) (i int, added bool) {
+	if i = s.find(a); i >= 0 {
+		return i, false
+	}
+	i = s.add(now, a, k, o)
+	return i, i >= 0
 }

@@ -42,12 +42,7 @@ const (
 
 var stateNames = [...]string{"", "unverified", "active", "deprecated", "failed"}
 
-func (s State) String() string {
-	if int(s) < len(stateNames) && s != 0 {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("state(%d)", uint8(s))
-}
+func (s State) String() string { return enumName(stateNames[:], uint8(s), "state") }
 
 // Kind says how packets to a locator travel.
 type Kind uint8
@@ -66,12 +61,7 @@ const (
 
 var kindNames = [...]string{"", "direct", "ice", "relayed"}
 
-func (k Kind) String() string {
-	if int(k) < len(kindNames) && k != 0 {
-		return kindNames[k]
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
+func (k Kind) String() string { return enumName(kindNames[:], uint8(k), "kind") }
 
 // Origin says where a locator was first learnt. It decides what may be
 // done with it: only an announced locator is deprecated by the peer's next
@@ -99,12 +89,7 @@ const (
 
 var originNames = [...]string{"", "config", "locator-set", "packet", "ice", "relay"}
 
-func (o Origin) String() string {
-	if int(o) < len(originNames) && o != 0 {
-		return originNames[o]
-	}
-	return fmt.Sprintf("origin(%d)", uint8(o))
-}
+func (o Origin) String() string { return enumName(originNames[:], uint8(o), "origin") }
 
 // Locator is a snapshot of one of a peer's locators (RFC 8046 §5.1: the
 // address, its lifetime, status, Traffic Type and preference).
@@ -164,4 +149,13 @@ func lifetime(now time.Time, sec uint32) time.Time {
 		return time.Time{}
 	}
 	return now.Add(time.Duration(sec) * time.Second)
+}
+
+// enumName is the name of value v of an enumeration whose names, indexed
+// by value, are names (0 unused), or kind(v) for a value without one.
+func enumName(names []string, v uint8, kind string) string {
+	if int(v) < len(names) && v != 0 {
+		return names[v]
+	}
+	return fmt.Sprintf("%s(%d)", kind, v)
 }

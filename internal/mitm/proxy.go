@@ -403,16 +403,23 @@ func (p *Proxy) Close() error {
 
 func (p *Proxy) loop() {
 	defer p.wg.Done()
+	readLoop(p.conn, p.handle)
+}
+
+// readLoop reads conn until it is closed and hands each datagram (valid
+// until handle returns) and its unmapped source to handle. Other read
+// errors (a truncated datagram, say) are not ours to judge: it reads on.
+func readLoop(conn *net.UDPConn, handle func(b []byte, from netip.AddrPort)) {
 	buf := make([]byte, maxDatagram)
 	for {
-		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue // e.g. a truncated datagram: not ours to judge
+			continue
 		}
-		p.handle(buf[:n], unmap(from))
+		handle(buf[:n], unmap(from))
 	}
 }
 

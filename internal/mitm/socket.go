@@ -1,7 +1,6 @@
 package mitm
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -110,34 +109,30 @@ func (s *Socket) Close() error {
 
 func (s *Socket) loop() {
 	defer s.wg.Done()
-	buf := make([]byte, maxDatagram)
-	for {
-		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		d := Datagram{Dir: ToSocket, Time: time.Now(), Src: unmap(from), Dst: s.addr}
-		s.mu.Lock()
-		s.recv.Datagrams++
-		s.recv.Octets += uint64(n)
-		h := s.handler
-		if s.record {
-			d.Data = clone(buf[:n])
-			if !s.rec.add(&d) {
-				s.recv.Unrecorded++
-			}
-		} else {
-			d.Seq = s.rec.seq
-			s.rec.seq++
+	readLoop(s.conn, s.receive)
+}
+
+// receive counts, records and hands to the handler one datagram.
+func (s *Socket) receive(b []byte, from netip.AddrPort) {
+	n := len(b)
+	d := Datagram{Dir: ToSocket, Time: time.Now(), Src: from, Dst: s.addr}
+	s.mu.Lock()
+	s.recv.Datagrams++
+	s.recv.Octets += uint64(n)
+	h := s.handler
+	if s.record {
+		d.Data = clone(b)
+		if !s.rec.add(&d) {
 			s.recv.Unrecorded++
 		}
-		s.mu.Unlock()
-		if h != nil {
-			d.Data = clone(buf[:n])
-			h(d)
-		}
+	} else {
+		d.Seq = s.rec.seq
+		s.rec.seq++
+		s.recv.Unrecorded++
+	}
+	s.mu.Unlock()
+	if h != nil {
+		d.Data = clone(b)
+		h(d)
 	}
 }
