@@ -175,7 +175,9 @@ func TestStatusFromNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// a counts its echo reply once sent, which may be after b has it.
+	// a counts its echo reply once sent, which may be after b has it; and
+	// a, the Responder, leaves R2-SENT when the control goroutine has seen
+	// b's first ESP (a poke from the data path), which may be later still.
 	viewOf := func(st Status, h HIT) (p PeerInfo) {
 		for _, p := range st.Peers {
 			if p.HIT == h {
@@ -185,7 +187,11 @@ func TestStatusFromNode(t *testing.T) {
 		return p
 	}
 	var st Status
-	waitUntil(5*time.Second, func() bool { st = a.Status(); return viewOf(st, b.HIT()).PacketsOut > 0 })
+	waitUntil(5*time.Second, func() bool {
+		st = a.Status()
+		v := viewOf(st, b.HIT())
+		return v.PacketsOut > 0 && v.State == "ESTABLISHED" && st.Stats.Associations["ESTABLISHED"] == 2
+	})
 	if st.HIT != a.HIT() || st.LocalAddr != a.LocalAddr() {
 		t.Errorf("status names %v at %v, want %v at %v", st.HIT, st.LocalAddr, a.HIT(), a.LocalAddr())
 	}
