@@ -79,6 +79,11 @@ func (a *Association) OpenRelayed(pkt []byte) ([]byte, wire.TransportAddress, er
 			cut = q.Offset()
 		case wire.ParamRelayHMAC:
 			hmacOff, mac = q.Offset(), q.Contents()
+		case wire.ParamFrom, wire.ParamRVSHMAC:
+			// RFC 9028 §7.8: RVS_HMAC and RELAY_HMAC share a key, so a
+			// rendezvous packet renamed into a relayed one would verify;
+			// rendezvous parameters never travel in a relayed packet.
+			return nil, none, fmt.Errorf("%w: %v in a relayed packet", ErrMalformed, q.Type())
 		default:
 			if hmacOff >= 0 {
 				return nil, none, fmt.Errorf("%w: %v after RELAY_HMAC", ErrMalformed, q.Type())
