@@ -125,6 +125,7 @@ func statsFrom(s overlay.Stats) Stats {
 		Relay: RelayStats{
 			ControlForwarded: r.ControlForwarded,
 			ESPForwarded:     r.ESPForwarded,
+			Rendezvoused:     r.Rendezvoused,
 			Forwards:         r.Forwards,
 			Unregistered:     r.Unregistered,
 			Forged:           r.Forged,

@@ -109,7 +109,7 @@ func (en *e2eNet) waitRegistered(t *testing.T, nodes ...*Node) {
 }
 
 func (en *e2eNet) registered(h HIT) bool {
-	for _, r := range en.relay.Stack().Registrations() {
+	for _, r := range en.relay.Registrations() {
 		if r.Peer == h {
 			return true
 		}

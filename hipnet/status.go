@@ -165,6 +165,7 @@ func (d Drops) Total() uint64 {
 type RelayStats struct {
 	ControlForwarded uint64 // HIP control packets relayed, either direction
 	ESPForwarded     uint64 // ESP packets forwarded by SPI
+	Rendezvoused     uint64 // I1s forwarded to RENDEZVOUS hosts with FROM (RFC 8004)
 	Forwards         uint64 // gauge: ESP forwarding entries now
 
 	// Packets refused, by reason.
@@ -264,7 +265,7 @@ func WriteMetrics(w io.Writer, st Status) {
 	metric("relays_registered", "gauge", "Configured relays that hold this node's registration.", one(s.RelaysRegistered))
 	metric("registrations", "gauge", "Hosts registered with this node (as a registrar).", one(s.Registrations))
 	r := s.Relay
-	metric("relay_forwarded_total", "counter", "Packets a relay forwarded, by kind.", lab("kind", "control", r.ControlForwarded), lab("kind", "esp", r.ESPForwarded))
+	metric("relay_forwarded_total", "counter", "Packets a relay forwarded, by kind.", lab("kind", "control", r.ControlForwarded), lab("kind", "esp", r.ESPForwarded), lab("kind", "rendezvous", r.Rendezvoused))
 	metric("relay_drops_total", "counter", "Packets a relay refused, by reason.",
 		lab("reason", "unregistered", r.Unregistered), lab("reason", "forged", r.Forged),
 		lab("reason", "rate_limited", r.RateLimited), lab("reason", "table_full", r.TableFull))

@@ -72,15 +72,22 @@ type Config struct {
 	// a write is never dropped silently.
 	QueueLimit int
 
-	// Relay, when set, makes the stack a HIP relay for the hosts
-	// registered with it (relayserver.go); it needs
-	// Handshake.Registrar to grant registrations. Nil: not a relay.
-	Relay *RelayConfig
+	// Forwarder, when set, makes the stack a relay server: it is handed
+	// the packets that reach the socket but are not addressed to us
+	// (forwarder.go; package relay implements it, with
+	// Handshake.Registrar deciding who is served). Nil: a plain node.
+	Forwarder Forwarder
 
 	// Relays are the relays this node registers with at start (RFC 8003,
 	// RFC 5770 §4.1), refreshes and keeps alive (relayclient.go), and
 	// through which it reaches peers without a known locator.
 	Relays []RelayAddr
+
+	// RekeyAfter is how many ESP packets one outbound SA seals before the
+	// stack rekeys it by UPDATE (RFC 7402 §3.3.2, §6.8; esp.Config.RekeyAfter):
+	// a lower value bounds what one key protects. Zero means
+	// esp.DefaultRekeyAfter, which keeps every sequence number unique.
+	RekeyAfter uint64
 
 	// KeepaliveInterval is how often a node sends NAT keepalives (RFC
 	// 5770 §4.7: 15 s, the default): STUN requests to its relays, which

@@ -256,7 +256,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		c.clearPath(p) // a new base exchange chooses its path afresh
 		c.removeSAs(p)
 		c.discardPending(p)
-		c.regEnded(p)
+		c.assocEnded(p)
 		s.log.Warn("bex failed", "peer", p.hit.String(), "err", ev.Err)
 		c.wakeWaiters(p, bexError(p.hit, ev.Err))
 	case handshake.EventClosed:
@@ -264,7 +264,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		c.clearPath(p)
 		c.removeSAs(p)
 		c.discardPending(p)
-		c.regEnded(p)
+		c.assocEnded(p)
 		s.log.Info("peer closed", "peer", p.hit.String(), "reason", ev.Err)
 		c.wakeWaiters(p, fmt.Errorf("%w: association with %v closed", ErrClosed, p.hit))
 	case handshake.EventNotify:
@@ -304,8 +304,8 @@ func (c *control) sync(p *peer) {
 		return
 	}
 	info := a.Info()
-	if p.rec == nil || p.rec.Info != info || p.rec.Identity != a.PeerIdentity() || p.rec.Reg != p.reg {
-		r := &assocRecord{HIT: p.hit, State: info.State.String(), Info: info, Identity: a.PeerIdentity(), Reg: p.reg, peer: p}
+	if p.rec == nil || p.rec.Info != info || p.rec.Identity != a.PeerIdentity() {
+		r := &assocRecord{HIT: p.hit, State: info.State.String(), Info: info, Identity: a.PeerIdentity(), peer: p}
 		if err := putRecord(c.s.db, r); err != nil {
 			c.s.log.Error("store", "peer", p.hit.String(), "err", err)
 		} else {
@@ -325,7 +325,7 @@ func (c *control) abandon(p *peer) {
 	s := c.s
 	c.timers.remove(p)
 	c.removeSAs(p)
-	c.regEnded(p)
+	c.assocEnded(p)
 	c.clearPath(p)
 	if p.hit.IsZero() {
 		for k, v := range c.opp {

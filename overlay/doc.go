@@ -20,8 +20,9 @@
 // STUNBinding asks a STUN server for the server-reflexive address of the
 // node's socket; Config.STUNServer makes the node answer such requests.
 // Register asks a registrar for services (RFC 8003), in I2 or by UPDATE;
-// a stack whose Handshake.Registrar is set decides such requests and lists
-// the live grants with Registrations (memdb table "reg").
+// a stack whose Handshake.Registrar is set answers such requests with its
+// Decide. Config.Forwarder plugs a relay server (package relay) into the
+// stack: it is handed what reaches the socket but is not addressed to us.
 // Peers and Stats report the associations and the counters; Close sends
 // CLOSE to every peer, waits up to a second for the CLOSE_ACKs and stops
 // everything. Errors satisfy errors.Is with the sentinels of errors.go
@@ -61,7 +62,16 @@
 //   - inner.go, queue.go: InnerConn, its deadlines, its bounded inbox of
 //     pooled buffers.
 //   - registration.go: RFC 8003 on top of the handshake's registration
-//     events: the requester's Register and the registrar's table.
+//     events: the requester's Register (the registrar's table is the
+//     relay server's, package relay).
+//   - forwarder.go: the Forwarder hook, the one place a relay server meets
+//     the stack: control packets for other HITs and ESP for SPIs that are
+//     not ours go to it; a Host handle lends it the associations' keys for
+//     RELAY_HMAC and RVS_HMAC during its call.
+//   - rendezvous.go: the node's two ends of RFC 8004: a rendezvous
+//     client's checked FROM/RVS_HMAC I1s, answered directly with VIA_RVS,
+//     and an Initiator following the R1 of an I1 it sent to a server.
+//   - relayclient.go, path.go, opportunistic.go: a relay's client (below).
 //   - stun.go: STUN Binding on the node's port with pion/stun: the
 //     stateless, allocation-free binding service of Config.STUNServer
 //     (answered from the read loop) and STUNBinding, which learns the
@@ -82,15 +92,16 @@
 //     one each, for the stack's life;
 //   - the echo service of EchoPort (status.go): one, for the stack's life;
 //   - one relay loop per Config.Relays entry (relayclient.go), keeping its
-//     registration and NAT mapping alive; a relay (Config.Relay) starts
-//     none of its own;
+//     registration and NAT mapping alive; a Forwarder (a relay server)
+//     starts none in the stack (package relay lists its own);
 //   - per ICE session with a peer behind a relay (path.go, nat.Session):
 //     two (its agent loop and its check pacer), for the session's life;
 //   - per puzzle too hard to solve inline (puzzle.go): one solver, until it
 //     answers or the puzzle's lifetime ends (at most GOMAXPROCS search at
 //     once).
 //
-// A plain node therefore runs three; with n relays, 3+n; a relay, three.
+// A plain node therefore runs three; with n relays, 3+n; with a
+// Forwarder, three.
 // Beside them the runtime runs the callbacks of InnerConn deadline timers
 // (time.AfterFunc). None is started per packet, and Close stops them all.
 // Callers' goroutines block in Connect, Register and STUNBinding, which
@@ -127,12 +138,12 @@
 //
 // A node with Config.Relays registers with them (relayclient.go, RFC 8003,
 // RFC 5770 §4.1), keeps its registrations and NAT mappings alive, and
-// reaches HITs without a locator through them; a stack with Config.Relay is
-// a relay (relayserver.go): it forwards control packets for its registered
-// hosts with RELAY_FROM / RELAY_TO and RELAY_HMAC (RFC 5770 §4.5, §4.10;
-// the rendezvous of RFC 8004) and their ESP by (SPI, source address). A
-// relayed association's ESP starts on the relay and moves to the pair ICE
-// nominates (path.go, nat/), and back when that pair goes dark.
+// reaches HITs without a locator through them, with RELAY_TO and
+// RELAY_HMAC (RFC 5770 §4.5, §4.10). The relay server itself is package
+// relay, behind Config.Forwarder: a plain node has no relay-server code on
+// its path. A relayed association's ESP starts on the relay and moves to
+// the pair ICE nominates (path.go, nat/), and back when that pair goes
+// dark.
 // opportunistic.go runs base exchanges with a host known only by its
 // address (a relay configured without its HIT).
 //
@@ -159,8 +170,9 @@
 // it drives and never bypasses; STUN encoding belongs to pion/stun. Of
 // STUN it handles Binding Requests (Config.STUNServer), the answers to its
 // own STUNBinding, and hands ICE checks to nat/; the rest is counted and
-// dropped. Outside the relay paths above it does not move associations
-// between locators (mobility, RFC 8046, is not implemented), and keeps no
+// dropped. Outside the relay and rendezvous paths above it does not move
+// associations between locators (mobility, RFC 8046, is not implemented),
+// and keeps no
 // state for a peer that has not completed a puzzle and signature
 // check.
 package overlay

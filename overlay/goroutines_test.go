@@ -10,8 +10,8 @@ import (
 
 // TestGoroutines: the goroutines doc.go lists, counted. A plain stack
 // starts three (read loop, control goroutine, echo service); each relay of
-// Config.Relays adds its relay loop; a relay (Config.Relay) starts no more
-// than a plain stack; Close stops them all. Goroutines are told apart by
+// Config.Relays adds its relay loop; a Forwarder (a relay server's, package
+// relay, whose own goroutines its tests count) starts none; Close stops them all. Goroutines are told apart by
 // the function they run, so that others in the process (tests, the
 // runtime) do not count.
 func TestGoroutines(t *testing.T) {
@@ -21,7 +21,7 @@ func TestGoroutines(t *testing.T) {
 		want map[string]int
 	}{
 		{"plain node", nil, map[string]int{"readLoop": 1, "control).run": 1, "serveEcho": 1}},
-		{"relay", func(c *Config) { c.Relay = &RelayConfig{} }, map[string]int{"readLoop": 1, "control).run": 1, "serveEcho": 1}},
+		{"with a Forwarder", func(c *Config) { c.Forwarder = &endedForwarder{} }, map[string]int{"readLoop": 1, "control).run": 1, "serveEcho": 1}},
 		{"node with two relays", func(c *Config) {
 			c.Relays = []RelayAddr{{Addr: netip.MustParseAddrPort("127.0.0.1:9")}, {Addr: netip.MustParseAddrPort("127.0.0.1:10")}}
 		}, map[string]int{"readLoop": 1, "control).run": 1, "serveEcho": 1, "relayLoop": 2}},

@@ -11,7 +11,7 @@ import (
 )
 
 // The inbound control path: one HIP control packet from the read loop,
-// through the relay role and RELAY_FROM, the R1 limit of relayed I1s, the
+// through the Forwarder (forwarder.go) and RELAY_FROM, the R1 limit of relayed I1s, the
 // Endpoint, Config.Authorize, and the association's outputs. What the
 // handling of one packet needs to know about it travels in an inbound,
 // passed down as an argument, never stashed on the control struct.
@@ -21,6 +21,9 @@ type inbound struct {
 	from netip.AddrPort
 	// via is the relay it came through (RELAY_FROM), if any.
 	via via
+	// rvs is the rendezvous server it came through (FROM), if any
+	// (rendezvous.go).
+	rvs rendezvous
 	// finalizing: an UPDATE with a SEQ, so a rekey it completes on our side
 	// is not yet complete on the peer's (RFC 7402 §6.10).
 	finalizing bool
@@ -39,12 +42,16 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		s.drop(&s.ctr.malformed, "malformed control", pk.from, err)
 		return
 	}
-	if c.relayPacket(now, pk, pkt) {
+	if c.forwardControl(now, pk, pkt) {
 		return
 	}
 	in := &inbound{from: pk.from}
 	var ok bool
-	if in.via, ok = c.openRelayed(&pk, &pkt); !ok {
+	if handshake.HasRendezvous(pkt) {
+		if in.rvs, ok = c.openRendezvous(now, &pk, &pkt); !ok {
+			return
+		}
+	} else if in.via, ok = c.openRelayed(&pk, &pkt); !ok {
 		return
 	}
 	sender, typ := pkt.SenderHIT(), pkt.Type()
@@ -52,9 +59,11 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		s.drop(&s.ctr.controlRejected, "closing", pk.from, nil)
 		return
 	}
-	if typ == wire.I1 && in.via.relay != nil && !c.r1lim.allow(in.via.from, now) {
-		// A relayed I1, limited by where the relay saw it come from (a
-		// direct one was limited by the read loop, receive.go).
+	if typ == wire.I1 && (in.via.relay != nil && !c.r1lim.allow(in.via.from, now) ||
+		in.rvs.server != nil && !c.r1lim.allow(in.rvs.initiator, now)) {
+		// A relayed or rendezvous I1, limited by where the relay saw it
+		// come from (a direct one was limited by the read loop,
+		// receive.go).
 		s.drop(&s.ctr.rateLimited, "r1 rate limit", pk.from, nil)
 		return
 	}
@@ -123,6 +132,9 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		}
 		c.processPacket(p, now, in)
 		return
+	}
+	if typ == wire.R1 && before == handshake.I1Sent {
+		c.followRendezvous(p, pkt, pk.from) // rendezvous.go
 	}
 	if typ == wire.R1 && before == handshake.I1Sent && a.State() == handshake.I2Sent && !s.authorized(sender) {
 		// The Responder is authenticated and refused: its I2 is never sent.

@@ -74,6 +74,10 @@ func (c *control) openRelayed(pk *ctrlPacket, pkt *wire.Packet) (via, bool) {
 // reply sends a direct answer (R1, NOTIFY) to the packet in: back through
 // the relay it came through, or to its source.
 func (c *control) reply(pkt []byte, in *inbound) {
+	if in.rvs.server != nil {
+		c.replyRendezvous(pkt, in.rvs)
+		return
+	}
 	if in.via.relay != nil {
 		c.sendVia(pkt, in.via.relay, in.via.from)
 		return
@@ -302,8 +306,8 @@ func (s *Stack) directPath(p *peer, remote netip.AddrPort) {
 // direct address, ESP returns (sawDirect).
 func (c *control) tick(now time.Time) {
 	s := c.s
-	if s.relay != nil {
-		return
+	if s.cfg.Forwarder != nil {
+		return // a relay sends no keepalives (RFC 5770 §4.7: it MAY refrain)
 	}
 	ka := s.keepaliveInterval()
 	dark := max(pathTimeout, 3*ka)

@@ -38,7 +38,6 @@ type peer struct {
 	// Control goroutine only.
 	assoc        *handshake.Association
 	rec          *assocRecord  // the current memdb record, nil if none
-	reg          *regRecord    // as registrar: what we granted this peer; goes into rec
 	in, prev     *inboundSA    // current and previous (before the last rekey) inbound SA
 	nextOut      *esp.Outbound // rekeyed outbound SA waiting for the peer to finish its rekey
 	switchAt     time.Time     // when nextOut is used anyway
@@ -46,6 +45,7 @@ type peer struct {
 	waiters      []chan error  // Connects waiting for the BEX
 	heapIdx      int           // index in the timer heap, -1 if absent
 	deadline     time.Time
+	rvsUntil     time.Time // our RENDEZVOUS registration with this peer lasts until (rendezvous.go)
 
 	// Paths (path.go). relay and relayTo are the control goroutine's;
 	// relayed, direct and the times are read by the data path too.

@@ -19,11 +19,10 @@ import (
 // REG_REQUEST makes us the registrar (we decided and answered), any other
 // makes us the requester (the answer arrived, or R1 offered nothing).
 //
-//   - Registrar: granted registrations are kept in the requester's
-//     association record in memdb, and listed by Registrations. A grant
-//     of lifetime 0 cancels the types it names; the record goes when no
-//     type is left, when it expires (filtered by time, no timer), or when
-//     the association closes or fails.
+//   - Registrar: Config.Handshake.Registrar decides; the table of what
+//     was granted is the decider's (package relay keeps it, and hears from
+//     Forwarder.Ended when an association, and so its registrations,
+//     ends). The stack only logs its answers.
 //   - Requester: Register asks in I2 when there is no association (or it
 //     is still waiting for R1), or in an UPDATE when one is established,
 //     and waits for the answer. One request per registrar is in flight at
@@ -35,9 +34,9 @@ import (
 // registration types (Registration.Failed says why).
 var ErrRegistrationRefused = errors.New("hip: registration refused")
 
-// Registration is one registration: on a registrar, a requester's
-// (Stack.Registrations); on a requester, the registrar's answer
-// (Stack.Register).
+// Registration is one registration: on a requester, the registrar's
+// answer (Stack.Register); on a relay server, a requester's
+// (ForwarderReport).
 type Registration struct {
 	Peer     wire.HIT         // the requester (registrar side) or the registrar (requester side)
 	Granted  []uint8          // granted registration types (wire.RegTypeRendezvous, ...)
@@ -48,38 +47,6 @@ type Registration struct {
 
 // Duration is the granted lifetime.
 func (r Registration) Duration() time.Duration { return wire.LifetimeToDuration(r.Lifetime) }
-
-// regRecord is a registrar's record of one requester, kept in the
-// requester's association record (store.go): a registration lives no
-// longer than the association it was granted on. Records are immutable.
-type regRecord struct {
-	Registration
-}
-
-// Registrations returns, on a registrar (Config.Handshake.Registrar), the
-// live registrations of its peers in HIT order; expired ones are left out.
-func (s *Stack) Registrations() []Registration {
-	it, err := s.db.Txn(false).Get(tableAssoc, indexID)
-	if err != nil {
-		return nil
-	}
-	now := time.Now()
-	var out []Registration
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		r := raw.(*assocRecord).Reg
-		if r == nil || !now.Before(r.Expires) {
-			continue
-		}
-		out = append(out, cloneReg(r.Registration))
-	}
-	return out
-}
-
-func cloneReg(r Registration) Registration {
-	r.Granted = append([]uint8(nil), r.Granted...)
-	r.Failed = append([]wire.RegFailed(nil), r.Failed...)
-	return r
-}
 
 // regCommand is a Register for the control goroutine.
 type regCommand struct {
@@ -288,66 +255,30 @@ func (c *control) regEvent(p *peer, reg *handshake.Registration, now time.Time, 
 	}
 	role := "requester"
 	if asRegistrar {
+		// Our answer as registrar: what it means (a relay's table) is the
+		// Forwarder's, which decided it (handshake.Registrar.Decide).
 		role = "registrar"
-		c.recordReg(p, r)
-	} else if w := c.reg.waits[p.hit]; w != nil {
-		delete(c.reg.waits, p.hit)
-		var err error
-		if len(r.Granted) == 0 {
-			err = refused(r)
-		}
-		c.reg.wakes = append(c.reg.wakes, regWake{w.cmd.reply, regResult{reg: r, err: err}})
+	} else {
+		rendezvousGranted(p, r) // rendezvous.go
+		c.regAnswered(p, r)
 	}
 	c.s.log.Info("registration", "peer", p.hit.String(), "role", role, "granted", regNames(r.Granted),
 		"lifetime", r.Duration(), "failed", failedText(r.Failed))
 }
 
-// recordReg updates the registrar's record of r.Peer: granted types join
-// the record with the new lifetime (one expiry for all of them); a
-// lifetime-0 grant cancels its types, and the record goes with the last.
-func (c *control) recordReg(p *peer, r Registration) {
+// regAnswered answers the Register waiting for p's answer, if any.
+func (c *control) regAnswered(p *peer, r Registration) {
+	w := c.reg.waits[p.hit]
+	if w == nil {
+		return
+	}
+	delete(c.reg.waits, p.hit)
+	var err error
 	if len(r.Granted) == 0 {
-		return // a refusal leaves earlier grants alone
+		err = refused(r)
 	}
-	old := p.reg
-	if old != nil && !time.Now().Before(old.Expires) {
-		old = nil
-	}
-	// process writes p's association record, with p.reg, after the events.
-	if r.Lifetime == 0 {
-		if old == nil {
-			p.reg = nil
-		} else {
-			var keep []uint8
-			for _, t := range old.Granted {
-				if strings.IndexByte(string(r.Granted), t) < 0 {
-					keep = append(keep, t)
-				}
-			}
-			if len(keep) == 0 {
-				p.reg = nil
-			} else {
-				n := cloneReg(old.Registration)
-				n.Granted = keep
-				p.reg = &regRecord{n}
-			}
-		}
-	} else {
-		n := cloneReg(r)
-		if old != nil {
-			for _, t := range old.Granted {
-				if strings.IndexByte(string(n.Granted), t) < 0 {
-					n.Granted = append(n.Granted, t)
-				}
-			}
-		}
-		p.reg = &regRecord{n}
-	}
+	c.reg.wakes = append(c.reg.wakes, regWake{w.cmd.reply, regResult{reg: r, err: err}})
 }
-
-// regEnded forgets the registrations granted on p's association (closed,
-// failed, abandoned). A waiting Register is answered by wakeWaiters.
-func (c *control) regEnded(p *peer) { p.reg = nil }
 
 // regFail answers p's waiting and queued Registers with err
 // (wakeWaiters).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strings"
 	"testing"
@@ -47,15 +48,6 @@ func asRegistrar(decided *int) func(*Config) {
 	}
 }
 
-func registrations(s *Stack, h wire.HIT) (Registration, bool) {
-	for _, r := range s.Registrations() {
-		if r.Peer == h {
-			return r, true
-		}
-	}
-	return Registration{}, false
-}
-
 func checkExpiry(t *testing.T, what string, got time.Time, before, after time.Time, d time.Duration) {
 	t.Helper()
 	if got.Before(before.Add(d)) || got.After(after.Add(d)) {
@@ -65,8 +57,8 @@ func checkExpiry(t *testing.T, what string, got time.Time, before, after time.Ti
 
 // TestRegister: the first Register starts the base exchange and asks in
 // I2; the next ones use UPDATE on the established association; the
-// registrar lists the registration with its expiry and logs it; lifetime 0
-// cancels; closing the association removes the record.
+// registrar's Decide answers each and the stack logs it; lifetime 0
+// cancels. (The registrar's table is package relay's: its tests.)
 func TestRegister(t *testing.T) {
 	var logs syncBuffer
 	var decided int
@@ -95,14 +87,6 @@ func TestRegister(t *testing.T) {
 		t.Fatalf("association after Register: %+v %v", pi, ok)
 	}
 	first, _ := peerInfo(a, b.HIT())
-	r, ok := registrations(b, a.HIT())
-	if !ok || !bytes.Equal(r.Granted, []byte{wire.RegTypeRelayUDPHIP}) || r.Lifetime != maxL {
-		t.Fatalf("registrar's records %+v", b.Registrations())
-	}
-	checkExpiry(t, "registrar's", r.Expires, before, after, wire.LifetimeToDuration(maxL))
-	if len(a.Registrations()) != 0 {
-		t.Errorf("the requester records %+v", a.Registrations())
-	}
 	want := `"msg":"registration","peer":"` + a.HIT().String() + `","role":"registrar","granted":["RELAY_UDP_HIP"]`
 	if !strings.Contains(logs.String(), want) {
 		t.Errorf("log lacks %s:\n%s", want, logs.String())
@@ -119,10 +103,7 @@ func TestRegister(t *testing.T) {
 	if pi, _ := peerInfo(a, b.HIT()); pi.InSPI != first.InSPI || pi.Since != first.Since {
 		t.Fatalf("a new base exchange ran: %+v then %+v", first, pi)
 	}
-	if r, ok = registrations(b, a.HIT()); !ok || r.Lifetime != l30 {
-		t.Fatalf("registrar's records after UPDATE %+v", b.Registrations())
-	}
-	checkExpiry(t, "refreshed", r.Expires, before, after, wire.LifetimeToDuration(l30))
+	checkExpiry(t, "refreshed", reg.Expires, before, after, wire.LifetimeToDuration(l30))
 
 	// A refused type by UPDATE leaves the grant alone.
 	reg, err = a.Register(ctx, b.HIT(), time.Minute, wire.RegTypeRendezvous)
@@ -130,17 +111,11 @@ func TestRegister(t *testing.T) {
 		reg.Failed[0].FailureType != wire.RegFailureCredentialsRequired || !bytes.Equal(reg.Failed[0].Types, []byte{wire.RegTypeRendezvous}) {
 		t.Fatalf("RENDEZVOUS by UPDATE: %+v, %v", reg, err)
 	}
-	if _, ok = registrations(b, a.HIT()); !ok {
-		t.Fatal("a refusal removed the grant")
-	}
 
 	// Cancel.
 	reg, err = a.Register(ctx, b.HIT(), 0, wire.RegTypeRelayUDPHIP)
 	if err != nil || reg.Lifetime != 0 || !reg.Expires.IsZero() {
 		t.Fatalf("cancel: %+v, %v", reg, err)
-	}
-	if rs := b.Registrations(); len(rs) != 0 {
-		t.Fatalf("registrations after cancel %+v", rs)
 	}
 	b.Close() // Decide ran on b's control goroutine
 	if decided != 4 {
@@ -148,50 +123,46 @@ func TestRegister(t *testing.T) {
 	}
 }
 
-// TestRegistrationEndsWithAssociation: closing the association removes the
-// registrar's record.
-func TestRegistrationEndsWithAssociation(t *testing.T) {
+// TestForwarderEnded: a Forwarder hears when an association ends, so
+// that what it granted on it (a relay's registrations) ends with it.
+func TestForwarderEnded(t *testing.T) {
+	f := &endedForwarder{ended: make(chan wire.HIT, 4)}
 	a := newTestStack(t, 0, nil)
-	b := newTestStack(t, 1, asRegistrar(nil))
+	b := newTestStack(t, 1, func(c *Config) {
+		asRegistrar(nil)(c)
+		c.Forwarder = f
+	})
 	introduce(a, b)
 	if _, err := a.Register(context.Background(), b.HIT(), time.Minute, wire.RegTypeRelayUDPHIP); err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Registrations()) != 1 {
-		t.Fatalf("registrations %+v", b.Registrations())
+	select {
+	case h := <-f.ended:
+		t.Fatalf("Ended(%v) while the association lives", h)
+	default:
 	}
 	a.Close() // CLOSE to b
-	waitFor(t, 2*time.Second, "the registration removed", func() bool { return len(b.Registrations()) == 0 })
+	select {
+	case h := <-f.ended:
+		if h != a.HIT() {
+			t.Fatalf("Ended(%v), want %v", h, a.HIT())
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the Forwarder did not hear that the association ended")
+	}
 }
 
-// TestRegistrationExpires: Registrations leaves out expired records.
-func TestRegistrationExpires(t *testing.T) {
-	a := newTestStack(t, 0, nil)
-	b := newTestStack(t, 1, func(c *Config) {
-		c.Handshake.Registrar = &handshake.Registrar{
-			Info: wire.RegInfo{MinLifetime: 1, MaxLifetime: 255, Types: []byte{wire.RegTypeRelayUDPHIP}},
-			Decide: func(_ wire.HIT, req wire.RegRequest) (wire.RegResponse, []wire.RegFailed) {
-				return wire.RegResponse(req), nil
-			},
-		}
-	})
-	introduce(a, b)
-	reg, err := a.Register(context.Background(), b.HIT(), 100*time.Millisecond, wire.RegTypeRelayUDPHIP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := reg.Duration(); d < 100*time.Millisecond || d > 120*time.Millisecond {
-		t.Fatalf("granted %v", d)
-	}
-	r, ok := registrations(b, a.HIT())
-	if !ok {
-		t.Fatalf("no record (%+v)", b.Registrations())
-	}
-	time.Sleep(time.Until(r.Expires) + 10*time.Millisecond)
-	if rs := b.Registrations(); len(rs) != 0 {
-		t.Fatalf("expired registration listed: %+v", rs)
-	}
+// endedForwarder is a Forwarder that takes nothing and records Ended.
+type endedForwarder struct{ ended chan wire.HIT }
+
+func (*endedForwarder) Control(Host, time.Time, []byte, wire.Packet, netip.AddrPort) bool {
+	return false
 }
+func (*endedForwarder) ESP(uint32, netip.AddrPort, int64) (netip.AddrPort, bool) {
+	return netip.AddrPort{}, false
+}
+func (f *endedForwarder) Ended(h wire.HIT) { f.ended <- h }
+func (*endedForwarder) Prune(time.Time)    {}
 
 // TestRegisterRefused: asking only for what the registrar refuses, in I2.
 func TestRegisterRefused(t *testing.T) {
@@ -208,9 +179,6 @@ func TestRegisterRefused(t *testing.T) {
 	}
 	if pi, ok := peerInfo(a, b.HIT()); !ok || pi.State != "ESTABLISHED" {
 		t.Fatalf("a refused registration must not break the association: %+v", pi)
-	}
-	if rs := b.Registrations(); len(rs) != 0 {
-		t.Fatalf("refusal recorded: %+v", rs)
 	}
 }
 

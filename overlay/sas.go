@@ -43,8 +43,8 @@ func (c *control) installInbound(p *peer, cfg esp.Config, rekey bool) {
 }
 
 func (c *control) newOutbound(p *peer, cfg esp.Config) *esp.Outbound {
-	if c.s.rekeyAfter != 0 {
-		cfg.RekeyAfter = c.s.rekeyAfter
+	if c.s.cfg.RekeyAfter != 0 {
+		cfg.RekeyAfter = c.s.cfg.RekeyAfter
 	}
 	o, err := esp.NewOutbound(cfg)
 	if err != nil {

@@ -27,7 +27,6 @@ type Stack struct {
 	hit        wire.HIT
 	sock       *socket
 	queueLimit int
-	rekeyAfter uint64 // tests: esp.Config.RekeyAfter of outbound SAs; 0: default
 
 	spis    spiTable // inbound SPI → SA, for the data path
 	peersMu sync.RWMutex
@@ -54,8 +53,7 @@ type Stack struct {
 
 	ctr counters
 
-	relay    *relayServer // Config.Relay: the relay role (relayserver.go); nil otherwise
-	instance [8]byte      // random, drawn at start: a relay's stunAttrInstance
+	instance [8]byte // random, drawn at start: a relay's stunAttrInstance
 	relays   []*relayClient
 	iceMux   *nat.Mux     // ICE sessions by peer (path.go); nil without Config.Relays
 	direct   sync.Map     // netip.AddrPort → *peer: nominated direct addresses (path.go)
@@ -113,11 +111,10 @@ func newStack(cfg Config) (*Stack, error) {
 	}
 	s.ports.Store(&map[uint16]*InnerConn{})
 	s.i1lim = newR1Limiter()
-	if cfg.Relay != nil {
+	if cfg.Forwarder != nil {
 		// A relay's STUN service is its hosts' keepalive and restart
 		// detection (relayclient.go): always on.
 		s.cfg.STUNServer = true
-		s.relay = newRelayServer(*cfg.Relay)
 		if _, err := rand.Read(s.instance[:]); err != nil {
 			return nil, err
 		}
@@ -410,8 +407,9 @@ func (s *Stack) Peers() []PeerInfo {
 // Stats returns the stack's counters.
 func (s *Stack) Stats() Stats {
 	st := s.ctr.snapshot()
-	if s.relay != nil {
-		st.Relay = s.relay.stats()
+	if r, ok := s.cfg.Forwarder.(ForwarderReport); ok {
+		st.Relay = r.ForwardStats()
+		st.Registrations = len(r.Registrations())
 	}
 	st.Associations = map[string]int{}
 	if it, err := s.db.Txn(false).Get(tableAssoc, indexID); err == nil {
@@ -424,7 +422,6 @@ func (s *Stack) Stats() Stats {
 			st.RelaysRegistered++
 		}
 	}
-	st.Registrations = len(s.Registrations())
 	st.BEX.PuzzleDifficulty = uint8(s.puzzleK.Load())
 	return st
 }

@@ -445,9 +445,9 @@ func TestNoListener(t *testing.T) {
 // TestRekeyOnDataPath: the outbound SA asks for a rekey after a few packets;
 // the UPDATE exchange replaces the SAs while datagrams keep flowing.
 func TestRekeyOnDataPath(t *testing.T) {
-	a := newTestStack(t, 0, nil)
-	b := newTestStack(t, 1, nil)
-	a.rekeyAfter, b.rekeyAfter = 20, 20 // read by the control goroutine after Connect's send
+	rekey20 := func(c *Config) { c.RekeyAfter = 20 }
+	a := newTestStack(t, 0, rekey20)
+	b := newTestStack(t, 1, rekey20)
 	introduce(a, b)
 	if err := a.Connect(context.Background(), b.HIT()); err != nil {
 		t.Fatal(err)

@@ -23,12 +23,12 @@ type Stats struct {
 	KeepalivesOut         uint64 // NAT keepalives sent (ESP dummy packets) on idle direct paths
 	Drops                 Drops
 	BEX                   BEXStats
-	Relay                 RelayStats // Config.Relay: the relay's forwarding and drops
+	Relay                 RelayStats // on a relay server: its forwarding and drops (ForwarderReport)
 
 	// Gauges, read when Stats is called.
 	Associations     map[string]int // associations by RFC 7401 state ("ESTABLISHED", "I1-SENT", ...)
 	RelaysRegistered int            // Config.Relays that hold our registration now
-	Registrations    int            // on a registrar: hosts registered with us now
+	Registrations    int            // on a relay server: hosts registered with it now (ForwarderReport)
 }
 
 // BEXStats counts base exchanges.

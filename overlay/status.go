@@ -19,7 +19,7 @@ type Status struct {
 	HIT           wire.HIT       `json:"hit"`
 	LocalAddr     netip.AddrPort `json:"local_addr"`
 	Relays        []RelayStatus  `json:"relays,omitempty"`        // Config.Relays, as a node
-	Registrations []Registration `json:"registrations,omitempty"` // hosts registered with us, as a registrar
+	Registrations []Registration `json:"registrations,omitempty"` // on a relay server: the hosts registered with it (ForwarderReport)
 	Peers         []PeerInfo     `json:"peers"`
 	Stats         Stats          `json:"stats"`
 }
@@ -34,7 +34,10 @@ type RelayStatus struct {
 
 // Status returns a snapshot of the stack.
 func (s *Stack) Status() Status {
-	st := Status{HIT: s.hit, LocalAddr: s.LocalAddr(), Registrations: s.Registrations(), Peers: s.Peers(), Stats: s.Stats()}
+	st := Status{HIT: s.hit, LocalAddr: s.LocalAddr(), Peers: s.Peers(), Stats: s.Stats()}
+	if r, ok := s.cfg.Forwarder.(ForwarderReport); ok {
+		st.Registrations = r.Registrations()
+	}
 	for _, rc := range s.relays {
 		r := RelayStatus{Addr: rc.cfg.Addr, Registered: rc.registered.Load()}
 		r.HIT, _ = rc.HIT()

@@ -21,10 +21,7 @@ import (
 // for Peers and for the control plane's view. Records are immutable: the
 // control goroutine writes a new one on every change of state, SAs or
 // locator — never per packet. Packet and byte counters live in atomics on
-// the per-peer struct the record points to. A registrar's registrations
-// (RFC 8003) ride in the requester's record (Reg), since one lives no
-// longer than the association it was granted on; a table of their own
-// cost a radix index per host.
+// the per-peer struct the record points to.
 
 const (
 	tableAssoc = "assoc"
@@ -37,7 +34,6 @@ type assocRecord struct {
 	State    string // handshake.State.String()
 	Info     handshake.Info
 	Identity *hostid.PublicKey // nil until authenticated
-	Reg      *regRecord        // as registrar: what we granted this peer (registration.go)
 	peer     *peer
 }
 

@@ -246,7 +246,7 @@ func (s *Stack) handleSTUN(bd *nat.Binding, b []byte, from netip.AddrPort) (stri
 // (RFC 8489 §6.3.1); a relay's answer carries its instance.
 func (s *Stack) answerSTUN(bd *nat.Binding, from netip.AddrPort) (string, error) {
 	var inst []byte
-	if s.relay != nil {
+	if s.cfg.Forwarder != nil {
 		inst = s.instance[:]
 	}
 	resp, err := bd.Answer(from, inst)

@@ -141,8 +141,8 @@ func (c *control) handleTimers(now time.Time) {
 		}
 		c.pruneSPIs(now)
 		c.trimSAs()
-		if c.s.relay != nil {
-			c.s.relay.prune(now)
+		if f := c.s.cfg.Forwarder; f != nil {
+			f.Prune(now)
 		}
 	}
 }

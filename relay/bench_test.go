@@ -273,7 +273,7 @@ func TestRegistrationMemory(t *testing.T) {
 	if got := r.Stats().Registrations; got != n {
 		t.Fatalf("relay Stats().Registrations = %d, want %d", got, n)
 	}
-	if got := len(r.Stack().Registrations()); got != n {
+	if got := len(r.Registrations()); got != n {
 		t.Fatalf("relay stack holds %d registrations, want %d", got, n)
 	}
 	afterBEX := settledHeap()

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
 )
@@ -40,6 +41,10 @@ type Config struct {
 	// TURN, when set, also runs a TURN service (relay/turn) whose
 	// credentials only registered hosts obtain.
 	TURN *TURNConfig
+
+	// Handshake overrides the HIP parameters (timeouts, retries, puzzle,
+	// suites), as overlay.Config.Handshake; its Registrar is the relay's.
+	Handshake handshake.Config
 
 	// Logger receives the relay's logs. Nil discards.
 	Logger *slog.Logger

@@ -1,4 +1,4 @@
-package overlay
+package relay
 
 import (
 	"bytes"
@@ -14,16 +14,12 @@ import (
 	"time"
 
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
 )
 
 // relayStack starts a relay (identity 9) on loopback.
-func relayStack(t *testing.T) *Stack {
-	return newTestStack(t, 9, func(c *Config) {
-		asRegistrar(nil)(c)
-		c.STUNServer = true
-		c.Relay = &RelayConfig{}
-		c.Logger = testLog("relay")
-	})
+func relayStack(t *testing.T) *Server {
+	return testRelay(t, func(c *Config) { c.Logger = testLog("relay") })
 }
 
 // testLog is the relay tests' logger: HIPNET_TEST_LOG=1 shows it.
@@ -35,9 +31,9 @@ func testLog(name string) *slog.Logger {
 }
 
 // behind starts a node (identity n) that registers with relay r.
-func behind(t *testing.T, n int, r *Stack, mod func(*Config)) *Stack {
-	return newTestStack(t, n, func(c *Config) {
-		c.Relays = []RelayAddr{{HIT: r.HIT(), Addr: r.LocalAddr()}}
+func behind(t *testing.T, n int, r *Server, mod func(*overlay.Config)) *overlay.Stack {
+	return newTestStack(t, n, func(c *overlay.Config) {
+		c.Relays = []overlay.RelayAddr{{HIT: r.HIT(), Addr: r.Addr()}}
 		c.KeepaliveInterval = 200 * time.Millisecond
 		c.Logger = testLog(fmt.Sprint("node", n))
 		if mod != nil {
@@ -46,11 +42,11 @@ func behind(t *testing.T, n int, r *Stack, mod func(*Config)) *Stack {
 	})
 }
 
-func waitRegistered(t *testing.T, r *Stack, hs ...wire.HIT) {
+func waitRegistered(t *testing.T, r *Server, hs ...wire.HIT) {
 	t.Helper()
 	waitFor(t, 5*time.Second, "registrations", func() bool {
 		for _, h := range hs {
-			if _, ok := registrations(r, h); !ok {
+			if !r.registered(h) {
 				return false
 			}
 		}
@@ -73,7 +69,7 @@ func TestRelayDial(t *testing.T) {
 		t.Fatal(err)
 	}
 	cb := listen(t, b, 0)
-	if _, err := cb.WriteTo([]byte("via relay"), &Addr{HIT: a.HIT(), Port: 7}); err != nil {
+	if _, err := cb.WriteTo([]byte("via relay"), &overlay.Addr{HIT: a.HIT(), Port: 7}); err != nil {
 		t.Fatal(err)
 	}
 	got, from := readOne(t, la, 3*time.Second)
@@ -92,7 +88,7 @@ func TestRelayDial(t *testing.T) {
 	})
 	esp := r.Stats().Relay.ESPForwarded
 	for i := 0; i < 20; i++ {
-		if _, err := cb.WriteTo([]byte{byte(i)}, &Addr{HIT: a.HIT(), Port: 7}); err != nil {
+		if _, err := cb.WriteTo([]byte{byte(i)}, &overlay.Addr{HIT: a.HIT(), Port: 7}); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := readOne(t, la, 3*time.Second); len(got) != 1 || got[0] != byte(i) {
@@ -107,9 +103,9 @@ func TestRelayDial(t *testing.T) {
 // relayedPair starts a relay and two registered nodes without ICE (their
 // ESP stays on the relay), with b associated to a through it, and inner
 // ports 7 on a and 8 on b.
-func relayedPair(t *testing.T) (r, a, b *Stack, la, lb *InnerConn) {
+func relayedPair(t *testing.T) (r *Server, a, b *overlay.Stack, la, lb *overlay.InnerConn) {
 	r = relayStack(t)
-	noICE := func(c *Config) { c.Handshake.NATModes = []uint16{wire.NATModeUDPEncapsulation} }
+	noICE := func(c *overlay.Config) { c.Handshake.NATModes = []uint16{wire.NATModeUDPEncapsulation} }
 	a = behind(t, 0, r, noICE)
 	b = behind(t, 1, r, noICE)
 	waitRegistered(t, r, a.HIT(), b.HIT())
@@ -127,7 +123,7 @@ func relayedPair(t *testing.T) (r, a, b *Stack, la, lb *InnerConn) {
 func TestRelayESPForwarding(t *testing.T) {
 	r, a, b, la, lb := relayedPair(t)
 	for i := 0; i < 10; i++ {
-		if _, err := lb.WriteTo([]byte{byte(i)}, &Addr{HIT: a.HIT(), Port: 7}); err != nil {
+		if _, err := lb.WriteTo([]byte{byte(i)}, &overlay.Addr{HIT: a.HIT(), Port: 7}); err != nil {
 			t.Fatal(err)
 		}
 		got, from := readOne(t, la, 5*time.Second)
@@ -161,7 +157,7 @@ func TestRelayUnregistered(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := b.Connect(ctx, stranger.HIT())
-	if !errors.Is(err, ErrHandshakeTimeout) {
+	if !errors.Is(err, overlay.ErrHandshakeTimeout) {
 		t.Fatalf("dial of an unregistered HIT: %v", err)
 	}
 	if r.Stats().Relay.Unregistered == 0 {
@@ -174,25 +170,18 @@ func TestRelayUnregistered(t *testing.T) {
 // work.
 func TestRelayRestart(t *testing.T) {
 	r := relayStack(t)
-	addr := r.LocalAddr()
+	addr := r.Addr()
 	a := behind(t, 0, r, nil)
 	b := behind(t, 1, r, nil)
 	waitRegistered(t, r, a.HIT(), b.HIT())
 	r.Close()
-	r2 := newTestStack(t, 9, func(c *Config) {
-		asRegistrar(nil)(c)
-		c.STUNServer = true
-		c.Relay = &RelayConfig{}
-		c.ListenAddr = addr.String()
-	})
+	r2 := testRelay(t, func(c *Config) { c.ListenAddr = addr.String() })
 	waitFor(t, 20*time.Second, "registrations with the restarted relay", func() bool {
-		_, ok := registrations(r2, a.HIT())
-		_, ok2 := registrations(r2, b.HIT())
-		return ok && ok2
+		return r2.registered(a.HIT()) && r2.registered(b.HIT())
 	})
 	la := listen(t, a, 7)
 	lb := listen(t, b, 0)
-	if _, err := lb.WriteTo([]byte("again"), &Addr{HIT: a.HIT(), Port: 7}); err != nil {
+	if _, err := lb.WriteTo([]byte("again"), &overlay.Addr{HIT: a.HIT(), Port: 7}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := readOne(t, la, 5*time.Second); string(got) != "again" {
@@ -204,8 +193,8 @@ func TestRelayRestart(t *testing.T) {
 // by its R1 and registered with.
 func TestRelayOpportunistic(t *testing.T) {
 	r := relayStack(t)
-	a := newTestStack(t, 0, func(c *Config) {
-		c.Relays = []RelayAddr{{Addr: r.LocalAddr()}}
+	a := newTestStack(t, 0, func(c *overlay.Config) {
+		c.Relays = []overlay.RelayAddr{{Addr: r.Addr()}}
 		c.KeepaliveInterval = 200 * time.Millisecond
 	})
 	waitRegistered(t, r, a.HIT())
@@ -252,7 +241,7 @@ func TestRelayFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	bc := &blockConn{PacketConn: pc}
-	a := behind(t, 0, r, func(c *Config) { c.PacketConn = bc })
+	a := behind(t, 0, r, func(c *overlay.Config) { c.PacketConn = bc })
 	b := behind(t, 1, r, nil)
 	waitRegistered(t, r, a.HIT(), b.HIT())
 	la := listen(t, a, 7)
@@ -260,7 +249,7 @@ func TestRelayFallback(t *testing.T) {
 	ping := func(i int) {
 		t.Helper()
 		for try := 0; ; try++ {
-			if _, err := lb.WriteTo([]byte{byte(i)}, &Addr{HIT: a.HIT(), Port: 7}); err != nil {
+			if _, err := lb.WriteTo([]byte{byte(i)}, &overlay.Addr{HIT: a.HIT(), Port: 7}); err != nil {
 				t.Fatal(err)
 			}
 			la.SetReadDeadline(time.Now().Add(500 * time.Millisecond))

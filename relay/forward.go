@@ -1,19 +1,21 @@
-package overlay
+package relay
 
 import (
+	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
 )
 
-// The relay role (Config.Relay): the HIP control relay of RFC 5770 §4.5
-// and §4.10 and the rendezvous of RFC 8004, for hosts registered with this
-// stack (registration.go, as registrar), and the forwarding of their ESP.
+// The forwarder: the stack's overlay.Forwarder on a relay. It is the HIP
+// control relay of RFC 5770 §4.5 and §4.10 and the rendezvous server of
+// RFC 8004 for the hosts registered with this relay (registrar.go), and
+// forwards their ESP. The stack hands it only what is not addressed to
+// the relay itself.
 //
 // Control packets. A packet whose Receiver's HIT is neither ours nor zero
 // is not for us:
@@ -40,18 +42,12 @@ import (
 // candidate) without a second protocol or a second port: the hosts need no
 // credentials beyond their registration and no per-peer permissions.
 
-// RelayConfig makes a Stack a HIP relay. Registration policy (who may
-// register, lifetimes, limits) is Config.Handshake.Registrar's; a host is
-// served while it holds an unexpired RELAY_UDP_HIP or RENDEZVOUS grant.
-type RelayConfig struct {
-	// I1Rate is how many I1s per second are forwarded to one registered
-	// host (a token bucket with a burst of the same size). Zero: 20.
-	I1Rate float64
-	// MaxForwards bounds the ESP forwarding table. Zero: 65536.
-	MaxForwards int
-	// ForwardIdle is how long an ESP forwarding entry lives unused. Zero:
-	// 10 minutes.
-	ForwardIdle time.Duration
+// fwdConfig are the forwarder's limits (Config.I1Rate, MaxForwards,
+// ForwardIdle), with defaults filled in.
+type fwdConfig struct {
+	i1Rate      float64
+	maxForwards int
+	forwardIdle time.Duration
 }
 
 const (
@@ -59,18 +55,6 @@ const (
 	defaultMaxForwards = 1 << 16
 	defaultForwardIdle = 10 * time.Minute
 )
-
-// RelayStats counts the relay's work (Stats.Relay).
-type RelayStats struct {
-	ControlForwarded uint64 // control packets relayed (either direction)
-	ESPForwarded     uint64 // ESP packets forwarded by SPI
-	Forwards         uint64 // ESP forwarding entries now
-	// Drops by reason.
-	Unregistered uint64 // to or for a HIT without a relay registration
-	Forged       uint64 // RELAY_TO whose RELAY_HMAC did not verify, or relay parameters from outside
-	RateLimited  uint64 // I1s over a registered host's rate
-	TableFull    uint64 // ESP forwarding entries refused: table full
-}
 
 type fwdKey struct {
 	spi  uint32
@@ -82,11 +66,13 @@ type fwdEntry struct {
 	used atomic.Int64 // unix nanoseconds of the last use
 }
 
-// relayServer is the relay's state. fwd is read by the read loop (ESP) and
-// written by the control goroutine; buckets belong to the control
-// goroutine.
-type relayServer struct {
-	cfg RelayConfig
+// forwarder is the relay's forwarding state. fwd is read by the read loop
+// (ESP) and written by the control goroutine; buckets and pending belong
+// to the control goroutine.
+type forwarder struct {
+	cfg fwdConfig
+	reg *registrar
+	log *slog.Logger
 
 	mu  sync.RWMutex
 	fwd map[fwdKey]*fwdEntry
@@ -101,7 +87,7 @@ type relayServer struct {
 	pending map[pendingKey]pendingSPI
 	perHost map[wire.HIT]int // pending entries per host
 
-	controlForwarded, espForwarded               atomic.Uint64
+	controlForwarded, espForwarded, rendezvoused atomic.Uint64
 	unregistered, forged, rateLimited, tableFull atomic.Uint64
 }
 
@@ -110,37 +96,36 @@ type bucket struct {
 	at     time.Time
 }
 
-func newRelayServer(cfg RelayConfig) *relayServer {
-	if cfg.I1Rate <= 0 {
-		cfg.I1Rate = defaultI1Rate
+func newForwarder(cfg fwdConfig, reg *registrar, log *slog.Logger) *forwarder {
+	if cfg.i1Rate <= 0 {
+		cfg.i1Rate = defaultI1Rate
 	}
-	if cfg.MaxForwards <= 0 {
-		cfg.MaxForwards = defaultMaxForwards
+	if cfg.maxForwards <= 0 {
+		cfg.maxForwards = defaultMaxForwards
 	}
-	if cfg.ForwardIdle <= 0 {
-		cfg.ForwardIdle = defaultForwardIdle
+	if cfg.forwardIdle <= 0 {
+		cfg.forwardIdle = defaultForwardIdle
 	}
-	return &relayServer{cfg: cfg, fwd: map[fwdKey]*fwdEntry{}, buckets: map[bucketKey]*bucket{},
+	return &forwarder{cfg: cfg, reg: reg, log: log, fwd: map[fwdKey]*fwdEntry{}, buckets: map[bucketKey]*bucket{},
 		pending: map[pendingKey]pendingSPI{}, perHost: map[wire.HIT]int{}}
 }
 
-func (r *relayServer) stats() RelayStats {
+func (r *forwarder) stats() overlay.RelayStats {
 	r.mu.RLock()
 	n := len(r.fwd)
 	r.mu.RUnlock()
-	return RelayStats{
-		ControlForwarded: r.controlForwarded.Load(), ESPForwarded: r.espForwarded.Load(), Forwards: uint64(n),
+	return overlay.RelayStats{
+		ControlForwarded: r.controlForwarded.Load(), ESPForwarded: r.espForwarded.Load(), Rendezvoused: r.rendezvoused.Load(), Forwards: uint64(n),
 		Unregistered: r.unregistered.Load(), Forged: r.forged.Load(), RateLimited: r.rateLimited.Load(), TableFull: r.tableFull.Load(),
 	}
 }
 
-// allow takes an I1 token of h's bucket.
 // allow takes an I1 token for host h from source src. Each source has its
 // own bucket per host, so that one source (or a few spoofed ones) cannot
 // use up a host's allowance for everyone; a per-host bucket of ten times
 // the rate bounds the total the host receives.
-func (r *relayServer) allow(h wire.HIT, src netip.Addr, now time.Time) bool {
-	return r.take(bucketKey{h, src}, r.cfg.I1Rate, now) && r.take(bucketKey{host: h}, 10*r.cfg.I1Rate, now)
+func (r *forwarder) allow(h wire.HIT, src netip.Addr, now time.Time) bool {
+	return r.take(bucketKey{h, src}, r.cfg.i1Rate, now) && r.take(bucketKey{host: h}, 10*r.cfg.i1Rate, now)
 }
 
 type bucketKey struct {
@@ -148,7 +133,7 @@ type bucketKey struct {
 	src  netip.Addr // zero: the host's total
 }
 
-func (r *relayServer) take(k bucketKey, rate float64, now time.Time) bool {
+func (r *forwarder) take(k bucketKey, rate float64, now time.Time) bool {
 	b := r.buckets[k]
 	if b == nil {
 		if len(r.buckets) >= maxBuckets {
@@ -206,7 +191,7 @@ func espInfoSPI(pkt wire.Packet) (uint32, bool) {
 // hold notes the SPI that a packet from peerAt announces to registered
 // host h; nothing is forwarded on it until h answers (activate). An
 // unauthenticated packet can thus never create or redirect an entry.
-func (r *relayServer) hold(h wire.HIT, pkt wire.Packet, peerAt netip.AddrPort, now time.Time) {
+func (r *forwarder) hold(h wire.HIT, pkt wire.Packet, peerAt netip.AddrPort, now time.Time) {
 	spi, ok := espInfoSPI(pkt)
 	if !ok {
 		return
@@ -226,7 +211,7 @@ func (r *relayServer) hold(h wire.HIT, pkt wire.Packet, peerAt netip.AddrPort, n
 // goes to peerAt: ESP with the SPI h announces in it, from peerAt, goes to
 // h (at hAt); and ESP with the SPI held for h from peerAt, from h, goes to
 // peerAt — h answering that peer is what vouches for the peer's address.
-func (r *relayServer) activate(h wire.HIT, pkt wire.Packet, hAt, peerAt netip.AddrPort, now time.Time) {
+func (r *forwarder) activate(h wire.HIT, pkt wire.Packet, hAt, peerAt netip.AddrPort, now time.Time) {
 	if spi, ok := espInfoSPI(pkt); ok {
 		r.set(fwdKey{spi, peerAt}, hAt, now)
 	}
@@ -242,14 +227,14 @@ func (r *relayServer) activate(h wire.HIT, pkt wire.Packet, hAt, peerAt netip.Ad
 
 // set creates or redirects a forwarding entry (authenticated callers
 // only).
-func (r *relayServer) set(k fwdKey, to netip.AddrPort, now time.Time) {
+func (r *forwarder) set(k fwdKey, to netip.AddrPort, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e := r.fwd[k]; e != nil && e.to == to {
 		e.used.Store(now.UnixNano())
 		return
 	}
-	if _, ok := r.fwd[k]; !ok && len(r.fwd) >= r.cfg.MaxForwards {
+	if _, ok := r.fwd[k]; !ok && len(r.fwd) >= r.cfg.maxForwards {
 		r.tableFull.Add(1)
 		return
 	}
@@ -259,7 +244,7 @@ func (r *relayServer) set(k fwdKey, to netip.AddrPort, now time.Time) {
 }
 
 // lookup is the read loop's ESP forwarding lookup. It allocates nothing.
-func (r *relayServer) lookup(spi uint32, from netip.AddrPort, now int64) (netip.AddrPort, bool) {
+func (r *forwarder) lookup(spi uint32, from netip.AddrPort, now int64) (netip.AddrPort, bool) {
 	r.mu.RLock()
 	e := r.fwd[fwdKey{spi, from}]
 	r.mu.RUnlock()
@@ -273,8 +258,8 @@ func (r *relayServer) lookup(spi uint32, from netip.AddrPort, now int64) (netip.
 }
 
 // prune drops idle forwarding entries and idle rate buckets.
-func (r *relayServer) prune(now time.Time) {
-	idle := now.Add(-r.cfg.ForwardIdle).UnixNano()
+func (r *forwarder) prune(now time.Time) {
+	idle := now.Add(-r.cfg.forwardIdle).UnixNano()
 	r.mu.Lock()
 	for k, e := range r.fwd {
 		if e.used.Load() < idle {
@@ -293,121 +278,4 @@ func (r *relayServer) prune(now time.Time) {
 			r.perHost[k.host]--
 		}
 	}
-}
-
-// relayed reports whether h holds an unexpired relay or rendezvous grant.
-func (s *Stack) relayed(h wire.HIT, now time.Time) bool {
-	rec := getRecord(s.db, h)
-	if rec == nil || rec.Reg == nil || !now.Before(rec.Reg.Expires) {
-		return false
-	}
-	r := rec.Reg
-	return strings.IndexByte(string(r.Granted), wire.RegTypeRelayUDPHIP) >= 0 ||
-		strings.IndexByte(string(r.Granted), wire.RegTypeRendezvous) >= 0
-}
-
-// relayPacket handles, on a relay, a control packet that is not for us.
-// It reports whether it took the packet.
-func (c *control) relayPacket(now time.Time, pk ctrlPacket, pkt wire.Packet) bool {
-	s, r := c.s, c.s.relay
-	recv := pkt.ReceiverHIT()
-	if r == nil || recv == s.hit || recv.IsZero() {
-		return false
-	}
-	if _, ok := pkt.Param(wire.ParamRelayTo); ok {
-		// A registered host's packet through us (§4.5 steps 4 and 8).
-		sender := pkt.SenderHIT()
-		sp := s.lookupPeer(sender)
-		if sp == nil || sp.assoc == nil || !s.relayed(sender, now) {
-			r.unregistered.Add(1)
-			s.log.Debug("relay drop", "reason", "sender not registered", "from", pk.from, "sender", sender.String())
-			return true
-		}
-		inner, to, err := sp.assoc.OpenRelayed(pk.b)
-		if err != nil {
-			r.forged.Add(1)
-			s.log.Debug("relay drop", "reason", "relay_to", "from", pk.from, "err", err)
-			return true
-		}
-		if !forwardable(to.AddrPort()) {
-			r.forged.Add(1)
-			return true
-		}
-		spAt, _ := sp.locator()
-		if innerPkt, err := wire.ParsePacket(inner); err == nil {
-			r.activate(sender, innerPkt, spAt, to.AddrPort(), now)
-		}
-		c.sendControl(inner, to.AddrPort())
-		r.controlForwarded.Add(1)
-		return true
-	}
-	// A packet for a registered host (§4.5 steps 2 and 6, RFC 8004 §3.3).
-	rp := s.lookupPeer(recv)
-	if rp == nil || rp.assoc == nil || !s.relayed(recv, now) {
-		r.unregistered.Add(1)
-		s.log.Debug("relay drop", "reason", "receiver not registered", "from", pk.from, "receiver", recv.String())
-		return true
-	}
-	if _, ok := handshake.RelayAddr(pkt); ok {
-		r.forged.Add(1) // relay parameters are ours to add
-		return true
-	}
-	if _, ok := pkt.Param(wire.ParamRelayHMAC); ok {
-		r.forged.Add(1)
-		return true
-	}
-	if t := pkt.Type(); t == wire.R1 || t == wire.I2 {
-		// RFC 5770 §4.5: a relay MUST drop an R1 or I2 without
-		// NAT_TRAVERSAL_MODE.
-		if _, ok := pkt.Param(wire.ParamNATTraversalMode); !ok {
-			r.forged.Add(1)
-			return true
-		}
-	}
-	if pkt.Type() == wire.I1 && !r.allow(recv, pk.from.Addr(), now) {
-		r.rateLimited.Add(1)
-		s.log.Debug("relay drop", "reason", "i1 rate", "from", pk.from, "receiver", recv.String())
-		return true
-	}
-	from := wire.TransportAddress{Type: wire.ParamRelayFrom, Port: pk.from.Port(), Protocol: wire.ProtocolUDP, Addr: pk.from.Addr().Unmap()}
-	fwd, err := rp.assoc.AppendRelayed(pk.b, from)
-	if err != nil {
-		s.log.Debug("relay drop", "reason", "append", "err", err)
-		r.forged.Add(1)
-		return true
-	}
-	rpAt, _ := rp.locator()
-	r.hold(recv, pkt, pk.from, now)
-	c.sendControl(fwd, rpAt)
-	r.controlForwarded.Add(1)
-	return true
-}
-
-// forwardable says whether a relay sends to a: not to unspecified,
-// multicast or broadcast addresses, whatever RELAY_TO says.
-func forwardable(a netip.AddrPort) bool {
-	ip := a.Addr()
-	return ip.IsValid() && !ip.IsUnspecified() && !ip.IsMulticast() && a.Port() != 0 &&
-		ip != netip.AddrFrom4([4]byte{255, 255, 255, 255})
-}
-
-// forwardESP is the relay's ESP path for an SPI that is not ours. It
-// allocates nothing.
-func (s *Stack) forwardESP(b []byte, spi uint32, from netip.AddrPort) bool {
-	r := s.relay
-	if r == nil {
-		return false
-	}
-	to, ok := r.lookup(spi, from, s.clock.Load())
-	if !ok {
-		return false
-	}
-	if err := s.sock.writeTo(b, to); err != nil {
-		s.ctr.sendErrors.Add(1)
-		return true
-	}
-	s.ctr.packetsOut.Add(1)
-	s.ctr.bytesOut.Add(uint64(len(b)))
-	r.espForwarded.Add(1)
-	return true
 }

@@ -1,4 +1,4 @@
-package overlay
+package relay
 
 import (
 	"net/netip"
@@ -11,7 +11,7 @@ import (
 // TestRelayI1Rate: one source exhausting its I1 allowance for a host does
 // not cut the host off from other sources; the host's total is bounded.
 func TestRelayI1Rate(t *testing.T) {
-	r := newRelayServer(RelayConfig{I1Rate: 5})
+	r := newForwarder(fwdConfig{i1Rate: 5}, nil, nil)
 	h := wire.HIT{0x20, 0x01, 15: 1}
 	now := time.Unix(1000, 0)
 	a, b := netip.MustParseAddr("198.18.0.7"), netip.MustParseAddr("198.18.0.8")

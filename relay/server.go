@@ -23,11 +23,10 @@ type Server struct {
 	turn  *turn.Server
 	creds *overlay.InnerConn
 
-	mu   sync.Mutex
-	regs map[wire.HIT]time.Time // granted, until
+	reg *registrar // who is registered: the one table (registrar.go)
+	fwd *forwarder // what the stack hands over (forward.go, control.go)
 
-	refusedPolicy, refusedFull atomic.Uint64
-	credsIssued, credsRefused  atomic.Uint64
+	credsIssued, credsRefused atomic.Uint64
 
 	wg sync.WaitGroup
 }
@@ -60,20 +59,24 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, regs: map[wire.HIT]time.Time{}}
+	s := &Server{cfg: cfg, log: log}
+	s.reg = newRegistrar(cfg, log)
+	s.fwd = newForwarder(fwdConfig{i1Rate: cfg.I1Rate}, s.reg, log)
 	reg := &handshake.Registrar{
 		Info: wire.RegInfo{
 			MinLifetime: wire.DurationToLifetime(cfg.MinLifetime),
 			MaxLifetime: wire.DurationToLifetime(cfg.MaxLifetime),
-			Types:       []byte{wire.RegTypeRendezvous, wire.RegTypeRelayUDPHIP},
+			Types:       offered,
 		},
-		Decide: s.decide,
+		Decide: s.reg.decide,
 	}
+	hs := cfg.Handshake
+	hs.Registrar = reg
 	st, err := overlay.New(overlay.Config{
 		Identity: cfg.Identity, ListenAddr: cfg.ListenAddr, PacketConn: cfg.PacketConn, Logger: log,
 		STUNServer: true,
-		Relay:      &overlay.RelayConfig{I1Rate: cfg.I1Rate},
-		Handshake:  handshake.Config{Registrar: reg},
+		Forwarder:  s.fwd,
+		Handshake:  hs,
 	})
 	if err != nil {
 		return nil, err
@@ -88,68 +91,12 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// decide is the registration policy (handshake.Registrar.Decide; on the
-// stack's control goroutine).
-func (s *Server) decide(peer wire.HIT, req wire.RegRequest) (wire.RegResponse, []wire.RegFailed) {
-	var grant []byte
-	var failed []wire.RegFailed
-	offered := func(t uint8) bool { return t == wire.RegTypeRendezvous || t == wire.RegTypeRelayUDPHIP }
-	for _, t := range req.Types {
-		if offered(t) {
-			grant = append(grant, t)
-		} else {
-			failed = append(failed, wire.RegFailed{FailureType: wire.RegFailureTypeUnavailable, Types: []byte{t}})
-		}
-	}
-	if req.Lifetime == 0 { // cancellation (RFC 8003 §5)
-		s.mu.Lock()
-		delete(s.regs, peer)
-		s.mu.Unlock()
-		s.log.Info("registration cancelled", "host", peer.String())
-		return wire.RegResponse{Lifetime: 0, Types: grant}, failed
-	}
-	if len(grant) == 0 {
-		return wire.RegResponse{}, failed
-	}
-	if s.cfg.Allow != nil && !s.cfg.Allow(peer) {
-		s.refusedPolicy.Add(1)
-		s.log.Info("registration refused", "host", peer.String(), "reason", "not allowed")
-		return wire.RegResponse{}, append(failed, wire.RegFailed{FailureType: wire.RegFailureCredentialsRequired, Types: grant})
-	}
-	lo, hi := wire.DurationToLifetime(s.cfg.MinLifetime), wire.DurationToLifetime(s.cfg.MaxLifetime)
-	life := min(max(req.Lifetime, lo), hi)
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.regs[peer]; !ok && len(s.regs) >= s.cfg.MaxRegistrations {
-		s.pruneLocked(now)
-		if len(s.regs) >= s.cfg.MaxRegistrations {
-			s.refusedFull.Add(1)
-			s.log.Warn("registration refused", "host", peer.String(), "reason", "full", "max", s.cfg.MaxRegistrations)
-			return wire.RegResponse{}, append(failed, wire.RegFailed{FailureType: wire.RegFailureInsufficientResources, Types: grant})
-		}
-	}
-	s.regs[peer] = now.Add(wire.LifetimeToDuration(life))
-	return wire.RegResponse{Lifetime: life, Types: grant}, failed
-}
+// registered reports whether h holds a live registration (TURN
+// credentials are for registered hosts only).
+func (s *Server) registered(h wire.HIT) bool { return s.reg.registered(h) }
 
-func (s *Server) pruneLocked(now time.Time) {
-	for h, until := range s.regs {
-		if !now.Before(until) {
-			delete(s.regs, h)
-		}
-	}
-}
-
-// registered reports whether h holds a live registration on the stack.
-func (s *Server) registered(h wire.HIT) bool {
-	for _, r := range s.stack.Registrations() {
-		if r.Peer == h {
-			return true
-		}
-	}
-	return false
-}
+// Registrations returns the live registrations, in HIT order.
+func (s *Server) Registrations() []overlay.Registration { return s.reg.list(time.Now()) }
 
 // HIT returns the relay's HIT.
 func (s *Server) HIT() wire.HIT { return s.stack.HIT() }

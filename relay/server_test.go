@@ -59,16 +59,6 @@ func newHost(t testing.TB, r *Server, register bool) *overlay.Stack {
 	return st
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 // TestTURNOnlyForRegistered: a registered host gets TURN credentials over
 // HIP and allocates with them; a host with an association but no
 // registration is refused credentials; an allocation without valid
@@ -76,7 +66,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestTURNOnlyForRegistered(t *testing.T) {
 	r := newRelay(t, nil)
 	reg := newHost(t, r, true)
-	waitFor(t, "registration", func() bool { return r.Stats().Registrations == 1 })
+	waitFor(t, 5*time.Second, "registration", func() bool { return r.Stats().Registrations == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	creds, err := RequestCredentials(ctx, reg, r.HIT())

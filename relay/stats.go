@@ -1,8 +1,6 @@
 package relay
 
 import (
-	"time"
-
 	"hipnet.dev/overlay"
 	"hipnet.dev/relay/turn"
 )
@@ -12,6 +10,7 @@ type Stats struct {
 	Registrations  int // hosts registered now
 	RefusedPolicy  uint64
 	RefusedFull    uint64
+	RefusedBoth    uint64 // RENDEZVOUS and RELAY_UDP_HIP asked of one association (RFC 9028 §7.8)
 	CredsIssued    uint64 // TURN credentials handed to registered hosts
 	CredsRefused   uint64 // asked for by hosts that were not registered
 	Relay          overlay.RelayStats
@@ -23,12 +22,9 @@ type Stats struct {
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	st := s.stack.Stats()
-	s.mu.Lock()
-	s.pruneLocked(time.Now())
-	n := len(s.regs)
-	s.mu.Unlock()
 	out := Stats{
-		Registrations: n, RefusedPolicy: s.refusedPolicy.Load(), RefusedFull: s.refusedFull.Load(),
+		Registrations: st.Registrations, RefusedPolicy: s.reg.refusedPolicy.Load(), RefusedFull: s.reg.refusedFull.Load(),
+		RefusedBoth: s.reg.refusedBoth.Load(),
 		CredsIssued: s.credsIssued.Load(), CredsRefused: s.credsRefused.Load(),
 		Relay: st.Relay, Stack: st,
 	}

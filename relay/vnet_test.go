@@ -1,4 +1,4 @@
-package overlay
+package relay
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/transport/v5/vnet"
+	"hipnet.dev/overlay"
 )
 
 // The relay and NAT traversal logic on a virtual network (vnethelpers_test.go):
@@ -36,7 +37,7 @@ func vnetSeed(t *testing.T) uint64 {
 
 // pairOn starts the relay (public) and nodes a (id 0) and b (id 1) on
 // their hosts, and waits until the relay registered both.
-func pairOn(t *testing.T, w *vnetWorld, an, bn *vnet.Net) (r *Stack, a, b *vnode) {
+func pairOn(t *testing.T, w *vnetWorld, an, bn *vnet.Net) (r *Server, a, b *vnode) {
 	t.Helper()
 	rn := w.public()
 	w.start()
@@ -57,7 +58,7 @@ func both(t *testing.T, a, b *vnode, first int, lossy bool) int {
 // waitForwarded checks that relay r forwarded at least n ESP packets
 // since its count was since. The relay counts a packet after sending it,
 // so the last count may trail the echo the test read.
-func waitForwarded(t *testing.T, r *Stack, since uint64, n int) {
+func waitForwarded(t *testing.T, r *Server, since uint64, n int) {
 	t.Helper()
 	end := time.Now().Add(time.Second)
 	for {
@@ -74,7 +75,7 @@ func waitForwarded(t *testing.T, r *Stack, since uint64, n int) {
 
 // directThenQuiet waits until a and b both use the direct path, then checks
 // that a transfer on it takes nothing from the relay.
-func directThenQuiet(t *testing.T, r *Stack, a, b *vnode, first int) {
+func directThenQuiet(t *testing.T, r *Server, a, b *vnode, first int) {
 	t.Helper()
 	waitFor(t, 10*time.Second, "direct path both ways", func() bool {
 		pa, pb := paths(a, b)
@@ -180,7 +181,7 @@ func TestVNetBothSymmetric(t *testing.T) {
 // through, keep their ESP on the relay r for longer than ICE takes on the
 // cone pairs, that r forwards all of it, and that no direct path is ever
 // chosen.
-func staysRelayed(t *testing.T, r *Stack, a, b *vnode) {
+func staysRelayed(t *testing.T, r *Server, a, b *vnode) {
 	t.Helper()
 	esp := r.Stats().Relay.ESPForwarded
 	both(t, a, b, 0, false)
@@ -233,7 +234,7 @@ func TestVNetRelayRestart(t *testing.T) {
 	r2 := w.relay(rn)
 	waitRegistered2 := func() bool {
 		for _, h := range []*vnode{a, b, c} {
-			if _, ok := registrations(r2, h.HIT()); !ok {
+			if !r2.registered(h.HIT()) {
 				return false
 			}
 		}
@@ -268,7 +269,7 @@ func TestVNetUnregistered(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := b.Connect(ctx, stranger.HIT())
-	if !errors.Is(err, ErrHandshakeTimeout) {
+	if !errors.Is(err, overlay.ErrHandshakeTimeout) {
 		t.Fatalf("dial of an unregistered HIT: %v", err)
 	}
 	if r.Stats().Relay.Unregistered == 0 {
@@ -340,10 +341,11 @@ func TestVNetDirectPathFallback(t *testing.T) {
 
 	cut.Store(true)
 	cutAt := time.Now()
-	waitFor(t, pathTimeout+3*time.Second, "fallback to the relay", func() bool {
-		pa, pb := paths(a, b)
-		return pa == "relayed" && pb == "relayed"
-	})
+	waitFor(t, 4*time.Second+3*time.Second, // overlay pathTimeout + 3 s
+		"fallback to the relay", func() bool {
+			pa, pb := paths(a, b)
+			return pa == "relayed" && pb == "relayed"
+		})
 	t.Logf("relayed %v after the cut", time.Since(cutAt).Round(time.Millisecond))
 	esp := r.Stats().Relay.ESPForwarded
 	both(t, a, b, 1000, false)
@@ -377,7 +379,7 @@ func TestVNetSrflxWindow(t *testing.T) {
 	b := w.node(1, bn, r)
 	waitReady(t, r, a)
 	waitRegistered(t, r, b.HIT())
-	t.Logf("b's reflexive addresses when dialled: %v", b.srflxCandidates())
+	t.Logf("b's reflexive addresses when dialled: %v", reflexive(b.Stack))
 	echoAndDial(t, a, b)
 	both(t, a, b, 0, false)
 	waitFor(t, 5*time.Second, "direct path both ways", func() bool {
@@ -408,14 +410,12 @@ func TestVNetRelayedSessionRestart(t *testing.T) {
 	r.Close()
 	r2 := w.relay(rn)
 	waitFor(t, 15*time.Second, "registrations with the restarted relay", func() bool {
-		_, ok := registrations(r2, a.HIT())
-		_, ok2 := registrations(r2, b.HIT())
-		return ok && ok2
+		return r2.registered(a.HIT()) && r2.registered(b.HIT())
 	})
 	defer func() {
 		st := r2.Stats()
 		pa, pb := paths(a, b)
-		t.Logf("new relay: %+v, UnknownSPI %d; paths %s/%s", st.Relay, st.Drops.UnknownSPI, pa, pb)
+		t.Logf("new relay: %+v, UnknownSPI %d; paths %s/%s", st.Relay, st.Stack.Drops.UnknownSPI, pa, pb)
 	}()
 	both(t, a, b, 1000, true)
 }

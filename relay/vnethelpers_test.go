@@ -1,4 +1,4 @@
-package overlay
+package relay
 
 import (
 	"bytes"
@@ -21,7 +21,9 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/transport/v5/vnet"
 
+	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
 )
 
 // An in-process network for the relay and NAT traversal tests, built
@@ -69,7 +71,8 @@ type vnetWorld struct {
 	pubs    int
 	started bool
 	ips     map[*vnet.Net]string
-	stacks  []*Stack
+	stacks  []*overlay.Stack
+	relays  map[*overlay.Stack]bool // closed last
 	closers []func()
 }
 
@@ -421,7 +424,7 @@ func (h eventHandler) WithGroup(g string) slog.Handler {
 // CLOSE_ACKs of peers gone already: the nodes close first, all at once,
 // while the relay still forwards their CLOSEs and answers its own; then
 // the relays, which have no association left.
-func (w *vnetWorld) track(s *Stack) {
+func (w *vnetWorld) track(s *overlay.Stack) {
 	w.stacks = append(w.stacks, s)
 	w.t.Cleanup(w.closeAll) // the last registered runs first
 }
@@ -430,7 +433,7 @@ func (w *vnetWorld) closeAll() {
 	for _, relays := range []bool{false, true} {
 		var wg sync.WaitGroup
 		for _, s := range w.stacks {
-			if (s.relay != nil) != relays {
+			if w.relays[s] != relays {
 				continue
 			}
 			wg.Add(1)
@@ -445,7 +448,7 @@ func (w *vnetWorld) closeAll() {
 
 // vnode is a stack on the virtual network with its path log.
 type vnode struct {
-	*Stack
+	*overlay.Stack
 	name string
 	ev   *pathEvents
 }
@@ -463,37 +466,43 @@ func (w *vnetWorld) logger(name string) (*slog.Logger, *pathEvents) {
 // WAN: fastHandshake's four tries in 750 ms are thin when a packet is
 // lost with 10% probability on a relayed hop pair and the race detector
 // slows the crypto.
-func (w *vnetWorld) lossyHandshake(c *Config) {
+func (w *vnetWorld) lossyHandshake(c *overlay.Config) { c.Handshake = w.handshake() }
+
+// handshake is fastHandshake, with more retries on a lossy WAN.
+func (w *vnetWorld) handshake() handshake.Config {
+	h := fastHandshake()
 	if w.imp != nil {
-		c.Handshake.Retries = 6 // 50 ms doubling: 6.35 s
+		h.Retries = 6 // 50 ms doubling: 6.35 s
 	}
+	return h
 }
 
 // relay starts a relay with identity 9 on host n.
-func (w *vnetWorld) relay(n *vnet.Net) *Stack {
+func (w *vnetWorld) relay(n *vnet.Net) *Server {
 	w.t.Helper()
 	log, _ := w.logger("relay")
-	s := newTestStack(w.t, 9, func(c *Config) {
-		asRegistrar(nil)(c)
-		c.STUNServer = true
-		c.Relay = &RelayConfig{}
+	s := testRelay(w.t, func(c *Config) {
 		c.Logger = log
 		c.PacketConn = w.conn(n)
-		w.lossyHandshake(c)
+		c.Handshake = w.handshake()
 	})
-	w.track(s)
+	if w.relays == nil {
+		w.relays = map[*overlay.Stack]bool{}
+	}
+	w.relays[s.Stack()] = true
+	w.track(s.Stack())
 	return s
 }
 
 // node starts a stack with identity id on host n, registered with relay
 // r when r is not nil.
-func (w *vnetWorld) node(id int, n *vnet.Net, r *Stack) *vnode {
+func (w *vnetWorld) node(id int, n *vnet.Net, r *Server) *vnode {
 	w.t.Helper()
 	name := fmt.Sprintf("node%d", id)
 	log, ev := w.logger(name)
-	s := newTestStack(w.t, id, func(c *Config) {
+	s := newTestStack(w.t, id, func(c *overlay.Config) {
 		if r != nil {
-			c.Relays = []RelayAddr{{HIT: r.HIT(), Addr: r.LocalAddr()}}
+			c.Relays = []overlay.RelayAddr{{HIT: r.HIT(), Addr: r.Addr()}}
 		}
 		c.KeepaliveInterval = 200 * time.Millisecond
 		c.Logger = log
@@ -511,7 +520,7 @@ func (w *vnetWorld) node(id int, n *vnet.Net, r *Stack) *vnode {
 // dialled in between sends no server-reflexive candidate, and behind an
 // address-and-port-dependent filter ICE then cannot find the direct path.
 // That window is not what these tests are about.
-func waitReady(t *testing.T, r *Stack, nodes ...*vnode) {
+func waitReady(t *testing.T, r *Server, nodes ...*vnode) {
 	t.Helper()
 	hs := make([]wire.HIT, len(nodes))
 	for i, n := range nodes {
@@ -520,7 +529,7 @@ func waitReady(t *testing.T, r *Stack, nodes ...*vnode) {
 	waitRegistered(t, r, hs...)
 	waitFor(t, 5*time.Second, "reflexive addresses", func() bool {
 		for _, n := range nodes {
-			if len(n.srflxCandidates()) == 0 {
+			if len(reflexive(n.Stack)) == 0 {
 				return false
 			}
 		}
@@ -530,7 +539,7 @@ func waitReady(t *testing.T, r *Stack, nodes ...*vnode) {
 
 // echo answers every datagram on port 7 of s with the same octets, after
 // checking that they are a message of msg; bad counts those that are not.
-func echo(t testing.TB, s *Stack) *atomic.Int64 {
+func echo(t testing.TB, s *overlay.Stack) *atomic.Int64 {
 	t.Helper()
 	c, err := s.ListenInner(7)
 	if err != nil {
@@ -540,7 +549,7 @@ func echo(t testing.TB, s *Stack) *atomic.Int64 {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, MaxPayload)
+		buf := make([]byte, overlay.MaxPayload)
 		for {
 			n, from, err := c.ReadFromAddr(buf)
 			if err != nil {
@@ -579,12 +588,12 @@ func validMsg(b []byte) bool {
 // out in one burst and all must come back (in any order, each once). With
 // lossy true, each message is sent until its echo returns (at most 30
 // times); it returns how many were sent again.
-func transfer(t testing.TB, s *Stack, peer wire.HIT, first, n int, lossy bool) (resent int) {
+func transfer(t testing.TB, s *overlay.Stack, peer wire.HIT, first, n int, lossy bool) (resent int) {
 	t.Helper()
 	c := listen(t, s, 0)
 	defer c.Close()
-	to := &Addr{HIT: peer, Port: 7}
-	buf := make([]byte, MaxPayload)
+	to := &overlay.Addr{HIT: peer, Port: 7}
+	buf := make([]byte, overlay.MaxPayload)
 	if !lossy {
 		for i := first; i < first+n; i++ {
 			if _, err := c.WriteTo(msg(i), to); err != nil {

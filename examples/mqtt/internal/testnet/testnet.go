@@ -84,7 +84,7 @@ func WaitRegistered(t testing.TB, r *relay.Server, hits ...hipnet.HIT) {
 }
 
 func registered(r *relay.Server, h hipnet.HIT) bool {
-	for _, reg := range r.Stack().Registrations() {
+	for _, reg := range r.Registrations() {
 		if reg.Peer == h {
 			return true
 		}
