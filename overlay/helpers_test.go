@@ -12,27 +12,11 @@ import (
 
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/hostid"
-)
-
-var (
-	keyMu    sync.Mutex
-	keyCache []*hostid.PrivateKey
+	"hipnet.dev/internal/testkey"
 )
 
 // testKey returns the n-th cached ECDSA P-256 identity.
-func testKey(t testing.TB, n int) *hostid.PrivateKey {
-	t.Helper()
-	keyMu.Lock()
-	defer keyMu.Unlock()
-	for len(keyCache) <= n {
-		k, err := hostid.Generate(hostid.ECDSAP256, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyCache = append(keyCache, k)
-	}
-	return keyCache[n]
-}
+func testKey(t testing.TB, n int) *hostid.PrivateKey { return testkey.Key(t, n) }
 
 // fastHandshake is a retransmission budget for tests: 50 ms doubling, 3
 // retries (about 750 ms before giving up).

@@ -73,12 +73,8 @@ func (r *forwarder) relayOut(h overlay.Host, now time.Time, b []byte, pkt wire.P
 // RELAY_HMAC (RFC 5770 §4.5 steps 2 and 6).
 func (r *forwarder) relayIn(h overlay.Host, now time.Time, b []byte, pkt wire.Packet, from netip.AddrPort) {
 	recv := pkt.ReceiverHIT()
-	a, at, ok := h.Association(recv)
+	a, at, ok := r.toHost(h, now, pkt, from)
 	if !ok {
-		r.drop(&r.unregistered, "receiver has no association", from, recv)
-		return
-	}
-	if !r.admissible(now, pkt, from) {
 		return
 	}
 	if t := pkt.Type(); t == wire.R1 || t == wire.I2 {
@@ -110,12 +106,8 @@ func (r *forwarder) rendezvous(h overlay.Host, now time.Time, b []byte, pkt wire
 		r.drop(&r.unregistered, "rendezvous forwards only i1", from, recv)
 		return
 	}
-	a, at, ok := h.Association(recv)
+	a, at, ok := r.toHost(h, now, pkt, from)
 	if !ok {
-		r.drop(&r.unregistered, "receiver has no association", from, recv)
-		return
-	}
-	if !r.admissible(now, pkt, from) {
 		return
 	}
 	out, err := a.AppendRendezvous(b, from)
@@ -127,9 +119,20 @@ func (r *forwarder) rendezvous(h overlay.Host, now time.Time, b []byte, pkt wire
 	r.rendezvoused.Add(1)
 }
 
-// admissible applies to a packet for a registered host what both relaying
-// and rendezvous require: relay and rendezvous parameters are ours to
-// add, never the sender's, and I1s are rate limited per host and source.
+// toHost returns the association with, and the address of, the registered
+// host pkt is for, after applying what relaying and rendezvous both
+// require: relay and rendezvous parameters are ours to add, never the
+// sender's, and I1s are rate limited per host and source.
+func (r *forwarder) toHost(h overlay.Host, now time.Time, pkt wire.Packet, from netip.AddrPort) (*handshake.Association, netip.AddrPort, bool) {
+	recv := pkt.ReceiverHIT()
+	a, at, ok := h.Association(recv)
+	if !ok {
+		r.drop(&r.unregistered, "receiver has no association", from, recv)
+		return nil, at, false
+	}
+	return a, at, r.admissible(now, pkt, from)
+}
+
 func (r *forwarder) admissible(now time.Time, pkt wire.Packet, from netip.AddrPort) bool {
 	recv := pkt.ReceiverHIT()
 	_, relayAddr := handshake.RelayAddr(pkt)

@@ -4,37 +4,20 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/internal/testkey"
 	"hipnet.dev/overlay"
 )
 
 // Helpers for the tests of the relay with its clients: plain overlay
 // stacks, as a node runs them, around a Server.
 
-var (
-	keyMu    sync.Mutex
-	keyCache []*hostid.PrivateKey
-)
-
 // testKey returns the n-th cached ECDSA P-256 identity.
-func testKey(t testing.TB, n int) *hostid.PrivateKey {
-	t.Helper()
-	keyMu.Lock()
-	defer keyMu.Unlock()
-	for len(keyCache) <= n {
-		k, err := hostid.Generate(hostid.ECDSAP256, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyCache = append(keyCache, k)
-	}
-	return keyCache[n]
-}
+func testKey(t testing.TB, n int) *hostid.PrivateKey { return testkey.Key(t, n) }
 
 // fastHandshake is a retransmission budget for tests: 50 ms doubling, 3
 // retries (about 750 ms before giving up).
