@@ -9,44 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"hipnet.dev/internal/pcap"
 )
-
-// recordingConn is a real UDP socket that writes every datagram it sends
-// and receives into a pcap, as a capture on the loopback would show them.
-type recordingConn struct {
-	net.PacketConn
-	mu sync.Mutex
-	w  *pcap.Writer
-}
-
-func (r *recordingConn) record(src, dst net.Addr, b []byte) {
-	s, ok1 := src.(*net.UDPAddr)
-	d, ok2 := dst.(*net.UDPAddr)
-	if !ok1 || !ok2 {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.w.WriteUDP(time.Now(), s.AddrPort(), d.AddrPort(), b)
-}
-
-func (r *recordingConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, from, err := r.PacketConn.ReadFrom(b)
-	if err == nil {
-		r.record(from, r.LocalAddr(), b[:n])
-	}
-	return n, from, err
-}
-
-func (r *recordingConn) WriteTo(b []byte, to net.Addr) (int, error) {
-	r.record(r.LocalAddr(), to, b)
-	return r.PacketConn.WriteTo(b, to)
-}
 
 // TestTshark is the independent decoder of DESIGN.md "Testing": tshark
 // reads the base exchange of a capture as HIP packet types 1-4 with no
@@ -72,7 +39,7 @@ func TestTshark(t *testing.T) {
 		t.Fatal(err)
 	}
 	var keylog bytes.Buffer
-	client, server := pairNodes(t, Config{PacketConn: &recordingConn{PacketConn: udp, w: w}, KeyLog: &keylog}, Config{})
+	client, server := pairNodes(t, Config{PacketConn: pcap.NewCapture(w).Conn(udp), KeyLog: &keylog}, Config{})
 	spc, err := server.ListenPacket("udp", ":40123")
 	if err != nil {
 		t.Fatal(err)

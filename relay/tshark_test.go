@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,60 +17,15 @@ import (
 	"hipnet.dev/overlay"
 )
 
-// pcapFile is one capture that several pcapConns write into.
-type pcapFile struct {
-	mu   sync.Mutex
-	w    *pcap.Writer
-	done bool
-}
-
-func (f *pcapFile) close() {
-	f.mu.Lock()
-	f.done = true
-	f.mu.Unlock()
-}
-
-// pcapConn is a real UDP socket that writes every datagram it sends and
-// receives into a shared pcap, as a capture on the loopback would show
-// them (the recordingConn of package hipnet's TestTshark).
-type pcapConn struct {
-	net.PacketConn
-	f *pcapFile
-}
-
-func newPcapConn(t *testing.T, f *pcapFile, ip string) *pcapConn {
+// listenOn opens a UDP socket on ip (a loopback address of its own, so
+// that the addresses tshark shows tell the nodes apart).
+func listenOn(t *testing.T, ip string) net.PacketConn {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &pcapConn{PacketConn: pc, f: f}
-}
-
-func (c *pcapConn) record(src, dst net.Addr, b []byte) {
-	s, ok1 := src.(*net.UDPAddr)
-	d, ok2 := dst.(*net.UDPAddr)
-	if !ok1 || !ok2 {
-		return
-	}
-	c.f.mu.Lock()
-	defer c.f.mu.Unlock()
-	if !c.f.done {
-		c.f.w.WriteUDP(time.Now(), s.AddrPort(), d.AddrPort(), b)
-	}
-}
-
-func (c *pcapConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, from, err := c.PacketConn.ReadFrom(b)
-	if err == nil {
-		c.record(from, c.LocalAddr(), b[:n])
-	}
-	return n, from, err
-}
-
-func (c *pcapConn) WriteTo(b []byte, to net.Addr) (int, error) {
-	c.record(c.LocalAddr(), to, b)
-	return c.PacketConn.WriteTo(b, to)
+	return pc
 }
 
 // TestRendezvousTshark is the independent decoder's view of TestRendezvous:
@@ -102,12 +56,12 @@ func TestRendezvousTshark(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pf := &pcapFile{w: w}
+	pf := pcap.NewCapture(w)
 
 	// The relay is on 127.0.0.1, a on 127.0.0.2 and b on 127.0.0.3, so that
 	// an address in FROM or VIA_RVS names one node only.
 	r := relayStack(t)
-	ca, cb := newPcapConn(t, pf, "127.0.0.2"), newPcapConn(t, pf, "127.0.0.3")
+	ca, cb := pf.Conn(listenOn(t, "127.0.0.2")), pf.Conn(listenOn(t, "127.0.0.3"))
 	b := newTestStack(t, 1, func(c *overlay.Config) { c.PacketConn = cb })
 	b.AddPeer(r.HIT(), r.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -124,7 +78,7 @@ func TestRendezvousTshark(t *testing.T) {
 	// Every packet the assertions need was read before Connect returned
 	// (b's I1 before its R1, a's R1 before its I2); stop recording so
 	// nothing writes into the file once it is read.
-	pf.close()
+	pf.Stop()
 	if err := fh.Close(); err != nil {
 		t.Fatal(err)
 	}
