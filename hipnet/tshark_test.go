@@ -26,20 +26,17 @@ func TestTshark(t *testing.T) {
 	}
 	dir := t.TempDir()
 	capFile := filepath.Join(dir, "hip.pcap")
-	f, err := os.Create(capFile)
+	capt, err := pcap.CreateCapture(capFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := pcap.NewWriter(f, pcap.LinkTypeEthernet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer capt.Close()
 	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var keylog bytes.Buffer
-	client, server := pairNodes(t, Config{PacketConn: pcap.NewCapture(w).Conn(udp), KeyLog: &keylog}, Config{})
+	client, server := pairNodes(t, Config{PacketConn: capt.Conn(udp), KeyLog: &keylog}, Config{})
 	spc, err := server.ListenPacket("udp", ":40123")
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +58,9 @@ func TestTshark(t *testing.T) {
 	}
 	c.Close()
 	client.Close()
-	f.Close()
+	if err := capt.Close(); err != nil {
+		t.Fatal(err)
+	}
 	port := strconv.Itoa(int(server.LocalAddr().Port()))
 
 	// 1. The base exchange as HIP.

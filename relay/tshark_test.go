@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -47,16 +46,11 @@ func TestRendezvousTshark(t *testing.T) {
 	}
 	dir := t.TempDir()
 	capFile := filepath.Join(dir, "rvs.pcap")
-	fh, err := os.Create(capFile)
+	pf, err := pcap.CreateCapture(capFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fh.Close()
-	w, err := pcap.NewWriter(fh, pcap.LinkTypeEthernet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf := pcap.NewCapture(w)
+	defer pf.Close()
 
 	// The relay is on 127.0.0.1, a on 127.0.0.2 and b on 127.0.0.3, so that
 	// an address in FROM or VIA_RVS names one node only.
@@ -78,8 +72,7 @@ func TestRendezvousTshark(t *testing.T) {
 	// Every packet the assertions need was read before Connect returned
 	// (b's I1 before its R1, a's R1 before its I2); stop recording so
 	// nothing writes into the file once it is read.
-	pf.Stop()
-	if err := fh.Close(); err != nil {
+	if err := pf.Close(); err != nil {
 		t.Fatal(err)
 	}
 

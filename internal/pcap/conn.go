@@ -1,7 +1,9 @@
 package pcap
 
 import (
+	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -11,11 +13,37 @@ import (
 type Capture struct {
 	mu      sync.Mutex
 	w       *Writer
+	file    io.Closer // CreateCapture's file; nil for NewCapture
 	stopped bool
 }
 
 // NewCapture records into w.
 func NewCapture(w *Writer) *Capture { return &Capture{w: w} }
+
+// CreateCapture records into a new Ethernet capture file at path; Close
+// ends it.
+func CreateCapture(path string) (*Capture, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	w, err := NewWriter(f, LinkTypeEthernet)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Capture{w: w, file: f}, nil
+}
+
+// Close stops the recording and closes CreateCapture's file, so that it
+// can be read while the sockets still run.
+func (c *Capture) Close() error {
+	c.Stop()
+	if c.file == nil {
+		return nil
+	}
+	return c.file.Close()
+}
 
 // Stop ends the recording: later datagrams are not written, so the file
 // can be closed and read while the sockets still run.

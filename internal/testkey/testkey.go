@@ -1,6 +1,3 @@
-// Package testkey hands tests host identities without paying for a key
-// generation per test: the n-th ECDSA P-256 key of the process, generated
-// once. It is for tests only; nothing outside _test.go files imports it.
 package testkey
 
 import (
