@@ -66,7 +66,10 @@ func (m relayBackCmd) run(c *control, now time.Time) { c.rekeyVia(now, m.hit) }
 
 // control is the control goroutine's state; nothing else touches it.
 type control struct {
-	s      *Stack
+	s *Stack
+	// rvs are the peers we hold a RENDEZVOUS registration with
+	// (rendezvous.go): the few a FROM-carrying I1 may come from.
+	rvs    map[*peer]struct{}
 	ep     *handshake.Endpoint
 	timers timerHeap
 	timer  *time.Timer

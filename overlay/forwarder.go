@@ -96,8 +96,11 @@ func (s *Stack) forwardESP(b []byte, spi uint32, from netip.AddrPort) bool {
 	return true
 }
 
-// assocEnded tells the Forwarder that p's association is gone.
+// assocEnded forgets what ended with p's association: our rendezvous
+// registration with it, and, on a relay, its grants (the Forwarder).
 func (c *control) assocEnded(p *peer) {
+	delete(c.rvs, p) // a registration ends with its association (rendezvous.go)
+	p.rvsUntil = time.Time{}
 	if f := c.s.cfg.Forwarder; f != nil {
 		f.Ended(p.hit)
 	}

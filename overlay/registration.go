@@ -259,7 +259,7 @@ func (c *control) regEvent(p *peer, reg *handshake.Registration, now time.Time, 
 		// Forwarder's, which decided it (handshake.Registrar.Decide).
 		role = "registrar"
 	} else {
-		rendezvousGranted(p, r) // rendezvous.go
+		c.rendezvousGranted(p, r) // rendezvous.go
 		c.regAnswered(p, r)
 	}
 	c.s.log.Info("registration", "peer", p.hit.String(), "role", role, "granted", regNames(r.Granted),

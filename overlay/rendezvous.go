@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"hipnet.dev/handshake"
@@ -37,7 +38,7 @@ type rendezvous struct {
 // is refused.
 func (c *control) openRendezvous(now time.Time, pk *ctrlPacket, pkt *wire.Packet) (rendezvous, bool) {
 	s := c.s
-	rp := s.rendezvousAt(pk.from, now)
+	rp := c.rendezvousAt(pk.from, now)
 	if rp == nil {
 		s.drop(&s.ctr.controlRejected, "rvs_hmac not from our rendezvous server", pk.from, nil)
 		return rendezvous{}, false
@@ -67,9 +68,10 @@ func (c *control) openRendezvous(now time.Time, pk *ctrlPacket, pkt *wire.Packet
 }
 
 // rendezvousAt returns the peer at a that we hold a live RENDEZVOUS
-// registration with, if any.
-func (s *Stack) rendezvousAt(a netip.AddrPort, now time.Time) *peer {
-	for _, p := range s.peerList() {
+// registration with, if any. Only those peers are looked at, so a flood of
+// forged rendezvous I1s costs no walk over every peer.
+func (c *control) rendezvousAt(a netip.AddrPort, now time.Time) *peer {
+	for p := range c.rvs {
 		if at, ok := p.locator(); ok && at == a && p.assoc != nil && now.Before(p.rvsUntil) {
 			return p
 		}
@@ -105,10 +107,17 @@ func (c *control) followRendezvous(p *peer, pkt wire.Packet, from netip.AddrPort
 // rendezvousGranted keeps, on the requester, how long our RENDEZVOUS
 // registration with p lasts (regEvent): until then p's FROM-carrying I1s
 // are accepted.
-func rendezvousGranted(p *peer, r Registration) {
-	for _, t := range r.Granted {
-		if t == wire.RegTypeRendezvous {
-			p.rvsUntil = r.Expires // zero when cancelled
-		}
+func (c *control) rendezvousGranted(p *peer, r Registration) {
+	if !slices.Contains(r.Granted, wire.RegTypeRendezvous) {
+		return
 	}
+	p.rvsUntil = r.Expires // zero when cancelled
+	if r.Expires.IsZero() {
+		delete(c.rvs, p)
+		return
+	}
+	if c.rvs == nil {
+		c.rvs = map[*peer]struct{}{}
+	}
+	c.rvs[p] = struct{}{}
 }
