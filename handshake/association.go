@@ -456,7 +456,12 @@ func (a *Association) handle(now time.Time, pkt wire.Packet) error {
 	case wire.R2:
 		return a.handleR2(now, pkt)
 	case wire.UPDATE:
-		return a.handleUpdate(now, pkt)
+		err := a.handleUpdate(now, pkt)
+		// Only an UPDATE ends what holds a LOCATOR_SET back (mobility.go).
+		if ferr := a.flushLocators(now); err == nil {
+			err = ferr
+		}
+		return err
 	case wire.NOTIFY:
 		return a.handleNotify(now, pkt)
 	case wire.CLOSE:

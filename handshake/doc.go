@@ -52,10 +52,39 @@
 //   - §5.2.6, §4.1.7: the R1's DH_GROUP_LIST is our true preference, and an
 //     Initiator refuses a group other than the first of it that its I1
 //     offered (ErrDowngrade, NOTIFY INVALID_DH_CHOSEN).
+//   - RFC 8046 §4.3, §5.2-5.4: the UPDATEs of host mobility (mobility.go),
+//     described below.
 //
 // Over UDP (RFC 5770 §5.1) the caller strips and adds the 4-octet zero
 // marker; the HIP checksum stays zero there. Raw HIP needs
 // wire.FillChecksum.
+//
+// # Mobility UPDATEs (RFC 8046)
+//
+// The room builds and answers the packets of host mobility; which locator
+// to use and when an address counts as verified is the caller's.
+// AnnounceLocators sends UPDATE(ESP_INFO, LOCATOR_SET, SEQ) with OLD SPI =
+// NEW SPI = our inbound SPI (§5.2 case 1, no rekey), reliable like any SEQ
+// UPDATE and held back while another UPDATE of ours or a rekey is under way
+// (the latest set wins). The peer reports a LOCATOR_SET whose HIP_MAC and
+// HIP_SIGNATURE verify as EventLocatorSet, once per SEQ; its ESP_INFO
+// starts a rekey only if its NEW SPI differs from its OLD SPI (§5.3).
+// AppendProbe builds UPDATE(ECHO_REQUEST_SIGNED) for the caller to send to
+// an address under test (§5.4); the peer emits EventEchoRequest whose Reply,
+// UPDATE(ECHO_RESPONSE_SIGNED), goes back to where the probe came from, and
+// we report it as EventEchoResponse. Probes carry no SEQ: the association
+// would otherwise retransmit them to the peer's current locator rather than
+// the address under test, hold them in the single outstanding-UPDATE slot,
+// and close when a merely unreachable address never answers (RFC 7401 §6.11
+// step 4); the caller retransmits them instead. Since a recorded probe can
+// be replayed from anywhere and every answer costs a signature check and a
+// signature, answers are limited to 10 a second per association (burst 5),
+// the token taken after HIP_MAC and before the signature check; SEQ-less
+// answers to our probes, a signature check each, have a limit of their own.
+// An ECHO_REQUEST_SIGNED inside a SEQ UPDATE (RFC 8046 §3.2.1 Figure 3) is
+// answered inside its ACK, which Outgoing carries and which is cached for
+// the peer's retransmissions like any ACK: the SEQ window already stops
+// replays there.
 //
 // # Replayed I2s: why spent solutions
 //
@@ -120,4 +149,11 @@
 //     so that replays cannot make us sign without bound; CLOSED answers a
 //     retransmitted CLOSE with its cached CLOSE_ACK under the same limit
 //     (reackClose).
+//   - RFC 7401 §5.3.5 calls an UPDATE with neither SEQ nor ACK invalid.
+//     Address probes (AppendProbe) and their answers are such UPDATEs, for
+//     the reasons given under "Mobility UPDATEs"; we accept them with an
+//     ECHO_REQUEST_SIGNED or ECHO_RESPONSE_SIGNED and nothing that needs
+//     a SEQ, and only after HIP_MAC and HIP_SIGNATURE verify. A peer that
+//     follows §5.3.5 to the letter drops our probes; its own probes, sent
+//     in SEQ UPDATEs, are answered as it expects, in the ACK.
 package handshake

@@ -37,9 +37,32 @@ const (
 	// the caller runs Puzzle.Solve off its packet path and reports with
 	// Association.PuzzleSolved. The association stays in I1-SENT meanwhile.
 	EventPuzzle
+	// EventLocatorSet: the peer announced its locators in an UPDATE with
+	// a verified HIP_MAC and HIP_SIGNATURE (RFC 8046 §4.3, §5.3).
+	// LocatorSet holds a copy of the LOCATOR_SET contents, which
+	// wire.ParseLocatorSet reads; empty, it deprecates all the peer's
+	// addresses (§4). It is reported once per SEQ: a retransmission is
+	// acknowledged again, not reported again. The new set replaces the
+	// previous one (§5.2); the caller verifies new addresses
+	// (Association.AppendProbe) and ignores multicast and broadcast ones
+	// (§5.3).
+	EventLocatorSet
+	// EventEchoRequest: the peer probed an address of ours with a SEQ-less
+	// UPDATE carrying ECHO_REQUEST_SIGNED (RFC 8046 §5.4). Reply is the
+	// signed answer, UPDATE(ECHO_RESPONSE_SIGNED): send it to the address
+	// the probe came from, which is what the probe verifies. Probes are
+	// answered at most 10 a second per association, 5 at once; beyond
+	// that they are dropped. An ECHO_REQUEST_SIGNED in a SEQ UPDATE is
+	// answered in its ACK instead (RFC 8046 §3.2.1), with no event.
+	EventEchoRequest
+	// EventEchoResponse: the peer answered a probe (RFC 7401 §5.2.22):
+	// Echo is a copy of the ECHO_RESPONSE_SIGNED data, to be matched
+	// against the nonces the caller sent (the association keeps none).
+	EventEchoResponse
 )
 
-var eventNames = [...]string{"", "inbound-sa", "established", "rekeyed", "failed", "closed", "notify", "registration", "rekey-inbound", "puzzle"}
+var eventNames = [...]string{"", "inbound-sa", "established", "rekeyed", "failed", "closed", "notify", "registration", "rekey-inbound", "puzzle",
+	"locator-set", "echo-request", "echo-response"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -58,4 +81,10 @@ type Event struct {
 	Registration *Registration
 	// Puzzle is set for EventPuzzle.
 	Puzzle *Puzzle
+	// LocatorSet is set for EventLocatorSet: LOCATOR_SET contents.
+	LocatorSet []byte
+	// Reply is set for EventEchoRequest: the packet answering the probe.
+	Reply []byte
+	// Echo is set for EventEchoResponse: the echoed opaque data.
+	Echo []byte
 }

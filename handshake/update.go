@@ -42,6 +42,13 @@ type updateState struct {
 	// ours was outstanding: acknowledged at once, answered with our
 	// ESP_INFO as soon as ours is acknowledged.
 	deferred *peerRekey
+
+	// Mobility (mobility.go): a LOCATOR_SET waiting for the outstanding
+	// UPDATE or rekey to finish, and the limits on SEQ-less echo UPDATEs.
+	locs       []wire.Locator
+	locsQueued bool // locs is waiting (an empty set is a valid announcement)
+	probesIn   rateLimit
+	echoesIn   rateLimit
 }
 
 // peerRekey is the peer's half of a rekey: its ESP_INFO and, if it sent
@@ -96,7 +103,7 @@ func (a *Association) startRekey(now time.Time, newDH bool) error {
 	} else if _, err := a.km.at(a.km.next, a.rekeyLen()); err != nil {
 		return err // KEYMAT exhausted: the caller must ask for a new DH
 	}
-	pkt, err := a.buildUpdate(info, key, nil)
+	pkt, err := a.buildUpdate(info, key, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -160,8 +167,10 @@ func (a *Association) rekeyLen() int {
 }
 
 // buildUpdate builds an UPDATE with our next SEQ, ESP_INFO, optional
-// DIFFIE_HELLMAN and an ACK of ack, and marks the SEQ outstanding.
-func (a *Association) buildUpdate(info wire.ESPInfo, key dhKey, ack []uint32) ([]byte, error) {
+// DIFFIE_HELLMAN and an ACK of ack, with the ECHO_RESPONSE_SIGNED of
+// echo if the acknowledged UPDATE asked for one, and marks the SEQ
+// outstanding.
+func (a *Association) buildUpdate(info wire.ESPInfo, key dhKey, ack []uint32, echo []byte) ([]byte, error) {
 	var b wire.Builder
 	b.Reset(make([]byte, 0, 512), wire.UPDATE, a.e.hit, a.peer)
 	b.Add(info)
@@ -172,42 +181,61 @@ func (a *Association) buildUpdate(info wire.ESPInfo, key dhKey, ack []uint32) ([
 	if key != nil {
 		b.Add(wire.DiffieHellman{Group: key.group(), Public: key.public()})
 	}
+	addEchoResponse(&b, echo)
 	pkt, err := a.signAndMAC(&b, a.ourMACKey())
 	if err != nil {
 		return nil, err
 	}
-	a.upd.outstanding, a.upd.outID = true, a.upd.next
-	a.upd.next++
+	a.seqSent()
 	return pkt, nil
 }
 
+// seqSent marks our next Update ID, just built into an UPDATE, as the
+// outstanding one (§6.11 steps 1-2).
+func (a *Association) seqSent() {
+	a.upd.outstanding, a.upd.outID = true, a.upd.next
+	a.upd.next++
+}
+
 // buildAck builds an UPDATE that acknowledges (§5.3.5), carrying the
-// answer to a registration request if there is one (RFC 8003 §3.3).
-func (a *Association) buildAck(id uint32, reg *Registration) ([]byte, error) {
+// answer to a registration request if there is one (RFC 8003 §3.3) and
+// the ECHO_RESPONSE_SIGNED of echo if the acknowledged UPDATE asked for
+// one (RFC 7401 §5.2.20, RFC 8046 §3.2.1 step 3: "UPDATE(ACK,
+// ECHO_RESPONSE)").
+func (a *Association) buildAck(id uint32, reg *Registration, echo []byte) ([]byte, error) {
 	var b wire.Builder
 	b.Reset(make([]byte, 0, 256), wire.UPDATE, a.e.hit, a.peer)
 	b.Add(wire.MakeAck(id))
 	addRegAnswer(&b, reg)
+	addEchoResponse(&b, echo)
 	return a.signAndMAC(&b, a.ourMACKey())
 }
 
-// updateMsg is a parsed UPDATE: its SEQ and ACK (§5.3.5).
+// updateMsg is a parsed UPDATE: its SEQ and ACK (§5.3.5) and the
+// parameters of RFC 8046 mobility (mobility.go).
 type updateMsg struct {
 	pkt    wire.Packet
 	seq    *wire.Seq
 	ack    wire.Ack
 	hasAck bool
 	ackNew bool // it acknowledges our outstanding UPDATE
+	// The contents of ECHO_REQUEST_SIGNED and ECHO_RESPONSE_SIGNED, nil
+	// when absent (Param.Contents is never nil, even when empty).
+	echoReq, echoResp []byte
 }
 
 // handleUpdate processes an UPDATE (RFC 7401 §6.12, RFC 7402 §6.9): the
 // SEQ window and retransmissions first (§6.12.1 steps 1-2), then HIP_MAC
 // and the signature (steps 3-4), the ACK (§6.12.2), and the SEQ's
-// contents, always acknowledged (§6.12.1 steps 5-6).
+// contents, always acknowledged (§6.12.1 steps 5-6). One with neither SEQ
+// nor ACK is an address probe or its answer (handleEchoUpdate).
 func (a *Association) handleUpdate(now time.Time, pkt wire.Packet) error {
 	m, err := a.parseUpdate(pkt)
 	if err != nil {
 		return err
+	}
+	if m.seq == nil && !m.hasAck {
+		return a.handleEchoUpdate(now, m) // a probe or its answer (mobility.go)
 	}
 	if m.seq != nil {
 		switch a.upd.win.check(m.seq.UpdateID) {
@@ -242,21 +270,30 @@ func (a *Association) handleUpdate(now time.Time, pkt wire.Packet) error {
 		a.emit(Event{Kind: EventRegistration, Registration: reg})
 	}
 	if m.seq == nil {
-		return a.maybeFinishRekey(now)
+		if err := a.maybeFinishRekey(now); err != nil {
+			return err
+		}
+		return a.ackEchoes(now, m)
 	}
 	a.upd.win.mark(m.seq.UpdateID) // §6.12.1 step 5
 	a.upd.acked = m.seq.UpdateID
 	return a.updateSeq(now, m)
 }
 
-// parseUpdate reads SEQ and ACK; an UPDATE needs one of them.
+// parseUpdate reads SEQ, ACK and the echo parameters. An UPDATE needs a
+// SEQ or an ACK (§5.3.5), except a probe or its answer, which has an echo
+// parameter instead (mobility.go).
 func (a *Association) parseUpdate(pkt wire.Packet) (updateMsg, error) {
 	m := updateMsg{pkt: pkt}
 	if a.state != Established && a.state != R2Sent {
 		return m, fmt.Errorf("%w: UPDATE in %v", ErrUnexpected, a.state)
 	}
-	if err := checkCritical(pkt, wire.ParamESPInfo, wire.ParamSeq, wire.ParamAck,
-		wire.ParamDiffieHellman, wire.ParamHIPMAC, wire.ParamHIPSignature); err != nil {
+	if err := checkCritical(pkt, wire.ParamESPInfo, wire.ParamLocatorSet, wire.ParamSeq, wire.ParamAck,
+		wire.ParamDiffieHellman, wire.ParamEchoRequestSigned, wire.ParamEchoResponseSigned,
+		wire.ParamHIPMAC, wire.ParamHIPSignature); err != nil {
+		return m, err
+	}
+	if err := checkOnce(pkt); err != nil {
 		return m, err
 	}
 	if p, ok := pkt.Param(wire.ParamSeq); ok {
@@ -273,8 +310,14 @@ func (a *Association) parseUpdate(pkt wire.Packet) (updateMsg, error) {
 		}
 		m.hasAck = true
 	}
-	if m.seq == nil && !m.hasAck {
-		return m, fmt.Errorf("%w: UPDATE without SEQ or ACK", ErrMalformed)
+	if p, ok := pkt.Param(wire.ParamEchoRequestSigned); ok {
+		m.echoReq = p.Contents()
+	}
+	if p, ok := pkt.Param(wire.ParamEchoResponseSigned); ok {
+		m.echoResp = p.Contents()
+	}
+	if err := checkSeqless(m); err != nil {
+		return m, err
 	}
 	m.ackNew = m.hasAck && a.upd.outstanding && m.ack.IDs.Contains(a.upd.outID)
 	return m, nil
@@ -295,7 +338,9 @@ func (a *Association) reack(now time.Time, m updateMsg) error {
 	ack := a.upd.lastAck
 	if m.seq.UpdateID != a.upd.acked || ack == nil {
 		var err error
-		if ack, err = a.buildAck(m.seq.UpdateID, nil); err != nil {
+		// An echo request in it is answered again too: HIP_MAC shows the
+		// peer sent it, and this path is rate-limited.
+		if ack, err = a.buildAck(m.seq.UpdateID, nil, m.echoReq); err != nil {
 			return err
 		}
 	}
@@ -315,20 +360,17 @@ func (a *Association) updateAcked(now time.Time) error {
 	}
 	if d := u.deferred; d != nil && !u.rekeying {
 		u.deferred = nil
-		return a.answerRekey(now, d, false)
+		return a.answerRekey(now, d, nil)
 	}
 	return nil
 }
 
-// updateSeq processes a new SEQ's contents and acknowledges it.
+// updateSeq processes a new SEQ's contents and acknowledges it: ESP_INFO
+// before LOCATOR_SET (RFC 8046 §5.3), then the echo parameters.
 func (a *Association) updateSeq(now time.Time, m updateMsg) error {
-	var info *wire.ESPInfo
-	if p, ok := m.pkt.Param(wire.ParamESPInfo); ok {
-		ei, err := wire.ParseESPInfo(p.Contents())
-		if err != nil || ei.NewSPI == 0 {
-			return a.ackAnyway(m, fmt.Errorf("%w: bad ESP_INFO", ErrMalformed))
-		}
-		info = &ei
+	info, err := a.seqESPInfo(m.pkt)
+	if err != nil {
+		return a.ackAnyway(m, err)
 	}
 	var peerDH []byte
 	if p, ok := m.pkt.Param(wire.ParamDiffieHellman); ok {
@@ -339,6 +381,44 @@ func (a *Association) updateSeq(now time.Time, m updateMsg) error {
 		}
 		peerDH = append([]byte(nil), dh.Public...)
 	}
+	locs, err := seqLocatorSet(m.pkt)
+	if err != nil {
+		return a.ackAnyway(m, err)
+	}
+	err = a.updateESP(now, m, info, peerDH)
+	a.reportMobility(m, locs)
+	return err
+}
+
+// seqESPInfo reads a SEQ's ESP_INFO: nil if there is none or if it only
+// names the current SA (RFC 8046 §5.3 case 1, OLD SPI = NEW SPI: "no
+// rekeying is necessary"), so that a LOCATOR_SET announcement never
+// starts or disturbs a rekey.
+func (a *Association) seqESPInfo(pkt wire.Packet) (*wire.ESPInfo, error) {
+	p, ok := pkt.Param(wire.ParamESPInfo)
+	if !ok {
+		return nil, nil
+	}
+	ei, err := wire.ParseESPInfo(p.Contents())
+	if err != nil || ei.NewSPI == 0 {
+		return nil, fmt.Errorf("%w: bad ESP_INFO", ErrMalformed)
+	}
+	if ei.OldSPI != ei.NewSPI {
+		return &ei, nil // a rekey (RFC 8046 §5.3 case 2, RFC 7402 §6.9)
+	}
+	// The peer's inbound SA is our outbound one; while a rekey is under
+	// way the peer may already name its new one.
+	if ei.NewSPI == a.outSPI || (a.upd.peerInfo != nil && ei.NewSPI == a.upd.peerInfo.NewSPI) {
+		return nil, nil
+	}
+	// "If none of the above cases apply, a protocol error has occurred"
+	// (RFC 8046 §5.3).
+	return nil, fmt.Errorf("%w: ESP_INFO OLD SPI = NEW SPI %#x names no SA of the peer", ErrMalformed, ei.NewSPI)
+}
+
+// updateESP acts on a SEQ's ESP_INFO, if it starts a rekey, and
+// acknowledges the SEQ.
+func (a *Association) updateESP(now time.Time, m updateMsg, info *wire.ESPInfo, peerDH []byte) error {
 	switch {
 	case info == nil:
 		// Nothing to answer but the ACK, and a registration decision.
@@ -346,7 +426,7 @@ func (a *Association) updateSeq(now time.Time, m updateMsg) error {
 		if err != nil {
 			return a.ackAnyway(m, err)
 		}
-		if err := a.sendAck(m.seq.UpdateID, reg); err != nil {
+		if err := a.sendAck(m.seq.UpdateID, reg, m.echoReq); err != nil {
 			return err
 		}
 		if reg != nil {
@@ -356,7 +436,7 @@ func (a *Association) updateSeq(now time.Time, m updateMsg) error {
 	case a.upd.rekeying:
 		// Crossing rekeys: this is the peer's half (RFC 7402 §6.9 step 3).
 		a.upd.peerInfo, a.upd.peerNewDH = info, peerDH
-		if err := a.sendAck(m.seq.UpdateID, nil); err != nil {
+		if err := a.sendAck(m.seq.UpdateID, nil, m.echoReq); err != nil {
 			return err
 		}
 		return a.maybeFinishRekey(now)
@@ -365,24 +445,24 @@ func (a *Association) updateSeq(now time.Time, m updateMsg) error {
 		// outstanding at a time: acknowledge now, answer with our
 		// ESP_INFO when ours is acknowledged (updateAcked).
 		a.upd.deferred = &peerRekey{info: *info, dh: peerDH}
-		return a.sendAck(m.seq.UpdateID, nil)
+		return a.sendAck(m.seq.UpdateID, nil, m.echoReq)
 	}
-	return a.answerRekey(now, &peerRekey{info: *info, dh: peerDH}, true, m.seq.UpdateID)
+	return a.answerRekey(now, &peerRekey{info: *info, dh: peerDH}, &m)
 }
 
 // ackAnyway acknowledges a SEQ whose contents we reject: the peer must not
 // retransmit it forever (§6.12.1 step 6), and the error is still reported.
 func (a *Association) ackAnyway(m updateMsg, err error) error {
-	if aerr := a.sendAck(m.seq.UpdateID, nil); aerr != nil {
+	if aerr := a.sendAck(m.seq.UpdateID, nil, m.echoReq); aerr != nil {
 		return aerr
 	}
 	return err
 }
 
-// sendAck sends an ACK-only UPDATE for id and caches it for
-// retransmissions.
-func (a *Association) sendAck(id uint32, reg *Registration) error {
-	ack, err := a.buildAck(id, reg)
+// sendAck sends an ACK-only UPDATE for id (with the ECHO_RESPONSE_SIGNED
+// of echo, if not nil) and caches it for retransmissions.
+func (a *Association) sendAck(id uint32, reg *Registration, echo []byte) error {
+	ack, err := a.buildAck(id, reg, echo)
 	if err != nil {
 		return err
 	}
@@ -393,10 +473,10 @@ func (a *Association) sendAck(id uint32, reg *Registration) error {
 
 // answerRekey answers a rekey the peer started (RFC 7402 §6.9.1) with our
 // ESP_INFO, a DIFFIE_HELLMAN if it sent one (§4.1.3), and, when ack is
-// set, the ACK of its SEQ ackID. Both ESP_INFOs are then known, so the new
-// inbound SA is ready before the peer, which finishes first, sends on it
-// (RFC 7402 §6.10 step 4).
-func (a *Association) answerRekey(now time.Time, r *peerRekey, ack bool, ackID ...uint32) error {
+// not nil, the ACK of its SEQ (and the answer to its ECHO_REQUEST_SIGNED).
+// Both ESP_INFOs are then known, so the new inbound SA is ready before the
+// peer, which finishes first, sends on it (RFC 7402 §6.10 step 4).
+func (a *Association) answerRekey(now time.Time, r *peerRekey, ack *updateMsg) error {
 	spi, err := a.e.allocSPI()
 	if err != nil {
 		return err
@@ -410,10 +490,11 @@ func (a *Association) answerRekey(now time.Time, r *peerRekey, ack bool, ackID .
 		mine.KeymatIndex = 0
 	}
 	var acks []uint32
-	if ack {
-		acks = ackID
+	var echo []byte
+	if ack != nil {
+		acks, echo = []uint32{ack.seq.UpdateID}, ack.echoReq
 	}
-	reply, err := a.buildUpdate(mine, key, acks)
+	reply, err := a.buildUpdate(mine, key, acks, echo)
 	if err != nil {
 		return err
 	}
@@ -421,7 +502,7 @@ func (a *Association) answerRekey(now time.Time, r *peerRekey, ack bool, ackID .
 	a.upd.rekeyTries, a.upd.rekeyNewDH = 0, r.dh != nil
 	info := r.info
 	a.upd.peerInfo, a.upd.peerNewDH = &info, r.dh
-	if ack {
+	if ack != nil {
 		a.upd.lastAck = reply
 	}
 	a.send(now, reply, true)

@@ -142,7 +142,7 @@ func TestRekeyAckWithoutESPInfo(t *testing.T) {
 	now := t0
 	restarts := 0
 	for {
-		ack, err := ba.buildAck(updSeq(t, up), nil) // ACK only, no ESP_INFO
+		ack, err := ba.buildAck(updSeq(t, up), nil, nil) // ACK only, no ESP_INFO
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func TestRekeyRestartCompletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := a.collect(aa)[0]
-	ack, err := ba.buildAck(updSeq(t, up), nil)
+	ack, err := ba.buildAck(updSeq(t, up), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +335,7 @@ func TestUpdateForgedSeq(t *testing.T) {
 func TestUpdateSeqAckedAnyway(t *testing.T) {
 	a, b := established(t)
 	aa, ba := a.a(b), b.a(a)
-	bad, err := aa.buildUpdate(wire.ESPInfo{KeymatIndex: uint16(aa.km.next), OldSPI: aa.inSPI}, nil, nil)
+	bad, err := aa.buildUpdate(wire.ESPInfo{KeymatIndex: uint16(aa.km.next), OldSPI: aa.inSPI}, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

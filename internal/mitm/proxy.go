@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 )
@@ -15,6 +16,11 @@ import (
 const (
 	MaxRecorded = 1 << 16
 	MaxHeld     = 1 << 10
+
+	// MaxOldMappings bounds the earlier target-facing sockets a Proxy
+	// keeps open after Rebind (see SetOldMapping): beyond it, the oldest
+	// is closed.
+	MaxOldMappings = 16
 )
 
 // maxDatagram is the largest UDP payload read.
@@ -84,9 +90,13 @@ type Datagram struct {
 	Dir      Direction      // ToTarget, ToClient; ToSocket for what a Socket received
 	Time     time.Time      // when it was received (or injected)
 	Src, Dst netip.AddrPort // who sent it and where it was going
+	Via      netip.AddrPort // Proxy: its own socket it arrived at (injected: left from)
 	Data     []byte         // a copy of the UDP payload as received (or injected)
 	Injected bool           // sent by Inject or InjectFrom, not forwarded
-	Action   Action         // the hook's verdict (Proxy, not injected)
+	// Action is, for what a Proxy received, the hook's verdict, or
+	// ActionDrop if the proxy dropped it without asking the hook (no
+	// client yet, a closed old mapping, a direction down).
+	Action Action
 }
 
 // Kind classifies the payload (see Classify).
@@ -116,7 +126,7 @@ func (d Datagram) String() string {
 type Counts struct {
 	Datagrams, Octets uint64 // received (UDP payload octets)
 	Forwarded         uint64 // sent on: passed, replaced, or released
-	Dropped           uint64 // dropped by the hook, or held beyond MaxHeld
+	Dropped           uint64 // dropped by the hook, held beyond MaxHeld, or dropped before the hook (Datagram.Action)
 	Held              uint64 // held by the hook (ever)
 	Injected          uint64 // sent by Inject or InjectFrom
 	InjectedOctets    uint64
@@ -156,9 +166,10 @@ type held struct {
 // documentation. Its methods are safe for concurrent use, and may be
 // called from the hook.
 type Proxy struct {
-	conn   *net.UDPConn
+	conn   *net.UDPConn // the client-facing socket (front.conn)
 	addr   netip.AddrPort
 	target netip.AddrPort
+	front  *mapping // the client-facing socket; target-facing too until the first Rebind
 
 	mu        sync.Mutex
 	client    netip.AddrPort
@@ -169,6 +180,10 @@ type Proxy struct {
 	counts    [2]Counts
 	sockets   map[netip.Addr]*Socket
 	closed    bool
+	out       *mapping      // the target-facing socket: where the target sees the client
+	old       []*mapping    // earlier target-facing sockets still forwarding (nat.go)
+	keepOld   time.Duration // SetOldMapping
+	blocked   [2]bool       // Blackhole, DropDirection (path.go)
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -196,14 +211,15 @@ func NewAt(listen, target netip.AddrPort) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{conn: conn, addr: addr, target: target, sockets: map[netip.Addr]*Socket{}}
+	front := &mapping{conn: conn, addr: addr}
+	p := &Proxy{conn: conn, addr: addr, target: target, front: front, out: front, sockets: map[netip.Addr]*Socket{}}
 	p.wg.Add(1)
-	go p.loop()
+	go p.loop(front)
 	return p, nil
 }
 
-// Addr is the proxy's address: give it to the client as the target's
-// locator.
+// Addr is the proxy's client-facing address: give it to the client as the
+// target's locator. It does not change with Rebind.
 func (p *Proxy) Addr() netip.AddrPort { return p.addr }
 
 // Target is the address datagrams from the client side are forwarded to.
@@ -274,7 +290,8 @@ func (p *Proxy) Held() []Datagram {
 }
 
 // Release sends the held datagrams on, in the order they arrived, and
-// returns how many.
+// returns how many. Those to the target leave from the target-facing
+// socket of the moment, which a Rebind since they arrived has changed.
 func (p *Proxy) Release() int {
 	p.mu.Lock()
 	hs := p.held
@@ -282,9 +299,14 @@ func (p *Proxy) Release() int {
 	for _, h := range hs {
 		p.counts[h.d.Dir].Forwarded++
 	}
+	out := p.out.conn
 	p.mu.Unlock()
 	for _, h := range hs {
-		_, _ = p.conn.WriteToUDPAddrPort(h.d.Data, h.dst)
+		conn := p.conn
+		if h.d.Dir == ToTarget {
+			conn = out
+		}
+		_, _ = conn.WriteToUDPAddrPort(h.d.Data, h.dst)
 	}
 	return len(hs)
 }
@@ -301,9 +323,10 @@ func (p *Proxy) Discard() int {
 	return n
 }
 
-// Inject sends b from the proxy's socket: to the target (ToTarget), so it
-// looks as if the client sent it, or to the client (ToClient), as if the
-// target did. It is recorded as injected.
+// Inject sends b from the proxy's socket: to the target (ToTarget), from
+// the target-facing socket, so it looks as if the client sent it, or to
+// the client (ToClient), from Addr, as if the target did. It is recorded
+// as injected. Blackhole and DropDirection do not stop it.
 func (p *Proxy) Inject(dir Direction, b []byte) error {
 	p.mu.Lock()
 	if p.closed {
@@ -311,9 +334,11 @@ func (p *Proxy) Inject(dir Direction, b []byte) error {
 		return net.ErrClosed
 	}
 	var dst netip.AddrPort
+	from := p.front
 	switch dir {
 	case ToTarget:
 		dst = p.target
+		from = p.out
 	case ToClient:
 		if !p.hasClient {
 			p.mu.Unlock()
@@ -324,9 +349,9 @@ func (p *Proxy) Inject(dir Direction, b []byte) error {
 		p.mu.Unlock()
 		return fmt.Errorf("mitm: cannot inject %v", dir)
 	}
-	p.noteInjected(dir, p.addr, dst, b)
+	p.noteInjected(dir, from.addr, dst, b)
 	p.mu.Unlock()
-	_, err := p.conn.WriteToUDPAddrPort(b, dst)
+	_, err := from.conn.WriteToUDPAddrPort(b, dst)
 	return err
 }
 
@@ -372,7 +397,7 @@ func (p *Proxy) Socket(src netip.Addr) (*Socket, error) {
 
 // noteInjected records and counts an injected datagram; p.mu is held.
 func (p *Proxy) noteInjected(dir Direction, src, dst netip.AddrPort, b []byte) {
-	d := Datagram{Dir: dir, Time: time.Now(), Src: src, Dst: dst, Data: clone(b), Injected: true}
+	d := Datagram{Dir: dir, Time: time.Now(), Src: src, Dst: dst, Via: src, Data: clone(b), Injected: true}
 	c := &p.counts[dir]
 	c.Injected++
 	c.InjectedOctets += uint64(len(b))
@@ -381,8 +406,9 @@ func (p *Proxy) noteInjected(dir Direction, src, dst netip.AddrPort, b []byte) {
 	}
 }
 
-// Close stops the proxy's goroutine and closes its sockets (the InjectFrom
-// ones too), dropping anything still held.
+// Close stops the proxy's goroutines and closes its sockets (the
+// target-facing ones a Rebind opened and the InjectFrom ones too),
+// dropping anything still held.
 func (p *Proxy) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
@@ -391,8 +417,12 @@ func (p *Proxy) Close() error {
 		p.held = nil
 		socks := p.sockets
 		p.sockets = nil
+		others := p.targetFacing()
 		p.mu.Unlock()
 		err = p.conn.Close()
+		for _, c := range others {
+			c.Close() // an old mapping may have closed itself already
+		}
 		p.wg.Wait()
 		for _, s := range socks {
 			s.Close()
@@ -401,20 +431,26 @@ func (p *Proxy) Close() error {
 	return err
 }
 
-func (p *Proxy) loop() {
+// loop is the goroutine of one of the proxy's sockets, m: the
+// client-facing one, or a target-facing one a Rebind opened.
+func (p *Proxy) loop(m *mapping) {
 	defer p.wg.Done()
-	readLoop(p.conn, p.handle)
+	readLoop(m.conn, func(b []byte, from netip.AddrPort) { p.handle(m, b, from) })
+	if m != p.front {
+		p.retire(m)
+	}
 }
 
-// readLoop reads conn until it is closed and hands each datagram (valid
-// until handle returns) and its unmapped source to handle. Other read
-// errors (a truncated datagram, say) are not ours to judge: it reads on.
+// readLoop reads conn until it is closed, or its read deadline passes,
+// and hands each datagram (valid until handle returns) and its unmapped
+// source to handle. Other read errors (a truncated datagram, say) are not
+// ours to judge: it reads on.
 func readLoop(conn *net.UDPConn, handle func(b []byte, from netip.AddrPort)) {
 	buf := make([]byte, maxDatagram)
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
 				return
 			}
 			continue
@@ -423,24 +459,40 @@ func readLoop(conn *net.UDPConn, handle func(b []byte, from netip.AddrPort)) {
 	}
 }
 
-func (p *Proxy) handle(b []byte, from netip.AddrPort) {
+// handle decides the fate of one datagram received on m. On the
+// client-facing socket, what comes from the target goes to the client
+// (unless a Rebind moved the target-facing side away and the old mapping
+// is closed) and anything else to the target; on a target-facing socket a
+// Rebind opened, everything goes to the client.
+func (p *Proxy) handle(m *mapping, b []byte, from netip.AddrPort) {
+	now := time.Now()
 	p.mu.Lock()
-	d := Datagram{Time: time.Now(), Src: from, Data: clone(b)}
-	if from == p.target {
+	d := Datagram{Time: now, Src: from, Via: m.addr, Data: clone(b)}
+	closed := false // the target sent to an old mapping that is closed
+	switch {
+	case m != p.front:
 		d.Dir = ToClient
-		d.Dst = p.client
-	} else {
+	case from == p.target:
+		d.Dir = ToClient
+		closed = p.out != p.front && !p.frontKept(now)
+	default:
 		if !p.hasClient {
 			p.client, p.hasClient = from, true
 		}
 		d.Dir = ToTarget
+	}
+	if d.Dir == ToClient {
+		d.Dst = p.client
+	} else {
 		d.Dst = p.target
 	}
 	c := &p.counts[d.Dir]
 	c.Datagrams++
 	c.Octets += uint64(len(b))
-	if d.Dir == ToClient && !p.hasClient {
-		// The target spoke first: there is no one to forward to.
+	if d.Dir == ToClient && !p.hasClient || closed || p.blocked[d.Dir] {
+		// The target spoke first, and there is no one to forward to; or
+		// it spoke to a mapping that is gone; or the path is down.
+		d.Action = ActionDrop
 		c.Dropped++
 		if !p.rec.add(&d) {
 			c.Unrecorded++
@@ -486,9 +538,13 @@ func (p *Proxy) handle(b []byte, from netip.AddrPort) {
 	default:
 		c.Forwarded++
 	}
+	conn := p.conn
+	if d.Dir == ToTarget {
+		conn = p.out.conn
+	}
 	p.mu.Unlock()
 	if out != nil {
-		_, _ = p.conn.WriteToUDPAddrPort(out, d.Dst)
+		_, _ = conn.WriteToUDPAddrPort(out, d.Dst)
 	}
 }
 

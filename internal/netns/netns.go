@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,19 +33,92 @@ const cmdTimeout = 30 * time.Second
 // Namespace is a named network namespace created by this package.
 type Namespace struct {
 	name string
-	addr netip.Prefix // primary address on link
-	link string       // primary interface
+	link string // primary interface
+
+	mu     sync.Mutex
+	addr   netip.Prefix // primary address on link; Renumber and Move change a host's
+	more   []Interface  // the other interfaces that hold an address
+	routes []route      // the routes this package installed, for SetInterfaceUp
+}
+
+// Interface is a network interface of a namespace and the address this
+// package gave it.
+type Interface struct {
+	Name   string       // "eth0", "eth1", "lan0", "br0", ...
+	Prefix netip.Prefix // its address, with the length of its subnet
+}
+
+// route is a route this package installed: the arguments of `ip route
+// replace` (with "dev"), and that interface. Linux deletes the routes
+// through an interface that goes down and does not bring them back with it,
+// so SetInterfaceUp installs them again.
+type route struct {
+	dev  string
+	spec string
 }
 
 // Name is the namespace's name, as `ip netns list` shows it.
 func (n *Namespace) Name() string { return n.name }
 
 // Addr is the namespace's primary address: a host's only address, a router's
-// public one. It is the zero Addr for the switch namespace.
-func (n *Namespace) Addr() netip.Addr { return n.addr.Addr() }
+// public one. It is the zero Addr for the switch namespace. Renumber and Move
+// change a host's.
+func (n *Namespace) Addr() netip.Addr { return n.Prefix().Addr() }
 
 // Prefix is the primary address with the length of its subnet.
-func (n *Namespace) Prefix() netip.Prefix { return n.addr }
+func (n *Namespace) Prefix() netip.Prefix {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addr
+}
+
+// Interfaces returns the interfaces that hold the namespace's addresses,
+// the primary one (Link, Addr) first: a host's eth0; the peer's eth0 and,
+// with Spec.MultihomedPeer, eth1; a router's public eth0, then one
+// interface per host link it serves (lan0 for its own host's, lan-h<h> for
+// host h visiting it after Move); the switch's br0 and br1 only when it is
+// the core router of Spec.MultihomedPeer. Loopback is left out.
+func (n *Namespace) Interfaces() []Interface {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var ifs []Interface
+	if n.addr.IsValid() {
+		ifs = append(ifs, Interface{Name: n.link, Prefix: n.addr})
+	}
+	return append(ifs, n.more...)
+}
+
+// setAddr changes the primary address.
+func (n *Namespace) setAddr(p netip.Prefix) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.addr = p
+}
+
+// setInterface adds, replaces or (with the zero prefix) removes one of the
+// other interfaces.
+func (n *Namespace) setInterface(name string, p netip.Prefix) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.more = slices.DeleteFunc(n.more, func(i Interface) bool { return i.Name == name })
+	if p.IsValid() {
+		n.more = append(n.more, Interface{Name: name, Prefix: p})
+	}
+}
+
+// addRoute records a route that the caller installs, for SetInterfaceUp.
+func (n *Namespace) addRoute(dev, spec string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.routes = append(n.routes, route{dev: dev, spec: spec})
+}
+
+// dropRoute forgets a route that the caller removed.
+func (n *Namespace) dropRoute(spec string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.routes = slices.DeleteFunc(n.routes, func(r route) bool { return r.spec == spec })
+}
 
 // Link is the name of the interface that holds Addr: "eth0" (a router's
 // public interface; its LAN interface is "lan0").
@@ -145,17 +219,39 @@ func (n *Namespace) Exec(ctx context.Context, name string, args ...string) ([]by
 // SetLinkUp sets the namespace's primary interface (Link) up or down; for a
 // router that cuts or restores its public side. Linux also forgets a NAT
 // router's MASQUERADE mappings when its public interface goes down, so
-// after down and up a RandomFully site gets new public ports.
+// after down and up a RandomFully site gets new public ports. It is
+// SetInterfaceUp(Link(), up).
 func (n *Namespace) SetLinkUp(up bool) error {
-	state := "down"
-	if up {
-		state = "up"
+	return n.SetInterfaceUp(n.link, up)
+}
+
+// SetInterfaceUp sets one interface of the namespace (a name from
+// Interfaces) up or down. Down, the interface's addresses stop working and
+// Linux deletes every route through it; up, SetInterfaceUp installs again
+// the routes this package had put through it (a host's default route, the
+// routes to the LANs of sites without NAT, the peer's second-segment
+// routes), which Linux does not.
+func (n *Namespace) SetInterfaceUp(name string, up bool) error {
+	if !up {
+		return run("", "ip", "-n", n.name, "link", "set", name, "down")
 	}
-	return run("", "ip", "-n", n.name, "link", "set", n.link, state)
+	var cmd strings.Builder
+	fmt.Fprintf(&cmd, "link set %s up\n", name)
+	n.mu.Lock()
+	for _, r := range n.routes {
+		if r.dev == name {
+			fmt.Fprintf(&cmd, "route replace %s\n", r.spec)
+		}
+	}
+	n.mu.Unlock()
+	return run(cmd.String(), "ip", "-n", n.name, "-batch", "-")
 }
 
 // FlushConntrack deletes every conntrack entry of the namespace, which for
-// a router drops all its NAT mappings at once (as a NAT reboot would). It
+// a router drops all its NAT mappings at once (as a NAT reboot would). A
+// RandomFully site then gives a flow a new random port, but an
+// EndpointIndependent one usually the same port again (MASQUERADE keeps the
+// private port when it is free): Topology.Rebind guarantees a new one. It
 // needs the conntrack tool; without it the error wraps exec.ErrNotFound, for
 // the caller to skip.
 func (n *Namespace) FlushConntrack() error {

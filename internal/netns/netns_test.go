@@ -84,6 +84,49 @@ func TestNames(t *testing.T) {
 	if got := publicAddr(12).String(); got != "198.18.0.12/24" {
 		t.Errorf("publicAddr(12) = %s", got)
 	}
+	if got := secondAddr(2).String(); got != "198.19.0.2/24" {
+		t.Errorf("secondAddr(2) = %s", got)
+	}
+	if got := linkAddr(99, 255, 1).String(); got != "10.199.255.1/24" {
+		t.Errorf("linkAddr(99, 255, 1) = %s", got)
+	}
+	// Interface names: at most 15 characters.
+	tp := &Topology{prefix: long}
+	for _, name := range []string{
+		tp.port(&Namespace{name: long + "peer"}, "eth1"),
+		tp.port(&Namespace{name: long + "r99"}, "eth0"),
+		"lan-h" + strconv.Itoa(MaxSites-1),
+	} {
+		if len(name) > 15 {
+			t.Errorf("interface name %q is %d characters long, more than 15", name, len(name))
+		}
+	}
+	if got := tp.port(&Namespace{name: long + "peer"}, "eth1"); got != "ppeer-1" {
+		t.Errorf("port of the peer's eth1 = %q", got)
+	}
+	rules := natRules(EndpointIndependent, []string{"-A POSTROUTING -s 10.100.0.2/32 -o eth0 -p udp --sport 5000 -j MASQUERADE --to-ports 6000"})
+	if i, j := strings.Index(rules, "--to-ports 6000"), strings.Index(rules, "-j MASQUERADE\n"); i < 0 || j < i {
+		t.Errorf("natRules: Rebind's rule must come before the site's:\n%s", rules)
+	}
+}
+
+func TestParseConntrack(t *testing.T) {
+	out := `udp      17 29 src=10.100.0.2 dst=198.18.0.1 sport=46033 dport=7000 src=198.18.0.1 dst=198.18.0.10 sport=7000 dport=46033 [ASSURED] mark=0 use=1
+udp      17 27 src=10.100.0.2 dst=198.18.0.2 sport=46033 dport=7000 [UNREPLIED] src=198.18.0.2 dst=198.18.0.10 sport=7000 dport=9999 mark=0 use=1
+tcp      6 431999 ESTABLISHED src=10.100.0.2 dst=198.18.0.1 sport=40000 dport=80 src=198.18.0.1 dst=198.18.0.10 sport=80 dport=40000 [ASSURED] mark=0 use=1
+udp      17 29 src=10.100.0.2 dst=198.18.0.1 sport=x dport=7000 src=198.18.0.1 dst=198.18.0.10 sport=7000 dport=1 mark=0 use=1
+conntrack v1.4.7 (conntrack-tools): 4 flow entries have been shown.
+`
+	want := []ctFlow{{
+		origSrc: netip.MustParseAddrPort("10.100.0.2:46033"), origDst: netip.MustParseAddrPort("198.18.0.1:7000"),
+		replySrc: netip.MustParseAddrPort("198.18.0.1:7000"), replyDst: netip.MustParseAddrPort("198.18.0.10:46033"),
+	}, {
+		origSrc: netip.MustParseAddrPort("10.100.0.2:46033"), origDst: netip.MustParseAddrPort("198.18.0.2:7000"),
+		replySrc: netip.MustParseAddrPort("198.18.0.2:7000"), replyDst: netip.MustParseAddrPort("198.18.0.10:9999"),
+	}}
+	if got := parseConntrack(out); !slices.Equal(got, want) {
+		t.Errorf("parseConntrack:\n got %v\nwant %v", got, want)
+	}
 }
 
 // TestE2ETopologyCleanup builds a topology in a subtest and checks its
@@ -164,16 +207,74 @@ func TestE2ETopologyCleanup(t *testing.T) {
 			t.Errorf("the machine's namespace changed: interfaces %v, then %v", before, after)
 		}
 	})
-	if tp == nil {
-		t.Fatal("no topology")
-	}
-	names, err := listNames()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		if strings.HasPrefix(name, tp.Prefix()) {
-			t.Errorf("namespace %s is still there after cleanup", name)
+	// Every operation that changes a topology, some of them left in
+	// effect (a black hole, a link down, a host away, Rebind's rules)
+	// when the cleanup runs.
+	var changed *Topology
+	t.Run("changed", func(t *testing.T) {
+		tp := NewTopology(t, Spec{MultihomedPeer: true, Sites: []SiteSpec{{NAT: EndpointIndependent}, {NAT: RandomFully}, {NAT: None}}})
+		changed = tp
+		if len(tp.Namespaces()) != 9 {
+			t.Errorf("%d namespaces, want 9 (sw, pub, peer, 3 routers, 3 hosts)", len(tp.Namespaces()))
+		}
+		echo := reporter(t, tp.Public(), 7000)
+		for i := range tp.Sites() {
+			observed(t, listen(t, tp.Host(i), "0.0.0.0:0"), echo)
+		}
+		if _, err := tp.Renumber(0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tp.Move(1, 2); err != nil {
+			t.Fatal(err)
+		}
+		if err := tp.Rebind(0); err != nil && !errors.Is(err, exec.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if err := tp.Blackhole(tp.Peer().Addr(), true); err != nil {
+			t.Fatal(err)
+		}
+		if err := tp.Peer().SetInterfaceUp("eth1", false); err != nil {
+			t.Fatal(err)
+		}
+		want := map[*Namespace][]string{
+			tp.sw:        {"br0", "br1", "lo", "ppeer", "ppeer-1", "ppub", "pr0", "pr1", "pr2"},
+			tp.Peer():    {"eth0", "eth1", "lo"},
+			tp.Router(1): {"eth0", "lo"},
+			tp.Router(2): {"eth0", "lan-h1", "lan0", "lo"},
+			tp.Host(1):   {"eth0", "lo"},
+		}
+		for n, ifs := range want {
+			var got []string
+			if err := n.Do(func() error {
+				list, err := net.Interfaces()
+				for _, i := range list {
+					got = append(got, i.Name)
+				}
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, ifs) {
+				t.Errorf("%s: interfaces %v, want %v", n, got, ifs)
+			}
+		}
+		if after := rootInterfaces(t); !slices.Equal(before, after) {
+			t.Errorf("the machine's namespace changed: interfaces %v, then %v", before, after)
+		}
+	})
+	for _, tp := range []*Topology{tp, changed} {
+		if tp == nil {
+			t.Fatal("no topology")
+		}
+		names, err := listNames()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range names {
+			if strings.HasPrefix(name, tp.Prefix()) {
+				t.Errorf("namespace %s is still there after cleanup", name)
+			}
 		}
 	}
 	if after := rootInterfaces(t); !slices.Equal(before, after) {
@@ -328,7 +429,12 @@ func TestE2ETopologyNonRoot(t *testing.T) {
 // arrive.
 func reporter(t *testing.T, ns *Namespace, port uint16) netip.AddrPort {
 	t.Helper()
-	ap := netip.AddrPortFrom(ns.Addr(), port)
+	return reporterAt(t, ns, netip.AddrPortFrom(ns.Addr(), port))
+}
+
+// reporterAt is reporter on one of ns's addresses.
+func reporterAt(t *testing.T, ns *Namespace, ap netip.AddrPort) netip.AddrPort {
+	t.Helper()
 	conn := listen(t, ns, ap.String())
 	go func() {
 		buf := make([]byte, 64)
@@ -403,6 +509,87 @@ func silent(t *testing.T, conn *net.UDPConn, what string) {
 		t.Errorf("%s: %q arrived from %s", what, buf[:n], from)
 	} else if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatal(err)
+	}
+}
+
+// unanswered checks that a reporter's answer to conn does not come.
+func unanswered(t *testing.T, conn *net.UDPConn, reporter netip.AddrPort, what string) {
+	t.Helper()
+	if _, err := conn.WriteToUDPAddrPort([]byte("?"), reporter); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	silent(t, conn, what)
+}
+
+// flow is a continuous stream of datagrams from one socket to a reporter,
+// every 10 ms, until the test ends; it keeps the source the reporter saw
+// last.
+type flow struct {
+	mu      sync.Mutex
+	last    netip.AddrPort
+	replies int
+}
+
+// startFlow starts a flow from conn, which it owns from then on.
+func startFlow(t *testing.T, conn *net.UDPConn, reporter netip.AddrPort) *flow {
+	f := &flow{}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				// Errors are expected while the network changes
+				// (no address, no route): keep sending.
+				_, _ = conn.WriteToUDPAddrPort([]byte("?"), reporter)
+			}
+		}
+	})
+	wg.Go(func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err != nil || from != reporter {
+				continue
+			}
+			if ap, err := netip.ParseAddrPort(string(buf[:n])); err == nil {
+				f.mu.Lock()
+				f.last, f.replies = ap, f.replies+1
+				f.mu.Unlock()
+			}
+		}
+	})
+	t.Cleanup(func() {
+		close(done)
+		conn.Close()
+		wg.Wait()
+	})
+	return f
+}
+
+// waitFor waits until the source the reporter saw last satisfies ok, and
+// returns it.
+func (f *flow) waitFor(t *testing.T, what string, ok func(netip.AddrPort) bool) netip.AddrPort {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		last, replies := f.last, f.replies
+		f.mu.Unlock()
+		if replies > 0 && ok(last) {
+			return last
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flow: %s: the reporter still sees %s (%d replies)", what, last, replies)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
