@@ -68,6 +68,21 @@ type Config struct {
 	// reachable by the peer it dialled. Default 15 s; shorter behind NATs
 	// that forget mappings sooner.
 	KeepaliveInterval time.Duration
+
+	// IdleTimeout closes an association that carried no application data
+	// in either direction for this long, with CLOSE and CLOSE_ACK (RFC
+	// 7401 §4.4.1, the Unused Association Lifetime); the next dial makes
+	// a new one. Keepalives are not data. Zero means 15 minutes; a
+	// negative value disables it.
+	IdleTimeout time.Duration
+
+	// DisableAddrWatch turns off the watching of this host's addresses:
+	// by default a node whose ListenAddr is unspecified (":10500") follows
+	// its own addresses (netlink on Linux, polling elsewhere) and, when
+	// they change, announces them to its peers in an UPDATE (RFC 8046
+	// §5.2), so that a move from one network to another keeps its
+	// connections. A node bound to one address has nothing to watch.
+	DisableAddrWatch bool
 }
 
 // DefaultPort is the UDP port of HIP over UDP (RFC 5770 §5.1).

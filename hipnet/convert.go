@@ -72,6 +72,7 @@ func peersFrom(ps []overlay.PeerInfo) []PeerInfo {
 			PacketsOut: p.PacketsOut,
 			Since:      p.Since,
 			Initiator:  p.Initiator,
+			Locators:   locatorsFrom(p.Locators),
 		}
 	}
 	return out
@@ -94,6 +95,7 @@ func statsFrom(s overlay.Stats) Stats {
 		ICEChecks:     s.ICEChecks,
 		KeepalivesIn:  s.KeepalivesIn,
 		KeepalivesOut: s.KeepalivesOut,
+		Paths:         PathStats(s.Paths),
 		Drops: Drops{
 			Short:           d.Short,
 			STUN:            d.STUN,
@@ -136,4 +138,15 @@ func statsFrom(s overlay.Stats) Stats {
 		RelaysRegistered: s.RelaysRegistered,
 		Registrations:    s.Registrations,
 	}
+}
+
+func locatorsFrom(ls []overlay.LocatorInfo) []LocatorInfo {
+	if ls == nil {
+		return nil
+	}
+	out := make([]LocatorInfo, len(ls))
+	for i, l := range ls {
+		out[i] = LocatorInfo(l)
+	}
+	return out
 }

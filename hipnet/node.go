@@ -12,6 +12,7 @@ import (
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/internal/netmon"
 	"hipnet.dev/overlay"
 	"hipnet.dev/streams"
 )
@@ -25,6 +26,7 @@ const StreamPort = 65535
 type Node struct {
 	stack   *overlay.Stack
 	streams *streams.Manager
+	addrs   *netmon.Monitor // nil: not watching (mobility.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -56,9 +58,16 @@ func newNode(cfg Config, hs handshake.Config) (*Node, error) {
 		}
 		relays = append(relays, ra.relayAddr())
 	}
+	mon := watchAddrs(cfg, listen)
+	var watch overlay.AddrWatcher
+	if mon != nil {
+		watch = mon
+	}
 	st, err := overlay.New(overlay.Config{
 		Relays:            relays,
 		KeepaliveInterval: cfg.KeepaliveInterval,
+		IdleTimeout:       cfg.IdleTimeout,
+		WatchAddrs:        watch,
 		Identity:          cfg.Identity.key,
 		ListenAddr:        listen,
 		PacketConn:        cfg.PacketConn,
@@ -69,6 +78,7 @@ func newNode(cfg Config, hs handshake.Config) (*Node, error) {
 		Handshake:         hs,
 	})
 	if err != nil {
+		closeWatch(mon)
 		return nil, err
 	}
 	for hit, addrs := range cfg.Peers {
@@ -77,6 +87,7 @@ func newNode(cfg Config, hs handshake.Config) (*Node, error) {
 	pc, err := st.ListenInner(StreamPort)
 	if err != nil {
 		st.Close()
+		closeWatch(mon)
 		return nil, err
 	}
 	sm, err := streams.New(pc, st.HIT(), streams.Config{
@@ -88,9 +99,10 @@ func newNode(cfg Config, hs handshake.Config) (*Node, error) {
 	if err != nil {
 		pc.Close()
 		st.Close()
+		closeWatch(mon)
 		return nil, err
 	}
-	return &Node{stack: st, streams: sm}, nil
+	return &Node{stack: st, streams: sm, addrs: mon}, nil
 }
 
 // HIT returns the node's HIT.
@@ -209,6 +221,9 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		err1 := n.streams.Close()
 		err2 := n.stack.Close()
+		if n.addrs != nil {
+			n.addrs.Close()
+		}
 		n.closeErr = errors.Join(err1, err2)
 	})
 	return n.closeErr

@@ -86,6 +86,27 @@ type PeerInfo struct {
 
 	Since     time.Time // when the association entered State
 	Initiator bool      // whether this node started the base exchange
+
+	// Locators are the peer's locators of a direct association (RFC 8046
+	// §5.1), the one in use first; empty for a relayed one.
+	Locators []LocatorInfo `json:",omitempty"`
+}
+
+// LocatorInfo is one locator of a peer (PeerInfo.Locators).
+type LocatorInfo struct {
+	Addr netip.AddrPort
+	// State is "active" (verified), "unverified" (not yet verified: no
+	// data goes there), "deprecated" (withdrawn by the peer or expired)
+	// or "failed" (a check went unanswered; retried with back-off).
+	State string
+	// Origin says where it was learnt: "config" (Config.Peers, AddPeer,
+	// or the base exchange), "locator-set" (the peer announced it),
+	// "packet" (the peer's packets came from it: a NAT rebinding).
+	Origin       string
+	Current      bool          // the association's traffic goes here
+	Preferred    bool          // preferred by the peer or by the base exchange
+	RTT          time.Duration // smoothed round trip of its checks; zero: not measured
+	LastReceived time.Time     // the last authenticated packet from it
 }
 
 // Stats are a node's counters since it started, and a few gauges, read
@@ -107,11 +128,29 @@ type Stats struct {
 	Drops                 Drops
 	BEX                   BEXStats
 	Relay                 RelayStats // on a relay (cmd/hip-relay): its forwarding and refusals
+	Paths                 PathStats  // mobility and failover of direct associations
 
 	// Gauges, read when Stats is called.
 	Associations     map[string]int // associations by PeerInfo.State ("ESTABLISHED", "I1-SENT", ...)
 	RelaysRegistered int            // Config.Relays that hold the node's registration now
 	Registrations    int            // on a relay: hosts registered with it now
+}
+
+// PathStats count what mobility and failover did (Stats.Paths).
+type PathStats struct {
+	Switches uint64 // an association's traffic moved to another locator (logged as "path switch")
+	// LostInSwitch counts the datagrams sent into a path that had died,
+	// between its last sign of life and the switch away from it: what a
+	// failover may have lost. Stream data is retransmitted; datagrams are
+	// not.
+	LostInSwitch   uint64
+	ProbesSent     uint64 // address checks sent: UPDATE with ECHO_REQUEST_SIGNED (RFC 8046 §5.4)
+	ProbesAnswered uint64 // their signed answers
+	ProbesRefused  uint64 // checks not sent to an unverified address over its credit (RFC 8046 §5.6)
+	EchoAnswered   uint64 // the peers' checks this node answered
+	Announcements  uint64 // UPDATEs announcing this node's addresses (RFC 8046 §5.2)
+	Resent         uint64 // packets sent during a failed path check, sent again on the new path
+	IdleClosed     uint64 // associations closed after Config.IdleTimeout without data
 }
 
 // BEXStats count base exchanges (Stats.BEX).

@@ -9,6 +9,7 @@ import (
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/locator"
 )
 
 // Config configures a Stack. Identity is required; every other field has a
@@ -94,6 +95,27 @@ type Config struct {
 	// also tell it whether they restarted, and ESP dummy packets on idle
 	// direct associations (path.go).
 	KeepaliveInterval time.Duration
+
+	// IdleTimeout closes, with CLOSE and CLOSE_ACK, an association that
+	// carried no application data in either direction for this long (RFC
+	// 7401 §4.4.1, the Unused Association Lifetime; idle.go). Keepalives,
+	// probes and rekeys are not data. Zero means DefaultIdleTimeout (15
+	// min); a negative value disables it. Associations with relays, and
+	// those of a relay server, never idle out.
+	IdleTimeout time.Duration
+
+	// Locator sets the timing of path-failure detection and failover for
+	// direct associations (package locator; zero fields: its defaults, a
+	// failover within a second). Its KeepaliveInterval defaults to
+	// KeepaliveInterval above.
+	Locator locator.Config
+
+	// WatchAddrs, when set, reports this host's usable addresses and
+	// when they change (a Wi-Fi to LTE move, a renumbering): the stack
+	// announces them to its peers in an UPDATE with LOCATOR_SET (RFC 8046
+	// §5.2; mobility.go). Nil: no watching, no announcements (package
+	// hipnet sets it to a netlink or polling monitor).
+	WatchAddrs AddrWatcher
 }
 
 const (

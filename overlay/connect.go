@@ -108,6 +108,9 @@ func (c *control) handlePokes(now time.Time) {
 		if k&pokeRekey != 0 {
 			c.rekey(p, now)
 		}
+		if k&pokePath != 0 {
+			c.pathPoke(p, now) // locators.go
+		}
 	}
 	clear(ps)
 	c.spare = ps

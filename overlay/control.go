@@ -8,6 +8,7 @@ import (
 
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/locator"
 )
 
 // The control plane: one goroutine owns the handshake.Endpoint and every
@@ -113,6 +114,20 @@ type control struct {
 	opp map[netip.AddrPort]*peer
 
 	r1lim *r1Limiter // ratelimit.go
+
+	// Locators (locators.go): the associations whose data path counts
+	// are read every pathSyncEvery, and when next; buffers reused.
+	pathBusy     map[*peer]struct{}
+	nextPathSync time.Time
+	decisions    []locator.Decision
+	probeBuf     []byte
+	// announced is the LOCATOR_SET we last announced (mobility.go).
+	announced []wire.Locator
+	// dialling counts the dials under way through configured locators
+	// (dial.go).
+	dialling int
+	// nextIdle is when idle associations are next looked for (idle.go).
+	nextIdle time.Time
 }
 
 const minSwitchGrace = 500 * time.Millisecond
@@ -127,7 +142,14 @@ func (c *control) run() {
 	start := time.Now()
 	s.clock.Store(start.UnixNano())
 	c.nextTick = start.Add(s.pathCheckEvery())
+	if s.idleTimeout() > 0 {
+		c.nextIdle = start.Add(s.idleCheckEvery())
+	}
 	closing := s.closing
+	var addrs <-chan struct{}
+	if w := s.cfg.WatchAddrs; w != nil {
+		addrs = w.Changes()
+	}
 	for {
 		c.arm()
 		c.drainPrio()
@@ -151,6 +173,8 @@ func (c *control) run() {
 			c.puzzleSolved(time.Now(), r)
 		case <-c.timer.C:
 			c.handleTimers(time.Now())
+		case <-addrs:
+			c.addrsChanged(time.Now()) // mobility.go
 		case <-closing:
 			closing = nil
 			c.beginShutdown(time.Now())
@@ -222,6 +246,9 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		s.log.Info("bex established", "peer", p.hit.String(), "initiator", info.Initiator, "locator", loc,
 			"esp", info.ESPSuite.String(), "in_spi", info.InSPI, "out_spi", info.OutSPI)
 		s.ctr.bexCompleted.Add(1)
+		c.endDial(p)
+		c.pathEstablished(p, now)
+		c.announceNew(p, now)
 		c.wakeWaiters(p, nil)
 		c.regEstablished(p, a)
 		c.startICE(p, a)
@@ -257,14 +284,17 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		s.ctr.countFailure(ev.Err)
 		s.relayEnded(p.hit)
 		c.clearPath(p) // a new base exchange chooses its path afresh
+		c.resetPath(p)
 		c.removeSAs(p)
 		c.discardPending(p)
 		c.assocEnded(p)
 		s.log.Warn("bex failed", "peer", p.hit.String(), "err", ev.Err)
-		c.wakeWaiters(p, bexError(p.hit, ev.Err))
+		c.wakeWaiters(p, c.dialError(p, ev.Err))
+		c.endDial(p)
 	case handshake.EventClosed:
 		s.relayEnded(p.hit)
 		c.clearPath(p)
+		c.resetPath(p)
 		c.removeSAs(p)
 		c.discardPending(p)
 		c.assocEnded(p)
@@ -276,6 +306,8 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		c.solve(p, ev.Puzzle) // puzzle.go
 	case handshake.EventRegistration:
 		c.regEvent(p, ev.Registration, now, in != nil && in.regRequest)
+	case handshake.EventLocatorSet, handshake.EventEchoRequest, handshake.EventEchoResponse:
+		c.pathEvent(p, ev, now, in) // locators.go
 	}
 }
 
@@ -319,6 +351,10 @@ func (c *control) sync(p *peer) {
 	if !p.switchAt.IsZero() && (d.IsZero() || p.switchAt.Before(d)) {
 		d = p.switchAt
 	}
+	if set := p.path.set; set != nil {
+		d = earliest(d, set.Deadline())
+	}
+	d = earliest(d, p.dial.next)
 	c.timers.set(p, d)
 }
 
@@ -327,6 +363,8 @@ func (c *control) sync(p *peer) {
 func (c *control) abandon(p *peer) {
 	s := c.s
 	c.timers.remove(p)
+	c.endDial(p)
+	c.resetPath(p)
 	c.removeSAs(p)
 	c.assocEnded(p)
 	c.clearPath(p)

@@ -71,6 +71,9 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 	if p == nil && typ == wire.R1 {
 		p = c.oppPeer(sender, pk.from)
 	}
+	if typ == wire.R1 && (p == nil || p.assoc == nil || p.assoc.State() != handshake.I1Sent) {
+		c.wrongHost(sender, pk.from) // dial.go: who answers at a locator we dial
+	}
 	var a *handshake.Association
 	var before handshake.State
 	if p != nil && p.assoc != nil {
@@ -133,8 +136,20 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		c.processPacket(p, now, in)
 		return
 	}
+	if typ == wire.R1 && before == handshake.I1Sent && a.State() == handshake.I2Sent {
+		c.followAnswer(p, pk.from) // dial.go: the locator that answered
+	}
 	if typ == wire.R1 && before == handshake.I1Sent {
 		c.followRendezvous(p, pkt, pk.from) // rendezvous.go
+	}
+	if a != nil && (before == handshake.Established || before == handshake.R2Sent) && typ != wire.I1 && typ != wire.I2 && typ != wire.R1 &&
+		in.via.relay == nil && in.rvs.server == nil && !isProbe(pkt) {
+		// An authenticated packet of an association (the state machine
+		// checked its HIP_MAC): a sign of life of its path, or a NAT
+		// rebinding candidate (locators.go). Not the peer's probes: they
+		// show that its packets reach us, not that ours reach it, and on
+		// a path that lost one direction they would keep it looking alive.
+		c.pathReceived(p, now, in.from, len(pk.b))
 	}
 	if typ == wire.R1 && before == handshake.I1Sent && a.State() == handshake.I2Sent && !s.authorized(sender) {
 		// The Responder is authenticated and refused: its I2 is never sent.
@@ -191,4 +206,11 @@ func (c *control) countRejected(err error, from netip.AddrPort) {
 	default:
 		s.drop(&s.ctr.controlRejected, "control rejected", from, err)
 	}
+}
+
+// isProbe reports whether pkt is an address check (RFC 8046 §5.4): an
+// UPDATE with ECHO_REQUEST_SIGNED.
+func isProbe(pkt wire.Packet) bool {
+	_, ok := pkt.Param(wire.ParamEchoRequestSigned)
+	return ok && pkt.Type() == wire.UPDATE
 }

@@ -118,10 +118,14 @@ func (c *control) sendPeer(p *peer, pkt []byte) {
 		} else if at, ok := p.relay.locator(); ok {
 			c.sendControl(pkt, at)
 		}
+		c.dialSent(p, pkt, netip.AddrPort{}, time.Now())
 		return
 	}
 	if to, ok := p.locator(); ok {
 		c.sendControl(pkt, to)
+		now := time.Now()
+		c.pathSent(p, now, to)      // locators.go
+		c.dialSent(p, pkt, to, now) // dial.go
 	}
 }
 
@@ -318,8 +322,8 @@ func (c *control) tick(now time.Time) {
 		switch {
 		case p.relay != nil && d != nil:
 			to = *d
-		case p.relay == nil && d == nil && p.out.Load() != nil && !s.isRelay(p.hit):
-			to, _ = p.locator()
+		case p.relay == nil && d == nil && p.out.Load() != nil && !s.isRelay(p.hit) && p.path.set == nil:
+			to, _ = p.locator() // a direct path without a locator Set (locators.go keeps the others alive)
 		default:
 			continue
 		}

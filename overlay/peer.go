@@ -57,6 +57,22 @@ type peer struct {
 	direct  atomic.Pointer[netip.AddrPort]
 	lastIn  atomic.Int64 // unix ns of the last ESP from the direct address (ICE peers only)
 	lastOut atomic.Int64 // unix ns (Stack.clock) of the last ESP or keepalive sent
+
+	// Locators of a direct association (locators.go). The data path
+	// counts what the current locator carries and hands over the source of
+	// authenticated ESP from elsewhere; the control goroutine owns path.
+	configured atomic.Pointer[[]netip.AddrPort] // AddPeer's locators, all of them
+	inCur      atomic.Uint64                    // authenticated data packets from the current locator
+	inKA       atomic.Uint64                    // authenticated keepalives from the current locator
+	foreign    atomic.Pointer[netip.AddrPort]   // authenticated ESP from another address, for the control goroutine
+	located    atomic.Bool                      // a locator Set decides p's path: count for it
+	suspect    atomic.Bool                      // the current path is being checked: keep copies of what is sent (inflight.go)
+	held       *inflight                        // those copies; set by the control goroutine before suspect
+	pathIdle   atomic.Bool                      // the control goroutine stopped reading the counts: poke on use
+	path       pathState                        // control goroutine only
+	dial       dialState                        // control goroutine only (dial.go)
+	lastData   int64                            // control goroutine: pktsIn+pktsOut at the last idle check (idle.go)
+	idleSince  time.Time                        // control goroutine: when lastData last changed
 }
 
 func newPeer(h wire.HIT) *peer { return &peer{hit: h, heapIdx: -1} }
@@ -85,6 +101,7 @@ const (
 	pokeConnect uint32 = 1 << iota // data queued: start the BEX
 	pokeData                       // first ESP arrived on an SA marked notify
 	pokeRekey                      // the outbound SA needs rekeying
+	pokePath                       // the association is in use again, or ESP came from a new address (locators.go)
 )
 
 // poke asks the control goroutine to look at p. It does not block and,

@@ -95,6 +95,9 @@ func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
 	if d := p.direct.Load(); d != nil && *d == from {
 		s.sawDirect(p) // authenticated ESP from the direct address
 	}
+	if p.located.Load() {
+		s.pathIn(p, from, nh == esp.NextHeaderNone)
+	}
 	if nh == esp.NextHeaderNone {
 		putBuf(bp)
 		s.ctr.keepalivesIn.Add(1) // a keepalive (path.go sendDummy)
@@ -184,4 +187,41 @@ func (s *Stack) drop(c *atomic.Uint64, reason string, from netip.AddrPort, err e
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("drop", "reason", reason, "from", from, "err", err)
 	}
+}
+
+// pathIn counts authenticated ESP from p for its locator Set
+// (locators.go): from the current locator, in the counts the control
+// goroutine reads; from elsewhere, handed over as a NAT rebinding
+// candidate. The first packet after a quiet spell wakes the control
+// goroutine. Steady state: two atomic loads and an add.
+func (s *Stack) pathIn(p *peer, from netip.AddrPort, keepalive bool) {
+	from = unmapPort(from)
+	if a := p.addr.Load(); a != nil && *a == from {
+		if keepalive {
+			p.inKA.Add(1)
+		} else {
+			p.inCur.Add(1)
+		}
+		if p.pathIdle.Load() && p.pathIdle.CompareAndSwap(true, false) {
+			s.poke(p, pokePath)
+		}
+		return
+	}
+	if f := p.foreign.Load(); f == nil || *f != from {
+		nf := new(netip.AddrPort) // here, not &from: that would move from to the heap on every call
+		*nf = from
+		p.foreign.Store(nf) // taken by the control goroutine at most every pathSyncEvery
+		if f == nil {
+			s.poke(p, pokePath)
+		}
+	}
+}
+
+// unmapPort returns a with an IPv4-mapped address unmapped, as locators
+// are kept.
+func unmapPort(a netip.AddrPort) netip.AddrPort {
+	if a.Addr().Is4In6() {
+		return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+	}
+	return a
 }

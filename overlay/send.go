@@ -53,6 +53,9 @@ func (s *Stack) seal(p *peer, o *esp.Outbound, srcPort, dstPort uint16, payload 
 	}
 	err = s.sock.writeTo(pkt, to)
 	n := len(pkt)
+	if p.suspect.Load() {
+		p.held.keep(pkt) // inflight.go: sent again if the path is given up
+	}
 	putBuf(out)
 	if err != nil {
 		s.ctr.sendErrors.Add(1)
@@ -61,6 +64,9 @@ func (s *Stack) seal(p *peer, o *esp.Outbound, srcPort, dstPort uint16, payload 
 	s.countSent(p, n, len(payload))
 	if t := s.clock.Load(); p.lastOut.Load() != t {
 		p.lastOut.Store(t) // read first: no shared write per packet
+	}
+	if p.pathIdle.Load() && p.pathIdle.CompareAndSwap(true, false) {
+		s.poke(p, pokePath) // in use again: the locators watch the path (locators.go)
 	}
 	if o.NeedsRekey() {
 		s.askRekey(p)

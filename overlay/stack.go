@@ -134,7 +134,7 @@ func newStack(cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	s.db = db
-	c := &control{s: s, spiRes: map[uint32]time.Time{}, switchGrace: max(cfg.Handshake.RetransmitTimeout, minSwitchGrace), r1lim: newR1Limiter(),
+	c := &control{s: s, spiRes: map[uint32]time.Time{}, pathBusy: map[*peer]struct{}{}, switchGrace: max(cfg.Handshake.RetransmitTimeout, minSwitchGrace), r1lim: newR1Limiter(),
 		reg: regState{queued: map[wire.HIT][]*regCommand{}}}
 	hc := cfg.Handshake
 	hc.Identity = cfg.Identity
@@ -200,9 +200,11 @@ func (s *Stack) HIT() wire.HIT { return s.hit }
 // LocalAddr returns the address of the node's UDP socket.
 func (s *Stack) LocalAddr() netip.AddrPort { return s.sock.local }
 
-// AddPeer sets the static locators of a peer; the first is used (the others
-// are kept for failover, which is not implemented yet). It may be called at
-// any time; an existing association moves to the new locator.
+// AddPeer adds static locators of a peer, keeping those given before. A
+// dial tries them in order, the next one dialAttemptDelay after the
+// previous (dial.go); once the association exists, they are its standby
+// locators, verified before traffic moves to one (locators.go). It may be
+// called at any time.
 func (s *Stack) AddPeer(hit wire.HIT, addrs ...netip.AddrPort) {
 	if len(addrs) == 0 {
 		return
@@ -210,8 +212,25 @@ func (s *Stack) AddPeer(hit wire.HIT, addrs ...netip.AddrPort) {
 	s.peersMu.Lock()
 	p := s.peerLocked(hit)
 	p.static.Store(true)
-	p.setLocator(addrs[0])
+	var all []netip.AddrPort
+	for _, a := range addrs {
+		if a = unmapPort(a); !containsAddr(all, a) {
+			all = append(all, a)
+		}
+	}
+	if old := p.configured.Load(); old != nil {
+		for _, a := range *old {
+			if !containsAddr(all, a) {
+				all = append(all, a)
+			}
+		}
+	}
+	p.configured.Store(&all)
+	if p.out.Load() == nil {
+		p.setLocator(all[0]) // where a dial starts
+	}
 	s.peersMu.Unlock()
+	s.poke(p, pokePath) // the control goroutine gives them to the Set
 }
 
 // learnPeer returns the peer struct for h, creating it with locator from
@@ -340,7 +359,7 @@ func (s *Stack) connect(ctx context.Context, hit wire.HIT) error {
 
 func ctxError(ctx context.Context, h wire.HIT) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %v: %w", ErrHandshakeTimeout, h, ctx.Err())
+		return &DialError{HIT: h, Reason: "no answer before the deadline", Err: fmt.Errorf("%w: %w", ErrHandshakeTimeout, ctx.Err()), timeout: true}
 	}
 	return fmt.Errorf("hip: connect %v: %w", h, ctx.Err())
 }
@@ -372,6 +391,23 @@ type PeerInfo struct {
 	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
 	Since                                    time.Time // when the current state was entered
 	Initiator                                bool
+	// Locators are the peer's locators with their states, the one in
+	// use first (Current set); empty for an association whose path is the
+	// relay's or ICE's (path.go).
+	Locators []LocatorInfo `json:",omitempty"`
+}
+
+// LocatorInfo is one locator of a peer (RFC 8046 §5.1).
+type LocatorInfo struct {
+	Addr      netip.AddrPort
+	State     string // "unverified", "active", "deprecated" (RFC 8046 §5.1), "failed" (unverified after a failed check)
+	Origin    string // "config", "locator-set", "packet", "ice", "relay"
+	Current   bool   // the association's traffic goes here
+	Preferred bool
+	RTT       time.Duration // smoothed probe round trip; zero: not measured
+	// LastReceived is when the last authenticated packet came from it, as
+	// the locator checks saw it.
+	LastReceived time.Time
 }
 
 // Peers returns one record per association, in HIT order, from the
@@ -382,12 +418,13 @@ func (s *Stack) Peers() []PeerInfo {
 		return nil
 	}
 	var out []PeerInfo
+	locs := s.peerLocators()
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		r := raw.(*assocRecord)
 		p := r.peer
 		loc, _ := p.locator()
 		pi := PeerInfo{
-			HIT: r.HIT, State: r.State, Path: p.pathName(), Locator: loc,
+			HIT: r.HIT, State: r.State, Path: p.pathName(), Locator: loc, Locators: locatorInfo(locs[r.HIT], loc),
 			InSPI: r.Info.InSPI, OutSPI: r.Info.OutSPI,
 			BytesIn: p.bytesIn.Load(), BytesOut: p.bytesOut.Load(),
 			PacketsIn: p.pktsIn.Load(), PacketsOut: p.pktsOut.Load(),

@@ -24,11 +24,30 @@ type Stats struct {
 	Drops                 Drops
 	BEX                   BEXStats
 	Relay                 RelayStats // on a relay server: its forwarding and drops (ForwarderReport)
+	Paths                 PathStats  // locators of direct associations: switches, probes, announcements
 
 	// Gauges, read when Stats is called.
 	Associations     map[string]int // associations by RFC 7401 state ("ESTABLISHED", "I1-SENT", ...)
 	RelaysRegistered int            // Config.Relays that hold our registration now
 	Registrations    int            // on a relay server: hosts registered with it now (ForwarderReport)
+}
+
+// PathStats counts what the locators of direct associations did
+// (locators.go, mobility.go, idle.go).
+type PathStats struct {
+	Switches uint64 // the path of an association moved to another locator ("path switch" in the log)
+	// LostInSwitch counts the data packets sent into a path that had
+	// failed, between its last authenticated packet and the switch away
+	// from it: the datagrams a failover may have lost (stream data is
+	// retransmitted).
+	LostInSwitch   uint64
+	ProbesSent     uint64 // UPDATEs with ECHO_REQUEST_SIGNED (RFC 8046 §5.4)
+	ProbesAnswered uint64 // their signed ECHO_RESPONSEs, matched by nonce
+	ProbesRefused  uint64 // probes not sent: over the credit of an unverified address (RFC 8046 §5.6)
+	EchoAnswered   uint64 // the peer's probes answered
+	Announcements  uint64 // UPDATEs with our LOCATOR_SET (RFC 8046 §5.2)
+	Resent         uint64 // ESP packets sent during a failed check, sent again on the new path (inflight.go)
+	IdleClosed     uint64 // associations closed for Config.IdleTimeout
 }
 
 // BEXStats counts base exchanges.
@@ -79,6 +98,12 @@ type counters struct {
 	keepalivesIn          atomic.Uint64
 	keepalivesOut         atomic.Uint64
 
+	pathSwitches, pathLost     atomic.Uint64
+	probesOut, probesAnswered  atomic.Uint64
+	probesRefused, echoAnswers atomic.Uint64
+	announcements, idleClosed  atomic.Uint64
+	pathResent                 atomic.Uint64
+
 	short, stun, malformed, unknownSPI, replay, authFailure, notForUs,
 	unauthorized, controlRejected, controlBacklog, notUDP, noListener,
 	inboxFull, queueFull, queueDiscarded, sendErrors, controlReplay, rateLimited atomic.Uint64
@@ -94,6 +119,13 @@ func (c *counters) snapshot() Stats {
 		ESPIn: c.espIn.Load(), ESPOut: c.espOut.Load(),
 		Delivered: c.delivered.Load(), ICEChecks: c.iceChecks.Load(),
 		KeepalivesIn: c.keepalivesIn.Load(), KeepalivesOut: c.keepalivesOut.Load(),
+		Paths: PathStats{
+			Switches: c.pathSwitches.Load(), LostInSwitch: c.pathLost.Load(),
+			ProbesSent: c.probesOut.Load(), ProbesAnswered: c.probesAnswered.Load(),
+			ProbesRefused: c.probesRefused.Load(), EchoAnswered: c.echoAnswers.Load(),
+			Announcements: c.announcements.Load(), IdleClosed: c.idleClosed.Load(),
+			Resent: c.pathResent.Load(),
+		},
 		STUNAnswered: c.stunAnswered.Load(), STUNMatched: c.stunMatched.Load(),
 		Drops: Drops{
 			Short: c.short.Load(), STUN: c.stun.Load(), Malformed: c.malformed.Load(),

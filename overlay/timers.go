@@ -90,6 +90,12 @@ func (c *control) arm() {
 	if len(c.timers) > 0 && c.timers[0].deadline.Before(next) {
 		next = c.timers[0].deadline
 	}
+	if !c.nextPathSync.IsZero() && c.nextPathSync.Before(next) {
+		next = c.nextPathSync
+	}
+	if !c.nextIdle.IsZero() && c.nextIdle.Before(next) {
+		next = c.nextIdle
+	}
 	if c.draining && c.drainUntil.Before(next) {
 		next = c.drainUntil
 	}
@@ -111,12 +117,20 @@ func (c *control) handleTimers(now time.Time) {
 		if p.nextOut != nil && !now.Before(p.switchAt) {
 			c.switchOut(p, p.nextOut)
 		}
+		c.dialTimeout(p, now) // dial.go
+		c.pathTimeout(p, now) // locators.go
 		if a := p.assoc; a != nil {
 			a.HandleTimeout(now) // a no-op for timers not yet due
 			c.process(p, now)
 		}
 	}
 	clear(c.due)
+	if !c.nextPathSync.IsZero() && !now.Before(c.nextPathSync) {
+		c.syncPaths(now) // locators.go
+	}
+	if !c.nextIdle.IsZero() && !now.Before(c.nextIdle) {
+		c.closeIdle(now) // idle.go
+	}
 	if !now.Before(c.nextTick) {
 		// The path check: keepalives and direct paths gone dark (path.go),
 		// and the data path's coarse clock.
@@ -145,4 +159,12 @@ func (c *control) handleTimers(now time.Time) {
 			f.Prune(now)
 		}
 	}
+}
+
+// earliest returns the earlier of two deadlines, zero meaning none.
+func earliest(d, t time.Time) time.Time {
+	if d.IsZero() || (!t.IsZero() && t.Before(d)) {
+		return t
+	}
+	return d
 }

@@ -104,6 +104,25 @@ func printStatus(w io.Writer, st hipnet.Status, now time.Time) {
 		}
 		fmt.Fprintf(tw, "%v\t%s\t%s\t%v\t%s\t%d\t%d\t%v\n", p.HIT, p.State, p.Path, p.Locator, suites,
 			p.BytesIn, p.BytesOut, now.Sub(p.Since).Truncate(time.Second))
+		for _, l := range p.Locators {
+			fmt.Fprintf(tw, "\t\t\t%v\t%s\n", l.Addr, locatorLine(l))
+		}
 	}
 	tw.Flush()
+}
+
+// locatorLine describes one of a peer's locators under its association:
+// its state, where it came from, and whether traffic goes there.
+func locatorLine(l hipnet.LocatorInfo) string {
+	s := l.State + ", " + l.Origin
+	if l.Preferred {
+		s += ", preferred"
+	}
+	if l.RTT > 0 {
+		s += ", rtt " + l.RTT.Round(100*time.Microsecond).String()
+	}
+	if l.Current {
+		s = "* " + s
+	}
+	return s
 }

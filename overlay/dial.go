@@ -1,0 +1,203 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"hipnet.dev/handshake"
+	"hipnet.dev/handshake/wire"
+)
+
+// Dialling a peer with several configured locators, in the manner of
+// Happy Eyeballs (RFC 8305 §5): the I1 goes to the first; if no R1 has
+// come dialAttemptDelay later, it goes to the next as well, and so on;
+// retransmissions go to every locator tried. The first accepted R1 decides:
+// the I2 and the association follow its source. An R1 is signed, so
+// whichever address it comes from, it is the peer's.
+//
+// The I1 is the same packet for every locator: it carries no address, and
+// HIP's state is per HIT, not per path (RFC 7401 §4.4), so the Responder
+// sees retransmissions, never two exchanges.
+
+// dialAttemptDelay is RFC 8305 §5's recommended Connection Attempt Delay.
+const dialAttemptDelay = 250 * time.Millisecond
+
+// dialState is a dial's progress through the configured locators
+// (control goroutine only).
+type dialState struct {
+	i1    []byte           // the last I1 sent, for the next locator
+	tried []netip.AddrPort // locators the I1 went to
+	next  time.Time        // when the next locator is tried; zero: none left
+	// wrong is a host that answered at a tried locator with another HIT.
+	wrong    wire.HIT
+	wrongAt  netip.AddrPort
+	viaRelay bool // the I1 went to a relay
+}
+
+// dialSent notes a control packet sent to p at to while p's base exchange
+// is in I1-SENT: an I1 is sent to the other locators tried as well.
+func (c *control) dialSent(p *peer, pkt []byte, to netip.AddrPort, now time.Time) {
+	a := p.assoc
+	if a == nil || a.State() != handshake.I1Sent || len(pkt) < 4 || wire.PacketType(pkt[2]&0x7f) != wire.I1 {
+		return
+	}
+	d := &p.dial
+	d.i1 = append(d.i1[:0], pkt...)
+	if p.relay != nil {
+		d.viaRelay = true
+		return
+	}
+	first := len(d.tried) == 0
+	if first {
+		c.dialling++
+	}
+	if !containsAddr(d.tried, to) {
+		d.tried = append(d.tried, to)
+	}
+	for _, t := range d.tried {
+		if t != to {
+			c.sendControl(pkt, t) // a retransmission: to every locator tried
+		}
+	}
+	if first && c.untried(p).IsValid() {
+		d.next = now.Add(dialAttemptDelay)
+		c.timers.set(p, earliest(p.deadline, d.next))
+	}
+}
+
+// untried returns the next configured locator the I1 has not gone to.
+func (c *control) untried(p *peer) netip.AddrPort {
+	cf := p.configured.Load()
+	if cf == nil {
+		return netip.AddrPort{}
+	}
+	for _, a := range *cf {
+		if !containsAddr(p.dial.tried, a) {
+			return a
+		}
+	}
+	return netip.AddrPort{}
+}
+
+// dialTimeout tries the next locator when its time has come.
+func (c *control) dialTimeout(p *peer, now time.Time) {
+	d := &p.dial
+	if d.next.IsZero() || now.Before(d.next) {
+		return
+	}
+	d.next = time.Time{}
+	if p.assoc == nil || p.assoc.State() != handshake.I1Sent || len(d.i1) == 0 {
+		return
+	}
+	to := c.untried(p)
+	if !to.IsValid() {
+		return
+	}
+	d.tried = append(d.tried, to)
+	c.s.log.Debug("dial: next locator", "peer", p.hit.String(), "locator", to)
+	c.sendControl(d.i1, to)
+	if c.untried(p).IsValid() {
+		d.next = now.Add(dialAttemptDelay)
+	}
+}
+
+// followAnswer moves p's locator to where the R1 that was just accepted
+// came from, if that is another locator we dialled.
+func (c *control) followAnswer(p *peer, from netip.AddrPort) {
+	from = unmapPort(from)
+	at, ok := p.locator()
+	if !ok || at == from || p.relay != nil || !containsAddr(p.dial.tried, from) {
+		return
+	}
+	p.setLocator(from)
+	c.s.log.Info("dial: answered", "peer", p.hit.String(), "locator", from)
+}
+
+// wrongHost notes an R1 from sender, at from, that no exchange of ours
+// expected: if from is a locator we are dialling another HIT at, the dial
+// error will say that a different host answered there.
+func (c *control) wrongHost(sender wire.HIT, from netip.AddrPort) {
+	if c.dialling <= 0 {
+		return
+	}
+	from = unmapPort(from)
+	for _, p := range c.s.peerList() {
+		if p.hit != sender && p.assoc != nil && p.assoc.State() == handshake.I1Sent && containsAddr(p.dial.tried, from) {
+			p.dial.wrong, p.dial.wrongAt = sender, from
+		}
+	}
+}
+
+// endDial forgets the dial's progress.
+func (c *control) endDial(p *peer) {
+	if len(p.dial.tried) > 0 {
+		c.dialling--
+	}
+	p.dial = dialState{}
+}
+
+// dialError is the error of a failed base exchange, with what the dial
+// saw: which locators did not answer, or who answered instead.
+func (c *control) dialError(p *peer, err error) error {
+	if !errors.Is(err, handshake.ErrTimeout) {
+		return bexError(p.hit, err)
+	}
+	d := &p.dial
+	var why string
+	switch {
+	case !d.wrong.IsZero():
+		why = fmt.Sprintf("a different host (%v) answered at %v", d.wrong, d.wrongAt)
+	case d.viaRelay:
+		why = "no answer through the relay (the peer is not registered with it, or does not answer)"
+	case len(d.tried) > 0:
+		why = "no answer from " + joinAddrs(d.tried)
+	default:
+		why = "no answer"
+	}
+	return &DialError{HIT: p.hit, Reason: why, Tried: append([]netip.AddrPort(nil), d.tried...), WrongHost: d.wrong, Err: ErrHandshakeTimeout, timeout: true}
+}
+
+// DialError is a base exchange that did not complete: which locators were
+// tried and what was seen. It unwraps to ErrHandshakeTimeout (or to the
+// context's error when the caller's deadline ended first), and as a
+// net.Error its Timeout is true.
+type DialError struct {
+	HIT       wire.HIT
+	Reason    string           // "no answer from ...", "a different host (...) answered at ..."
+	Tried     []netip.AddrPort // the locators the I1 went to
+	WrongHost wire.HIT         // a host that answered with another HIT; zero: none
+	Err       error
+	timeout   bool
+}
+
+func (e *DialError) Error() string {
+	return fmt.Sprintf("hip: dial %v: %s: %v", e.HIT, e.Reason, e.Err)
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+// Timeout reports whether the dial ended because time ran out (net.Error).
+func (e *DialError) Timeout() bool { return e.timeout }
+
+// Temporary is false (net.Error; deprecated there).
+func (e *DialError) Temporary() bool { return false }
+
+func containsAddr(as []netip.AddrPort, a netip.AddrPort) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func joinAddrs(as []netip.AddrPort) string {
+	ss := make([]string, len(as))
+	for i, a := range as {
+		ss[i] = a.String()
+	}
+	return strings.Join(ss, ", ")
+}

@@ -1,0 +1,532 @@
+package overlay
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"hipnet.dev/handshake"
+	"hipnet.dev/handshake/wire"
+	"hipnet.dev/locator"
+)
+
+// The locators of a direct association (DESIGN.md "Mobility,
+// multihoming, failover"): each such peer has a locator.Set, owned by the
+// control goroutine, which decides where the association's packets go.
+// This file turns what the stack sees into the Set's events and the Set's
+// decisions into packets:
+//
+//   - the data path counts, in atomics, the authenticated packets that
+//     come from the current locator and the data packets it sends
+//     (receive.go, send.go); the control goroutine reads the counts every
+//     pathSyncEvery while the association is in use, and reports them as
+//     Set.Received and Set.Sent (feedPath). Authenticated ESP from another
+//     address is handed over through p.foreign and a poke: a NAT rebinding
+//     candidate, which the Set verifies before any traffic goes there;
+//   - the peer's LOCATOR_SET (an UPDATE, handshake EventLocatorSet) goes to
+//     Set.ApplyLocatorSet;
+//   - SendProbe becomes an UPDATE with ECHO_REQUEST_SIGNED and a fresh
+//     nonce to the address under test (RFC 8046 §5.4), paid for first with
+//     Set.AllowProbe; the signed ECHO_RESPONSE with that nonce, wherever
+//     it arrives from, is Set.Verified;
+//   - SendKeepalive becomes an ESP dummy packet (sendDummy);
+//   - Switch moves p.addr, where the data path sends, and is logged
+//     ("path switch") and counted.
+//
+// Associations through a relay keep the relay and ICE logic of path.go;
+// so do the associations of a relay server and those with our relays,
+// which the relay client keeps alive (relayclient.go).
+
+// pathSyncEvery is how often the data path's counts reach the Sets of the
+// associations in use. It adds at most this much to the detection of a
+// dead path (locator doc.go "Timing": 850 ms), which stays under a second.
+const pathSyncEvery = 50 * time.Millisecond
+
+// pathIdleAfter is how long an association may carry nothing, with no
+// check of the Set in flight, before its counts stop being read: the data
+// path's next packet wakes it (pokePath).
+const pathIdleAfter = 2 * time.Second
+
+// peerDoubtFor is how long a probe of the peer's on our current path
+// keeps our copies of what we send: longer than its check (850 ms).
+const peerDoubtFor = 2 * time.Second
+
+// maxProbes bounds the nonces of unanswered probes kept per peer: a
+// verification, a liveness check and a standby check in flight, each with
+// its retransmissions.
+const maxProbes = 12
+
+// probeRec is a probe sent: its nonce and where it went.
+type probeRec struct {
+	nonce [16]byte
+	to    netip.AddrPort
+}
+
+// pathState is the control goroutine's part of a peer's locators.
+type pathState struct {
+	set *locator.Set
+	// configured is the AddPeer list the Set was last given.
+	configured *[]netip.AddrPort
+	// The data path's counts as last reported to the Set.
+	seenIn, seenKA, seenOut, seenBytes uint64
+	quietSince                         time.Time // last sync that saw no change
+	syncing                            bool      // in control.pathBusy
+	probes                             []probeRec
+	// peerDoubts: until then the peer is checking the path we send on
+	// (its probes reached us), so what we send is kept (inflight.go).
+	peerDoubts time.Time
+	// lastProof is when the current locator last carried an authenticated
+	// packet, and outAtProof the data packets sent by then: on a failover,
+	// what was sent into the dead path since is counted as lost.
+	lastProof  time.Time
+	outAtProof uint64
+}
+
+// managed reports whether p's path is the Set's: a direct association of
+// a plain node, not a relay of ours.
+func (c *control) managed(p *peer) bool {
+	s := c.s
+	return p.relay == nil && s.cfg.Forwarder == nil && !s.isRelay(p.hit)
+}
+
+// pathSet returns p's Set, creating it and giving it the configured
+// locators; nil when p's path is not managed here.
+func (c *control) pathSet(p *peer, now time.Time) *locator.Set {
+	if !c.managed(p) {
+		if p.located.Load() {
+			c.resetPath(p)
+		}
+		return nil
+	}
+	ps := &p.path
+	if ps.set == nil {
+		cfg := c.s.cfg.Locator
+		if cfg.KeepaliveInterval == 0 {
+			cfg.KeepaliveInterval = c.s.keepaliveInterval()
+		}
+		ps.set = locator.New(cfg)
+		ps.configured = nil
+		p.located.Store(true)
+	}
+	if cf := p.configured.Load(); cf != ps.configured {
+		ps.configured = cf
+		if cf != nil {
+			for _, a := range *cf {
+				c.act(p, now, ps.set.Configure(now, a))
+			}
+		}
+	}
+	return ps.set
+}
+
+// resetPath forgets p's Set: its association ended, and the next one
+// starts from the configured locators.
+func (c *control) resetPath(p *peer) {
+	delete(c.pathBusy, p)
+	c.unsuspect(p)
+	p.held = nil
+	p.path = pathState{}
+	p.located.Store(false)
+	p.pathIdle.Store(false)
+	p.foreign.Store(nil)
+}
+
+// pathEstablished tells the Set that the base exchange completed over the
+// current address.
+func (c *control) pathEstablished(p *peer, now time.Time) {
+	set := c.pathSet(p, now)
+	if set == nil {
+		return
+	}
+	at, ok := p.locator()
+	if !ok {
+		return
+	}
+	c.act(p, now, set.Established(now, at))
+	p.path.seenIn, p.path.seenKA = p.inCur.Load(), p.inKA.Load()
+	p.path.seenOut, p.path.seenBytes = p.pktsOut.Load(), p.bytesIn.Load()
+	c.busy(p, now)
+}
+
+// busy makes the control goroutine read p's counts every pathSyncEvery.
+func (c *control) busy(p *peer, now time.Time) {
+	if p.path.set == nil {
+		return
+	}
+	p.pathIdle.Store(false)
+	if !p.path.syncing {
+		p.path.syncing = true
+		p.path.quietSince = now
+		c.pathBusy[p] = struct{}{}
+	}
+	if c.nextPathSync.IsZero() {
+		c.nextPathSync = now.Add(pathSyncEvery)
+	}
+}
+
+// syncPaths reads the counts of every association in use (every
+// pathSyncEvery while there is one).
+func (c *control) syncPaths(now time.Time) {
+	c.nextPathSync = time.Time{}
+	for p := range c.pathBusy {
+		c.feedPath(p, now)
+		if p.path.syncing {
+			c.sync(p)
+		}
+	}
+	if len(c.pathBusy) > 0 {
+		c.nextPathSync = now.Add(pathSyncEvery)
+	}
+}
+
+// feedPath reports the data path's counts since the last call to p's Set,
+// as one Sent and one Received (or ReceivedKeepalive) at now. Sends first:
+// within one period the order is unknown, and a reply is the likelier last
+// event on a path that works.
+func (c *control) feedPath(p *peer, now time.Time) {
+	ps := &p.path
+	set := ps.set
+	cur, ok := set.Current()
+	if !ok || p.assoc == nil {
+		c.idle(p)
+		return
+	}
+	out, in, ka, bytes := p.pktsOut.Load(), p.inCur.Load(), p.inKA.Load(), p.bytesIn.Load()
+	changed := false
+	if out != ps.seenOut {
+		ps.seenOut, changed = out, true
+		set.Sent(now, cur.Addr)
+	}
+	n := int(min(bytes-ps.seenBytes, 1<<30))
+	ps.seenBytes = bytes
+	if (in != ps.seenIn || ka != ps.seenKA) && !now.Before(ps.peerDoubts) {
+		c.unsuspect(p) // the path answers after all
+	}
+	switch {
+	case in != ps.seenIn:
+		ps.seenIn, ps.seenKA, changed = in, ka, true
+		ps.lastProof, ps.outAtProof = now, out
+		c.act(p, now, set.Received(now, cur.Addr, n))
+	case ka != ps.seenKA:
+		ps.seenKA = ka
+		ps.lastProof, ps.outAtProof = now, out
+		c.act(p, now, set.ReceivedKeepalive(now, cur.Addr, n))
+	}
+	// A new source after what the current locator carried: the Set
+	// judges a rebinding by which came last.
+	if f := p.foreign.Swap(nil); f != nil {
+		changed = true
+		c.act(p, now, set.Received(now, *f, 0))
+	}
+	if changed {
+		ps.quietSince = now
+		return
+	}
+	if now.Sub(ps.quietSince) >= pathIdleAfter && len(ps.probes) == 0 {
+		c.idle(p)
+	}
+}
+
+// idle stops reading p's counts until the data path pokes (pokePath).
+func (c *control) idle(p *peer) {
+	delete(c.pathBusy, p)
+	p.path.syncing = false
+	p.pathIdle.Store(true)
+}
+
+// pathPoke serves pokePath: p's association is in use again, or its ESP
+// came from an address other than the current locator's.
+func (c *control) pathPoke(p *peer, now time.Time) {
+	set := c.pathSet(p, now)
+	if set == nil || p.assoc == nil {
+		return
+	}
+	c.busy(p, now)
+	c.feedPath(p, now)
+	c.sync(p)
+}
+
+// pathTimeout runs p's Set timers (from the timer heap, sync).
+func (c *control) pathTimeout(p *peer, now time.Time) {
+	set := p.path.set
+	if set == nil || !c.managed(p) {
+		return
+	}
+	if d := set.Deadline(); d.IsZero() || now.Before(d) {
+		return
+	}
+	if p.path.syncing {
+		c.feedPath(p, now)
+	}
+	c.act(p, now, set.HandleTimeout(now))
+}
+
+// pathReceived reports an authenticated control packet of n octets from
+// the peer at from.
+func (c *control) pathReceived(p *peer, now time.Time, from netip.AddrPort, n int) {
+	if set := c.pathSet(p, now); set != nil && p.assoc != nil {
+		c.act(p, now, set.Received(now, from, n))
+	}
+}
+
+// pathSent reports a control packet of ours to to (sendPeer).
+func (c *control) pathSent(p *peer, now time.Time, to netip.AddrPort) {
+	if set := p.path.set; set != nil && c.managed(p) {
+		set.Sent(now, to)
+	}
+}
+
+// act carries out the Set's decisions.
+func (c *control) act(p *peer, now time.Time, ds []locator.Decision) {
+	if len(ds) == 0 {
+		return
+	}
+	ds = append(c.decisions[:0], ds...) // the Set reuses its slice
+	c.decisions = ds[:0]
+	for _, d := range ds {
+		switch d.Action {
+		case locator.SendProbe:
+			if c.suspicious(p, d) {
+				c.suspect(p)
+			}
+			c.probe(p, now, d)
+		case locator.SendKeepalive:
+			if d.Kind != locator.Relayed && c.s.sendDummy(p, d.To) {
+				p.lastOut.Store(now.UnixNano())
+			}
+		case locator.Switch:
+			c.switchPath(p, now, d)
+		}
+	}
+}
+
+// switchPath moves p's traffic to d.To.
+func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
+	s := c.s
+	if !d.To.IsValid() {
+		s.log.Warn("path lost", "peer", p.hit.String(), "locator", d.From, "reason", d.Reason.String())
+		return
+	}
+	if d.From.IsValid() {
+		s.ctr.pathSwitches.Add(1)
+		if d.Reason == locator.ReasonFailed || d.Reason == locator.ReasonFallback {
+			// What went into the dead path since its last sign of life.
+			ps := &p.path
+			s.ctr.pathLost.Add(p.pktsOut.Load() - ps.outAtProof)
+		}
+	}
+	p.setLocator(d.To)
+	c.resendHeld(p, d.To)
+	p.path.seenIn, p.path.seenKA = p.inCur.Load(), p.inKA.Load()
+	p.path.lastProof, p.path.outAtProof = now, p.pktsOut.Load()
+	lvl := slog.LevelInfo
+	if !d.From.IsValid() {
+		lvl = slog.LevelDebug // the first locator: not a switch
+	}
+	s.log.Log(context.Background(), lvl, "path switch", "peer", p.hit.String(), "from", d.From, "to", d.To,
+		"kind", d.Kind.String(), "reason", d.Reason.String())
+}
+
+// probe sends the check the Set asked for: an UPDATE with
+// ECHO_REQUEST_SIGNED and a fresh nonce, straight to d.To (RFC 8046
+// §5.4), within the Set's credit for that address.
+func (c *control) probe(p *peer, now time.Time, d locator.Decision) {
+	s := c.s
+	a := p.assoc
+	if a == nil || d.Kind == locator.Relayed {
+		return
+	}
+	var r probeRec
+	if _, err := rand.Read(r.nonce[:]); err != nil {
+		return
+	}
+	pkt, err := a.AppendProbe(c.probeBuf[:0], r.nonce[:])
+	if err != nil {
+		s.log.Debug("probe", "peer", p.hit.String(), "err", err)
+		return
+	}
+	c.probeBuf = pkt[:0]
+	if !p.path.set.AllowProbe(now, d.To, len(pkt)+wire.NonESPMarkerLen+28) {
+		s.ctr.probesRefused.Add(1)
+		return
+	}
+	r.to = d.To
+	ps := &p.path
+	if len(ps.probes) == maxProbes {
+		ps.probes = append(ps.probes[:0], ps.probes[1:]...)
+	}
+	ps.probes = append(ps.probes, r)
+	s.ctr.probesOut.Add(1)
+	c.sendControl(pkt, d.To)
+}
+
+// echoAnswered matches an authenticated ECHO_RESPONSE_SIGNED to the probe
+// that carried its nonce: that probe's address is verified.
+func (c *control) echoAnswered(p *peer, now time.Time, echo []byte) {
+	ps := &p.path
+	for i, r := range ps.probes {
+		if string(r.nonce[:]) != string(echo) {
+			continue
+		}
+		ps.probes = append(ps.probes[:i], ps.probes[i+1:]...)
+		c.s.ctr.probesAnswered.Add(1)
+		if set := ps.set; set != nil && c.managed(p) {
+			c.act(p, now, set.Verified(now, r.to))
+		}
+		return
+	}
+}
+
+// locatorSet applies the peer's LOCATOR_SET from an authenticated UPDATE
+// that came from in.
+func (c *control) locatorSet(p *peer, now time.Time, raw []byte, in *inbound) {
+	s := c.s
+	set := c.pathSet(p, now)
+	if set == nil || in == nil || in.via.relay != nil {
+		return
+	}
+	v, err := wire.ParseLocatorSet(raw)
+	if err != nil {
+		s.drop(&s.ctr.malformed, "malformed locator_set", in.from, err)
+		return
+	}
+	s.log.Info("locators", "peer", p.hit.String(), "n", v.Len(), "from", in.from)
+	c.act(p, now, set.ApplyLocatorSet(now, v, in.from.Port()))
+	c.busy(p, now)
+}
+
+// locatorsCmd asks for the locators of every peer with a Set (Peers).
+type locatorsCmd struct {
+	reply chan map[wire.HIT][]locator.Locator
+}
+
+func (m locatorsCmd) run(c *control, _ time.Time) {
+	out := map[wire.HIT][]locator.Locator{}
+	for p := range c.pathPeers() {
+		out[p.hit] = p.path.set.Locators(nil)
+	}
+	m.reply <- out
+}
+
+// pathPeers returns the peers whose path a Set decides.
+func (c *control) pathPeers() map[*peer]struct{} {
+	ps := map[*peer]struct{}{}
+	for _, p := range c.s.peerList() {
+		if p.path.set != nil && c.managed(p) {
+			ps[p] = struct{}{}
+		}
+	}
+	return ps
+}
+
+// peerLocators returns the Sets' locators by peer (Peers), or nil if the
+// control goroutine has stopped.
+func (s *Stack) peerLocators() map[wire.HIT][]locator.Locator {
+	reply := make(chan map[wire.HIT][]locator.Locator, 1)
+	select {
+	case s.cmds <- locatorsCmd{reply}:
+	case <-s.ctrlDone:
+		return nil
+	}
+	select {
+	case m := <-reply:
+		return m
+	case <-s.ctrlDone:
+		return nil
+	}
+}
+
+// pathEvent handles the association events of mobility (handshake
+// EventLocatorSet, EventEchoRequest, EventEchoResponse).
+func (c *control) pathEvent(p *peer, ev handshake.Event, now time.Time, in *inbound) {
+	switch ev.Kind {
+	case handshake.EventLocatorSet:
+		c.locatorSet(p, now, ev.LocatorSet, in)
+	case handshake.EventEchoRequest:
+		// The answer goes back where the request came from: that is the
+		// address the peer is verifying (RFC 8046 §5.4).
+		if in == nil {
+			return
+		}
+		c.s.ctr.echoAnswers.Add(1)
+		c.reply(ev.Reply, in)
+		if cur, ok := p.locator(); ok && cur == unmapPort(in.from) && p.path.set != nil {
+			// The peer checks the path we send on: it hears nothing from
+			// us, though we hear it (a path that lost one direction).
+			// Keep what we send until it has decided (inflight.go).
+			p.path.peerDoubts = now.Add(peerDoubtFor)
+			c.suspect(p)
+		}
+	case handshake.EventEchoResponse:
+		c.echoAnswered(p, now, ev.Echo)
+	}
+}
+
+// locatorInfo is PeerInfo.Locators: the current locator first.
+func locatorInfo(ls []locator.Locator, cur netip.AddrPort) []LocatorInfo {
+	if len(ls) == 0 {
+		return nil
+	}
+	out := make([]LocatorInfo, 0, len(ls))
+	for _, l := range ls {
+		li := LocatorInfo{Addr: l.Addr, State: l.State.String(), Origin: l.Origin.String(), Current: l.Addr == cur,
+			Preferred: l.Preferred, RTT: l.RTT, LastReceived: l.LastReceived}
+		if li.Current {
+			out = append([]LocatorInfo{li}, out...)
+		} else {
+			out = append(out, li)
+		}
+	}
+	return out
+}
+
+// suspect starts keeping copies of what p's data path sends (inflight.go):
+// the current path is being checked.
+func (c *control) suspect(p *peer) {
+	if p.held == nil {
+		p.held = &inflight{}
+	}
+	p.suspect.Store(true)
+}
+
+// unsuspect stops keeping copies and drops them.
+func (c *control) unsuspect(p *peer) {
+	if p.suspect.Swap(false) {
+		p.held.clear()
+	}
+}
+
+// resendHeld sends what was kept during the check of the path just left to
+// the new one, or, if nothing was, a keepalive: either way the peer sees
+// our authenticated packets arrive from the new path at once, and can
+// verify it and follow (RFC 8046 §5.4) without waiting for our next data.
+func (c *control) resendHeld(p *peer, to netip.AddrPort) {
+	n := 0
+	if p.suspect.Swap(false) {
+		n = p.held.resend(c.s, to)
+		p.held.clear()
+	}
+	p.path.peerDoubts = time.Time{}
+	c.s.ctr.pathResent.Add(uint64(n))
+	// And a keepalive, which is new to the peer even when the copies were
+	// not (a path that lost only our direction delivered them).
+	if c.s.sendDummy(p, to) {
+		p.lastOut.Store(time.Now().UnixNano())
+	}
+}
+
+// suspicious reports whether probe d puts the current path in doubt: a
+// liveness check of it, or the verification of a new source of the peer's
+// packets, which may be a NAT rebinding that the path is about to follow.
+func (c *control) suspicious(p *peer, d locator.Decision) bool {
+	switch d.Purpose {
+	case locator.ProbeLiveness:
+		return true
+	case locator.ProbeVerify:
+		l, ok := p.path.set.Lookup(d.To)
+		return ok && l.Origin == locator.OriginPacket && d.Attempt == 1
+	}
+	return false
+}
