@@ -81,7 +81,9 @@ type Config struct {
 	// its own addresses (netlink on Linux, polling elsewhere) and, when
 	// they change, announces them to its peers in an UPDATE (RFC 8046
 	// §5.2), so that a move from one network to another keeps its
-	// connections. A node bound to one address has nothing to watch.
+	// connections. A node bound to one address (ListenAddr, or a
+	// PacketConn bound to one) has nothing to watch. On Linux the watch
+	// follows the network namespace of the thread that called NewNode.
 	DisableAddrWatch bool
 }
 
