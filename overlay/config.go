@@ -90,6 +90,14 @@ type Config struct {
 	// esp.DefaultRekeyAfter, which keeps every sequence number unique.
 	RekeyAfter uint64
 
+	// RekeyInterval and RekeyBytes rekey an association's SAs, by UPDATE
+	// with a new Diffie-Hellman exchange, when its outbound SA is that old
+	// or has carried that many payload octets (rekeying.go). Zero means
+	// DefaultRekeyInterval (1 h) and DefaultRekeyBytes (64 GiB); a
+	// negative value disables the rule.
+	RekeyInterval time.Duration
+	RekeyBytes    int64
+
 	// KeepaliveInterval is how often a node sends NAT keepalives (RFC
 	// 5770 §4.7: 15 s, the default): STUN requests to its relays, which
 	// also tell it whether they restarted, and ESP dummy packets on idle

@@ -235,6 +235,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		c.installInbound(p, ev.Inbound, false)
 		if o := c.newOutbound(p, ev.Outbound); o != nil {
 			c.s.installOutbound(p, o)
+			p.outboundSince(now)
 		}
 		p.nextOut, p.switchAt = nil, time.Time{}
 		p.rekeyAsked.Store(false)

@@ -317,6 +317,7 @@ func (c *control) tick(now time.Time) {
 	dark := max(pathTimeout, 3*ka)
 	t := now.UnixNano()
 	for _, p := range s.peerList() {
+		c.rekeyDue(p, now) // rekeying.go
 		var to netip.AddrPort
 		d := p.direct.Load()
 		switch {

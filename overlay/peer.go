@@ -73,6 +73,8 @@ type peer struct {
 	dial       dialState                        // control goroutine only (dial.go)
 	lastData   int64                            // control goroutine: pktsIn+pktsOut at the last idle check (idle.go)
 	idleSince  time.Time                        // control goroutine: when lastData last changed
+	saSince    time.Time                        // control goroutine: when the outbound SA was installed (rekeying.go)
+	saBase     uint64                           // control goroutine: bytesOut then
 }
 
 func newPeer(h wire.HIT) *peer { return &peer{hit: h, heapIdx: -1} }

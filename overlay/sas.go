@@ -74,6 +74,7 @@ func (c *control) trimSAs() {
 // switchOut starts sending on a rekeyed outbound SA.
 func (c *control) switchOut(p *peer, o *esp.Outbound) {
 	p.out.Store(o)
+	p.outboundSince(time.Now())
 	p.nextOut, p.switchAt = nil, time.Time{}
 	if p.in != nil {
 		p.in.notify.Store(false)
