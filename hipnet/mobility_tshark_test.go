@@ -1,0 +1,74 @@
+package hipnet
+
+import (
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"hipnet.dev/internal/pcap"
+)
+
+// TestMobilityTshark: a live failover, captured on the client's socket,
+// read by Wireshark's HIP dissector: the address checks are UPDATEs with
+// ECHO_REQUEST_SIGNED (RFC 8046 §5.4) and their signed answers carry
+// ECHO_RESPONSE_SIGNED, and no HIP packet of the capture is malformed.
+func TestMobilityTshark(t *testing.T) {
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		t.Skip("tshark not installed (apt-get install tshark); CI installs it")
+	}
+	capFile := filepath.Join(t.TempDir(), "mobility.pcap")
+	capt, err := pcap.CreateCapture(capFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer capt.Close()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newMobilityRig(t, 2, Config{PacketConn: capt.Conn(udp)})
+	k := r.stream(t)
+	sh := r.server.HIT()
+	verified(t, r.client, sh, r.paths[1].Addr(), 5*time.Second)
+	r.paths[0].Blackhole(true)
+	if !waitUntil(3*time.Second, func() bool {
+		l, ok := currentLocator(r.client, sh)
+		return ok && l.Addr == r.paths[1].Addr()
+	}) {
+		t.Fatal("no failover")
+	}
+	flows(t, k, 16<<10, 5*time.Second)
+	finish(t, k)
+	r.client.Close()
+	if err := capt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(int(r.client.LocalAddr().Port()))
+	run := func(filter string, fields ...string) string {
+		t.Helper()
+		args := []string{"-n", "-r", capFile, "-d", "udp.port==" + port + ",hip", "-Y", filter, "-T", "fields"}
+		for _, f := range fields {
+			args = append(args, "-e", f)
+		}
+		out, err := exec.Command(tshark, args...).Output()
+		if err != nil {
+			t.Fatalf("tshark: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	// 897 ECHO_REQUEST_SIGNED, 961 ECHO_RESPONSE_SIGNED (RFC 7401 §5.2.20-21).
+	probes := run("hip.packet_type == 16 && hip.type == 897", "frame.number")
+	answers := run("hip.packet_type == 16 && hip.type == 961", "frame.number")
+	if probes == "" || answers == "" {
+		t.Fatalf("capture has no probe (%q) or no answer (%q)", probes, answers)
+	}
+	if bad := run("hip && (_ws.malformed || _ws.expert.severity >= error)", "frame.number"); bad != "" {
+		t.Fatalf("tshark reports malformed or error HIP packets: frames %s", bad)
+	}
+	t.Logf("tshark: %d probes, %d answers, none malformed", len(strings.Fields(probes)), len(strings.Fields(answers)))
+}
