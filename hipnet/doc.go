@@ -35,6 +35,32 @@
 // ErrHandshakeTimeout, ErrHandshakeFailed, ErrRefused, ErrNotAuthorized,
 // ErrClosed); deadlines and context cancellation behave as in package net.
 //
+// # Mobility and failover
+//
+// A peer may have several locators (Config.Peers, AddPeer): a dial tries
+// them in order, the next 250 ms after the previous (Happy Eyeballs), and
+// fails at the context's deadline with a net.Error whose Timeout is true
+// and whose message names the locators tried and what answered there. Once connected, the
+// node checks the path it sends on and, when it dies, moves the
+// association to another verified locator within about a second; the
+// application's connections carry on (RFC 8047). A peer whose packets
+// arrive from a new address (a NAT rebinding, a move) is followed there
+// once the address has answered a signed check (RFC 8046 §5.4); a packet
+// replayed from elsewhere never moves the path. A node listening on the
+// unspecified address (the default, ":10500") watches its own addresses
+// and announces them to its peers when they change (RFC 8046 §5.2).
+// PeerInfo.Locators shows each locator's state and which one is in use;
+// Stats.Paths counts the switches. An association with no application
+// data for Config.IdleTimeout (15 min) closes; the next dial opens a new
+// one.
+//
+// # Goroutines
+//
+// A node runs its stack's goroutines (package overlay lists them: three
+// for a plain node, one more per relay), those of the QUIC streams layer
+// while streams are open, and, when it watches its addresses, the address
+// monitor's one (internal/netmon). Close stops them all.
+//
 // # The default node
 //
 // The package-level Dial, DialContext, Listen and ListenPacket use the

@@ -77,6 +77,15 @@
 //     (answered from the read loop) and STUNBinding, which learns the
 //     server-reflexive address of the node's own socket (RFC 8489, RFC
 //     5770 §4.2, §5.3).
+//   - locators.go: mobility and multihoming of direct associations (RFC
+//     8046, RFC 8047): each peer's locator.Set fed with what the data path
+//     counts, its probes sent as UPDATEs with ECHO_REQUEST_SIGNED, its
+//     switches applied to the peer's locator; inflight.go: the copies of
+//     what was sent into a suspect path, sent again on the new one;
+//     mobility.go: our own addresses announced in LOCATOR_SET when
+//     Config.WatchAddrs reports a change; dial.go: a dial over several
+//     configured locators (Happy Eyeballs) and its DialError; idle.go:
+//     Config.IdleTimeout; rekeying.go: rekeys by time and volume.
 //   - keylog.go, stats.go: the Wireshark ESP key log and the counters.
 //   - ratelimit.go: the R1 rate limits per source, per address and in
 //     total (RFC 7401 §6.7, §9), so that the node is no reflector.
@@ -102,6 +111,9 @@
 //
 // A plain node therefore runs three; with n relays, 3+n; with a
 // Forwarder, three.
+// Mobility starts none: the locator checks run on the control goroutine,
+// which also reads Config.WatchAddrs' channel (the watcher's own goroutine
+// is its owner's: package hipnet's address monitor).
 // Beside them the runtime runs the callbacks of InnerConn deadline timers
 // (time.AfterFunc). None is started per packet, and Close stops them all.
 // Callers' goroutines block in Connect, Register and STUNBinding, which
