@@ -72,6 +72,11 @@ type SessionConfig struct {
 	// DefaultPacing. It also sets how often pion retransmits: every
 	// RTO = MAX(500 ms, Ta * number of remote candidates) (RFC 5770 §4.6).
 	Pacing time.Duration
+	// After, when set, is the clock of the session's own waits (the pacing
+	// of checks, the Timeout): a channel closed d from now. The stack
+	// passes its timer heap's (overlay Stack.after), so that its one heap
+	// drives every timer but pion's. Nil: time.After.
+	After func(d time.Duration) <-chan struct{}
 	// Timeout: give up (onFailed) when no pair is selected this long after
 	// NewSession; zero means DefaultTimeout.
 	Timeout time.Duration
@@ -168,6 +173,9 @@ func newSession(cfg SessionConfig, onSelected func(netip.AddrPort), onFailed fun
 	}
 	cfg.Key = append([]byte(nil), cfg.Key...)
 	cfg.Remote = append([]Candidate(nil), cfg.Remote...)
+	if cfg.After == nil {
+		cfg.After = afterTimer
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -391,8 +399,6 @@ func (s *Session) send(b []byte, to netip.AddrPort) {
 // check on every pair at each tick (pingAllCandidates, agent.go:796).
 func (s *Session) pacer() {
 	defer s.wg.Done()
-	t := time.NewTimer(s.ta)
-	t.Stop()
 	for {
 		select {
 		case <-s.done:
@@ -400,14 +406,19 @@ func (s *Session) pacer() {
 		case p := <-s.pace:
 			s.send(p.b, p.addr)
 		}
-		t.Reset(s.ta)
 		select {
 		case <-s.done:
-			t.Stop()
 			return
-		case <-t.C:
+		case <-s.cfg.After(s.ta):
 		}
 	}
+}
+
+// afterTimer is SessionConfig.After's default.
+func afterTimer(d time.Duration) <-chan struct{} {
+	ch := make(chan struct{})
+	time.AfterFunc(d, func() { close(ch) })
+	return ch
 }
 
 // pionSelected is pion's OnSelectedCandidatePairChange handler.
@@ -446,14 +457,14 @@ func (s *Session) wake() {
 // after the Timeout.
 func (s *Session) run() {
 	defer s.wg.Done()
-	timer := time.NewTimer(s.cfg.Timeout)
-	defer timer.Stop()
+	timeout := s.cfg.After(s.cfg.Timeout)
 	var reported netip.AddrPort
 	for {
 		select {
 		case <-s.done:
 			return
-		case <-timer.C:
+		case <-timeout:
+			timeout = nil // closed for good: once
 			if s.latest.Load() == nil {
 				s.fail()
 				return
@@ -463,7 +474,7 @@ func (s *Session) run() {
 			if p := s.latest.Load(); p != nil {
 				if *p != reported {
 					reported = *p
-					timer.Stop()
+					timeout = nil // selected: no more giving up
 					s.mu.Lock()
 					s.selected, s.hasSel = *p, true
 					s.mu.Unlock()

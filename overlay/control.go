@@ -75,7 +75,7 @@ type control struct {
 	timers timerHeap
 	timer  *time.Timer
 	armed  time.Time
-	due    []*peer
+	due    []*timerEntry
 	spare  []*peer
 	wakes  []wake
 
@@ -215,7 +215,7 @@ func (c *control) processPacket(p *peer, now time.Time, in *inbound) {
 		c.event(p, a, ev, now, in)
 	}
 	if pz := p.puzzle.Load(); pz != nil && a.Solving() != pz {
-		p.puzzle.Store(nil) // restarted, closed or failed: its solver stops
+		c.dropPuzzle(p) // restarted, closed or failed: its solver stops
 	}
 	out := a.Outgoing()
 	c.sync(p)
@@ -377,7 +377,7 @@ func (c *control) abandon(p *peer) {
 		}
 	}
 	p.assoc = nil
-	p.puzzle.Store(nil) // its solver, if any, stops
+	c.dropPuzzle(p) // its solver, if any, stops
 	if p.rec != nil {
 		if err := deleteRecord(s.db, p.hit); err != nil {
 			s.log.Error("store", "peer", p.hit.String(), "err", err)

@@ -64,7 +64,7 @@ func (c *control) dialSent(p *peer, pkt []byte, to netip.AddrPort, now time.Time
 	}
 	if first && c.untried(p).IsValid() {
 		d.next = now.Add(dialAttemptDelay)
-		c.timers.set(p, earliest(p.deadline, d.next))
+		c.timers.set(p, earliest(p.tm.deadline, d.next))
 	}
 }
 

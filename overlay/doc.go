@@ -50,10 +50,13 @@
 //     the bound NOTIFY BLOCKED_BY_POLICY are applied there), sas.go (SAs
 //     in and out of the data path, rekeys, SPI allocation), connect.go
 //     (Connect, the data path's pokes, waiters), shutdown.go (Close).
-//   - timers.go: the control goroutine's timer heap (retransmission, state
-//     lifetimes, the path check, R1 rotation, the puzzle's load window, the
-//     rekey switch, Close's wait); the clocks still outside it are listed
-//     there.
+//   - timers.go: the control goroutine's one timer heap: every protocol
+//     timer of the stack (retransmission, state lifetimes, locator checks,
+//     the path check, R1 rotation, the puzzle's load window, the rekey
+//     switch, Close's wait), and the wake-ups the other goroutines wait
+//     for (Stack.after: the relay loops' keepalives and back-offs, STUN
+//     retransmissions, the ICE sessions' pacing and timeout). Only pion/ice
+//     keeps a clock of its own.
 //   - store.go: the memdb association table, the source of truth for
 //     Peers and the control plane's view; satable.go: the data path's
 //     copy-on-write SPI → SA table derived from it.

@@ -24,9 +24,10 @@ type peer struct {
 	// puzzle is the puzzle the association waits for (handshake
 	// Association.Solving), kept by the control goroutine for the solver
 	// goroutines (puzzle.go): a search for another one stops.
-	puzzle atomic.Pointer[handshake.Puzzle]
-	pokes  atomic.Uint32 // pending poke bits for the control goroutine
-	static atomic.Bool   // locator given by AddPeer (keep the peer without an association)
+	puzzle      atomic.Pointer[handshake.Puzzle]
+	solveCancel chan struct{} // control goroutine: closed to stop the solver of puzzle (puzzle.go)
+	pokes       atomic.Uint32 // pending poke bits for the control goroutine
+	static      atomic.Bool   // locator given by AddPeer (keep the peer without an association)
 
 	bytesIn, bytesOut, pktsIn, pktsOut atomic.Uint64
 
@@ -43,9 +44,8 @@ type peer struct {
 	switchAt     time.Time     // when nextOut is used anyway
 	crossedRekey bool          // the peer's rekey UPDATE crossed ours
 	waiters      []chan error  // Connects waiting for the BEX
-	heapIdx      int           // index in the timer heap, -1 if absent
-	deadline     time.Time
-	rvsUntil     time.Time // our RENDEZVOUS registration with this peer lasts until (rendezvous.go)
+	tm           timerEntry    // its entry in the timer heap (timers.go)
+	rvsUntil     time.Time     // our RENDEZVOUS registration with this peer lasts until (rendezvous.go)
 
 	// Paths (path.go). relay and relayTo are the control goroutine's;
 	// relayed, direct and the times are read by the data path too.
@@ -77,7 +77,11 @@ type peer struct {
 	saBase     uint64                           // control goroutine: bytesOut then
 }
 
-func newPeer(h wire.HIT) *peer { return &peer{hit: h, heapIdx: -1} }
+func newPeer(h wire.HIT) *peer {
+	p := &peer{hit: h}
+	p.tm = timerEntry{idx: -1, p: p}
+	return p
+}
 
 func (p *peer) locator() (netip.AddrPort, bool) {
 	if a := p.addr.Load(); a != nil {

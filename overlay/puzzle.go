@@ -29,20 +29,32 @@ type puzzleResult struct {
 func maxSolvers() int { return max(1, runtime.GOMAXPROCS(0)) }
 
 // solve starts the search for p's puzzle. The solver stops when the
-// puzzle's lifetime ends, when the stack closes, or when p's association
-// no longer waits for this puzzle (it restarted, closed or failed); while
-// all solvers are busy it waits for one, under the same conditions.
+// stack closes or when p's association no longer waits for this puzzle
+// (it restarted, closed or failed, its lifetime ended: the association's
+// deadline in the timer heap); while all solvers are busy it waits for
+// one, under the same conditions. The control goroutine tells it so by
+// closing its cancel channel (dropPuzzle): no clock of its own.
 func (c *control) solve(p *peer, pz *handshake.Puzzle) {
 	s := c.s
+	c.dropPuzzle(p)
+	cancel := make(chan struct{})
 	p.puzzle.Store(pz)
+	p.solveCancel = cancel
 	stale := func() bool {
-		return s.closed.Load() || p.puzzle.Load() != pz || !time.Now().Before(pz.Deadline)
+		select {
+		case <-cancel:
+			return true
+		case <-s.closing:
+			return true
+		default:
+			return false
+		}
 	}
 	s.solving.Add(1)
 	go func() {
 		defer s.solving.Done()
 		r := puzzleResult{p: p, pz: pz}
-		if acquireSolver(s, stale) {
+		if acquireSolver(s, cancel) {
 			r.j, r.err = pz.Solve(stale)
 			<-s.solvers
 		} else {
@@ -55,29 +67,28 @@ func (c *control) solve(p *peer, pz *handshake.Puzzle) {
 	}()
 }
 
+// dropPuzzle stops the search for p's puzzle, if one runs.
+func (c *control) dropPuzzle(p *peer) {
+	p.puzzle.Store(nil)
+	if p.solveCancel != nil {
+		close(p.solveCancel)
+		p.solveCancel = nil
+	}
+}
+
 // errSolverGaveUp: the puzzle went stale while waiting for a free solver.
 var errSolverGaveUp = errors.New("hip: puzzle no longer wanted, or its lifetime ended, before a solver was free")
 
-// solverPoll is how often a solver waiting for a core looks whether its
-// puzzle is still wanted.
-const solverPoll = 50 * time.Millisecond
-
-// acquireSolver takes one of the solver slots, or reports false once stale
-// does (or the stack closes) first.
-func acquireSolver(s *Stack, stale func() bool) bool {
-	t := time.NewTicker(solverPoll)
-	defer t.Stop()
-	for {
-		select {
-		case s.solvers <- struct{}{}:
-			return true
-		case <-s.closing:
-			return false
-		case <-t.C:
-			if stale() {
-				return false
-			}
-		}
+// acquireSolver takes one of the solver slots, or reports false once the
+// puzzle is no longer wanted (cancel) or the stack closes.
+func acquireSolver(s *Stack, cancel <-chan struct{}) bool {
+	select {
+	case s.solvers <- struct{}{}:
+		return true
+	case <-s.closing:
+		return false
+	case <-cancel:
+		return false
 	}
 }
 

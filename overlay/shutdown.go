@@ -69,4 +69,10 @@ func (c *control) finish() {
 	}
 	c.regShutdown()
 	c.flushWakes()
+	for _, e := range c.timers {
+		if e.wake != nil {
+			close(e.wake) // a goroutine waiting on after: the stack is done
+		}
+	}
+	c.timers = nil
 }

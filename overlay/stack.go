@@ -311,11 +311,9 @@ func (s *Stack) Connect(ctx context.Context, hit wire.HIT) error {
 
 // sleepCtx waits d; false if ctx ended or the stack closed first.
 func (s *Stack) sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
-	case <-t.C:
-		return true
+	case <-s.after(d): // the control goroutine's timer heap (timers.go)
+		return !s.closed.Load()
 	case <-ctx.Done():
 		return false
 	case <-s.closing:

@@ -140,12 +140,6 @@ func (s *Stack) stunTransaction(ctx context.Context, server netip.AddrPort) (net
 	if rto <= 0 {
 		rto = stunRTO
 	}
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
 	wait := rto
 	for sent := 1; ; sent++ {
 		if err := s.sock.writeTo(req.Raw, server); err != nil {
@@ -161,15 +155,10 @@ func (s *Stack) stunTransaction(ctx context.Context, server netip.AddrPort) (net
 		if sent == stunRc {
 			wait = stunRm * rto
 		}
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		} else {
-			timer.Reset(wait)
-		}
 		select {
 		case r := <-ch:
 			return r.addr, r.instance, r.err
-		case <-timer.C:
+		case <-s.after(wait): // the control goroutine's timer heap (timers.go)
 			if sent == stunRc {
 				return netip.AddrPort{}, 0, fmt.Errorf("%w: %v: no answer to %d requests", ErrSTUNTimeout, server, stunRc)
 			}

@@ -5,76 +5,125 @@ import (
 	"time"
 )
 
-// The control goroutine's timers: it keeps the associations' deadlines
-// (retransmission, R2-SENT, CLOSING/CLOSED/E-FAILED, a rekey's deadline, a
-// puzzle's lifetime: Association.Deadline; the switch to a rekeyed
-// outbound SA) in a heap and arms one time.Timer for the earliest of them,
-// the next path check (keepalives and direct paths gone dark, path.go
-// tick), the next R1 rotation (Endpoint.NextRotation), the end of the load
-// window (Endpoint.LoadDeadline) and, while Close drains, the end of the
-// CLOSE_ACK wait.
+// The control goroutine's timers, all in one heap with one time.Timer
+// armed for the earliest entry:
 //
-// Not every clock is here yet: each relay loop's waits
-// (relayclient.go), STUN retransmissions (stun.go), a puzzle solver's wait for a free core
-// (puzzle.go) and the ICE sessions' own timers (nat/) keep their own.
-// Moving them into this heap is the next step of the layout work.
+//   - each association's deadline (retransmission, R2-SENT,
+//     CLOSING/CLOSED/E-FAILED, a rekey's deadline, a puzzle's lifetime:
+//     Association.Deadline), the switch to a rekeyed outbound SA, its
+//     locator Set's next check (locators.go) and its dial's next locator
+//     (dial.go): one entry per peer, at the earliest of them;
+//   - wake-ups asked for by the stack's other goroutines (after): each
+//     relay loop's keepalive and back-off waits (relayclient.go) and each
+//     STUN transaction's retransmissions (stun.go). The goroutine blocks
+//     on a channel that the control goroutine closes when the time comes.
+//
+// Beside the heap, the loop's timer also covers the stack-wide deadlines:
+// the next path check (path.go tick), the locators' count reading
+// (syncPaths), the idle check (idle.go), the next R1 rotation
+// (Endpoint.NextRotation), the end of the load window
+// (Endpoint.LoadDeadline) and, while Close drains, the end of the
+// CLOSE_ACK wait. No other clock runs in the stack, but for pion/ice's own
+// inside each ICE session (nat/), which the library keeps.
 
-// timerHeap is a min-heap of peers by deadline (container/heap).
-type timerHeap []*peer
+// timerEntry is one deadline in the heap: a peer's, or a wake-up.
+type timerEntry struct {
+	deadline time.Time
+	idx      int           // index in the heap, -1 if absent
+	p        *peer         // the peer whose deadline this is; nil for a wake-up
+	wake     chan struct{} // a wake-up: closed when due
+}
+
+// timerHeap is a min-heap of entries by deadline (container/heap).
+type timerHeap []*timerEntry
 
 func (h timerHeap) Len() int           { return len(h) }
 func (h timerHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
 func (h timerHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
+	h[i].idx = i
+	h[j].idx = j
 }
 
 func (h *timerHeap) Push(x any) {
-	p := x.(*peer)
-	p.heapIdx = len(*h)
-	*h = append(*h, p)
+	e := x.(*timerEntry)
+	e.idx = len(*h)
+	*h = append(*h, e)
 }
 
 func (h *timerHeap) Pop() any {
 	old := *h
 	n := len(old)
-	p := old[n-1]
+	e := old[n-1]
 	old[n-1] = nil
 	*h = old[:n-1]
-	p.heapIdx = -1
-	return p
+	e.idx = -1
+	return e
 }
 
 // set schedules p at d; a zero d unschedules it.
-func (h *timerHeap) set(p *peer, d time.Time) {
+func (h *timerHeap) set(p *peer, d time.Time) { h.setEntry(&p.tm, d) }
+
+func (h *timerHeap) setEntry(e *timerEntry, d time.Time) {
 	if d.IsZero() {
-		h.remove(p)
+		h.removeEntry(e)
 		return
 	}
-	p.deadline = d
-	if p.heapIdx >= 0 {
-		heap.Fix(h, p.heapIdx)
+	e.deadline = d
+	if e.idx >= 0 {
+		heap.Fix(h, e.idx)
 	} else {
-		heap.Push(h, p)
+		heap.Push(h, e)
 	}
 }
 
-func (h *timerHeap) remove(p *peer) {
-	if p.heapIdx >= 0 {
-		heap.Remove(h, p.heapIdx)
+func (h *timerHeap) remove(p *peer) { h.removeEntry(&p.tm) }
+
+func (h *timerHeap) removeEntry(e *timerEntry) {
+	if e.idx >= 0 {
+		heap.Remove(h, e.idx)
 	}
-	p.deadline = time.Time{}
+	e.deadline = time.Time{}
 }
 
-// due pops and returns the peers whose deadline is not after now.
-func (h *timerHeap) due(now time.Time, dst []*peer) []*peer {
+// due pops and returns the entries whose deadline is not after now.
+func (h *timerHeap) due(now time.Time, dst []*timerEntry) []*timerEntry {
 	for h.Len() > 0 && !(*h)[0].deadline.After(now) {
-		p := heap.Pop(h).(*peer)
-		p.deadline = time.Time{}
-		dst = append(dst, p)
+		e := heap.Pop(h).(*timerEntry)
+		e.deadline = time.Time{}
+		dst = append(dst, e)
 	}
 	return dst
+}
+
+// afterCmd asks for a wake-up at at (Stack.after).
+type afterCmd struct {
+	at   time.Time
+	wake chan struct{}
+}
+
+func (m afterCmd) run(c *control, now time.Time) {
+	if !m.at.After(now) {
+		close(m.wake)
+		return
+	}
+	c.timers.setEntry(&timerEntry{idx: -1, wake: m.wake}, m.at)
+}
+
+// after returns a channel that the control goroutine closes d from now,
+// from its timer heap: how the stack's other goroutines wait for a
+// protocol time (a keepalive interval, a retransmission timeout). It is
+// closed at once if the stack is closing. A wait abandoned early leaves
+// its entry in the heap until it is due, which bounds nothing more than
+// the waits themselves.
+func (s *Stack) after(d time.Duration) <-chan struct{} {
+	wake := make(chan struct{})
+	select {
+	case s.cmds <- afterCmd{at: time.Now().Add(d), wake: wake}:
+	case <-s.closing:
+		close(wake)
+	}
+	return wake
 }
 
 // arm resets the control loop's timer to the earliest of the association
@@ -113,7 +162,12 @@ func (c *control) arm() {
 func (c *control) handleTimers(now time.Time) {
 	c.armed = time.Time{}
 	c.due = c.timers.due(now, c.due[:0])
-	for _, p := range c.due {
+	for _, e := range c.due {
+		p := e.p
+		if p == nil {
+			close(e.wake)
+			continue
+		}
 		if p.nextOut != nil && !now.Before(p.switchAt) {
 			c.switchOut(p, p.nextOut)
 		}
