@@ -120,6 +120,7 @@ type control struct {
 	pathBusy     map[*peer]struct{}
 	nextPathSync time.Time
 	decisions    []locator.Decision
+	locBuf       []locator.Locator
 	probeBuf     []byte
 	// announced is the LOCATOR_SET we last announced (mobility.go).
 	announced []wire.Locator

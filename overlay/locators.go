@@ -77,6 +77,9 @@ type pathState struct {
 	// peerDoubts: until then the peer is checking the path we send on
 	// (its probes reached us), so what we send is kept (inflight.go).
 	peerDoubts time.Time
+	// withdrawn is a locator the peer's LOCATOR_SET left out while it was
+	// current: removed once traffic has moved off it.
+	withdrawn netip.AddrPort
 	// lastProof is when the current locator last carried an authenticated
 	// packet, and outAtProof the data packets sent by then: on a failover,
 	// what was sent into the dead path since is counted as lost.
@@ -319,6 +322,10 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 	}
 	p.setLocator(d.To)
 	c.resendHeld(p, d.To)
+	if w := p.path.withdrawn; w == d.From {
+		p.path.withdrawn = netip.AddrPort{}
+		p.path.set.Remove(now, w) // withdrawn by the peer while it was current (withdrawn)
+	}
 	p.path.seenIn, p.path.seenKA = p.inCur.Load(), p.inKA.Load()
 	p.path.lastProof, p.path.outAtProof = now, p.pktsOut.Load()
 	lvl := slog.LevelInfo
@@ -394,7 +401,45 @@ func (c *control) locatorSet(p *peer, now time.Time, raw []byte, in *inbound) {
 	}
 	s.log.Info("locators", "peer", p.hit.String(), "n", v.Len(), "from", in.from)
 	c.act(p, now, set.ApplyLocatorSet(now, v, in.from.Port()))
+	c.withdrawn(p, now, v, unmapPort(in.from))
 	c.busy(p, now)
+}
+
+// withdrawn removes the peer's direct locators that its LOCATOR_SET left
+// out, when the set is complete: when the UPDATE came from an address the
+// set lists, no NAT stands between us on that path, so the peer knows
+// every address it can be reached at (RFC 8046 §5.2: "it needs to
+// continue to include all active locators", §5.3: the others are
+// deprecated). Behind a NAT the set lists private addresses and the one we
+// reach the peer at is the NAT's, which must stay: the Set keeps
+// configured and packet-source locators for that reason, and so does this
+// when the sender is not listed.
+func (c *control) withdrawn(p *peer, now time.Time, v wire.LocatorSetView, from netip.AddrPort) {
+	listed := func(a netip.Addr) bool {
+		for k := 0; k < v.Len(); k++ {
+			if l := v.At(k); l.Type != wire.LocatorTypeTransport && l.Addr.Unmap() == a {
+				return true
+			}
+		}
+		return false
+	}
+	if !listed(from.Addr()) {
+		return
+	}
+	set := p.path.set
+	cur, _ := set.Current()
+	for _, l := range set.Locators(c.locBuf[:0]) {
+		if l.Kind != locator.Direct || l.Addr.Port() != from.Port() || listed(l.Addr.Addr()) {
+			continue
+		}
+		if l.Addr == cur.Addr {
+			// Still carrying the traffic: it goes once the path has moved
+			// to a verified one (switchPath), never leaving none.
+			p.path.withdrawn = l.Addr
+			continue
+		}
+		set.Remove(now, l.Addr) // not current: no decision follows
+	}
 }
 
 // locatorsCmd asks for the locators of every peer with a Set (Peers).

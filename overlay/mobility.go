@@ -48,7 +48,11 @@ func (s *Stack) ourLocators() []wire.Locator {
 	var out []wire.Locator
 	for _, a := range w.Addrs() {
 		a = a.Unmap()
-		if l.Is4() && !a.Is4() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() {
+		// What is usable is the watcher's to say (internal/netmon leaves
+		// out loopback, link-local and tentative addresses); here only
+		// what the socket cannot send from, and what a LOCATOR_SET must
+		// not carry (RFC 8046 §5.2: no multicast or broadcast).
+		if l.Is4() && !a.Is4() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || a.IsUnspecified() {
 			continue
 		}
 		out = append(out, wire.Locator{Traffic: wire.TrafficBoth, Type: wire.LocatorTypeESP,
