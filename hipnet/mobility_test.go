@@ -83,6 +83,18 @@ func verified(t *testing.T, n *Node, h HIT, a netip.AddrPort, within time.Durati
 	}
 }
 
+// movedTo waits until n's traffic to h goes to a, or fails with what.
+func movedTo(t *testing.T, n *Node, h HIT, a netip.AddrPort, within time.Duration, what string) {
+	t.Helper()
+	if !waitUntil(within, func() bool {
+		l, ok := currentLocator(n, h)
+		return ok && l.Addr == a
+	}) {
+		p, _ := peerOf(n, h)
+		t.Fatalf("%s: %+v", what, p.Locators)
+	}
+}
+
 // flows waits for the stream to move on by n octets after a change.
 func flows(t *testing.T, k *streamcheck.Checker, n int64, within time.Duration) {
 	t.Helper()
@@ -116,24 +128,12 @@ func TestMobilityFailover(t *testing.T) {
 	flows(t, k, 64<<10, 5*time.Second)
 
 	r.paths[0].Blackhole(true)
-	if !waitUntil(3*time.Second, func() bool {
-		l, ok := currentLocator(r.client, sh)
-		return ok && l.Addr == r.paths[1].Addr()
-	}) {
-		p, _ := peerOf(r.client, sh)
-		t.Fatalf("no failover: %+v", p.Locators)
-	}
+	movedTo(t, r.client, sh, r.paths[1].Addr(), 3*time.Second, "no failover")
 	flows(t, k, 64<<10, 5*time.Second)
 	gap := k.Snapshot().LongestGap
 
 	r.paths[0].Blackhole(false)
-	if !waitUntil(20*time.Second, func() bool {
-		l, ok := currentLocator(r.client, sh)
-		return ok && l.Addr == r.paths[0].Addr()
-	}) {
-		p, _ := peerOf(r.client, sh)
-		t.Fatalf("never moved back: %+v", p.Locators)
-	}
+	movedTo(t, r.client, sh, r.paths[0].Addr(), 20*time.Second, "never moved back")
 	flows(t, k, 64<<10, 5*time.Second)
 	rep := finish(t, k)
 	st := r.client.Stats().Paths
@@ -184,13 +184,7 @@ func TestMobilityOneWayLoss(t *testing.T) {
 	verified(t, r.client, sh, r.paths[1].Addr(), 5*time.Second)
 	flows(t, k, 64<<10, 5*time.Second)
 	r.paths[0].DropDirection(mitm.ToClient, true)
-	if !waitUntil(3*time.Second, func() bool {
-		l, ok := currentLocator(r.client, sh)
-		return ok && l.Addr == r.paths[1].Addr()
-	}) {
-		p, _ := peerOf(r.client, sh)
-		t.Fatalf("no failover: %+v", p.Locators)
-	}
+	movedTo(t, r.client, sh, r.paths[1].Addr(), 3*time.Second, "no failover")
 	flows(t, k, 64<<10, 5*time.Second)
 	rep := finish(t, k)
 	t.Logf("one-way loss: longest gap %v, %d octets echoed, 0 lost", rep.LongestGap, rep.Echoed)

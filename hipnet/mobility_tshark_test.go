@@ -36,12 +36,7 @@ func TestMobilityTshark(t *testing.T) {
 	sh := r.server.HIT()
 	verified(t, r.client, sh, r.paths[1].Addr(), 5*time.Second)
 	r.paths[0].Blackhole(true)
-	if !waitUntil(3*time.Second, func() bool {
-		l, ok := currentLocator(r.client, sh)
-		return ok && l.Addr == r.paths[1].Addr()
-	}) {
-		t.Fatal("no failover")
-	}
+	movedTo(t, r.client, sh, r.paths[1].Addr(), 3*time.Second, "no failover")
 	flows(t, k, 16<<10, 5*time.Second)
 	finish(t, k)
 	r.client.Close()
