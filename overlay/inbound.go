@@ -76,9 +76,11 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 	}
 	var a *handshake.Association
 	var before handshake.State
+	var spiBefore uint32
 	if p != nil && p.assoc != nil {
 		a = p.assoc
 		before = a.State()
+		spiBefore = a.Info().InSPI
 	}
 	_, hasSeq := pkt.Param(wire.ParamSeq)
 	in.finalizing = typ == wire.UPDATE && hasSeq
@@ -105,6 +107,9 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		}
 		return
 	}
+	if in.finalizing && a != nil && in.via.relay != nil {
+		c.relayMoved(p, now, in) // path.go: the peer behind the relay moved?
+	}
 	n := res.Assoc
 	if n == nil {
 		return
@@ -116,12 +121,20 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 			c.refuse(p, n, a, sender, in, pk.b)
 			return
 		}
+		// Not a retransmitted I2: a new association, or one that replaced
+		// ours in place (new SAs), R2-SENT included: a relay's
+		// association with a host stays in R2-SENT, the host sending it
+		// no ESP, and a host that moved registers again with a new I2.
+		fresh := p == nil || p.assoc == nil || before != handshake.R2Sent || n.Info().InSPI != spiBefore
 		if p == nil {
 			p = s.learnPeer(sender, pk.from)
-		} else if _, ok := p.locator(); !ok {
+		} else if at, ok := p.locator(); !ok || fresh && in.via.relay == nil && in.rvs.server == nil && at != unmapPort(pk.from) {
+			// A new base exchange from another address (the Initiator
+			// moved, or its NAT mapping changed): the R2 and what follows
+			// go where the I2 came from, and its locators start afresh.
+			c.resetPath(p)
 			p.setLocator(pk.from)
 		}
-		fresh := p.assoc == nil || before != handshake.R2Sent // not a retransmitted I2
 		if p.assoc == nil {
 			p.assoc = n
 			p.resetCounters()

@@ -372,6 +372,9 @@ func (c *control) probe(p *peer, now time.Time, d locator.Decision) {
 // echoAnswered matches an authenticated ECHO_RESPONSE_SIGNED to the probe
 // that carried its nonce: that probe's address is verified.
 func (c *control) echoAnswered(p *peer, now time.Time, echo []byte) {
+	if c.relayProbeAnswered(p, echo) {
+		return
+	}
 	ps := &p.path
 	for i, r := range ps.probes {
 		if string(r.nonce[:]) != string(echo) {

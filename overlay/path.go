@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"crypto/rand"
 	"net"
 	"net/netip"
 	"time"
@@ -144,6 +145,55 @@ func (c *control) tookRelayed(p *peer, v via) {
 	}
 }
 
+// relayMoved is called for an authenticated UPDATE with a SEQ that came
+// through p's relay: if the relay saw it come from another address than
+// the one our RELAY_TO names, the registered peer behind the relay may
+// have moved (its NAT mapping changed and it registered again). RELAY_TO
+// follows only once the new address has answered a signed probe sent
+// through the relay to it: a copy of the peer's UPDATE that an attacker
+// sends through the relay from elsewhere must not move it (RFC 8046 §5.4,
+// applied to the relayed path).
+func (c *control) relayMoved(p *peer, now time.Time, in *inbound) {
+	if p == nil || p.relay == nil || p.relay != in.via.relay || !p.relayTo.IsValid() ||
+		in.via.from == p.relayTo || p.assoc == nil || now.Before(p.relayProbeAt.Add(relayProbeEvery)) {
+		return
+	}
+	var r probeRec
+	if _, err := rand.Read(r.nonce[:]); err != nil {
+		return
+	}
+	pkt, err := p.assoc.AppendProbe(nil, r.nonce[:])
+	if err != nil {
+		return
+	}
+	r.to = in.via.from
+	p.relayProbe, p.relayProbeAt = r, now
+	c.s.ctr.probesOut.Add(1)
+	c.sendVia(pkt, p.relay, r.to)
+}
+
+// relayProbeEvery bounds the probes relayMoved sends per peer: the
+// peer's UPDATE is retransmitted until answered, and each copy must not
+// cost a signature.
+const relayProbeEvery = 500 * time.Millisecond
+
+// relayProbeAnswered moves RELAY_TO to the address a relayed probe
+// verified, if echo is its nonce.
+func (c *control) relayProbeAnswered(p *peer, echo []byte) bool {
+	r := p.relayProbe
+	if !r.to.IsValid() || string(r.nonce[:]) != string(echo) {
+		return false
+	}
+	p.relayProbe = probeRec{}
+	c.s.ctr.probesAnswered.Add(1)
+	if p.relay != nil && p.relayTo != r.to {
+		c.s.log.Info("path switch", "peer", p.hit.String(), "from", p.relayTo, "to", r.to, "kind", "relayed", "reason", "rebinding")
+		c.s.ctr.pathSwitches.Add(1)
+		p.relayTo = r.to
+	}
+	return true
+}
+
 // dialRelayed prepares p, which has no locator, to be reached through a
 // relay we are registered with. It reports false if there is none.
 func (c *control) dialRelayed(p *peer) bool {
@@ -218,6 +268,18 @@ func (s *Stack) hostAddrs() []netip.AddrPort {
 	l := s.sock.local
 	if !l.Addr().IsUnspecified() {
 		return []netip.AddrPort{l}
+	}
+	if w := s.cfg.WatchAddrs; w != nil {
+		// The watcher follows the socket's network namespace;
+		// net.InterfaceAddrs reads the calling thread's, which in a
+		// namespaced process may be another.
+		var out []netip.AddrPort
+		for _, a := range w.Addrs() {
+			if a = a.Unmap(); !l.Addr().Is4() || a.Is4() {
+				out = append(out, netip.AddrPortFrom(a, l.Port()))
+			}
+		}
+		return out
 	}
 	ifas, err := net.InterfaceAddrs()
 	if err != nil {

@@ -53,10 +53,14 @@ type peer struct {
 	relayTo netip.AddrPort  // valid: we are the registered end, add RELAY_TO with this address
 	ice     *nat.Session    // connectivity checks of a relayed association
 	oppHIT  []chan wire.HIT // ConnectAddr callers waiting for the R1 to name the peer
-	relayed atomic.Bool     // ESP goes through the relay
-	direct  atomic.Pointer[netip.AddrPort]
-	lastIn  atomic.Int64 // unix ns of the last ESP from the direct address (ICE peers only)
-	lastOut atomic.Int64 // unix ns (Stack.clock) of the last ESP or keepalive sent
+	// relayProbe is a probe through the relay to a new address of the
+	// peer behind it (relayMoved), sent at relayProbeAt.
+	relayProbe   probeRec
+	relayProbeAt time.Time
+	relayed      atomic.Bool // ESP goes through the relay
+	direct       atomic.Pointer[netip.AddrPort]
+	lastIn       atomic.Int64 // unix ns of the last ESP from the direct address (ICE peers only)
+	lastOut      atomic.Int64 // unix ns (Stack.clock) of the last ESP or keepalive sent
 
 	// Locators of a direct association (locators.go). The data path
 	// counts what the current locator carries and hands over the source of

@@ -3,6 +3,7 @@ package overlay
 import (
 	"errors"
 	"fmt"
+	"net"
 
 	"hipnet.dev/esp"
 	"hipnet.dev/handshake/wire"
@@ -59,7 +60,16 @@ func (s *Stack) seal(p *peer, o *esp.Outbound, srcPort, dstPort uint16, payload 
 	putBuf(out)
 	if err != nil {
 		s.ctr.sendErrors.Add(1)
-		return err
+		if errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		// The network refused this datagram (no route, no source address:
+		// a link going down, a renumbering): it is lost, as on the wire.
+		// The connection above must not end on it (quic-go closes on any
+		// write error but "message too long"), and the locator checks must
+		// see that we sent (locators.go), or a dead path would look idle.
+		p.pktsOut.Add(1)
+		return nil
 	}
 	s.countSent(p, n, len(payload))
 	if t := s.clock.Load(); p.lastOut.Load() != t {
