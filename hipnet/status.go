@@ -90,6 +90,11 @@ type PeerInfo struct {
 	// Locators are the peer's locators of a direct association (RFC 8046
 	// §5.1), the one in use first; empty for a relayed one.
 	Locators []LocatorInfo `json:",omitempty"`
+
+	// LastHandshake is when the association's last base exchange or rekey
+	// completed; LastSeen when its last authenticated packet arrived (to
+	// the second). Zero: not yet.
+	LastHandshake, LastSeen time.Time
 }
 
 // LocatorInfo is one locator of a peer (PeerInfo.Locators).

@@ -248,6 +248,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		s.log.Info("bex established", "peer", p.hit.String(), "initiator", info.Initiator, "locator", loc,
 			"esp", info.ESPSuite.String(), "in_spi", info.InSPI, "out_spi", info.OutSPI)
 		s.ctr.bexCompleted.Add(1)
+		p.lastHandshake.Store(now.UnixNano())
 		c.endDial(p)
 		c.pathEstablished(p, now)
 		c.announceNew(p, now)
@@ -281,6 +282,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		} else {
 			c.switchOut(p, o)
 		}
+		p.lastHandshake.Store(now.UnixNano())
 		s.log.Info("rekeyed", "peer", p.hit.String(), "in_spi", ev.Inbound.SPI, "out_spi", ev.Outbound.SPI)
 	case handshake.EventFailed:
 		s.ctr.countFailure(ev.Err)

@@ -89,6 +89,9 @@ func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
 	}
 	s.ctr.espIn.Add(1)
 	p := in.p
+	if t := s.clock.Load(); p.lastSeen.Load() != t {
+		p.lastSeen.Store(t) // the coarse clock: one write a second at most
+	}
 	if in.notify.Load() && in.notify.CompareAndSwap(true, false) {
 		s.poke(p, pokeData) // once: R2-SENT → ESTABLISHED, or the peer finished a rekey
 	}

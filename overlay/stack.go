@@ -393,6 +393,10 @@ type PeerInfo struct {
 	// use first (Current set); empty for an association whose path is the
 	// relay's or ICE's (path.go).
 	Locators []LocatorInfo `json:",omitempty"`
+	// LastHandshake is when the last base exchange or rekey of the
+	// association completed; LastSeen when its last authenticated ESP
+	// packet arrived, to the second (zero: none yet).
+	LastHandshake, LastSeen time.Time
 }
 
 // LocatorInfo is one locator of a peer (RFC 8046 §5.1).
@@ -427,6 +431,7 @@ func (s *Stack) Peers() []PeerInfo {
 			BytesIn: p.bytesIn.Load(), BytesOut: p.bytesOut.Load(),
 			PacketsIn: p.pktsIn.Load(), PacketsOut: p.pktsOut.Load(),
 			Since: r.Info.Since, Initiator: r.Info.Initiator,
+			LastHandshake: unixTime(p.lastHandshake.Load()), LastSeen: unixTime(p.lastSeen.Load()),
 		}
 		if r.Info.ESPSuite != 0 {
 			pi.HITSuite = r.Info.HITSuite.String()
@@ -483,4 +488,12 @@ func (s *Stack) Close() error {
 		s.solving.Wait()
 	})
 	return s.closeErr
+}
+
+// unixTime is the time of unix ns t, zero for 0.
+func unixTime(t int64) time.Time {
+	if t == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, t)
 }
