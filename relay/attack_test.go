@@ -272,3 +272,68 @@ func TestRelayReplayHijack(t *testing.T) {
 		t.Errorf("HIJACKED: path %s, attacker got %d ESP packets", pa.Path, esp)
 	}
 }
+
+// TestRelayMovedNeedsProof: the peer behind the relay "moves" only once
+// it answers a signed probe at its new address. An attacker who sends
+// copies of b's UPDATEs to the relay from its own address makes the relay
+// vouch for them with RELAY_FROM = the attacker; a must not move RELAY_TO
+// there (overlay relayMoved). The attacker gets at most a probe, never
+// a's ESP, and a's datagrams keep reaching b.
+func TestRelayMovedNeedsProof(t *testing.T) {
+	r := relayStack(t)
+	noICE := func(c *overlay.Config) { c.Handshake.NATModes = []uint16{wire.NATModeUDPEncapsulation} }
+	a := behind(t, 0, r, noICE)
+	pc, _ := net.ListenPacket("udp4", "127.0.0.1:0")
+	cc := &capConn{PacketConn: pc}
+	b := behind(t, 1, r, func(c *overlay.Config) { noICE(c); c.PacketConn = cc; c.ListenAddr = ""; c.RekeyAfter = 3 })
+	waitRegistered(t, r, a.HIT(), b.HIT())
+	la, lb := listen(t, a, 7), listen(t, b, 8)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Connect(ctx, a.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ { // b rekeys every 3 packets: UPDATEs with SEQ through the relay
+		lb.WriteTo([]byte{byte(i)}, &overlay.Addr{HIT: a.HIT(), Port: 7})
+		readOne(t, la, 5*time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cc.mu.Lock()
+	all := cc.all
+	cc.mu.Unlock()
+	if len(all) == 0 {
+		t.Fatal("no UPDATE of b captured")
+	}
+	atk, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer atk.Close()
+	for _, u := range all {
+		atk.WriteToUDP(u, net.UDPAddrFromAddrPort(r.Addr()))
+	}
+	time.Sleep(500 * time.Millisecond)
+	// a's datagrams still reach b, and none of a's ESP reaches the attacker.
+	for i := 0; i < 5; i++ {
+		la.WriteTo([]byte{byte(i)}, &overlay.Addr{HIT: b.HIT(), Port: 8})
+		readOne(t, lb, 5*time.Second)
+	}
+	var esp, ctl int
+	buf := make([]byte, 2000)
+	atk.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	for {
+		n, _, err := atk.ReadFromUDP(buf)
+		if err != nil {
+			break
+		}
+		if n > 4 && buf[0] == 0 && buf[1] == 0 && buf[2] == 0 && buf[3] == 0 {
+			ctl++
+		} else {
+			esp++
+		}
+	}
+	st := a.Stats().Paths
+	t.Logf("replayed %d UPDATEs of b from %v: the attacker got %d control packets (probes, ACKs) and %d ESP; a switched %d times",
+		len(all), atk.LocalAddr(), ctl, esp, st.Switches)
+	if esp > 0 || st.Switches > 0 {
+		t.Errorf("HIJACKED: RELAY_TO followed the copies (%d ESP to the attacker, %d switches)", esp, st.Switches)
+	}
+}

@@ -211,9 +211,17 @@ func (r *forwarder) hold(h wire.HIT, pkt wire.Packet, peerAt netip.AddrPort, now
 // goes to peerAt: ESP with the SPI h announces in it, from peerAt, goes to
 // h (at hAt); and ESP with the SPI held for h from peerAt, from h, goes to
 // peerAt — h answering that peer is what vouches for the peer's address.
+// Only an answer does: an R2 or an UPDATE that carries an ESP_INFO or an
+// ACK. A probe h sends to check an address it is not sure of (an UPDATE
+// with ECHO_REQUEST_SIGNED only, RFC 8046 §5.4) vouches for nothing: an
+// attacker who sent a copy of the peer's UPDATE from its own address would
+// otherwise get h's ESP the moment h checked on it.
 func (r *forwarder) activate(h wire.HIT, pkt wire.Packet, hAt, peerAt netip.AddrPort, now time.Time) {
 	if spi, ok := espInfoSPI(pkt); ok {
 		r.set(fwdKey{spi, peerAt}, hAt, now)
+	}
+	if !answers(pkt) {
+		return
 	}
 	k := pendingKey{h, peerAt}
 	if p, ok := r.pending[k]; ok {
@@ -278,4 +286,18 @@ func (r *forwarder) prune(now time.Time) {
 			r.perHost[k.host]--
 		}
 	}
+}
+
+// answers reports whether pkt, from a registered host, answers its peer:
+// an R2, or an UPDATE with an ESP_INFO or an ACK.
+func answers(pkt wire.Packet) bool {
+	switch pkt.Type() {
+	case wire.R2:
+		return true
+	case wire.UPDATE:
+		_, info := pkt.Param(wire.ParamESPInfo)
+		_, ack := pkt.Param(wire.ParamAck)
+		return info || ack
+	}
+	return false
 }
