@@ -102,6 +102,10 @@ func newNode(cfg Config, hs handshake.Config) (*Node, error) {
 		closeWatch(mon)
 		return nil, err
 	}
+	if cfg.Logger != nil {
+		cfg.Logger.Info("hipnet: node started", "hit", st.HIT().String(), "listen", st.LocalAddr(),
+			"relays", len(relays), "peers", len(cfg.Peers), "watch_addrs", mon != nil)
+	}
 	return &Node{stack: st, streams: sm, addrs: mon}, nil
 }
 

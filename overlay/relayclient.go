@@ -2,6 +2,8 @@ package overlay
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -49,6 +51,7 @@ type relayClient struct {
 	registered atomic.Bool
 	lost       atomic.Bool                    // the association with the relay closed or failed
 	srflx      atomic.Pointer[netip.AddrPort] // our address as the relay's STUN service sees it
+	lastErr    atomic.Pointer[error]          // why the last registration failed or was lost; nil: none since it last held
 	instance   uint64                         // the relay's stunAttrInstance when we registered (relayLoop only)
 	knownInst  bool                           // instance was read (relayLoop only)
 }
@@ -99,6 +102,7 @@ func (s *Stack) relayLoop(rc *relayClient) {
 			if s.closed.Load() {
 				return
 			}
+			rc.setErr(err)
 			s.log.Warn("relay registration failed", "relay", rc.cfg.Addr, "err", err, "retry", backoff)
 			if !s.sleep(backoff) {
 				return
@@ -107,12 +111,63 @@ func (s *Stack) relayLoop(rc *relayClient) {
 			continue
 		}
 		backoff = time.Second
+		rc.lastErr.Store(nil)
 		rc.registered.Store(true)
+		s.relaysChanged()
 		s.log.Info("relay registered", "relay", h.String(), "addr", rc.cfg.Addr, "lifetime", reg.Duration())
 		s.retryPending()
 		s.relayBack(h)
 		s.keepRelay(rc, h, reg)
 		rc.registered.Store(false)
+		s.relaysChanged()
+	}
+}
+
+// setErr records why rc is not registered.
+func (rc *relayClient) setErr(err error) { rc.lastErr.Store(&err) }
+
+// relaysChanged wakes the callers of WaitReachable.
+func (s *Stack) relaysChanged() {
+	ch := make(chan struct{})
+	if old := s.relayWake.Swap(&ch); old != nil {
+		close(*old)
+	}
+}
+
+// Reachable reports whether the node can be reached as configured: nil
+// when every relay of Config.Relays holds its registration (and at once
+// when there are none), else why not, relay by relay.
+func (s *Stack) Reachable() error {
+	var errs []error
+	for _, rc := range s.relays {
+		if rc.registered.Load() {
+			continue
+		}
+		if e := rc.lastErr.Load(); e != nil {
+			errs = append(errs, fmt.Errorf("relay %v: %w", rc.cfg.Addr, *e))
+		} else {
+			errs = append(errs, fmt.Errorf("relay %v: not registered yet", rc.cfg.Addr))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// WaitReachable returns nil once Reachable does, or, when ctx ends first,
+// an error that wraps both the context's error and Reachable's.
+func (s *Stack) WaitReachable(ctx context.Context) error {
+	for {
+		wake := s.relayWake.Load()
+		err := s.Reachable()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-*wake:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ctx.Err(), err)
+		case <-s.closing:
+			return ErrClosed
+		}
 	}
 }
 
@@ -153,6 +208,7 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 	misses := 0
 	for s.sleep(s.keepaliveInterval()) {
 		if rc.lost.Swap(false) {
+			rc.setErr(errors.New("association with the relay ended"))
 			s.log.Warn("relay lost", "relay", h.String(), "addr", rc.cfg.Addr, "reason", "association ended")
 			return
 		}
@@ -161,6 +217,7 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 			r, err := s.Register(ctx, h, relayLifetime, wire.RegTypeRelayUDPHIP)
 			cancel()
 			if err != nil {
+				rc.setErr(err)
 				s.log.Warn("relay refresh failed", "relay", h.String(), "err", err)
 				s.dropAssociation(h)
 				return
@@ -174,7 +231,8 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 			misses++
 			s.log.Debug("relay keepalive", "relay", h.String(), "err", r.err, "misses", misses)
 			if misses >= relayMisses {
-				s.log.Warn("relay lost", "relay", h.String(), "addr", rc.cfg.Addr)
+				rc.setErr(fmt.Errorf("no answer to %d keepalives: %w", misses, r.err))
+				s.log.Warn("relay lost", "relay", h.String(), "addr", rc.cfg.Addr, "err", r.err)
 				s.dropAssociation(h)
 				return
 			}
@@ -192,6 +250,7 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 		if !rc.knownInst {
 			rc.instance, rc.knownInst = r.instance, true // the first answer after registering
 		} else if r.instance != rc.instance {
+			rc.setErr(errors.New("the relay restarted"))
 			s.log.Warn("relay lost", "relay", h.String(), "addr", rc.cfg.Addr, "reason", "restarted")
 			s.dropAssociation(h)
 			return

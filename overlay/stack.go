@@ -58,6 +58,9 @@ type Stack struct {
 	iceMux   *nat.Mux     // ICE sessions by peer (path.go); nil without Config.Relays
 	direct   sync.Map     // netip.AddrPort → *peer: nominated direct addresses (path.go)
 	clock    atomic.Int64 // unix ns, set by the control goroutine's tick: a coarse clock for the data path
+	// relayWake is closed and replaced when a relay registration is won
+	// or lost (WaitReachable).
+	relayWake atomic.Pointer[chan struct{}]
 
 	ctx     context.Context // cancelled by Close: background work
 	cancel  context.CancelFunc
@@ -168,6 +171,7 @@ func (s *Stack) start() error {
 	s.started = true
 	go s.ctl.run()
 	go s.readLoop(s.sock.newReader())
+	s.relaysChanged() // the first wake channel
 	if err := s.startRelays(); err != nil {
 		_ = s.Close()
 		return err

@@ -1,0 +1,59 @@
+package hipnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"hipnet.dev/relay"
+)
+
+// TestUpRelayDownThenUp: Up fails while the node's relay is down, with a
+// timeout error that names the relay, and returns nil once the relay has
+// come up and registered the node.
+func TestUpRelayDownThenUp(t *testing.T) {
+	rid, err := GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := pc.LocalAddr().String()
+	pc.Close() // the relay is down: nothing answers at its address
+	n := newTestNode(t, Config{Relays: []string{fmt.Sprintf("%v@%s", rid.HIT(), at)}})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	err = n.Up(ctx)
+	cancel()
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() || !strings.Contains(err.Error(), at) {
+		t.Fatalf("Up with the relay down = %v; want a timeout naming %s", err, at)
+	}
+	t.Logf("relay down: %v", err)
+
+	pc, err = net.ListenPacket("udp4", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New(relay.Config{Identity: rid.key, PacketConn: pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	start := time.Now()
+	if err := n.Up(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatalf("Up after the relay came up: %v", err)
+	}
+	t.Logf("up %v after the relay started", time.Since(start).Round(time.Millisecond))
+
+	alone := newTestNode(t, Config{})
+	if err := alone.Up(context.Background()); err != nil {
+		t.Fatalf("Up without relays: %v", err)
+	}
+}
