@@ -1,6 +1,9 @@
 package hipnet
 
-import "hipnet.dev/overlay"
+import (
+	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
+)
 
 // Errors returned by a Node, usable with errors.Is. Dial, Listen and I/O
 // errors come wrapped in *net.OpError as in package net.
@@ -11,4 +14,14 @@ var (
 	ErrRefused          = overlay.ErrRefused          // no listener on the destination port
 	ErrNotAuthorized    = overlay.ErrNotAuthorized    // Config.Authorize refused the peer
 	ErrClosed           = overlay.ErrClosed           // the node or connection is closed
+	ErrPortInUse        = overlay.ErrPortInUse        // Listen or ListenPacket: the inner port is taken (or reserved for streams)
+	ErrQueueFull        = overlay.ErrQueueFull        // a datagram write while the base exchange runs found its bounded queue full; retry
+	ErrBadHIT           = wire.ErrBadHIT              // ParseHIT, Dial: the text is not a HIT (and no resolver knows it as a name)
 )
+
+// DialError is how a dial that timed out says what it saw (wrapped in the
+// *net.OpError of DialContext): the locators the base exchange was sent
+// to, and a host that answered with another HIT, if one did. It unwraps
+// to ErrHandshakeTimeout, and its Timeout method reports true, so
+// errors.As(err, &netErr) && netErr.Timeout() holds as for a net.Dialer.
+type DialError = overlay.DialError

@@ -290,6 +290,9 @@ func TestDialDeadLocator(t *testing.T) {
 	if !errors.Is(err, ErrHandshakeTimeout) {
 		t.Errorf("error %v is not ErrHandshakeTimeout", err)
 	}
+	if !strings.Contains(err.Error(), "no answer from "+dead.String()) {
+		t.Errorf("error %q does not name the locator that did not answer", err)
+	}
 	t.Logf("dial to a dead locator failed after %v: %v", took, err)
 	if took > 2500*time.Millisecond {
 		t.Errorf("took %v for a 1.5 s deadline", took)

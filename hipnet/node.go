@@ -138,7 +138,11 @@ func (n *Node) DialContext(ctx context.Context, network, address string) (net.Co
 	if err != nil {
 		var oe *net.OpError
 		if errors.As(err, &oe) {
-			return nil, err // the stream layer's, already naming the address
+			// The stream layer's, already naming the address: with the
+			// network the caller passed, as package net does.
+			e := *oe
+			e.Net = network
+			return nil, &e
 		}
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: addrOrNil(address), Err: err}
 	}

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -173,8 +174,10 @@ type DialError struct {
 	timeout   bool
 }
 
+// Error says what the dial saw, once: "handshake timed out: no answer
+// from 192.0.2.1:10500". The *net.OpError around it names the address.
 func (e *DialError) Error() string {
-	return fmt.Sprintf("hip: dial %v: %s: %v", e.HIT, e.Reason, e.Err)
+	return "handshake timed out: " + e.Reason
 }
 
 func (e *DialError) Unwrap() error { return e.Err }
@@ -200,4 +203,47 @@ func joinAddrs(as []netip.AddrPort) string {
 		ss[i] = a.String()
 	}
 	return strings.Join(ss, ", ")
+}
+
+// dialReportCmd asks what the dial of hit has seen so far (ctxError).
+type dialReportCmd struct {
+	hit   wire.HIT
+	reply chan dialState
+}
+
+func (m dialReportCmd) run(c *control, _ time.Time) {
+	var d dialState
+	if p := c.s.lookupPeer(m.hit); p != nil {
+		d = dialState{tried: append([]netip.AddrPort(nil), p.dial.tried...), wrong: p.dial.wrong, wrongAt: p.dial.wrongAt, viaRelay: p.dial.viaRelay}
+	}
+	m.reply <- d
+}
+
+// deadlineError is the DialError of a dial whose context ended first,
+// with what the dial saw by then, if the control goroutine can tell at
+// once.
+func (s *Stack) deadlineError(ctx context.Context, h wire.HIT) error {
+	d := dialState{}
+	reply := make(chan dialState, 1)
+	select {
+	case s.cmds <- dialReportCmd{h, reply}:
+		select {
+		case d = <-reply:
+		case <-time.After(100 * time.Millisecond):
+		case <-s.ctrlDone:
+		}
+	case <-s.closing:
+	default:
+	}
+	why := "no answer before the deadline"
+	switch {
+	case !d.wrong.IsZero():
+		why = fmt.Sprintf("a different host (%v) answered at %v", d.wrong, d.wrongAt)
+	case d.viaRelay:
+		why = "no answer through the relay before the deadline (the peer is not registered with it, or does not answer)"
+	case len(d.tried) > 0:
+		why = "no answer from " + joinAddrs(d.tried) + " before the deadline"
+	}
+	return &DialError{HIT: h, Reason: why, Tried: d.tried, WrongHost: d.wrong,
+		Err: errors.Join(ErrHandshakeTimeout, ctx.Err()), timeout: true}
 }

@@ -308,7 +308,7 @@ func (s *Stack) Connect(ctx context.Context, hit wire.HIT) error {
 			if s.closed.Load() {
 				return ErrClosed
 			}
-			return ctxError(ctx, hit)
+			return s.ctxError(ctx, hit)
 		}
 	}
 }
@@ -342,13 +342,13 @@ func (s *Stack) connect(ctx context.Context, hit wire.HIT) error {
 	case <-s.closing:
 		return ErrClosed
 	case <-ctx.Done():
-		return ctxError(ctx, hit)
+		return s.ctxError(ctx, hit)
 	}
 	select {
 	case err := <-reply:
 		return err
 	case <-ctx.Done():
-		return ctxError(ctx, hit)
+		return s.ctxError(ctx, hit)
 	case <-s.ctrlDone:
 		select {
 		case err := <-reply:
@@ -359,9 +359,9 @@ func (s *Stack) connect(ctx context.Context, hit wire.HIT) error {
 	}
 }
 
-func ctxError(ctx context.Context, h wire.HIT) error {
+func (s *Stack) ctxError(ctx context.Context, h wire.HIT) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &DialError{HIT: h, Reason: "no answer before the deadline", Err: fmt.Errorf("%w: %w", ErrHandshakeTimeout, ctx.Err()), timeout: true}
+		return s.deadlineError(ctx, h) // dial.go
 	}
 	return fmt.Errorf("hip: connect %v: %w", h, ctx.Err())
 }

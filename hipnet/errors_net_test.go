@@ -1,0 +1,42 @@
+package hipnet
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDialErrorsAsPackageNet: a dial error is a *net.OpError whose Net
+// is the network the caller passed, whatever layer failed, and whose
+// message says each thing once.
+func TestDialErrorsAsPackageNet(t *testing.T) {
+	client, server := pairNodes(t, Config{}, Config{})
+	for _, network := range []string{"tcp", "tcp6", "hip", "udp"} {
+		_, err := client.DialContext(ctxT(t, 5*time.Second), network, addrOf(server, 4444)) // no listener
+		if network == "udp" {
+			continue // connected datagram sockets learn of refusal on write, as in package net
+		}
+		var oe *net.OpError
+		if !errors.As(err, &oe) || oe.Net != network {
+			t.Errorf("%s: %v (%T), want a *net.OpError with Net %q", network, err, err, network)
+		}
+		if !errors.Is(err, ErrRefused) {
+			t.Errorf("%s: %v is not ErrRefused", network, err)
+		}
+	}
+	dead := deadAddr(t)
+	other := newTestNode(t, Config{})
+	c := newTestNode(t, Config{Peers: map[HIT][]netip.AddrPort{other.HIT(): {dead}}})
+	_, err := c.DialContext(ctxT(t, 500*time.Millisecond), "tcp", addrOf(other, 7))
+	var de *DialError
+	if !errors.As(err, &de) || !de.Timeout() {
+		t.Fatalf("%v (%T) is not a timed-out *DialError", err, err)
+	}
+	if msg := err.Error(); strings.Count(msg, "hip:") > 1 || strings.Count(msg, "dial") > 1 {
+		t.Errorf("message stutters: %q", msg)
+	}
+	t.Logf("dead locator: %v", err)
+}
