@@ -57,3 +57,33 @@ func TestUpRelayDownThenUp(t *testing.T) {
 		t.Fatalf("Up without relays: %v", err)
 	}
 }
+
+// TestWhoIs: a server asks who is at the other end of an accepted stream.
+func TestWhoIs(t *testing.T) {
+	client, server := pairNodes(t, Config{}, Config{})
+	ln, err := server.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := client.DialContext(ctxT(t, 5*time.Second), "tcp", addrOf(server, 80))
+		if err == nil {
+			c.Write([]byte("x"))
+			defer c.Close()
+			time.Sleep(time.Second)
+		}
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p, ok := server.WhoIs(c.RemoteAddr().(*Addr).HIT)
+	if !ok || p.HIT != client.HIT() || p.State != "ESTABLISHED" && p.State != "R2-SENT" {
+		t.Fatalf("WhoIs = %+v, %v", p, ok)
+	}
+	if _, ok := server.WhoIs(server.HIT()); ok {
+		t.Error("WhoIs knows a HIT with no association")
+	}
+}

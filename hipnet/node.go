@@ -121,6 +121,20 @@ func (n *Node) AddPeer(peer HIT, addrs ...netip.AddrPort) { n.stack.AddPeer(peer
 // Peers returns one record per association, in HIT order.
 func (n *Node) Peers() []PeerInfo { return peersFrom(n.stack.Peers()) }
 
+// WhoIs returns the record of the association with peer, whose HIT the
+// base exchange authenticated: its state, locators, suites and counters,
+// as Peers has it. It reports false when there is none. A server that got
+// a connection from a *Addr asks it who is at the other end, as tsnet's
+// WhoIs does.
+func (n *Node) WhoIs(peer HIT) (PeerInfo, bool) {
+	for _, p := range n.Peers() {
+		if p.HIT == peer {
+			return p, true
+		}
+	}
+	return PeerInfo{}, false
+}
+
 // Dial connects to address (`[HIT]:port`) on the named network; see
 // DialContext.
 func (n *Node) Dial(network, address string) (net.Conn, error) {
