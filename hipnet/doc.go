@@ -25,7 +25,10 @@
 // once it has read everything written before it. Datagrams ("udp", "udp6" or "hip"
 // in ListenPacket, "udp" in Dial) are inner UDP over ESP. Because
 // DialContext has the signature of net.Dialer's, it plugs into
-// http.Transport.DialContext, gRPC's context dialer and MQTT clients.
+// http.Transport.DialContext and MQTT clients. Package hiphttp gives
+// handlers the peer's authenticated HIT (hiphttp.PeerHIT), and package
+// hipgrpc gives gRPC a dial option and transport credentials whose
+// AuthInfo carries it (hipgrpc.PeerHIT), so per-RPC credentials work.
 //
 // An address is an *Addr, a HIT and a port, written `[HIT]:port` like an
 // IPv6 UDP address: Dial takes that form, and every RemoteAddr and
