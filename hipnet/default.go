@@ -7,8 +7,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // defaultNode is the node of Default and of the package-level Dial,
@@ -31,7 +33,7 @@ var defaultNode struct {
 //	HIPNET_LISTEN    the UDP address of Config.ListenAddr; default ":10500"
 //	HIPNET_PEERS     static locators (Config.Peers), comma-separated
 //	                 "HIT@host:port" entries as ParsePeers reads them,
-//	                 host an IP address
+//	                 host an IP address or a name
 //	HIPNET_RELAYS    relays (Config.Relays), comma-separated "HIT@host:port"
 //	                 or "host:port" entries as ParseRelay reads them
 //
@@ -69,8 +71,9 @@ func nodeFromEnv() (*Node, error) {
 }
 
 // ParsePeers parses a comma-separated list of "HIT@host:port" locators,
-// host an IP address (no name is resolved), as HIPNET_PEERS holds them; a
-// HIT may appear more than once.
+// as HIPNET_PEERS holds them; a HIT may appear more than once. host is an
+// IP address, or a name that the system resolver turns into one locator
+// per address (each lookup bounded by 5 s).
 func ParsePeers(s string) (map[HIT][]netip.AddrPort, error) {
 	peers := map[HIT][]netip.AddrPort{}
 	for _, item := range strings.Split(s, ",") {
@@ -86,13 +89,44 @@ func ParsePeers(s string) (map[HIT][]netip.AddrPort, error) {
 		if err != nil {
 			return nil, fmt.Errorf("hipnet: peer %q: %w", item, err)
 		}
-		ap, err := netip.ParseAddrPort(a)
+		aps, err := lookupLocator(a)
 		if err != nil {
 			return nil, fmt.Errorf("hipnet: peer %q: %w", item, err)
 		}
-		peers[hit] = append(peers[hit], ap)
+		peers[hit] = append(peers[hit], aps...)
 	}
 	return peers, nil
+}
+
+// peerLookupTimeout bounds the name lookup of one ParsePeers locator.
+const peerLookupTimeout = 5 * time.Second
+
+// lookupLocator parses "ip:port", or resolves "host:port" with the system
+// resolver into one locator per address (IPv6 first, as the resolver
+// orders them): a dial tries them in turn (Happy Eyeballs).
+func lookupLocator(s string) ([]netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return []netip.AddrPort{ap}, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return nil, err
+	}
+	pn, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || pn == 0 {
+		return nil, fmt.Errorf("bad port %q", port)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), peerLookupTimeout)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.AddrPort, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(pn)))
+	}
+	return out, nil
 }
 
 // Dial connects with the default node; see Node.DialContext.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"hipnet.dev/handshake/wire"
 	"hipnet.dev/relay"
 )
 
@@ -85,5 +86,22 @@ func TestWhoIs(t *testing.T) {
 	}
 	if _, ok := server.WhoIs(server.HIT()); ok {
 		t.Error("WhoIs knows a HIT with no association")
+	}
+}
+
+// TestParsePeersNames: a locator may be given by host name; each of its
+// addresses becomes a locator.
+func TestParsePeersNames(t *testing.T) {
+	h := "2001:20::1"
+	ps, err := ParsePeers(h + "@localhost:10500, " + h + "@192.0.2.1:10500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	locs := ps[wire.MustParseHIT(h)]
+	if len(locs) < 2 || locs[len(locs)-1].String() != "192.0.2.1:10500" || !locs[0].Addr().IsLoopback() || locs[0].Port() != 10500 {
+		t.Fatalf("locators %v", locs)
+	}
+	if _, err := ParsePeers(h + "@no-such-host.invalid:10500"); err == nil {
+		t.Fatal("an unknown host name was accepted")
 	}
 }
