@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"hipnet.dev/hipnet/resolve"
 )
 
 // Config configures a Node. Only Identity is required.
@@ -85,6 +87,14 @@ type Config struct {
 	// PacketConn bound to one) has nothing to watch. On Linux the watch
 	// follows the network namespace of the thread that called NewNode.
 	DisableAddrWatch bool
+
+	// Resolver turns the names of Dial addresses ("device42:8883",
+	// "device42.example.com:8883") into HITs and locators: a hosts file,
+	// DNS HIP records (RFC 8005), or a resolve.Chain of them (package
+	// hipnet/resolve). Nil: addresses must hold a HIT. A name is a claim,
+	// not a proof: the base exchange then authenticates the peer by the
+	// HIT the name gave, and RemoteAddr shows that HIT, never the name.
+	Resolver resolve.Resolver
 }
 
 // DefaultPort is the UDP port of HIP over UDP (RFC 5770 §5.1).

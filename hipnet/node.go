@@ -12,6 +12,7 @@ import (
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/hipnet/resolve"
 	"hipnet.dev/internal/netmon"
 	"hipnet.dev/overlay"
 	"hipnet.dev/streams"
@@ -27,6 +28,7 @@ type Node struct {
 	stack   *overlay.Stack
 	streams *streams.Manager
 	addrs   *netmon.Monitor // nil: not watching (mobility.go)
+	names   resolve.Resolver
 
 	closeOnce sync.Once
 	closeErr  error
@@ -106,7 +108,7 @@ func newNode(cfg Config, hs handshake.Config) (*Node, error) {
 		cfg.Logger.Info("hipnet: node started", "hit", st.HIT().String(), "listen", st.LocalAddr(),
 			"relays", len(relays), "peers", len(cfg.Peers), "watch_addrs", mon != nil)
 	}
-	return &Node{stack: st, streams: sm, addrs: mon}, nil
+	return &Node{stack: st, streams: sm, addrs: mon, names: cfg.Resolver}, nil
 }
 
 // HIT returns the node's HIT.
@@ -168,7 +170,7 @@ func (n *Node) dial(ctx context.Context, network, address string) (net.Conn, err
 	if err != nil {
 		return nil, err
 	}
-	ra, err := overlay.ParseAddr(address)
+	ra, err := n.resolveAddr(ctx, address) // names.go
 	if err != nil {
 		return nil, err
 	}
