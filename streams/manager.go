@@ -219,6 +219,17 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 // peer drops the connection at once instead of after its idle timeout.
 func statelessResetKey(id *hostid.PrivateKey) (*quic.StatelessResetKey, error) {
 	secret, err := hostid.MarshalPEM(id)
+	if errors.Is(err, hostid.ErrNotExportable) {
+		// A key in a TPM, secure element or KMS (a crypto.Signer) gives
+		// nothing stable to derive from: a random key, so that after a
+		// restart the peers' old connections time out instead of being
+		// reset at once.
+		var k quic.StatelessResetKey
+		if _, err := rand.Read(k[:]); err != nil {
+			return nil, err
+		}
+		return &k, nil
+	}
 	if err != nil {
 		return nil, err
 	}

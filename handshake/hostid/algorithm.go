@@ -127,6 +127,16 @@ var keyTypeNames = [...]string{
 	RSA4096:   "rsa4096",
 }
 
+// KeyTypes returns every key type Generate makes, the default first; for
+// help texts and configuration checks.
+func KeyTypes() []KeyType {
+	ts := make([]KeyType, len(keyTypeNames))
+	for i := range ts {
+		ts[i] = KeyType(i)
+	}
+	return ts
+}
+
 // String returns the name ParseKeyType accepts, e.g. "ecdsa-p256".
 func (t KeyType) String() string {
 	if t >= 0 && int(t) < len(keyTypeNames) {
@@ -156,5 +166,8 @@ func ParseKeyType(s string) (KeyType, error) {
 			return KeyType(t), nil
 		}
 	}
-	return 0, fmt.Errorf("%w: %q (want one of %s)", ErrUnsupportedKeyType, s, strings.Join(keyTypeNames[:], ", "))
+	return 0, fmt.Errorf("%w: %q (want one of %s)", ErrUnsupportedKeyType, s, keyTypeList())
 }
+
+// keyTypeList names every key type, for errors and help texts.
+func keyTypeList() string { return strings.Join(keyTypeNames[:], ", ") }

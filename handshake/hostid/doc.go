@@ -20,6 +20,10 @@
 //     adjusting the header length) is the caller's job: Sign and Verify take
 //     those bytes as they are.
 //   - Private key storage as PKCS#8 PEM, in files of mode 0600.
+//   - Keys held outside the process (TPM, secure element, PKCS#11, KMS)
+//     through crypto.Signer (FromSigner): ECDSA signatures come back from
+//     a crypto.Signer in ASN.1 DER (RFC 3279 §2.2.3) and are converted to
+//     HIP's r|s; such keys cannot be exported.
 //
 // The package is sans-I/O like the rest of handshake/: it opens no sockets,
 // starts no goroutines and reads no clock. The only functions that touch the

@@ -31,6 +31,10 @@ var (
 	// ErrUnsupportedKeyType: Generate was given an unknown KeyType, or a
 	// stored key is of a kind this package cannot use as a host identity.
 	ErrUnsupportedKeyType = errors.New("hostid: unsupported key type")
+	// ErrNotExportable: MarshalPEM or SaveFile was given a key held by an
+	// external crypto.Signer (FromSigner), whose private part this
+	// process does not have.
+	ErrNotExportable = errors.New("hostid: private key cannot be exported")
 	// ErrInvalidPEM: no usable private key in the PEM input.
 	ErrInvalidPEM = errors.New("hostid: no usable private key in PEM data")
 	// ErrInsecurePermissions: a private key file can be read or written by

@@ -20,7 +20,12 @@ const pemType = "PRIVATE KEY"
 const maxKeyFile = 1 << 16
 
 // MarshalPEM encodes k as an unencrypted PKCS#8 "PRIVATE KEY" PEM block.
+// A key held by an external signer (FromSigner) cannot be exported:
+// MarshalPEM returns ErrNotExportable for it.
 func MarshalPEM(k *PrivateKey) ([]byte, error) {
+	if k.external() {
+		return nil, fmt.Errorf("%w: the key is held by %T", ErrNotExportable, k.signer)
+	}
 	der, err := x509.MarshalPKCS8PrivateKey(k.signer)
 	if err != nil {
 		return nil, fmt.Errorf("hostid: encoding private key: %w", err)
@@ -33,7 +38,8 @@ func MarshalPEM(k *PrivateKey) ([]byte, error) {
 // ParsePEM decodes the first private key in b: a PKCS#8 "PRIVATE KEY"
 // block, or the "EC PRIVATE KEY" (SEC 1) and "RSA PRIVATE KEY" (PKCS#1)
 // blocks other tools write. Other blocks (such as "EC PARAMETERS") are
-// skipped. Encrypted keys are refused.
+// skipped. Encrypted keys are refused. The key must be one NewPrivateKey
+// accepts.
 func ParsePEM(b []byte) (*PrivateKey, error) {
 	for {
 		var block *pem.Block
@@ -103,7 +109,8 @@ func LoadFile(path string) (*PrivateKey, error) {
 
 // SaveFile writes k to path as PKCS#8 PEM with mode 0600, atomically: the
 // key goes to a temporary file in the same directory, which is synced and
-// renamed over path. An existing file at path is replaced.
+// renamed over path. An existing file at path is replaced. A key from
+// FromSigner gives ErrNotExportable and leaves path alone.
 func SaveFile(path string, k *PrivateKey) error {
 	tmp, err := writeTemp(path, k)
 	if err != nil {

@@ -10,10 +10,12 @@ import (
 )
 
 // PrivateKey is a node's own host identity: the private key and its
-// PublicKey. It is immutable and safe for concurrent use. Its String method
-// prints the public part only.
+// PublicKey. The key is in memory (Generate, NewPrivateKey, ParsePEM,
+// LoadFile) or held by an external crypto.Signer (FromSigner). It is
+// immutable and safe for concurrent use. Its String method prints the
+// public part only.
 type PrivateKey struct {
-	signer crypto.Signer // *ecdsa.PrivateKey or *rsa.PrivateKey
+	signer crypto.Signer // *ecdsa.PrivateKey, *rsa.PrivateKey, or external (FromSigner)
 	pub    *PublicKey
 }
 
@@ -39,7 +41,7 @@ func Generate(t KeyType, rand io.Reader) (*PrivateKey, error) {
 	case RSA4096:
 		key, err = rsa.GenerateKey(rand, 4096)
 	default:
-		return nil, fmt.Errorf("%w: %v", ErrUnsupportedKeyType, t)
+		return nil, fmt.Errorf("%w: %v (want one of %s)", ErrUnsupportedKeyType, t, keyTypeList())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("hostid: generating %v key: %w", t, err)
@@ -55,32 +57,38 @@ func orDefault(r io.Reader) io.Reader {
 }
 
 // NewPrivateKey wraps an existing *ecdsa.PrivateKey (P-256 or P-384) or
-// *rsa.PrivateKey (MinRSABits to MaxRSABits bits) as a host identity.
+// *rsa.PrivateKey (MinRSABits to MaxRSABits bits) as a host identity. For
+// a key held elsewhere (TPM, secure element, KMS) see FromSigner.
 func NewPrivateKey(key crypto.PrivateKey) (*PrivateKey, error) {
+	var (
+		pub *PublicKey
+		err error
+	)
 	switch k := key.(type) {
 	case *ecdsa.PrivateKey:
-		c := curveOf(k.Curve)
-		if c == nil {
-			return nil, fmt.Errorf("%w: ECDSA on %s", ErrUnsupportedCurve, k.Curve.Params().Name)
+		if k == nil {
+			return nil, fmt.Errorf("%w: nil %T", ErrUnsupportedKeyType, key)
 		}
-		hi, err := encodeECDSAHI(c, &k.PublicKey)
-		if err != nil {
-			return nil, err
-		}
-		return &PrivateKey{signer: k, pub: newPublicKey(AlgECDSA, c, &k.PublicKey, hi)}, nil
+		pub, err = ownPublicKey(&k.PublicKey, "own key")
 	case *rsa.PrivateKey:
-		if bits := k.N.BitLen(); bits < MinRSABits || bits > MaxRSABits {
-			return nil, fmt.Errorf("%w: own RSA key of %d bits (accepted: %d to %d)", ErrKeySize, bits, MinRSABits, MaxRSABits)
+		if k == nil {
+			return nil, fmt.Errorf("%w: nil %T", ErrUnsupportedKeyType, key)
 		}
-		// Round-trip through the parser so our keys pass the checks we
-		// apply to peers (exponent range, odd modulus).
-		hi := encodeRSAHI(&k.PublicKey)
-		if _, err := parseRSAHI(hi); err != nil {
+		pub, err = ownPublicKey(&k.PublicKey, "own key")
+	case crypto.Signer:
+		// Say what is wrong with the key itself (an Ed25519 key from a
+		// PEM file) before pointing at FromSigner.
+		if _, err := ownPublicKey(k.Public(), fmt.Sprintf("%T", key)); err != nil {
 			return nil, err
 		}
-		return &PrivateKey{signer: k, pub: newPublicKey(AlgRSA, nil, &k.PublicKey, hi)}, nil
+		return nil, fmt.Errorf("%w: %T is not an in-memory ECDSA or RSA key (use FromSigner)", ErrUnsupportedKeyType, key)
+	default:
+		return nil, fmt.Errorf("%w: %T (want *ecdsa.PrivateKey or *rsa.PrivateKey)", ErrUnsupportedKeyType, key)
 	}
-	return nil, fmt.Errorf("%w: %T", ErrUnsupportedKeyType, key)
+	if err != nil {
+		return nil, err
+	}
+	return &PrivateKey{signer: key.(crypto.Signer), pub: pub}, nil
 }
 
 // Public returns the host identity's public part.
@@ -96,7 +104,7 @@ func (k *PrivateKey) HIT() [16]byte { return k.pub.hit }
 // RSA: RSASSA-PSS with SHA-256, salt length equal to the hash length (RFC
 // 7401 §5.2.9). ECDSA: SHA-256 on P-256, SHA-384 on P-384 (RFC 4754), the
 // signature as r|s, each an octet string of the curve size. rand as for
-// Generate.
+// Generate; a key from FromSigner hands it to the signer's Sign method.
 func (k *PrivateKey) Sign(rand io.Reader, msg []byte) (sig []byte, alg Algorithm, err error) {
 	rand = orDefault(rand)
 	switch s := k.signer.(type) {
@@ -105,7 +113,7 @@ func (k *PrivateKey) Sign(rand io.Reader, msg []byte) (sig []byte, alg Algorithm
 	case *ecdsa.PrivateKey:
 		sig, err = signECDSA(rand, k.pub.curve, s, msg)
 	default:
-		err = fmt.Errorf("%w: %T", ErrUnsupportedKeyType, s)
+		sig, err = signWithSigner(rand, s, k.pub, msg)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("hostid: signing with %s: %w", k.pub.describe(), err)
@@ -113,15 +121,30 @@ func (k *PrivateKey) Sign(rand io.Reader, msg []byte) (sig []byte, alg Algorithm
 	return sig, k.pub.alg, nil
 }
 
-// Signer returns the underlying *ecdsa.PrivateKey or *rsa.PrivateKey, e.g.
-// to bind a TLS certificate to the host identity. The caller must not
-// modify it.
+// Signer returns the underlying *ecdsa.PrivateKey or *rsa.PrivateKey, or
+// the crypto.Signer given to FromSigner, e.g. to bind a TLS certificate to
+// the host identity. Its Sign method follows the crypto.Signer contract
+// (ASN.1 DER for ECDSA), not HIP's; use PrivateKey.Sign for HIP. The caller
+// must not modify it.
 func (k *PrivateKey) Signer() crypto.Signer { return k.signer }
+
+// external reports whether the key is held by a signer from FromSigner
+// rather than in memory.
+func (k *PrivateKey) external() bool {
+	switch k.signer.(type) {
+	case *ecdsa.PrivateKey, *rsa.PrivateKey:
+		return false
+	}
+	return true
+}
 
 // String describes the public part; it never prints key material.
 func (k *PrivateKey) String() string {
 	if k == nil {
 		return "<nil>"
+	}
+	if k.external() {
+		return fmt.Sprintf("private key in %T, %v", k.signer, k.pub)
 	}
 	return "private key, " + k.pub.String()
 }
