@@ -3,6 +3,7 @@ package hipnet
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -53,9 +54,14 @@ func nodeFromEnv() (*Node, error) {
 		}
 		path = filepath.Join(dir, "hipnet", "node.key")
 	}
-	id, err := LoadOrCreateIdentity(path)
+	id, created, err := EnsureIdentity(path)
 	if err != nil {
 		return nil, err
+	}
+	if created {
+		// A new key is a new HIT: whoever knew this node by its old one
+		// no longer reaches it, so say where it went.
+		slog.Default().Info("hipnet: created a new host identity", "path", path, "hit", id.HIT().String())
 	}
 	peers, err := ParsePeers(os.Getenv("HIPNET_PEERS"))
 	if err != nil {
