@@ -14,12 +14,21 @@ STATICCHECK         := $(CURDIR)/.bin/staticcheck
 .PHONY: help demo test fuzz bench lint e2e
 
 help:
-	@echo 'make demo    run cmd/hip-demo: base exchange, ESP, rekey, CLOSE in memory'
-	@echo 'make test    the full test suite, then again under the race detector'
-	@echo 'make e2e     end-to-end tests with real NATs in network namespaces (root)'
-	@echo 'make fuzz    every fuzz target for FUZZTIME each (default $(FUZZTIME))'
-	@echo 'make bench   all benchmarks with allocation counts'
-	@echo 'make lint    gofmt, go vet, staticcheck $(STATICCHECK_VERSION)'
+	@echo 'make help    this list'
+	@echo 'make demo    run cmd/hip-demo: two nodes on loopback meet by HIT (base exchange, a stream'
+	@echo '             and a datagram over ESP, CLOSE), printing every HIP packet; it exits non-zero'
+	@echo '             if a step fails. `go run ./cmd/hip-demo -core` walks the sans-I/O core'
+	@echo '             in memory instead: base exchange, ESP, rekey, CLOSE'
+	@echo 'make test    every test (go test ./...; the TestE2E* ones skip without root), then'
+	@echo '             all again under -race except the zero-allocation checks (Allocs),'
+	@echo '             which only hold without it'
+	@echo 'make e2e     the TestE2E* tests: real NATs in network namespaces; needs root, ip and'
+	@echo '             iptables, and fails rather than skips without them'
+	@echo 'make fuzz    every Fuzz* target of every package, FUZZTIME each (default $(FUZZTIME));'
+	@echo '             fails only if a target wrote a failing input to testdata/fuzz/'
+	@echo 'make bench   every benchmark with allocation counts (-benchmem), no tests'
+	@echo 'make lint    gofmt -l, go vet and staticcheck $(STATICCHECK_VERSION) (installed into .bin/'
+	@echo '             when missing or at another version)'
 
 demo:
 	$(GO) run ./cmd/hip-demo

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/netip"
 	"sort"
@@ -17,6 +18,28 @@ import (
 // Status is a snapshot of a node (Node.Status) or of a relay, for
 // operators: what StatusHandler serves as JSON, `hip status` prints and
 // WriteMetrics writes in the Prometheus format.
+//
+// # JSON
+//
+// The JSON of a Status (StatusHandler, `hip status -json`) is stable: a key
+// is never renamed, removed or given another type or unit; new keys may be
+// added, so readers must ignore keys they do not know. It follows one
+// style throughout, the json tags of Status and of every type in it:
+//
+//   - keys are snake_case ("local_addr", "bytes_in", "auth_failure");
+//   - a HIT is its IPv6 text form ("2001:20::1"), the zero HIT "::";
+//   - an address is "host:port" ("192.0.2.1:10500", "[2001:db8::1]:10500"),
+//     and "" when there is none;
+//   - a time is RFC 3339 text ("2026-01-02T15:04:05.123Z": fractional
+//     seconds when there are any, the node's UTC offset); a time that has
+//     not happened yet (PeerInfo.LastSeen before any packet, ...) is left
+//     out;
+//   - a duration is a number whose key names its unit: "rtt_ms"
+//     (milliseconds), "lifetime_s" (seconds);
+//   - registration types are their RFC names ("RELAY_UDP_HIP"), failure
+//     types their number with a "reason" in words (Registration);
+//   - counters are JSON numbers (uint64: exact up to 2^53 in readers that
+//     use float64, as JavaScript does).
 type Status struct {
 	HIT           HIT            `json:"hit"`                     // the node's own HIT
 	LocalAddr     netip.AddrPort `json:"local_addr"`              // the address of its UDP socket
@@ -28,90 +51,252 @@ type Status struct {
 
 // RelayStatus is one of a node's Config.Relays in a Status.
 type RelayStatus struct {
-	HIT        HIT            `json:"hit"`                 // zero until learnt, in the opportunistic mode
-	Addr       netip.AddrPort `json:"addr"`                // the relay's UDP address
-	Registered bool           `json:"registered"`          // whether the relay holds the node's registration now
-	Reflexive  netip.AddrPort `json:"reflexive,omitempty"` // the node's address as the relay's STUN service sees it
+	HIT        HIT            `json:"hit"`                // zero until learnt, in the opportunistic mode
+	Addr       netip.AddrPort `json:"addr"`               // the relay's UDP address
+	Registered bool           `json:"registered"`         // whether the relay holds the node's registration now
+	Reflexive  netip.AddrPort `json:"reflexive,omitzero"` // the node's address as the relay's STUN service sees it; zero: not learnt yet
 }
 
 // Registration is a host's registration with a registrar (RFC 8003): in
 // a relay's Status, one host the relay serves.
+//
+// Its JSON (MarshalJSON) names the types and decodes the lifetime:
+//
+//	{"peer": "2001:20::1", "granted": ["RELAY_UDP_HIP"], "lifetime_s": 128,
+//	 "expires": "2026-01-02T15:04:05Z",
+//	 "failed": [{"failure_type": 9, "reason": "simultaneous rendezvous and control relay prohibited", "types": ["RENDEZVOUS"]}]}
 type Registration struct {
-	Peer     HIT                   // the registered host
-	Granted  []uint8               // registration types granted: 1 RENDEZVOUS (RFC 8004), 2 RELAY_UDP_HIP (RFC 5770), 3 RELAY_UDP_ESP (RFC 9028)
-	Lifetime uint8                 // the granted lifetime, as RFC 8003 §4.1 codes it (Duration decodes it); 0: cancelled
-	Expires  time.Time             // when the registration ends unless renewed
-	Failed   []RegistrationFailure // types refused, and why
+	Peer     HIT                   `json:"peer"`             // the registered host
+	Granted  []uint8               `json:"granted"`          // registration types granted: 1 RENDEZVOUS (RFC 8004), 2 RELAY_UDP_HIP (RFC 5770), 3 RELAY_UDP_ESP (RFC 9028); JSON: their names
+	Lifetime uint8                 `json:"lifetime_s"`       // the granted lifetime, as RFC 8003 §4.1 codes it (Duration decodes it); 0: cancelled; JSON: Duration in seconds
+	Expires  time.Time             `json:"expires"`          // when the registration ends unless renewed
+	Failed   []RegistrationFailure `json:"failed,omitempty"` // types refused, and why
 }
 
 // Duration is the granted lifetime, Lifetime decoded.
 func (r Registration) Duration() time.Duration { return wire.LifetimeToDuration(r.Lifetime) }
 
 // RegistrationFailure is a REG_FAILED of RFC 8003 §4.3: registration
-// types a registrar refused, and why.
+// types a registrar refused, and why. Its JSON adds the reason in words
+// ("reason": wire.RegFailureName) and names the types as Registration's.
 type RegistrationFailure struct {
-	FailureType uint8 // 0: credentials required, 1: type unavailable, 2: insufficient resources, ... (RFC 8003 §4.3, RFC 9028 §7.8)
-	Types       []uint8
+	FailureType uint8   `json:"failure_type"` // 0: credentials required, 1: type unavailable, 2: insufficient resources, ... (RFC 8003 §4.3, RFC 9028 §7.8)
+	Types       []uint8 `json:"types"`        // JSON: their names
 }
 
 // PeerInfo describes one association with a peer (Node.Peers,
 // Status.Peers). The counters start with the association's base exchange.
 type PeerInfo struct {
-	HIT HIT // the peer's HIT
+	HIT HIT `json:"hit"` // the peer's HIT
 
 	// State is the association's state (RFC 7401 §4.4.2): "ESTABLISHED"
 	// carries data; "UNASSOCIATED", "I1-SENT", "I2-SENT" and "R2-SENT" come
 	// before, "CLOSING", "CLOSED" and "E-FAILED" after.
-	State string
+	State string `json:"state"`
 
 	// Path is "direct" when ESP goes straight to the peer's Locator, or
 	// "relayed" when it goes through a relay of Config.Relays (Locator is
 	// then the relay's address) until ICE finds a direct path.
-	Path    string
-	Locator netip.AddrPort // where the node sends to the peer now
+	Path    string         `json:"path"`
+	Locator netip.AddrPort `json:"locator"` // where the node sends to the peer now
 
 	// The suites the base exchange agreed, by name (e.g. "ECDSA/SHA-384",
 	// "P-256", "AES-128-CBC", "AES-128-GCM with 16-octet ICV");
 	// empty until it has.
-	HITSuite  string // the Responder's HIT suite
-	DHGroup   string // the Diffie-Hellman group
-	HIPCipher string // the cipher of HIP's ENCRYPTED parameters
-	ESPSuite  string // the ESP transform
+	HITSuite  string `json:"hit_suite"`  // the Responder's HIT suite
+	DHGroup   string `json:"dh_group"`   // the Diffie-Hellman group
+	HIPCipher string `json:"hip_cipher"` // the cipher of HIP's ENCRYPTED parameters
+	ESPSuite  string `json:"esp_suite"`  // the ESP transform
 
-	InSPI  uint32 // the inbound ESP security association's SPI
-	OutSPI uint32 // the outbound one's
+	InSPI  uint32 `json:"in_spi"`  // the inbound ESP security association's SPI
+	OutSPI uint32 `json:"out_spi"` // the outbound one's
 
-	BytesIn, BytesOut     uint64 // payload octets of inner datagrams received and sent
-	PacketsIn, PacketsOut uint64 // inner datagrams received and sent
+	// Inner datagrams, and their payload octets, that the association
+	// carried: application data and echoes (Node.Ping), not HIP control
+	// packets. An association that carries only control, as a node's
+	// with its relay does, stays at zero; what a relay forwards for its
+	// hosts is counted in Stats.Relay, not here.
+	BytesIn    uint64 `json:"bytes_in"`
+	BytesOut   uint64 `json:"bytes_out"`
+	PacketsIn  uint64 `json:"packets_in"`
+	PacketsOut uint64 `json:"packets_out"`
 
-	Since     time.Time // when the association entered State
-	Initiator bool      // whether this node started the base exchange
+	Since     time.Time `json:"since"`     // when the association entered State
+	Initiator bool      `json:"initiator"` // whether this node started the base exchange
 
 	// Locators are the peer's locators of a direct association (RFC 8046
 	// §5.1), the one in use first; empty for a relayed one.
-	Locators []LocatorInfo `json:",omitempty"`
+	Locators []LocatorInfo `json:"locators,omitempty"`
 
 	// LastHandshake is when the association's last base exchange or rekey
-	// completed; LastSeen when its last authenticated packet arrived (to
-	// the second). Zero: not yet.
-	LastHandshake, LastSeen time.Time
+	// completed; LastSeen when its last authenticated ESP packet arrived
+	// (to the second), so it stays zero on an association that carries
+	// only HIP control, as a node's with its relay. Zero (left out of the
+	// JSON): not yet.
+	LastHandshake time.Time `json:"last_handshake,omitzero"`
+	LastSeen      time.Time `json:"last_seen,omitzero"`
 }
 
-// LocatorInfo is one locator of a peer (PeerInfo.Locators).
+// LocatorInfo is one locator of a peer (PeerInfo.Locators). Its JSON
+// (MarshalJSON) gives RTT in milliseconds, as "rtt_ms".
 type LocatorInfo struct {
-	Addr netip.AddrPort
+	Addr netip.AddrPort `json:"addr"`
 	// State is "active" (verified), "unverified" (not yet verified: no
 	// data goes there), "deprecated" (withdrawn by the peer or expired)
 	// or "failed" (a check went unanswered; retried with back-off).
-	State string
+	State string `json:"state"`
 	// Origin says where it was learnt: "config" (Config.Peers, AddPeer,
 	// or the base exchange), "locator-set" (the peer announced it),
-	// "packet" (the peer's packets came from it: a NAT rebinding).
-	Origin       string
-	Current      bool          // the association's traffic goes here
-	Preferred    bool          // preferred by the peer or by the base exchange
-	RTT          time.Duration // smoothed round trip of its checks; zero: not measured
-	LastReceived time.Time     // the last authenticated packet from it
+	// "packet" (the peer's packets came from it: a NAT rebinding), "ice"
+	// or "relay".
+	Origin       string        `json:"origin"`
+	Current      bool          `json:"current"`                // the association's traffic goes here
+	Preferred    bool          `json:"preferred"`              // preferred by the peer or by the base exchange
+	RTT          time.Duration `json:"rtt_ms"`                 // smoothed round trip of its checks; zero: not measured
+	LastReceived time.Time     `json:"last_received,omitzero"` // the last authenticated packet from it; zero: none yet
+}
+
+// registrationJSON is Registration's JSON: types by name, the lifetime
+// decoded.
+type registrationJSON struct {
+	Peer      HIT                   `json:"peer"`
+	Granted   []string              `json:"granted"`
+	LifetimeS float64               `json:"lifetime_s"`
+	Expires   time.Time             `json:"expires"`
+	Failed    []RegistrationFailure `json:"failed,omitempty"`
+}
+
+// MarshalJSON writes r as Registration's documentation shows.
+func (r Registration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(registrationJSON{
+		Peer:      r.Peer,
+		Granted:   regTypeNames(r.Granted),
+		LifetimeS: r.Duration().Seconds(),
+		Expires:   r.Expires,
+		Failed:    r.Failed,
+	})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes. The lifetime becomes the
+// code whose duration is nearest (two codes differ by 9 %).
+func (r *Registration) UnmarshalJSON(b []byte) error {
+	var j registrationJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	granted, err := parseRegTypes(j.Granted)
+	if err != nil {
+		return err
+	}
+	*r = Registration{Peer: j.Peer, Granted: granted, Lifetime: lifetimeCode(j.LifetimeS), Expires: j.Expires, Failed: j.Failed}
+	return nil
+}
+
+type registrationFailureJSON struct {
+	FailureType uint8    `json:"failure_type"`
+	Reason      string   `json:"reason"`
+	Types       []string `json:"types"`
+}
+
+// MarshalJSON writes f with its reason in words and its types by name.
+func (f RegistrationFailure) MarshalJSON() ([]byte, error) {
+	return json.Marshal(registrationFailureJSON{
+		FailureType: f.FailureType,
+		Reason:      wire.RegFailureName(f.FailureType),
+		Types:       regTypeNames(f.Types),
+	})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes; "reason" is ignored.
+func (f *RegistrationFailure) UnmarshalJSON(b []byte) error {
+	var j registrationFailureJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	types, err := parseRegTypes(j.Types)
+	if err != nil {
+		return err
+	}
+	*f = RegistrationFailure{FailureType: j.FailureType, Types: types}
+	return nil
+}
+
+// regTypeNames names registration types (wire.RegTypeName: "RELAY_UDP_HIP",
+// or "regtype42" for one without a name); nil stays nil.
+func regTypeNames(ts []uint8) []string {
+	if ts == nil {
+		return nil
+	}
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = wire.RegTypeName(t)
+	}
+	return names
+}
+
+// parseRegTypes reverses regTypeNames.
+func parseRegTypes(names []string) ([]uint8, error) {
+	if names == nil {
+		return nil, nil
+	}
+	ts := make([]uint8, len(names))
+next:
+	for i, n := range names {
+		for t := range 256 {
+			if wire.RegTypeName(uint8(t)) == n {
+				ts[i] = uint8(t)
+				continue next
+			}
+		}
+		return nil, fmt.Errorf("hipnet: unknown registration type %q", n)
+	}
+	return ts, nil
+}
+
+// lifetimeCode returns the RFC 8003 lifetime code whose duration is
+// nearest to sec seconds.
+func lifetimeCode(sec float64) uint8 {
+	d := time.Duration(math.Round(sec * float64(time.Second)))
+	best := uint8(0)
+	for c := range 256 {
+		if (wire.LifetimeToDuration(uint8(c)) - d).Abs() < (wire.LifetimeToDuration(best) - d).Abs() {
+			best = uint8(c)
+		}
+	}
+	return best
+}
+
+// locatorJSON is LocatorInfo's JSON: RTT in milliseconds.
+type locatorJSON struct {
+	Addr         netip.AddrPort `json:"addr"`
+	State        string         `json:"state"`
+	Origin       string         `json:"origin"`
+	Current      bool           `json:"current"`
+	Preferred    bool           `json:"preferred"`
+	RTTms        float64        `json:"rtt_ms"`
+	LastReceived time.Time      `json:"last_received,omitzero"`
+}
+
+// MarshalJSON writes l with its RTT in milliseconds ("rtt_ms", to the
+// nanosecond).
+func (l LocatorInfo) MarshalJSON() ([]byte, error) {
+	return json.Marshal(locatorJSON{
+		Addr: l.Addr, State: l.State, Origin: l.Origin, Current: l.Current, Preferred: l.Preferred,
+		RTTms: float64(l.RTT) / float64(time.Millisecond), LastReceived: l.LastReceived,
+	})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (l *LocatorInfo) UnmarshalJSON(b []byte) error {
+	var j locatorJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*l = LocatorInfo{
+		Addr: j.Addr, State: j.State, Origin: j.Origin, Current: j.Current, Preferred: j.Preferred,
+		RTT: time.Duration(math.Round(j.RTTms * float64(time.Millisecond))), LastReceived: j.LastReceived,
+	}
+	return nil
 }
 
 // Stats are a node's counters since it started, and a few gauges, read
@@ -120,81 +305,85 @@ type LocatorInfo struct {
 // counted in exactly one Drops field. StatusHandler and WriteMetrics serve
 // them in the Prometheus text format.
 type Stats struct {
-	PacketsIn, PacketsOut uint64 // UDP datagrams received and sent
-	BytesIn, BytesOut     uint64 // their UDP payload octets
-	ControlIn, ControlOut uint64 // HIP control packets received (well formed) and sent
-	ESPIn, ESPOut         uint64 // ESP packets authenticated and sent
-	Delivered             uint64 // inner datagrams handed to a connection
-	STUNAnswered          uint64 // STUN Binding Requests answered (Config.STUNServer)
-	STUNMatched           uint64 // STUN Binding responses matched to the node's own requests
-	ICEChecks             uint64 // ICE connectivity checks and answers received
-	KeepalivesIn          uint64 // NAT keepalives received: ESP dummy packets (authenticated), STUN Binding Indications
-	KeepalivesOut         uint64 // NAT keepalives sent (ESP dummy packets) on idle direct paths
-	Drops                 Drops
-	BEX                   BEXStats
-	Relay                 RelayStats // on a relay (cmd/hip-relay): its forwarding and refusals
-	Paths                 PathStats  // mobility and failover of direct associations
+	PacketsIn     uint64     `json:"packets_in"`     // UDP datagrams received
+	PacketsOut    uint64     `json:"packets_out"`    // UDP datagrams sent
+	BytesIn       uint64     `json:"bytes_in"`       // their UDP payload octets
+	BytesOut      uint64     `json:"bytes_out"`      // their UDP payload octets
+	ControlIn     uint64     `json:"control_in"`     // HIP control packets received (well formed)
+	ControlOut    uint64     `json:"control_out"`    // HIP control packets sent
+	ESPIn         uint64     `json:"esp_in"`         // ESP packets authenticated
+	ESPOut        uint64     `json:"esp_out"`        // ESP packets sent
+	Delivered     uint64     `json:"delivered"`      // inner datagrams handed to a connection
+	STUNAnswered  uint64     `json:"stun_answered"`  // STUN Binding Requests answered (Config.STUNServer)
+	STUNMatched   uint64     `json:"stun_matched"`   // STUN Binding responses matched to the node's own requests
+	ICEChecks     uint64     `json:"ice_checks"`     // ICE connectivity checks and answers received
+	KeepalivesIn  uint64     `json:"keepalives_in"`  // NAT keepalives received: ESP dummy packets (authenticated), STUN Binding Indications
+	KeepalivesOut uint64     `json:"keepalives_out"` // NAT keepalives sent (ESP dummy packets) on idle direct paths
+	Drops         Drops      `json:"drops"`
+	BEX           BEXStats   `json:"bex"`
+	Relay         RelayStats `json:"relay"` // on a relay (cmd/hip-relay): its forwarding and refusals
+	Paths         PathStats  `json:"paths"` // mobility and failover of direct associations
 
 	// Gauges, read when Stats is called.
-	Associations     map[string]int // associations by PeerInfo.State ("ESTABLISHED", "I1-SENT", ...)
-	RelaysRegistered int            // Config.Relays that hold the node's registration now
-	Registrations    int            // on a relay: hosts registered with it now
+	Associations     map[string]int `json:"associations"`      // associations by PeerInfo.State ("ESTABLISHED", "I1-SENT", ...)
+	RelaysRegistered int            `json:"relays_registered"` // Config.Relays that hold the node's registration now
+	Registrations    int            `json:"registrations"`     // on a relay: hosts registered with it now
 }
 
 // PathStats count what mobility and failover did (Stats.Paths).
 type PathStats struct {
-	Switches uint64 // an association's traffic moved to another locator (logged as "path switch")
+	Switches uint64 `json:"switches"` // an association's traffic moved to another locator (logged as "path switch")
 	// LostInSwitch counts the datagrams sent into a path that had died,
 	// between its last sign of life and the switch away from it: what a
 	// failover may have lost. Stream data is retransmitted; datagrams are
 	// not.
-	LostInSwitch   uint64
-	ProbesSent     uint64 // address checks sent: UPDATE with ECHO_REQUEST_SIGNED (RFC 8046 §5.4)
-	ProbesAnswered uint64 // their signed answers
-	ProbesRefused  uint64 // checks not sent to an unverified address over its credit (RFC 8046 §5.6)
-	EchoAnswered   uint64 // the peers' checks this node answered
-	Announcements  uint64 // UPDATEs announcing this node's addresses (RFC 8046 §5.2)
-	Resent         uint64 // packets sent during a failed path check, sent again on the new path
-	IdleClosed     uint64 // associations closed after Config.IdleTimeout without data
+	LostInSwitch   uint64 `json:"lost_in_switch"`
+	ProbesSent     uint64 `json:"probes_sent"`     // address checks sent: UPDATE with ECHO_REQUEST_SIGNED (RFC 8046 §5.4)
+	ProbesAnswered uint64 `json:"probes_answered"` // their signed answers
+	ProbesRefused  uint64 `json:"probes_refused"`  // checks not sent to an unverified address over its credit (RFC 8046 §5.6)
+	EchoAnswered   uint64 `json:"echo_answered"`   // the peers' checks this node answered
+	Announcements  uint64 `json:"announcements"`   // UPDATEs announcing this node's addresses (RFC 8046 §5.2)
+	Resent         uint64 `json:"resent"`          // packets sent during a failed path check, sent again on the new path
+	IdleClosed     uint64 `json:"idle_closed"`     // associations closed after Config.IdleTimeout without data
 }
 
 // BEXStats count base exchanges (Stats.BEX).
 type BEXStats struct {
-	Started   uint64 // as Initiator (I1 sent) or Responder (an I2 accepted)
-	Completed uint64 // reached ESTABLISHED (or R2-SENT, the Responder's end)
+	Started   uint64 `json:"started"`   // as Initiator (I1 sent) or Responder (an I2 accepted)
+	Completed uint64 `json:"completed"` // reached ESTABLISHED (or R2-SENT, the Responder's end)
 
 	// Failed base exchanges, by reason.
-	FailedTimeout uint64 // the peer did not answer (retransmissions exhausted)
-	FailedRefused uint64 // the peer refused (an authenticated NOTIFY), or Config.Authorize refused the peer
-	FailedOther   uint64 // anything else: bad signature, no common suite, ...
+	FailedTimeout uint64 `json:"failed_timeout"` // the peer did not answer (retransmissions exhausted)
+	FailedRefused uint64 `json:"failed_refused"` // the peer refused (an authenticated NOTIFY), or Config.Authorize refused the peer
+	FailedOther   uint64 `json:"failed_other"`   // anything else: bad signature, no common suite, ...
 
 	// PuzzleDifficulty is the puzzle difficulty #K (RFC 7401 §4.1.2) the
 	// node's R1s ask for now: it rises while I2s arrive faster than the
 	// node wants to verify them, and falls back after.
-	PuzzleDifficulty uint8
+	PuzzleDifficulty uint8 `json:"puzzle_difficulty"`
 }
 
 // Drops count the datagrams and writes a node dropped, by reason
 // (Stats.Drops).
 type Drops struct {
-	Short           uint64 // shorter than 8 octets: neither HIP, ESP nor STUN
-	STUN            uint64 // STUN neither answered nor matched: indications, other methods, unmatched responses, requests while Config.STUNServer is off, bad FINGERPRINT, malformed
-	Malformed       uint64 // control packet that does not parse (or has a non-zero checksum); malformed ESP or inner UDP
-	UnknownSPI      uint64 // ESP for no inbound security association
-	Replay          uint64 // ESP replayed, or left of the anti-replay window
-	AuthFailure     uint64 // ESP whose integrity check value did not verify
-	NotForUs        uint64 // HIP packet for another receiver HIT
-	Unauthorized    uint64 // from a peer Config.Authorize refused
-	ControlRejected uint64 // HIP packet the state machine refused (unexpected, bad MAC or signature, ...)
-	ControlReplay   uint64 // HIP packet refused as a replay: a spent I2 solution, an old UPDATE SEQ, a stale R1
-	RateLimited     uint64 // I1 not answered: its source, its address or the node is over its R1 rate
-	ControlBacklog  uint64 // control packet dropped because the node's handshake processing was behind
-	NotUDP          uint64 // ESP payload that is not inner UDP (e.g. dummy packets, RFC 4303 §2.6)
-	NoListener      uint64 // inner UDP to a port nothing listens on
-	InboxFull       uint64 // a connection's receive queue was full (its reader too slow)
-	QueueFull       uint64 // write refused: too much data already waiting for a base exchange
-	QueueDiscarded  uint64 // writes that waited for a base exchange, discarded when it failed
-	SendErrors      uint64 // UDP socket write errors
+	Short           uint64 `json:"short"`            // shorter than 8 octets: neither HIP, ESP nor STUN
+	STUN            uint64 `json:"stun"`             // STUN neither answered nor matched: indications, other methods, unmatched responses, requests while Config.STUNServer is off, bad FINGERPRINT, malformed
+	Malformed       uint64 `json:"malformed"`        // control packet that does not parse (or has a non-zero checksum); malformed ESP or inner UDP
+	UnknownSPI      uint64 `json:"unknown_spi"`      // ESP for no inbound security association
+	Replay          uint64 `json:"replay"`           // ESP replayed, or left of the anti-replay window
+	AuthFailure     uint64 `json:"auth_failure"`     // ESP whose integrity check value did not verify
+	NotForUs        uint64 `json:"not_for_us"`       // HIP packet for another receiver HIT
+	Unauthorized    uint64 `json:"unauthorized"`     // from a peer Config.Authorize refused
+	ControlRejected uint64 `json:"control_rejected"` // HIP packet the state machine refused (unexpected, bad MAC or signature, ...)
+	ControlReplay   uint64 `json:"control_replay"`   // HIP packet refused as a replay: a spent I2 solution, an old UPDATE SEQ, a stale R1
+	RateLimited     uint64 `json:"rate_limited"`     // I1 not answered: its source, its address or the node is over its R1 rate
+	ControlBacklog  uint64 `json:"control_backlog"`  // control packet dropped because the node's handshake processing was behind
+	NotUDP          uint64 `json:"not_udp"`          // ESP payload that is not inner UDP (e.g. dummy packets, RFC 4303 §2.6)
+	NoListener      uint64 `json:"no_listener"`      // inner UDP to a port nothing listens on
+	InboxFull       uint64 `json:"inbox_full"`       // a connection's receive queue was full (its reader too slow)
+	QueueFull       uint64 `json:"queue_full"`       // write refused: too much data already waiting for a base exchange
+	QueueDiscarded  uint64 `json:"queue_discarded"`  // writes that waited for a base exchange, discarded when it failed
+	SendErrors      uint64 `json:"send_errors"`      // UDP socket write errors
 }
 
 // Total returns the sum of all drop counters.
@@ -207,16 +396,16 @@ func (d Drops) Total() uint64 {
 // RelayStats count a relay's work (Stats.Relay); they stay zero on a node
 // that is not a relay.
 type RelayStats struct {
-	ControlForwarded uint64 // HIP control packets relayed, either direction
-	ESPForwarded     uint64 // ESP packets forwarded by SPI
-	Rendezvoused     uint64 // I1s forwarded to RENDEZVOUS hosts with FROM (RFC 8004)
-	Forwards         uint64 // gauge: ESP forwarding entries now
+	ControlForwarded uint64 `json:"control_forwarded"` // HIP control packets relayed, either direction
+	ESPForwarded     uint64 `json:"esp_forwarded"`     // ESP packets forwarded by SPI
+	Rendezvoused     uint64 `json:"rendezvoused"`      // I1s forwarded to RENDEZVOUS hosts with FROM (RFC 8004)
+	Forwards         uint64 `json:"forwards"`          // gauge: ESP forwarding entries now
 
 	// Packets refused, by reason.
-	Unregistered uint64 // to or for a HIT without a relay registration
-	Forged       uint64 // RELAY_TO whose RELAY_HMAC did not verify, or relay parameters from outside
-	RateLimited  uint64 // I1s over a registered host's rate
-	TableFull    uint64 // ESP forwarding entries refused: table full
+	Unregistered uint64 `json:"unregistered"` // to or for a HIT without a relay registration
+	Forged       uint64 `json:"forged"`       // RELAY_TO whose RELAY_HMAC did not verify, or relay parameters from outside
+	RateLimited  uint64 `json:"rate_limited"` // I1s over a registered host's rate
+	TableFull    uint64 `json:"table_full"`   // ESP forwarding entries refused: table full
 }
 
 // Stats returns the node's counters and gauges. Nothing leaves the

@@ -15,7 +15,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +25,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -38,16 +38,49 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "hip-relay:", err)
-		os.Exit(1)
-	}
+	code := exitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
+	stop()
+	os.Exit(code)
 }
+
+// exitCode reports err on stderr and returns the exit status: 0 for
+// success and for -h (the usage went to standard error, as the flag
+// package prints it), 2 for a command line refused (explained on standard
+// error already), 1 for any other error.
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	}
+	fmt.Fprintln(stderr, "hip-relay:", err)
+	return 1
+}
+
+// usageError is a command line refused; the flag package or run has
+// explained it on standard error.
+type usageError struct{ error }
+
+const usage = `usage: hip-relay [-listen addr] [-identity file] [-turn addr -turn-ip addr] [-allow file] [-status addr] [-v]
+
+A HIP relay: hosts behind NATs register with it (RFC 8003) and are reached
+through it by their HITs (RFC 5770 control relay, RFC 8004 rendezvous),
+with a STUN service on its HIP port and optionally TURN for registered
+hosts. It prints "HIT <hit>" once listening and runs until SIGINT or
+SIGTERM.
+
+flags:
+`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hip-relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
 	listen := fs.String("listen", ":10500", "UDP address for HIP, ESP and STUN")
 	idPath := fs.String("identity", "relay.key", "host identity file (PEM; created, mode 0600, if missing)")
 	turnAddr := fs.String("turn", "", "UDP address of the TURN service (empty: no TURN)")
@@ -57,7 +90,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	statusAddr := fs.String("status", "", "serve status (JSON, /status) and Prometheus metrics (/metrics) on this TCP `address`, e.g. 127.0.0.1:10580, or unix:/path (off by default)")
 	verbose := fs.Bool("v", false, "debug logs")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err} // the flag package explained it
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "hip-relay: unexpected argument %q (hip-relay -h for help)\n", fs.Arg(0))
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -119,17 +159,55 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // relayStatus makes the relay a hipnet.StatusSource. The relay reports its
-// stack's status in package overlay's type, whose JSON is hipnet.Status's
-// (hipnet's TestStatusFromNode holds them equal, byte for byte), so a JSON
-// round trip converts it.
+// stack's status in package overlay's type, whose fields are hipnet.Status's,
+// by the same names (hipnet's TestStatusTypesMatchStack holds them alike),
+// so copyByName converts it; TestRelayStatusCopiesEveryField checks that
+// no field is left behind.
 type relayStatus struct{ srv *relay.Server }
 
 func (r relayStatus) Status() hipnet.Status {
 	var st hipnet.Status
-	if b, err := json.Marshal(r.srv.Status()); err == nil {
-		_ = json.Unmarshal(b, &st)
-	}
+	copyByName(reflect.ValueOf(&st).Elem(), reflect.ValueOf(r.srv.Status()))
 	return st
+}
+
+// copyByName copies src into dst: a struct field by field, to the field
+// of the same name; a slice or map element by element (nil stays nil);
+// anything else by assignment or conversion.
+func copyByName(dst, src reflect.Value) {
+	switch {
+	case src.Type().AssignableTo(dst.Type()):
+		dst.Set(src)
+	case src.Kind() == reflect.Struct && dst.Kind() == reflect.Struct:
+		for i := range src.NumField() {
+			if f := src.Type().Field(i); f.IsExported() {
+				if d := dst.FieldByName(f.Name); d.IsValid() && d.CanSet() {
+					copyByName(d, src.Field(i))
+				}
+			}
+		}
+	case src.Kind() == reflect.Slice && dst.Kind() == reflect.Slice:
+		if src.IsNil() {
+			return
+		}
+		dst.Set(reflect.MakeSlice(dst.Type(), src.Len(), src.Len()))
+		for i := range src.Len() {
+			copyByName(dst.Index(i), src.Index(i))
+		}
+	case src.Kind() == reflect.Map && dst.Kind() == reflect.Map:
+		if src.IsNil() {
+			return
+		}
+		dst.Set(reflect.MakeMapWithSize(dst.Type(), src.Len()))
+		for it := src.MapRange(); it.Next(); {
+			k, v := reflect.New(dst.Type().Key()).Elem(), reflect.New(dst.Type().Elem()).Elem()
+			copyByName(k, it.Key())
+			copyByName(v, it.Value())
+			dst.SetMapIndex(k, v)
+		}
+	case src.Type().ConvertibleTo(dst.Type()):
+		dst.Set(src.Convert(dst.Type()))
+	}
 }
 
 // serveStatus serves h on addr (TCP, or "unix:/path") until stop.

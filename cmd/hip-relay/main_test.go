@@ -2,15 +2,26 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net/http/httptest"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/hipnet"
+	"hipnet.dev/overlay"
+	"hipnet.dev/relay"
 )
 
 // TestRunPrintsHITAndStops: the relay prints its HIT once listening and
@@ -60,5 +71,156 @@ func TestReadAllow(t *testing.T) {
 	os.WriteFile(p, []byte("not-a-hit\n"), 0o600)
 	if _, err := readAllow(p); err == nil || !strings.Contains(err.Error(), ":1:") {
 		t.Fatalf("bad line: %v", err)
+	}
+}
+
+// TestHelp: `hip-relay -h`, run as a program, prints its usage on standard
+// error, as the flag package does, and exits 0; a refused command line is
+// explained there too, and exits 2.
+func TestHelp(t *testing.T) {
+	bin := buildSelf(t)
+	for _, tc := range []struct {
+		args  []string
+		code  int
+		usage bool // the whole usage, not one line
+	}{
+		{[]string{"-h"}, 0, true},
+		{[]string{"-help"}, 0, true},
+		{[]string{"-no-such-flag"}, 2, true},
+		{[]string{"extra"}, 2, false},
+	} {
+		var out, errb bytes.Buffer
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code || out.Len() != 0 || errb.Len() == 0 || tc.usage != strings.Contains(errb.String(), "usage: hip-relay") {
+			t.Errorf("hip-relay %v: exit %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, out.String(), errb.String())
+		}
+	}
+}
+
+// buildSelf builds this command into the test's directory and returns its
+// path.
+func buildSelf(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hip-relay")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestRelayStatusCopiesEveryField: relayStatus converts the stack's status
+// with every field set to the hipnet.Status with the same values.
+func TestRelayStatusCopiesEveryField(t *testing.T) {
+	var st overlay.Status
+	n := 0
+	fill(reflect.ValueOf(&st).Elem(), &n)
+	var want hipnet.Status
+	n = 0
+	fill(reflect.ValueOf(&want).Elem(), &n)
+	var got hipnet.Status
+	copyByName(reflect.ValueOf(&got).Elem(), reflect.ValueOf(st))
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("converted status differs:\n got:  %+v\n want: %+v", got, want)
+	}
+	if len(got.Registrations[1].Failed[1].Types) != 2 || got.Peers[1].Locators[1].RTT == 0 || got.Stats.Associations == nil {
+		t.Fatalf("fill left fields empty: %+v", got)
+	}
+	got = hipnet.Status{}
+	copyByName(reflect.ValueOf(&got).Elem(), reflect.ValueOf(overlay.Status{}))
+	if !reflect.DeepEqual(got, hipnet.Status{}) {
+		t.Fatalf("empty status: %+v", got)
+	}
+}
+
+// TestRelayStatusServed: the relay's status, as hipnet.StatusHandler
+// serves it, names the relay and its registrations.
+func TestRelayStatusServed(t *testing.T) {
+	k, err := hostid.Generate(hostid.ECDSAP256, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := relay.New(relay.Config{Identity: k, ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	id, err := hipnet.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := hipnet.NewNode(hipnet.Config{Identity: id, ListenAddr: "127.0.0.1:0", Relays: []string{srv.HIT().String() + "@" + srv.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	for end := time.Now().Add(10 * time.Second); node.Stats().RelaysRegistered == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("no registration")
+		}
+	}
+	rec := httptest.NewRecorder()
+	hipnet.StatusHandler(relayStatus{srv}).ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+	var st hipnet.Status
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.HIT != srv.HIT() || len(st.Registrations) != 1 || st.Registrations[0].Peer != node.HIT() || st.Stats.Registrations != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if !strings.Contains(rec.Body.String(), `"RELAY_UDP_HIP"`) {
+		t.Fatalf("served JSON: %s", rec.Body.String())
+	}
+}
+
+// fill sets every field under v to a value of its own: numbers count up,
+// strings and booleans follow, slices get two elements (as hipnet's test
+// of its own conversion does).
+func fill(v reflect.Value, n *int) {
+	*n++
+	switch x := v.Addr().Interface().(type) {
+	case *netip.AddrPort:
+		*x = netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(*n)}), uint16(*n))
+		return
+	case *time.Time:
+		*x = time.Unix(int64(1e9+*n), 0).UTC()
+		return
+	case *wire.HIT:
+		*x = wire.HIT{0x20, 0x01, 0x00, 0x20, 15: byte(*n)}
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			fill(v.Field(i), n)
+		}
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
+		for i := range 2 {
+			fill(v.Index(i), n)
+		}
+	case reflect.Map:
+		v.Set(reflect.MakeMap(v.Type()))
+		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+		fill(k, n)
+		fill(e, n)
+		v.SetMapIndex(k, e)
+	case reflect.String:
+		v.SetString(fmt.Sprint("s", *n))
+	case reflect.Bool:
+		v.SetBool(*n%2 == 0)
+	case reflect.Int, reflect.Int64:
+		v.SetInt(int64(*n))
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(uint64(*n))
+	default:
+		panic("fill: " + v.Type().String())
 	}
 }

@@ -1,7 +1,8 @@
 // Command hip is the hipnet operator tool.
 //
-//	hip keygen [-o file] [-type ecdsa-p256|ecdsa-p384|rsa2048|rsa3072]
-//	    create a host identity (PEM, mode 0600) and print its HIT
+//	hip keygen [-o file] [-type ecdsa-p256|ecdsa-p384|rsa2048|rsa3072|rsa4096] [-f]
+//	    create a host identity (PEM, mode 0600), print its HIT on stdout
+//	    and the file it wrote on stderr
 //	hip hit [file]
 //	    print the HIT of an identity file (default: the default node's key)
 //	hip ping [-relay HIT@host:port] [-peer HIT@host:port] [-c n] [-json] HIT
@@ -18,6 +19,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
@@ -29,7 +31,8 @@ commands:
   keygen [-o file] [-type type]   create a host identity and print its HIT
   hit [file]                      print the HIT of an identity file
   ping [-relay R] [-peer P] HIT   time a base exchange, then echo over it, like ping(8)
-  status [-url URL] [-json]       a running node's HIT, relays and associations
+  status [-url URL] [-a] [-json]  a running node's HIT, relays and associations
+  version                         the module version, VCS revision and Go version hip was built from
 
 Run "hip <command> -h" for a command's flags.
 `
@@ -53,8 +56,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = ping(args[1:], stdout, stderr)
 	case "status":
 		err = status(args[1:], stdout, stderr)
-	case "-h", "-help", "--help", "help":
+	case "version":
+		err = version(args[1:], stdout, stderr)
+	case "help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "-h", "-help", "--help":
+		fmt.Fprint(stderr, usage) // as the commands' -h print theirs
 		return 0
 	default:
 		fmt.Fprintf(stderr, "hip: unknown command %q\n%s", args[0], usage)
@@ -91,13 +99,18 @@ func defaultKeyPath() string {
 }
 
 func keygen(args []string, stdout, stderr io.Writer) error {
+	var names []string
+	for _, t := range hostid.KeyTypes() {
+		names = append(names, t.String())
+	}
 	fs := flag.NewFlagSet("hip keygen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	out := fs.String("o", defaultKeyPath(), "write the key to `file` (PEM, mode 0600)")
-	typ := fs.String("type", "ecdsa-p256", "key `type`: ecdsa-p256, ecdsa-p384, rsa2048, rsa3072")
+	out := fs.String("o", defaultKeyPath(), "write the key to `file` (PEM, mode 0600; missing directories are created 0700)")
+	typ := fs.String("type", hostid.ECDSAP256.String(), "key `type`: "+strings.Join(names, ", "))
 	force := fs.Bool("f", false, "overwrite an existing file")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: hip keygen [-o file] [-type type] [-f]")
+		fmt.Fprintln(stderr, "\nCreates a host identity, prints its HIT on stdout and the file it wrote on stderr.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -108,23 +121,54 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	}
 	kt, err := hostid.ParseKeyType(*typ)
 	if err != nil {
-		return usageError{err}
+		return usageError{fmt.Errorf("keygen: unknown key type %q (want one of %s)", *typ, strings.Join(names, ", "))}
 	}
-	if _, err := os.Stat(*out); err == nil && !*force {
-		return fmt.Errorf("keygen: %s exists (use -f to overwrite)", *out)
+	if err := keygenWrite(*out, kt, *force, stdout, stderr); err != nil {
+		// The operator knows no package hostid; the file name is in
+		// the message already.
+		return fmt.Errorf("keygen: %s", strings.ReplaceAll(err.Error(), "hostid: ", ""))
 	}
-	k, err := hostid.Generate(kt, nil)
-	if err != nil {
-		return err
+	return nil
+}
+
+// keygenWrite creates the key file for keygen and reports it: the HIT on
+// stdout, for scripts, and the absolute path on stderr, for people.
+func keygenWrite(out string, kt hostid.KeyType, force bool, stdout, stderr io.Writer) error {
+	path := out
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs // say where the key went, whatever the working directory
 	}
-	if err := os.MkdirAll(filepath.Dir(*out), 0o700); err != nil {
-		return err
+	exists := fmt.Errorf("%s exists (use -f to overwrite)", path)
+	if _, err := os.Lstat(path); err == nil && !force {
+		return exists
 	}
-	if err := hostid.SaveFile(*out, k); err != nil {
-		return err
+	var (
+		k   *hostid.PrivateKey
+		err error
+	)
+	if force {
+		if k, err = hostid.Generate(kt, nil); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		if err := hostid.SaveFile(path, k); err != nil {
+			return err
+		}
+	} else {
+		// LoadOrCreate never replaces a file, even one that appeared
+		// since the check above.
+		var created bool
+		if k, created, err = hostid.LoadOrCreate(path, kt, nil); err != nil {
+			return err
+		}
+		if !created {
+			return exists
+		}
 	}
 	fmt.Fprintf(stdout, "%v\n", wire.HIT(k.HIT()))
-	fmt.Fprintf(stderr, "wrote %s (%v)\n", *out, kt)
+	fmt.Fprintf(stderr, "wrote new %v host identity to %s\n", kt, path)
 	return nil
 }
 

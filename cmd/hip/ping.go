@@ -28,16 +28,25 @@ type pingReply struct {
 	Path string  `json:"path"`
 }
 
+// pingResult is what `hip ping` found, and its -json output.
 type pingResult struct {
-	Peer     hipnet.HIT  `json:"peer"`
-	BEX      float64     `json:"bex_ms"`
+	Peer hipnet.HIT `json:"peer"`
+	BEX  float64    `json:"bex_ms"` // the base exchange and a first echo; 0 when they failed
+
+	// Sent counts echo requests, Received their replies. An association
+	// that could not be set up counts as one request sent, and as one of
+	// Errors, as ping(8) counts a packet that met an ICMP error.
 	Sent     int         `json:"sent"`
 	Received int         `json:"received"`
+	Errors   int         `json:"errors"`
+	Loss     float64     `json:"loss_pct"` // 100 * (Sent - Received) / Sent; 0 when nothing was sent
+	Time     float64     `json:"time_ms"`  // from the first request to the end
 	Replies  []pingReply `json:"replies"`
 	Min      float64     `json:"min_ms"`
 	Avg      float64     `json:"avg_ms"`
 	Max      float64     `json:"max_ms"`
 	Mdev     float64     `json:"mdev_ms"`
+	Error    string      `json:"error,omitempty"` // why the base exchange failed
 }
 
 // ping runs `hip ping`: a base exchange with the peer (timed), then echo
@@ -53,14 +62,14 @@ func ping(args []string, stdout, stderr io.Writer) error {
 	count := fs.Int("c", 5, "stop after `n` replies (0: until interrupted)")
 	interval := fs.Duration("i", time.Second, "wait `d` between requests")
 	size := fs.Int("s", 56, "payload `size` in octets (at least 16)")
-	wait := fs.Duration("W", 2*time.Second, "wait at most `d` for each reply")
+	wait := fs.Duration("W", 2*time.Second, "wait at most `d` for each reply (and for a new base exchange, if the association has gone)")
 	deadline := fs.Duration("w", 30*time.Second, "give up the base exchange after `d`")
 	asJSON := fs.Bool("json", false, "print one JSON object at the end instead")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: hip ping [flags] HIT\n\nRuns a base exchange with HIT (through -relay when no -peer locator is\ngiven), then sends echo requests over the association.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -96,19 +105,31 @@ func ping(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "PING %v from %v, %d octets\n", peer, node.HIT(), max(*size, 16))
 	}
 	bctx, cancel := context.WithTimeout(ctx, *deadline)
-	start := time.Now()
+	started := time.Now()
 	_, err = node.Ping(bctx, peer, 0, 16, *wait) // the base exchange, then one echo to be sure
 	cancel()
 	if err != nil {
+		// As ping(8) does when its first packet meets an error: the
+		// request counts as sent and lost, and the statistics follow.
+		res.Sent, res.Error = 1, err.Error()
+		if ctx.Err() == nil {
+			res.Errors = 1
+		}
+		if !*asJSON {
+			fmt.Fprintf(stdout, "no association: %v\n", err)
+		}
+		if perr := printPing(stdout, &res, time.Since(started), *asJSON); perr != nil {
+			return perr
+		}
 		return fmt.Errorf("ping %v: %w", peer, err)
 	}
-	res.BEX = ms(time.Since(start))
+	res.BEX = ms(time.Since(started))
 	if !*asJSON {
 		p := peerOf(node, peer)
-		fmt.Fprintf(stdout, "association: %.3f ms (base exchange and a first echo), path %s, locator %v, %s\n",
-			res.BEX, p.Path, p.Locator, p.ESPSuite)
+		fmt.Fprintf(stdout, "association: %.3f ms (base exchange and a first echo), path %s, locator %s, %s\n",
+			res.BEX, p.Path, addrText(p.Locator), p.ESPSuite)
 	}
-	started := time.Now()
+	started = time.Now()
 	for seq := uint64(1); *count == 0 || res.Received < *count; seq++ {
 		if seq > 1 {
 			select {
@@ -120,7 +141,11 @@ func ping(args []string, stdout, stderr io.Writer) error {
 			break
 		}
 		res.Sent++
-		rtt, err := node.Ping(ctx, peer, seq, *size, *wait)
+		// -W bounds the whole request, a new base exchange included
+		// if the association has gone (the peer closed it).
+		rctx, cancel := context.WithTimeout(ctx, *wait)
+		rtt, err := node.Ping(rctx, peer, seq, *size, *wait)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				res.Sent--
@@ -141,23 +166,37 @@ func ping(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "%d octets from %v: seq=%d time=%.3f ms path=%s\n", max(*size, 16), peer, seq, r.RTT, r.Path)
 		}
 	}
-	summarize(&res)
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
-	loss := 0.0
-	if res.Sent > 0 {
-		loss = 100 * float64(res.Sent-res.Received) / float64(res.Sent)
-	}
-	fmt.Fprintf(stdout, "--- %v ping statistics ---\n%d sent, %d received, %.0f%% loss, time %dms\n",
-		peer, res.Sent, res.Received, loss, time.Since(started).Milliseconds())
-	if res.Received > 0 {
-		fmt.Fprintf(stdout, "rtt min/avg/max/mdev = %.3f/%.3f/%.3f/%.3f ms\n", res.Min, res.Avg, res.Max, res.Mdev)
+	if err := printPing(stdout, &res, time.Since(started), *asJSON); err != nil {
+		return err
 	}
 	if res.Received == 0 {
 		return errors.New("no replies")
+	}
+	return nil
+}
+
+// printPing completes res with its statistics and prints them as ping(8)
+// does ("--- HIT ping statistics ---", then sent, received, errors, loss
+// and time, then the round trips if any reply came), or res as JSON.
+func printPing(w io.Writer, res *pingResult, elapsed time.Duration, asJSON bool) error {
+	summarize(res)
+	res.Time = ms(elapsed)
+	if res.Sent > 0 {
+		res.Loss = 100 * float64(res.Sent-res.Received) / float64(res.Sent)
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	errs := ""
+	if res.Errors > 0 {
+		errs = fmt.Sprintf(", +%d errors", res.Errors)
+	}
+	fmt.Fprintf(w, "--- %v ping statistics ---\n%d sent, %d received%s, %.0f%% loss, time %dms\n",
+		res.Peer, res.Sent, res.Received, errs, res.Loss, elapsed.Milliseconds())
+	if res.Received > 0 {
+		fmt.Fprintf(w, "rtt min/avg/max/mdev = %.3f/%.3f/%.3f/%.3f ms\n", res.Min, res.Avg, res.Max, res.Mdev)
 	}
 	return nil
 }

@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -76,42 +77,87 @@ func TestPingUnknown(t *testing.T) {
 	}
 }
 
-// TestStatus: `hip status` prints a node's HIT, relay and association
-// table from its StatusHandler, and -json passes the status through.
-func TestStatus(t *testing.T) {
-	a := newNode(t, hipnet.Config{})
-	b := newNode(t, hipnet.Config{})
-	a.AddPeer(b.HIT(), b.LocalAddr())
-	if _, err := a.Ping(t.Context(), b.HIT(), 1, 16, time.Second); err != nil {
+// TestPingDeadPeer: a peer that never answers: the base exchange gives up
+// after -w, and the statistics follow as ping(8) prints them when its
+// packets meet errors (one request sent, with an error, all lost), on
+// stdout and in -json; exit 1.
+func TestPingDeadPeer(t *testing.T) {
+	// A UDP port with nothing behind it.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(hipnet.StatusHandler(a))
-	defer srv.Close()
+	dead := pc.LocalAddr().String()
+	pc.Close()
+	peer := "2001:20::1"
+	args := []string{"ping", "-c", "3", "-w", "300ms", "-listen", "127.0.0.1:0", "-peer", peer + "@" + dead}
+
 	var out, errb bytes.Buffer
-	if code := run([]string{"status", "-url", srv.URL + "/status"}, &out, &errb); code != 0 {
-		t.Fatalf("exit %d: %s", code, errb.String())
+	if code := run(append(args, peer), &out, &errb); code != 1 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
 	}
-	t.Logf("hip status output:\n%s", out.String())
-	for _, want := range []string{a.HIT().String(), b.HIT().String(), "ESTABLISHED", "direct", "PEER", "LOCATOR"} {
+	t.Logf("hip ping output:\n%s", out.String())
+	for _, want := range []string{"PING " + peer, "no association: ", "--- " + peer + " ping statistics ---",
+		"1 sent, 0 received, +1 errors, 100% loss, time "} {
 		if !strings.Contains(out.String(), want) {
-			t.Fatalf("status lacks %q", want)
+			t.Errorf("output lacks %q", want)
 		}
 	}
+	if strings.Contains(out.String(), "rtt min/avg/max") || !strings.Contains(errb.String(), "hip: ping "+peer) {
+		t.Errorf("stdout %q, stderr %q", out.String(), errb.String())
+	}
+
 	out.Reset()
-	if code := run([]string{"status", "-json", "-url", srv.URL + "/status"}, &out, &errb); code != 0 {
-		t.Fatal(errb.String())
+	errb.Reset()
+	if code := run(append(args, "-json", peer), &out, &errb); code != 1 {
+		t.Fatalf("-json: exit %d: %s%s", code, out.String(), errb.String())
 	}
-	var st hipnet.Status
-	if err := json.Unmarshal(out.Bytes(), &st); err != nil || st.HIT != a.HIT() || len(st.Peers) != 1 {
-		t.Fatalf("json: %v %+v", err, st)
+	var res pingResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("-json: %v\n%s", err, out.String())
 	}
-	// The metrics endpoint speaks the Prometheus text format.
-	rec := httptest.NewRecorder()
-	hipnet.StatusHandler(a).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body := rec.Body.String()
-	for _, want := range []string{"# TYPE hipnet_bex_completed_total counter", `hipnet_associations{hit="` + a.HIT().String() + `",state="ESTABLISHED"} 1`} {
-		if !strings.Contains(body, want) {
-			t.Fatalf("metrics lack %q:\n%s", want, body)
+	if res.Sent != 1 || res.Received != 0 || res.Errors != 1 || res.Loss != 100 || res.Error == "" || res.Time < 300 || res.BEX != 0 {
+		t.Fatalf("-json: %+v", res)
+	}
+}
+
+// TestPingPeerGoes: the peer closes after the first reply: each later
+// request fails within -W (a new base exchange included), and the
+// statistics count them lost.
+func TestPingPeerGoes(t *testing.T) {
+	b := newNode(t, hipnet.Config{})
+	var out bytes.Buffer
+	w := &onLine{w: &out, line: "seq=1 ", do: func() { b.Close() }}
+	start := time.Now()
+	code := run([]string{"ping", "-c", "2", "-i", "20ms", "-W", "200ms", "-listen", "127.0.0.1:0",
+		"-peer", b.HIT().String() + "@" + b.LocalAddr().String(), b.HIT().String()}, w, io.Discard)
+	t.Logf("hip ping output, after %v:\n%s", time.Since(start), out.String())
+	if code != 0 { // some replies came
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"no reply: seq=2", "no reply: seq=4", "4 sent, 1 received, 75% loss", "rtt min/avg/max/mdev"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
 		}
 	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v: -W does not bound the requests", d)
+	}
+}
+
+// onLine writes to w, and calls do once the first time a write contains
+// line.
+type onLine struct {
+	w    io.Writer
+	line string
+	do   func()
+	done bool
+}
+
+func (o *onLine) Write(p []byte) (int, error) {
+	if !o.done && strings.Contains(string(p), o.line) {
+		o.done = true
+		o.do()
+	}
+	return o.w.Write(p)
 }

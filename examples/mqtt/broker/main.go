@@ -34,11 +34,36 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "broker:", err)
-		os.Exit(1)
+	code := exitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitCode reports err on stderr and returns the exit status: 0 for
+// success and for -h (the flag package printed the usage on standard
+// error), 2 for a command line refused (explained on standard error
+// already), 1 for any other error.
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		return 2
 	}
+	fmt.Fprintln(stderr, "broker:", err)
+	return 1
+}
+
+// usageError is a command line refused, explained on standard error by
+// the flag package or by refuse.
+type usageError struct{ error }
+
+// refuse explains a refused command line on stderr and returns it as a
+// usageError.
+func refuse(stderr io.Writer, err error) error {
+	fmt.Fprintf(stderr, "broker: %v (broker -h for help)\n", err)
+	return usageError{err}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -57,14 +82,29 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, pc ne
 	allowPath := fs.String("allow", "", "file of device HITs allowed to connect, one per line (required)")
 	port := fs.Int("port", hipmqtt.DefaultPort, "inner stream port of the MQTT service")
 	verbose := fs.Bool("v", false, "debug logs")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: broker -identity file -relay HIT@host:port -allow file [-listen addr] [-port n] [-v]
+
+The MQTT example's broker, reached by its HIT through a HIP relay. It
+admits only the devices of the allow file, prints "HIT <hit>" once it
+serves, then "<client id> <topic> <payload>" for each message published
+under devices/.
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err} // the flag package explained it
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return refuse(stderr, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
 	if *allowPath == "" {
-		return errors.New("-allow FILE is required (an empty file admits no device)")
+		return refuse(stderr, errors.New("-allow FILE is required (an empty file admits no device)"))
 	}
 	log := hipmqtt.NewLogger(stderr, *verbose)
 	allowed, err := hipmqtt.ReadHITs(*allowPath)

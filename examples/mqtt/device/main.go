@@ -29,11 +29,36 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "device:", err)
-		os.Exit(1)
+	code := exitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitCode reports err on stderr and returns the exit status: 0 for
+// success and for -h (the flag package printed the usage on standard
+// error), 2 for a command line refused (explained on standard error
+// already), 1 for any other error.
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		return 2
 	}
+	fmt.Fprintln(stderr, "device:", err)
+	return 1
+}
+
+// usageError is a command line refused, explained on standard error by
+// the flag package or by refuse.
+type usageError struct{ error }
+
+// refuse explains a refused command line on stderr and returns it as a
+// usageError.
+func refuse(stderr io.Writer, err error) error {
+	fmt.Fprintf(stderr, "device: %v (device -h for help)\n", err)
+	return usageError{err}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,21 +78,35 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, pc ne
 	port := fs.Int("port", hipmqtt.DefaultPort, "the broker's inner MQTT port")
 	interval := fs.Duration("interval", 10*time.Second, "time between two telemetry messages")
 	verbose := fs.Bool("v", false, "debug logs")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: device -identity file -relay HIT@host:port -broker HIT [-listen addr] [-port n] [-interval d] [-v]
+
+The MQTT example's device: it reaches the broker by its HIT through a HIP
+relay and publishes telemetry every -interval. It prints "HIT <hit>" once
+it has started.
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err} // the flag package explained it
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return refuse(stderr, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
 	if *brokerText == "" {
-		return errors.New("-broker HIT is required")
+		return refuse(stderr, errors.New("-broker HIT is required"))
 	}
 	broker, err := hipnet.ParseHIT(*brokerText)
 	if err != nil {
-		return fmt.Errorf("-broker: %w", err)
+		return refuse(stderr, fmt.Errorf("-broker: %w", err))
 	}
 	if *interval <= 0 {
-		return errors.New("-interval must be positive")
+		return refuse(stderr, errors.New("-interval must be positive"))
 	}
 	log := hipmqtt.NewLogger(stderr, *verbose)
 	node, relays, err := hipmqtt.StartNode(hipmqtt.NodeOptions{
