@@ -65,8 +65,8 @@ func (r *forwarder) relayOut(h overlay.Host, now time.Time, b []byte, pkt wire.P
 	if innerPkt, err := wire.ParsePacket(inner); err == nil {
 		r.activate(sender, innerPkt, at, to.AddrPort(), now)
 	}
+	r.controlForwarded.Add(1) // before the send: whoever sees its effect sees it counted
 	h.Send(inner, to.AddrPort())
-	r.controlForwarded.Add(1)
 }
 
 // relayIn forwards a packet to a RELAY_UDP_HIP host with RELAY_FROM and
@@ -92,8 +92,8 @@ func (r *forwarder) relayIn(h overlay.Host, now time.Time, b []byte, pkt wire.Pa
 		return
 	}
 	r.hold(recv, pkt, from, now)
-	h.Send(out, at)
 	r.controlForwarded.Add(1)
+	h.Send(out, at)
 }
 
 // rendezvous forwards an I1 to a RENDEZVOUS host with FROM and RVS_HMAC
@@ -115,8 +115,8 @@ func (r *forwarder) rendezvous(h overlay.Host, now time.Time, b []byte, pkt wire
 		r.drop(&r.forged, "append from", from, recv)
 		return
 	}
-	h.Send(out, at)
 	r.rendezvoused.Add(1)
+	h.Send(out, at)
 }
 
 // toHost returns the association with, and the address of, the registered
