@@ -355,10 +355,12 @@ func (c *control) sync(p *peer) {
 	if !p.switchAt.IsZero() && (d.IsZero() || p.switchAt.Before(d)) {
 		d = p.switchAt
 	}
-	if set := p.path.set; set != nil {
+	if set := p.set(); set != nil {
 		d = earliest(d, set.Deadline())
 	}
-	d = earliest(d, p.dial.next)
+	if p.dial != nil {
+		d = earliest(d, p.dial.next)
+	}
 	c.timers.set(p, d)
 }
 

@@ -45,7 +45,10 @@ func (c *control) dialSent(p *peer, pkt []byte, to netip.AddrPort, now time.Time
 	if a == nil || a.State() != handshake.I1Sent || len(pkt) < 4 || wire.PacketType(pkt[2]&0x7f) != wire.I1 {
 		return
 	}
-	d := &p.dial
+	if p.dial == nil {
+		p.dial = &dialState{}
+	}
+	d := p.dial
 	d.i1 = append(d.i1[:0], pkt...)
 	if p.relay != nil {
 		d.viaRelay = true
@@ -76,7 +79,7 @@ func (c *control) untried(p *peer) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	for _, a := range *cf {
-		if !containsAddr(p.dial.tried, a) {
+		if p.dial == nil || !containsAddr(p.dial.tried, a) {
 			return a
 		}
 	}
@@ -85,8 +88,8 @@ func (c *control) untried(p *peer) netip.AddrPort {
 
 // dialTimeout tries the next locator when its time has come.
 func (c *control) dialTimeout(p *peer, now time.Time) {
-	d := &p.dial
-	if d.next.IsZero() || now.Before(d.next) {
+	d := p.dial
+	if d == nil || d.next.IsZero() || now.Before(d.next) {
 		return
 	}
 	d.next = time.Time{}
@@ -110,7 +113,7 @@ func (c *control) dialTimeout(p *peer, now time.Time) {
 func (c *control) followAnswer(p *peer, from netip.AddrPort) {
 	from = unmapPort(from)
 	at, ok := p.locator()
-	if !ok || at == from || p.relay != nil || !containsAddr(p.dial.tried, from) {
+	if !ok || at == from || p.relay != nil || p.dial == nil || !containsAddr(p.dial.tried, from) {
 		return
 	}
 	p.setLocator(from)
@@ -126,7 +129,7 @@ func (c *control) wrongHost(sender wire.HIT, from netip.AddrPort) {
 	}
 	from = unmapPort(from)
 	for _, p := range c.s.peerList() {
-		if p.hit != sender && p.assoc != nil && p.assoc.State() == handshake.I1Sent && containsAddr(p.dial.tried, from) {
+		if p.hit != sender && p.dial != nil && p.assoc != nil && p.assoc.State() == handshake.I1Sent && containsAddr(p.dial.tried, from) {
 			p.dial.wrong, p.dial.wrongAt = sender, from
 		}
 	}
@@ -134,10 +137,10 @@ func (c *control) wrongHost(sender wire.HIT, from netip.AddrPort) {
 
 // endDial forgets the dial's progress.
 func (c *control) endDial(p *peer) {
-	if len(p.dial.tried) > 0 {
+	if p.dial != nil && len(p.dial.tried) > 0 {
 		c.dialling--
 	}
-	p.dial = dialState{}
+	p.dial = nil
 }
 
 // dialError is the error of a failed base exchange, with what the dial
@@ -146,7 +149,10 @@ func (c *control) dialError(p *peer, err error) error {
 	if !errors.Is(err, handshake.ErrTimeout) {
 		return bexError(p.hit, err)
 	}
-	d := &p.dial
+	d := p.dial
+	if d == nil {
+		d = &dialState{}
+	}
 	var why string
 	switch {
 	case !d.wrong.IsZero():
@@ -213,7 +219,7 @@ type dialReportCmd struct {
 
 func (m dialReportCmd) run(c *control, _ time.Time) {
 	var d dialState
-	if p := c.s.lookupPeer(m.hit); p != nil {
+	if p := c.s.lookupPeer(m.hit); p != nil && p.dial != nil {
 		d = dialState{tried: append([]netip.AddrPort(nil), p.dial.tried...), wrong: p.dial.wrong, wrongAt: p.dial.wrongAt, viaRelay: p.dial.viaRelay}
 	}
 	m.reply <- d

@@ -103,7 +103,10 @@ func (c *control) pathSet(p *peer, now time.Time) *locator.Set {
 		}
 		return nil
 	}
-	ps := &p.path
+	if p.path == nil {
+		p.path = &pathState{}
+	}
+	ps := p.path
 	if ps.set == nil {
 		cfg := c.s.cfg.Locator
 		if cfg.KeepaliveInterval == 0 {
@@ -112,6 +115,7 @@ func (c *control) pathSet(p *peer, now time.Time) *locator.Set {
 		ps.set = locator.New(cfg)
 		ps.configured = nil
 		p.located.Store(true)
+		c.establishSet(p, now)
 	}
 	if cf := p.configured.Load(); cf != ps.configured {
 		ps.configured = cf
@@ -130,32 +134,48 @@ func (c *control) resetPath(p *peer) {
 	delete(c.pathBusy, p)
 	c.unsuspect(p)
 	p.held = nil
-	p.path = pathState{}
+	p.path = nil
 	p.located.Store(false)
 	p.pathIdle.Store(false)
 	p.foreign.Store(nil)
 }
 
 // pathEstablished tells the Set that the base exchange completed over the
-// current address.
+// current address. A peer with no Set yet (nothing configured but the
+// address the exchange ran over) gets one when the association is first
+// used (pokePath): an association that is never used costs no Set, and
+// a direct path without one is kept alive by path.go's keepalives.
 func (c *control) pathEstablished(p *peer, now time.Time) {
-	set := c.pathSet(p, now)
-	if set == nil {
+	if !c.managed(p) {
+		return
+	}
+	if p.set() == nil {
+		p.pathIdle.Store(true)
+		return
+	}
+	c.establishSet(p, now)
+	c.busy(p, now)
+}
+
+// establishSet tells a Set the association exists, over the current
+// address, if it does.
+func (c *control) establishSet(p *peer, now time.Time) {
+	a := p.assoc
+	if a == nil || a.State() != handshake.Established && a.State() != handshake.R2Sent {
 		return
 	}
 	at, ok := p.locator()
 	if !ok {
 		return
 	}
-	c.act(p, now, set.Established(now, at))
+	c.act(p, now, p.path.set.Established(now, at))
 	p.path.seenIn, p.path.seenKA = p.inCur.Load(), p.inKA.Load()
 	p.path.seenOut, p.path.seenBytes = p.pktsOut.Load(), p.bytesIn.Load()
-	c.busy(p, now)
 }
 
 // busy makes the control goroutine read p's counts every pathSyncEvery.
 func (c *control) busy(p *peer, now time.Time) {
-	if p.path.set == nil {
+	if p.set() == nil {
 		return
 	}
 	p.pathIdle.Store(false)
@@ -175,7 +195,7 @@ func (c *control) syncPaths(now time.Time) {
 	c.nextPathSync = time.Time{}
 	for p := range c.pathBusy {
 		c.feedPath(p, now)
-		if p.path.syncing {
+		if p.path != nil && p.path.syncing {
 			c.sync(p)
 		}
 	}
@@ -189,7 +209,7 @@ func (c *control) syncPaths(now time.Time) {
 // within one period the order is unknown, and a reply is the likelier last
 // event on a path that works.
 func (c *control) feedPath(p *peer, now time.Time) {
-	ps := &p.path
+	ps := p.path
 	set := ps.set
 	cur, ok := set.Current()
 	if !ok || p.assoc == nil {
@@ -233,9 +253,17 @@ func (c *control) feedPath(p *peer, now time.Time) {
 }
 
 // idle stops reading p's counts until the data path pokes (pokePath).
+// A Set that holds nothing but the one verified locator in use is dropped
+// too, memory an idle association need not keep: the next use rebuilds
+// it from the same address.
 func (c *control) idle(p *peer) {
 	delete(c.pathBusy, p)
 	p.path.syncing = false
+	if set := p.path.set; set.Len() == 1 && len(p.path.probes) == 0 && !p.suspect.Load() {
+		if l, ok := set.Current(); ok && l.State == locator.Active && l.Origin == locator.OriginConfig {
+			c.resetPath(p)
+		}
+	}
 	p.pathIdle.Store(true)
 }
 
@@ -253,7 +281,7 @@ func (c *control) pathPoke(p *peer, now time.Time) {
 
 // pathTimeout runs p's Set timers (from the timer heap, sync).
 func (c *control) pathTimeout(p *peer, now time.Time) {
-	set := p.path.set
+	set := p.set()
 	if set == nil || !c.managed(p) {
 		return
 	}
@@ -262,6 +290,9 @@ func (c *control) pathTimeout(p *peer, now time.Time) {
 	}
 	if p.path.syncing {
 		c.feedPath(p, now)
+		if p.set() != set {
+			return // idle, and dropped (idle)
+		}
 	}
 	c.act(p, now, set.HandleTimeout(now))
 }
@@ -276,7 +307,7 @@ func (c *control) pathReceived(p *peer, now time.Time, from netip.AddrPort, n in
 
 // pathSent reports a control packet of ours to to (sendPeer).
 func (c *control) pathSent(p *peer, now time.Time, to netip.AddrPort) {
-	if set := p.path.set; set != nil && c.managed(p) {
+	if set := p.set(); set != nil && c.managed(p) {
 		set.Sent(now, to)
 	}
 }
@@ -316,7 +347,7 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 		s.ctr.pathSwitches.Add(1)
 		if d.Reason == locator.ReasonFailed || d.Reason == locator.ReasonFallback {
 			// What went into the dead path since its last sign of life.
-			ps := &p.path
+			ps := p.path
 			s.ctr.pathLost.Add(p.pktsOut.Load() - ps.outAtProof)
 		}
 	}
@@ -324,7 +355,7 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 	c.resendHeld(p, d.To)
 	if w := p.path.withdrawn; w == d.From {
 		p.path.withdrawn = netip.AddrPort{}
-		p.path.set.Remove(now, w) // withdrawn by the peer while it was current (withdrawn)
+		p.set().Remove(now, w) // withdrawn by the peer while it was current (withdrawn)
 	}
 	p.path.seenIn, p.path.seenKA = p.inCur.Load(), p.inKA.Load()
 	p.path.lastProof, p.path.outAtProof = now, p.pktsOut.Load()
@@ -355,12 +386,12 @@ func (c *control) probe(p *peer, now time.Time, d locator.Decision) {
 		return
 	}
 	c.probeBuf = pkt[:0]
-	if !p.path.set.AllowProbe(now, d.To, len(pkt)+wire.NonESPMarkerLen+28) {
+	if !p.set().AllowProbe(now, d.To, len(pkt)+wire.NonESPMarkerLen+28) {
 		s.ctr.probesRefused.Add(1)
 		return
 	}
 	r.to = d.To
-	ps := &p.path
+	ps := p.path
 	if len(ps.probes) == maxProbes {
 		ps.probes = append(ps.probes[:0], ps.probes[1:]...)
 	}
@@ -375,7 +406,10 @@ func (c *control) echoAnswered(p *peer, now time.Time, echo []byte) {
 	if c.relayProbeAnswered(p, echo) {
 		return
 	}
-	ps := &p.path
+	ps := p.path
+	if ps == nil {
+		return
+	}
 	for i, r := range ps.probes {
 		if string(r.nonce[:]) != string(echo) {
 			continue
@@ -429,7 +463,7 @@ func (c *control) withdrawn(p *peer, now time.Time, v wire.LocatorSetView, from 
 	if !listed(from.Addr()) {
 		return
 	}
-	set := p.path.set
+	set := p.set()
 	cur, _ := set.Current()
 	for _, l := range set.Locators(c.locBuf[:0]) {
 		if l.Kind != locator.Direct || l.Addr.Port() != from.Port() || listed(l.Addr.Addr()) {
@@ -453,7 +487,7 @@ type locatorsCmd struct {
 func (m locatorsCmd) run(c *control, _ time.Time) {
 	out := map[wire.HIT][]locator.Locator{}
 	for p := range c.pathPeers() {
-		out[p.hit] = p.path.set.Locators(nil)
+		out[p.hit] = p.set().Locators(nil)
 	}
 	m.reply <- out
 }
@@ -462,7 +496,7 @@ func (m locatorsCmd) run(c *control, _ time.Time) {
 func (c *control) pathPeers() map[*peer]struct{} {
 	ps := map[*peer]struct{}{}
 	for _, p := range c.s.peerList() {
-		if p.path.set != nil && c.managed(p) {
+		if p.set() != nil && c.managed(p) {
 			ps[p] = struct{}{}
 		}
 	}
@@ -470,18 +504,25 @@ func (c *control) pathPeers() map[*peer]struct{} {
 }
 
 // peerLocators returns the Sets' locators by peer (Peers), or nil if the
-// control goroutine has stopped.
+// control goroutine has stopped or does not answer within a second (a
+// report is not worth a caller stuck behind a busy control plane).
 func (s *Stack) peerLocators() map[wire.HIT][]locator.Locator {
 	reply := make(chan map[wire.HIT][]locator.Locator, 1)
+	give := time.NewTimer(time.Second)
+	defer give.Stop()
 	select {
 	case s.cmds <- locatorsCmd{reply}:
 	case <-s.ctrlDone:
+		return nil
+	case <-give.C:
 		return nil
 	}
 	select {
 	case m := <-reply:
 		return m
 	case <-s.ctrlDone:
+		return nil
+	case <-give.C:
 		return nil
 	}
 }
@@ -500,7 +541,7 @@ func (c *control) pathEvent(p *peer, ev handshake.Event, now time.Time, in *inbo
 		}
 		c.s.ctr.echoAnswers.Add(1)
 		c.reply(ev.Reply, in)
-		if cur, ok := p.locator(); ok && cur == unmapPort(in.from) && p.path.set != nil {
+		if cur, ok := p.locator(); ok && cur == unmapPort(in.from) && p.set() != nil {
 			// The peer checks the path we send on: it hears nothing from
 			// us, though we hear it (a path that lost one direction).
 			// Keep what we send until it has decided (inflight.go).
@@ -573,7 +614,7 @@ func (c *control) suspicious(p *peer, d locator.Decision) bool {
 	case locator.ProbeLiveness:
 		return true
 	case locator.ProbeVerify:
-		l, ok := p.path.set.Lookup(d.To)
+		l, ok := p.set().Lookup(d.To)
 		return ok && l.Origin == locator.OriginPacket && d.Attempt == 1
 	}
 	return false

@@ -155,7 +155,7 @@ func (c *control) tookRelayed(p *peer, v via) {
 // applied to the relayed path).
 func (c *control) relayMoved(p *peer, now time.Time, in *inbound) {
 	if p == nil || p.relay == nil || p.relay != in.via.relay || !p.relayTo.IsValid() ||
-		in.via.from == p.relayTo || p.assoc == nil || now.Before(p.relayProbeAt.Add(relayProbeEvery)) {
+		in.via.from == p.relayTo || p.assoc == nil || p.relayCheck != nil && now.Before(p.relayCheck.at.Add(relayProbeEvery)) {
 		return
 	}
 	var r probeRec
@@ -167,9 +167,15 @@ func (c *control) relayMoved(p *peer, now time.Time, in *inbound) {
 		return
 	}
 	r.to = in.via.from
-	p.relayProbe, p.relayProbeAt = r, now
+	p.relayCheck = &relayCheck{probeRec: r, at: now}
 	c.s.ctr.probesOut.Add(1)
 	c.sendVia(pkt, p.relay, r.to)
+}
+
+// relayCheck is relayMoved's probe and when it went.
+type relayCheck struct {
+	probeRec
+	at time.Time
 }
 
 // relayProbeEvery bounds the probes relayMoved sends per peer: the
@@ -180,11 +186,14 @@ const relayProbeEvery = 500 * time.Millisecond
 // relayProbeAnswered moves RELAY_TO to the address a relayed probe
 // verified, if echo is its nonce.
 func (c *control) relayProbeAnswered(p *peer, echo []byte) bool {
-	r := p.relayProbe
-	if !r.to.IsValid() || string(r.nonce[:]) != string(echo) {
+	if p.relayCheck == nil {
 		return false
 	}
-	p.relayProbe = probeRec{}
+	r := p.relayCheck.probeRec
+	if string(r.nonce[:]) != string(echo) {
+		return false
+	}
+	p.relayCheck = nil
 	c.s.ctr.probesAnswered.Add(1)
 	if p.relay != nil && p.relayTo != r.to {
 		c.s.log.Info("path switch", "peer", p.hit.String(), "from", p.relayTo, "to", r.to, "kind", "relayed", "reason", "rebinding")
@@ -385,7 +394,7 @@ func (c *control) tick(now time.Time) {
 		switch {
 		case p.relay != nil && d != nil:
 			to = *d
-		case p.relay == nil && d == nil && p.out.Load() != nil && !s.isRelay(p.hit) && p.path.set == nil:
+		case p.relay == nil && d == nil && p.out.Load() != nil && !s.isRelay(p.hit) && p.set() == nil:
 			to, _ = p.locator() // a direct path without a locator Set (locators.go keeps the others alive)
 		default:
 			continue

@@ -9,6 +9,7 @@ import (
 	"hipnet.dev/esp"
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/locator"
 	"hipnet.dev/nat"
 )
 
@@ -55,10 +56,9 @@ type peer struct {
 	relayTo netip.AddrPort  // valid: we are the registered end, add RELAY_TO with this address
 	ice     *nat.Session    // connectivity checks of a relayed association
 	oppHIT  []chan wire.HIT // ConnectAddr callers waiting for the R1 to name the peer
-	// relayProbe is a probe through the relay to a new address of the
-	// peer behind it (relayMoved), sent at relayProbeAt.
-	relayProbe   probeRec
-	relayProbeAt time.Time
+	// relayCheck is a probe through the relay to a new address of the
+	// peer behind it (relayMoved); nil: none sent.
+	relayCheck *relayCheck
 	relayed      atomic.Bool // ESP goes through the relay
 	direct       atomic.Pointer[netip.AddrPort]
 	lastIn       atomic.Int64 // unix ns of the last ESP from the direct address (ICE peers only)
@@ -75,8 +75,8 @@ type peer struct {
 	suspect    atomic.Bool                      // the current path is being checked: keep copies of what is sent (inflight.go)
 	held       *inflight                        // those copies; set by the control goroutine before suspect
 	pathIdle   atomic.Bool                      // the control goroutine stopped reading the counts: poke on use
-	path       pathState                        // control goroutine only
-	dial       dialState                        // control goroutine only (dial.go)
+	path       *pathState                       // control goroutine only; nil: no locator Set (locators.go)
+	dial       *dialState                       // control goroutine only, while a dial runs (dial.go)
 	lastData   int64                            // control goroutine: pktsIn+pktsOut at the last idle check (idle.go)
 	idleSince  time.Time                        // control goroutine: when lastData last changed
 	saSince    time.Time                        // control goroutine: when the outbound SA was installed (rekeying.go)
@@ -137,4 +137,12 @@ func (s *Stack) lookupPeer(h wire.HIT) *peer {
 	p := s.peers[h]
 	s.peersMu.RUnlock()
 	return p
+}
+
+// set returns p's locator Set, nil if it has none (control goroutine).
+func (p *peer) set() *locator.Set {
+	if p.path == nil {
+		return nil
+	}
+	return p.path.set
 }

@@ -100,6 +100,8 @@ func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
 	}
 	if p.located.Load() {
 		s.pathIn(p, from, nh == esp.NextHeaderNone)
+	} else if p.pathIdle.Load() && p.pathIdle.CompareAndSwap(true, false) {
+		s.poke(p, pokePath) // first use of an association with no locator Set yet (locators.go)
 	}
 	if nh == esp.NextHeaderNone {
 		putBuf(bp)
