@@ -59,10 +59,10 @@ type peer struct {
 	// relayCheck is a probe through the relay to a new address of the
 	// peer behind it (relayMoved); nil: none sent.
 	relayCheck *relayCheck
-	relayed      atomic.Bool // ESP goes through the relay
-	direct       atomic.Pointer[netip.AddrPort]
-	lastIn       atomic.Int64 // unix ns of the last ESP from the direct address (ICE peers only)
-	lastOut      atomic.Int64 // unix ns (Stack.clock) of the last ESP or keepalive sent
+	relayed    atomic.Bool // ESP goes through the relay
+	direct     atomic.Pointer[netip.AddrPort]
+	lastIn     atomic.Int64 // unix ns of the last ESP from the direct address (ICE peers only)
+	lastOut    atomic.Int64 // unix ns (Stack.clock) of the last ESP or keepalive sent
 
 	// Locators of a direct association (locators.go). The data path
 	// counts what the current locator carries and hands over the source of
