@@ -1,6 +1,9 @@
 package hipnet
 
 import (
+	"errors"
+	"strings"
+
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/overlay"
 )
@@ -23,7 +26,23 @@ type HIT = wire.HIT
 
 // ParseHIT parses a HIT in IPv6 text form; it fails unless the address is
 // in the ORCHIDv2 prefix 2001:20::/28.
-func ParseHIT(s string) (HIT, error) { return wire.ParseHIT(s) }
+func ParseHIT(s string) (HIT, error) {
+	h, err := wire.ParseHIT(s)
+	if err != nil {
+		return h, &hitError{err}
+	}
+	return h, nil
+}
+
+// hitError is ParseHIT's error: the wire package's, which errors.Is
+// matches with ErrBadHIT, in the words of this package.
+type hitError struct{ err error }
+
+func (e *hitError) Error() string {
+	return "hipnet: " + strings.TrimPrefix(e.err.Error(), "hip wire: ")
+}
+
+func (e *hitError) Unwrap() error { return e.err }
 
 // Addr is an endpoint named by a HIT: a host and a port of the inner
 // transport, as net.UDPAddr is for IP. It is a struct with two fields,
@@ -52,4 +71,10 @@ type Addr = overlay.Addr
 
 // ParseAddr parses `[HIT]:port` (a HIT in brackets, a colon and a port in
 // decimal), or the other forms net.SplitHostPort accepts.
-func ParseAddr(s string) (*Addr, error) { return overlay.ParseAddr(s) }
+func ParseAddr(s string) (*Addr, error) {
+	a, err := overlay.ParseAddr(s)
+	if errors.Is(err, ErrBadHIT) {
+		return nil, &hitError{err}
+	}
+	return a, err
+}

@@ -40,3 +40,12 @@ func TestDialErrorsAsPackageNet(t *testing.T) {
 	}
 	t.Logf("dead locator: %v", err)
 }
+
+// TestParseHITError: no internal package name in the message, and
+// errors.Is still finds ErrBadHIT.
+func TestParseHITError(t *testing.T) {
+	_, err := ParseHIT("192.0.2.1")
+	if !errors.Is(err, ErrBadHIT) || strings.Contains(err.Error(), "wire") || !strings.HasPrefix(err.Error(), "hipnet: not a HIT") {
+		t.Fatalf("ParseHIT error %q", err)
+	}
+}
