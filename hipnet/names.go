@@ -28,7 +28,7 @@ func (n *Node) resolveAddr(ctx context.Context, address string) (*overlay.Addr, 
 		return &overlay.Addr{HIT: h, Port: int(p)}, nil
 	}
 	if n.names == nil {
-		return nil, fmt.Errorf("%w: %q (and no Config.Resolver for names)", ErrBadHIT, host)
+		return nil, &hitError{fmt.Errorf("%w: %q (and no Config.Resolver for names)", ErrBadHIT, host)}
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {

@@ -196,6 +196,12 @@ func (n *Node) dial(ctx context.Context, network, address string) (net.Conn, err
 func (n *Node) Listen(network, address string) (net.Listener, error) {
 	ln, err := n.listen(network, address)
 	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			e := *oe // the stream layer's, naming the address: the caller's network
+			e.Net = network
+			return nil, &e
+		}
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
 	return ln, nil

@@ -315,6 +315,19 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 	}
 }
 
+// refusedError: the peer authenticated us and refused (NOTIFY
+// BLOCKED_BY_POLICY). It is ErrNotAuthorized and ErrHandshakeFailed both,
+// said once.
+type refusedError struct{ peer wire.HIT }
+
+func (e refusedError) Error() string {
+	return ErrNotAuthorized.Error() + ": " + e.peer.String() + " refused us (BLOCKED_BY_POLICY)"
+}
+
+func (e refusedError) Is(target error) bool {
+	return target == ErrNotAuthorized || target == ErrHandshakeFailed
+}
+
 // bexError maps a failed base exchange to the stack's errors.
 func bexError(h wire.HIT, err error) error {
 	if errors.Is(err, handshake.ErrTimeout) {
@@ -323,7 +336,7 @@ func bexError(h wire.HIT, err error) error {
 	var ne *handshake.NotifyError
 	if errors.As(err, &ne) && ne.Type == wire.NotifyBlockedByPolicy {
 		// The peer authenticated us and refused: its Authorize said no.
-		return fmt.Errorf("%w: %v refused us (BLOCKED_BY_POLICY): %w", ErrNotAuthorized, h, ErrHandshakeFailed)
+		return refusedError{h}
 	}
 	return fmt.Errorf("%w with %v: %w", ErrHandshakeFailed, h, err)
 }
