@@ -270,6 +270,37 @@ func follows(t *testing.T, n *Node, peer HIT, within time.Duration, what string,
 	return l
 }
 
+// mobileScenario builds a topology of a public peer and the sites given,
+// starts a responder on the peer and a mobile node, logged as who, on the
+// first site's host, which knows the responder by its address, and starts
+// the flows from the mobile node to the responder.
+func mobileScenario(t *testing.T, who string, sites ...netns.SiteSpec) (tp *netns.Topology, mobile, resp *Node, f *e2eFlows) {
+	t.Helper()
+	netns.Require(t)
+	tp = netns.NewTopology(t, netns.Spec{Peer: true, Sites: sites})
+	logs := newE2ELogs(t)
+	resp = fixedNode(t, tp.Peer(), Config{Logger: logs.logger("responder")})
+	serve(t, resp)
+	mobile = mobileNode(t, tp.Host(0), Config{Logger: logs.logger(who),
+		Peers: map[HIT][]netip.AddrPort{resp.HIT(): {netip.AddrPortFrom(tp.Peer().Addr(), mobilePort)}}})
+	return tp, mobile, resp, startFlows(t, mobile, resp)
+}
+
+// followed, called just after mobile moved, waits for resp to send its
+// traffic for mobile to a locator that ok accepts, checks that the stream
+// moves on, stops the flows, hands the locator and the time resp took to
+// follow to report, and reports the scenario's figures.
+func (f *e2eFlows) followed(t *testing.T, resp, mobile *Node, scenario, what string, ok func(netip.AddrPort) bool, report func(now netip.AddrPort, took time.Duration)) {
+	t.Helper()
+	at := time.Now()
+	now := follows(t, resp, mobile.HIT(), followWithin, what, ok).Addr
+	took := time.Since(at)
+	f.moves(t, 64<<10, flowWithin)
+	rep, prep := f.stop(t)
+	report(now, took)
+	mobilityFigures(t, scenario, rep.LongestGap, rep, prep, mobile, resp, moveMaxGap)
+}
+
 // TestE2EMobilityMultihomedLinkDown: the responder has two links on two
 // networks (198.18.0.2 on eth0, 198.19.0.2 on eth1) and the initiator, on
 // the public host, knows both. Mid-stream the responder's eth0 goes down
@@ -353,14 +384,7 @@ func linkDown(t *testing.T, scenario string, noWatch bool) {
 // and moves its traffic, and the initiator announces the new address in a
 // LOCATOR_SET (§5.2).
 func TestE2EMobilityRenumber(t *testing.T) {
-	netns.Require(t)
-	tp := netns.NewTopology(t, netns.Spec{Peer: true, Sites: []netns.SiteSpec{{NAT: netns.None}}})
-	logs := newE2ELogs(t)
-	resp := fixedNode(t, tp.Peer(), Config{Logger: logs.logger("responder")})
-	serve(t, resp)
-	init := mobileNode(t, tp.Host(0), Config{Logger: logs.logger("initiator"),
-		Peers: map[HIT][]netip.AddrPort{resp.HIT(): {netip.AddrPortFrom(tp.Peer().Addr(), mobilePort)}}})
-	f := startFlows(t, init, resp)
+	tp, init, resp, f := mobileScenario(t, "initiator", netns.SiteSpec{NAT: netns.None})
 	ih := init.HIT()
 	old := netip.AddrPortFrom(tp.Host(0).Addr(), mobilePort)
 	follows(t, resp, ih, 10*time.Second, "before", func(a netip.AddrPort) bool { return a == old })
@@ -370,14 +394,11 @@ func TestE2EMobilityRenumber(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := time.Now()
 	want := netip.AddrPortFrom(addr, mobilePort)
-	follows(t, resp, ih, followWithin, "renumbered to "+addr.String(), func(a netip.AddrPort) bool { return a == want })
-	took := time.Since(at)
-	f.moves(t, 64<<10, flowWithin)
-	rep, prep := f.stop(t)
-	t.Logf("renumber %v -> %v: the responder followed in %v", old, want, took.Round(time.Millisecond))
-	mobilityFigures(t, "renumber", rep.LongestGap, rep, prep, init, resp, moveMaxGap)
+	f.followed(t, resp, init, "renumber", "renumbered to "+addr.String(), func(a netip.AddrPort) bool { return a == want },
+		func(_ netip.AddrPort, took time.Duration) {
+			t.Logf("renumber %v -> %v: the responder followed in %v", old, want, took.Round(time.Millisecond))
+		})
 }
 
 // TestE2EMobilityNATRebind: the initiator is behind an
@@ -386,14 +407,7 @@ func TestE2EMobilityRenumber(t *testing.T) {
 // responder sees the same association's ESP from a new source port,
 // verifies it and follows (RFC 8046 §5.3, §5.4).
 func TestE2EMobilityNATRebind(t *testing.T) {
-	netns.Require(t)
-	tp := netns.NewTopology(t, netns.Spec{Peer: true, Sites: []netns.SiteSpec{{NAT: netns.EndpointIndependent}}})
-	logs := newE2ELogs(t)
-	resp := fixedNode(t, tp.Peer(), Config{Logger: logs.logger("responder")})
-	serve(t, resp)
-	init := mobileNode(t, tp.Host(0), Config{Logger: logs.logger("initiator"),
-		Peers: map[HIT][]netip.AddrPort{resp.HIT(): {netip.AddrPortFrom(tp.Peer().Addr(), mobilePort)}}})
-	f := startFlows(t, init, resp)
+	tp, init, resp, f := mobileScenario(t, "initiator", netns.SiteSpec{NAT: netns.EndpointIndependent})
 	ih := init.HIT()
 	nat := tp.Router(0).Addr()
 	old := follows(t, resp, ih, 10*time.Second, "before", func(a netip.AddrPort) bool { return a.Addr() == nat }).Addr
@@ -402,13 +416,10 @@ func TestE2EMobilityNATRebind(t *testing.T) {
 	if err := tp.Rebind(0); err != nil {
 		t.Fatal(err)
 	}
-	at := time.Now()
-	now := follows(t, resp, ih, followWithin, "rebinding", func(a netip.AddrPort) bool { return a.Addr() == nat && a != old }).Addr
-	took := time.Since(at)
-	f.moves(t, 64<<10, flowWithin)
-	rep, prep := f.stop(t)
-	t.Logf("rebind %v -> %v: the responder followed in %v", old, now, took.Round(time.Millisecond))
-	mobilityFigures(t, "rebind", rep.LongestGap, rep, prep, init, resp, moveMaxGap)
+	f.followed(t, resp, init, "rebind", "rebinding", func(a netip.AddrPort) bool { return a.Addr() == nat && a != old },
+		func(now netip.AddrPort, took time.Duration) {
+			t.Logf("rebind %v -> %v: the responder followed in %v", old, now, took.Round(time.Millisecond))
+		})
 }
 
 // TestE2EMobilityMoveNAT: a device behind an endpoint-independent NAT,
@@ -418,15 +429,7 @@ func TestE2EMobilityNATRebind(t *testing.T) {
 // public address and port. The responder sees the association's ESP from
 // the new NAT, verifies the address and follows.
 func TestE2EMobilityMoveNAT(t *testing.T) {
-	netns.Require(t)
-	tp := netns.NewTopology(t, netns.Spec{Peer: true,
-		Sites: []netns.SiteSpec{{NAT: netns.EndpointIndependent}, {NAT: netns.RandomFully}}})
-	logs := newE2ELogs(t)
-	resp := fixedNode(t, tp.Peer(), Config{Logger: logs.logger("responder")})
-	serve(t, resp)
-	dev := mobileNode(t, tp.Host(0), Config{Logger: logs.logger("device"),
-		Peers: map[HIT][]netip.AddrPort{resp.HIT(): {netip.AddrPortFrom(tp.Peer().Addr(), mobilePort)}}})
-	f := startFlows(t, dev, resp)
+	tp, dev, resp, f := mobileScenario(t, "device", netns.SiteSpec{NAT: netns.EndpointIndependent}, netns.SiteSpec{NAT: netns.RandomFully})
 	dh := dev.HIT()
 	old := follows(t, resp, dh, 10*time.Second, "before", func(a netip.AddrPort) bool { return a.Addr() == tp.Router(0).Addr() }).Addr
 	f.moves(t, 64<<10, flowWithin)
@@ -435,14 +438,11 @@ func TestE2EMobilityMoveNAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := time.Now()
 	nat := tp.Router(1).Addr()
-	now := follows(t, resp, dh, followWithin, "move to site 1", func(a netip.AddrPort) bool { return a.Addr() == nat }).Addr
-	took := time.Since(at)
-	f.moves(t, 64<<10, flowWithin)
-	rep, prep := f.stop(t)
-	t.Logf("move NAT: device now %v behind %v; the responder followed %v -> %v in %v", addr, nat, old, now, took.Round(time.Millisecond))
-	mobilityFigures(t, "move NAT", rep.LongestGap, rep, prep, dev, resp, moveMaxGap)
+	f.followed(t, resp, dev, "move NAT", "move to site 1", func(a netip.AddrPort) bool { return a.Addr() == nat },
+		func(now netip.AddrPort, took time.Duration) {
+			t.Logf("move NAT: device now %v behind %v; the responder followed %v -> %v in %v", addr, nat, old, now, took.Round(time.Millisecond))
+		})
 }
 
 // TestE2EMobilityMoveThroughRelay: as TestE2EMobilityMoveNAT, but the

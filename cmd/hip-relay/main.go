@@ -16,7 +16,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,44 +23,20 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/signal"
 	"reflect"
 	"strings"
-	"syscall"
 	"time"
 
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/hipnet"
+	"hipnet.dev/internal/cliflags"
 	"hipnet.dev/relay"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := exitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
-	stop()
-	os.Exit(code)
+	cliflags.Main("hip-relay", run)
 }
-
-// exitCode reports err on stderr and returns the exit status: 0 for
-// success and for -h (the usage went to standard error, as the flag
-// package prints it), 2 for a command line refused (explained on standard
-// error already), 1 for any other error.
-func exitCode(err error, stderr io.Writer) int {
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		return 2
-	}
-	fmt.Fprintln(stderr, "hip-relay:", err)
-	return 1
-}
-
-// usageError is a command line refused; the flag package or run has
-// explained it on standard error.
-type usageError struct{ error }
 
 const usage = `usage: hip-relay [-listen addr] [-identity file] [-turn addr -turn-ip addr] [-allow file] [-status addr] [-v]
 
@@ -75,12 +50,7 @@ flags:
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("hip-relay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
-	}
+	fs := cliflags.NewFlagSet("hip-relay", usage, stderr)
 	listen := fs.String("listen", ":10500", "UDP address for HIP, ESP and STUN")
 	idPath := fs.String("identity", "relay.key", "host identity file (PEM; created, mode 0600, if missing)")
 	turnAddr := fs.String("turn", "", "UDP address of the TURN service (empty: no TURN)")
@@ -89,15 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	maxRegs := fs.Int("max-registrations", 0, "registered hosts at most (0: 100000)")
 	statusAddr := fs.String("status", "", "serve status (JSON, /status) and Prometheus metrics (/metrics) on this TCP `address`, e.g. 127.0.0.1:10580, or unix:/path (off by default)")
 	verbose := fs.Bool("v", false, "debug logs")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err} // the flag package explained it
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "hip-relay: unexpected argument %q (hip-relay -h for help)\n", fs.Arg(0))
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	if err := cliflags.Parse(fs, args); err != nil {
+		return err
 	}
 	level := slog.LevelInfo
 	if *verbose {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -20,6 +18,7 @@ import (
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/hipnet"
+	"hipnet.dev/internal/clitest"
 	"hipnet.dev/overlay"
 	"hipnet.dev/relay"
 )
@@ -78,42 +77,7 @@ func TestReadAllow(t *testing.T) {
 // error, as the flag package does, and exits 0; a refused command line is
 // explained there too, and exits 2.
 func TestHelp(t *testing.T) {
-	bin := buildSelf(t)
-	for _, tc := range []struct {
-		args  []string
-		code  int
-		usage bool // the whole usage, not one line
-	}{
-		{[]string{"-h"}, 0, true},
-		{[]string{"-help"}, 0, true},
-		{[]string{"-no-such-flag"}, 2, true},
-		{[]string{"extra"}, 2, false},
-	} {
-		var out, errb bytes.Buffer
-		cmd := exec.Command(bin, tc.args...)
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if code != tc.code || out.Len() != 0 || errb.Len() == 0 || tc.usage != strings.Contains(errb.String(), "usage: hip-relay") {
-			t.Errorf("hip-relay %v: exit %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, out.String(), errb.String())
-		}
-	}
-}
-
-// buildSelf builds this command into the test's directory and returns its
-// path.
-func buildSelf(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "hip-relay")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	clitest.Help(t, "hip-relay", "extra")
 }
 
 // TestRelayStatusCopiesEveryField: relayStatus converts the stack's status

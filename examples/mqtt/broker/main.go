@@ -17,54 +17,31 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/signal"
 	"strconv"
 	"sync"
-	"syscall"
 	"unicode"
 	"unicode/utf8"
 
 	"hipnet.dev/examples/mqtt/internal/hipmqtt"
+	"hipnet.dev/internal/cliflags"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := exitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
-	stop()
-	os.Exit(code)
+	cliflags.Main("broker", run)
 }
 
-// exitCode reports err on stderr and returns the exit status: 0 for
-// success and for -h (the flag package printed the usage on standard
-// error), 2 for a command line refused (explained on standard error
-// already), 1 for any other error.
-func exitCode(err error, stderr io.Writer) int {
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		return 2
-	}
-	fmt.Fprintln(stderr, "broker:", err)
-	return 1
-}
+const usage = `usage: broker -identity file -relay HIT@host:port -allow file [-listen addr] [-port n] [-v]
 
-// usageError is a command line refused, explained on standard error by
-// the flag package or by refuse.
-type usageError struct{ error }
+The MQTT example's broker, reached by its HIT through a HIP relay. It
+admits only the devices of the allow file, prints "HIT <hit>" once it
+serves, then "<client id> <topic> <payload>" for each message published
+under devices/.
 
-// refuse explains a refused command line on stderr and returns it as a
-// usageError.
-func refuse(stderr io.Writer, err error) error {
-	fmt.Fprintf(stderr, "broker: %v (broker -h for help)\n", err)
-	return usageError{err}
-}
+flags:
+`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return runWith(ctx, args, stdout, stderr, nil)
@@ -74,37 +51,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // end-to-end tests do with sockets inside network namespaces; -listen is
 // then ignored.
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, pc net.PacketConn) error {
-	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cliflags.NewFlagSet("broker", usage, stderr)
 	idPath := fs.String("identity", "broker.key", "host identity file (PEM; created, mode 0600, if missing)")
 	listen := fs.String("listen", ":10500", "UDP address of the node (HIP and ESP)")
 	relayList := fs.String("relay", "", "HIP relays to register with, HIT@host:port[,...] (required)")
 	allowPath := fs.String("allow", "", "file of device HITs allowed to connect, one per line (required)")
 	port := fs.Int("port", hipmqtt.DefaultPort, "inner stream port of the MQTT service")
 	verbose := fs.Bool("v", false, "debug logs")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: broker -identity file -relay HIT@host:port -allow file [-listen addr] [-port n] [-v]
-
-The MQTT example's broker, reached by its HIT through a HIP relay. It
-admits only the devices of the allow file, prints "HIT <hit>" once it
-serves, then "<client id> <topic> <payload>" for each message published
-under devices/.
-
-flags:
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err} // the flag package explained it
-	}
-	if fs.NArg() > 0 {
-		return refuse(stderr, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	if err := cliflags.Parse(fs, args); err != nil {
+		return err
 	}
 	if *allowPath == "" {
-		return refuse(stderr, errors.New("-allow FILE is required (an empty file admits no device)"))
+		return cliflags.Refuse(stderr, "broker", errors.New("-allow FILE is required (an empty file admits no device)"))
 	}
 	log := hipmqtt.NewLogger(stderr, *verbose)
 	allowed, err := hipmqtt.ReadHITs(*allowPath)

@@ -14,52 +14,28 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"hipnet.dev/examples/mqtt/internal/hipmqtt"
 	"hipnet.dev/hipnet"
+	"hipnet.dev/internal/cliflags"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := exitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
-	stop()
-	os.Exit(code)
+	cliflags.Main("device", run)
 }
 
-// exitCode reports err on stderr and returns the exit status: 0 for
-// success and for -h (the flag package printed the usage on standard
-// error), 2 for a command line refused (explained on standard error
-// already), 1 for any other error.
-func exitCode(err error, stderr io.Writer) int {
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		return 2
-	}
-	fmt.Fprintln(stderr, "device:", err)
-	return 1
-}
+const usage = `usage: device -identity file -relay HIT@host:port -broker HIT [-listen addr] [-port n] [-interval d] [-v]
 
-// usageError is a command line refused, explained on standard error by
-// the flag package or by refuse.
-type usageError struct{ error }
+The MQTT example's device: it reaches the broker by its HIT through a HIP
+relay and publishes telemetry every -interval. It prints "HIT <hit>" once
+it has started.
 
-// refuse explains a refused command line on stderr and returns it as a
-// usageError.
-func refuse(stderr io.Writer, err error) error {
-	fmt.Fprintf(stderr, "device: %v (device -h for help)\n", err)
-	return usageError{err}
-}
+flags:
+`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return runWith(ctx, args, stdout, stderr, nil)
@@ -69,8 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // end-to-end tests do with sockets inside network namespaces; -listen is
 // then ignored.
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, pc net.PacketConn) error {
-	fs := flag.NewFlagSet("device", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cliflags.NewFlagSet("device", usage, stderr)
 	idPath := fs.String("identity", "device.key", "host identity file (PEM; created, mode 0600, if missing)")
 	listen := fs.String("listen", ":0", "UDP address of the node (HIP and ESP)")
 	relayList := fs.String("relay", "", "HIP relays, HIT@host:port[,...] (required)")
@@ -78,35 +53,18 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, pc ne
 	port := fs.Int("port", hipmqtt.DefaultPort, "the broker's inner MQTT port")
 	interval := fs.Duration("interval", 10*time.Second, "time between two telemetry messages")
 	verbose := fs.Bool("v", false, "debug logs")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: device -identity file -relay HIT@host:port -broker HIT [-listen addr] [-port n] [-interval d] [-v]
-
-The MQTT example's device: it reaches the broker by its HIT through a HIP
-relay and publishes telemetry every -interval. It prints "HIT <hit>" once
-it has started.
-
-flags:
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err} // the flag package explained it
-	}
-	if fs.NArg() > 0 {
-		return refuse(stderr, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	if err := cliflags.Parse(fs, args); err != nil {
+		return err
 	}
 	if *brokerText == "" {
-		return refuse(stderr, errors.New("-broker HIT is required"))
+		return cliflags.Refuse(stderr, "device", errors.New("-broker HIT is required"))
 	}
 	broker, err := hipnet.ParseHIT(*brokerText)
 	if err != nil {
-		return refuse(stderr, fmt.Errorf("-broker: %w", err))
+		return cliflags.Refuse(stderr, "device", fmt.Errorf("-broker: %w", err))
 	}
 	if *interval <= 0 {
-		return refuse(stderr, errors.New("-interval must be positive"))
+		return cliflags.Refuse(stderr, "device", errors.New("-interval must be positive"))
 	}
 	log := hipmqtt.NewLogger(stderr, *verbose)
 	node, relays, err := hipmqtt.StartNode(hipmqtt.NodeOptions{
