@@ -144,11 +144,19 @@ func (n *Node) Dial(network, address string) (net.Conn, error) {
 }
 
 // DialContext connects to address, `[HIT]:port` (as Addr.String writes
-// it), running the base exchange with the peer first if there is no
-// association yet. network
+// it) or `name:port` when Config.Resolver knows the name, running the base
+// exchange with the peer first if there is no association yet. network
 // is "tcp", "tcp6" or "hip" for a stream, "udp" or "udp6" for a
-// connected datagram socket. The context bounds the whole dial, base
-// exchange included.
+// connected datagram socket. The context bounds the whole dial, name
+// lookup and base exchange included.
+//
+// Errors are *net.OpError whose Net is network, wrapping, for errors.Is:
+// ErrBadHIT (not a HIT, and no resolver knows the name), ErrUnknownPeer
+// (no locator and no relay for the HIT, or the resolver does not know the
+// name), ErrNotAuthorized (Config.Authorize refused the peer, or the peer
+// refused us), ErrHandshakeFailed, ErrHandshakeTimeout (a *DialError
+// naming the locators tried; Timeout() true, also when ctx's deadline
+// ended the dial), ErrRefused (no listener on the port), ErrClosed.
 func (n *Node) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	c, err := n.dial(ctx, network, address)
 	if err != nil {
@@ -192,7 +200,9 @@ func (n *Node) dial(ctx context.Context, network, address string) (net.Conn, err
 
 // Listen accepts streams on address: ":port", or `[HIT]:port` with the
 // node's own HIT.
-// network is "tcp", "tcp6" or "hip".
+// network is "tcp", "tcp6" or "hip". Errors are *net.OpError wrapping
+// ErrPortInUse (the port is taken), ErrBadHIT (another host's HIT) or
+// ErrClosed, or net.UnknownNetworkError.
 func (n *Node) Listen(network, address string) (net.Listener, error) {
 	ln, err := n.listen(network, address)
 	if err != nil {
@@ -224,7 +234,10 @@ func (n *Node) listen(network, address string) (net.Listener, error) {
 
 // ListenPacket opens a datagram endpoint on address: ":port", or
 // `[HIT]:port` with the node's own HIT; port 0 picks one. network is "udp", "udp6" or "hip".
-// ReadFrom returns the sender as a *Addr.
+// ReadFrom returns the sender as a *Addr. Errors are *net.OpError
+// wrapping ErrPortInUse (taken, or the streams' port), ErrBadHIT or
+// ErrClosed, or net.UnknownNetworkError; WriteTo may return ErrQueueFull
+// while a base exchange runs, ErrUnknownPeer and ErrNotAuthorized.
 func (n *Node) ListenPacket(network, address string) (net.PacketConn, error) {
 	switch network {
 	case "udp", "udp6", "hip":
