@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,5 +48,27 @@ func TestParseHITError(t *testing.T) {
 	_, err := ParseHIT("192.0.2.1")
 	if !errors.Is(err, ErrBadHIT) || strings.Contains(err.Error(), "wire") || !strings.HasPrefix(err.Error(), "hipnet: not a HIT") {
 		t.Fatalf("ParseHIT error %q", err)
+	}
+}
+
+// TestListenErrors: Listen and ListenPacket say why, as their doc says.
+func TestListenErrors(t *testing.T) {
+	n := newTestNode(t, Config{})
+	other := newTestNode(t, Config{})
+	if _, err := n.Listen("tcp", addrOf(other, 80)); !errors.Is(err, ErrBadHIT) {
+		t.Errorf("Listen on another host's HIT: %v", err)
+	}
+	ln, err := n.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = n.Listen("tcp", ":80")
+	var oe *net.OpError
+	if !errors.Is(err, ErrPortInUse) || !errors.As(err, &oe) || oe.Net != "tcp" {
+		t.Errorf("Listen on a taken port: %v", err)
+	}
+	if _, err := n.ListenPacket("udp", ":"+strconv.Itoa(StreamPort)); !errors.Is(err, ErrPortInUse) {
+		t.Errorf("ListenPacket on the streams' port: %v", err)
 	}
 }

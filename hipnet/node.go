@@ -284,7 +284,7 @@ func (n *Node) localPort(address string) (int, error) {
 			return 0, err
 		}
 		if h != n.HIT() {
-			return 0, fmt.Errorf("hipnet: %v is not this node's HIT", h)
+			return 0, &hitError{fmt.Errorf("%w: %v is not this node's HIT", ErrBadHIT, h)}
 		}
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
