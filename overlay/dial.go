@@ -153,18 +153,25 @@ func (c *control) dialError(p *peer, err error) error {
 	if d == nil {
 		d = &dialState{}
 	}
+	return d.error(p.hit, "", ErrHandshakeTimeout)
+}
+
+// error is the DialError of a dial that saw d, ending on cause; when is
+// "" for retransmissions run out, " before the deadline" for a context.
+func (d *dialState) error(h wire.HIT, when string, cause error) *DialError {
 	var why string
 	switch {
 	case !d.wrong.IsZero():
 		why = fmt.Sprintf("a different host (%v) answered at %v", d.wrong, d.wrongAt)
 	case d.viaRelay:
-		why = "no answer through the relay (the peer is not registered with it, or does not answer)"
+		why = "no answer through the relay" + when + " (the peer is not registered with it, or does not answer)"
 	case len(d.tried) > 0:
-		why = "no answer from " + joinAddrs(d.tried)
+		why = "no answer from " + joinAddrs(d.tried) + when
 	default:
-		why = "no answer"
+		why = "no answer" + when
 	}
-	return &DialError{HIT: p.hit, Reason: why, Tried: append([]netip.AddrPort(nil), d.tried...), WrongHost: d.wrong, Err: ErrHandshakeTimeout, timeout: true}
+	return &DialError{HIT: h, Reason: why, Tried: append([]netip.AddrPort(nil), d.tried...), WrongHost: d.wrong,
+		Err: cause, timeout: true}
 }
 
 // DialError is a base exchange that did not complete: which locators were
@@ -241,15 +248,5 @@ func (s *Stack) deadlineError(ctx context.Context, h wire.HIT) error {
 	case <-s.closing:
 	default:
 	}
-	why := "no answer before the deadline"
-	switch {
-	case !d.wrong.IsZero():
-		why = fmt.Sprintf("a different host (%v) answered at %v", d.wrong, d.wrongAt)
-	case d.viaRelay:
-		why = "no answer through the relay before the deadline (the peer is not registered with it, or does not answer)"
-	case len(d.tried) > 0:
-		why = "no answer from " + joinAddrs(d.tried) + " before the deadline"
-	}
-	return &DialError{HIT: h, Reason: why, Tried: d.tried, WrongHost: d.wrong,
-		Err: errors.Join(ErrHandshakeTimeout, ctx.Err()), timeout: true}
+	return d.error(h, " before the deadline", errors.Join(ErrHandshakeTimeout, ctx.Err()))
 }

@@ -376,11 +376,7 @@ func (c *control) probe(p *peer, now time.Time, d locator.Decision) {
 	if a == nil || d.Kind == locator.Relayed {
 		return
 	}
-	var r probeRec
-	if _, err := rand.Read(r.nonce[:]); err != nil {
-		return
-	}
-	pkt, err := a.AppendProbe(c.probeBuf[:0], r.nonce[:])
+	r, pkt, err := newProbe(a, c.probeBuf[:0], d.To)
 	if err != nil {
 		s.log.Debug("probe", "peer", p.hit.String(), "err", err)
 		return
@@ -390,7 +386,6 @@ func (c *control) probe(p *peer, now time.Time, d locator.Decision) {
 		s.ctr.probesRefused.Add(1)
 		return
 	}
-	r.to = d.To
 	ps := p.path
 	if len(ps.probes) == maxProbes {
 		ps.probes = append(ps.probes[:0], ps.probes[1:]...)
@@ -618,4 +613,15 @@ func (c *control) suspicious(p *peer, d locator.Decision) bool {
 		return ok && l.Origin == locator.OriginPacket && d.Attempt == 1
 	}
 	return false
+}
+
+// newProbe draws a fresh nonce and appends to dst the probe that carries
+// it (an UPDATE with ECHO_REQUEST_SIGNED, RFC 8046 §5.4) for address to.
+func newProbe(a *handshake.Association, dst []byte, to netip.AddrPort) (probeRec, []byte, error) {
+	r := probeRec{to: to}
+	if _, err := rand.Read(r.nonce[:]); err != nil {
+		return r, nil, err
+	}
+	pkt, err := a.AppendProbe(dst, r.nonce[:])
+	return r, pkt, err
 }

@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"crypto/rand"
 	"net"
 	"net/netip"
 	"time"
@@ -158,15 +157,10 @@ func (c *control) relayMoved(p *peer, now time.Time, in *inbound) {
 		in.via.from == p.relayTo || p.assoc == nil || p.relayCheck != nil && now.Before(p.relayCheck.at.Add(relayProbeEvery)) {
 		return
 	}
-	var r probeRec
-	if _, err := rand.Read(r.nonce[:]); err != nil {
-		return
-	}
-	pkt, err := p.assoc.AppendProbe(nil, r.nonce[:])
+	r, pkt, err := newProbe(p.assoc, nil, in.via.from) // locators.go
 	if err != nil {
 		return
 	}
-	r.to = in.via.from
 	p.relayCheck = &relayCheck{probeRec: r, at: now}
 	c.s.ctr.probesOut.Add(1)
 	c.sendVia(pkt, p.relay, r.to)
