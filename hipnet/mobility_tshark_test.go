@@ -1,15 +1,11 @@
 package hipnet
 
 import (
-	"net"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"hipnet.dev/internal/pcap"
 )
 
 // TestMobilityTshark: a live failover, captured on the client's socket,
@@ -17,21 +13,8 @@ import (
 // ECHO_REQUEST_SIGNED (RFC 8046 §5.4) and their signed answers carry
 // ECHO_RESPONSE_SIGNED, and no HIP packet of the capture is malformed.
 func TestMobilityTshark(t *testing.T) {
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		t.Skip("tshark not installed (apt-get install tshark); CI installs it")
-	}
-	capFile := filepath.Join(t.TempDir(), "mobility.pcap")
-	capt, err := pcap.CreateCapture(capFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer capt.Close()
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newMobilityRig(t, 2, Config{PacketConn: capt.Conn(udp)})
+	tshark, capFile, capt, conn := recordedSocket(t, t.TempDir()) // tshark_test.go
+	r := newMobilityRig(t, 2, Config{PacketConn: conn})
 	k := r.stream(t)
 	sh := r.server.HIT()
 	verified(t, r.client, sh, r.paths[1].Addr(), 5*time.Second)

@@ -20,23 +20,10 @@ import (
 // malformed-packet or error expert info, and Wireshark's ESP decryption,
 // fed only from Config.KeyLog, reveals a datagram's plaintext.
 func TestTshark(t *testing.T) {
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		t.Skip("tshark not installed (apt-get install tshark); CI installs it")
-	}
 	dir := t.TempDir()
-	capFile := filepath.Join(dir, "hip.pcap")
-	capt, err := pcap.CreateCapture(capFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer capt.Close()
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tshark, capFile, capt, conn := recordedSocket(t, dir)
 	var keylog bytes.Buffer
-	client, server := pairNodes(t, Config{PacketConn: capt.Conn(udp), KeyLog: &keylog}, Config{})
+	client, server := pairNodes(t, Config{PacketConn: conn, KeyLog: &keylog}, Config{})
 	spc, err := server.ListenPacket("udp", ":40123")
 	if err != nil {
 		t.Fatal(err)
@@ -95,4 +82,25 @@ func TestTshark(t *testing.T) {
 	if !strings.Contains(strings.ReplaceAll(string(out), ":", ""), hex.EncodeToString([]byte(marker))) {
 		t.Fatalf("tshark did not reveal the datagram with the key log (%d key lines):\n%.2000s", strings.Count(keylog.String(), "\n"), out)
 	}
+}
+
+// recordedSocket skips the test without tshark; otherwise it returns
+// tshark's path, a capture file in dir, and a loopback UDP socket whose
+// datagrams the capture records (closed at the end of the test).
+func recordedSocket(t *testing.T, dir string) (tshark, capFile string, capt *pcap.Capture, conn net.PacketConn) {
+	t.Helper()
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		t.Skip("tshark not installed (apt-get install tshark); CI installs it")
+	}
+	capFile = filepath.Join(dir, "hip.pcap")
+	if capt, err = pcap.CreateCapture(capFile); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { capt.Close() })
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tshark, capFile, capt, capt.Conn(udp)
 }
