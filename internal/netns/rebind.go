@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Rebind makes site i's NAT forget its UDP mappings and map every private
@@ -55,6 +56,44 @@ func (tp *Topology) Rebind(i int) error {
 	if _, err := exec.LookPath("conntrack"); err != nil {
 		return fmt.Errorf("netns: Rebind needs the conntrack tool (Debian package conntrack): %w", err)
 	}
+	// A datagram of a running flow can race the flush and come back on its
+	// old port; so check, and do it again (the old ports accumulate) until
+	// no flow of this NAT is on a port it had before.
+	hist := map[netip.AddrPort][]uint16{}
+	for attempt := 0; ; attempt++ {
+		if err := tp.rebindOnce(s, hist); err != nil {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+		stale, err := tp.staleMappings(s, hist)
+		if err != nil || stale == 0 || attempt == 3 {
+			return err
+		}
+	}
+}
+
+// staleMappings counts the flows of site s's NAT still on a public port
+// they had before a Rebind (hist).
+func (tp *Topology) staleMappings(s *site, hist map[netip.AddrPort][]uint16) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	out, err := s.router.Exec(ctx, "conntrack", "-L", "-p", "udp")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	pub := s.router.Addr()
+	for _, f := range parseConntrack(string(out)) {
+		if f.replyDst.Addr() == pub && f.origSrc.Addr() != pub && slices.Contains(hist[f.origSrc], f.replyDst.Port()) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// rebindOnce is one round of Rebind: list the mappings, add their rules,
+// flush. hist gathers each private socket's public ports so far.
+func (tp *Topology) rebindOnce(s *site, hist map[netip.AddrPort][]uint16) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	out, err := s.router.Exec(ctx, "conntrack", "-L", "-p", "udp")
@@ -80,18 +119,20 @@ func (tp *Topology) Rebind(i int) error {
 		old := f.replyDst.Port()
 		if s.spec.NAT == EndpointIndependent {
 			olds[f.origSrc] = append(olds[f.origSrc], old)
+			hist[f.origSrc] = append(hist[f.origSrc], old)
 			continue
 		}
 		lo, hi := 1024, 33279
 		if old <= 33279 {
 			lo, hi = 33280, 65535
 		}
+		hist[f.origSrc] = append(hist[f.origSrc], old)
 		key := f.origSrc.String() + ">" + f.origDst.String()
 		s.rebind[key] = fmt.Sprintf("-A POSTROUTING -s %s/32 -d %s/32 -o eth0 -p udp --sport %d --dport %d -j MASQUERADE --to-ports %d-%d --random-fully",
 			f.origSrc.Addr(), f.origDst.Addr(), f.origSrc.Port(), f.origDst.Port(), lo, hi)
 	}
 	for src, ports := range olds {
-		p := newPort(inUse, ports)
+		p := newPort(inUse, append(ports, hist[src]...))
 		inUse[p] = true
 		s.rebind[src.String()] = fmt.Sprintf("-A POSTROUTING -s %s/32 -o eth0 -p udp --sport %d -j MASQUERADE --to-ports %d",
 			src.Addr(), src.Port(), p)
