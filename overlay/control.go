@@ -240,6 +240,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		}
 		p.nextOut, p.switchAt = nil, time.Time{}
 		p.rekeyAsked.Store(false)
+		c.exportSecret(p, a) // secret.go
 		if a.State() == handshake.R2Sent && p.in != nil {
 			p.in.notify.Store(true) // the Initiator's first ESP ends R2-SENT
 		}

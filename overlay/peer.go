@@ -31,13 +31,14 @@ type peer struct {
 	static      atomic.Bool   // locator given by AddPeer (keep the peer without an association)
 
 	bytesIn, bytesOut, pktsIn, pktsOut atomic.Uint64
-	lastSeen                           atomic.Int64 // unix ns (Stack.clock) of the last authenticated ESP from the peer
-	lastHandshake                      atomic.Int64 // unix ns of the last base exchange or rekey completed
+	lastSeen                           atomic.Int64                    // unix ns (Stack.clock) of the last authenticated ESP from the peer
+	lastHandshake                      atomic.Int64                    // unix ns of the last base exchange or rekey completed
+	secret                             atomic.Pointer[[secretLen]byte] // the association's exported secret (secret.go); nil: none
 
-	// mu guards pending: inner UDP segments (built, not yet sealed) written
+	// mu guards pending: inner segments (built, not yet sealed) written
 	// while the BEX runs, in order, at most Config.QueueLimit.
 	mu      sync.Mutex
-	pending [][]byte
+	pending []pendingSeg
 
 	// Control goroutine only.
 	assoc        *handshake.Association

@@ -109,8 +109,10 @@ func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
 		return
 	}
 	if nh != esp.ProtoUDP {
+		if !s.deliverSegment(p, nh, pt) { // segment.go
+			s.drop(&s.ctr.notUDP, "not udp", from, nil)
+		}
 		putBuf(bp)
-		s.drop(&s.ctr.notUDP, "not udp", from, nil)
 		return
 	}
 	srcPort, dstPort, payload, err := esp.ParseUDP(pt, p.hit, s.hit)

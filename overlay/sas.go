@@ -97,6 +97,7 @@ func (c *control) removeSAs(p *peer) {
 	c.removeInbound(p)
 	p.out.Store(nil)
 	p.nextOut, p.switchAt = nil, time.Time{}
+	p.secret.Store(nil) // bound to the keys just dropped (secret.go)
 }
 
 // rekey starts an ESP rekeying UPDATE (RFC 7402 §6.8): from KEYMAT, or with

@@ -15,36 +15,70 @@ import (
 
 // send carries payload from inner port srcPort to dst:dstPort.
 func (s *Stack) send(dst wire.HIT, srcPort, dstPort uint16, payload []byte) error {
+	p, err := s.sendPeer(dst)
+	if err != nil {
+		return err
+	}
+	if o := p.out.Load(); o != nil {
+		return s.seal(p, o, srcPort, dstPort, payload)
+	}
+	seg := esp.AppendUDP(make([]byte, 0, 8+len(payload)), s.hit, p.hit, srcPort, dstPort, payload)
+	return s.enqueue(p, pendingSeg{b: seg, proto: esp.ProtoUDP})
+}
+
+// sendPeer returns the peer struct to send to dst through.
+func (s *Stack) sendPeer(dst wire.HIT) (*peer, error) {
 	if s.closed.Load() {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	p := s.lookupPeer(dst)
 	if p == nil && len(s.relays) > 0 {
 		p = s.ensurePeer(dst) // reached through a relay (path.go)
 	}
 	if p == nil {
-		return fmt.Errorf("%w: %v", ErrUnknownPeer, dst)
+		return nil, fmt.Errorf("%w: %v", ErrUnknownPeer, dst)
 	}
-	if o := p.out.Load(); o != nil {
-		return s.seal(p, o, srcPort, dstPort, payload)
+	return p, nil
+}
+
+// pendingSeg is an inner segment written while the base exchange runs:
+// built, not yet sealed.
+type pendingSeg struct {
+	b     []byte
+	proto uint8
+}
+
+// payloadLen is the application payload of the segment, for the
+// counters: an inner UDP datagram's, or a whole segment of another
+// protocol.
+func (g pendingSeg) payloadLen() int {
+	if g.proto == esp.ProtoUDP {
+		return len(g.b) - 8
 	}
-	return s.enqueue(p, srcPort, dstPort, payload)
+	return len(g.b)
 }
 
 // seal builds the BEET inner UDP segment between the two HITs, seals it with
 // o and sends it to the peer's locator. With a *net.UDPConn socket it
 // allocates nothing: both buffers come from the pools.
 func (s *Stack) seal(p *peer, o *esp.Outbound, srcPort, dstPort uint16, payload []byte) error {
+	seg := getBuf(8 + len(payload))
+	b := esp.AppendUDP((*seg)[:0], s.hit, p.hit, srcPort, dstPort, payload)
+	err := s.sealSegment(p, o, esp.ProtoUDP, b, len(payload))
+	putBuf(seg)
+	return err
+}
+
+// sealSegment seals seg, an inner segment of protocol proto whose
+// application payload is payloadLen octets (for the counters), with o and
+// sends it to the peer's locator. It does not keep seg.
+func (s *Stack) sealSegment(p *peer, o *esp.Outbound, proto uint8, seg []byte, payloadLen int) error {
 	to, ok := p.locator()
 	if !ok {
 		return fmt.Errorf("%w: %v", ErrUnknownPeer, p.hit)
 	}
-	segLen := 8 + len(payload)
-	seg := getBuf(segLen)
-	out := getBuf(segLen + o.Overhead(segLen))
-	b := esp.AppendUDP((*seg)[:0], s.hit, p.hit, srcPort, dstPort, payload)
-	pkt, err := o.Seal((*out)[:0], b, esp.ProtoUDP)
-	putBuf(seg)
+	out := getBuf(len(seg) + o.Overhead(len(seg)))
+	pkt, err := o.Seal((*out)[:0], seg, proto)
 	if err != nil {
 		putBuf(out)
 		if errors.Is(err, esp.ErrSequenceExhausted) {
@@ -71,7 +105,7 @@ func (s *Stack) seal(p *peer, o *esp.Outbound, srcPort, dstPort uint16, payload 
 		p.pktsOut.Add(1)
 		return nil
 	}
-	s.countSent(p, n, len(payload))
+	s.countSent(p, n, payloadLen)
 	if t := s.clock.Load(); p.lastOut.Load() != t {
 		p.lastOut.Store(t) // read first: no shared write per packet
 	}
@@ -99,10 +133,11 @@ func (s *Stack) askRekey(p *peer) {
 	}
 }
 
-// enqueue keeps the datagram until p's outbound SA exists and asks the
-// control goroutine to start the base exchange. The queue is bounded by
-// Config.QueueLimit: the write beyond it fails with ErrQueueFull.
-func (s *Stack) enqueue(p *peer, srcPort, dstPort uint16, payload []byte) error {
+// enqueue keeps the segment (the caller's to give) until p's outbound SA
+// exists and asks the control goroutine to start the base exchange. The
+// queue is bounded by Config.QueueLimit: the write beyond it fails with
+// ErrQueueFull.
+func (s *Stack) enqueue(p *peer, seg pendingSeg) error {
 	if _, ok := p.locator(); !ok && len(s.relays) == 0 {
 		return fmt.Errorf("%w: %v", ErrUnknownPeer, p.hit)
 	}
@@ -114,14 +149,14 @@ func (s *Stack) enqueue(p *peer, srcPort, dstPort uint16, payload []byte) error 
 	if o := p.out.Load(); o != nil {
 		// The SA was installed (and the queue flushed) meanwhile.
 		p.mu.Unlock()
-		return s.seal(p, o, srcPort, dstPort, payload)
+		return s.sealSegment(p, o, seg.proto, seg.b, seg.payloadLen())
 	}
 	if len(p.pending) >= s.queueLimit {
 		p.mu.Unlock()
 		s.ctr.queueFull.Add(1)
 		return fmt.Errorf("%w: %d datagrams for %v", ErrQueueFull, s.queueLimit, p.hit)
 	}
-	p.pending = append(p.pending, esp.AppendUDP(make([]byte, 0, 8+len(payload)), s.hit, p.hit, srcPort, dstPort, payload))
+	p.pending = append(p.pending, seg)
 	p.mu.Unlock()
 	s.poke(p, pokeConnect)
 	return nil
@@ -140,8 +175,8 @@ func (s *Stack) installOutbound(p *peer, o *esp.Outbound) {
 		pkts := make([][]byte, 0, len(p.pending))
 		payloads := make([]int, 0, len(p.pending))
 		for _, seg := range p.pending {
-			out := getBuf(len(seg) + o.Overhead(len(seg)))
-			pkt, err := o.Seal((*out)[:0], seg, esp.ProtoUDP)
+			out := getBuf(len(seg.b) + o.Overhead(len(seg.b)))
+			pkt, err := o.Seal((*out)[:0], seg.b, seg.proto)
 			if err != nil {
 				putBuf(out)
 				s.ctr.queueDiscarded.Add(1)
@@ -149,7 +184,7 @@ func (s *Stack) installOutbound(p *peer, o *esp.Outbound) {
 			}
 			bufs = append(bufs, out)
 			pkts = append(pkts, pkt)
-			payloads = append(payloads, len(seg)-8)
+			payloads = append(payloads, seg.payloadLen())
 		}
 		sent := 0
 		if ok {

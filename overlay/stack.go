@@ -29,6 +29,7 @@ type Stack struct {
 	queueLimit int
 
 	spis    spiTable // inbound SPI → SA, for the data path
+	segs    segments // inner protocols other than UDP → handler (segment.go)
 	peersMu sync.RWMutex
 	peers   map[wire.HIT]*peer
 	portsMu sync.Mutex                            // serialises binds

@@ -77,7 +77,7 @@ type Drops struct {
 	ControlReplay   uint64 // HIP packet refused as a replay: a spent I2 solution, an old UPDATE SEQ, a stale R1
 	RateLimited     uint64 // I1 not answered: its source, address or the node is over its R1 rate (ratelimit.go)
 	ControlBacklog  uint64 // control goroutine behind: packet dropped by the read loop
-	NotUDP          uint64 // ESP payload that is not inner UDP (e.g. dummy packets, RFC 4303 §2.6)
+	NotUDP          uint64 // ESP payload that is neither inner UDP nor a protocol with a segment handler (segment.go)
 	NoListener      uint64 // inner UDP to a port with no InnerConn
 	InboxFull       uint64 // InnerConn's receive queue full (reader too slow)
 	QueueFull       uint64 // WriteTo refused with ErrQueueFull while a BEX ran

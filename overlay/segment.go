@@ -1,0 +1,105 @@
+package overlay
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"hipnet.dev/esp"
+	"hipnet.dev/handshake/wire"
+)
+
+// Inner segments other than UDP. ESP in BEET mode carries a transport
+// segment whose IPv6 addresses are the two HITs, implied by the SA (RFC
+// 7402 §1.1, App. B): an upper layer with a transport of its own (the
+// optional userspace TCP of package streams/netstack) hands its segments
+// to WriteSegment and gets the peer's from the handler it registered for
+// the protocol. The SA that opened a segment names its sender: that HIT,
+// never anything inside the segment, is what the handler is told.
+
+// SegmentHandler receives an inbound segment of its protocol: src is the
+// HIT the ESP SA authenticated, seg is valid only during the call. It runs
+// on the read loop, so it must not block.
+type SegmentHandler func(src wire.HIT, seg []byte)
+
+// segments is the table of handlers by protocol, copied on write so that
+// the read loop looks a protocol up without a lock.
+type segments struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[uint8]SegmentHandler]
+}
+
+func (t *segments) lookup(proto uint8) SegmentHandler {
+	if m := t.m.Load(); m != nil {
+		return (*m)[proto]
+	}
+	return nil
+}
+
+// ErrProtocol is returned for an inner protocol the stack does not carry
+// as a segment: UDP (which goes through ListenInner's ports), ESP's
+// "no next header", or a protocol another handler already has.
+var ErrProtocol = errors.New("hip: protocol not available for segments")
+
+// HandleSegments registers h for inbound ESP payloads of IP protocol
+// proto (6 for TCP); a nil h removes the handler. Without a handler such
+// payloads are dropped and counted (Stats.Drops.NotUDP).
+func (s *Stack) HandleSegments(proto uint8, h SegmentHandler) error {
+	if proto == esp.ProtoUDP || proto == esp.NextHeaderNone {
+		return ErrProtocol
+	}
+	t := &s.segs
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := map[uint8]SegmentHandler{}
+	if m := t.m.Load(); m != nil {
+		old = *m
+	}
+	if h != nil && old[proto] != nil {
+		return ErrProtocol
+	}
+	m := make(map[uint8]SegmentHandler, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	if h == nil {
+		delete(m, proto)
+	} else {
+		m[proto] = h
+	}
+	t.m.Store(&m)
+	return nil
+}
+
+// WriteSegment seals seg, a transport segment of IP protocol proto whose
+// inner addresses are this node's HIT and dst, in the ESP SA with dst and
+// sends it; without an association it queues the segment and starts the
+// base exchange, as a datagram write does. seg is not kept. With an
+// association it allocates nothing.
+func (s *Stack) WriteSegment(dst wire.HIT, proto uint8, seg []byte) error {
+	if proto == esp.ProtoUDP || proto == esp.NextHeaderNone {
+		return ErrProtocol
+	}
+	p, err := s.sendPeer(dst)
+	if err != nil {
+		return err
+	}
+	if o := p.out.Load(); o != nil {
+		return s.sealSegment(p, o, proto, seg, len(seg))
+	}
+	return s.enqueue(p, pendingSeg{b: append([]byte(nil), seg...), proto: proto})
+}
+
+// deliverSegment hands an opened segment of protocol nh to its handler;
+// false if there is none.
+func (s *Stack) deliverSegment(p *peer, nh uint8, seg []byte) bool {
+	h := s.segs.lookup(nh)
+	if h == nil {
+		return false
+	}
+	p.pktsIn.Add(1)
+	p.bytesIn.Add(uint64(len(seg)))
+	h(p.hit, seg)
+	s.ctr.delivered.Add(1)
+	return true
+}
