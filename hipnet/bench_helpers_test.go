@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/net/ipv4"
 )
 
 // Helpers of bench_test.go: the baselines' PKI and servers, the common
@@ -423,4 +424,90 @@ func quicServe(ln *quic.Listener, handle func(*quic.Stream)) {
 			}
 		}()
 	}
+}
+
+// The sendmmsg/recvmmsg baseline of BenchmarkDatagrams: the same bursts
+// and acknowledgements over plain UDP, as a Go program that batches with
+// golang.org/x/net would send them: one sendmmsg per burst, recvmmsg of up
+// to dgBurst datagrams per call.
+
+// dgReceiverMMsg acknowledges bursts on pc until it fails (Close).
+func dgReceiverMMsg(pc net.PacketConn) {
+	c := ipv4.NewPacketConn(pc)
+	ms := make([]ipv4.Message, dgBurst)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, 2048)}
+	}
+	var cur, got uint32
+	ack := make([]byte, 8)
+	for {
+		n, err := c.ReadBatch(ms, 0)
+		if err != nil {
+			return
+		}
+		for _, m := range ms[:n] {
+			buf := m.Buffers[0][:m.N]
+			if len(buf) < 5 {
+				continue
+			}
+			burst, idx := binary.BigEndian.Uint32(buf), buf[4]
+			if burst != cur {
+				cur, got = burst, 0
+			}
+			got++
+			if idx == dgBurst-1 {
+				binary.BigEndian.PutUint32(ack, burst)
+				binary.BigEndian.PutUint32(ack[4:], got)
+				if _, err := pc.WriteTo(ack, m.Addr); err != nil && errors.Is(err, net.ErrClosed) {
+					return
+				}
+				got = 0
+			}
+		}
+	}
+}
+
+// dgSendMMsg is dgSend with one sendmmsg per burst.
+func dgSendMMsg(pc net.PacketConn, dst net.Addr, seq *uint32, bursts int) (delivered, lostBursts int, err error) {
+	c := ipv4.NewPacketConn(pc)
+	ms := make([]ipv4.Message, dgBurst)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, dgSize)}
+		ms[i].Addr = dst
+	}
+	ack := make([]byte, 64)
+	for range bursts {
+		*seq++
+		burst := *seq
+		for i := range ms {
+			b := ms[i].Buffers[0]
+			binary.BigEndian.PutUint32(b, burst)
+			b[4] = byte(i)
+		}
+		for sent := 0; sent < len(ms); {
+			n, err := c.WriteBatch(ms[sent:], 0)
+			if err != nil {
+				return delivered, lostBursts, err
+			}
+			sent += n
+		}
+		pc.SetReadDeadline(time.Now().Add(dgAckTimeout))
+		for {
+			n, _, err := pc.ReadFrom(ack)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					lostBursts++
+					break
+				}
+				return delivered, lostBursts, err
+			}
+			if n == 8 && binary.BigEndian.Uint32(ack) == burst {
+				delivered += int(binary.BigEndian.Uint32(ack[4:]))
+				break
+			}
+		}
+	}
+	pc.SetReadDeadline(time.Time{})
+	return delivered, lostBursts, nil
 }

@@ -59,7 +59,7 @@
 //
 // # Goroutines
 //
-// A node runs its stack's goroutines (package overlay lists them: three
+// A node runs its stack's goroutines (package overlay lists them: four
 // for a plain node, one more per relay), those of the QUIC streams layer
 // while streams are open, and, when it watches its addresses, the address
 // monitor's one (internal/netmon). Close stops them all.

@@ -12,7 +12,7 @@ import (
 // and the address monitor's one; one that is bound to an address does not
 // watch. Close stops them all.
 func TestNodeGoroutines(t *testing.T) {
-	funcs := []string{"overlay.(*Stack).readLoop", "overlay.(*control).run", "overlay.(*Stack).serveEcho", "netmon.(*Monitor).run"}
+	funcs := []string{"overlay.(*Stack).readLoop", "overlay.(*control).run", "overlay.(*Stack).serveEcho", "netmon.(*Monitor).run", "overlay.(*Stack).sendLoop"}
 	count := func() map[string]int {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
@@ -51,8 +51,8 @@ func TestNodeGoroutines(t *testing.T) {
 		listen string
 		want   map[string]int
 	}{
-		{"0.0.0.0:0", map[string]int{funcs[0]: 1, funcs[1]: 1, funcs[2]: 1, funcs[3]: 1}},
-		{"127.0.0.1:0", map[string]int{funcs[0]: 1, funcs[1]: 1, funcs[2]: 1}},
+		{"0.0.0.0:0", map[string]int{funcs[0]: 1, funcs[1]: 1, funcs[2]: 1, funcs[3]: 1, funcs[4]: 1}},
+		{"127.0.0.1:0", map[string]int{funcs[0]: 1, funcs[1]: 1, funcs[2]: 1, funcs[4]: 1}},
 	} {
 		before = count()
 		id, err := GenerateIdentity()

@@ -33,9 +33,15 @@
 //
 //   - demux.go: Classify, the pure function that tells the three kinds of
 //     packet on the port apart (and the invalid rest).
-//   - socket.go, socket_linux.go: the UDP socket; recvmmsg/sendmmsg through
-//     golang.org/x/net/ipv4 or ipv6 on Linux with a *net.UDPConn, one
-//     datagram per call otherwise.
+//   - socket.go, socket_linux.go: the UDP socket; batched I/O through
+//     internal/udpbatch with a *net.UDPConn (recvmmsg/GRO, sendmmsg/GSO on
+//     Linux), one datagram per call otherwise.
+//   - tx.go: the transmit queue and the sender goroutine that writes it in
+//     batches.
+//   - segment.go: inner segments of protocols other than UDP
+//     (WriteSegment, HandleSegments), for a transport above the stack.
+//   - secret.go: the secret exported from each association for the layers
+//     above (AssociationSecret).
 //   - receive.go: the read loop and the inbound data path (ESP → SPI →
 //     SA → Open with anti-replay → inner UDP → the port's inbox).
 //   - send.go: the outbound data path (seal with the peer's outbound SA and
@@ -100,8 +106,8 @@
 // Every goroutine a Stack starts, and how many (TestGoroutines counts
 // them):
 //
-//   - the read loop (receive.go) and the control goroutine (control.go):
-//     one each, for the stack's life;
+//   - the read loop (receive.go), the sender (tx.go) and the control
+//     goroutine (control.go): one each, for the stack's life;
 //   - the echo service of EchoPort (status.go): one, for the stack's life;
 //   - one relay loop per Config.Relays entry (relayclient.go), keeping its
 //     registration and NAT mapping alive; a Forwarder (a relay server)
@@ -112,8 +118,8 @@
 //     answers or the puzzle's lifetime ends (at most GOMAXPROCS search at
 //     once).
 //
-// A plain node therefore runs three; with n relays, 3+n; with a
-// Forwarder, three.
+// A plain node therefore runs four; with n relays, 4+n; with a
+// Forwarder, four.
 // Mobility starts none: the locator checks run on the control goroutine,
 // which also reads Config.WatchAddrs' channel (the watcher's own goroutine
 // is its owner's: package hipnet's address monitor).
@@ -142,12 +148,17 @@
 // copy-on-write map, and counters are atomics. Writers that find no
 // outbound SA take the peer's mutex to queue; the control goroutine
 // flushes that queue under the same mutex before it publishes the SA, so
-// queued datagrams leave first and in order. Buffers come from two pools
-// (2 KiB and 64 KiB); a received datagram is decrypted straight into a
-// pooled buffer that the inbox hands to the reader, which copies it out and
-// returns it. Receiving and sending an ESP datagram allocate nothing
-// (alloc_test.go); socket reads through x/net's ReadBatch still allocate
-// the source address of each datagram.
+// queued datagrams leave first and in order. Writers seal on their own
+// goroutine; a packet that comes alone is written at once by its writer,
+// packets in a burst go through the bounded transmit queue to the sender,
+// which writes them in batches (sendmmsg, UDP GSO for runs to one peer):
+// sealing and the system calls then run on two cores (tx.go). The read
+// loop reads in batches too (recvmmsg, UDP GRO), through internal/udpbatch.
+// Buffers come from two pools (2 KiB and 64 KiB); a received datagram is
+// decrypted straight into a pooled buffer that the inbox hands to the
+// reader, which copies it out and returns it. Sending and receiving an ESP
+// datagram allocate nothing, end to end over real sockets included
+// (alloc_test.go).
 //
 // # Relays and NAT traversal
 //

@@ -9,7 +9,7 @@ import (
 )
 
 // TestGoroutines: the goroutines doc.go lists, counted. A plain stack
-// starts three (read loop, control goroutine, echo service); each relay of
+// starts four (read loop, sender, control goroutine, echo service); each relay of
 // Config.Relays adds its relay loop; a Forwarder (a relay server's, package
 // relay, whose own goroutines its tests count) starts none; Close stops them all. Goroutines are told apart by
 // the function they run, so that others in the process (tests, the
@@ -20,11 +20,11 @@ func TestGoroutines(t *testing.T) {
 		mod  func(*Config)
 		want map[string]int
 	}{
-		{"plain node", nil, map[string]int{"readLoop": 1, "control).run": 1, "serveEcho": 1}},
-		{"with a Forwarder", func(c *Config) { c.Forwarder = &endedForwarder{} }, map[string]int{"readLoop": 1, "control).run": 1, "serveEcho": 1}},
+		{"plain node", nil, map[string]int{"readLoop": 1, "sendLoop": 1, "control).run": 1, "serveEcho": 1}},
+		{"with a Forwarder", func(c *Config) { c.Forwarder = &endedForwarder{} }, map[string]int{"readLoop": 1, "sendLoop": 1, "control).run": 1, "serveEcho": 1}},
 		{"node with two relays", func(c *Config) {
 			c.Relays = []RelayAddr{{Addr: netip.MustParseAddrPort("127.0.0.1:9")}, {Addr: netip.MustParseAddrPort("127.0.0.1:10")}}
-		}, map[string]int{"readLoop": 1, "control).run": 1, "serveEcho": 1, "relayLoop": 2}},
+		}, map[string]int{"readLoop": 1, "sendLoop": 1, "control).run": 1, "serveEcho": 1, "relayLoop": 2}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,7 +50,7 @@ func TestGoroutines(t *testing.T) {
 }
 
 // stackFuncs are the functions a Stack's goroutines run (doc.go).
-var stackFuncs = []string{"readLoop", "control).run", "serveEcho", "relayLoop", "(*control).solve"}
+var stackFuncs = []string{"readLoop", "sendLoop", "control).run", "serveEcho", "relayLoop", "(*control).solve"}
 
 // stackGoroutines counts the goroutines running each of stackFuncs, once
 // done reports true or after a second (goroutines start and end

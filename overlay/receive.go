@@ -25,7 +25,7 @@ func (s *Stack) readLoop(r *reader) {
 	for {
 		n, err := r.read()
 		for i := 0; i < n; i++ {
-			s.receive(r.bufs[i][:r.n[i]], r.from[i])
+			s.receive(r.datagram(i))
 		}
 		if err == nil {
 			fails = 0

@@ -86,13 +86,17 @@ func (s *Stack) sealSegment(p *peer, o *esp.Outbound, proto uint8, seg []byte, p
 		}
 		return err
 	}
-	err = s.sock.writeTo(pkt, to)
 	n := len(pkt)
 	if p.suspect.Load() {
 		p.held.keep(pkt) // inflight.go: sent again if the path is given up
 	}
-	putBuf(out)
-	if err != nil {
+	if &pkt[0] != &(*out)[0] {
+		// Seal wrote elsewhere (it never does into a buffer of this
+		// size); send a copy so that transmit gets the pooled buffer.
+		*out = append((*out)[:0], pkt...)
+	}
+	if err = s.transmit(out, n, to); err != nil { // tx.go; out is its now
+
 		s.ctr.sendErrors.Add(1)
 		if errors.Is(err, net.ErrClosed) {
 			return err

@@ -1,27 +1,23 @@
 package overlay
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 
-	"golang.org/x/net/ipv4"
+	"hipnet.dev/internal/udpbatch"
 )
 
-// socket is the node's one UDP socket (DESIGN.md "One UDP port"). On Linux
-// with a *net.UDPConn it reads and writes in batches (recvmmsg, sendmmsg
-// through golang.org/x/net); otherwise one datagram per call.
+// socket is the node's one UDP socket (DESIGN.md "One UDP port"). With a
+// *net.UDPConn it reads and writes in batches through internal/udpbatch:
+// recvmmsg with UDP GRO in, sendmmsg with UDP GSO out, where the kernel has
+// them; otherwise (a Config.PacketConn of another type) one datagram per
+// call.
 type socket struct {
 	pc    net.PacketConn
-	udp   *net.UDPConn // nil when pc is not a *net.UDPConn
-	batch batchConn    // nil: no batching
+	udp   *net.UDPConn   // nil when pc is not a *net.UDPConn
+	batch *udpbatch.Conn // nil: no batching
 	local netip.AddrPort
-}
-
-// batchConn is what *ipv4.PacketConn and *ipv6.PacketConn have in common
-// (both use socket.Message).
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
 // socketBuffer is the receive and send buffer size we ask for on sockets
@@ -41,12 +37,20 @@ func newSocket(cfg *Config) (*socket, error) {
 	s := &socket{pc: pc, local: addrPortOf(pc.LocalAddr())}
 	if u, ok := pc.(*net.UDPConn); ok {
 		s.udp = u
-		s.batch = newBatchConn(u)
+		s.batch = udpbatch.New(u)
 	}
 	return s, nil
 }
 
 func (s *socket) close() error { return s.pc.Close() }
+
+// caps reports the batching features in use.
+func (s *socket) caps() udpbatch.Caps {
+	if s.batch == nil {
+		return udpbatch.Caps{}
+	}
+	return s.batch.Caps()
+}
 
 // addrPortOf converts a socket address to a netip.AddrPort with an
 // IPv4-mapped address unmapped, so that one peer has one spelling.
@@ -75,8 +79,10 @@ func (s *socket) writeTo(b []byte, to netip.AddrPort) error {
 	return err
 }
 
-// writeBatch sends pkts to one destination, with sendmmsg where available.
-// It returns how many were sent and the first error.
+// writeBatch sends pkts to one destination, batched where possible. It
+// returns how many were sent and the first error. For the control
+// goroutine's occasional batches (installOutbound); the data path's go
+// through a writer.
 func (s *socket) writeBatch(pkts [][]byte, to netip.AddrPort) (int, error) {
 	if s.batch == nil || len(pkts) < 2 {
 		for i, b := range pkts {
@@ -86,80 +92,112 @@ func (s *socket) writeBatch(pkts [][]byte, to netip.AddrPort) (int, error) {
 		}
 		return len(pkts), nil
 	}
-	ua := net.UDPAddrFromAddrPort(to)
-	ms := make([]ipv4.Message, len(pkts))
-	for i, b := range pkts {
-		ms[i].Buffers = [][]byte{b}
-		ms[i].Addr = ua
-	}
-	sent := 0
-	for sent < len(ms) {
-		n, err := s.batch.WriteBatch(ms[sent:], 0)
-		sent += n
-		if err != nil {
-			return sent, err
-		}
-		if n == 0 {
-			break
-		}
-	}
-	return sent, nil
+	return s.batch.NewWriter(len(pkts)).WriteBatchTo(pkts, to)
 }
 
-// reader holds one read loop's buffers: readBatch datagrams of up to
-// maxDatagram octets when batching, one otherwise. They are reused for every
-// read; the receive path copies what it keeps.
+// writer is one sending goroutine's batch writer (tx.go's sender): its
+// scratch is reused, so that a batch allocates nothing.
+type writer struct {
+	sock *socket
+	bw   *udpbatch.Writer // nil: one datagram per call
+	pkts [][]byte
+	to   []netip.AddrPort
+}
+
+func (s *socket) newWriter(max int) *writer {
+	w := &writer{sock: s, pkts: make([][]byte, 0, max), to: make([]netip.AddrPort, 0, max)}
+	if s.batch != nil {
+		w.bw = s.batch.NewWriter(min(max, udpbatch.MaxBatch))
+	}
+	return w
+}
+
+// write sends the batch in order. A datagram the network refuses is
+// skipped and counted by the caller from the returned number; only a
+// closed socket ends the batch early.
+func (w *writer) write(batch []txPacket) (sent int, err error) {
+	if w.bw == nil {
+		for _, p := range batch {
+			if e := w.sock.writeTo((*p.buf)[:p.n], p.to); e != nil {
+				err = e
+				continue
+			}
+			sent++
+		}
+		return sent, err
+	}
+	w.pkts, w.to = w.pkts[:0], w.to[:0]
+	for _, p := range batch {
+		w.pkts = append(w.pkts, (*p.buf)[:p.n])
+		w.to = append(w.to, p.to)
+	}
+	for off := 0; off < len(w.pkts); {
+		n, e := w.bw.WriteBatch(w.pkts[off:], w.to[off:])
+		sent += n
+		off += n
+		if e == nil {
+			break
+		}
+		err = e
+		if errors.Is(e, net.ErrClosed) {
+			break
+		}
+		off++ // pkts[off] was refused (no route, …): lost, as on the wire
+	}
+	return sent, err
+}
+
+// reader holds one read loop's buffers, reused for every read; the receive
+// path copies what it keeps.
 type reader struct {
 	sock *socket
-	bufs [][]byte
-	n    []int
-	from []netip.AddrPort
-	msgs []ipv4.Message
+	br   *udpbatch.Reader // nil: one datagram per call into buf
+	buf  []byte
+	n    int
+	from netip.AddrPort
 }
 
 func (s *socket) newReader() *reader {
-	k := 1
+	r := &reader{sock: s}
 	if s.batch != nil {
-		k = readBatch
-	}
-	r := &reader{sock: s, bufs: make([][]byte, k), n: make([]int, k), from: make([]netip.AddrPort, k)}
-	for i := range r.bufs {
-		r.bufs[i] = make([]byte, maxDatagram)
-	}
-	if s.batch != nil {
-		r.msgs = make([]ipv4.Message, k)
-		for i := range r.msgs {
-			r.msgs[i].Buffers = [][]byte{r.bufs[i]}
-		}
+		r.br = s.batch.NewReader(readBatch)
+	} else {
+		r.buf = make([]byte, maxDatagram)
 	}
 	return r
 }
 
-// read blocks for the next datagrams and returns how many arrived; datagram
-// i is r.bufs[i][:r.n[i]] from r.from[i].
+// read blocks for the next datagrams and returns how many arrived; see
+// datagram.
 func (r *reader) read() (int, error) {
-	s := r.sock
-	switch {
-	case s.batch != nil:
-		n, err := s.batch.ReadBatch(r.msgs, 0)
-		for i := 0; i < n; i++ {
-			r.n[i] = r.msgs[i].N
-			r.from[i] = addrPortOf(r.msgs[i].Addr)
-		}
-		return n, err
-	case s.udp != nil:
-		n, from, err := s.udp.ReadFromUDPAddrPort(r.bufs[0])
-		if err != nil {
-			return 0, err
-		}
-		r.n[0], r.from[0] = n, netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		return 1, nil
-	default:
-		n, from, err := s.pc.ReadFrom(r.bufs[0])
-		if err != nil {
-			return 0, err
-		}
-		r.n[0], r.from[0] = n, addrPortOf(from)
-		return 1, nil
+	if r.br != nil {
+		return r.br.Read()
 	}
+	s := r.sock
+	var (
+		n    int
+		from netip.AddrPort
+		err  error
+	)
+	if s.udp != nil {
+		n, from, err = s.udp.ReadFromUDPAddrPort(r.buf)
+	} else {
+		var a net.Addr
+		n, a, err = s.pc.ReadFrom(r.buf)
+		from = addrPortOf(a)
+	}
+	if err != nil {
+		return 0, err
+	}
+	r.n, r.from = n, unmapPort(from)
+	return 1, nil
+}
+
+// datagram returns datagram i of the last read: its octets, valid until
+// the next read, and its source.
+func (r *reader) datagram(i int) ([]byte, netip.AddrPort) {
+	if r.br != nil {
+		return r.br.Datagram(i)
+	}
+	return r.buf[:r.n], r.from
 }

@@ -70,8 +70,11 @@ func TestWriteBatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			n, err := r.read()
-			if err != nil || n != 1 || string(r.bufs[0][:r.n[0]]) != "back" || r.from[0] != to {
-				t.Fatalf("read: %d %v %q from %v, want %v", n, err, r.bufs[0][:r.n[0]], r.from[0], to)
+			if err != nil || n != 1 {
+				t.Fatalf("read: %d, %v", n, err)
+			}
+			if b, from := r.datagram(0); string(b) != "back" || from != to {
+				t.Fatalf("read %q from %v, want %v", b, from, to)
 			}
 		})
 	}

@@ -75,6 +75,8 @@ type Stack struct {
 	closing   chan struct{} // closed when Close starts
 	ctrlDone  chan struct{} // closed when the control goroutine returned
 	readDone  chan struct{} // closed when the read loop returned
+	sendDone  chan struct{} // closed when the sender goroutine returned (tx.go)
+	tx        txQueue       // sealed packets for the sender goroutine (tx.go)
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -112,8 +114,10 @@ func newStack(cfg Config) (*Stack, error) {
 		cmds: make(chan command), wake: make(chan struct{}, 1),
 		solved: make(chan puzzleResult), solvers: make(chan struct{}, maxSolvers()),
 		closing: make(chan struct{}), ctrlDone: make(chan struct{}), readDone: make(chan struct{}),
+		sendDone: make(chan struct{}),
 	}
 	s.ports.Store(&map[uint16]*InnerConn{})
+	s.tx.init()
 	s.i1lim = newR1Limiter()
 	if cfg.Forwarder != nil {
 		// A relay's STUN service is its hosts' keepalive and restart
@@ -172,6 +176,7 @@ func (s *Stack) start() error {
 	s.started = true
 	go s.ctl.run()
 	go s.readLoop(s.sock.newReader())
+	go s.sendLoop()   // tx.go
 	s.relaysChanged() // the first wake channel
 	if err := s.startRelays(); err != nil {
 		_ = s.Close()
@@ -468,6 +473,8 @@ func (s *Stack) Stats() Stats {
 		}
 	}
 	st.BEX.PuzzleDifficulty = uint8(s.puzzleK.Load())
+	c := s.sock.caps()
+	st.IO = IOStats{Batch: c.Batch, GSO: c.GSO, GRO: c.GRO, GSOErrors: c.GSOErrors}
 	return st
 }
 
@@ -485,6 +492,7 @@ func (s *Stack) Close() error {
 		s.closeErr = s.sock.close()
 		if s.started {
 			<-s.readDone
+			<-s.sendDone
 		}
 		for _, c := range *s.ports.Load() {
 			_ = c.Close()

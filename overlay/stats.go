@@ -25,11 +25,22 @@ type Stats struct {
 	BEX                   BEXStats
 	Relay                 RelayStats // on a relay server: its forwarding and drops (ForwarderReport)
 	Paths                 PathStats  // locators of direct associations: switches, probes, announcements
+	// IO is which batching features the socket uses (socket.go): the
+	// kernel's, detected when the stack started.
+	IO IOStats
 
 	// Gauges, read when Stats is called.
 	Associations     map[string]int // associations by RFC 7401 state ("ESTABLISHED", "I1-SENT", ...)
 	RelaysRegistered int            // Config.Relays that hold our registration now
 	Registrations    int            // on a relay server: hosts registered with it now (ForwarderReport)
+}
+
+// IOStats says how the stack's socket moves datagrams.
+type IOStats struct {
+	Batch     bool   // sendmmsg and recvmmsg
+	GSO       bool   // UDP generic segmentation offload on send (UDP_SEGMENT, Linux 4.18)
+	GRO       bool   // UDP generic receive offload (UDP_GRO, Linux 5.0)
+	GSOErrors uint64 // GSO sends the kernel refused (then sent without it)
 }
 
 // PathStats counts what the locators of direct associations did

@@ -24,8 +24,8 @@
 //     counters (also reported in the stack's Status through
 //     overlay.ForwarderReport).
 //
-// Goroutines: the stack's three (overlay doc.go: read loop, control
-// goroutine, echo service), plus, with Config.TURN, the credentials
+// Goroutines: the stack's four (overlay doc.go: read loop, sender,
+// control goroutine, echo service), plus, with Config.TURN, the credentials
 // service (serveCreds) and the TURN server's (relay/turn). The forwarder
 // runs on the stack's goroutines: Control, Ended and Prune on the control
 // goroutine, ESP on the read loop (allocation-free).

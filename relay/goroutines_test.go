@@ -13,7 +13,7 @@ import (
 // service besides the TURN server's own; Close stops them all. Goroutines
 // are told apart by the function they run.
 func TestGoroutines(t *testing.T) {
-	stack := map[string]int{"overlay.(*Stack).readLoop": 1, "overlay.(*control).run": 1, "overlay.(*Stack).serveEcho": 1}
+	stack := map[string]int{"overlay.(*Stack).readLoop": 1, "overlay.(*Stack).sendLoop": 1, "overlay.(*control).run": 1, "overlay.(*Stack).serveEcho": 1}
 	withTURN := map[string]int{"relay.(*Server).serveCreds": 1, "pion/turn": -1} // -1: some
 	for k, v := range stack {
 		withTURN[k] = v
