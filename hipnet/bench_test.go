@@ -50,6 +50,9 @@ import (
 //	                       one-octet acknowledgement, vs TLS over TCP and
 //	                       quic-go over UDP sockets       (goals hip/tls >= 0.5,
 //	                                                       hip/quic >= 0.8)
+//	                       CPU seconds per GB, both ends together (the
+//	                       process's user+system time): hip-cpu-s/GB,
+//	                       tls-cpu-s/GB.
 //	                       Diagnostic: quic1280-MB/s, quic-go on UDP
 //	                       sockets it sees as plain PacketConns with
 //	                       1280-octet packets, as streams runs it
@@ -439,26 +442,29 @@ func BenchmarkThroughput(b *testing.B) {
 
 	buf := make([]byte, bulkChunk)
 	rand.Read(buf)
-	var hip, tlsT, quicT, plainT samples
+	var hip, tlsT, quicT, plainT, hipCPU, tlsCPU samples
 	run := func(name string, c interface {
 		Read([]byte) (int, error)
 		Write([]byte) (int, error)
-	}, s *samples, record bool) func() {
+	}, s, cpu *samples, record bool) func() {
 		return path(name, func() {
-			t0 := time.Now()
+			c0, t0 := cpuTime(), time.Now()
 			if err := bulkSend(c, buf, bulkSize); err != nil {
 				b.Fatalf("%s: %v", name, err)
 			}
 			if record {
 				s.add(float64(bulkSize) / time.Since(t0).Seconds() / 1e6)
+				if cpu != nil {
+					cpu.add((cpuTime() - c0).Seconds() / (float64(bulkSize) / 1e9))
+				}
 			}
 		})
 	}
 	// Warm-up: flow-control windows grow during the first transfer.
 	all := func(record bool) []func() {
 		return []func(){
-			run("hip", hc, &hip, record), run("tls", tc, &tlsT, record),
-			run("quic", qs, &quicT, record), run("quic1280", ps, &plainT, record),
+			run("hip", hc, &hip, &hipCPU, record), run("tls", tc, &tlsT, &tlsCPU, record),
+			run("quic", qs, &quicT, nil, record), run("quic1280", ps, &plainT, nil, record),
 		}
 	}
 	inOrder(0, all(false)...)
@@ -477,6 +483,9 @@ func BenchmarkThroughput(b *testing.B) {
 	b.ReportMetric(ratio(h, q), "hip/quic")
 	b.ReportMetric(p, "quic1280-MB/s")
 	b.ReportMetric(ratio(h, p), "hip/quic1280")
+	// CPU seconds per GB moved, both ends together (one process).
+	b.ReportMetric(hipCPU.median(), "hip-cpu-s/GB")
+	b.ReportMetric(tlsCPU.median(), "tls-cpu-s/GB")
 }
 
 // dgBursts is how many bursts one iteration of BenchmarkDatagrams sends on
