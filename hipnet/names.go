@@ -12,9 +12,10 @@ import (
 )
 
 // resolveAddr parses a Dial address: `[HIT]:port`, or `name:port` when
-// Config.Resolver knows the name. The name's locators are added to the
-// peer's (AddPeer), so that the dial can reach it; its HIT is what the
-// base exchange then authenticates.
+// Config.Resolver knows the name. The name's locators, and then its
+// rendezvous servers', are added to the peer's (AddPeer), so that the
+// dial can reach it; its HIT is what the base exchange then
+// authenticates.
 func (n *Node) resolveAddr(ctx context.Context, address string) (*overlay.Addr, error) {
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
@@ -41,8 +42,11 @@ func (n *Node) resolveAddr(ctx context.Context, address string) (*overlay.Addr, 
 		}
 		return nil, err
 	}
-	if len(rec.Locators) > 0 {
-		n.stack.AddPeer(rec.HIT, rec.Locators...)
+	// The host's own locators first, then its rendezvous servers': an I1
+	// to an RVS is forwarded to the host, which answers directly (RFC
+	// 8004 §4; overlay rendezvous.go).
+	if locs := append(rec.Locators, rec.RVSLocators...); len(locs) > 0 {
+		n.stack.AddPeer(rec.HIT, locs...)
 	}
 	return &overlay.Addr{HIT: rec.HIT, Port: int(p)}, nil
 }

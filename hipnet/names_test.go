@@ -12,7 +12,10 @@ import (
 
 	"github.com/miekg/dns"
 
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
 	"hipnet.dev/hipnet/resolve"
+	"hipnet.dev/relay"
 )
 
 // TestDialByNameHostsFile: name → HIT (and locator) from a hosts file →
@@ -120,5 +123,76 @@ func echoed(t *testing.T, c net.Conn, msg string) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
 		t.Fatalf("echo %q: %q %v", msg, buf, err)
+	}
+}
+
+// TestDialByNameRVS: a DNS HIP record that gives no address for the host
+// but names its rendezvous server (RFC 8005 §5, RFC 8004): the client's
+// I1 goes to the server, which forwards it to the registered host with
+// FROM and RVS_HMAC; the host answers directly, and the stream runs
+// between the two hosts.
+func TestDialByNameRVS(t *testing.T) {
+	rkey, err := hostid.Generate(hostid.ECDSAP256, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rvs, err := relay.New(relay.Config{Identity: rkey, ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rvs.Close() })
+	sid, err := GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := newTestNode(t, Config{Identity: sid})
+	echoServer(t, server, 8883)
+	server.AddPeer(rvs.HIT(), rvs.Addr())
+	if _, err := server.stack.Register(ctxT(t, 10*time.Second), rvs.HIT(), time.Hour, wire.RegTypeRendezvous); err != nil {
+		t.Fatal(err)
+	}
+
+	rec, err := resolve.NewHIPRR("device42.example.", 60, sid.key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.RendezvousServers = []string{"rvs.example."}
+	rvsIP := net.IP(rvs.Addr().Addr().AsSlice())
+	mux := dns.NewServeMux()
+	mux.HandleFunc("example.", func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		switch q := r.Question[0]; {
+		case q.Name == "device42.example." && q.Qtype == dns.TypeHIP:
+			m.Answer = append(m.Answer, rec)
+		case q.Name == "rvs.example." && q.Qtype == dns.TypeA:
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: rvsIP})
+		}
+		w.WriteMsg(m) // device42 itself has no address records
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: mux}
+	go srv.ActivateAndServe()
+	defer srv.Shutdown()
+	client := newTestNode(t, Config{Resolver: &resolve.DNS{Server: pc.LocalAddr().String(), RVSPort: rvs.Addr().Port()}})
+
+	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", "device42.example:8883")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoed(t, c, "through the rendezvous server")
+	if got := c.RemoteAddr().(*Addr).HIT; got != server.HIT() {
+		t.Fatalf("RemoteAddr HIT %v, want %v", got, server.HIT())
+	}
+	if n := rvs.Stack().Stats().Relay.Rendezvoused; n == 0 {
+		t.Fatal("the I1 did not go through the rendezvous server")
+	}
+	p, ok := client.WhoIs(server.HIT())
+	if !ok || p.Locator != server.LocalAddr() {
+		t.Fatalf("the association runs to %v, want the host's own address %v", p.Locator, server.LocalAddr())
 	}
 }

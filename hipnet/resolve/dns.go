@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
@@ -59,6 +60,11 @@ type DNS struct {
 	// and the peer is reached through its RVS or locators the caller
 	// knows.
 	NoAddresses bool
+	// RVSPort is the port of the rendezvous servers' locators
+	// (Record.RVSLocators) built from their names' A and AAAA records;
+	// zero means DefaultLocatorPort, the HIP port (RFC 5770 §5.1), since
+	// the HIP RR names a server but not its port (RFC 8005 §5).
+	RVSPort uint16
 	// RequireAD refuses a HIP answer that does not have the AD bit, that
 	// is, that the server did not validate with DNSSEC (the query sets AD,
 	// RFC 6840 §5.7). It is worth only as much as the path to the server:
@@ -151,8 +157,40 @@ func (d *DNS) Resolve(ctx context.Context, name string) (Record, error) {
 			ttl = min(ttl, lttl)
 		}
 	}
+	if locs, lttl := q.rvsLocators(ctx, rec.RVS, d.rvsPort()); len(locs) > 0 {
+		rec.RVSLocators = locs
+		ttl = min(ttl, lttl)
+	}
 	rec.TTL = time.Duration(ttl) * time.Second
 	return rec, nil
+}
+
+func (d *DNS) rvsPort() uint16 {
+	if d.RVSPort == 0 {
+		return DefaultLocatorPort
+	}
+	return d.RVSPort
+}
+
+// rvsLocators resolves the rendezvous servers' names into locators on
+// port, in the record's order, and returns their smallest TTL. A name that
+// does not resolve is skipped: the others, and the host's own locators,
+// may still reach the peer.
+func (q *querier) rvsLocators(ctx context.Context, names []string, port uint16) ([]netip.AddrPort, uint32) {
+	var out []netip.AddrPort
+	ttl := uint32(math.MaxUint32)
+	for _, n := range names {
+		if ctx.Err() != nil {
+			break
+		}
+		locs, t, err := q.addresses(ctx, dns.Fqdn(n), port)
+		if err != nil || len(locs) == 0 {
+			continue
+		}
+		out = append(out, locs...)
+		ttl = min(ttl, t)
+	}
+	return out, ttl
 }
 
 func (d *DNS) port() uint16 {

@@ -80,8 +80,12 @@
 // name's AAAA and then A records become locators on DNS.Port (10500, the
 // HIP over UDP port of RFC 5770 §5.1, unless set): by §4.1 they hold
 // either the host's own addresses or its RVS's, and an I1 sent there
-// reaches the host either way. Record.TTL carries the records' TTL (§4.2:
-// a record past it MUST be discarded); this package caches nothing.
+// reaches the host either way. The rendezvous servers' names are resolved
+// the same way, into Record.RVSLocators on DNS.RVSPort (the HIP port unless
+// set: the RR names a server, not its port); a name that does not resolve
+// is skipped. Record.TTL carries the smallest TTL of the records used
+// (§4.2: a record past it MUST be discarded); this package caches nothing,
+// so a node resolves the name again on every dial by name.
 //
 // # What it must not do
 //

@@ -36,6 +36,12 @@ type Record struct {
 	// order of preference of the HIP RR (RFC 8005 §5.6), fully qualified
 	// with the trailing dot as DNS gives them; nil from the hosts file.
 	RVS []string
+	// RVSLocators are the UDP addresses of those rendezvous servers
+	// (RFC 8004): an I1 sent there reaches the peer, which answers
+	// directly. From DNS, each RVS name's AAAA and A records with
+	// DNS.RVSPort, in the RVS order; empty when the names do not resolve
+	// or the source gives none. A dial tries Locators first.
+	RVSLocators []netip.AddrPort
 	// TTL is how long the record may be kept: from DNS the smallest TTL
 	// of the RRs it was built from (RFC 8005 §4.2: past it, the record
 	// MUST be deleted and the name resolved again); zero from the hosts
