@@ -24,6 +24,13 @@ type Config struct {
 	// be reached. More can be added with Node.AddPeer.
 	Peers map[HIT][]netip.AddrPort
 
+	// PeerHosts are static locators written "host:port", as HIPNET_PEERS
+	// and the CLI's -peer take them: a host name is resolved by NewNode
+	// with the system resolver into one locator per address (a dial tries
+	// them in turn), an IP address is taken as it is. NewNode fails on one
+	// it cannot resolve. They add to Peers.
+	PeerHosts map[HIT][]string
+
 	// Authorize decides which authenticated peers may associate. It runs
 	// once per base exchange, after the peer proved its identity and
 	// before any of its data reaches the application. nil admits every

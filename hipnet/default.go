@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"hipnet.dev/overlay"
 )
 
 // defaultNode is the node of Default and of the package-level Dial,
@@ -102,6 +104,20 @@ func ParsePeers(s string) (map[HIT][]netip.AddrPort, error) {
 		peers[hit] = append(peers[hit], aps...)
 	}
 	return peers, nil
+}
+
+// addPeerHosts resolves Config.PeerHosts into st's locators.
+func addPeerHosts(st *overlay.Stack, hosts map[HIT][]string) error {
+	for hit, hs := range hosts {
+		for _, h := range hs {
+			aps, err := lookupLocator(h)
+			if err != nil {
+				return fmt.Errorf("hipnet: peer %v at %q: %w", hit, h, err)
+			}
+			st.AddPeer(hit, aps...)
+		}
+	}
+	return nil
 }
 
 // peerLookupTimeout bounds the name lookup of one ParsePeers locator.

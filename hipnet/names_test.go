@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -194,5 +195,30 @@ func TestDialByNameRVS(t *testing.T) {
 	p, ok := client.WhoIs(server.HIT())
 	if !ok || p.Locator != server.LocalAddr() {
 		t.Fatalf("the association runs to %v, want the host's own address %v", p.Locator, server.LocalAddr())
+	}
+}
+
+// TestPeerHosts: Config.PeerHosts takes "host:port" locators, host names
+// resolved at NewNode; a name that does not resolve fails NewNode.
+func TestPeerHosts(t *testing.T) {
+	server := newTestNode(t, Config{})
+	echoServer(t, server, 7)
+	port := strconv.Itoa(int(server.LocalAddr().Port()))
+	client := newTestNode(t, Config{PeerHosts: map[HIT][]string{server.HIT(): {"localhost:" + port}}})
+	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoed(t, c, "to localhost")
+
+	id, err := GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewNode(Config{Identity: id, ListenAddr: "127.0.0.1:0",
+		PeerHosts: map[HIT][]string{server.HIT(): {"no-such-host.invalid:10500"}}})
+	if err == nil || !strings.Contains(err.Error(), "no-such-host.invalid") {
+		t.Fatalf("NewNode with an unresolvable peer host: %v", err)
 	}
 }

@@ -86,6 +86,11 @@ func newNode(cfg Config, hs handshake.Config) (*Node, error) {
 	for hit, addrs := range cfg.Peers {
 		st.AddPeer(hit, addrs...)
 	}
+	if err := addPeerHosts(st, cfg.PeerHosts); err != nil {
+		st.Close()
+		closeWatch(mon)
+		return nil, err
+	}
 	pc, err := st.ListenInner(StreamPort)
 	if err != nil {
 		st.Close()
