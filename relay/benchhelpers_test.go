@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -230,118 +231,114 @@ func settledHeap() uint64 {
 
 // registerMany registers n new ECDSA P-256 identities for RELAY_UDP_HIP
 // with the relay at (hit, at): one sans-I/O handshake.Endpoint per
-// identity, every base exchange over one client UDP socket, at most
-// window of them in flight (the relay's control backlog is 256 packets),
-// with the handshake's retransmissions run from the wall clock. Nothing of
-// the client side outlives the call.
+// identity, window of them in flight on as many goroutines, with the
+// handshake's retransmissions run from the wall clock. Each registration
+// has a socket of its own, on one of registerAddrs loopback addresses, as
+// n hosts would: the relay's R1 rate limits (overlay ratelimit.go) allow
+// few I1s a second per source and a few hundred per address, and the
+// relay must not be measured throttling its own test. Nothing of the
+// client side outlives the call.
 func registerMany(hit wire.HIT, at netip.AddrPort, n, window int) error {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, window)
+	for w := range window {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				src := netip.AddrFrom4([4]byte{127, 0, 1, byte(1 + (w+i)%registerAddrs)})
+				if err := registerOne(hit, at, src); err != nil {
+					errs <- err
+					next.Store(int64(n)) // stop the others
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// registerAddrs is how many loopback source addresses (127.0.1.1 on)
+// registerMany spreads its hosts over.
+const registerAddrs = 32
+
+// registerOne runs one registration from a new socket on src.
+func registerOne(hit wire.HIT, at netip.AddrPort, src netip.Addr) error {
+	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	_ = conn.SetReadBuffer(4 << 20)
-	_ = conn.SetWriteBuffer(4 << 20)
-
-	type client struct {
-		ep      *handshake.Endpoint
-		a       *handshake.Association
-		granted bool
+	k, err := hostid.Generate(hostid.ECDSAP256, nil)
+	if err != nil {
+		return err
 	}
-	live := make(map[wire.HIT]*client, window)
+	now := time.Now()
+	ep, err := handshake.NewEndpoint(handshake.Config{Identity: k, DHGroups: []uint8{wire.DHGroupP256}}, now)
+	if err != nil {
+		return err
+	}
+	a := ep.Initiate(now, hit)
+	if err := a.RequestRegistration(wire.DurationToLifetime(time.Hour), wire.RegTypeRelayUDPHIP); err != nil {
+		return err
+	}
 	var out []byte
-	send := func(pkts [][]byte) error {
-		for _, p := range pkts {
-			out = wire.AppendUDPControl(out[:0], p)
-			if _, err := conn.WriteToUDPAddrPort(out, at); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	// settle acts on what an association did; it reports whether the
+	granted := false
+	// settle acts on what the association did; it reports whether the
 	// registration is complete.
-	settle := func(c *client) (bool, error) {
-		for _, ev := range c.a.Events() {
+	settle := func() (bool, error) {
+		for _, ev := range a.Events() {
 			switch ev.Kind {
 			case handshake.EventFailed, handshake.EventClosed:
-				return false, fmt.Errorf("client %v: %v: %w", c.ep.HIT(), ev.Kind, ev.Err)
+				return false, fmt.Errorf("client %v: %v: %w", ep.HIT(), ev.Kind, ev.Err)
 			case handshake.EventRegistration:
 				if !slices.Contains(ev.Registration.Granted, wire.RegTypeRelayUDPHIP) {
-					return false, fmt.Errorf("client %v: registration refused: %+v", c.ep.HIT(), *ev.Registration)
+					return false, fmt.Errorf("client %v: registration refused: %+v", ep.HIT(), *ev.Registration)
 				}
-				c.granted = true
+				granted = true
 			}
 		}
-		if err := send(c.a.Outgoing()); err != nil {
-			return false, err
+		for _, p := range a.Outgoing() {
+			out = wire.AppendUDPControl(out[:0], p)
+			if _, err := conn.WriteToUDPAddrPort(out, at); err != nil {
+				return false, err
+			}
 		}
-		return c.granted && c.a.State() == handshake.Established, nil
+		return granted && a.State() == handshake.Established, nil
 	}
-	lifetime := wire.DurationToLifetime(time.Hour)
 	buf := make([]byte, 65536)
-	started, done := 0, 0
-	lastTimers := time.Now()
-	for done < n {
-		for started < n && len(live) < window {
-			k, err := hostid.Generate(hostid.ECDSAP256, nil)
-			if err != nil {
-				return err
-			}
-			now := time.Now()
-			ep, err := handshake.NewEndpoint(handshake.Config{Identity: k, DHGroups: []uint8{wire.DHGroupP256}}, now)
-			if err != nil {
-				return err
-			}
-			c := &client{ep: ep, a: ep.Initiate(now, hit)}
-			if err := c.a.RequestRegistration(lifetime, wire.RegTypeRelayUDPHIP); err != nil {
-				return err
-			}
-			live[ep.HIT()] = c
-			if _, err := settle(c); err != nil {
-				return err
-			}
-			started++
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		m, _, err := conn.ReadFromUDPAddrPort(buf)
-		now := time.Now()
-		if err == nil {
-			// Anything unparsable or for a client already done (a
-			// duplicate) is ignored, as is a packet the state machine
-			// rejects.
-			if pkt, err := wire.ParseUDPControl(buf[:m]); err == nil {
-				if c := live[pkt.ReceiverHIT()]; c != nil {
-					res, herr := c.ep.Handle(now, pkt, c.a)
-					if res.Assoc != nil {
-						c.a = res.Assoc
-					}
-					if herr == nil {
-						ok, err := settle(c)
-						if err != nil {
-							return err
-						}
-						if ok {
-							delete(live, c.ep.HIT())
-							done++
-						}
-					}
-				}
-			}
-		} else if !os.IsTimeout(err) {
+	for {
+		if ok, err := settle(); ok || err != nil {
 			return err
 		}
-		if now.Sub(lastTimers) >= 100*time.Millisecond {
-			lastTimers = now
-			for _, c := range live {
-				if d := c.a.Deadline(); !d.IsZero() && !now.Before(d) {
-					c.a.HandleTimeout(now)
-					if _, err := settle(c); err != nil {
-						return err
-					}
+		wait := 100 * time.Millisecond
+		if d := a.Deadline(); !d.IsZero() {
+			wait = min(wait, max(time.Until(d), time.Millisecond))
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(wait))
+		m, _, err := conn.ReadFromUDPAddrPort(buf)
+		now := time.Now()
+		switch {
+		case err == nil:
+			// Anything unparsable is ignored, as is a packet the state
+			// machine rejects.
+			if pkt, err := wire.ParseUDPControl(buf[:m]); err == nil {
+				if res, herr := ep.Handle(now, pkt, a); herr == nil && res.Assoc != nil {
+					a = res.Assoc
 				}
 			}
+		case !os.IsTimeout(err):
+			return err
+		}
+		if d := a.Deadline(); !d.IsZero() && !now.Before(d) {
+			a.HandleTimeout(now)
 		}
 	}
-	return nil
 }
