@@ -17,68 +17,130 @@ import (
 // §4.4) between this Endpoint and one peer HIT. It is sans-I/O: feed it
 // packets with Endpoint.Handle and expiries with HandleTimeout, then
 // drain Outgoing and Events. It is not safe for concurrent use.
+//
+// A node holds one Association per peer for as long as the association
+// lasts, mostly ESTABLISHED and idle (a relay one per registered host), so
+// the struct holds only what an established association uses: the peer's
+// identity, RHASH and the HIP keys that authenticate an UPDATE or CLOSE,
+// KEYMAT and the Diffie-Hellman keys a rekey derives from, the SPIs and
+// suites, the UPDATE sequence numbers and the timers. What only one phase
+// needs — the base exchange, an UPDATE or rekey in flight, a
+// retransmission, a CLOSE, ICE — lives in a sub-struct made when the phase
+// starts and dropped when it ends (TestIdleAssociationSize).
 type Association struct {
-	e         *Endpoint
-	state     State
-	peer      wire.HIT
-	initiator bool // we sent the I1/I2 of the current base exchange
-	since     time.Time
-
-	peerPub    *hostid.PublicKey
-	peerHostID []byte // Initiator: R1's HOST_ID TLV, verbatim, for HIP_MAC_2
+	e       *Endpoint
+	peerPub *hostid.PublicKey
 
 	// Negotiated.
-	rhash    func() hash.Hash // the Responder's RHASH (§2.3)
-	dh       dhKey
-	group    uint8  // dh's group, kept when dh is shed
-	peerDH   []byte // peer's DH public value, kept for rekeying
-	cipherID uint16
-	espSuite esp.Suite
-	puzzleI  []byte
-	puzzleJ  []byte
-	r1Gen    uint64 // R1 generation counter of the R1 we answered
-	km       *keymat
-	hip      hipKeys
-	espIndex int // KEYMAT index of the current ESP keys
-	inSPI    uint32
-	outSPI   uint32
+	rhash  func() hash.Hash // the Responder's RHASH (§2.3)
+	dh     dhKey
+	km     *keymat // with #I | #J, the salt of a rekey's new KEYMAT
+	peerDH []byte  // peer's DH public value, kept for rekeying
+	hipMAC keyPair // the HIP_MAC keys; the ENCRYPTED ones are bexState's
 
-	// Initiator bookkeeping.
-	i1Groups []uint8      // the DH_GROUP_LIST we sent (§6.6 step 3)
-	solving  *Puzzle      // the R1's puzzle the caller is solving (EventPuzzle)
-	notified *NotifyError // an unbound error NOTIFY, the cause if we time out
-
-	// Responder bookkeeping: a digest of the I2 we accepted and, while in
-	// R2-SENT, the R2 we answered, so a retransmitted I2 gets the same R2
-	// (§6.9 step 4) and a replayed one is recognised cheaply.
-	lastI2 [sha256.Size]byte
-	lastR2 []byte
-
-	upd updateState
-	reg regState
-
-	// NAT traversal (nat.go).
-	natMode   uint16
-	peerCands []wire.Locator
-	iceKey    []byte
-
-	closeEcho []byte // ECHO_REQUEST_SIGNED opaque of our CLOSE
-	// The CLOSE_ACK CLOSED answered with, for the peer's retransmitted
-	// CLOSE (reackClose): its echo, and when it may be sent again.
-	closeAck, closeAckEcho []byte
-	closeAckAt             time.Time
-
-	// Retransmission of the last I1, I2, UPDATE or CLOSE.
-	rtx      []byte
-	rtxTries int
-	rtxRTO   time.Duration
-	rtxAt    time.Time
+	since time.Time
 	// stateAt is when the current state ends on its own: R2-SENT to
 	// ESTABLISHED, CLOSED and E-FAILED to UNASSOCIATED.
 	stateAt time.Time
+	peer    wire.HIT
 
+	// Responder: a digest of the I2 we accepted, so that a retransmitted
+	// I2 gets the same R2 in R2-SENT (§6.9 step 4) and a replayed one is
+	// recognised cheaply, in R2-SENT and after.
+	lastI2 [sha256.Size]byte
+
+	upd updateState
+
+	// Phase state, nil outside its phase (see above).
+	bex *bexState   // the base exchange, until ESTABLISHED
+	rtx *retransmit // the last I1, I2, UPDATE or CLOSE, until answered
+	cls *closeState // CLOSING and CLOSED
+	nat *natState   // the ICE material, with ICE-STUN-UDP (nat.go)
+
+	regInfo *wire.RegInfo // the registrar's latest REG_INFO (R1 or UPDATE)
+
+	pend *pending // what the caller has not drained yet, nil when drained
+
+	inSPI     uint32
+	outSPI    uint32
+	espIndex  uint16 // KEYMAT index of the current ESP keys (≤ 0xffff, keymat.at)
+	cipherID  uint16
+	espSuite  esp.Suite
+	natMode   uint16
+	state     State
+	initiator bool  // we sent the I1/I2 of the current base exchange
+	group     uint8 // dh's group, kept when dh is shed
+}
+
+// bexState is what only the base exchange needs: made by Initiate,
+// Restart and an accepted I2, dropped by compact once ESTABLISHED and by
+// shed when the exchange fails or closes.
+type bexState struct {
+	i1Groups   []uint8      // the DH_GROUP_LIST we sent (§6.6 step 3)
+	solving    *Puzzle      // the R1's puzzle the caller is solving (EventPuzzle)
+	notified   *NotifyError // an unbound error NOTIFY, the cause if we time out
+	peerHostID []byte       // Initiator: R1's HOST_ID TLV, verbatim, for HIP_MAC_2
+	hipEnc     keyPair      // the ENCRYPTED keys: only I2 and R2 carry ENCRYPTED
+	// Responder: while in R2-SENT, the R2 we answered the I2 of lastI2
+	// with, for a retransmitted I2 (§6.9 step 4).
+	lastR2 []byte
+	r1Gen  uint64 // Initiator: R1 generation counter of the R1 we answered
+	// regWant is the REG_REQUEST to put in the I2 (RequestRegistration);
+	// it outlives a failed exchange, for the I2 of the next.
+	regWant *wire.RegRequest
+}
+
+// pending is what the caller has not drained yet: packets to send and
+// events. An association is drained after every call, so it carries the
+// pointer, not two slice headers, between calls.
+type pending struct {
 	out    [][]byte
 	events []Event
+}
+
+// end ends the base exchange: the ENCRYPTED keys are overwritten, and what
+// outlives it is returned, nil if nothing — the request for the next
+// exchange's I2 and, with keepSolving, a puzzle still being solved.
+func (b *bexState) end(keepSolving bool) *bexState {
+	if b == nil {
+		return nil
+	}
+	clear(b.hipEnc)
+	n := &bexState{regWant: b.regWant}
+	if keepSolving {
+		n.solving = b.solving
+	}
+	if n.regWant == nil && n.solving == nil {
+		return nil
+	}
+	return n
+}
+
+// encKeys are the ENCRYPTED keys, nil outside the base exchange.
+func (a *Association) encKeys() keyPair {
+	if a.bex == nil {
+		return nil
+	}
+	return a.bex.hipEnc
+}
+
+// retransmit is the reliable packet in flight: sent again with exponential
+// back-off until answered (stopRetransmit) or given up.
+type retransmit struct {
+	pkt   []byte
+	tries int
+	rto   time.Duration
+	at    time.Time
+}
+
+// closeState is the CLOSE bookkeeping of CLOSING and CLOSED (RFC 7401
+// Tables 7 and 8), dropped in UNASSOCIATED.
+type closeState struct {
+	echo []byte // ECHO_REQUEST_SIGNED opaque of our CLOSE
+	// The CLOSE_ACK CLOSED answered with, for the peer's retransmitted
+	// CLOSE (reackClose): its echo, and when it may be sent again.
+	ack, ackEcho []byte
+	ackAt        time.Time
 }
 
 func newAssociation(e *Endpoint, peer wire.HIT, now time.Time) *Association {
@@ -99,23 +161,55 @@ func (a *Association) PeerIdentity() *hostid.PublicKey { return a.peerPub }
 // Solving returns the puzzle the caller is solving for this association
 // (EventPuzzle), or nil: a search for any other Puzzle can stop, since
 // PuzzleSolved would refuse its answer.
-func (a *Association) Solving() *Puzzle { return a.solving }
+func (a *Association) Solving() *Puzzle {
+	if a.bex == nil {
+		return nil
+	}
+	return a.bex.solving
+}
 
 // Since is when the association entered its current state.
 func (a *Association) Since() time.Time { return a.since }
 
 // Outgoing returns and forgets the packets to send to the peer.
 func (a *Association) Outgoing() [][]byte {
-	o := a.out
-	a.out = nil
+	p := a.pend
+	if p == nil {
+		return nil
+	}
+	o := p.out
+	p.out = nil
+	if p.events == nil {
+		a.pend = nil
+	}
 	return o
 }
 
 // Events returns and forgets what happened since the last call.
 func (a *Association) Events() []Event {
-	ev := a.events
-	a.events = nil
+	p := a.pend
+	if p == nil {
+		return nil
+	}
+	ev := p.events
+	p.events = nil
+	if p.out == nil {
+		a.pend = nil
+	}
 	return ev
+}
+
+// queue adds a packet for Outgoing.
+func (a *Association) queue(pkt []byte) {
+	p := a.pending()
+	p.out = append(p.out, pkt)
+}
+
+func (a *Association) pending() *pending {
+	if a.pend == nil {
+		a.pend = &pending{}
+	}
+	return a.pend
 }
 
 // Info describes the negotiated parameters.
@@ -168,47 +262,49 @@ func (a *Association) setState(now time.Time, s State) {
 // verified, or answered, any more (RFC 7401 Table 2: "ANYOTHER: drop").
 func (a *Association) forget() {
 	a.shed()
-	a.hip, a.peerPub, a.closeEcho, a.rtx = hipKeys{}, nil, nil, nil
-	a.closeAck, a.closeAckEcho = nil, nil
+	clear(a.hipMAC)
+	a.hipMAC, a.peerPub, a.cls, a.rtx = nil, nil, nil, nil
 }
 
 // shed releases, on CLOSE, everything but what answering a retransmitted
 // CLOSE or CLOSE_ACK needs (RFC 7401 Tables 7 and 8): the peer's identity,
-// RHASH and the two HIP_MAC keys stay; KEYMAT, the Diffie-Hellman keys, the
-// puzzle, the ENCRYPTED keys, the ICE key and candidates and the UPDATE
-// state go at once, so that a closed association lingers as a small record
-// (TestClosedAssociationSize).
+// RHASH, the two HIP_MAC keys and the CLOSE state stay; KEYMAT with #I and
+// #J, the Diffie-Hellman keys, the ENCRYPTED keys, the ICE key and
+// candidates, the base exchange (but a registration request for the next)
+// and the UPDATE state go at once, so that a closed association lingers as
+// a small record (TestCloseSheds).
 func (a *Association) shed() {
-	a.compact()
 	if a.km != nil {
-		clear(a.km.prk) // a function of the Diffie-Hellman secret
+		a.km.clear()
 	}
-	clear(a.hip.encGL)
-	clear(a.hip.encLG)
-	clear(a.iceKey)
 	a.km, a.dh, a.peerDH = nil, nil, nil
-	a.puzzleI, a.puzzleJ = nil, nil
-	a.hip.encGL, a.hip.encLG = nil, nil
-	a.peerCands, a.iceKey = nil, nil
-	a.solving, a.notified = nil, nil
+	a.nat.clear()
+	a.nat = nil
+	a.bex = a.bex.end(false)
 	a.lastI2 = [sha256.Size]byte{}
 	a.upd = updateState{next: a.upd.next}
 }
 
-// compact drops what only the base exchange needed, so that an idle
-// ESTABLISHED association stays small: the R2 kept for retransmitted
-// I2s, the R1 HOST_ID kept for HIP_MAC_2, and the expanded KEYMAT (it is
-// re-expanded from its PRK if a rekey draws from it).
+// compact drops, once ESTABLISHED, what only the base exchange needed, so
+// that an idle ESTABLISHED association stays small: the R2 kept for
+// retransmitted I2s, the R1 HOST_ID kept for HIP_MAC_2, the rest of
+// bexState, a CLOSE state left from before a Restart, and the expanded
+// KEYMAT (it is re-expanded from its PRK if a rekey draws from it). A
+// puzzle still being solved stays with its deadline: an R1 answered in
+// I2-SENT may have started one just before the R2 arrived.
 func (a *Association) compact() {
-	a.lastR2 = nil
-	a.peerHostID = nil
+	a.bex = a.bex.end(true)
+	a.cls = nil // only CLOSING and CLOSED use it, and both set it anew
 	if a.km != nil {
 		clear(a.km.buf) // the keys drawn from it are copies
 		a.km.buf = nil
 	}
 }
 
-func (a *Association) emit(ev Event) { a.events = append(a.events, ev) }
+func (a *Association) emit(ev Event) {
+	p := a.pending()
+	p.events = append(p.events, ev)
+}
 
 // weAreG reports whether we are HOST_g, the host with the greater HIT
 // (RFC 7401 §6.5).
@@ -216,8 +312,13 @@ func (a *Association) weAreG() bool { return a.e.hit.Compare(a.peer) > 0 }
 
 // ourMACKey and peerMACKey are the HIP integrity keys for our outgoing
 // packets and the peer's (HIP-gl belongs to HOST_g, §6.5).
-func (a *Association) ourMACKey() []byte  { return a.pick(a.hip.macGL, a.hip.macLG, true) }
-func (a *Association) peerMACKey() []byte { return a.pick(a.hip.macGL, a.hip.macLG, false) }
+func (a *Association) ourMACKey() []byte  { return a.pick(a.hipMAC.gl(), a.hipMAC.lg(), true) }
+func (a *Association) peerMACKey() []byte { return a.pick(a.hipMAC.gl(), a.hipMAC.lg(), false) }
+
+// puzzleI and puzzleJ are the #I and #J of the base exchange, kept with
+// KEYMAT for a rekey's new KEYMAT (nil without KEYMAT).
+func (a *Association) puzzleI() []byte { return a.km.puzzleI() }
+func (a *Association) puzzleJ() []byte { return a.km.puzzleJ() }
 
 // pick returns HOST_g's key gl or HOST_l's key lg: ours when ours is set,
 // else the peer's.
@@ -233,7 +334,7 @@ func (a *Association) pick(gl, lg []byte, ours bool) []byte {
 func (a *Association) espConfigs(index int) (in, out esp.Config, err error) {
 	in, out, err = espConfigsFrom(a.km, a.espSuite, index, a.inSPI, a.outSPI, a.weAreG())
 	if err == nil {
-		a.espIndex = index
+		a.espIndex = uint16(index) // at refuses indexes past 0xffff
 	}
 	return in, out, err
 }
@@ -342,31 +443,29 @@ func finish(b *wire.Builder) ([]byte, error) {
 
 // send queues pkt and, when reliable, arms its retransmission.
 func (a *Association) send(now time.Time, pkt []byte, reliable bool) {
-	a.out = append(a.out, pkt)
+	a.queue(pkt)
 	if reliable {
-		a.rtx = pkt
-		a.rtxTries = 0
-		a.rtxRTO = a.e.cfg.RetransmitTimeout
-		a.rtxAt = now.Add(a.rtxRTO)
+		rto := a.e.cfg.RetransmitTimeout
+		a.rtx = &retransmit{pkt: pkt, rto: rto, at: now.Add(rto)}
 	}
 }
 
-func (a *Association) stopRetransmit() {
-	a.rtx = nil
-	a.rtxAt = time.Time{}
-}
+func (a *Association) stopRetransmit() { a.rtx = nil }
 
 // Deadline is when HandleTimeout must next be called (zero: no timer).
 func (a *Association) Deadline() time.Time {
-	d := a.rtxAt
-	if a.solving != nil && (d.IsZero() || a.solving.Deadline.Before(d)) {
-		d = a.solving.Deadline
+	var d time.Time
+	if a.rtx != nil {
+		d = a.rtx.at
+	}
+	if p := a.Solving(); p != nil && (d.IsZero() || p.Deadline.Before(d)) {
+		d = p.Deadline
 	}
 	if !a.stateAt.IsZero() && (d.IsZero() || a.stateAt.Before(d)) {
 		d = a.stateAt
 	}
-	if r := a.upd.rekeyBy; a.upd.rekeying && !r.IsZero() && (d.IsZero() || r.Before(d)) {
-		d = r
+	if u := a.upd.ph; u != nil && u.rekeying && !u.rekeyBy.IsZero() && (d.IsZero() || u.rekeyBy.Before(d)) {
+		d = u.rekeyBy
 	}
 	return d
 }
@@ -374,22 +473,22 @@ func (a *Association) Deadline() time.Time {
 // HandleTimeout runs the timers due at now: retransmission with
 // exponential back-off and give-up, and the timed state changes.
 func (a *Association) HandleTimeout(now time.Time) {
-	if a.solving != nil && !now.Before(a.solving.Deadline) {
+	if p := a.Solving(); p != nil && !now.Before(p.Deadline) {
 		// §6.8 step 12: the puzzle's lifetime is over.
-		a.solving = nil
+		a.bex.solving = nil
 		a.fail(now, errPuzzleUnsolved)
 	}
 	a.handleRekeyTimeout(now)
-	if !a.rtxAt.IsZero() && !now.Before(a.rtxAt) {
-		if a.rtxTries >= a.e.cfg.Retries && a.state != Closing {
+	if r := a.rtx; r != nil && !now.Before(r.at) {
+		if r.tries >= a.e.cfg.Retries && a.state != Closing {
 			// CLOSING retransmits its CLOSE until UAL+MSL has passed
 			// (RFC 7401 Table 7): its stateAt ends it.
 			a.giveUp(now)
 		} else {
-			a.rtxTries++
-			a.rtxRTO = min(2*a.rtxRTO, a.e.cfg.MaxRetransmitTimeout)
-			a.rtxAt = now.Add(a.rtxRTO)
-			a.out = append(a.out, a.rtx)
+			r.tries++
+			r.rto = min(2*r.rto, a.e.cfg.MaxRetransmitTimeout)
+			r.at = now.Add(r.rto)
+			a.queue(r.pkt)
 		}
 	}
 	if !a.stateAt.IsZero() && !now.Before(a.stateAt) {
@@ -408,6 +507,7 @@ func (a *Association) HandleTimeout(now time.Time) {
 			a.stopRetransmit()
 		}
 	}
+	a.updIdle(now)
 }
 
 // giveUp handles retries exhausted for the packet in flight.
@@ -415,10 +515,10 @@ func (a *Association) giveUp(now time.Time) {
 	a.stopRetransmit()
 	switch a.state {
 	case I1Sent, I2Sent:
-		if a.notified != nil {
+		if a.bex != nil && a.bex.notified != nil {
 			// The peer said something on the way, unbound to this
 			// exchange (handleNotify): the cause, not the verdict.
-			a.fail(now, fmt.Errorf("%w (the peer had reported: %w)", ErrTimeout, a.notified))
+			a.fail(now, fmt.Errorf("%w (the peer had reported: %w)", ErrTimeout, a.bex.notified))
 			return
 		}
 		a.fail(now, ErrTimeout)
@@ -461,6 +561,7 @@ func (a *Association) handle(now time.Time, pkt wire.Packet) error {
 		if ferr := a.flushLocators(now); err == nil {
 			err = ferr
 		}
+		a.updIdle(now)
 		return err
 	case wire.NOTIFY:
 		return a.handleNotify(now, pkt)

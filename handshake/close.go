@@ -18,7 +18,9 @@ func (a *Association) Close(now time.Time) {
 	case Closing, Closed, Unassociated:
 	default:
 		a.stopRetransmit()
-		a.solving = nil
+		if a.bex != nil {
+			a.bex.solving = nil
+		}
 		a.setState(now, Unassociated)
 		a.emit(Event{Kind: EventClosed, Err: ErrClosed})
 	}
@@ -36,7 +38,7 @@ func (a *Association) beginClose(now time.Time) {
 	if err != nil {
 		return
 	}
-	a.closeEcho = echo
+	a.closeState().echo = echo
 	if a.dh != nil {
 		a.group = a.dh.group()
 	}
@@ -45,10 +47,18 @@ func (a *Association) beginClose(now time.Time) {
 	a.send(now, pkt, true)
 }
 
+// closeState returns the CLOSE state, made on first use.
+func (a *Association) closeState() *closeState {
+	if a.cls == nil {
+		a.cls = &closeState{}
+	}
+	return a.cls
+}
+
 // verifyControl checks HIP_MAC and HIP_SIGNATURE of a packet from the
 // established peer.
 func (a *Association) verifyControl(pkt wire.Packet) error {
-	if a.hip.macGL == nil || a.peerPub == nil {
+	if len(a.hipMAC) == 0 || a.peerPub == nil {
 		return fmt.Errorf("%w: %v without keys", ErrUnexpected, pkt.Type())
 	}
 	if err := verifyMAC(a.rhash, a.peerMACKey(), pkt, wire.ParamHIPMAC, nil); err != nil {
@@ -72,7 +82,7 @@ func (a *Association) handleClose(now time.Time, pkt wire.Packet) error {
 	if !ok {
 		return fmt.Errorf("%w: CLOSE without ECHO_REQUEST_SIGNED", ErrMalformed)
 	}
-	if a.state == Closed && a.closeAck != nil && bytes.Equal(p.Contents(), a.closeAckEcho) {
+	if c := a.cls; a.state == Closed && c != nil && c.ack != nil && bytes.Equal(p.Contents(), c.ackEcho) {
 		return a.reackClose(now, pkt)
 	}
 	if err := a.verifyControl(pkt); err != nil {
@@ -85,9 +95,10 @@ func (a *Association) handleClose(now time.Time, pkt wire.Packet) error {
 	if err != nil {
 		return err
 	}
-	a.out = append(a.out, ack)
-	a.closeAck, a.closeAckEcho = ack, append([]byte(nil), p.Contents()...)
-	a.closeAckAt = now.Add(a.e.cfg.RetransmitTimeout)
+	a.queue(ack)
+	c := a.closeState()
+	c.ack, c.ackEcho = ack, append([]byte(nil), p.Contents()...)
+	c.ackAt = now.Add(a.e.cfg.RetransmitTimeout)
 	if a.state != Closed {
 		if a.dh != nil {
 			a.group = a.dh.group()
@@ -110,11 +121,12 @@ func (a *Association) reackClose(now time.Time, pkt wire.Packet) error {
 	if err := verifyMAC(a.rhash, a.peerMACKey(), pkt, wire.ParamHIPMAC, nil); err != nil {
 		return err
 	}
-	if now.Before(a.closeAckAt) {
+	c := a.cls
+	if now.Before(c.ackAt) {
 		return fmt.Errorf("%w: CLOSE already acknowledged (rate-limited)", ErrReplay)
 	}
-	a.closeAckAt = now.Add(a.e.cfg.RetransmitTimeout)
-	a.out = append(a.out, a.closeAck)
+	c.ackAt = now.Add(a.e.cfg.RetransmitTimeout)
+	a.queue(c.ack)
 	return nil
 }
 
@@ -130,14 +142,13 @@ func (a *Association) handleCloseAck(now time.Time, pkt wire.Packet) error {
 		return err
 	}
 	p, ok := pkt.Param(wire.ParamEchoResponseSigned)
-	if !ok || a.closeEcho == nil || !bytes.Equal(p.Contents(), a.closeEcho) {
+	if !ok || a.cls == nil || a.cls.echo == nil || !bytes.Equal(p.Contents(), a.cls.echo) {
 		return fmt.Errorf("%w: CLOSE_ACK does not answer our CLOSE", ErrReplay)
 	}
 	wasClosing := a.state == Closing
 	a.stopRetransmit()
 	a.stateAt = time.Time{}
-	a.closeEcho = nil
-	a.setState(now, Unassociated)
+	a.setState(now, Unassociated) // drops the CLOSE state (forget)
 	if wasClosing {
 		a.emit(Event{Kind: EventClosed, Err: ErrClosed})
 	}

@@ -153,13 +153,13 @@ func TestCloseSheds(t *testing.T) {
 		as   *Association
 	}{{"closer (CLOSING)", aa}, {"peer (CLOSED)", ba}} {
 		as := x.as
-		if as.km != nil || as.dh != nil || as.peerDH != nil || as.puzzleI != nil || as.puzzleJ != nil ||
-			as.hip.encGL != nil || as.hip.encLG != nil || as.iceKey != nil || as.peerCands != nil ||
-			as.lastI2 != ([32]byte{}) || as.lastR2 != nil {
+		if as.km != nil || as.dh != nil || as.peerDH != nil || as.puzzleI() != nil || as.puzzleJ() != nil ||
+			as.encKeys().gl() != nil || as.encKeys().lg() != nil || as.ICEKey() != nil || as.PeerCandidates() != nil ||
+			as.lastI2 != ([32]byte{}) || (as.bex != nil && as.bex.lastR2 != nil) {
 			t.Errorf("%s keeps keys: km %v dh %v peerDH %v #I %v #J %v enc %v/%v", x.name, as.km != nil, as.dh != nil,
-				as.peerDH != nil, as.puzzleI != nil, as.puzzleJ != nil, as.hip.encGL != nil, as.hip.encLG != nil)
+				as.peerDH != nil, as.puzzleI() != nil, as.puzzleJ() != nil, as.encKeys().gl() != nil, as.encKeys().lg() != nil)
 		}
-		if as.hip.macGL == nil || as.hip.macLG == nil || as.peerPub == nil {
+		if as.hipMAC.gl() == nil || as.hipMAC.lg() == nil || as.peerPub == nil {
 			t.Errorf("%s lost what CLOSE/CLOSE_ACK need", x.name)
 		}
 		if as.Info().DHGroup != group {

@@ -25,10 +25,10 @@ const exportPrefix = "hipnet export "
 // octets for the same label; drawing from KEYMAT does not change them, a
 // rekey with a new Diffie-Hellman exchange does.
 func (a *Association) Export(label string, n int) ([]byte, error) {
-	if a.km == nil || a.km.prk == nil {
+	if a.km == nil {
 		return nil, ErrNoKeys
 	}
 	info := make([]byte, 0, len(exportPrefix)+len(label)+len(a.km.info))
-	info = append(append(append(info, exportPrefix...), label...), a.km.info...)
-	return hkdf.Expand(a.km.newHash, a.km.prk, string(info), n)
+	info = append(append(append(info, exportPrefix...), label...), a.km.info[:]...)
+	return hkdf.Expand(a.km.newHash, a.km.prk(), string(info), n)
 }

@@ -229,9 +229,9 @@ func goldenCutehip(t *testing.T, name string) {
 		t.Fatal(err)
 	}
 	iIsG := hitI.Compare(hitR) > 0
-	initKey, respKey := hk.macLG, hk.macGL
+	initKey, respKey := hk.mac.lg(), hk.mac.gl()
 	if iIsG {
-		initKey, respKey = hk.macGL, hk.macLG
+		initKey, respKey = hk.mac.gl(), hk.mac.lg()
 	}
 	hostIDR1 := param(t, r1, wire.ParamHostID).TLV()
 

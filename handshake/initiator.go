@@ -37,13 +37,18 @@ func (a *Association) restartI1(now time.Time) {
 	e := a.e
 	a.initiator = true
 	a.stateAt = time.Time{}
-	a.i1Groups = e.cfg.DHGroups
-	a.lastI2, a.lastR2 = [sha256.Size]byte{}, nil
+	// A new base exchange: only a registration request for its I2 is
+	// kept from the last.
+	bex := &bexState{i1Groups: e.cfg.DHGroups}
+	if a.bex != nil {
+		bex.regWant = a.bex.regWant
+	}
+	a.bex = bex
+	a.lastI2 = [sha256.Size]byte{}
 	a.upd = updateState{}
-	a.solving, a.notified = nil, nil
 	var b wire.Builder
 	b.Reset(make([]byte, 0, 64), wire.I1, e.hit, a.peer)
-	b.Add(wire.DHGroupList{Groups: a.i1Groups})
+	b.Add(wire.DHGroupList{Groups: bex.i1Groups})
 	raw, _ := b.Bytes()
 	a.setState(now, I1Sent)
 	a.send(now, append([]byte(nil), raw...), true)
@@ -82,7 +87,7 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 		}
 	}
 	o.r1 = append([]byte(nil), pkt...)
-	a.solving = nil
+	a.bex.solving = nil
 	if o.pz.K > a.e.cfg.InlinePuzzle {
 		// Hard: the caller solves it off its control loop, within the
 		// puzzle's lifetime, and calls PuzzleSolved.
@@ -90,7 +95,7 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 		if err != nil {
 			return err
 		}
-		a.solving = p
+		a.bex.solving = p
 		a.stopRetransmit() // the R1 answered our I1
 		a.emit(Event{Kind: EventPuzzle, Puzzle: p})
 		return nil
@@ -127,7 +132,10 @@ func (a *Association) r1Identity(pkt wire.Packet) (*r1Offer, error) {
 	if a.state != I1Sent && !a.initiator {
 		return nil, fmt.Errorf("%w: R1 but we did not initiate", ErrUnexpected)
 	}
-	if a.solving != nil {
+	if a.bex == nil {
+		return nil, fmt.Errorf("%w: R1 without a base exchange of ours", ErrUnexpected)
+	}
+	if a.bex.solving != nil {
 		return nil, fmt.Errorf("%w: R1 while the previous one's puzzle is being solved", ErrUnexpected)
 	}
 	if err := checkCritical(pkt, wire.ParamR1Counter, wire.ParamPuzzle, wire.ParamDHGroupList,
@@ -165,9 +173,9 @@ func (a *Association) r1Identity(pkt wire.Packet) (*r1Offer, error) {
 		}
 		o.counter = c.Counter
 	}
-	if a.state == I2Sent && o.counter <= a.r1Gen {
+	if a.state == I2Sent && o.counter <= a.bex.r1Gen {
 		// Only a newer R1 generation restarts I2 (§6.8 step 8).
-		return nil, fmt.Errorf("%w: R1 generation %d is not newer than %d", ErrReplay, o.counter, a.r1Gen)
+		return nil, fmt.Errorf("%w: R1 generation %d is not newer than %d", ErrReplay, o.counter, a.bex.r1Gen)
 	}
 	return o, nil
 }
@@ -216,12 +224,13 @@ func (a *Association) r1Group(now time.Time, pkt wire.Packet, o *r1Offer) error 
 	if err != nil || len(gl.Groups) == 0 {
 		return fmt.Errorf("%w: bad DH_GROUP_LIST", ErrMalformed)
 	}
-	switch want := firstShared(gl.Groups, a.i1Groups); {
-	case want == 0 || !slices.Contains(a.i1Groups, dh.Group):
+	i1Groups := a.bex.i1Groups
+	switch want := firstShared(gl.Groups, i1Groups); {
+	case want == 0 || !slices.Contains(i1Groups, dh.Group):
 		return a.notifyAndFail(now, wire.NotifyNoDHProposalChosen, fmt.Errorf("%w: Responder chose group %d of %v", ErrNoCommonDHGroup, dh.Group, gl.Groups))
 	case dh.Group != want:
 		return a.notifyAndFail(now, wire.NotifyInvalidDHChosen, fmt.Errorf("%w: Responder chose group %d, but its signed list %v and our I1's %v give %d",
-			ErrDowngrade, dh.Group, gl.Groups, a.i1Groups, want))
+			ErrDowngrade, dh.Group, gl.Groups, i1Groups, want))
 	}
 	o.dh = dh
 	return nil
@@ -340,20 +349,18 @@ func (a *Association) r1Finish(now time.Time, o *r1Offer, j []byte) error {
 	}
 	a.peer = o.sender
 	a.peerPub = o.pub
-	a.peerHostID = append([]byte(nil), o.hostID...)
+	a.bex.peerHostID = append([]byte(nil), o.hostID...)
 	a.rhash = o.rhash
 	a.dh = key
 	a.peerDH = append([]byte(nil), o.dh.Public...)
 	a.cipherID = o.cipherID
 	a.espSuite = o.suite
-	a.puzzleI = o.pz.I
-	a.puzzleJ = j
-	a.r1Gen = o.counter
+	a.bex.r1Gen = o.counter
 	a.km = km
-	a.hip = hk
+	a.hipMAC, a.bex.hipEnc = hk.mac, hk.enc
 	a.inSPI = spi
 	a.natMode = o.natMode
-	a.notified = nil
+	a.bex.notified = nil
 
 	r1, err := wire.ParsePacket(o.r1)
 	if err != nil {
@@ -385,7 +392,7 @@ func (a *Association) buildI2(r1 wire.Packet, pz wire.Puzzle, group uint8, pubDH
 	if p, ok := r1.Param(wire.ParamR1Counter); ok {
 		b.AddParam(p) // echoed unmodified (§5.3.3, erratum 6654)
 	}
-	b.Add(wire.Solution{K: pz.K, Opaque: pz.Opaque, I: a.puzzleI, J: a.puzzleJ})
+	b.Add(wire.Solution{K: pz.K, Opaque: pz.Opaque, I: a.puzzleI(), J: a.puzzleJ()})
 	b.Add(wire.DiffieHellman{Group: group, Public: pubDH})
 	b.Add(wire.HIPCipher{IDs: wire.MakeU16List(a.cipherID)})
 	if a.natMode != 0 {
@@ -442,7 +449,7 @@ func (a *Association) handleR2(now time.Time, pkt wire.Packet) error {
 	if err := checkCritical(pkt, wire.ParamESPInfo, wire.ParamEncrypted, wire.ParamHIPMAC2, wire.ParamHIPSignature); err != nil {
 		return err
 	}
-	if err := verifyMAC(a.rhash, a.peerMACKey(), pkt, wire.ParamHIPMAC2, a.peerHostID); err != nil {
+	if err := verifyMAC(a.rhash, a.peerMACKey(), pkt, wire.ParamHIPMAC2, a.bex.peerHostID); err != nil {
 		return err
 	}
 	if err := verifySignature(a.peerPub, pkt, wire.ParamHIPSignature); err != nil {
@@ -471,7 +478,7 @@ func (a *Association) handleR2(now time.Time, pkt wire.Packet) error {
 		return fmt.Errorf("%w: bad ESP_INFO in R2", ErrMalformed)
 	}
 	a.outSPI = ei.NewSPI
-	in, out, err := a.espConfigs(a.espIndex)
+	in, out, err := a.espConfigs(int(a.espIndex))
 	if err != nil {
 		return err
 	}

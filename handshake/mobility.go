@@ -70,8 +70,11 @@ func (a *Association) AnnounceLocators(now time.Time, locs []wire.Locator) error
 	if err := checkLocators(locs); err != nil {
 		return err
 	}
-	a.upd.locs, a.upd.locsQueued = slices.Clone(locs), true
-	return a.flushLocators(now)
+	u := a.upd.phase()
+	u.locs, u.locsQueued = slices.Clone(locs), true
+	err := a.flushLocators(now)
+	a.updIdle(now)
+	return err
 }
 
 // checkLocators refuses what AnnounceLocators must not send: what the
@@ -93,8 +96,8 @@ func checkLocators(locs []wire.Locator) error {
 // outstanding and no rekey is under way. It runs after every UPDATE we
 // receive, since only an UPDATE ends those.
 func (a *Association) flushLocators(now time.Time) error {
-	u := &a.upd
-	if !u.locsQueued || u.outstanding || u.rekeying || (a.state != Established && a.state != R2Sent) {
+	u := a.upd.ph
+	if u == nil || !u.locsQueued || a.upd.outstanding || u.rekeying || (a.state != Established && a.state != R2Sent) {
 		return nil
 	}
 	pkt, err := a.buildLocatorUpdate(u.locs)
@@ -180,15 +183,16 @@ func addEchoResponse(b *wire.Builder, echo []byte) {
 // packets and replays of them take a token; the token before the
 // signature, so that the limit bounds the public-key work a replay causes.
 func (a *Association) handleEchoUpdate(now time.Time, m updateMsg) error {
-	if a.hip.macGL == nil || a.peerPub == nil {
+	if len(a.hipMAC) == 0 || a.peerPub == nil {
 		return fmt.Errorf("%w: UPDATE without keys", ErrUnexpected)
 	}
 	if err := verifyMAC(a.rhash, a.peerMACKey(), m.pkt, wire.ParamHIPMAC, nil); err != nil {
 		return err
 	}
-	lim := &a.upd.echoesIn
+	l := a.upd.limits()
+	lim := &l.echoesIn
 	if m.echoReq != nil {
-		lim = &a.upd.probesIn
+		lim = &l.probesIn
 	}
 	if !lim.allow(now, echoInterval, echoBurst) {
 		return fmt.Errorf("%w: SEQ-less echo UPDATE rate-limited", ErrReplay)
@@ -210,7 +214,7 @@ func (a *Association) handleEchoUpdate(now time.Time, m updateMsg) error {
 // rest of the UPDATE processed.
 func (a *Association) ackEchoes(now time.Time, m updateMsg) error {
 	a.reportEchoResponse(m.echoResp)
-	if m.echoReq == nil || !a.upd.probesIn.allow(now, echoInterval, echoBurst) {
+	if m.echoReq == nil || !a.upd.limits().probesIn.allow(now, echoInterval, echoBurst) {
 		return nil
 	}
 	return a.answerProbe(m.echoReq)

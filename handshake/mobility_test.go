@@ -199,7 +199,7 @@ func TestAnnounceLocatorsRefused(t *testing.T) {
 			t.Fatalf("%+v accepted", locs)
 		}
 	}
-	if out := a.collect(aa); len(out) != 0 || aa.upd.locsQueued {
+	if out := a.collect(aa); len(out) != 0 || aa.upd.locsQueued() {
 		t.Fatal("a refused set was sent or queued")
 	}
 	// An empty set is an announcement: it deprecates every address (§4).
@@ -294,7 +294,7 @@ func TestAnnounceQueuedBehindRekey(t *testing.T) {
 	if got := sets[0].Locators[0]; got.Addr != addr2 || got.SPI != ea.Inbound.SPI {
 		t.Fatalf("locator %+v, want %v with the new SPI %#x", got, addr2, ea.Inbound.SPI)
 	}
-	if aa.upd.outstanding || aa.upd.locsQueued || aa.Rekeying() {
+	if aa.upd.outstanding || aa.upd.locsQueued() || aa.Rekeying() {
 		t.Fatal("something still pending")
 	}
 }
@@ -375,7 +375,7 @@ func TestLocatorSetNoRekey(t *testing.T) {
 	if len(acks) != 1 || hasParam(t, acks[0], wire.ParamESPInfo) {
 		t.Fatal("announcement not answered with a bare ACK")
 	}
-	if !ba.Rekeying() || ba.upd.peerInfo != nil || ba.upd.pending != nil {
+	if !ba.Rekeying() || ba.upd.ph.peerInfo != nil || ba.upd.ph.pending != nil {
 		t.Fatal("the announcement's ESP_INFO was taken as the peer's half of the rekey")
 	}
 	if len(b.eventsOf(EventLocatorSet)) != 1 {
@@ -418,7 +418,7 @@ func TestLocatorSetWithRekey(t *testing.T) {
 	if len(out) != 1 || !hasParam(t, out[0], wire.ParamESPInfo) || !hasParam(t, out[0], wire.ParamAck) {
 		t.Fatal("rekey not answered with ESP_INFO and ACK")
 	}
-	if !ba.Rekeying() || ba.upd.peerInfo == nil || ba.upd.peerInfo.NewSPI != newSPI {
+	if !ba.Rekeying() || ba.upd.ph.peerInfo == nil || ba.upd.ph.peerInfo.NewSPI != newSPI {
 		t.Fatal("rekey not started")
 	}
 	var kinds []EventKind
@@ -613,7 +613,7 @@ func TestProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.collect(aa)
-	outID, rtx, at := aa.upd.outID, aa.rtx, aa.Deadline()
+	outID, rtx, at := aa.upd.outID, aa.rtx.pkt, aa.Deadline()
 	nonce := []byte("a nonce of 20 octets")
 	prefix := []byte("prefix")
 	pkt, err := aa.AppendProbe(prefix, nonce)
@@ -628,7 +628,7 @@ func TestProbe(t *testing.T) {
 	if got := params(t, probe); !equalTypes(got, want) || !bytes.Equal(paramOf(t, probe, wire.ParamEchoRequestSigned), nonce) {
 		t.Fatalf("probe parameters %v, want %v with the nonce", got, want)
 	}
-	if out := a.collect(aa); len(out) != 0 || aa.upd.outID != outID || !bytes.Equal(aa.rtx, rtx) || aa.Deadline() != at {
+	if out := a.collect(aa); len(out) != 0 || aa.upd.outID != outID || !bytes.Equal(aa.rtx.pkt, rtx) || aa.Deadline() != at {
 		t.Fatal("a probe touched the UPDATE state")
 	}
 

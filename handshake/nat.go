@@ -27,16 +27,49 @@ import (
 // iceKeyLen is the STUN password key of RFC 5770 §5.2: 128 bits.
 const iceKeyLen = 16
 
+// natState is the ICE material of an association with ICE-STUN-UDP,
+// made when the base exchange brings it and kept until CLOSE (the caller
+// runs ICE after the exchange); nil without ICE.
+type natState struct {
+	peerCands []wire.Locator
+	iceKey    []byte
+}
+
+// clear overwrites the ICE key.
+func (n *natState) clear() {
+	if n != nil {
+		clear(n.iceKey)
+	}
+}
+
+// natState returns the ICE material, made on first use.
+func (a *Association) natState() *natState {
+	if a.nat == nil {
+		a.nat = &natState{}
+	}
+	return a.nat
+}
+
 // NATMode is the NAT traversal mode the base exchange selected (0: none).
 func (a *Association) NATMode() uint16 { return a.natMode }
 
 // PeerCandidates returns the ICE candidates the peer sent in I2 or R2, as
 // LOCATOR_SET locators (nil without ICE-STUN-UDP).
-func (a *Association) PeerCandidates() []wire.Locator { return a.peerCands }
+func (a *Association) PeerCandidates() []wire.Locator {
+	if a.nat == nil {
+		return nil
+	}
+	return a.nat.peerCands
+}
 
 // ICEKey returns the 16-octet STUN key drawn from KEYMAT after the ESP
 // keys (RFC 5770 §5.2); nil unless ICE-STUN-UDP was selected.
-func (a *Association) ICEKey() []byte { return a.iceKey }
+func (a *Association) ICEKey() []byte {
+	if a.nat == nil {
+		return nil
+	}
+	return a.nat.iceKey
+}
 
 // pickNATMode reads R1's NAT_TRAVERSAL_MODE: the first of the Responder's
 // modes that we support, 0 if none or the parameter is absent.
@@ -79,8 +112,8 @@ func (e *Endpoint) checkNATMode(i2 wire.Packet) (uint16, error) {
 
 // ourEncKey and peerEncKey are the ENCRYPTED keys of our packets and the
 // peer's (HIP-gl belongs to HOST_g, RFC 7401 §6.5).
-func (a *Association) ourEncKey() []byte  { return a.pick(a.hip.encGL, a.hip.encLG, true) }
-func (a *Association) peerEncKey() []byte { return a.pick(a.hip.encGL, a.hip.encLG, false) }
+func (a *Association) ourEncKey() []byte  { return a.pick(a.encKeys().gl(), a.encKeys().lg(), true) }
+func (a *Association) peerEncKey() []byte { return a.pick(a.encKeys().gl(), a.encKeys().lg(), false) }
 
 // candidateTLV returns our ICE candidates for the peer as a LOCATOR_SET
 // TLV, or nil when ICE is not selected or there are none.
@@ -135,7 +168,7 @@ func (a *Association) takeCandidates(inner wire.Param) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	a.peerCands = v.LocatorSet().Locators
+	a.natState().peerCands = v.LocatorSet().Locators
 	return nil
 }
 
@@ -146,6 +179,6 @@ func (a *Association) drawICEKey() error {
 		return nil
 	}
 	k, err := a.km.draw(iceKeyLen)
-	a.iceKey = k
+	a.natState().iceKey = k
 	return err
 }

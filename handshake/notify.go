@@ -29,7 +29,7 @@ var errExchangeFailed = errors.New("handshake: exchange failed")
 // fails it cleanly.
 func (a *Association) notifyAndFail(now time.Time, t wire.NotifyType, err error) error {
 	if n, nerr := a.e.buildNotify(a.peer, t, nil); nerr == nil {
-		a.out = append(a.out, n)
+		a.queue(n)
 	}
 	a.fail(now, err)
 	return errExchangeFailed
@@ -101,10 +101,10 @@ func (a *Association) handleNotify(now time.Time, pkt wire.Packet) error {
 		if n.Type >= 16384 || (a.state != I1Sent && a.state != I2Sent) {
 			continue // status, or no exchange of ours to fail
 		}
-		if a.state == I2Sent && len(n.Data) > 0 && bytes.Equal(n.Data, a.puzzleJ) {
+		if a.state == I2Sent && len(n.Data) > 0 && bytes.Equal(n.Data, a.puzzleJ()) {
 			bound = ne
-		} else if a.notified == nil {
-			a.notified = ne
+		} else if a.bex.notified == nil {
+			a.bex.notified = ne
 		}
 	}
 	if bound != nil {

@@ -141,10 +141,10 @@ func (p *Puzzle) Solve(stop func() bool) ([]byte, error) {
 // after the puzzle's lifetime, it fails. A Puzzle the association no
 // longer waits for (it restarted, closed or failed meanwhile) is ignored.
 func (a *Association) PuzzleSolved(now time.Time, p *Puzzle, j []byte, err error) error {
-	if p == nil || a.solving != p {
+	if p == nil || a.Solving() != p {
 		return fmt.Errorf("%w: stale puzzle", ErrUnexpected)
 	}
-	a.solving = nil
+	a.bex.solving = nil
 	if err == nil && now.After(p.Deadline) {
 		err = errPuzzleUnsolved
 	}

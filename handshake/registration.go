@@ -39,13 +39,6 @@ type Registration struct {
 // Duration is the granted lifetime.
 func (r *Registration) Duration() time.Duration { return wire.LifetimeToDuration(r.Lifetime) }
 
-// regState is the requester's and registrar's registration bookkeeping on
-// one association.
-type regState struct {
-	peerInfo *wire.RegInfo    // the registrar's latest REG_INFO (R1 or UPDATE)
-	want     *wire.RegRequest // what to ask for in I2
-}
-
 // RequestRegistration asks, for a base exchange not yet past R1, to
 // include a REG_REQUEST in the I2 (RFC 8003 §3.2 "at the earliest
 // possibility"). Only the types the registrar's REG_INFO offers are
@@ -55,7 +48,10 @@ func (a *Association) RequestRegistration(lifetime uint8, types ...uint8) error 
 	if a.state != I1Sent && a.state != Unassociated {
 		return fmt.Errorf("%w: registration in I2 needs a base exchange before R1 (state %v); use Register", ErrUnexpected, a.state)
 	}
-	a.reg.want = &wire.RegRequest{Lifetime: lifetime, Types: append([]byte(nil), types...)}
+	if a.bex == nil {
+		a.bex = &bexState{} // in UNASSOCIATED, for the I2 of the next exchange
+	}
+	a.bex.regWant = &wire.RegRequest{Lifetime: lifetime, Types: append([]byte(nil), types...)}
 	return nil
 }
 
@@ -66,7 +62,7 @@ func (a *Association) Register(now time.Time, lifetime uint8, types ...uint8) er
 	if a.state != Established && a.state != R2Sent {
 		return fmt.Errorf("%w: register in %v", ErrUnexpected, a.state)
 	}
-	if a.upd.outstanding || a.upd.rekeying {
+	if a.upd.outstanding || a.Rekeying() {
 		return ErrBusy
 	}
 	req, ok := a.offered(wire.RegRequest{Lifetime: lifetime, Types: types})
@@ -92,20 +88,20 @@ func (a *Association) Register(now time.Time, lifetime uint8, types ...uint8) er
 
 // PeerRegInfo returns the registrar's latest REG_INFO, if it sent one.
 func (a *Association) PeerRegInfo() (wire.RegInfo, bool) {
-	if a.reg.peerInfo == nil {
+	if a.regInfo == nil {
 		return wire.RegInfo{}, false
 	}
-	return *a.reg.peerInfo, true
+	return *a.regInfo, true
 }
 
 // offered narrows req to the types the registrar's REG_INFO lists.
 func (a *Association) offered(req wire.RegRequest) (wire.RegRequest, bool) {
-	if a.reg.peerInfo == nil {
+	if a.regInfo == nil {
 		return req, false
 	}
 	var types []byte
 	for _, t := range req.Types {
-		if bytes.IndexByte(a.reg.peerInfo.Types, t) >= 0 {
+		if bytes.IndexByte(a.regInfo.Types, t) >= 0 {
 			types = append(types, t)
 		}
 	}
@@ -123,18 +119,18 @@ func (a *Association) noteRegInfo(pkt wire.Packet) error {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	ri.Types = append([]byte(nil), ri.Types...)
-	a.reg.peerInfo = &ri
+	a.regInfo = &ri
 	return nil
 }
 
 // i2Request is the REG_REQUEST to put in I2, if any; when nothing asked
 // for is offered it reports the failure at once.
 func (a *Association) i2Request() *wire.RegRequest {
-	if a.reg.want == nil {
+	if a.bex == nil || a.bex.regWant == nil {
 		return nil
 	}
-	want := *a.reg.want
-	a.reg.want = nil
+	want := *a.bex.regWant
+	a.bex.regWant = nil
 	req, ok := a.offered(want)
 	if !ok {
 		a.emit(Event{Kind: EventRegistration, Registration: &Registration{

@@ -33,7 +33,7 @@ var ErrNotRelayed = errors.New("handshake: packet carries no relay parameters")
 // the relay hop. pkt must be a finished packet without relay parameters;
 // its spare capacity is reused. a must have its keys (R2-SENT or later).
 func (a *Association) AppendRelayed(pkt []byte, addr wire.TransportAddress) ([]byte, error) {
-	if a.hip.macGL == nil {
+	if len(a.hipMAC) == 0 {
 		return nil, fmt.Errorf("%w: no keys with %v to protect a relayed packet", ErrUnexpected, a.peer)
 	}
 	p, err := wire.ParsePacket(pkt)
@@ -56,7 +56,7 @@ func (a *Association) AppendRelayed(pkt []byte, addr wire.TransportAddress) ([]b
 // no relay parameters; ErrBadMAC, that they were not added by a's peer.
 func (a *Association) OpenRelayed(pkt []byte) ([]byte, wire.TransportAddress, error) {
 	var none wire.TransportAddress
-	if a.hip.macGL == nil {
+	if len(a.hipMAC) == 0 {
 		return nil, none, fmt.Errorf("%w: no keys with %v to check a relayed packet", ErrUnexpected, a.peer)
 	}
 	p, err := wire.ParsePacket(pkt)

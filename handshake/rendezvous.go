@@ -56,7 +56,7 @@ const hipUDPPort = 10500
 // straight from the Initiator are forwarded. The packet type is not
 // checked: an RVS forwards I1s only (§4.3.2), which its caller decides.
 func (a *Association) AppendRendezvous(pkt []byte, from netip.AddrPort) ([]byte, error) {
-	if a.hip.macGL == nil {
+	if len(a.hipMAC) == 0 {
 		return nil, fmt.Errorf("%w: no keys with %v to protect a rendezvous packet", ErrUnexpected, a.peer)
 	}
 	p, err := wire.ParsePacket(pkt)
@@ -111,7 +111,7 @@ type rendezvousParams struct {
 // else wrong; ErrUnexpected when a has no keys yet.
 func (a *Association) OpenRendezvous(pkt []byte) ([]byte, netip.AddrPort, error) {
 	var none netip.AddrPort
-	if a.hip.macGL == nil {
+	if len(a.hipMAC) == 0 {
 		return nil, none, fmt.Errorf("%w: no keys with %v to check a rendezvous packet", ErrUnexpected, a.peer)
 	}
 	p, err := wire.ParsePacket(pkt)

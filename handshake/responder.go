@@ -26,7 +26,7 @@ func (e *Endpoint) handleI2(now time.Time, pkt wire.Packet, a *Association) (Res
 			if a.lastI2 == sha256.Sum256(pkt) {
 				if a.state == R2Sent {
 					// The R2 was lost: answer again (§6.9 step 4).
-					a.out = append(a.out, a.lastR2)
+					a.queue(a.bex.lastR2)
 					return res, nil
 				}
 				return res, fmt.Errorf("%w: I2 already processed", ErrReplay)
@@ -174,20 +174,20 @@ func (e *Endpoint) i2Keys(c *i2Check) error {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	a := newAssociation(e, c.peer, c.now)
+	a.bex = &bexState{}
 	a.rhash = e.rhash
-	a.r1Gen = c.g.counter
 	a.cipherID = cl.IDs.At(0)
-	a.puzzleI = append([]byte(nil), c.sol.I...)
-	a.puzzleJ = append([]byte(nil), c.sol.J...)
 	a.dh = r1.dh
 	a.peerDH = append([]byte(nil), dh.Public...)
 	if a.km, err = newKeymat(e.rhash, kij, c.sol.I, c.sol.J, c.peer, e.hit); err != nil {
 		return err
 	}
 	encLen, _ := cipherKeyLen(a.cipherID)
-	if a.hip, err = a.km.drawHIPKeys(encLen, e.rhash().Size()); err != nil {
+	hk, err := a.km.drawHIPKeys(encLen, e.rhash().Size())
+	if err != nil {
 		return err
 	}
+	a.hipMAC, a.bex.hipEnc = hk.mac, hk.enc
 	c.a = a
 	return nil
 }
@@ -312,8 +312,8 @@ func (e *Endpoint) i2Establish(c *i2Check) (*Association, error) {
 		return nil, err
 	}
 	a.lastI2 = sha256.Sum256(c.pkt)
-	a.lastR2 = r2
-	a.out = append(a.out, r2)
+	a.bex.lastR2 = r2
+	a.queue(r2)
 	a.setState(now, R2Sent)
 	// §6.9 step 21: R2-SENT ends on data, an UPDATE, or this timer,
 	// which outlasts the Initiator's I2 retransmissions.

@@ -29,17 +29,22 @@ import (
 // prices the Responder's work). The few tries it keeps let a genuine I2
 // through a handful of forged copies injected ahead of it.
 
-// solutionKey identifies a solution within its generation:
-// SHA-256(HIT-I | #J). #I is implied by the generation and HIT-I.
-type solutionKey [sha256.Size]byte
+// solutionKey identifies a solution within its generation: SHA-256(HIT-I
+// | #J) truncated to 128 bits. #I is implied by the generation and HIT-I.
+// 128 bits keep a record entry at about 30 octets, against 65 for the
+// whole digest (a Responder records every I2 of a generation, a relay
+// thousands), and leave nothing to gain from a collision: making another
+// Initiator's solution look spent needs a second preimage of a key the
+// attacker sees only in that Initiator's I2, and a collision among one's
+// own solutions only spends one's own puzzles.
+type solutionKey [16]byte
 
 func makeSolutionKey(hitI wire.HIT, j []byte) solutionKey {
 	h := sha256.New()
 	h.Write(hitI[:])
 	h.Write(j)
-	var k solutionKey
-	h.Sum(k[:0])
-	return k
+	var sum [sha256.Size]byte
+	return solutionKey(h.Sum(sum[:0])[:len(solutionKey{})])
 }
 
 const (
@@ -47,7 +52,7 @@ const (
 	// authentication before the solution is spent.
 	maxSolutionFailures = 4
 	solutionSpent       = 0xff
-	// maxSolutions bounds one generation's record (about 64 octets an
+	// maxSolutions bounds one generation's record (about 30 octets an
 	// entry); Endpoint.spend rotates the generation when it is full.
 	maxSolutions = 1 << 16
 )

@@ -13,16 +13,46 @@ import (
 // a time, which RFC 7401 §6.11 offers as the simple way to avoid
 // conflicts and RFC 7402 §6.8 requires while rekeying; the peer's SEQs are
 // always acknowledged, whatever of ours is outstanding (§6.12.1 step 6).
+//
+// The struct holds the sequence numbers, which last as long as the
+// association; the rest hangs off it only while it is needed (ph, lim) or
+// once there is something to keep (ack), so that an association that never
+// saw an UPDATE, or whose UPDATEs are over, carries three nil pointers.
 type updateState struct {
-	next    uint32    // our next Update ID (§6.11 step 1: the first is 0)
-	win     seqWindow // the peer's Update IDs (§6.12.1 steps 1-2, 5)
-	acked   uint32    // the peer's last processed Update ID
-	lastAck []byte    // our answer to it, resent on retransmission (§6.12.1 step 2)
-	reackAt time.Time // no re-acknowledgement before this (§6.12.1 step 2 rate limit)
+	next  uint32    // our next Update ID (§6.11 step 1: the first is 0)
+	acked uint32    // the peer's last processed Update ID
+	win   seqWindow // the peer's Update IDs (§6.12.1 steps 1-2, 5)
 
 	outstanding bool
 	outID       uint32
 
+	ack *ackCache    // our answer to the peer's latest SEQ
+	lim *echoLimits  // SEQ-less echo UPDATEs, while a limit holds (mobility.go)
+	ph  *updatePhase // a rekey, a deferred answer or a waiting LOCATOR_SET
+}
+
+// ackCache is our acknowledgement of the peer's latest SEQ, resent when
+// that SEQ is retransmitted (§6.12.1 step 2), and the limit on doing so.
+// It is kept, not dropped when idle: the peer retransmits on its own
+// schedule, and the cached ACK may carry what a new one would not (our
+// ESP_INFO, a REG_RESPONSE).
+type ackCache struct {
+	pkt     []byte
+	reackAt time.Time // no re-acknowledgement before this (§6.12.1 step 2 rate limit)
+}
+
+// echoLimits are the limits on SEQ-less echo UPDATEs (mobility.go), made
+// by the first one and dropped (updIdle) once both buckets are full again,
+// which is what a missing one stands for.
+type echoLimits struct {
+	probesIn rateLimit
+	echoesIn rateLimit
+}
+
+// updatePhase is the state of an UPDATE exchange in flight beyond the
+// outstanding SEQ: made by the first rekey, deferred answer or waiting
+// LOCATOR_SET, dropped by updIdle when none is left.
+type updatePhase struct {
 	// Rekeying: what we sent and what the peer sent.
 	rekeying  bool
 	ourAcked  bool
@@ -44,11 +74,50 @@ type updateState struct {
 	deferred *peerRekey
 
 	// Mobility (mobility.go): a LOCATOR_SET waiting for the outstanding
-	// UPDATE or rekey to finish, and the limits on SEQ-less echo UPDATEs.
+	// UPDATE or rekey to finish.
 	locs       []wire.Locator
 	locsQueued bool // locs is waiting (an empty set is a valid announcement)
-	probesIn   rateLimit
-	echoesIn   rateLimit
+}
+
+// phase returns the UPDATE phase state, made on first use.
+func (u *updateState) phase() *updatePhase {
+	if u.ph == nil {
+		u.ph = &updatePhase{}
+	}
+	return u.ph
+}
+
+// ackCache returns the ACK cache, made on first use.
+func (u *updateState) ackCache() *ackCache {
+	if u.ack == nil {
+		u.ack = &ackCache{}
+	}
+	return u.ack
+}
+
+// limits returns the echo limits, made on first use (full buckets).
+func (u *updateState) limits() *echoLimits {
+	if u.lim == nil {
+		u.lim = &echoLimits{}
+	}
+	return u.lim
+}
+
+// locsQueued reports whether a LOCATOR_SET waits to be sent.
+func (u *updateState) locsQueued() bool { return u.ph != nil && u.ph.locsQueued }
+
+// updIdle drops the UPDATE phase state once nothing is left in it — no
+// rekey, no deferred answer, no waiting LOCATOR_SET; what remains then is
+// never read before a new phase sets it — and the echo limits once both
+// buckets are full again. It runs after every UPDATE and timeout.
+func (a *Association) updIdle(now time.Time) {
+	u := &a.upd
+	if p := u.ph; p != nil && !p.rekeying && p.deferred == nil && !p.locsQueued {
+		u.ph = nil
+	}
+	if l := u.lim; l != nil && !l.probesIn.full.After(now) && !l.echoesIn.full.After(now) {
+		u.lim = nil
+	}
 }
 
 // peerRekey is the peer's half of a rekey: its ESP_INFO and, if it sent
@@ -77,13 +146,13 @@ func (a *Association) Rekey(now time.Time, newDH bool) error {
 	if a.state != Established && a.state != R2Sent {
 		return fmt.Errorf("%w: rekey in %v", ErrUnexpected, a.state)
 	}
-	if a.upd.outstanding || a.upd.rekeying {
+	if a.upd.outstanding || a.Rekeying() {
 		return ErrBusy
 	}
 	if err := a.startRekey(now, newDH); err != nil {
 		return err
 	}
-	a.upd.rekeyTries = 0
+	a.upd.ph.rekeyTries = 0
 	return nil
 }
 
@@ -108,15 +177,16 @@ func (a *Association) startRekey(now time.Time, newDH bool) error {
 		return err
 	}
 	a.beginRekey(now, info, key)
-	a.upd.rekeyNewDH = newDH
-	a.upd.peerInfo, a.upd.peerNewDH, a.upd.pending = nil, nil, nil
+	u := a.upd.ph
+	u.rekeyNewDH = newDH
+	u.peerInfo, u.peerNewDH, u.pending = nil, nil, nil
 	a.send(now, pkt, true)
 	return nil
 }
 
 // beginRekey records our half of a rekey and its deadline.
 func (a *Association) beginRekey(now time.Time, info wire.ESPInfo, key dhKey) {
-	u := &a.upd
+	u := a.upd.phase()
 	u.rekeying, u.ourAcked = true, false
 	u.sentInfo, u.sentDH = info, key
 	u.rekeyBy = now.Add(a.rekeyTimeout())
@@ -134,15 +204,15 @@ func (a *Association) rekeyTimeout() time.Duration {
 // starts it again; after Config.Retries attempts the association is
 // considered broken, as when an UPDATE goes unanswered (§6.11 step 4).
 func (a *Association) handleRekeyTimeout(now time.Time) {
-	u := &a.upd
-	if !u.rekeying || u.rekeyBy.IsZero() || now.Before(u.rekeyBy) {
+	u := a.upd.ph
+	if u == nil || !u.rekeying || u.rekeyBy.IsZero() || now.Before(u.rekeyBy) {
 		return
 	}
 	tries, newDH := u.rekeyTries+1, u.rekeyNewDH
 	u.rekeying, u.ourAcked, u.peerInfo, u.peerNewDH, u.sentDH, u.pending = false, false, nil, nil, nil, nil
 	u.rekeyBy = time.Time{}
-	if u.outstanding {
-		u.outstanding = false // our rekey UPDATE: its retries are long over
+	if a.upd.outstanding {
+		a.upd.outstanding = false // our rekey UPDATE: its retries are long over
 		a.stopRetransmit()
 	}
 	if tries > a.e.cfg.Retries {
@@ -159,7 +229,7 @@ func (a *Association) handleRekeyTimeout(now time.Time) {
 }
 
 // Rekeying reports whether an ESP rekeying exchange is in progress.
-func (a *Association) Rekeying() bool { return a.upd.rekeying }
+func (a *Association) Rekeying() bool { return a.upd.ph != nil && a.upd.ph.rekeying }
 
 func (a *Association) rekeyLen() int {
 	enc, auth := a.espSuite.KeyLen()
@@ -331,11 +401,12 @@ func (a *Association) reack(now time.Time, m updateMsg) error {
 	if err := verifyMAC(a.rhash, a.peerMACKey(), m.pkt, wire.ParamHIPMAC, nil); err != nil {
 		return err
 	}
-	if now.Before(a.upd.reackAt) {
+	c := a.upd.ackCache()
+	if now.Before(c.reackAt) {
 		return fmt.Errorf("%w: UPDATE SEQ %d already acknowledged (rate-limited)", ErrReplay, m.seq.UpdateID)
 	}
-	a.upd.reackAt = now.Add(a.e.cfg.RetransmitTimeout)
-	ack := a.upd.lastAck
+	c.reackAt = now.Add(a.e.cfg.RetransmitTimeout)
+	ack := c.pkt
 	if m.seq.UpdateID != a.upd.acked || ack == nil {
 		var err error
 		// An echo request in it is answered again too: HIP_MAC shows the
@@ -344,7 +415,7 @@ func (a *Association) reack(now time.Time, m updateMsg) error {
 			return err
 		}
 	}
-	a.out = append(a.out, ack)
+	a.queue(ack)
 	return nil
 }
 
@@ -352,9 +423,12 @@ func (a *Association) reack(now time.Time, m updateMsg) error {
 // retransmission stops, a rekey of ours has its half acknowledged, and a
 // rekey the peer started meanwhile gets our ESP_INFO now.
 func (a *Association) updateAcked(now time.Time) error {
-	u := &a.upd
-	u.outstanding = false
+	a.upd.outstanding = false
 	a.stopRetransmit()
+	u := a.upd.ph
+	if u == nil {
+		return nil
+	}
 	if u.rekeying {
 		u.ourAcked = true
 	}
@@ -408,7 +482,7 @@ func (a *Association) seqESPInfo(pkt wire.Packet) (*wire.ESPInfo, error) {
 	}
 	// The peer's inbound SA is our outbound one; while a rekey is under
 	// way the peer may already name its new one.
-	if ei.NewSPI == a.outSPI || (a.upd.peerInfo != nil && ei.NewSPI == a.upd.peerInfo.NewSPI) {
+	if u := a.upd.ph; ei.NewSPI == a.outSPI || (u != nil && u.peerInfo != nil && ei.NewSPI == u.peerInfo.NewSPI) {
 		return nil, nil
 	}
 	// "If none of the above cases apply, a protocol error has occurred"
@@ -433,9 +507,9 @@ func (a *Association) updateESP(now time.Time, m updateMsg, info *wire.ESPInfo, 
 			a.emit(Event{Kind: EventRegistration, Registration: reg})
 		}
 		return a.maybeFinishRekey(now)
-	case a.upd.rekeying:
+	case a.Rekeying():
 		// Crossing rekeys: this is the peer's half (RFC 7402 §6.9 step 3).
-		a.upd.peerInfo, a.upd.peerNewDH = info, peerDH
+		a.upd.ph.peerInfo, a.upd.ph.peerNewDH = info, peerDH
 		if err := a.sendAck(m.seq.UpdateID, nil, m.echoReq); err != nil {
 			return err
 		}
@@ -444,7 +518,7 @@ func (a *Association) updateESP(now time.Time, m updateMsg, info *wire.ESPInfo, 
 		// A non-rekey UPDATE of ours is in flight and one of ours may be
 		// outstanding at a time: acknowledge now, answer with our
 		// ESP_INFO when ours is acknowledged (updateAcked).
-		a.upd.deferred = &peerRekey{info: *info, dh: peerDH}
+		a.upd.phase().deferred = &peerRekey{info: *info, dh: peerDH}
 		return a.sendAck(m.seq.UpdateID, nil, m.echoReq)
 	}
 	return a.answerRekey(now, &peerRekey{info: *info, dh: peerDH}, &m)
@@ -466,8 +540,8 @@ func (a *Association) sendAck(id uint32, reg *Registration, echo []byte) error {
 	if err != nil {
 		return err
 	}
-	a.upd.lastAck = ack
-	a.out = append(a.out, ack)
+	a.upd.ackCache().pkt = ack
+	a.queue(ack)
 	return nil
 }
 
@@ -499,18 +573,19 @@ func (a *Association) answerRekey(now time.Time, r *peerRekey, ack *updateMsg) e
 		return err
 	}
 	a.beginRekey(now, mine, key)
-	a.upd.rekeyTries, a.upd.rekeyNewDH = 0, r.dh != nil
+	u := a.upd.ph
+	u.rekeyTries, u.rekeyNewDH = 0, r.dh != nil
 	info := r.info
-	a.upd.peerInfo, a.upd.peerNewDH = &info, r.dh
+	u.peerInfo, u.peerNewDH = &info, r.dh
 	if ack != nil {
-		a.upd.lastAck = reply
+		a.upd.ackCache().pkt = reply
 	}
 	a.send(now, reply, true)
 	res, err := a.deriveRekey()
 	if err != nil {
 		return err
 	}
-	a.upd.pending = res
+	u.pending = res
 	a.emit(Event{Kind: EventRekeyInbound, Inbound: res.in})
 	return nil
 }
@@ -518,8 +593,8 @@ func (a *Association) answerRekey(now time.Time, r *peerRekey, ack *updateMsg) e
 // maybeFinishRekey installs the new SAs once our ESP_INFO is acknowledged
 // and the peer's has arrived (RFC 7402 §6.10).
 func (a *Association) maybeFinishRekey(now time.Time) error {
-	u := &a.upd
-	if !u.rekeying || !u.ourAcked || u.peerInfo == nil {
+	u := a.upd.ph
+	if u == nil || !u.rekeying || !u.ourAcked || u.peerInfo == nil {
 		return nil
 	}
 	r := u.pending
@@ -529,7 +604,7 @@ func (a *Association) maybeFinishRekey(now time.Time) error {
 			return err
 		}
 	}
-	a.km, a.dh, a.peerDH, a.espIndex = r.km, r.local, r.peerPub, r.index
+	a.km, a.dh, a.peerDH, a.espIndex = r.km, r.local, r.peerPub, uint16(r.index)
 	a.inSPI, a.outSPI = u.sentInfo.NewSPI, u.peerInfo.NewSPI
 	u.rekeying, u.ourAcked, u.peerInfo, u.peerNewDH, u.sentDH, u.pending = false, false, nil, nil, nil, nil
 	u.rekeyBy, u.rekeyTries = time.Time{}, 0
@@ -544,7 +619,7 @@ func (a *Association) maybeFinishRekey(now time.Time) error {
 // a side that sent none, salt and info as in RFC 7401 §6.5 — and the ESP
 // keys from the greater KEYMAT index, or from 0 with a new KEYMAT.
 func (a *Association) deriveRekey() (*rekeyResult, error) {
-	u := &a.upd
+	u := a.upd.ph
 	r := &rekeyResult{km: a.km, local: a.dh, peerPub: a.peerDH,
 		index: int(max(u.sentInfo.KeymatIndex, u.peerInfo.KeymatIndex))}
 	if u.sentDH != nil || u.peerNewDH != nil {
@@ -562,7 +637,7 @@ func (a *Association) deriveRekey() (*rekeyResult, error) {
 		if !a.initiator {
 			hitI, hitR = hitR, hitI
 		}
-		if r.km, err = newKeymat(a.rhash, kij, a.puzzleI, a.puzzleJ, hitI, hitR); err != nil {
+		if r.km, err = newKeymat(a.rhash, kij, a.puzzleI(), a.puzzleJ(), hitI, hitR); err != nil {
 			return nil, err
 		}
 		r.index = 0

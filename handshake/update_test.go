@@ -47,7 +47,7 @@ func TestRekey(t *testing.T) {
 				from, to = b, a
 			}
 			old := from.a(to).Info()
-			oldKey := append([]byte(nil), from.a(to).hip.macGL...)
+			oldKey := append([]byte(nil), from.a(to).hipMAC.gl()...)
 			if err := from.a(to).Rekey(t0, c.newDH); err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +95,7 @@ func TestRekey(t *testing.T) {
 			if now.InSPI == old.InSPI || now.OutSPI == old.OutSPI {
 				t.Fatal("SPIs not renewed")
 			}
-			if !bytes.Equal(oldKey, from.a(to).hip.macGL) {
+			if !bytes.Equal(oldKey, from.a(to).hipMAC.gl()) {
 				t.Fatal("rekeying must not change the HIP keys (RFC 7402 §7)")
 			}
 			if from.a(to).Rekeying() || to.a(from).Rekeying() || !from.a(to).Deadline().IsZero() {

@@ -114,7 +114,7 @@ func TestKeymatFromTheRFC(t *testing.T) {
 	aa := a.a(b)
 	kij, _ := aa.dh.shared(aa.peerDH)
 	hitI, hitR := a.e.HIT(), b.e.HIT()
-	salt := append(append([]byte(nil), aa.puzzleI...), aa.puzzleJ...)
+	salt := append(append([]byte(nil), aa.puzzleI()...), aa.puzzleJ()...)
 	info := append(append([]byte(nil), min16(hitI, hitR)...), max16(hitI, hitR)...)
 	prk := hmacSHA384(salt, kij)
 	var okm, prev []byte
@@ -123,7 +123,7 @@ func TestKeymatFromTheRFC(t *testing.T) {
 		okm = append(okm, prev...)
 	}
 	// AES-128 ENCRYPTED keys (16) and HMAC-SHA-384 keys (48), gl then lg.
-	if !hmac.Equal(okm[16:64], aa.hip.macGL) || !hmac.Equal(okm[80:128], aa.hip.macLG) {
+	if !hmac.Equal(okm[16:64], aa.hipMAC.gl()) || !hmac.Equal(okm[80:128], aa.hipMAC.lg()) {
 		t.Fatal("HIP integrity keys differ from the textbook derivation")
 	}
 	ev := a.eventsOf(EventEstablished)[0]

@@ -135,10 +135,18 @@ func signECDSA(rand io.Reader, c *ecCurve, priv *ecdsa.PrivateKey, msg []byte) (
 	return sig, nil
 }
 
-// verifyECDSA checks a raw r|s signature.
-func verifyECDSA(c *ecCurve, pub *ecdsa.PublicKey, msg, sig []byte) error {
+// checkECDSASigLen refuses a signature that is not r|s of the curve size.
+func checkECDSASigLen(c *ecCurve, sig []byte) error {
 	if len(sig) != 2*c.size {
 		return fmt.Errorf("%w: ECDSA %s signature of %d octets, want %d", ErrInvalidSignature, c.name, len(sig), 2*c.size)
+	}
+	return nil
+}
+
+// verifyECDSA checks a raw r|s signature.
+func verifyECDSA(c *ecCurve, pub *ecdsa.PublicKey, msg, sig []byte) error {
+	if err := checkECDSASigLen(c, sig); err != nil {
+		return err
 	}
 	r := new(big.Int).SetBytes(sig[:c.size])
 	s := new(big.Int).SetBytes(sig[c.size:])

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -448,4 +449,41 @@ func TestNames(t *testing.T) {
 			t.Errorf("String() = %q, want %q", got, want)
 		}
 	}
+}
+
+// TestPeerKeySize: a PublicKey parsed from a peer's HOST_ID keeps the Host
+// Identity field and its HIT, not a decoded key. A node holds one per peer
+// for as long as the association lasts (a relay one per registered host):
+// for P-256 that is 128 octets (383 when it kept a decoded
+// *ecdsa.PublicKey).
+func TestPeerKeySize(t *testing.T) {
+	const n, limit = 2000, 160
+	hi := testKey(t, ECDSAP256).Public().HI()
+	keys := make([]*PublicKey, 0, n)
+	if _, err := ParseHostIdentity(AlgECDSA, hi); err != nil { // warm-up
+		t.Fatal(err)
+	}
+	before := liveHeap()
+	for range n {
+		p, err := ParseHostIdentity(AlgECDSA, hi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, p)
+	}
+	per := (int64(liveHeap()) - int64(before)) / n
+	t.Logf("a parsed P-256 host identity retains %d octets", per)
+	if per > limit {
+		t.Errorf("a parsed P-256 host identity retains %d octets, want at most %d", per, limit)
+	}
+	runtime.KeepAlive(keys)
+}
+
+// liveHeap is the heap in use after two collections.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

@@ -111,7 +111,7 @@ func (k *PrivateKey) Sign(rand io.Reader, msg []byte) (sig []byte, alg Algorithm
 	case *rsa.PrivateKey:
 		sig, err = signRSA(rand, s, msg)
 	case *ecdsa.PrivateKey:
-		sig, err = signECDSA(rand, k.pub.curve, s, msg)
+		sig, err = signECDSA(rand, k.pub.curve(), s, msg)
 	default:
 		sig, err = signWithSigner(rand, s, k.pub, msg)
 	}

@@ -3,8 +3,7 @@ package hostid
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rsa"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 )
@@ -12,13 +11,21 @@ import (
 // PublicKey is a Host Identity: a public key together with the exact Host
 // Identity field that stands for it in HOST_ID and the HIT derived from
 // that field. It is immutable and safe for concurrent use.
+//
+// The key is held as that Host Identity field and nothing else: the field
+// is checked once, when the PublicKey is made, and decoded again each time
+// the key itself is needed (Verify, CryptoPublicKey). A node holds one
+// PublicKey per peer for as long as the association lasts (a relay one per
+// registered host), and a decoded key would cost it some 250 octets of big
+// integers and curve point more than the 67 of a P-256 field
+// (TestPeerKeySize); the key is used for the rare signed UPDATE, CLOSE or
+// NOTIFY, where decoding (under a microsecond for P-256) is lost in the
+// signature check (some 60 µs).
 type PublicKey struct {
-	alg   Algorithm
-	curve *ecCurve // ECDSA only
-	key   crypto.PublicKey
 	hi    []byte // the Host Identity field: as received, or our encoding
-	suite Suite
 	hit   [16]byte
+	alg   Algorithm
+	suite Suite
 }
 
 // ParseHostIdentity decodes the Algorithm and Host Identity fields of a
@@ -34,28 +41,42 @@ type PublicKey struct {
 // The result keeps a copy of hi: HI returns those bytes and HIT is derived
 // from them, so the HIT is the one the sender computed over what it sent.
 func ParseHostIdentity(alg Algorithm, hi []byte) (*PublicKey, error) {
-	hi = bytes.Clone(hi)
+	if _, err := decodeHI(alg, hi); err != nil {
+		return nil, err
+	}
+	return newPublicKey(alg, bytes.Clone(hi)), nil
+}
+
+// decodeHI decodes and checks a Host Identity field: an *rsa.PublicKey or
+// an *ecdsa.PublicKey.
+func decodeHI(alg Algorithm, hi []byte) (crypto.PublicKey, error) {
 	switch alg {
 	case AlgRSA:
-		pub, err := parseRSAHI(hi)
-		if err != nil {
-			return nil, err
-		}
-		return newPublicKey(AlgRSA, nil, pub, hi), nil
+		return parseRSAHI(hi)
 	case AlgECDSA:
-		c, pub, err := parseECDSAHI(hi)
-		if err != nil {
-			return nil, err
-		}
-		return newPublicKey(AlgECDSA, c, pub, hi), nil
+		_, pub, err := parseECDSAHI(hi)
+		return pub, err
 	}
 	return nil, fmt.Errorf("%w: %v", ErrUnsupportedAlgorithm, alg)
 }
 
-func newPublicKey(alg Algorithm, c *ecCurve, key crypto.PublicKey, hi []byte) *PublicKey {
-	p := &PublicKey{alg: alg, curve: c, key: key, hi: hi, suite: suiteOf(alg)}
+// newPublicKey makes the PublicKey of hi, an HI that decodeHI accepts.
+func newPublicKey(alg Algorithm, hi []byte) *PublicKey {
+	p := &PublicKey{alg: alg, hi: hi, suite: suiteOf(alg)}
 	p.hit = HITFromHI(p.suite, hi)
 	return p
+}
+
+// key decodes the key again. The HI was checked when p was made, so this
+// fails only for a PublicKey that was not made by this package.
+func (p *PublicKey) key() (crypto.PublicKey, error) { return decodeHI(p.alg, p.hi) }
+
+// curve is the ECDSA curve of the HI's ECC Curve field; nil for RSA.
+func (p *PublicKey) curve() *ecCurve {
+	if p.alg != AlgECDSA || len(p.hi) < 2 {
+		return nil
+	}
+	return curveByID(binary.BigEndian.Uint16(p.hi))
 }
 
 // suiteOf maps an HI algorithm to its HIT suite (RFC 7401 §5.2.10 Table
@@ -94,11 +115,13 @@ func (p *PublicKey) HIT() [16]byte { return p.hit }
 // signatures have: the modulus size for RSA, twice the curve size for
 // ECDSA.
 func (p *PublicKey) SignatureLen() int {
-	switch k := p.key.(type) {
-	case *rsa.PublicKey:
-		return k.Size()
-	case *ecdsa.PublicKey:
-		return 2 * p.curve.size
+	switch p.alg {
+	case AlgRSA:
+		return rsaModulusLen(p.hi)
+	case AlgECDSA:
+		if c := p.curve(); c != nil {
+			return 2 * c.size
+		}
 	}
 	return 0
 }
@@ -114,19 +137,45 @@ func (p *PublicKey) Verify(msg, sig []byte, alg Algorithm) error {
 	if alg != p.alg {
 		return fmt.Errorf("%w: SIG alg %v, host identity %v", ErrAlgorithmMismatch, alg, p.alg)
 	}
-	switch k := p.key.(type) {
-	case *rsa.PublicKey:
+	// The signature's length is checked before the key is decoded: a
+	// signature of the wrong length costs no decoding.
+	switch p.alg {
+	case AlgRSA:
+		if n := rsaModulusLen(p.hi); len(sig) != n {
+			return fmt.Errorf("%w: RSA signature of %d octets, want %d", ErrInvalidSignature, len(sig), n)
+		}
+		k, err := parseRSAHI(p.hi)
+		if err != nil {
+			return err
+		}
 		return verifyRSA(k, msg, sig)
-	case *ecdsa.PublicKey:
-		return verifyECDSA(p.curve, k, msg, sig)
+	case AlgECDSA:
+		c := p.curve()
+		if c == nil {
+			break
+		}
+		if err := checkECDSASigLen(c, sig); err != nil {
+			return err
+		}
+		_, k, err := parseECDSAHI(p.hi)
+		if err != nil {
+			return err
+		}
+		return verifyECDSA(c, k, msg, sig)
 	}
 	return fmt.Errorf("%w: %v", ErrUnsupportedAlgorithm, p.alg)
 }
 
 // CryptoPublicKey returns the key as a *rsa.PublicKey or *ecdsa.PublicKey,
-// e.g. to match the key of a TLS certificate. The caller must not modify
-// it.
-func (p *PublicKey) CryptoPublicKey() crypto.PublicKey { return p.key }
+// e.g. to match the key of a TLS certificate. Each call decodes the key
+// anew (see PublicKey), so the caller may keep or modify what it gets.
+func (p *PublicKey) CryptoPublicKey() crypto.PublicKey {
+	k, err := p.key()
+	if err != nil {
+		return nil
+	}
+	return k
+}
 
 // Equal reports whether p and o are the same Host Identity: same algorithm
 // and byte-identical HI, hence the same key and the same HIT. (One ECDSA key
@@ -149,11 +198,13 @@ func (p *PublicKey) String() string {
 }
 
 func (p *PublicKey) describe() string {
-	switch k := p.key.(type) {
-	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA-%d", k.N.BitLen())
-	case *ecdsa.PublicKey:
-		return "ECDSA " + p.curve.name
+	switch p.alg {
+	case AlgRSA:
+		return fmt.Sprintf("RSA-%d", rsaModulusBits(p.hi))
+	case AlgECDSA:
+		if c := p.curve(); c != nil {
+			return "ECDSA " + c.name
+		}
 	}
 	return p.alg.String()
 }

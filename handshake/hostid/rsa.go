@@ -92,6 +92,39 @@ func parseRSAHI(hi []byte) (*rsa.PublicKey, error) {
 	return &rsa.PublicKey{N: new(big.Int).SetBytes(nb), E: int(e)}, nil
 }
 
+// rsaModulus returns the modulus octets of an RFC 3110 HI, nil if the
+// exponent length does not leave any.
+func rsaModulus(hi []byte) []byte {
+	if len(hi) < 1 {
+		return nil
+	}
+	elen, off := int(hi[0]), 1
+	if elen == 0 {
+		if len(hi) < 3 {
+			return nil
+		}
+		elen, off = int(hi[1])<<8|int(hi[2]), 3
+	}
+	if len(hi)-off <= elen {
+		return nil
+	}
+	return hi[off+elen:]
+}
+
+// rsaModulusLen is the size of the RSA key of an HI in octets, which its
+// signatures have (rsa.PublicKey.Size): the modulus has no leading zero
+// octet (parseRSAHI).
+func rsaModulusLen(hi []byte) int { return len(rsaModulus(hi)) }
+
+// rsaModulusBits is the size of the RSA key of an HI in bits.
+func rsaModulusBits(hi []byte) int {
+	nb := rsaModulus(hi)
+	if len(nb) == 0 {
+		return 0
+	}
+	return (len(nb)-1)*8 + bitLen8(nb[0])
+}
+
 func bitLen8(b byte) int {
 	n := 0
 	for ; b != 0; b >>= 1 {

@@ -77,7 +77,7 @@ func ownPublicKey(key crypto.PublicKey, what string) (*PublicKey, error) {
 		if _, _, err := parseECDSAHI(hi); err != nil {
 			return nil, err
 		}
-		return newPublicKey(AlgECDSA, c, k, hi), nil
+		return newPublicKey(AlgECDSA, hi), nil
 	case *rsa.PublicKey:
 		if k == nil || k.N == nil {
 			return nil, fmt.Errorf("%w: %s has a nil RSA public key", ErrInvalidKey, what)
@@ -91,7 +91,7 @@ func ownPublicKey(key crypto.PublicKey, what string) (*PublicKey, error) {
 		if _, err := parseRSAHI(hi); err != nil {
 			return nil, err
 		}
-		return newPublicKey(AlgRSA, nil, k, hi), nil
+		return newPublicKey(AlgRSA, hi), nil
 	case ed25519.PublicKey:
 		return nil, fmt.Errorf("%w: %s: ed25519.PublicKey (EdDSA host identities, RFC 9374, are not implemented; use ECDSA P-256 or P-384, or RSA)", ErrUnsupportedKeyType, what)
 	}
@@ -104,7 +104,7 @@ func signWithSigner(rand io.Reader, s crypto.Signer, pub *PublicKey, msg []byte)
 	var sig []byte
 	switch pub.alg {
 	case AlgECDSA:
-		c := pub.curve
+		c := pub.curve()
 		der, err := s.Sign(rand, ecDigest(c, msg), c.hash)
 		if err != nil {
 			return nil, fmt.Errorf("%T: %w", s, err)
