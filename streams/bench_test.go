@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -14,8 +15,9 @@ import (
 	"hipnet.dev/handshake/wire"
 )
 
-// BenchmarkStreamDial: a Dial on an existing connection (stream header
-// and answer: one round trip) plus a one-octet round trip and Close.
+// BenchmarkStreamDial: a Dial on an existing connection (the stream header,
+// no round trip: the answer comes back with the echo) plus a one-octet
+// round trip and Close.
 func BenchmarkStreamDial(b *testing.B) {
 	ka, kb, _ := testIdentities(b)
 	x, y := newPair(b, ka, kb)
@@ -171,15 +173,117 @@ func benchThroughput(b *testing.B, w io.Writer, r io.ReadWriter) {
 
 // rootPool holds the synthetic root for k, as a client of k would.
 func rootPool(b *testing.B, k *hostid.PrivateKey) *x509.CertPool {
-	issuer, err := newRootIssuer()
-	if err != nil {
-		b.Fatal(err)
-	}
-	root, err := issuer.syntheticRoot(wire.HIT(k.HIT()), k.Public().CryptoPublicKey())
+	root, err := syntheticRoot(wire.HIT(k.HIT()), k.Public().CryptoPublicKey())
 	if err != nil {
 		b.Fatal(err)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
 	return pool
+}
+
+// pairs are the two kinds of QUIC handshake, for the benchmarks.
+var pairs = []struct {
+	name string
+	new  func(testing.TB, *hostid.PrivateKey, *hostid.PrivateKey, ...func(*Config)) (*node, *node)
+}{
+	{"psk", newPair},
+	{"certificates", newCertPair},
+}
+
+// BenchmarkFirstContact: a Dial to a peer with no QUIC connection (the
+// QUIC handshake and the stream) plus a one-octet round trip and Close.
+// The HIP base exchange is not included. Between iterations both sides
+// forget the connection, untimed; in the -cold runs they also forget the
+// synthetic certificates, as for a peer never met.
+func BenchmarkFirstContact(b *testing.B) {
+	for _, p := range pairs {
+		for _, cold := range []bool{false, true} {
+			name := p.name
+			if cold {
+				name += "-cold"
+			}
+			b.Run(name, func(b *testing.B) {
+				ka, kb, _ := testIdentities(b)
+				x, y := p.new(b, ka, kb)
+				echoOn(b, y, 80)
+				b.ReportAllocs()
+				for b.Loop() {
+					pingPong(b, x.m, y.hit)
+					b.StopTimer()
+					dropConns(b, x, y)
+					if cold {
+						x.m.certs = certCache{}
+						y.m.certs = certCache{}
+					}
+					b.StartTimer()
+				}
+			})
+		}
+	}
+}
+
+// pingPong dials port 80 on peer, sends one octet, reads it back, and
+// closes.
+func pingPong(b *testing.B, m *Manager, peer wire.HIT) {
+	c, err := m.Dial(context.Background(), peer, 80)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var p [1]byte
+	if _, err := c.Write(p[:]); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, p[:]); err != nil {
+		b.Fatal(err)
+	}
+	c.Close()
+}
+
+// BenchmarkHandshake: one QUIC handshake with the peer (the client's view:
+// until its handshake completes), no stream.
+func BenchmarkHandshake(b *testing.B) {
+	for _, p := range pairs {
+		b.Run(p.name, func(b *testing.B) {
+			ka, kb, _ := testIdentities(b)
+			x, y := p.new(b, ka, kb)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := x.m.handshake(ctx, y.hit)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				c.CloseWithError(connCodeClosed, "benchmark")
+				dropConns(b, x, y)
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// BenchmarkSyntheticCert: what a peer identity not met before costs the
+// certificate cache.
+func BenchmarkSyntheticCert(b *testing.B) {
+	ka, _, _ := testIdentities(b)
+	hit := wire.HIT(ka.HIT())
+	for b.Loop() {
+		var c certCache
+		if _, err := c.get(hit, ka.Public()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// dropConns closes x's connections and waits until neither side has one.
+func dropConns(b testing.TB, x, y *node) {
+	x.m.mu.Lock()
+	for qc := range x.m.conns {
+		qc.c.CloseWithError(connCodeClosed, "benchmark")
+	}
+	x.m.mu.Unlock()
+	for x.m.ConnectionCount() != 0 || y.m.ConnectionCount() != 0 {
+		time.Sleep(100 * time.Microsecond)
+	}
 }

@@ -21,28 +21,77 @@
 //   - The stream header (stream.go): every Dial opens a new bidirectional
 //     stream on the peer's connection and writes
 //     version (1 octet, 1) | destination port (2) | source port (2);
-//     the server answers one octet, 0 accepted or 1 refused. Dial waits
-//     for the answer, so a port with no listener fails at once with
-//     overlay.ErrRefused, and costs one round trip once the connection
-//     exists. Listen(port) receives the accepted streams of its port.
-//   - The net.Conn (stream.go) over a quic.Stream: deadlines as in package
+//     the server answers one octet, 0 accepted or 1 refused. Dial does
+//     not wait for the answer (optimistic open, answer.go): it returns
+//     once the header is sent, so on an existing connection it costs no
+//     round trip and the first Write's data follows the header at once.
+//     The first Read or Write waits for the answer, and a port with no
+//     listener fails there with overlay.ErrRefused. Listen(port) receives
+//     the accepted streams of its port.
+//   - The net.Conn (conn.go) over a quic.Stream: deadlines as in package
 //     net, CloseWrite/CloseRead half-closes as on *net.TCPConn, addresses
 //     *overlay.Addr.
-//   - The binding of QUIC's TLS 1.3 to the HIP identities (tls.go).
+//   - The binding of QUIC's TLS 1.3 to the HIP association: a pre-shared
+//     key from the association's secret (psk.go), or, without one, the
+//     host identities as certificates (tls.go), and the synthetic
+//     certificates that stand for the peer in both (synthetic.go).
 //   - The packet size (config.go: PacketSize and the arithmetic behind it).
 //
 // # What it must not do
 //
 // It does not authenticate peers itself and keeps no identities of its
 // own: it trusts the HIT in the *overlay.Addr the PacketConn reports
-// (the ESP security association authenticated it) and the Host Identity
-// Config.PeerIdentity returns for that HIT (the base exchange
-// authenticated it), and binds TLS to those two. It opens no sockets of
-// its own and sends nothing outside the PacketConn. It never sets
-// InsecureSkipVerify.
+// (the ESP security association authenticated it), and, for that HIT,
+// the association's secret (Config.Secret) and the Host Identity
+// Config.PeerIdentity returns (the base exchange authenticated both), and
+// binds TLS to those. It opens no sockets of its own and sends nothing
+// outside the PacketConn. It never sets InsecureSkipVerify.
 //
 // # Why the TLS binding holds
 //
+// The claim: a stream's peer is exactly the ESP peer, the host whose HIT
+// the ESP SA authenticated for the connection's datagrams, and can never
+// be anyone else. QUIC's TLS 1.3 handshake (RFC 9001 §4) makes it so in
+// one of two ways.
+//
+// With a secret (Config.Secret on both ends), by a pre-shared key (RFC
+// 8446 §2.2, §4.2.11; psk.go). The overlay exports the secret from the
+// Diffie-Hellman keying material of the HIP association with exactly that
+// HIT (RFC 7401 §6.5): only the two hosts of that association know it.
+// The PSK is derived from it for one direction, client HIT to server HIT,
+// and its identity names both HITs. The server takes the client HIT from
+// the datagram's *overlay.Addr and accepts only the identity naming that
+// HIT and itself, with the secret of its association with that HIT; any
+// other identity (another HIT, the reverse direction, a ticket) gets the
+// certificate handshake below. The client's binder (RFC 8446 §4.2.11.2)
+// proves it holds the PSK, the server's Finished proves the server does:
+// each end has shown the other that it holds the secret of their
+// association. Neither can be a third host, which knows no such secret;
+// a host that knows another association's secret (A, holding that of A
+// with B, claiming to be C) is refused, for the server looks up the
+// secret by the HIT the SA named, never by what the identity says. The
+// key exchange is psk_dhe_ke (RFC 8446 §4.2.9; crypto/tls offers nothing
+// else): an ephemeral X25519 exchange is mixed into the keys, so a secret
+// that leaks later does not open recorded connections. That X25519
+// exchange is the only public-key operation of the handshake: no
+// certificate is sent, nothing is signed, and the host identities are not
+// checked a second time; the base exchange checked them (its signatures
+// and its Diffie-Hellman) and the secret carries that check forward. The
+// connection reports the host identity through a synthetic certificate
+// that this host made and put in the session itself (psk.go,
+// synthetic.go), and VerifyConnection accepts a resumed session only if
+// its certificate is that one.
+//
+// crypto/tls has no external PSKs, so the PSK enters as a session to
+// resume: the binder key is derived with the label of resumption PSKs
+// where RFC 8446 §7.1 says "ext binder" for external ones. That label
+// keeps one kind of PSK from passing for the other; here there is only
+// one kind: the client never stores a ticket, and the server hands out
+// only a ticket naming nothing and resumes nothing but the association's
+// PSK. A ticket issued over one association therefore never resumes
+// after it (a new association, a new secret). 0-RTT is off.
+//
+// Without a secret, on either end, by certificates, as before the PSK.
 // Each host's certificate carries its host identity key, is self-issued
 // and self-signed with it, and names the HIT (CN and IP SAN). So a
 // certificate proves nothing beyond "the holder of this key", which is
@@ -52,8 +101,8 @@
 //
 // The client, dialing HIT h, trusts one root: a synthetic certificate
 // with Subject CN=<h> and the public key PeerIdentity(h) returns, made on
-// the spot and signed by a throwaway key (crypto/x509 does not check the
-// signatures of the roots it is given). The standard verifier therefore
+// the spot and unsigned (crypto/x509 does not check the signatures of the
+// roots it is given; synthetic.go). The standard verifier therefore
 // accepts only a leaf that is issued by CN=<h>, signed by h's host
 // identity key, and valid for the name h (ServerName is h's IPv6 text, so
 // the IP SAN must be h). VerifyConnection then requires that the leaf's
@@ -70,20 +119,50 @@
 // requires a single self-issued, self-signed certificate naming r whose
 // key is PeerIdentity(r). A host can therefore only present its own
 // identity, and only over its own association: the TLS peer is the ESP
-// peer, on both sides. Session tickets and 0-RTT are off, so every
-// connection runs this full check.
+// peer, on both sides.
+//
+// Why a PSK that does not verify falls back instead of failing. The two
+// ends hold different secrets only when they disagree about the
+// association (one of them already replaced it, or a bug). The server
+// must abort when the binder does not verify (RFC 8446 §4.2.11), with a
+// decrypt_error alert that reveals nothing of either secret; the client
+// then dials once more with certificates (Manager.quicDial). That
+// handshake binds the connection to the HIT as firmly as the PSK does,
+// so the fallback costs a round trip and two signatures, never the
+// binding; and since only the ESP peer's datagrams reach the server under
+// its HIT, nobody else can force it. Failing instead would cut two hosts
+// off until their association is replaced, for no gain in security.
 //
 // # Errors
 //
 // Dial, Listen and Accept return *net.OpError. errors.Is works with
-// overlay.ErrRefused (no listener), overlay.ErrClosed and net.ErrClosed
-// (closed Manager, Listener or stream), overlay.ErrPortInUse and
-// overlay.ErrUnknownPeer (no association); ErrPeerCertificate marks a
-// certificate not bound to the peer's identity. A Read or Write deadline
-// gives a net.Error whose Timeout is true.
+// overlay.ErrClosed and net.ErrClosed (closed Manager, Listener or
+// stream), overlay.ErrPortInUse and overlay.ErrUnknownPeer (no
+// association); ErrPeerCertificate marks a certificate not bound to the
+// peer's identity. Dial does not wait for the server's answer, so it does
+// not report a refused port: the stream's first Read or first Write does,
+// whichever comes first, with a *net.OpError (Op "read" or "write")
+// wrapping overlay.ErrRefused, and so does every later Read and Write. A
+// Write waiting for the answer has already sent its data; a refusal
+// discards it unread, and that Write returns 0. A certificate that the
+// server rejects also shows there, for the client's handshake completes
+// before the server has judged it. A Read or Write deadline gives a
+// net.Error whose Timeout is true, also while waiting for the answer.
+//
+// A stream whose connection fails before the answer is retried on
+// another connection, as Dial retries, when nothing written can be lost:
+// before any Write, or during the first Write (which still holds its
+// data) if the peer closed the connection as idle or as a duplicate,
+// which proves no listener got the stream. Once data is on the stream
+// and no caller holds it any more (a Write returned at its deadline
+// before the answer, or CloseWrite), or the connection died in a way that
+// may have delivered it, the error is reported instead: the stream layer
+// cannot know whether a listener read it.
 //
 // RFC sections: RFC 9000 (QUIC), RFC 9001 §4 (TLS in QUIC), RFC 8446
-// §4.4.2 (certificates), RFC 5280 §4.1.2 (certificate fields), RFC 7401
-// §3.2 and RFC 7343 §2 (HIT from HI), RFC 7402 Appendix B (BEET inner
-// UDP), RFC 4303 and RFC 3948 (the overhead under PacketSize).
+// §2.2, §4.2.9, §4.2.11 and §7.1 (PSK handshake and key schedule), RFC
+// 8446 §4.4.2 (certificates), RFC 5280 §4.1.2 (certificate fields), RFC
+// 7401 §3.2 and RFC 7343 §2 (HIT from HI), RFC 7401 §6.5 (the keying
+// material under the secret), RFC 7402 Appendix B (BEET inner UDP), RFC
+// 4303 and RFC 3948 (the overhead under PacketSize).
 package streams

@@ -2,10 +2,12 @@ package streams
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,8 +23,9 @@ const testPort = 7
 // 127.0.0.1 whose peers are named by HIT. It maps each *overlay.Addr to
 // the peer's socket and back, as the overlay maps HITs to associations.
 type loopPC struct {
-	c    *net.UDPConn
-	self *overlay.Addr
+	c       *net.UDPConn
+	self    *overlay.Addr
+	blocked atomic.Bool // drop every datagram written, as a dead path does
 
 	mu     sync.Mutex
 	byHIT  map[wire.HIT]*net.UDPAddr
@@ -82,6 +85,9 @@ func (p *loopPC) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if ua == nil {
 		return 0, overlay.ErrUnknownPeer
 	}
+	if p.blocked.Load() {
+		return len(b), nil
+	}
 	return p.c.WriteToUDP(b, ua)
 }
 
@@ -114,8 +120,9 @@ func testIdentities(t testing.TB) (a, b, other *hostid.PrivateKey) {
 // directory answers PeerIdentity from a fixed table, like the
 // association table after base exchanges.
 type directory struct {
-	mu   sync.Mutex
-	keys map[wire.HIT]*hostid.PublicKey
+	mu      sync.Mutex
+	keys    map[wire.HIT]*hostid.PublicKey
+	secrets map[wire.HIT][]byte
 }
 
 func (d *directory) set(h wire.HIT, k *hostid.PublicKey) {
@@ -134,6 +141,28 @@ func (d *directory) lookup(h wire.HIT) (*hostid.PublicKey, bool) {
 	return k, ok
 }
 
+// setSecret sets (nil: removes) the association secret with h.
+func (d *directory) setSecret(h wire.HIT, s []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.secrets == nil {
+		d.secrets = make(map[wire.HIT][]byte)
+	}
+	if s == nil {
+		delete(d.secrets, h)
+		return
+	}
+	d.secrets[h] = s
+}
+
+// secret is Config.Secret.
+func (d *directory) secret(h wire.HIT) ([]byte, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, ok := d.secrets[h]
+	return s, ok
+}
+
 // node is one side of a test pair.
 type node struct {
 	m   *Manager
@@ -143,23 +172,43 @@ type node struct {
 }
 
 // newPair starts two Managers with identities ka and kb over loopback
-// UDP; each one's PeerIdentity knows the other's public key. Both are
-// closed when the test ends.
-func newPair(t testing.TB, ka, kb *hostid.PrivateKey) (a, b *node) {
+// UDP; each one's PeerIdentity knows the other's public key, and both
+// have the same association secret (their QUIC handshakes use the PSK).
+// opts change both Configs. Both are closed when the test ends.
+func newPair(t testing.TB, ka, kb *hostid.PrivateKey, opts ...func(*Config)) (a, b *node) {
 	t.Helper()
-	a = newNode(t, ka)
-	b = newNode(t, kb)
+	a = newNode(t, ka, opts...)
+	b = newNode(t, kb, opts...)
 	connect(a.pc, b.pc)
 	a.dir.set(b.hit, kb.Public())
 	b.dir.set(a.hit, ka.Public())
+	secret := make([]byte, SecretSize)
+	rand.Read(secret)
+	a.dir.setSecret(b.hit, secret)
+	b.dir.setSecret(a.hit, secret)
 	return a, b
 }
 
-func newNode(t testing.TB, k *hostid.PrivateKey) *node {
+// newCertPair is newPair without secrets: the QUIC handshakes use
+// certificates.
+func newCertPair(t testing.TB, ka, kb *hostid.PrivateKey, opts ...func(*Config)) (a, b *node) {
+	t.Helper()
+	a, b = newPair(t, ka, kb, opts...)
+	a.dir.setSecret(b.hit, nil)
+	b.dir.setSecret(a.hit, nil)
+	return a, b
+}
+
+// newNode starts a Manager with identity k; opts may change its Config.
+func newNode(t testing.TB, k *hostid.PrivateKey, opts ...func(*Config)) *node {
 	t.Helper()
 	n := &node{hit: wire.HIT(k.HIT()), dir: &directory{}}
 	n.pc = newLoopPC(t, n.hit)
-	m, err := New(n.pc, n.hit, Config{Identity: k, PeerIdentity: n.dir.lookup})
+	cfg := Config{Identity: k, PeerIdentity: n.dir.lookup, Secret: n.dir.secret}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	m, err := New(n.pc, n.hit, cfg)
 	if err != nil {
 		n.pc.Close()
 		t.Fatal(err)

@@ -56,8 +56,7 @@ type Manager struct {
 	idle     time.Duration // DefaultIdleTimeout; tests shorten it
 	qconf    *quic.Config
 	cert     tls.Certificate
-	issuer   *rootIssuer
-	roots    rootCache
+	certs    certCache
 
 	pc    packetConn
 	assoc associations // nil: pc does not report on associations
@@ -112,12 +111,23 @@ type qconn struct {
 	active      int  // streams (and Dials about to open one) on it
 	retired     bool // no new streams; close when active drops to 0
 	closing     bool
+	failed      bool        // a stream on it saw the connection fail (failConn)
 	gone        bool        // closed and forgotten (serveConn returned)
 	idleTimer   *time.Timer // armed while active is 0
 	idleGen     uint64      // which arming of idleTimer is current
 }
 
-func (qc *qconn) alive() bool { return qc.c.Context().Err() == nil }
+// alive reports whether qc may carry new streams; m.mu is held.
+func (qc *qconn) alive() bool { return !qc.failed && qc.c.Context().Err() == nil }
+
+// failConn marks qc failed after one of its streams saw the connection's
+// error. quic-go fails the streams before it cancels the connection's
+// context, and a retry in that window must not get qc again from conn.
+func (m *Manager) failConn(qc *qconn) {
+	m.mu.Lock()
+	qc.failed = true
+	m.mu.Unlock()
+}
 
 // New starts a Manager on pc, the inner UDP endpoint reserved for streams:
 // ReadFrom returns an *overlay.Addr naming the peer HIT the ESP security
@@ -151,10 +161,6 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	issuer, err := newRootIssuer()
-	if err != nil {
-		return nil, err
-	}
 	resetKey, err := statelessResetKey(cfg.Identity)
 	if err != nil {
 		return nil, err
@@ -172,7 +178,6 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 		idle:      DefaultIdleTimeout,
 		qconf:     cfg.quicConfig(),
 		cert:      cert,
-		issuer:    issuer,
 		pc:        packetConn{pc},
 		peers:     make(map[wire.HIT]*peerConns),
 		conns:     make(map[*qconn]struct{}),
@@ -351,6 +356,7 @@ func (m *Manager) addConnLocked(qc *qconn) (closeNow *qconn) {
 }
 
 func (m *Manager) startConn(qc, closeNow *qconn) {
+	m.certs.drop(qc.peer) // the handshake is over (synthetic.go)
 	m.log.Debug("streams: connection up", "peer", qc.peer, "initiator", qc.initiator, "retired", closeNow == qc)
 	if closeNow != nil {
 		m.closeRetired(closeNow)
@@ -617,16 +623,36 @@ func (m *Manager) handshake(ctx context.Context, peer wire.HIT) (*quic.Conn, err
 	if err != nil {
 		return nil, err
 	}
-	tlsConf, err := m.clientTLS(peer, pub)
+	return m.quicDial(ctx, peer, pub)
+}
+
+// quicDial runs the QUIC handshake with peer, whose authenticated
+// identity is pub: with the association's PSK if there is a secret,
+// else (or if the server cannot verify our PSK) with certificates.
+//
+// A server that has no secret simply answers with the certificate
+// handshake. One whose secret differs from ours aborts (RFC 8446
+// §4.2.11 leaves it no choice: the binder does not verify); the two hosts
+// then disagree about the association, and a certificate handshake, bound
+// to the HIT as firmly, still connects them. It costs a round trip and
+// the signatures, and reveals nothing: the server's abort is an alert.
+func (m *Manager) quicDial(ctx context.Context, peer wire.HIT, pub *hostid.PublicKey) (*quic.Conn, error) {
+	secret, _ := m.secretFor(peer)
+	c, err := m.quicDialTLS(ctx, peer, pub, secret)
+	if err != nil && secret != nil && pskRejected(err) && ctx.Err() == nil {
+		m.log.Debug("streams: peer rejected our PSK, retrying with certificates", "peer", peer, "err", err)
+		c, err = m.quicDialTLS(ctx, peer, pub, nil)
+	}
+	if err != nil && errors.Is(err, quic.ErrTransportClosed) {
+		return nil, errClosed
+	}
+	return c, err
+}
+
+func (m *Manager) quicDialTLS(ctx context.Context, peer wire.HIT, pub *hostid.PublicKey, secret []byte) (*quic.Conn, error) {
+	tlsConf, err := m.clientTLS(peer, pub, secret)
 	if err != nil {
 		return nil, err
 	}
-	c, err := m.tr.Dial(ctx, &overlay.Addr{HIT: peer, Port: m.peerPort}, tlsConf, m.qconf)
-	if err != nil {
-		if errors.Is(err, quic.ErrTransportClosed) {
-			return nil, errClosed
-		}
-		return nil, err
-	}
-	return c, nil
+	return m.tr.Dial(ctx, &overlay.Addr{HIT: peer, Port: m.peerPort}, tlsConf, m.qconf)
 }

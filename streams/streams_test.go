@@ -185,18 +185,79 @@ func TestSimultaneousOpen(t *testing.T) {
 	}
 }
 
+// dialRead dials port on peer and reads: the Dial's error, or else the
+// first Read's, which is where the server's answer (a refusal) or a
+// rejection of our certificate shows.
+func dialRead(t testing.TB, m *Manager, peer wire.HIT, port int) error {
+	c, err := m.Dial(dialCtx(t), peer, port)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	return err
+}
+
+// holds returns the streams (and Dials) on m's connection with peer.
+func holds(m *Manager, peer wire.HIT) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p := m.peers[peer]; p != nil && p.cur != nil {
+		return p.cur.active
+	}
+	return 0
+}
+
+// A port with no listener: Dial succeeds (it does not wait for the
+// answer), and the first Read or the first Write reports ErrRefused, as
+// does every later one.
 func TestRefused(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
 	for i, warm := range []bool{false, true} { // without, then with a connection
 		start := time.Now()
-		_, err := a.m.Dial(dialCtx(t), b.hit, 81)
-		if !errors.Is(err, overlay.ErrRefused) {
+		if err := dialRead(t, a.m, b.hit, 81); !errors.Is(err, overlay.ErrRefused) {
 			t.Fatalf("dial %d: %v, want ErrRefused", i, err)
 		}
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("dial %d (warm %v) took %v to be refused", i, warm, d)
 		}
+	}
+	// The first Write reports it, and later Reads and Writes do too.
+	c, err := a.m.Dial(dialCtx(t), b.hit, 81)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Write([]byte("hello")); !errors.Is(err, overlay.ErrRefused) || n != 0 {
+		t.Fatalf("first Write: %d, %v, want 0 and ErrRefused", n, err)
+	}
+	if _, err := c.Write([]byte("again")); !errors.Is(err, overlay.ErrRefused) {
+		t.Errorf("second Write: %v, want ErrRefused", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, overlay.ErrRefused) {
+		t.Errorf("Read after the refusal: %v, want ErrRefused", err)
+	}
+	var oe *net.OpError
+	if _, err := c.Read(make([]byte, 1)); !errors.As(err, &oe) || oe.Op != "read" {
+		t.Errorf("Read error %v is not a *net.OpError of read", err)
+	}
+	// The refusal let go of the connection (the application may never
+	// Close the stream): nothing holds it open.
+	deadline := time.Now().Add(2 * time.Second)
+	for holds(a.m, b.hit) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d holds on the connection after the refusals", holds(a.m, b.hit))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("Close after the refusal: %v", err)
+	}
+	if n := holds(a.m, b.hit); n != 0 {
+		t.Errorf("%d holds on the connection after Close", n)
 	}
 	// A closed listener refuses too, and its port can be taken again.
 	l, err := b.m.Listen(81)
@@ -204,7 +265,7 @@ func TestRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
-	if _, err := a.m.Dial(dialCtx(t), b.hit, 81); !errors.Is(err, overlay.ErrRefused) {
+	if err := dialRead(t, a.m, b.hit, 81); !errors.Is(err, overlay.ErrRefused) {
 		t.Fatalf("dial to a closed listener: %v, want ErrRefused", err)
 	}
 	if l, err = b.m.Listen(81); err != nil {
@@ -289,6 +350,12 @@ func TestClientVerifierRejectsOtherKey(t *testing.T) {
 	connect(a.pc, imp.pc)
 	a.dir.set(bh, kb.Public())
 	imp.dir.set(a.hit, ka.Public())
+	// a has b's association secret, which the impostor lacks: a offers
+	// the PSK, the impostor cannot resume it, and the certificate
+	// handshake is left.
+	secret := make([]byte, SecretSize)
+	rand.Read(secret)
+	a.dir.setSecret(bh, secret)
 	echoOn(t, imp, 80)
 	_, err := a.m.Dial(dialCtx(t), bh, 80)
 	if err == nil {
@@ -303,15 +370,19 @@ func TestClientVerifierRejectsOtherKey(t *testing.T) {
 }
 
 // The server's PeerIdentity returns another key for the client: the
-// server rejects the client's certificate and the Dial fails.
+// server does not resume the client's PSK session (it cannot make the
+// session's client certificate), rejects the client's certificate, and
+// the stream fails.
 func TestServerRejectsWrongClientIdentity(t *testing.T) {
 	ka, kb, other := testIdentities(t)
 	a, b := newPair(t, ka, kb)
 	b.dir.set(a.hit, other.Public())
 	echoOn(t, b, 80)
-	_, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	// The client's handshake completes before the server has checked its
+	// certificate: the rejection shows on the first Read.
+	err := dialRead(t, a.m, b.hit, 80)
 	if err == nil {
-		t.Fatal("Dial succeeded although the server holds another key for the client")
+		t.Fatal("stream works although the server holds another key for the client")
 	}
 	var te *quic.TransportError
 	if !errors.As(err, &te) {
@@ -329,7 +400,7 @@ func TestServerRejectsWrongClientIdentity(t *testing.T) {
 // own certificate for it.
 func TestServerRejectsCertificateOfAnotherHIT(t *testing.T) {
 	ka, kb, other := testIdentities(t)
-	a, b := newPair(t, ka, kb)
+	a, b := newCertPair(t, ka, kb)
 	// b maps a's address to a's HIT, but a presents other's certificate.
 	cert, err := newCertificate(other)
 	if err != nil {
@@ -337,8 +408,8 @@ func TestServerRejectsCertificateOfAnotherHIT(t *testing.T) {
 	}
 	a.m.cert = cert
 	echoOn(t, b, 80)
-	if _, err := a.m.Dial(dialCtx(t), b.hit, 80); err == nil {
-		t.Fatal("Dial succeeded with another host's certificate")
+	if err := dialRead(t, a.m, b.hit, 80); err == nil {
+		t.Fatal("stream works with another host's certificate")
 	}
 	if n := b.m.ConnectionCount(); n != 0 {
 		t.Errorf("server has %d connections", n)
@@ -354,20 +425,28 @@ func TestRSAIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	ka, _, _ := testIdentities(t)
-	a, b := newPair(t, ka, kr)
-	for _, n := range []*node{a, b} {
-		echoOn(t, n, 9)
-	}
-	if err := roundTrip(t, a.m, b.hit, 9, []byte("to rsa")); err != nil {
-		t.Fatal(err)
-	}
-	b.m.Close()
-	a.m.Close()
-	// Fresh pair, the RSA side dialing.
-	a, b = newPair(t, ka, kr)
-	echoOn(t, a, 9)
-	if err := roundTrip(t, b.m, a.hit, 9, []byte("from rsa")); err != nil {
-		t.Fatal(err)
+	for name, pair := range map[string]func(testing.TB, *hostid.PrivateKey, *hostid.PrivateKey, ...func(*Config)) (*node, *node){
+		"psk":          newPair,
+		"certificates": newCertPair,
+	} {
+		a, b := pair(t, ka, kr)
+		for _, n := range []*node{a, b} {
+			echoOn(t, n, 9)
+		}
+		if err := roundTrip(t, a.m, b.hit, 9, []byte("to rsa")); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		b.m.Close()
+		a.m.Close()
+		// Fresh pair, the RSA side dialing.
+		a, b = pair(t, ka, kr)
+		echoOn(t, a, 9)
+		if err := roundTrip(t, b.m, a.hit, 9, []byte("from rsa")); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if cs, _ := tlsStates(t, b, a); cs.DidResume != (name == "psk") {
+			t.Errorf("%s: DidResume %v", name, cs.DidResume)
+		}
 	}
 }
 
@@ -454,7 +533,7 @@ func TestDeadlines(t *testing.T) {
 	checkTimeout("Write", err)
 
 	// A deadline in the past fails at once; SetDeadline sets both.
-	s.SetDeadline(aLongTimeAgo)
+	s.SetDeadline(time.Unix(1, 0))
 	_, err = s.Read(make([]byte, 1))
 	checkTimeout("Read, past deadline", err)
 }

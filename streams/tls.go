@@ -2,8 +2,6 @@ package streams
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,7 +10,6 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"sync"
 	"time"
 
 	"hipnet.dev/handshake/hostid"
@@ -25,7 +22,7 @@ import (
 // would.
 const alpn = "hipnet/1"
 
-// The validity of our certificates and of the synthetic roots: as wide as
+// The validity of our certificates and of the synthetic ones: as wide as
 // X.509 allows, since nothing about the binding depends on time (the HIP
 // association is the credential, and it is checked on every handshake).
 var (
@@ -73,59 +70,6 @@ func newCertificate(id *hostid.PrivateKey) (tls.Certificate, error) {
 		return tls.Certificate{}, fmt.Errorf("streams: certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: signer, Leaf: leaf}, nil
-}
-
-// rootIssuer signs the synthetic roots. Its key is thrown away with the
-// Manager: crypto/x509 never checks the signature on a root it is given
-// in a pool, so this key vouches for nothing.
-type rootIssuer struct {
-	key  *ecdsa.PrivateKey
-	tmpl *x509.Certificate
-}
-
-func newRootIssuer() (*rootIssuer, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := serialNumber()
-	if err != nil {
-		return nil, err
-	}
-	return &rootIssuer{key: key, tmpl: &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "hipnet synthetic root issuer"},
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}}, nil
-}
-
-// syntheticRoot makes the one root the client trusts when it dials peer:
-// Subject CN=<peer>, public key the peer's authenticated host identity
-// key. The standard verifier then accepts exactly a leaf whose Issuer is
-// CN=<peer> and whose signature verifies with that key.
-func (r *rootIssuer) syntheticRoot(peer wire.HIT, key crypto.PublicKey) (*x509.Certificate, error) {
-	serial, err := serialNumber()
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               hitName(peer),
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, r.tmpl, key, r.key)
-	if err != nil {
-		return nil, fmt.Errorf("streams: synthetic root for %s: %w", peer, err)
-	}
-	return x509.ParseCertificate(der)
 }
 
 // peerKey returns the authenticated Host Identity of the association with
@@ -176,24 +120,47 @@ func checkPeerCertificate(certs []*x509.Certificate, peer wire.HIT, lookup func(
 }
 
 // clientTLS is the tls.Config of one QUIC connection dialed to peer, whose
-// authenticated identity is pub.
-func (m *Manager) clientTLS(peer wire.HIT, pub *hostid.PublicKey) (*tls.Config, error) {
-	pool, err := m.roots.pool(m.issuer, peer, pub)
+// authenticated identity is pub. With the association's secret it offers
+// the PSK session (psk.go) and still carries everything the certificate
+// handshake needs, which the server chooses when it has no secret.
+func (m *Manager) clientTLS(peer wire.HIT, pub *hostid.PublicKey, secret []byte) (*tls.Config, error) {
+	certs, err := m.certs.get(peer, pub)
 	if err != nil {
 		return nil, err
 	}
-	lookup := m.cfg.PeerIdentity
-	return &tls.Config{
+	conf := &tls.Config{
 		MinVersion:       tls.VersionTLS13,
 		CurvePreferences: curves,
 		Certificates:     []tls.Certificate{m.cert},
-		RootCAs:          pool,
+		RootCAs:          certs.pool,
 		ServerName:       peer.String(), // an IP literal: verified against the IP SAN, no SNI sent
 		NextProtos:       []string{alpn},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			return checkPeerCertificate(cs.PeerCertificates, peer, lookup)
-		},
-	}, nil
+	}
+	var leaf *x509.Certificate // the server certificate of our PSK session
+	if secret != nil {
+		session, err := clientSession(m.local, peer, secret, certs, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		conf.ClientSessionCache = &pskCache{session: session}
+		leaf = certs.leaf
+	}
+	lookup := m.cfg.PeerIdentity
+	conf.VerifyConnection = func(cs tls.ConnectionState) error {
+		return verifyPeer(cs, peer, leaf, lookup)
+	}
+	return conf, nil
+}
+
+// verifyPeer is VerifyConnection on both sides: a resumed connection must
+// have resumed our PSK session with peer (leaf is its peer certificate,
+// nil when we offered or accepted none), any other must present peer's
+// certificate.
+func verifyPeer(cs tls.ConnectionState, peer wire.HIT, leaf *x509.Certificate, lookup func(wire.HIT) (*hostid.PublicKey, bool)) error {
+	if cs.DidResume {
+		return checkResumed(cs, leaf)
+	}
+	return checkPeerCertificate(cs.PeerCertificates, peer, lookup)
 }
 
 // serverTLS is the tls.Config of the QUIC listener. It only chooses, per
@@ -219,9 +186,14 @@ func (m *Manager) serverTLS() *tls.Config {
 	}
 }
 
+// serverTLSFor is the config of one connection from peer. Without a secret
+// it is the certificate handshake alone, session tickets off. With one it
+// also resumes the PSK session of exactly peer (pskServer); tickets must
+// then be on, for crypto/tls looks for PSKs only then, and the ticket it
+// issues is noTicket.
 func (m *Manager) serverTLSFor(peer wire.HIT) *tls.Config {
 	lookup := m.cfg.PeerIdentity
-	return &tls.Config{
+	conf := &tls.Config{
 		MinVersion:             tls.VersionTLS13,
 		Certificates:           []tls.Certificate{m.cert},
 		NextProtos:             []string{alpn},
@@ -229,9 +201,21 @@ func (m *Manager) serverTLSFor(peer wire.HIT) *tls.Config {
 		SessionTicketsDisabled: true,
 		CurvePreferences:       curves,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return checkPeerCertificate(cs.PeerCertificates, peer, lookup)
+			return verifyPeer(cs, peer, nil, lookup)
 		},
 	}
+	secret, ok := m.secretFor(peer)
+	if !ok {
+		return conf
+	}
+	p := &pskServer{m: m, peer: peer, secret: secret}
+	conf.SessionTicketsDisabled = false
+	conf.UnwrapSession = p.unwrap
+	conf.WrapSession = p.wrap
+	conf.VerifyConnection = func(cs tls.ConnectionState) error {
+		return verifyPeer(cs, peer, p.leaf, lookup)
+	}
+	return conf
 }
 
 // curves restricts QUIC's TLS key exchange to X25519. The QUIC session runs
@@ -239,40 +223,3 @@ func (m *Manager) serverTLSFor(peer wire.HIT) *tls.Config {
 // hybrid post-quantum share would add no protection the outer layer lacks,
 // while its size splits the ClientHello over two packets.
 var curves = []tls.CurveID{tls.X25519}
-
-// rootCache keeps one synthetic root pool per peer identity, so that a
-// dial does not sign a certificate each time. It is bounded: when full it
-// starts over.
-type rootCache struct {
-	mu sync.Mutex
-	m  map[wire.HIT]cachedRoot
-}
-
-type cachedRoot struct {
-	key  *hostid.PublicKey
-	pool *x509.CertPool
-}
-
-const maxCachedRoots = 1024
-
-func (c *rootCache) pool(issuer *rootIssuer, peer wire.HIT, pub *hostid.PublicKey) (*x509.CertPool, error) {
-	c.mu.Lock()
-	if r, ok := c.m[peer]; ok && r.key.Equal(pub) {
-		c.mu.Unlock()
-		return r.pool, nil
-	}
-	c.mu.Unlock()
-	root, err := issuer.syntheticRoot(peer, pub.CryptoPublicKey())
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxCachedRoots {
-		c.m = map[wire.HIT]cachedRoot{}
-	}
-	c.m[peer] = cachedRoot{key: pub, pool: pool}
-	c.mu.Unlock()
-	return pool, nil
-}

@@ -86,11 +86,7 @@ func forge(t *testing.T, hit wire.HIT, pub crypto.PublicKey, signer crypto.Signe
 func TestSyntheticRoot(t *testing.T) {
 	kb, _, other := testIdentities(t)
 	peer := wire.HIT(kb.HIT())
-	issuer, err := newRootIssuer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := issuer.syntheticRoot(peer, kb.Public().CryptoPublicKey())
+	root, err := syntheticRoot(peer, kb.Public().CryptoPublicKey())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,244 @@
+package streams
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"hipnet.dev/overlay"
+)
+
+// conn is a stream as a net.Conn.
+type conn struct {
+	m             *Manager
+	local, remote *overlay.Addr
+
+	// st is the stream and qc the connection it is on, whose hold the
+	// conn has (nil once let go). A dialed stream may move to another
+	// connection while its answer is pending (answer.go); they change
+	// only then, under mu, and are fixed once ans is settled, when they
+	// are read without mu.
+	mu sync.Mutex
+	st *quic.Stream
+	qc *qconn
+
+	ans *answer // dialed streams; nil for accepted ones
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	writeMu   sync.Mutex // serialises Write, CloseWrite and the FIN of Close
+}
+
+var _ net.Conn = (*conn)(nil)
+
+func (m *Manager) newConn(qc *qconn, st *quic.Stream, local, remote *overlay.Addr) *conn {
+	return &conn{m: m, st: st, qc: qc, local: local, remote: remote}
+}
+
+func (c *conn) opErr(op string, err error) error {
+	if c.closed.Load() {
+		err = errClosed
+	}
+	return &net.OpError{Op: op, Net: "hip", Source: c.local, Addr: c.remote, Err: err}
+}
+
+// Read reads from the stream; io.EOF after the peer's CloseWrite. On a
+// dialed stream the first Read waits for the server's answer; a refusal
+// is an error wrapping overlay.ErrRefused. Errors other than io.EOF are
+// *net.OpError; a deadline's is a net.Error whose Timeout is true and
+// which wraps os.ErrDeadlineExceeded.
+func (c *conn) Read(b []byte) (int, error) {
+	if a := c.ans; a != nil {
+		if err := a.wait(&a.rd); err != nil {
+			return 0, c.opErr("read", err)
+		}
+	}
+	n, err := c.st.Read(b)
+	if err != nil && err != io.EOF {
+		err = c.opErr("read", err)
+	}
+	return n, err
+}
+
+// Write writes to the stream. It returns when the data is queued; a
+// deadline error may come with n > 0. On a dialed stream whose answer is
+// still pending, the data leaves at once and Write then waits for the
+// answer (writePending): a refusal is an error wrapping
+// overlay.ErrRefused, with n = 0, for no listener got the data.
+func (c *conn) Write(b []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.closed.Load() {
+		return 0, c.opErr("write", errClosed)
+	}
+	if a := c.ans; a != nil {
+		if !a.settled.Load() {
+			return c.writePending(b)
+		}
+		if a.err != nil {
+			return 0, c.opErr("write", a.err)
+		}
+	}
+	return c.write(b)
+}
+
+func (c *conn) write(b []byte) (int, error) {
+	n, err := c.st.Write(b)
+	if err != nil {
+		err = c.opErr("write", err)
+	}
+	return n, err
+}
+
+// Close closes both directions. Data already written is still delivered
+// (Close sends FIN after it) unless a Write is blocked at the time, in
+// which case the send side is reset and the Write returns an error. The
+// receive side is cancelled (STOP_SENDING): the peer's further writes
+// fail, as they would on a TCP connection answered with RST. A Read or
+// Write waiting for the answer returns net.ErrClosed.
+func (c *conn) Close() error {
+	err := errClosed
+	c.closeOnce.Do(func() {
+		err = nil
+		c.closed.Store(true)
+		st, qc := c.detach()
+		st.CancelRead(streamCodeClosed)
+		if c.writeMu.TryLock() {
+			st.Close()
+			c.writeMu.Unlock()
+		} else {
+			st.CancelWrite(streamCodeClosed)
+		}
+		if qc != nil {
+			c.m.release(qc)
+		}
+	})
+	if err != nil {
+		return c.opErr("close", err)
+	}
+	return nil
+}
+
+// abort resets both directions with code and lets go of the connection.
+func (c *conn) abort(code quic.StreamErrorCode) {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		st, qc := c.detach()
+		st.CancelRead(code)
+		st.CancelWrite(code)
+		if qc != nil {
+			c.m.release(qc)
+		}
+	})
+}
+
+// detach ends a pending answer with errClosed and takes the stream and
+// the hold on its connection from the conn, for Close and abort.
+func (c *conn) detach() (*quic.Stream, *qconn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a := c.ans; a != nil && !a.settled.Load() {
+		a.settleLocked(errClosed)
+	}
+	st, qc := c.st, c.qc
+	c.qc = nil
+	return st, qc
+}
+
+// CloseWrite shuts down the sending side (FIN), as (*net.TCPConn).CloseWrite:
+// the peer reads io.EOF after the data, and can still write back.
+func (c *conn) CloseWrite() error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.closed.Load() {
+		return c.opErr("close", errClosed)
+	}
+	st := c.st
+	if c.ans != nil {
+		var err error
+		if st, _, _, err = c.sendStream(false); err != nil {
+			return c.opErr("close", err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		return c.opErr("close", err)
+	}
+	return nil
+}
+
+// CloseRead shuts down the receiving side (STOP_SENDING), as
+// (*net.TCPConn).CloseRead. Before the answer of a dialed stream is in,
+// it takes effect once the answer is read.
+func (c *conn) CloseRead() error {
+	if c.closed.Load() {
+		return c.opErr("close", errClosed)
+	}
+	if a := c.ans; a != nil && !a.settled.Load() {
+		c.mu.Lock()
+		pending := !a.settled.Load()
+		if pending {
+			a.readClosed = true
+		}
+		c.mu.Unlock()
+		if pending {
+			return nil
+		}
+	}
+	c.st.CancelRead(streamCodeClosed)
+	return nil
+}
+
+// LocalAddr returns this host's HIT and the stream's local port: the
+// listening port for accepted streams, the ephemeral source port for
+// dialed ones.
+func (c *conn) LocalAddr() net.Addr { return c.local }
+
+// RemoteAddr returns the peer's HIT, authenticated by HIP and by the QUIC
+// handshake, and its port: the dialed port for dialed streams, the peer's
+// ephemeral source port for accepted ones.
+func (c *conn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *conn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the stream's read deadline, or, while the answer of
+// a dialed stream is pending, the deadline of waiting for it, which the
+// stream gets once the answer is in (the answer is read with none).
+func (c *conn) SetReadDeadline(t time.Time) error {
+	if a := c.ans; a != nil && !a.settled.Load() {
+		c.mu.Lock()
+		pending := !a.settled.Load()
+		if pending {
+			a.rdl = t
+			a.rd.set(t)
+		}
+		c.mu.Unlock()
+		if pending {
+			return nil
+		}
+	}
+	return c.st.SetReadDeadline(t)
+}
+
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	if a := c.ans; a != nil && !a.settled.Load() {
+		c.mu.Lock()
+		pending := !a.settled.Load()
+		if pending {
+			a.wdl = t
+			a.wd.set(t)
+			c.st.SetWriteDeadline(t)
+		}
+		c.mu.Unlock()
+		if pending {
+			return nil
+		}
+	}
+	return c.st.SetWriteDeadline(t)
+}

@@ -1,0 +1,229 @@
+package netstack
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
+)
+
+// fakeNet joins fakeLinks, each standing for one node's ESP SAs: a
+// segment written to a HIT is handed to that node's handler with the
+// writer's HIT as src, as an SA would authenticate it. It can drop,
+// duplicate and reorder segments, and deliver inline (sync) or from one
+// goroutine per receiving link (the default, as a socket reader would).
+type fakeNet struct {
+	sync    bool
+	drop    float64 // fraction of segments lost
+	dup     float64 // fraction delivered twice
+	reorder float64 // fraction held back behind the next segment
+
+	mu    sync.Mutex
+	rng   *rand.Rand
+	links map[wire.HIT]*fakeLink
+
+	quit chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+type fakeLink struct {
+	n       *fakeNet
+	hit     wire.HIT
+	handler atomic.Pointer[func(wire.HIT, []byte)]
+	in      chan fakeSegment
+	// tap, if set, sees every segment this link writes and swallows it
+	// by returning false.
+	tap atomic.Pointer[func(dst wire.HIT, seg []byte) bool]
+	// bufs recycles segment copies, so that benchmarks measure the
+	// transport rather than the fake.
+	bufs sync.Pool
+}
+
+type fakeSegment struct {
+	src wire.HIT
+	seg *[]byte
+}
+
+func newFakeNet() *fakeNet {
+	return &fakeNet{
+		rng:   rand.New(rand.NewPCG(1, 2)),
+		links: make(map[wire.HIT]*fakeLink),
+		quit:  make(chan struct{}),
+	}
+}
+
+// testHIT returns an ORCHIDv2-shaped HIT numbered i.
+func testHIT(i byte) wire.HIT {
+	return wire.HIT{0x20, 0x01, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, i}
+}
+
+// add makes the link of a node with hit.
+func (n *fakeNet) add(hit wire.HIT) *fakeLink {
+	l := &fakeLink{n: n, hit: hit, in: make(chan fakeSegment, 8192)}
+	l.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
+	n.mu.Lock()
+	n.links[hit] = l
+	n.mu.Unlock()
+	if !n.sync {
+		n.wg.Add(1)
+		go l.receive()
+	}
+	return l
+}
+
+// close stops the receiving goroutines and waits for them.
+func (n *fakeNet) close() {
+	n.once.Do(func() { close(n.quit) })
+	n.wg.Wait()
+}
+
+func (l *fakeLink) LocalHIT() wire.HIT { return l.hit }
+
+func (l *fakeLink) HandleSegments(proto uint8, fn func(src wire.HIT, seg []byte)) {
+	if proto != protoTCP {
+		panic("fakeLink: only TCP")
+	}
+	if fn == nil {
+		l.handler.Store(nil)
+		return
+	}
+	l.handler.Store(&fn)
+}
+
+func (l *fakeLink) WriteSegment(dst wire.HIT, proto uint8, seg []byte) error {
+	if proto != protoTCP {
+		return fmt.Errorf("fakeLink: protocol %d", proto)
+	}
+	if tap := l.tap.Load(); tap != nil && !(*tap)(dst, seg) {
+		return nil
+	}
+	l.n.mu.Lock()
+	to := l.n.links[dst]
+	copies := 1
+	if r := l.n.rng.Float64(); r < l.n.drop {
+		copies = 0
+	} else if r < l.n.drop+l.n.dup {
+		copies = 2
+	}
+	l.n.mu.Unlock()
+	if to == nil {
+		return fmt.Errorf("fakeLink: %s: %w", dst, overlay.ErrUnknownPeer)
+	}
+	for range copies {
+		if l.n.sync {
+			to.handle(l.hit, seg)
+			continue
+		}
+		b := to.bufs.Get().(*[]byte)
+		*b = append((*b)[:0], seg...)
+		select {
+		case to.in <- fakeSegment{src: l.hit, seg: b}:
+		case <-l.n.quit:
+			return errors.New("fakeLink: closed")
+		default:
+			to.bufs.Put(b) // queue full: lost, as on a real link
+		}
+	}
+	return nil
+}
+
+// receive delivers the queued segments in order, except that a segment
+// picked for reordering waits behind the next one (or 2 ms).
+func (l *fakeLink) receive() {
+	defer l.n.wg.Done()
+	var (
+		held    fakeSegment
+		holding bool
+	)
+	for {
+		var timeout <-chan time.Time
+		if holding {
+			timeout = time.After(2 * time.Millisecond)
+		}
+		select {
+		case <-l.n.quit:
+			return
+		case <-timeout:
+			l.deliver(held)
+			holding = false
+		case s := <-l.in:
+			if !holding && l.n.reorder > 0 && l.pick(l.n.reorder) {
+				held, holding = s, true
+				continue
+			}
+			l.deliver(s)
+			if holding {
+				l.deliver(held)
+				holding = false
+			}
+		}
+	}
+}
+
+func (l *fakeLink) pick(p float64) bool {
+	l.n.mu.Lock()
+	defer l.n.mu.Unlock()
+	return l.n.rng.Float64() < p
+}
+
+func (l *fakeLink) deliver(s fakeSegment) {
+	l.handle(s.src, *s.seg)
+	l.bufs.Put(s.seg)
+}
+
+// handle hands seg to the node as if its SA with src had opened it.
+func (l *fakeLink) handle(src wire.HIT, seg []byte) {
+	if fn := l.handler.Load(); fn != nil {
+		(*fn)(src, seg)
+	}
+}
+
+// setTap installs fn as the link's outbound tap (nil removes it).
+func (l *fakeLink) setTap(fn func(dst wire.HIT, seg []byte) bool) {
+	if fn == nil {
+		l.tap.Store(nil)
+		return
+	}
+	l.tap.Store(&fn)
+}
+
+// node is a Transport on a fakeLink.
+type node struct {
+	*Transport
+	link *fakeLink
+}
+
+// newNodes makes count Transports on n, closed at the end of the test
+// (before n).
+func newNodes(tb testing.TB, n *fakeNet, count int, cfg Config) []node {
+	tb.Helper()
+	tb.Cleanup(n.close)
+	nodes := make([]node, count)
+	for i := range nodes {
+		l := n.add(testHIT(byte(i + 1)))
+		tr, err := New(l, cfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = tr.Close() })
+		nodes[i] = node{Transport: tr, link: l}
+	}
+	return nodes
+}
+
+// pair is two nodes on a fresh fakeNet.
+func pair(tb testing.TB, n *fakeNet) (a, b node) {
+	tb.Helper()
+	if n == nil {
+		n = newFakeNet()
+	}
+	nodes := newNodes(tb, n, 2, Config{})
+	return nodes[0], nodes[1]
+}

@@ -1,0 +1,412 @@
+package netstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
+)
+
+// nicID is the one interface of each Transport's stack.
+const nicID tcpip.NICID = 1
+
+// keepAliveCount is the number of unanswered keep-alive probes that end a
+// connection (Linux's tcp_keepalive_probes, and package net's default).
+const keepAliveCount = 9
+
+// Transport is a userspace TCP/IP stack (gVisor netstack) whose one
+// interface is the node's ESP security associations: stream sockets
+// between HITs. It is safe for concurrent use.
+type Transport struct {
+	link  Link
+	local wire.HIT
+	cfg   Config
+	log   *slog.Logger
+	stack *stack.Stack
+	ep    *endpoint
+	stats counters
+	done  chan struct{} // closed by Close
+
+	mu        sync.Mutex
+	closed    bool
+	conns     map[*conn]struct{}
+	listeners map[*listener]struct{}
+	// dials are the Dials waiting for their SYN to be answered, by peer:
+	// a WriteSegment error that says the peer cannot be reached fails
+	// them at once (linkFailed).
+	dials map[wire.HIT]map[chan error]struct{}
+}
+
+// New starts a Transport on link: it creates the stack, gives its
+// interface the address LocalHIT and a route to every HIT, and registers
+// for the Link's TCP segments.
+func New(link Link, cfg Config) (*Transport, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	local := link.LocalHIT()
+	if local.IsZero() {
+		return nil, errors.New("netstack: the Link has no local HIT")
+	}
+	t := &Transport{
+		link:      link,
+		local:     local,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		done:      make(chan struct{}),
+		conns:     make(map[*conn]struct{}),
+		listeners: make(map[*listener]struct{}),
+		dials:     make(map[wire.HIT]map[chan error]struct{}),
+	}
+	t.ep = newEndpoint(link, local, uint32(cfg.MTU), &t.stats, t.linkFailed)
+	if t.stack, err = newStack(t.ep, local, cfg); err != nil {
+		return nil, err
+	}
+	link.HandleSegments(protoTCP, t.ep.deliver)
+	return t, nil
+}
+
+// newStack builds a gVisor stack with IPv6 and TCP only, and one
+// interface, ep, whose address is local.
+//
+// The IPv6 options are the zero ones on purpose: no duplicate address
+// detection, router solicitation, SLAAC or MLD, so the stack sends
+// nothing but TCP (an HIT is unique by construction, and there are no
+// routers or multicast on an SA). HandleLocal keeps a Dial to the local
+// HIT inside the stack.
+func newStack(ep *endpoint, local wire.HIT, cfg Config) (*stack.Stack, error) {
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv6.NewProtocolWithOptions(ipv6.Options{})},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
+		HandleLocal:        true,
+	})
+	if err := setTCPOptions(s, cfg); err != nil {
+		s.Destroy()
+		return nil, err
+	}
+	if terr := s.CreateNICWithOptions(nicID, ep, stack.NICOptions{Name: "hip0"}); terr != nil {
+		s.Destroy()
+		return nil, fmt.Errorf("netstack: create NIC: %s", terr)
+	}
+	addr := tcpip.ProtocolAddress{
+		Protocol:          ipv6.ProtocolNumber,
+		AddressWithPrefix: tcpip.AddrFrom16(local).WithPrefix(),
+	}
+	if terr := s.AddProtocolAddress(nicID, addr, stack.AddressProperties{}); terr != nil {
+		s.Destroy()
+		return nil, fmt.Errorf("netstack: add address %s: %s", local, terr)
+	}
+	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv6EmptySubnet, NIC: nicID}})
+	return s, nil
+}
+
+// setTCPOptions configures TCP: SACK with RACK loss detection
+// (netstack's default), the congestion control of cfg, receive-buffer
+// moderation, Nagle off as in package net, and the buffer sizes of cfg.
+func setTCPOptions(s *stack.Stack, cfg Config) error {
+	sack := tcpip.TCPSACKEnabled(true)
+	cc := tcpip.CongestionControlOption(cfg.CongestionControl)
+	moderate := tcpip.TCPModerateReceiveBufferOption(true)
+	delay := tcpip.TCPDelayEnabled(false)
+	send := tcpip.TCPSendBufferSizeRangeOption{Min: bufferMin, Default: cfg.SendBufferSize, Max: cfg.SendBufferSize}
+	recv := tcpip.TCPReceiveBufferSizeRangeOption{Min: bufferMin, Default: cfg.ReceiveBufferSize, Max: cfg.MaxReceiveBufferSize}
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &cc, &moderate, &delay, &send, &recv} {
+		if terr := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); terr != nil {
+			return fmt.Errorf("netstack: TCP option %T: %s", opt, terr)
+		}
+	}
+	return nil
+}
+
+// LocalHIT returns the Link's HIT, the address of every connection here.
+func (t *Transport) LocalHIT() wire.HIT { return t.local }
+
+// Stats returns the counters of the Transport.
+func (t *Transport) Stats() Stats {
+	st := t.stats.snapshot()
+	st.Retransmits = t.stack.Stats().TCP.Retransmits.Value()
+	return st
+}
+
+// Dial opens a TCP connection to port on peer. It fails with an error
+// wrapping overlay.ErrRefused (and syscall.ECONNREFUSED) when the peer
+// answers with RST because nothing listens there, with the context's
+// error when ctx ends first, with Config.Associate's error, or with the
+// Link's when it reports the peer unreachable; and with errClosed
+// (overlay.ErrClosed, net.ErrClosed) after Close. Errors are
+// *net.OpError with Op "dial" and Net "hip".
+func (t *Transport) Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn, error) {
+	raddr := &overlay.Addr{HIT: peer, Port: port}
+	opErr := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "hip", Source: &overlay.Addr{HIT: t.local}, Addr: raddr, Err: err}
+	}
+	switch {
+	case port < 1 || port > 0xFFFF:
+		return nil, opErr(fmt.Errorf("%w %d", errBadPort, port))
+	case peer.IsZero():
+		return nil, opErr(errors.New("netstack: no peer HIT"))
+	case t.isClosed():
+		return nil, opErr(errClosed)
+	}
+	if t.cfg.Associate != nil {
+		if err := t.cfg.Associate(ctx, peer); err != nil {
+			return nil, opErr(err)
+		}
+	}
+	ep, wq, err := t.connect(ctx, peer, port)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	c, err := t.newConn(ep, wq, raddr)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	return c, nil
+}
+
+// connect creates an endpoint and runs TCP's handshake with port on peer.
+func (t *Transport) connect(ctx context.Context, peer wire.HIT, port int) (tcpip.Endpoint, *waiter.Queue, error) {
+	wq := new(waiter.Queue)
+	ep, terr := t.stack.NewEndpoint(tcp.ProtocolNumber, ipv6.ProtocolNumber, wq)
+	if terr != nil {
+		return nil, nil, mapError(terr)
+	}
+	t.setOptions(ep)
+
+	// Register before Connect, which sends the SYN at once: netstack
+	// notifies when the handshake ends either way, and the Link may
+	// fail the SYN inside Connect.
+	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents | waiter.EventHUp | waiter.EventErr)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	failed := t.watchDial(peer)
+	defer t.unwatchDial(peer, failed)
+
+	terr = ep.Connect(tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom16(peer), Port: uint16(port)})
+	if err := t.awaitHandshake(ctx, ep, terr, notify, failed); err != nil {
+		ep.Close()
+		return nil, nil, err
+	}
+	return ep, wq, nil
+}
+
+// awaitHandshake waits until the handshake Connect started (terr is
+// ErrConnectStarted) ends, and says how. It gives up when ctx ends, the
+// Transport closes or the Link fails the peer.
+func (t *Transport) awaitHandshake(ctx context.Context, ep tcpip.Endpoint, terr tcpip.Error, notify <-chan struct{}, failed <-chan error) error {
+	if _, started := terr.(*tcpip.ErrConnectStarted); !started && terr != nil {
+		return mapError(terr)
+	}
+	for connecting(ep) {
+		select {
+		case <-notify:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.done:
+			return errClosed
+		case err := <-failed:
+			return err
+		}
+	}
+	switch tcp.EndpointState(ep.State()) {
+	case tcp.StateError, tcp.StateClose:
+		// Refused (RST), timed out, or aborted.
+		if terr := ep.LastError(); terr != nil {
+			return mapError(terr)
+		}
+		return syscall.ECONNABORTED
+	}
+	return nil
+}
+
+// connecting reports whether ep's handshake is still running.
+func connecting(ep tcpip.Endpoint) bool {
+	switch tcp.EndpointState(ep.State()) {
+	case tcp.StateConnecting, tcp.StateSynSent, tcp.StateSynRecv:
+		return true
+	}
+	return false
+}
+
+// setOptions sets the per-connection options that are not stack-wide:
+// keep-alives.
+func (t *Transport) setOptions(ep tcpip.Endpoint) {
+	if t.cfg.KeepAlive < 0 {
+		return
+	}
+	idle := tcpip.KeepaliveIdleOption(t.cfg.KeepAlive)
+	interval := tcpip.KeepaliveIntervalOption(t.cfg.KeepAlive)
+	_ = ep.SetSockOpt(&idle)
+	_ = ep.SetSockOpt(&interval)
+	_ = ep.SetSockOptInt(tcpip.KeepaliveCountOption, keepAliveCount)
+	ep.SocketOptions().SetKeepAlive(true)
+}
+
+// watchDial registers a Dial to peer waiting for its handshake; the
+// channel receives the Link error that makes the peer unreachable.
+func (t *Transport) watchDial(peer wire.HIT) chan error {
+	ch := make(chan error, 1)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dials[peer] == nil {
+		t.dials[peer] = make(map[chan error]struct{})
+	}
+	t.dials[peer][ch] = struct{}{}
+	return ch
+}
+
+func (t *Transport) unwatchDial(peer wire.HIT, ch chan error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.dials[peer], ch)
+	if len(t.dials[peer]) == 0 {
+		delete(t.dials, peer)
+	}
+}
+
+// linkFailed is told of every WriteSegment error. One that says the peer
+// cannot be reached at all fails the Dials to it; any other is a lost
+// segment, which TCP retransmits.
+func (t *Transport) linkFailed(dst wire.HIT, err error) {
+	t.log.Debug("netstack: WriteSegment failed", "peer", dst, "err", err)
+	if !unreachable(err) {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for ch := range t.dials[dst] {
+		select {
+		case ch <- err:
+		default:
+		}
+	}
+}
+
+// unreachable reports whether a Link error means that no segment will
+// reach the peer, however often TCP retransmits.
+func unreachable(err error) bool {
+	for _, target := range []error{overlay.ErrUnknownPeer, overlay.ErrNotAuthorized,
+		overlay.ErrHandshakeFailed, overlay.ErrHandshakeTimeout, overlay.ErrClosed} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// Listen accepts TCP connections to port on the local HIT; port 0 picks
+// a free ephemeral port (Addr tells which). A port that is taken fails
+// with an error wrapping overlay.ErrPortInUse.
+func (t *Transport) Listen(port int) (net.Listener, error) {
+	laddr := &overlay.Addr{HIT: t.local, Port: port}
+	opErr := func(err error) error {
+		return &net.OpError{Op: "listen", Net: "hip", Addr: laddr, Err: err}
+	}
+	if port < 0 || port > 0xFFFF {
+		return nil, opErr(fmt.Errorf("%w %d", errBadPort, port))
+	}
+	if t.isClosed() {
+		return nil, opErr(errClosed)
+	}
+	l, err := t.listen(port)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	return l, nil
+}
+
+// Close ends every connection (with RST, so that peers learn it at once)
+// and listener, stops netstack's goroutines and waits for them, and
+// unregisters from the Link. A second Close returns errClosed.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return errClosed
+	}
+	t.closed = true
+	close(t.done)
+	conns := make([]*conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	ls := make([]*listener, 0, len(t.listeners))
+	for l := range t.listeners {
+		ls = append(ls, l)
+	}
+	t.mu.Unlock()
+
+	t.link.HandleSegments(protoTCP, nil)
+	t.ep.detach()
+	for _, l := range ls {
+		l.shut()
+	}
+	for _, c := range conns {
+		c.shut()
+	}
+	// Abort every endpoint still registered (RST to its peer), then stop
+	// the TCP processors and remove the interface, and wait for both.
+	t.stack.Close()
+	for _, c := range conns {
+		c.ep.Close()
+	}
+	t.stack.Wait()
+	return nil
+}
+
+func (t *Transport) isClosed() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// track records c (or l) so that Close can end it; it fails once the
+// Transport is closed.
+func (t *Transport) track(c *conn) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return errClosed
+	}
+	t.conns[c] = struct{}{}
+	return nil
+}
+
+func (t *Transport) forget(c *conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
+
+func (t *Transport) trackListener(l *listener) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return errClosed
+	}
+	t.listeners[l] = struct{}{}
+	return nil
+}
+
+func (t *Transport) forgetListener(l *listener) {
+	t.mu.Lock()
+	delete(t.listeners, l)
+	t.mu.Unlock()
+}

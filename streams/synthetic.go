@@ -1,0 +1,236 @@
+package streams
+
+import (
+	"crypto"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"fmt"
+	"math/big"
+	"sync"
+
+	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
+)
+
+// The synthetic certificates of a peer. This host makes two for each
+// peer host identity it meets, and never sends them:
+//
+//   - the root (syntheticRoot) the client trusts when it dials the peer
+//     with certificates (tls.go): Subject CN=<HIT>, the host identity key,
+//     a CA. The standard verifier then accepts exactly a leaf issued by
+//     CN=<HIT> and signed by that key.
+//   - the leaf (syntheticLeaf) that stands for the peer's certificate in
+//     the synthetic TLS sessions of the PSK handshake (psk.go): named as
+//     the peer's own certificate is (CN and IP SAN the HIT, so that
+//     crypto/tls's check of a client session against ServerName holds),
+//     with the host identity key, issued under the root's name. The
+//     client's session stores the chain [leaf, root].
+//
+// Nothing ever checks their signatures: crypto/x509 takes the roots it is
+// given as they are, and crypto/tls never verifies a session's
+// certificates again (VerifyConnection compares them to the ones made
+// here). So they carry none. Making them costs no public-key operation,
+// which matters: a signed certificate (a signature, then crypto/x509's
+// check of it) costs more than a hundred microseconds, and a host makes
+// them on first contact with a peer, the very handshake the PSK speeds
+// up.
+//
+// The root has no subject alternative name: crypto/x509 drops a candidate
+// root with the same subject, key and SAN as a certificate already in the
+// chain (alreadyInChain), and the peer's real certificate has the HIT as
+// its SAN.
+
+// Object identifiers of the synthetic certificate (RFC 5280 §4.2.1, RFC
+// 5758 §3.2).
+var (
+	oidSignatureECDSAWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
+	oidExtKeyUsage              = asn1.ObjectIdentifier{2, 5, 29, 15}
+	oidExtBasicConstraints      = asn1.ObjectIdentifier{2, 5, 29, 19}
+	oidExtSubjectAltName        = asn1.ObjectIdentifier{2, 5, 29, 17}
+)
+
+// tbsCertificate, validity and certificate are the X.509 structures of
+// RFC 5280 §4.1, for encoding/asn1.
+type tbsCertificate struct {
+	Version      int `asn1:"explicit,tag:0"`
+	SerialNumber *big.Int
+	Signature    pkix.AlgorithmIdentifier
+	Issuer       asn1.RawValue
+	Validity     validity
+	Subject      asn1.RawValue
+	PublicKey    asn1.RawValue
+	Extensions   []pkix.Extension `asn1:"explicit,tag:3"`
+}
+
+// validity: UTCTime through 2049, GeneralizedTime after (RFC 5280
+// §4.1.2.5).
+type validity struct {
+	NotBefore asn1.RawValue
+	NotAfter  asn1.RawValue
+}
+
+type certificate struct {
+	TBSCertificate     asn1.RawValue
+	SignatureAlgorithm pkix.AlgorithmIdentifier
+	SignatureValue     asn1.BitString
+}
+
+// Key usage (RFC 5280 §4.2.1.3) and basic constraints (§4.2.1.9) of the
+// root (digitalSignature and keyCertSign, a CA) and of the leaf
+// (digitalSignature, not a CA).
+var (
+	rootKeyUsage         = mustMarshal(asn1.BitString{Bytes: []byte{0x84}, BitLength: 6})
+	rootBasicConstraints = mustMarshal(struct{ IsCA bool }{true})
+	leafKeyUsage         = mustMarshal(asn1.BitString{Bytes: []byte{0x80}, BitLength: 1})
+	leafBasicConstraints = mustMarshal(struct {
+		IsCA bool `asn1:"optional"`
+	}{})
+)
+
+func mustMarshal(v any) []byte {
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// syntheticRoot makes the synthetic root for peer, whose host identity
+// key is key: self-issued, CN=<peer>, a CA, no SAN, no signature.
+func syntheticRoot(peer wire.HIT, key crypto.PublicKey) (*x509.Certificate, error) {
+	return syntheticCert(peer, key, []pkix.Extension{
+		{Id: oidExtKeyUsage, Critical: true, Value: rootKeyUsage},
+		{Id: oidExtBasicConstraints, Critical: true, Value: rootBasicConstraints},
+	})
+}
+
+// syntheticLeaf makes the synthetic leaf for peer: issued by CN=<peer>,
+// CN=<peer>, IP SAN peer, not a CA, no signature.
+func syntheticLeaf(peer wire.HIT, key crypto.PublicKey) (*x509.Certificate, error) {
+	san, err := asn1.Marshal([]asn1.RawValue{{Class: asn1.ClassContextSpecific, Tag: 7, Bytes: peer[:]}})
+	if err != nil {
+		return nil, err
+	}
+	return syntheticCert(peer, key, []pkix.Extension{
+		{Id: oidExtKeyUsage, Critical: true, Value: leafKeyUsage},
+		{Id: oidExtBasicConstraints, Critical: true, Value: leafBasicConstraints},
+		{Id: oidExtSubjectAltName, Value: san},
+	})
+}
+
+// syntheticCert makes a certificate issued by and for CN=<peer>, with key
+// and exts, valid as long as X.509 allows, without a signature.
+func syntheticCert(peer wire.HIT, key crypto.PublicKey, exts []pkix.Extension) (*x509.Certificate, error) {
+	der, err := syntheticDER(peer, key, exts)
+	if err != nil {
+		return nil, fmt.Errorf("streams: synthetic certificate for %s: %w", peer, err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+func syntheticDER(peer wire.HIT, key crypto.PublicKey, exts []pkix.Extension) ([]byte, error) {
+	spki, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		return nil, err
+	}
+	name, err := asn1.Marshal(hitName(peer).ToRDNSequence())
+	if err != nil {
+		return nil, err
+	}
+	serial, err := serialNumber()
+	if err != nil {
+		return nil, err
+	}
+	from, err := asn1.MarshalWithParams(notBefore, "utc")
+	if err != nil {
+		return nil, err
+	}
+	until, err := asn1.MarshalWithParams(notAfter, "generalized")
+	if err != nil {
+		return nil, err
+	}
+	alg := pkix.AlgorithmIdentifier{Algorithm: oidSignatureECDSAWithSHA256}
+	tbs, err := asn1.Marshal(tbsCertificate{
+		Version:      2, // v3
+		SerialNumber: serial,
+		Signature:    alg,
+		Issuer:       asn1.RawValue{FullBytes: name},
+		Validity:     validity{asn1.RawValue{FullBytes: from}, asn1.RawValue{FullBytes: until}},
+		Subject:      asn1.RawValue{FullBytes: name},
+		PublicKey:    asn1.RawValue{FullBytes: spki},
+		Extensions:   exts,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return asn1.Marshal(certificate{
+		TBSCertificate:     asn1.RawValue{FullBytes: tbs},
+		SignatureAlgorithm: alg,
+	})
+}
+
+// certCache keeps the synthetic certificates of each peer identity, and
+// the root pool, for the handshakes in progress with it (a Dial and the
+// retries it may make share them). Entries go once a connection with the
+// peer is up (drop): parsed certificates are several KiB, and a node that
+// meets thousands of peers must not keep theirs. It is bounded too: when
+// full it starts over.
+type certCache struct {
+	mu sync.Mutex
+	m  map[wire.HIT]*peerCerts
+}
+
+// peerCerts are the synthetic certificates of one peer host identity, and
+// the pool that holds the root.
+type peerCerts struct {
+	key  *hostid.PublicKey
+	root *x509.Certificate
+	leaf *x509.Certificate
+	pool *x509.CertPool
+}
+
+const maxCachedCerts = 1024
+
+func (c *certCache) get(peer wire.HIT, pub *hostid.PublicKey) (*peerCerts, error) {
+	c.mu.Lock()
+	if pc, ok := c.m[peer]; ok && pc.key.Equal(pub) {
+		c.mu.Unlock()
+		return pc, nil
+	}
+	c.mu.Unlock()
+	root, err := syntheticRoot(peer, pub.CryptoPublicKey())
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := syntheticLeaf(peer, pub.CryptoPublicKey())
+	if err != nil {
+		return nil, err
+	}
+	pc := &peerCerts{key: pub, root: root, leaf: leaf, pool: x509.NewCertPool()}
+	pc.pool.AddCert(root)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedCerts {
+		c.m = map[wire.HIT]*peerCerts{}
+	}
+	c.m[peer] = pc
+	c.mu.Unlock()
+	return pc, nil
+}
+
+// drop forgets peer's certificates.
+func (c *certCache) drop(peer wire.HIT) {
+	c.mu.Lock()
+	delete(c.m, peer)
+	c.mu.Unlock()
+}
+
+// certsFor returns the synthetic certificates of peer's authenticated
+// host identity.
+func (m *Manager) certsFor(peer wire.HIT) (*peerCerts, error) {
+	pub, err := peerKey(m.cfg.PeerIdentity, peer)
+	if err != nil {
+		return nil, err
+	}
+	return m.certs.get(peer, pub)
+}
