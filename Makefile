@@ -11,7 +11,7 @@ FUZZTIME ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK         := $(CURDIR)/.bin/staticcheck
 
-.PHONY: help demo test fuzz bench lint e2e
+.PHONY: help demo test fuzz bench benchtable lint e2e
 
 help:
 	@echo 'make help    this list'
@@ -27,6 +27,9 @@ help:
 	@echo 'make fuzz    every Fuzz* target of every package, FUZZTIME each (default $(FUZZTIME));'
 	@echo '             fails only if a target wrote a failing input to testdata/fuzz/'
 	@echo 'make bench   every benchmark with allocation counts (-benchmem), no tests'
+	@echo 'make benchtable  the performance table: streams, datagrams and handshakes against'
+	@echo '             TLS, quic-go and UDP measured in the same run, ratios and goals, for each'
+	@echo '             stream transport (about six minutes on 2 cores)'
 	@echo 'make lint    gofmt -l, go vet and staticcheck $(STATICCHECK_VERSION) (installed into .bin/'
 	@echo '             when missing or at another version)'
 
@@ -90,6 +93,9 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+benchtable:
+	$(GO) run ./internal/tools/benchtable
 
 lint: $(STATICCHECK)
 	@unformatted=$$(gofmt -l .); \

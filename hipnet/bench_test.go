@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"hipnet.dev/streams"
 )
 
 // Benchmarks of the public API against the baselines an application would
@@ -70,6 +72,10 @@ import (
 //
 //	go test -run '^$' -bench . -count 3 -benchtime 20x ./hipnet/
 //
+// -args -hipnet.streams netstack measures the streams over netstack's TCP
+// instead of QUIC; `make benchtable` runs both and prints the table of
+// figures, baselines and ratios.
+//
 // -benchtime Nx bounds every benchmark; with a time-based -benchtime the
 // untimed setup (fresh nodes for every first contact and base exchange)
 // makes the wall time several times the timed span.
@@ -83,6 +89,23 @@ const benchTimeout = 30 * time.Second
 //
 //	go test -run '^$' -bench Throughput -benchtime 10x -cpuprofile hip.prof ./hipnet/ -args -hipnet.benchonly hip
 var benchOnly = flag.String("hipnet.benchonly", "", "run only this path of each benchmark (hip, tls, quic, quic1280, udp), for profiling")
+
+// benchStreams is the stream transport of every node the tests and
+// benchmarks start without one of their own: "quic" (the default) or
+// "netstack". The table of internal/tools/benchtable runs the benchmarks
+// once with each.
+var benchStreams = flag.String("hipnet.streams", "quic", "stream transport of the test nodes: quic or netstack")
+
+// benchStreamsFactory is Config.Streams for -hipnet.streams.
+func benchStreamsFactory(t testing.TB) streams.Factory {
+	for _, tr := range streamTransports {
+		if tr.name == *benchStreams {
+			return tr.f
+		}
+	}
+	t.Fatalf("-hipnet.streams %q: want quic or netstack", *benchStreams)
+	return nil
+}
 
 // path returns f, or a no-op if -hipnet.benchonly leaves name out.
 func path(name string, f func()) func() {
@@ -109,7 +132,7 @@ func freshClientAt(b *testing.B, server *Node, listen string) *Node {
 	if err != nil {
 		b.Fatal(err)
 	}
-	n, err := NewNode(Config{Identity: id, ListenAddr: listen})
+	n, err := NewNode(Config{Identity: id, ListenAddr: listen, Streams: benchStreamsFactory(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

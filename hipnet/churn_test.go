@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"hipnet.dev/streams"
 )
 
 // TestChurnHeap: a responder serves churnPeers short-lived initiators,
@@ -142,13 +144,14 @@ func TestChurnHeap(t *testing.T) {
 	}
 	// settle waits until the responder has no live association and no
 	// QUIC connection.
+	quic := server.streams.(*streams.Manager)
 	settle := func() {
 		t.Helper()
 		deadline := time.Now().Add(settleMax)
-		for len(live()) > 0 || server.streams.ConnectionCount() > 0 {
+		for len(live()) > 0 || quic.ConnectionCount() > 0 {
 			if time.Now().After(deadline) {
 				t.Fatalf("after %v: live associations %+v, QUIC connections %d",
-					settleMax, live(), server.streams.ConnectionCount())
+					settleMax, live(), quic.ConnectionCount())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hipnet.dev/hipnet/resolve"
+	"hipnet.dev/streams"
 )
 
 // Config configures a Node. Only Identity is required.
@@ -94,6 +95,17 @@ type Config struct {
 	// PacketConn bound to one) has nothing to watch. On Linux the watch
 	// follows the network namespace of the thread that called NewNode.
 	DisableAddrWatch bool
+
+	// Streams chooses the transport of the node's streams (Dial "tcp",
+	// Listen). Nil: QUIC over the association (package streams), whose
+	// connections are keyed from the association (no second public-key
+	// handshake) and multiplex every stream to a peer without
+	// head-of-line blocking. netstack.Streams (package streams/netstack)
+	// runs TCP in a userspace TCP/IP stack (gVisor) over ESP in BEET mode,
+	// the HITs as its IPv6 addresses: no cryptographic handshake at all,
+	// TCP's semantics, and gVisor linked only into binaries that name it.
+	// Both ends of a stream must use the same transport.
+	Streams streams.Factory
 
 	// Resolver turns the names of Dial addresses ("device42:8883",
 	// "device42.example.com:8883") into HITs and locators: a hosts file,

@@ -98,6 +98,7 @@ func statsFrom(s overlay.Stats) Stats {
 		KeepalivesIn:  s.KeepalivesIn,
 		KeepalivesOut: s.KeepalivesOut,
 		Paths:         PathStats(s.Paths),
+		IO:            IOStats(s.IO),
 		Drops: Drops{
 			Short:           d.Short,
 			STUN:            d.STUN,

@@ -200,23 +200,40 @@ func TestUnauthorizedPeer(t *testing.T) {
 	}
 }
 
+// TestRefusedPort: a stream to a port with no listener is refused with
+// ErrRefused, on each stream transport: QUIC's Dial returns at once and
+// the refusal comes on the first Read; netstack's TCP gets the RST in
+// Dial.
 func TestRefusedPort(t *testing.T) {
-	client, server := pairNodes(t, Config{}, Config{})
-	echoServer(t, server, 7) // a listener elsewhere
-	_, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 8))
-	if !errors.Is(err, ErrRefused) {
-		t.Fatalf("error %v, want ErrRefused", err)
-	}
-	// The first dial includes the base exchange; a second one is the
-	// refusal alone.
-	start := time.Now()
-	_, err = client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 8))
-	if !errors.Is(err, ErrRefused) || time.Since(start) > 2*time.Second {
-		t.Fatalf("error %v after %v", err, time.Since(start))
-	}
-	var oe *net.OpError
-	if !errors.As(err, &oe) || oe.Op != "dial" {
-		t.Fatalf("not a *net.OpError: %T", err)
+	for _, tr := range streamTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			client, server := pairNodes(t, Config{Streams: tr.f}, Config{Streams: tr.f})
+			echoServer(t, server, 7) // a listener elsewhere
+			refused := func() error {
+				c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 8))
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_, err = c.Read(make([]byte, 1))
+				return err
+			}
+			if err := refused(); !errors.Is(err, ErrRefused) {
+				t.Fatalf("error %v, want ErrRefused", err)
+			}
+			// The first dial includes the base exchange; a second one is
+			// the refusal alone.
+			start := time.Now()
+			err := refused()
+			if !errors.Is(err, ErrRefused) || time.Since(start) > 2*time.Second {
+				t.Fatalf("error %v after %v", err, time.Since(start))
+			}
+			var oe *net.OpError
+			if !errors.As(err, &oe) || (oe.Op != "read" && oe.Op != "dial") {
+				t.Fatalf("not a *net.OpError of dial or read: %T %v", err, err)
+			}
+		})
 	}
 }
 

@@ -12,26 +12,48 @@ import (
 
 // TestDialErrorsAsPackageNet: a dial error is a *net.OpError whose Net
 // is the network the caller passed, whatever layer failed, and whose
-// message says each thing once.
+// message says each thing once; a refused stream is a *net.OpError of its
+// first Read.
 func TestDialErrorsAsPackageNet(t *testing.T) {
 	client, server := pairNodes(t, Config{}, Config{})
 	for _, network := range []string{"tcp", "tcp6", "hip", "udp"} {
-		_, err := client.DialContext(ctxT(t, 5*time.Second), network, addrOf(server, 4444)) // no listener
+		c, err := client.DialContext(ctxT(t, 5*time.Second), network, addrOf(server, 4444)) // no listener
 		if network == "udp" {
 			continue // connected datagram sockets learn of refusal on write, as in package net
 		}
+		// The stream is not refused before its first octets went out
+		// (Dial does not wait a round trip): the refusal comes on Read,
+		// a *net.OpError of the stream layer.
+		if err != nil {
+			t.Fatalf("%s: Dial: %v", network, err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
 		var oe *net.OpError
-		if !errors.As(err, &oe) || oe.Net != network {
-			t.Errorf("%s: %v (%T), want a *net.OpError with Net %q", network, err, err, network)
+		if !errors.As(err, &oe) || oe.Op != "read" {
+			t.Errorf("%s: %v (%T), want a *net.OpError of read", network, err, err)
 		}
 		if !errors.Is(err, ErrRefused) {
 			t.Errorf("%s: %v is not ErrRefused", network, err)
 		}
 	}
+	// A dial error names the caller's network.
+	stranger, err := GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, network := range []string{"tcp", "tcp6", "hip"} {
+		_, err := client.DialContext(ctxT(t, 5*time.Second), network, (&Addr{HIT: stranger.HIT(), Port: 1}).String())
+		var oe *net.OpError
+		if !errors.As(err, &oe) || oe.Net != network || !errors.Is(err, ErrUnknownPeer) {
+			t.Errorf("%s: %v (%T), want a *net.OpError with Net %q wrapping ErrUnknownPeer", network, err, err, network)
+		}
+	}
 	dead := deadAddr(t)
 	other := newTestNode(t, Config{})
 	c := newTestNode(t, Config{Peers: map[HIT][]netip.AddrPort{other.HIT(): {dead}}})
-	_, err := c.DialContext(ctxT(t, 500*time.Millisecond), "tcp", addrOf(other, 7))
+	_, err = c.DialContext(ctxT(t, 500*time.Millisecond), "tcp", addrOf(other, 7))
 	var de *DialError
 	if !errors.As(err, &de) || !de.Timeout() {
 		t.Fatalf("%v (%T) is not a timed-out *DialError", err, err)

@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"hipnet.dev/streams"
+	"hipnet.dev/streams/netstack"
 )
 
 // newTestNode starts a node on an ephemeral loopback port.
@@ -25,6 +28,9 @@ func newTestNode(t testing.TB, cfg Config) *Node {
 	}
 	if cfg.ListenAddr == "" && cfg.PacketConn == nil {
 		cfg.ListenAddr = "127.0.0.1:0"
+	}
+	if cfg.Streams == nil {
+		cfg.Streams = benchStreamsFactory(t) // -hipnet.streams (bench_test.go)
 	}
 	n, err := NewNode(cfg)
 	if err != nil {
@@ -164,3 +170,10 @@ func ownLoopback(i int) string {
 	}
 	return "127.0.0.1:0"
 }
+
+// streamTransports are the stream transports tests run on: QUIC (the
+// default, Config.Streams nil) and netstack's TCP.
+var streamTransports = []struct {
+	name string
+	f    streams.Factory
+}{{"quic", nil}, {"netstack", netstack.Streams}}

@@ -18,6 +18,11 @@ func TestMobilityTshark(t *testing.T) {
 	k := r.stream(t)
 	sh := r.server.HIT()
 	verified(t, r.client, sh, r.paths[1].Addr(), 5*time.Second)
+	// The stream flows before the path fails, as in TestMobilityFailover:
+	// Dial no longer waits for the stream's answer, and a stream whose
+	// first packets are lost with the path waits out QUIC's backed-off
+	// PTO on top of the failover.
+	flows(t, k, 16<<10, 5*time.Second)
 	r.paths[0].Blackhole(true)
 	movedTo(t, r.client, sh, r.paths[1].Addr(), 3*time.Second, "no failover")
 	flows(t, k, 16<<10, 5*time.Second)

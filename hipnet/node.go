@@ -26,7 +26,7 @@ const StreamPort = 65535
 // peers, and the connections over them. A Node is safe for concurrent use.
 type Node struct {
 	stack   *overlay.Stack
-	streams *streams.Manager
+	streams streams.Transport
 	addrs   *netmon.Monitor // nil: not watching (mobility.go)
 	names   resolve.Resolver
 
@@ -91,20 +91,8 @@ func newNode(cfg Config, hs handshake.Config) (*Node, error) {
 		closeWatch(mon)
 		return nil, err
 	}
-	pc, err := st.ListenInner(StreamPort)
+	sm, err := newStreams(cfg, st)
 	if err != nil {
-		st.Close()
-		closeWatch(mon)
-		return nil, err
-	}
-	sm, err := streams.New(pc, st.HIT(), streams.Config{
-		Identity:     cfg.Identity.key,
-		PeerIdentity: func(h wire.HIT) (*hostid.PublicKey, bool) { return st.PeerIdentity(h) },
-		Associate:    st.Connect,
-		Logger:       cfg.Logger,
-	})
-	if err != nil {
-		pc.Close()
 		st.Close()
 		closeWatch(mon)
 		return nil, err
@@ -114,6 +102,45 @@ func newNode(cfg Config, hs handshake.Config) (*Node, error) {
 			"relays", len(relays), "peers", len(cfg.Peers), "watch_addrs", mon != nil)
 	}
 	return &Node{stack: st, streams: sm, addrs: mon, names: cfg.Resolver}, nil
+}
+
+// newStreams starts the node's stream transport: cfg.Streams', or QUIC on
+// the reserved inner port StreamPort, keyed from the associations.
+func newStreams(cfg Config, st *overlay.Stack) (streams.Transport, error) {
+	if cfg.Streams != nil {
+		return cfg.Streams(streams.Env{Link: segmentLink{st}, Associate: st.Connect, Logger: cfg.Logger})
+	}
+	pc, err := st.ListenInner(StreamPort)
+	if err != nil {
+		return nil, err
+	}
+	sm, err := streams.New(pc, st.HIT(), streams.Config{
+		Identity:     cfg.Identity.key,
+		PeerIdentity: func(h wire.HIT) (*hostid.PublicKey, bool) { return st.PeerIdentity(h) },
+		Secret:       st.AssociationSecret,
+		Associate:    st.Connect,
+		Logger:       cfg.Logger,
+	})
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	return sm, nil
+}
+
+// segmentLink is the stack as a streams.Link.
+type segmentLink struct{ st *overlay.Stack }
+
+func (l segmentLink) LocalHIT() wire.HIT { return l.st.HIT() }
+
+func (l segmentLink) WriteSegment(dst wire.HIT, proto uint8, seg []byte) error {
+	return l.st.WriteSegment(dst, proto, seg)
+}
+
+func (l segmentLink) HandleSegments(proto uint8, fn func(src wire.HIT, seg []byte)) {
+	// The transport is the protocol's only user on this node, so
+	// registering cannot find it taken.
+	_ = l.st.HandleSegments(proto, fn)
 }
 
 // HIT returns the node's HIT.
@@ -161,7 +188,13 @@ func (n *Node) Dial(network, address string) (net.Conn, error) {
 // name), ErrNotAuthorized (Config.Authorize refused the peer, or the peer
 // refused us), ErrHandshakeFailed, ErrHandshakeTimeout (a *DialError
 // naming the locators tried; Timeout() true, also when ctx's deadline
-// ended the dial), ErrRefused (no listener on the port), ErrClosed.
+// ended the dial), ErrClosed.
+//
+// A stream's Dial does not wait for the peer to accept it: the first
+// octets go out at once, and a port with no listener shows on the
+// connection's first Read or Write, an error wrapping ErrRefused (with
+// the QUIC transport; netstack's TCP waits for the SYN-ACK and returns
+// ErrRefused from Dial).
 func (n *Node) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	c, err := n.dial(ctx, network, address)
 	if err != nil {

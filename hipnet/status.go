@@ -323,11 +323,21 @@ type Stats struct {
 	BEX           BEXStats   `json:"bex"`
 	Relay         RelayStats `json:"relay"` // on a relay (cmd/hip-relay): its forwarding and refusals
 	Paths         PathStats  `json:"paths"` // mobility and failover of direct associations
+	IO            IOStats    `json:"io"`    // how the socket moves datagrams
 
 	// Gauges, read when Stats is called.
 	Associations     map[string]int `json:"associations"`      // associations by PeerInfo.State ("ESTABLISHED", "I1-SENT", ...)
 	RelaysRegistered int            `json:"relays_registered"` // Config.Relays that hold the node's registration now
 	Registrations    int            `json:"registrations"`     // on a relay: hosts registered with it now
+}
+
+// IOStats say which batching features of the kernel the node's socket
+// uses (Stats.IO), detected at start.
+type IOStats struct {
+	Batch     bool   `json:"batch"`      // sendmmsg and recvmmsg
+	GSO       bool   `json:"gso"`        // UDP segmentation offload on send (Linux 4.18)
+	GRO       bool   `json:"gro"`        // UDP receive offload (Linux 5.0)
+	GSOErrors uint64 `json:"gso_errors"` // GSO sends the kernel refused (then sent without it)
 }
 
 // PathStats count what mobility and failover did (Stats.Paths).

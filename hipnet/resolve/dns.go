@@ -56,9 +56,9 @@ type DNS struct {
 	// Port is the port of the locators built from the name's A and AAAA
 	// records; zero means DefaultLocatorPort.
 	Port uint16
-	// NoAddresses skips the A and AAAA queries: Records have no Locators,
-	// and the peer is reached through its RVS or locators the caller
-	// knows.
+	// NoAddresses skips the A and AAAA queries, the rendezvous servers'
+	// too: Records have no Locators and no RVSLocators, and the peer is
+	// reached through locators the caller knows.
 	NoAddresses bool
 	// RVSPort is the port of the rendezvous servers' locators
 	// (Record.RVSLocators) built from their names' A and AAAA records;
@@ -157,9 +157,11 @@ func (d *DNS) Resolve(ctx context.Context, name string) (Record, error) {
 			ttl = min(ttl, lttl)
 		}
 	}
-	if locs, lttl := q.rvsLocators(ctx, rec.RVS, d.rvsPort()); len(locs) > 0 {
-		rec.RVSLocators = locs
-		ttl = min(ttl, lttl)
+	if !d.NoAddresses {
+		if locs, lttl := q.rvsLocators(ctx, rec.RVS, d.rvsPort()); len(locs) > 0 {
+			rec.RVSLocators = locs
+			ttl = min(ttl, lttl)
+		}
 	}
 	rec.TTL = time.Duration(ttl) * time.Second
 	return rec, nil

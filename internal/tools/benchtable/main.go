@@ -1,0 +1,176 @@
+// Command benchtable runs hipnet's comparative benchmarks and prints the
+// table of issue 12: every hipnet figure beside its baseline measured in
+// the same run, the ratio, the goal and the verdict, for each stream
+// transport. The figures are the medians, over -count runs, of the
+// medians each benchmark reports (hipnet/bench_test.go measures hipnet and
+// its baselines interleaved, iteration by iteration).
+//
+//	go run ./internal/tools/benchtable                    # about six minutes on 2 cores
+//	go run ./internal/tools/benchtable -count 5 -benchtime 30x
+//
+// It is a development tool: nothing imports it.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// row is one line of the table: metric names as the benchmarks report
+// them (hipnet/bench_test.go).
+type row struct {
+	figure         string
+	bench          string
+	hip, base      string // metrics
+	baseName, unit string
+	lower          bool    // lower is better (times)
+	goal           float64 // the ratio hip/base to reach
+	stretch        float64 // 0: none
+}
+
+var rows = []row{
+	{"first contact: dial + 1-octet echo", "FirstContact", "hip-µs", "tls-µs", "TLS 1.3 mTLS over TCP", "µs", true, 1.0, 0},
+	{"warm dial + echo + close", "SecondDial", "hip-µs", "tls-µs", "TLS 1.3 mTLS over TCP", "µs", true, 0.10, 0},
+	{"bulk, one stream", "Throughput", "hip-MB/s", "quic-MB/s", "quic-go on its own UDP sockets", "MB/s", false, 0.8, 0},
+	{"bulk, one stream", "Throughput", "hip-MB/s", "tls-MB/s", "TLS 1.3 over TCP", "MB/s", false, 0.5, 0},
+	{"bulk CPU, both ends", "Throughput", "hip-cpu-s/GB", "tls-cpu-s/GB", "TLS 1.3 over TCP", "CPU s/GB", true, 0, 0},
+	{"1200-octet datagrams/s", "Datagrams", "hip-dgram/s", "udp-dgram/s", "UDP, one write per datagram", "/s", false, 1.0, 0},
+	{"1200-octet datagrams/s", "Datagrams", "hip-dgram/s", "mmsg-dgram/s", "UDP, sendmmsg/recvmmsg", "/s", false, 0.8, 0},
+	{"base exchanges/s (one responder)", "BEXRate", "bex/s", "tls/s", "TLS handshakes/s", "/s", false, 1.0, 0},
+}
+
+func main() {
+	count := flag.Int("count", 3, "runs of each benchmark (the table shows medians)")
+	benchtime := flag.String("benchtime", "20x", "go test -benchtime")
+	transports := flag.String("streams", "quic,netstack", "stream transports to measure, comma-separated")
+	flag.Parse()
+
+	results := map[string]map[string][]float64{} // transport -> bench/metric -> values
+	for _, tr := range strings.Split(*transports, ",") {
+		bench := "FirstContact|SecondDial|Throughput"
+		if tr == "quic" {
+			bench += "|Datagrams|BEXRate" // the same for both transports: measured once
+		}
+		out, err := runBench(bench, *benchtime, *count, tr)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "benchtable: %s: %v\n%s", tr, err, out)
+			os.Exit(1)
+		}
+		results[tr] = parse(bytes.NewReader(out))
+	}
+	printTable(os.Stdout, results, strings.Split(*transports, ","))
+}
+
+func runBench(bench, benchtime string, count int, transport string) ([]byte, error) {
+	args := []string{"test", "-run", "^$", "-bench", "^(" + bench + ")$", "-benchtime", benchtime,
+		"-count", strconv.Itoa(count), "-timeout", "60m", "./hipnet/", "-args", "-hipnet.streams", transport}
+	fmt.Fprintf(os.Stderr, "go %s\n", strings.Join(args, " "))
+	cmd := exec.Command("go", args...)
+	cmd.Stderr = os.Stderr
+	return cmd.Output()
+}
+
+// parse reads `go test -bench` output: "BenchmarkName-2 N ns/op v unit v unit ...".
+func parse(r io.Reader) map[string][]float64 {
+	m := map[string][]float64{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := strings.TrimPrefix(f[0], "Benchmark")
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			name = name[:i]
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			m[name+"/"+f[i+1]] = append(m[name+"/"+f[i+1]], v)
+		}
+	}
+	return m
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	c := slices.Clone(v)
+	slices.Sort(c)
+	if len(c)%2 == 1 {
+		return c[len(c)/2]
+	}
+	return (c[len(c)/2-1] + c[len(c)/2]) / 2
+}
+
+func printTable(w io.Writer, results map[string]map[string][]float64, transports []string) {
+	fmt.Fprintln(w, "| figure | streams | hipnet | baseline, same run | ratio | goal | verdict |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		for _, tr := range transports {
+			m := results[tr]
+			hv, bv := m[r.bench+"/"+r.hip], m[r.bench+"/"+r.base]
+			if len(hv) == 0 || len(bv) == 0 {
+				continue // not measured for this transport
+			}
+			h, b := median(hv), median(bv)
+			ratio := 0.0
+			if b != 0 {
+				ratio = h / b
+			}
+			fmt.Fprintf(w, "| %s | %s | %s %s | %s %s (%s) | %.2f× | %s | %s |\n",
+				r.figure, transportName(r, tr), num(h), r.unit, num(b), r.unit, r.baseName, ratio, goal(r), verdict(r, ratio))
+		}
+	}
+}
+
+func transportName(r row, tr string) string {
+	if r.bench == "Datagrams" || r.bench == "BEXRate" {
+		return "—"
+	}
+	return tr
+}
+
+func goal(r row) string {
+	switch {
+	case r.goal == 0:
+		return "report"
+	case r.lower:
+		return fmt.Sprintf("≤ %.2f×", r.goal)
+	default:
+		return fmt.Sprintf("≥ %.2f×", r.goal)
+	}
+}
+
+func verdict(r row, ratio float64) string {
+	switch {
+	case r.goal == 0:
+		return "—"
+	case r.lower && ratio <= r.goal, !r.lower && ratio >= r.goal:
+		return "met"
+	default:
+		return "missed"
+	}
+}
+
+func num(v float64) string {
+	switch {
+	case v >= 1000:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
