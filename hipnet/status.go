@@ -124,8 +124,10 @@ type PeerInfo struct {
 	Since     time.Time `json:"since"`     // when the association entered State
 	Initiator bool      `json:"initiator"` // whether this node started the base exchange
 
-	// Locators are the peer's locators of a direct association (RFC 8046
-	// §5.1), the one in use first; empty for a relayed one.
+	// Locators are the peer's locators (RFC 8046 §5.1), the one in use
+	// first: its addresses, and for an association through a relay the
+	// relay and the pair ICE nominated. Empty while the association is
+	// idle and has a single locator (its state is then rebuilt on use).
 	Locators []LocatorInfo `json:"locators,omitempty"`
 
 	// LastHandshake is when the association's last base exchange or rekey
@@ -322,7 +324,7 @@ type Stats struct {
 	Drops         Drops      `json:"drops"`
 	BEX           BEXStats   `json:"bex"`
 	Relay         RelayStats `json:"relay"` // on a relay (cmd/hip-relay): its forwarding and refusals
-	Paths         PathStats  `json:"paths"` // mobility and failover of direct associations
+	Paths         PathStats  `json:"paths"` // mobility and failover: locators, ICE pairs and relays
 	IO            IOStats    `json:"io"`    // how the socket moves datagrams
 
 	// Gauges, read when Stats is called.
@@ -342,7 +344,7 @@ type IOStats struct {
 
 // PathStats count what mobility and failover did (Stats.Paths).
 type PathStats struct {
-	Switches uint64 `json:"switches"` // an association's traffic moved to another locator (logged as "path switch")
+	Switches uint64 `json:"switches"` // an association's traffic moved to another locator (logged as "path switch", or "path" for a relayed association)
 	// LostInSwitch counts the datagrams sent into a path that had died,
 	// between its last sign of life and the switch away from it: what a
 	// failover may have lost. Stream data is retransmitted; datagrams are

@@ -39,6 +39,15 @@ type Config struct {
 	// be while the association is in use before it is probed again.
 	// Default KeepaliveInterval.
 	StandbyInterval time.Duration
+
+	// PairSilence is how long the current locator, when it is the pair ICE
+	// nominated, may carry no authenticated packet from the peer before
+	// it is probed, whether we send or not: both ends keep such a pair
+	// alive with a keepalive every KeepaliveInterval (RFC 5770 §4.7), so
+	// on a pair that works the peer's packets never stop for long.
+	// Default 3·KeepaliveInterval (two keepalives lost in a row), at least
+	// PairSilenceMin.
+	PairSilence time.Duration
 }
 
 // Defaults (doc.go, "Timing").
@@ -49,6 +58,10 @@ const (
 	DefaultProbeInterval     = 200 * time.Millisecond
 	DefaultProbeCount        = 3
 	DefaultRecoveryMin       = time.Second
+	// PairSilenceMin is the least default PairSilence: with very short
+	// keepalive intervals (tests), a pair is not probed for the jitter of
+	// its keepalives.
+	PairSilenceMin = time.Second
 )
 
 // maxRTT caps an RTT sample, so that one late answer cannot stretch the
@@ -84,6 +97,9 @@ func (c Config) withDefaults() Config {
 	c.RecoveryMax = max(c.RecoveryMax, c.RecoveryMin)
 	if c.StandbyInterval <= 0 {
 		c.StandbyInterval = c.KeepaliveInterval
+	}
+	if c.PairSilence <= 0 {
+		c.PairSilence = max(3*c.KeepaliveInterval, PairSilenceMin)
 	}
 	return c
 }

@@ -22,8 +22,9 @@ const (
 	SendProbe Action = iota + 1
 	// SendKeepalive: send an authenticated keepalive, an ESP dummy packet
 	// (RFC 4303 §2.6), to To: the NAT keepalive of RFC 5770 §4.7 on an idle
-	// path, or the passive keepalive that tells a peer sending one way
-	// that its path works (doc.go).
+	// path or on an ICE pair that is not the current one, or the passive
+	// keepalive that tells a peer sending one way that its path works
+	// (doc.go).
 	SendKeepalive
 	// Switch: the current locator changes from From (invalid: there was
 	// none) to To (invalid: none is left). Send ESP and control packets

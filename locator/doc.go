@@ -81,7 +81,18 @@
 //     to a sub-second failover, with RFC 8046 §5.4 probes as the check.
 //   - Keepalives: RFC 5770 §4.7 (every 15 s on an idle path; a relay MAY
 //     refrain), as ESP dummy packets (RFC 4303 §2.6), which are
-//     authenticated and so prove a path, unlike STUN indications.
+//     authenticated and so prove a path, unlike STUN indications. An ICE
+//     pair gets them even when traffic fell back to the relay, so that
+//     its NAT mappings stay open and the peer's keepalives on it show when
+//     it works again (which a check then confirms before traffic moves
+//     back).
+//   - The relay and the ICE pair (RFC 5770 §4.6, §4.7): the pair ICE
+//     nominated ranks above the relay; since both ends keep it alive,
+//     the peer's silence on it for Config.PairSilence makes it suspect
+//     even while we send nothing, and when its check fails traffic falls
+//     back to the relay (ReasonFallback) before the application needs
+//     it. The caller rekeys through the relay then: it forwards ESP by
+//     SPI, learnt from the control packets it relays.
 //
 // # Timing
 //
@@ -127,6 +138,11 @@
 //     so the failover lands on a path known to work (and its NAT mapping
 //     is refreshed); only that one standby, so the cost does not grow with
 //     the number of locators.
+//   - PairSilence 45 s (3 × KeepaliveInterval, at least 1 s): an idle ICE
+//     pair that carried none of the peer's keepalives for two intervals
+//     and more is checked, and the association falls back to the relay
+//     after ProbeCount unanswered probes. A pair in use is watched like
+//     any current path (SilenceTimeout), within the second.
 //
 // # Use
 //

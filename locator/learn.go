@@ -196,6 +196,12 @@ func (s *Set) Nominated(now time.Time, addr netip.AddrPort) []Decision {
 	if e.State == Failed {
 		hint = ReasonRecovered
 	}
+	if e.Origin == OriginPacket {
+		// Its packets came before ICE told us (the peer's side of the
+		// checks finished first): the pair is ICE's, and goes with its
+		// nomination (NominationLost).
+		e.Origin = OriginICE
+	}
 	e.Kind, e.Preferred, e.Expires = ICE, true, time.Time{}
 	s.activate(now, i)
 	s.reselect(now, hint)

@@ -153,3 +153,124 @@ func TestIPv4Mapped(t *testing.T) {
 		t.Fatalf("mapped address taken for a new one: %v", m.s.Locators(nil))
 	}
 }
+
+// keepalives plays the peer's NAT keepalives on the pair at a for d: one
+// every KeepaliveInterval, as both ends of an ICE pair send them.
+func (m *sim) keepalives(a netip.AddrPort, d time.Duration) {
+	m.t.Helper()
+	ka := m.s.Config().KeepaliveInterval
+	for end := m.now.Add(d); m.now.Before(end); {
+		m.runFor(ka)
+		m.take(m.s.ReceivedKeepalive(m.now, a, 60))
+	}
+}
+
+// TestPairSilence: an idle association on ICE's pair is not probed while
+// the peer's keepalives arrive on it; when they stop (the pair went dark),
+// the pair is probed after PairSilence, though we send nothing, and the
+// association falls back to the relay (ReasonFallback) before it is
+// needed there.
+func TestPairSilence(t *testing.T) {
+	m := relayed(t)
+	m.alive[addrA] = true
+	m.take(m.s.Nominated(m.now, addrA))
+	if m.current() != addrA {
+		t.Fatalf("current %v", m.current())
+	}
+	mk := m.mark()
+	m.keepalives(addrA, 2*time.Minute)
+	for _, l := range m.since(mk) {
+		if l.d.Action != SendKeepalive || l.d.To != addrA {
+			t.Fatalf("%v on an idle pair that works, want only its keepalives", l.d)
+		}
+	}
+	last, mk := m.now, m.mark()
+	m.alive[addrA] = false
+	cfg := m.s.Config()
+	m.runFor(cfg.PairSilence + time.Duration(cfg.ProbeCount+1)*cfg.ProbeInterval)
+	at := m.wantSwitch(mk, addrA, relayA, ReasonFallback)
+	if p := m.probes(addrA, mk); len(p) != cfg.ProbeCount || p[0].d.Purpose != ProbeLiveness || p[0].at.Before(last.Add(cfg.PairSilence)) {
+		t.Fatalf("probes %v, want %d liveness probes from %v on", p, cfg.ProbeCount, cfg.PairSilence)
+	}
+	if bound := cfg.PairSilence + time.Duration(cfg.ProbeCount)*cfg.ProbeInterval; at.Sub(last) > bound {
+		t.Fatalf("fell back %v after the last keepalive, want within %v", at.Sub(last), bound)
+	}
+	// A direct path has no such rule: the peer may send nothing unasked
+	// (TestIdleCostsOnlyKeepalives).
+	if cfg.PairSilence != 3*DefaultKeepaliveInterval {
+		t.Fatalf("PairSilence %v, want 3 × the keepalive interval", cfg.PairSilence)
+	}
+}
+
+// TestPairKeepaliveAfterFallback: after the fallback, the failed pair
+// gets the NAT keepalives while the association is idle (the relay gets
+// none), and no checks. The peer's keepalive arriving on it starts one;
+// unanswered, the path stays on the relay; answered, it moves back
+// (ReasonRecovered). A packet never moves it by itself.
+func TestPairKeepaliveAfterFallback(t *testing.T) {
+	m := relayed(t)
+	m.alive[addrA] = true
+	m.take(m.s.Nominated(m.now, addrA))
+	m.alive[addrA] = false
+	m.runFor(2 * time.Minute)
+	if m.current() != relayA || m.state(addrA) != Failed {
+		t.Fatalf("current %v, pair %v", m.current(), m.state(addrA))
+	}
+	mk := m.mark()
+	m.runFor(time.Minute)
+	ka := 0
+	for _, l := range m.since(mk) {
+		switch {
+		case l.d.Action == SendKeepalive && l.d.To == addrA && l.d.Kind == ICE:
+			ka++
+		default:
+			t.Fatalf("%v on an idle relayed association, want only the pair's keepalives", l.d)
+		}
+	}
+	if ka != 4 {
+		t.Fatalf("%d keepalives to the failed pair in a minute, want 4", ka)
+	}
+	// A packet of the peer's from the pair while it is still dark one
+	// way: a check, unanswered.
+	mk = m.mark()
+	m.take(m.s.ReceivedKeepalive(m.now, addrA, 60))
+	if p := m.probes(addrA, mk); len(p) != 1 || p[0].d.Purpose != ProbeRecovery {
+		t.Fatalf("probes %v, want a recovery check", p)
+	}
+	m.runFor(5 * time.Second)
+	m.wantNoSwitch(mk)
+	// It works again.
+	m.alive[addrA] = true
+	mk = m.mark()
+	m.take(m.s.ReceivedKeepalive(m.now, addrA, 60))
+	if m.current() != relayA {
+		t.Fatal("a packet moved the path by itself")
+	}
+	m.runFor(time.Second)
+	m.wantSwitch(mk, relayA, addrA, ReasonRecovered)
+}
+
+// TestNominatedPacketSource: the peer's packets on the pair arrive before
+// ICE tells us of it (its side of the checks finished first): a
+// candidate, which the nomination makes ICE's; it goes with the
+// nomination.
+func TestNominatedPacketSource(t *testing.T) {
+	m := relayed(t)
+	m.alive[addrA] = true
+	m.take(m.s.Received(m.now, addrA, 100))
+	if l, _ := m.s.Lookup(addrA); l.Origin != OriginPacket || m.current() != relayA {
+		t.Fatalf("%+v, current %v", l, m.current())
+	}
+	mk := m.mark()
+	m.take(m.s.Nominated(m.now, addrA))
+	m.wantSwitch(mk, relayA, addrA, ReasonBetter)
+	if l, _ := m.s.Lookup(addrA); l.Origin != OriginICE || l.Kind != ICE || l.State != Active {
+		t.Fatalf("%+v", l)
+	}
+	mk = m.mark()
+	m.take(m.s.NominationLost(m.now, addrA))
+	m.wantSwitch(mk, addrA, relayA, ReasonGone)
+	if _, ok := m.s.Lookup(addrA); ok {
+		t.Fatal("the pair outlived its nomination")
+	}
+}

@@ -6,13 +6,17 @@ import "time"
 // time is derived from the state, by the same function for Deadline and
 // for HandleTimeout, so the two cannot disagree.
 //
-//	lifetime     a locator's Expires: it becomes Deprecated (RFC 8046 §5.1)
-//	probe        the next probe of a check, or its verdict
-//	recovery     a failed locator that would be preferred is checked again
-//	silence      the current path was silent while we sent: probe it
-//	keepalive    NAT keepalive on an idle path (RFC 5770 §4.7), or the
-//	             passive keepalive answering a peer that sends one way
-//	standby      the best standby is checked while the association is used
+//	lifetime        a locator's Expires: it becomes Deprecated (RFC 8046 §5.1)
+//	probe           the next probe of a check, or its verdict
+//	recovery        a failed locator that would be preferred is checked again
+//	silence         the current path was silent while we sent: probe it
+//	pair silence    the current path, an ICE pair, carried nothing from the
+//	                peer for PairSilence, sending or not: probe it
+//	keepalive       NAT keepalive on an idle path (RFC 5770 §4.7), or the
+//	                passive keepalive answering a peer that sends one way
+//	pair keepalive  NAT keepalive on an ICE pair that is not the current
+//	                path, so that it can come back
+//	standby         the best standby is checked while the association is used
 
 // Deadline returns when HandleTimeout must next be called; zero: no timer.
 // It may lie in the past after an event: call HandleTimeout at once then.
@@ -34,8 +38,14 @@ func (s *Set) Deadline() time.Time {
 		if t, ok := s.recoveryDue(i); ok {
 			d = earliest(d, t)
 		}
+		if t, ok := s.pairKeepaliveDue(i); ok {
+			d = earliest(d, t)
+		}
 	}
 	if t, ok := s.silenceDue(); ok {
+		d = earliest(d, t)
+	}
+	if t, ok := s.pairSilenceDue(); ok {
 		d = earliest(d, t)
 	}
 	if t, ok := s.keepaliveDue(); ok {
@@ -82,10 +92,20 @@ func (s *Set) HandleTimeout(now time.Time) []Decision {
 	if t, ok := s.silenceDue(); ok && !now.Before(t) {
 		s.startProbe(now, s.cur, ProbeLiveness)
 	}
+	if t, ok := s.pairSilenceDue(); ok && !now.Before(t) {
+		s.startProbe(now, s.cur, ProbeLiveness)
+	}
 	if t, ok := s.keepaliveDue(); ok && !now.Before(t) {
 		e := &s.e[s.cur]
 		e.lastSend, e.recvUnacked = now, time.Time{}
 		s.out = append(s.out, Decision{Action: SendKeepalive, To: e.Addr, Kind: e.Kind, Relay: e.Relay})
+	}
+	for i := range s.e {
+		if t, ok := s.pairKeepaliveDue(i); ok && !now.Before(t) {
+			e := &s.e[i]
+			e.lastSend = now
+			s.out = append(s.out, Decision{Action: SendKeepalive, To: e.Addr, Kind: e.Kind})
+		}
 	}
 	if i, t, ok := s.standbyDue(); ok && !now.Before(t) {
 		s.startProbe(now, i, ProbeStandby)
@@ -133,6 +153,47 @@ func (s *Set) silenceDue() (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return e.waiting.Add(s.silenceBound(e)), true
+}
+
+// pairSilenceDue returns when the current locator, if it is the pair ICE
+// nominated, is probed for the peer's silence: Config.PairSilence after
+// the peer's last packet on it, or its last proof, whether we send or not.
+// Both ends keep an ICE pair alive (RFC 5770 §4.7: keepalives when the
+// channel is idle; this Set's own keepaliveDue and pairKeepaliveDue), so
+// on a pair that works the peer's packets do not stop that long; a pair
+// that went dark while the association is idle is found so, and traffic
+// falls back to the relay before it is needed there. A direct path has no
+// such promise (the peer may be a host that sends nothing unasked): its
+// silence counts only while we send (silenceDue).
+func (s *Set) pairSilenceDue() (time.Time, bool) {
+	if !s.assoc || s.cur < 0 {
+		return time.Time{}, false
+	}
+	e := &s.e[s.cur]
+	if e.Kind != ICE || !e.proven() || e.probe.n > 0 {
+		return time.Time{}, false
+	}
+	last := e.lastOK
+	if e.LastReceived.After(last) {
+		last = e.LastReceived
+	}
+	return last.Add(s.cfg.PairSilence), true
+}
+
+// pairKeepaliveDue returns when locator i, a pair ICE nominated that is
+// not the current path (it failed and traffic fell back to the relay),
+// gets a NAT keepalive: Config.KeepaliveInterval after the last packet
+// sent to it. Its NAT mappings stay open, and the peer, which does the
+// same, sees its keepalives arrive there as soon as the pair works again:
+// that starts the recovery check (Received), and traffic moves back
+// without waiting for the association to be used (RFC 5770 §4.7 keeps the
+// pair alive "when the control or data channel is idle").
+func (s *Set) pairKeepaliveDue(i int) (time.Time, bool) {
+	e := &s.e[i]
+	if !s.assoc || i == s.cur || e.Kind != ICE {
+		return time.Time{}, false
+	}
+	return e.lastSend.Add(s.cfg.KeepaliveInterval), true
 }
 
 // keepaliveDue returns when the current locator needs a keepalive: the

@@ -100,8 +100,8 @@ type Config struct {
 
 	// KeepaliveInterval is how often a node sends NAT keepalives (RFC
 	// 5770 §4.7: 15 s, the default): STUN requests to its relays, which
-	// also tell it whether they restarted, and ESP dummy packets on idle
-	// direct associations (path.go).
+	// also tell it whether they restarted, and ESP dummy packets on the
+	// idle direct paths and ICE pairs of its associations (locators.go).
 	KeepaliveInterval time.Duration
 
 	// IdleTimeout closes, with CLOSE and CLOSE_ACK, an association that
@@ -113,9 +113,9 @@ type Config struct {
 	IdleTimeout time.Duration
 
 	// Locator sets the timing of path-failure detection and failover for
-	// direct associations (package locator; zero fields: its defaults, a
-	// failover within a second). Its KeepaliveInterval defaults to
-	// KeepaliveInterval above.
+	// the associations, direct or through a relay (package locator; zero
+	// fields: its defaults, a failover within a second). Its
+	// KeepaliveInterval defaults to KeepaliveInterval above.
 	Locator locator.Config
 
 	// WatchAddrs, when set, reports this host's usable addresses and

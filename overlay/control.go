@@ -60,10 +60,15 @@ type dropCmd struct{ hit wire.HIT }
 
 func (m dropCmd) run(c *control, _ time.Time) { c.dropAssoc(m.hit) }
 
-// relayBackCmd: we registered with relay hit again (relayclient.go).
+// relayBackCmd: we registered with relay hit (again) (relayclient.go).
 type relayBackCmd struct{ hit wire.HIT }
 
-func (m relayBackCmd) run(c *control, now time.Time) { c.rekeyVia(now, m.hit) }
+func (m relayBackCmd) run(c *control, now time.Time) { c.relayBack(now, m.hit) }
+
+// relayDownCmd: our registration with relay hit is lost (relayclient.go).
+type relayDownCmd struct{ hit wire.HIT }
+
+func (m relayDownCmd) run(c *control, now time.Time) { c.relayDown(now, m.hit) }
 
 // control is the control goroutine's state; nothing else touches it.
 type control struct {
@@ -84,8 +89,8 @@ type control struct {
 	// pruned at each R1 rotation once they are spiResLife old.
 	spiRes map[uint32]time.Time
 
-	// nextTick is when the path check (path.go tick) runs next, every
-	// pathCheckEvery, from the timer below like every other deadline.
+	// nextTick is when tick (timers.go) runs next, every tickEvery, from
+	// the timer below like every other deadline.
 	nextTick time.Time
 
 	draining   bool // Close: CLOSE sent, waiting for CLOSE_ACKs
@@ -142,7 +147,7 @@ func (c *control) run() {
 	defer c.timer.Stop()
 	start := time.Now()
 	s.clock.Store(start.UnixNano())
-	c.nextTick = start.Add(s.pathCheckEvery())
+	c.nextTick = start.Add(s.tickEvery())
 	if s.idleTimeout() > 0 {
 		c.nextIdle = start.Add(s.idleCheckEvery())
 	}

@@ -58,8 +58,9 @@
 //     (Connect, the data path's pokes, waiters), shutdown.go (Close).
 //   - timers.go: the control goroutine's one timer heap: every protocol
 //     timer of the stack (retransmission, state lifetimes, locator checks,
-//     the path check, R1 rotation, the puzzle's load window, the rekey
-//     switch, Close's wait), and the wake-ups the other goroutines wait
+//     the tick of rekeys by policy and of the keepalives of associations
+//     without a locator Set, R1 rotation, the puzzle's load window, the
+//     rekey switch, Close's wait), and the wake-ups the other goroutines wait
 //     for (Stack.after: the relay loops' keepalives and back-offs, STUN
 //     retransmissions, the ICE sessions' pacing and timeout). Only pion/ice
 //     keeps a clock of its own.
@@ -80,16 +81,25 @@
 //   - rendezvous.go: the node's two ends of RFC 8004: a rendezvous
 //     client's checked FROM/RVS_HMAC I1s, answered directly with VIA_RVS,
 //     and an Initiator following the R1 of an I1 it sent to a server.
-//   - relayclient.go, path.go, opportunistic.go: a relay's client (below).
+//   - relayclient.go, path.go, opportunistic.go: a relay's client (below):
+//     the registrations and their keepalives; the relay and ICE paths of
+//     an association (RELAY_FROM, RELAY_TO, ICE's nomination handed to the
+//     locator Set, control packets on the ESP's path); base exchanges
+//     with a relay known by its address only.
 //   - stun.go: STUN Binding on the node's port with pion/stun: the
 //     stateless, allocation-free binding service of Config.STUNServer
 //     (answered from the read loop) and STUNBinding, which learns the
 //     server-reflexive address of the node's own socket (RFC 8489, RFC
 //     5770 §4.2, §5.3).
-//   - locators.go: mobility and multihoming of direct associations (RFC
-//     8046, RFC 8047): each peer's locator.Set fed with what the data path
-//     counts, its probes sent as UPDATEs with ECHO_REQUEST_SIGNED, its
-//     switches applied to the peer's locator; inflight.go: the copies of
+//   - locators.go: the path of every association, through the peer's
+//     locator.Set: mobility and multihoming of direct associations (RFC
+//     8046, RFC 8047), and the choice between the relay and the pair ICE
+//     nominated (RFC 5770); the Set fed with what the data path counts,
+//     the relay's registration and ICE's nomination, its probes sent as
+//     UPDATEs with ECHO_REQUEST_SIGNED (through the relay for the relay
+//     locator), its keepalives as ESP dummy packets, its switches applied
+//     to the peer's locator (a fallback to the relay rekeys through it);
+//     the NAT keepalives of associations without a Set; inflight.go: the copies of
 //     what was sent into a suspect path, sent again on the new one;
 //     mobility.go: our own addresses announced in LOCATOR_SET when
 //     Config.WatchAddrs reports a change; dial.go: a dial over several
@@ -139,8 +149,10 @@
 // request, which waits at most for room in the socket's send buffer. The
 // first ESP on an SA the control goroutine asked about (R2-SENT, a rekey)
 // is reported once through a "poke": a bit in the peer's atomic word and a
-// wake-up channel; so are "start a base exchange" (a write found no SA) and
-// "rekey" (Outbound.NeedsRekey).
+// wake-up channel; so are "start a base exchange" (a write found no SA),
+// "rekey" (Outbound.NeedsRekey) and "look at the path" (the association is
+// in use again, its ESP came from another address, or ICE nominated a
+// pair: the session's goroutine pokes too, path.go).
 //
 // The data path takes no lock and no memdb transaction per packet: the SPI
 // table is sharded copy-on-write maps behind atomic pointers, a peer's
@@ -168,8 +180,10 @@
 // RELAY_HMAC (RFC 5770 §4.5, §4.10). The relay server itself is package
 // relay, behind Config.Forwarder: a plain node has no relay-server code on
 // its path. A relayed association's ESP starts on the relay and moves to
-// the pair ICE nominates (path.go, nat/), and back when that pair goes
-// dark.
+// the pair ICE nominates (path.go, nat/), back to the relay when that
+// pair goes dark and to the pair again when it works: the relay and the
+// pair are locators of the association's locator.Set, whose decisions
+// locators.go carries out, as for direct associations.
 // opportunistic.go runs base exchanges with a host known only by its
 // address (a relay configured without its HIT).
 //
@@ -196,9 +210,8 @@
 // it drives and never bypasses; STUN encoding belongs to pion/stun. Of
 // STUN it handles Binding Requests (Config.STUNServer), the answers to its
 // own STUNBinding, and hands ICE checks to nat/; the rest is counted and
-// dropped. Outside the relay and rendezvous paths above it does not move
-// associations between locators (mobility, RFC 8046, is not implemented),
-// and keeps no
-// state for a peer that has not completed a puzzle and signature
-// check.
+// dropped. It chooses no path of its own: where an association's packets
+// go is its locator Set's decision (package locator), which it carries
+// out. It keeps no state for a peer that has not completed a puzzle and
+// signature check.
 package overlay

@@ -7,37 +7,58 @@ import (
 	"net/netip"
 	"time"
 
+	"hipnet.dev/esp"
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/locator"
+	"hipnet.dev/nat"
 )
 
-// The locators of a direct association (DESIGN.md "Mobility,
-// multihoming, failover"): each such peer has a locator.Set, owned by the
-// control goroutine, which decides where the association's packets go.
-// This file turns what the stack sees into the Set's events and the Set's
-// decisions into packets:
+// The locators of an association (DESIGN.md "Mobility, multihoming,
+// failover" and "NAT traversal and relays"): each peer has a locator.Set,
+// owned by the control goroutine, which alone decides where the
+// association's packets go: to a direct locator (configured, announced,
+// the source of the peer's packets), to the pair ICE nominated, or
+// through the relay. This file turns what the stack sees into the Set's
+// events and the Set's decisions into packets:
 //
 //   - the data path counts, in atomics, the authenticated packets that
-//     come from the current locator and the data packets it sends
-//     (receive.go, send.go); the control goroutine reads the counts every
-//     pathSyncEvery while the association is in use, and reports them as
-//     Set.Received and Set.Sent (feedPath). Authenticated ESP from another
-//     address is handed over through p.foreign and a poke: a NAT rebinding
-//     candidate, which the Set verifies before any traffic goes there;
+//     come from the current locator (the relay's address while the relay
+//     is current) and the data packets it sends (receive.go, send.go);
+//     the control goroutine reads the counts every pathSyncEvery while the
+//     association is in use, and reports them as Set.Received and Set.Sent
+//     (feedPath). Authenticated ESP from another address is handed over
+//     through p.foreign and a poke: a NAT rebinding candidate, which the
+//     Set verifies before any traffic goes there, or the ICE pair coming
+//     back after the relay took over;
 //   - the peer's LOCATOR_SET (an UPDATE, handshake EventLocatorSet) goes to
-//     Set.ApplyLocatorSet;
+//     Set.ApplyLocatorSet (direct associations);
+//   - the relay an association runs through (path.go tookRelayed,
+//     dialRelayed) is Set.RelayUp when the Set is built, and again when
+//     the registration comes back (relayBack); its loss is Set.RelayDown
+//     (relayDown); ICE's nominated pair, handed over from the session's
+//     goroutine through p.nominated and a poke, is Set.Nominated, and
+//     Set.NominationLost when it is gone (pathPoke);
 //   - SendProbe becomes an UPDATE with ECHO_REQUEST_SIGNED and a fresh
-//     nonce to the address under test (RFC 8046 §5.4), paid for first with
-//     Set.AllowProbe; the signed ECHO_RESPONSE with that nonce, wherever
-//     it arrives from, is Set.Verified;
+//     nonce (RFC 8046 §5.4), to the address under test, or through the
+//     relay for the relay locator, paid for first with Set.AllowProbe; the
+//     signed ECHO_RESPONSE with that nonce, wherever it arrives from, is
+//     Set.Verified;
 //   - SendKeepalive becomes an ESP dummy packet (sendDummy);
-//   - Switch moves p.addr, where the data path sends, and is logged
-//     ("path switch") and counted.
+//   - Switch moves p.addr, where the data path sends, and p.relayed, which
+//     says whether control packets go through the relay (path.go
+//     sendPeer); it is logged ("path switch", or "path" with the path's
+//     name for an association through a relay) and counted. A switch from
+//     a direct locator to the relay rekeys through the relay, which
+//     forwards ESP by SPI and did not see the rekeys of the direct path.
 //
-// Associations through a relay keep the relay and ICE logic of path.go;
-// so do the associations of a relay server and those with our relays,
-// which the relay client keeps alive (relayclient.go).
+// The Set is built when the association is first used and dropped when
+// it is idle and can be built again as it is (idle): an association that
+// is never used costs no Set. Meanwhile its one path, if direct, gets the
+// NAT keepalive its Set would send (keepIdle); a relayed one needs none
+// (the relay client keeps the mapping to the relay alive). The
+// associations of a relay server and those with our relays have no Set:
+// the relay client keeps those alive (relayclient.go).
 
 // pathSyncEvery is how often the data path's counts reach the Sets of the
 // associations in use. It adds at most this much to the detection of a
@@ -85,13 +106,16 @@ type pathState struct {
 	// what was sent into the dead path since is counted as lost.
 	lastProof  time.Time
 	outAtProof uint64
+	// pair is the pair ICE nominated as the Set was last told
+	// (iceChanged); invalid: none.
+	pair netip.AddrPort
 }
 
-// managed reports whether p's path is the Set's: a direct association of
-// a plain node, not a relay of ours.
+// managed reports whether p's path is the Set's: an association of a
+// plain node, direct or through a relay, but not with a relay of ours.
 func (c *control) managed(p *peer) bool {
 	s := c.s
-	return p.relay == nil && s.cfg.Forwarder == nil && !s.isRelay(p.hit)
+	return s.cfg.Forwarder == nil && !s.isRelay(p.hit)
 }
 
 // pathSet returns p's Set, creating it and giving it the configured
@@ -115,7 +139,7 @@ func (c *control) pathSet(p *peer, now time.Time) *locator.Set {
 		ps.set = locator.New(cfg)
 		ps.configured = nil
 		p.located.Store(true)
-		c.establishSet(p, now)
+		c.initSet(p, now)
 	}
 	if cf := p.configured.Load(); cf != ps.configured {
 		ps.configured = cf
@@ -126,6 +150,58 @@ func (c *control) pathSet(p *peer, now time.Time) *locator.Set {
 		}
 	}
 	return ps.set
+}
+
+// initSet gives p's new Set what the association runs over: the pair ICE
+// nominated and the relay, if it runs through one, and the address it
+// was established over. The path in use goes in first, so that a Set
+// built again for an association on the ICE pair, or on a configured
+// address though a relay took its base exchange, starts there without
+// passing by the relay.
+func (c *control) initSet(p *peer, now time.Time) {
+	r := p.relay
+	if r == nil {
+		c.establishSet(p, now)
+		return
+	}
+	ps := p.path
+	if n := p.nominated.Load(); n != nil {
+		ps.pair = *n
+		c.act(p, now, ps.set.Nominated(now, *n))
+	}
+	relayUp := func() {
+		if at, ok := r.locator(); ok {
+			c.act(p, now, ps.set.RelayUp(now, r.hit, at))
+		}
+	}
+	if p.relayed.Load() {
+		relayUp() // before the address, which is the relay's
+		c.establishSet(p, now)
+		return
+	}
+	c.establishSet(p, now)
+	relayUp()
+}
+
+// iceChanged gives p's Set the pair ICE nominated since it last looked,
+// or the loss of the one it had.
+func (c *control) iceChanged(p *peer, now time.Time) {
+	ps := p.path
+	var n netip.AddrPort
+	if a := p.nominated.Load(); a != nil {
+		n = *a
+	}
+	if n == ps.pair || p.relay == nil {
+		return
+	}
+	old := ps.pair
+	ps.pair = n
+	if n.IsValid() {
+		c.act(p, now, ps.set.Nominated(now, n))
+	}
+	if old.IsValid() {
+		c.act(p, now, ps.set.NominationLost(now, old))
+	}
 }
 
 // resetPath forgets p's Set: its association ended, and the next one
@@ -142,9 +218,10 @@ func (c *control) resetPath(p *peer) {
 
 // pathEstablished tells the Set that the base exchange completed over the
 // current address. A peer with no Set yet (nothing configured but the
-// address the exchange ran over) gets one when the association is first
-// used (pokePath): an association that is never used costs no Set, and
-// a direct path without one is kept alive by path.go's keepalives.
+// address the exchange ran over, or the relay it ran through) gets one
+// when the association is first used (pokePath): an association that is
+// never used costs no Set, and a direct path without one is kept alive by
+// keepIdle.
 func (c *control) pathEstablished(p *peer, now time.Time) {
 	if !c.managed(p) {
 		return
@@ -239,7 +316,7 @@ func (c *control) feedPath(p *peer, now time.Time) {
 	}
 	// A new source after what the current locator carried: the Set
 	// judges a rebinding by which came last.
-	if f := p.foreign.Swap(nil); f != nil {
+	if f := p.foreign.Swap(nil); f != nil && c.fromPeer(p, *f) {
 		changed = true
 		c.act(p, now, set.Received(now, *f, 0))
 	}
@@ -253,18 +330,40 @@ func (c *control) feedPath(p *peer, now time.Time) {
 }
 
 // idle stops reading p's counts until the data path pokes (pokePath).
-// A Set that holds nothing but the one verified locator in use is dropped
-// too, memory an idle association need not keep: the next use rebuilds
-// it from the same address.
+// A Set that can be built again as it is (rebuildable) is dropped too,
+// memory an idle association need not keep: the next use rebuilds it.
 func (c *control) idle(p *peer) {
 	delete(c.pathBusy, p)
 	p.path.syncing = false
-	if set := p.path.set; set.Len() == 1 && len(p.path.probes) == 0 && !p.suspect.Load() {
-		if l, ok := set.Current(); ok && l.State == locator.Active && l.Origin == locator.OriginConfig {
-			c.resetPath(p)
-		}
+	if c.rebuildable(p) {
+		c.resetPath(p)
 	}
 	p.pathIdle.Store(true)
+}
+
+// rebuildable reports whether p's Set holds nothing that pathSet would not
+// give a new one: one Active locator in use and no check under way; the
+// address the base exchange ran over or was configured with, of a direct
+// association, or the relay of an association with no ICE pair. A Set
+// with an ICE pair stays: it keeps the pair alive and watches it while
+// the association is idle (locator Config.PairSilence).
+func (c *control) rebuildable(p *peer) bool {
+	ps := p.path
+	set := ps.set
+	if set.Len() != 1 || len(ps.probes) > 0 || p.suspect.Load() {
+		return false
+	}
+	l, ok := set.Current()
+	if !ok || l.State != locator.Active {
+		return false
+	}
+	switch l.Origin {
+	case locator.OriginConfig:
+		return p.relay == nil
+	case locator.OriginRelay:
+		return p.relay != nil && l.Relay == p.relay.hit && p.nominated.Load() == nil && !ps.pair.IsValid()
+	}
+	return false
 }
 
 // pathPoke serves pokePath: p's association is in use again, or its ESP
@@ -274,6 +373,7 @@ func (c *control) pathPoke(p *peer, now time.Time) {
 	if set == nil || p.assoc == nil {
 		return
 	}
+	c.iceChanged(p, now)
 	c.busy(p, now)
 	c.feedPath(p, now)
 	c.sync(p)
@@ -298,11 +398,23 @@ func (c *control) pathTimeout(p *peer, now time.Time) {
 }
 
 // pathReceived reports an authenticated control packet of n octets from
-// the peer at from.
+// the peer at from (through p's relay: from is the relay's address).
 func (c *control) pathReceived(p *peer, now time.Time, from netip.AddrPort, n int) {
-	if set := c.pathSet(p, now); set != nil && p.assoc != nil {
+	if set := c.pathSet(p, now); set != nil && p.assoc != nil && c.fromPeer(p, from) {
 		c.act(p, now, set.Received(now, from, n))
 	}
+}
+
+// fromPeer reports whether an authenticated packet of p's association
+// from from may be reported to p's Set. What comes from one of our relays
+// is the relay locator's: when the Set does not hold it (the registration
+// was lost), the relay's address is not taken for a new address of the
+// peer's, to be probed there and moved to.
+func (c *control) fromPeer(p *peer, from netip.AddrPort) bool {
+	if _, ok := p.set().Lookup(from); ok {
+		return true
+	}
+	return !c.s.relayAddr(unmapPort(from))
 }
 
 // pathSent reports a control packet of ours to to (sendPeer).
@@ -327,7 +439,10 @@ func (c *control) act(p *peer, now time.Time, ds []locator.Decision) {
 			}
 			c.probe(p, now, d)
 		case locator.SendKeepalive:
-			if d.Kind != locator.Relayed && c.s.sendDummy(p, d.To) {
+			// To the relay too: it forwards ESP by SPI (the passive
+			// keepalive of a one-way flow through it; the Set asks no NAT
+			// keepalive of a relayed path).
+			if c.s.sendDummy(p, d.To) {
 				p.lastOut.Store(now.UnixNano())
 			}
 		case locator.Switch:
@@ -343,6 +458,8 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 		s.log.Warn("path lost", "peer", p.hit.String(), "locator", d.From, "reason", d.Reason.String())
 		return
 	}
+	wasRelayed := p.relayed.Load()
+	relayed := d.Kind == locator.Relayed
 	if d.From.IsValid() {
 		s.ctr.pathSwitches.Add(1)
 		if d.Reason == locator.ReasonFailed || d.Reason == locator.ReasonFallback {
@@ -352,6 +469,15 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 		}
 	}
 	p.setLocator(d.To)
+	p.relayed.Store(relayed)
+	if relayed && !wasRelayed && d.From.IsValid() {
+		// Back on the relay: it forwards ESP by SPI, learnt from the
+		// UPDATEs it relays, and did not see the rekeys of the direct
+		// path. A rekey through it (sendPeer follows p.relayed) teaches it
+		// the SPIs in use. After this switch is done: it may come from
+		// within the handling of a packet of p's.
+		s.poke(p, pokeRekey)
+	}
 	c.resendHeld(p, d.To)
 	if w := p.path.withdrawn; w == d.From {
 		p.path.withdrawn = netip.AddrPort{}
@@ -363,17 +489,25 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 	if !d.From.IsValid() {
 		lvl = slog.LevelDebug // the first locator: not a switch
 	}
+	if p.relay != nil {
+		// An association through a relay: which of the relay and the
+		// direct pair carries it, as before there were locators.
+		s.log.Log(context.Background(), lvl, "path", "peer", p.hit.String(), "path", p.pathName(),
+			"reason", d.Reason.String(), "from", d.From, "locator", d.To, "kind", d.Kind.String())
+		return
+	}
 	s.log.Log(context.Background(), lvl, "path switch", "peer", p.hit.String(), "from", d.From, "to", d.To,
 		"kind", d.Kind.String(), "reason", d.Reason.String())
 }
 
 // probe sends the check the Set asked for: an UPDATE with
-// ECHO_REQUEST_SIGNED and a fresh nonce, straight to d.To (RFC 8046
-// §5.4), within the Set's credit for that address.
+// ECHO_REQUEST_SIGNED and a fresh nonce (RFC 8046 §5.4), straight to d.To,
+// or through the relay when d.To is the relay's (as relayMoved's probe),
+// within the Set's credit for that address.
 func (c *control) probe(p *peer, now time.Time, d locator.Decision) {
 	s := c.s
 	a := p.assoc
-	if a == nil || d.Kind == locator.Relayed {
+	if a == nil || d.Kind == locator.Relayed && (p.relay == nil || p.relay.hit != d.Relay) {
 		return
 	}
 	r, pkt, err := newProbe(a, c.probeBuf[:0], d.To)
@@ -392,6 +526,10 @@ func (c *control) probe(p *peer, now time.Time, d locator.Decision) {
 	}
 	ps.probes = append(ps.probes, r)
 	s.ctr.probesOut.Add(1)
+	if d.Kind == locator.Relayed {
+		c.sendRelayed(p, pkt) // path.go
+		return
+	}
 	c.sendControl(pkt, d.To)
 }
 
@@ -423,8 +561,8 @@ func (c *control) echoAnswered(p *peer, now time.Time, echo []byte) {
 func (c *control) locatorSet(p *peer, now time.Time, raw []byte, in *inbound) {
 	s := c.s
 	set := c.pathSet(p, now)
-	if set == nil || in == nil || in.via.relay != nil {
-		return
+	if set == nil || in == nil || in.via.relay != nil || p.relay != nil {
+		return // only direct associations announce and follow addresses (mobility.go)
 	}
 	v, err := wire.ParseLocatorSet(raw)
 	if err != nil {
@@ -472,6 +610,59 @@ func (c *control) withdrawn(p *peer, now time.Time, v wire.LocatorSetView, from 
 		}
 		set.Remove(now, l.Addr) // not current: no decision follows
 	}
+}
+
+// keepIdle sends p the NAT keepalive (RFC 5770 §4.7) that its Set would
+// send if it had one (tick): an association without a Set is idle on its
+// one locator, verified by the base exchange, and gets a keepalive
+// KeepaliveInterval after the last packet we sent it, unless that locator
+// is the relay (the relay client keeps the mapping to it alive). t is
+// now, in unix ns.
+func (c *control) keepIdle(p *peer, t int64) {
+	if p.set() != nil || p.relayed.Load() || p.out.Load() == nil || !c.managed(p) {
+		return
+	}
+	to, ok := p.locator()
+	if ok && t-p.lastOut.Load() >= int64(c.s.keepaliveInterval()) && c.s.sendDummy(p, to) {
+		p.lastOut.Store(t)
+	}
+}
+
+// keepaliveFrom counts an RFC 5770 §5.3 keepalive (read loop), a STUN
+// Binding Indication, from another implementation. Anyone can send one,
+// so it proves nothing about a path; ours are ESP (sendDummy).
+func (s *Stack) keepaliveFrom(b []byte, from netip.AddrPort) bool {
+	if !nat.IsKeepalive(b) {
+		return false
+	}
+	s.ctr.keepalivesIn.Add(1)
+	return true
+}
+
+// sendDummy sends a keepalive to p at to: an ESP dummy packet (Next
+// Header 59, RFC 4303 §2.6) on p's outbound SA. It refreshes the NAT
+// mappings on the path like the STUN Binding Indication of RFC 5770 §5.3,
+// and, being authenticated, it proves the path alive to the peer's Set
+// (Received), which an indication anyone can forge must not.
+func (s *Stack) sendDummy(p *peer, to netip.AddrPort) bool {
+	o := p.out.Load()
+	if o == nil {
+		return false
+	}
+	bp := getBuf(o.Overhead(0))
+	pkt, err := o.Seal((*bp)[:0], nil, esp.NextHeaderNone)
+	if err == nil {
+		err = s.sock.writeTo(pkt, to)
+	}
+	putBuf(bp)
+	if err != nil {
+		s.ctr.sendErrors.Add(1)
+		return false
+	}
+	s.ctr.packetsOut.Add(1)
+	s.ctr.bytesOut.Add(uint64(len(pkt)))
+	s.ctr.keepalivesOut.Add(1)
+	return true
 }
 
 // locatorsCmd asks for the locators of every peer with a Set (Peers).

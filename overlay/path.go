@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"time"
 
-	"hipnet.dev/esp"
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/nat"
@@ -21,20 +20,20 @@ import (
 //     with RELAY_FROM (checked with our association with the relay), and
 //     ours go back through the relay with RELAY_TO (RFC 5770 §4.5, §4.10).
 //
-// Control packets follow the ESP: through the relay, or on the direct pair
-// once ICE has nominated one (sendPeer). ESP goes to the relay at first (it forwards by SPI,
-// relayserver.go), so data flows as soon as the base exchange completes;
-// with ICE-STUN-UDP the two ends then run connectivity checks (nat/) on
-// their one socket, and ESP moves to the nominated pair. When that direct
-// path stops carrying the peer's ESP while we send, ESP goes back to the
-// relay; the association, its SAs and the application's connections stay.
-
-// pathTimeout is how long a direct path may carry none of the peer's ESP
-// while we send before ESP returns to the relay.
-const pathTimeout = 4 * time.Second
-
-// pathCheck is how often the control goroutine looks at direct paths.
-const pathCheck = time.Second
+// ESP goes to the relay at first (it forwards by SPI, package relay), so
+// data flows as soon as the base exchange completes; with ICE-STUN-UDP the
+// two ends then run connectivity checks (nat/) on their one socket, and
+// ESP moves to the nominated pair; when that pair goes dark, ESP goes back
+// to the relay, and returns when the pair works again. The association,
+// its SAs and the application's connections stay. Which of the two
+// carries the ESP is not decided here: the relay and the pair are
+// locators of the association's locator.Set, like the locators of a direct
+// association, and locators.go carries out its decisions. This file
+// records the relay an association runs through (tookRelayed,
+// dialRelayed), hands ICE's nomination to the control goroutine
+// (nominated), tells the Sets when a relay registration is lost and comes
+// back (relayDown, relayBack), and sends control packets on the path the
+// ESP takes (sendPeer).
 
 // via is the relay a control packet came through, and the address the
 // relay saw its sender at (RELAY_FROM), as openRelayed found them.
@@ -102,39 +101,56 @@ func (c *control) sendVia(pkt []byte, r *peer, to netip.AddrPort) {
 	c.sendControl(out, at)
 }
 
-// sendPeer sends a control packet of p's association on p's path: the
-// direct pair while ICE's nominated pair carries the ESP (RFC 5770 §4.10
-// lets control packets use it), the relay otherwise. Never both: a
-// duplicate arriving by the other path in the middle of crossing rekeys
-// confuses which UPDATE answers which. The relay therefore does not see
-// the rekeys of a direct path; falling back to it rekeys at once, so that
-// it learns the SPIs it must forward (tick).
+// sendPeer sends a control packet of p's association on p's path, where
+// its ESP goes: to the current locator, or through the relay while that
+// is the current locator (RFC 5770 §4.10 lets control packets use the
+// nominated pair). Never both: a duplicate arriving by the other path in
+// the middle of crossing rekeys confuses which UPDATE answers which. The
+// relay therefore does not see the rekeys of a direct path; a switch back
+// to it rekeys at once, so that it learns the SPIs it must forward
+// (locators.go switchPath).
 func (c *control) sendPeer(p *peer, pkt []byte) {
-	if p.relay != nil {
-		if d := p.direct.Load(); d != nil && !p.relayed.Load() {
-			c.sendControl(pkt, *d)
-		} else if p.relayTo.IsValid() {
-			c.sendVia(pkt, p.relay, p.relayTo)
-		} else if at, ok := p.relay.locator(); ok {
-			c.sendControl(pkt, at)
+	now := time.Now()
+	if p.relay != nil && p.relayed.Load() {
+		c.sendRelayed(p, pkt)
+		if at, ok := p.relay.locator(); ok {
+			c.pathSent(p, now, at) // locators.go
 		}
-		c.dialSent(p, pkt, netip.AddrPort{}, time.Now())
+		c.dialSent(p, pkt, netip.AddrPort{}, now)
 		return
 	}
 	if to, ok := p.locator(); ok {
 		c.sendControl(pkt, to)
-		now := time.Now()
 		c.pathSent(p, now, to)      // locators.go
 		c.dialSent(p, pkt, to, now) // dial.go
 	}
 }
 
+// sendRelayed sends a control packet of p's association through p's
+// relay: with RELAY_TO when we are the registered end (the relay saw the
+// peer at p.relayTo), else straight to the relay, which forwards it by
+// Receiver's HIT to the peer registered with it.
+func (c *control) sendRelayed(p *peer, pkt []byte) {
+	switch {
+	case p.relay == nil:
+	case p.relayTo.IsValid():
+		c.sendVia(pkt, p.relay, p.relayTo)
+	default:
+		if at, ok := p.relay.locator(); ok {
+			c.sendControl(pkt, at)
+		}
+	}
+}
+
 // tookRelayed records that p's new association (an I2 just accepted)
-// runs through the relay the I2 came through, if it did.
+// runs through the relay the I2 came through, if it did. Its locator Set
+// starts afresh: the next one is built with the relay (locators.go
+// pathSet, RelayUp) when the association is first used.
 func (c *control) tookRelayed(p *peer, v via) {
 	if v.relay == nil || v.relay == p {
 		return
 	}
+	c.resetPath(p) // locators.go
 	p.relay, p.relayTo = v.relay, v.from
 	if !p.static.Load() || p.relayed.Load() {
 		if at, ok := v.relay.locator(); ok {
@@ -198,33 +214,61 @@ func (c *control) relayProbeAnswered(p *peer, echo []byte) bool {
 }
 
 // dialRelayed prepares p, which has no locator, to be reached through a
-// relay we are registered with. It reports false if there is none.
+// relay we are registered with. It reports false if there is none. As in
+// tookRelayed, p's locator Set starts afresh, with the relay.
 func (c *control) dialRelayed(p *peer) bool {
 	r := c.s.registeredRelay()
 	if r == nil || r == p {
 		return false
 	}
 	at, _ := r.locator()
+	c.resetPath(p) // locators.go
 	p.relay, p.relayTo = r, netip.AddrPort{}
 	p.setLocator(at)
 	p.relayed.Store(true)
 	return true
 }
 
-// rekeyVia rekeys the associations whose ESP goes through relay h, after
-// we registered with it: a relay that restarted forwards their ESP again
-// once it has seen the SPIs in the UPDATEs (relayserver.go). A first
-// registration finds none; associations on a direct path rekey when they
-// fall back.
-func (c *control) rekeyVia(now time.Time, h wire.HIT) {
+// relayBack serves relayBackCmd: we registered with relay h (again). The
+// Sets of the associations through it have the relay back (RelayUp), and
+// those whose ESP goes through it rekey: a relay that restarted forwards
+// their ESP again once it has seen the SPIs in the UPDATEs (package
+// relay). A first registration finds none; associations on a direct path
+// rekey when they fall back to the relay (locators.go switchPath).
+func (c *control) relayBack(now time.Time, h wire.HIT) {
 	r := c.s.lookupPeer(h)
 	if r == nil {
 		return
 	}
+	at, ok := r.locator()
 	for _, p := range c.s.peerList() {
-		if p.relay == r && p.relayed.Load() && p.assoc != nil && p.out.Load() != nil {
+		if p.relay != r {
+			continue
+		}
+		if set := p.set(); set != nil && ok && c.managed(p) {
+			c.act(p, now, set.RelayUp(now, h, at)) // locators.go
+			c.sync(p)
+		}
+		if p.relayed.Load() && p.assoc != nil && p.out.Load() != nil {
 			c.s.log.Info("rekey through a re-registered relay", "peer", p.hit.String(), "relay", h.String())
 			c.rekey(p, now)
+		}
+	}
+}
+
+// relayDown serves relayDownCmd: our registration with relay h is lost
+// (relayclient.go). The Sets of the associations through it lose the
+// relay locator (RelayDown); one whose traffic went there moves to the
+// ICE pair if that works, or, having nothing better, keeps sending to the
+// relay's address until the relay is back (relayBack).
+func (c *control) relayDown(now time.Time, h wire.HIT) {
+	for _, p := range c.s.peerList() {
+		if p.relay == nil || p.relay.hit != h || !c.managed(p) {
+			continue
+		}
+		if set := p.set(); set != nil {
+			c.act(p, now, set.RelayDown(now, h)) // locators.go
+			c.sync(p)
 		}
 	}
 }
@@ -233,12 +277,10 @@ func (c *control) rekeyVia(now time.Time, h wire.HIT) {
 // gone).
 func (c *control) clearPath(p *peer) {
 	if p.ice != nil {
-		_ = p.ice.Close()
+		_ = p.ice.Close() // no callback runs after it returns
 		p.ice = nil
 	}
-	if d := p.direct.Swap(nil); d != nil {
-		c.s.direct.CompareAndDelete(*d, p)
-	}
+	p.nominated.Store(nil)
 	if p.relay != nil && !p.static.Load() {
 		p.addr.Store(nil)
 	}
@@ -321,8 +363,9 @@ func (c *control) startICE(p *peer, a *handshake.Association) {
 	sess, err := s.iceMux.NewSession(nat.SessionConfig{
 		LocalHIT: s.hit, PeerHIT: p.hit, Key: a.ICEKey(), Controlling: a.Info().Initiator,
 		Local: local, Remote: remote, Send: s.sendSTUN, Logger: s.log, After: s.after,
-	}, func(remote netip.AddrPort) { s.directPath(p, remote) }, func() {
+	}, func(remote netip.AddrPort) { s.nominated(p, remote) }, func() {
 		s.log.Info("ice failed: staying relayed", "peer", p.hit.String())
+		s.nominationLost(p)
 	})
 	if err != nil {
 		s.log.Warn("ice", "peer", p.hit.String(), "err", err)
@@ -343,121 +386,22 @@ func (s *Stack) sendSTUN(b []byte, to netip.AddrPort) error {
 	return nil
 }
 
-// directPath moves p's ESP to the pair ICE nominated (any goroutine).
-func (s *Stack) directPath(p *peer, remote netip.AddrPort) {
-	if old := p.direct.Swap(&remote); old != nil {
-		s.direct.CompareAndDelete(*old, p)
-	}
-	s.direct.Store(remote, p)
-	p.lastIn.Store(time.Now().UnixNano())
-	p.setLocator(remote)
-	p.relayed.Store(false)
-	s.log.Info("path", "peer", p.hit.String(), "path", "direct", "locator", remote)
+// nominated hands the pair ICE nominated to the control goroutine (any
+// goroutine: ICE's callback): the Set of p's association is told of it
+// (Nominated) and moves the ESP there (locators.go pathPoke).
+func (s *Stack) nominated(p *peer, remote netip.AddrPort) {
+	remote = unmapPort(remote)
+	p.nominated.Store(&remote)
+	s.poke(p, pokePath)
+	s.log.Debug("ice nominated", "peer", p.hit.String(), "remote", remote)
 }
 
-// tick runs every pathCheckEvery on the control goroutine: the NAT
-// keepalives and the direct-path checks, in one pass over the peers.
-//
-// Keepalives (RFC 5770 §4.7: "An end-host MUST send keepalives every 15
-// seconds to refresh the UDP port mapping at the NAT(s) when the control
-// or data channel is idle") go on every path that sent nothing for a
-// keepalive interval: a direct association, so that a peer behind a NAT
-// stays reachable by the peer it dialled, and a nominated ICE pair, even
-// while ESP is back on the relay, so that the pair can come back. They
-// are ESP dummy packets (sendDummy) rather than §5.3's STUN indications or
-// NOTIFYs: as small, and authenticated. Relayed associations and relays
-// themselves are kept alive by the relay keepalives (relayclient.go); a
-// relay sends none (§4.7: it MAY refrain).
-//
-// An ICE pair on which no authenticated ESP has come from the peer for
-// darkAfter is dark: ESP goes to the relay, with a rekey through it so it
-// learns the current SPIs; when the peer's packets come back from the
-// direct address, ESP returns (sawDirect).
-func (c *control) tick(now time.Time) {
-	s := c.s
-	if s.cfg.Forwarder != nil {
-		return // a relay sends no keepalives (RFC 5770 §4.7: it MAY refrain)
-	}
-	ka := s.keepaliveInterval()
-	dark := max(pathTimeout, 3*ka)
-	t := now.UnixNano()
-	for _, p := range s.peerList() {
-		c.rekeyDue(p, now) // rekeying.go
-		var to netip.AddrPort
-		d := p.direct.Load()
-		switch {
-		case p.relay != nil && d != nil:
-			to = *d
-		case p.relay == nil && d == nil && p.out.Load() != nil && !s.isRelay(p.hit) && p.set() == nil:
-			to, _ = p.locator() // a direct path without a locator Set (locators.go keeps the others alive)
-		default:
-			continue
-		}
-		if to.IsValid() && t-p.lastOut.Load() >= int64(ka) && s.sendDummy(p, to) {
-			p.lastOut.Store(t)
-		}
-		if d != nil && !p.relayed.Load() && t-p.lastIn.Load() > int64(dark) {
-			if at, ok := p.relay.locator(); ok {
-				p.setLocator(at)
-				p.relayed.Store(true)
-				s.log.Info("path", "peer", p.hit.String(), "path", "relayed", "reason", "direct path silent", "locator", at)
-				c.rekey(p, now) // through the relay: it learns the current SPIs
-			}
-		}
-	}
-}
-
-// pathCheckEvery is the period of tick.
-func (s *Stack) pathCheckEvery() time.Duration {
-	return min(pathCheck, s.keepaliveInterval()/2)
-}
-
-// keepaliveFrom counts an RFC 5770 §5.3 keepalive (read loop), a STUN
-// Binding Indication, from another implementation. Anyone can send one,
-// so it proves nothing about a path; ours are ESP (sendDummy).
-func (s *Stack) keepaliveFrom(b []byte, from netip.AddrPort) bool {
-	if !nat.IsKeepalive(b) {
-		return false
-	}
-	s.ctr.keepalivesIn.Add(1)
-	return true
-}
-
-// sendDummy sends a keepalive to p at to: an ESP dummy packet (Next
-// Header 59, RFC 4303 §2.6) on p's outbound SA. It refreshes the NAT
-// mappings on the path like the STUN Binding Indication of RFC 5770 §5.3,
-// and, being authenticated, it is what proves a direct path alive to the
-// peer (sawDirect), which an indication anyone can forge must not.
-func (s *Stack) sendDummy(p *peer, to netip.AddrPort) bool {
-	o := p.out.Load()
-	if o == nil {
-		return false
-	}
-	bp := getBuf(o.Overhead(0))
-	pkt, err := o.Seal((*bp)[:0], nil, esp.NextHeaderNone)
-	if err == nil {
-		err = s.sock.writeTo(pkt, to)
-	}
-	putBuf(bp)
-	if err != nil {
-		s.ctr.sendErrors.Add(1)
-		return false
-	}
-	s.ctr.packetsOut.Add(1)
-	s.ctr.bytesOut.Add(uint64(len(pkt)))
-	s.ctr.keepalivesOut.Add(1)
-	return true
-}
-
-// sawDirect notes ESP from the peer's direct address (read loop): the
-// direct path is alive, and if ESP had gone back to the relay it returns.
-func (s *Stack) sawDirect(p *peer) {
-	p.lastIn.Store(time.Now().UnixNano())
-	if p.relayed.Load() {
-		if d := p.direct.Load(); d != nil && p.relayed.CompareAndSwap(true, false) {
-			p.setLocator(*d)
-			s.log.Info("path", "peer", p.hit.String(), "path", "direct", "reason", "direct path alive again", "locator", *d)
-		}
+// nominationLost tells the control goroutine that p's ICE session failed
+// (any goroutine): the pair it nominated, if any, is gone
+// (NominationLost).
+func (s *Stack) nominationLost(p *peer) {
+	if p.nominated.Swap(nil) != nil {
+		s.poke(p, pokePath)
 	}
 }
 

@@ -51,21 +51,25 @@ type peer struct {
 	tm           timerEntry    // its entry in the timer heap (timers.go)
 	rvsUntil     time.Time     // our RENDEZVOUS registration with this peer lasts until (rendezvous.go)
 
-	// Paths (path.go). relay and relayTo are the control goroutine's;
-	// relayed, direct and the times are read by the data path too.
-	relay   *peer           // the relay our control packets to this peer go through; nil: direct
+	// Paths (path.go). relay and relayTo are the control goroutine's.
+	relay   *peer           // the relay the association runs through; nil: direct
 	relayTo netip.AddrPort  // valid: we are the registered end, add RELAY_TO with this address
 	ice     *nat.Session    // connectivity checks of a relayed association
 	oppHIT  []chan wire.HIT // ConnectAddr callers waiting for the R1 to name the peer
 	// relayCheck is a probe through the relay to a new address of the
 	// peer behind it (relayMoved); nil: none sent.
 	relayCheck *relayCheck
-	relayed    atomic.Bool // ESP goes through the relay
-	direct     atomic.Pointer[netip.AddrPort]
-	lastIn     atomic.Int64 // unix ns of the last ESP from the direct address (ICE peers only)
-	lastOut    atomic.Int64 // unix ns (Stack.clock) of the last ESP or keepalive sent
+	// relayed: the current locator is the relay's, so control packets go
+	// through it too (sendPeer); set by the control goroutine, read by
+	// Peers (PeerInfo.Path).
+	relayed atomic.Bool
+	// nominated is the pair ICE nominated, written by the session's
+	// callback and handed to the Set by the control goroutine
+	// (path.go nominated); nil: none.
+	nominated atomic.Pointer[netip.AddrPort]
+	lastOut   atomic.Int64 // unix ns (Stack.clock) of the last ESP or keepalive sent
 
-	// Locators of a direct association (locators.go). The data path
+	// Locators of the association (locators.go). The data path
 	// counts what the current locator carries and hands over the source of
 	// authenticated ESP from elsewhere; the control goroutine owns path.
 	configured atomic.Pointer[[]netip.AddrPort] // AddPeer's locators, all of them

@@ -95,9 +95,6 @@ func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
 	if in.notify.Load() && in.notify.CompareAndSwap(true, false) {
 		s.poke(p, pokeData) // once: R2-SENT → ESTABLISHED, or the peer finished a rekey
 	}
-	if d := p.direct.Load(); d != nil && *d == from {
-		s.sawDirect(p) // authenticated ESP from the direct address
-	}
 	if p.located.Load() {
 		s.pathIn(p, from, nh == esp.NextHeaderNone)
 	} else if p.pathIdle.Load() && p.pathIdle.CompareAndSwap(true, false) {
@@ -180,7 +177,7 @@ func (s *Stack) admitI1(pkt wire.Packet, from netip.AddrPort) bool {
 		return true
 	}
 	if r := pkt.ReceiverHIT(); r != s.hit && !r.IsZero() {
-		return true // for a host registered with our relay (relayserver.go)
+		return true // for a host registered with our relay (package relay)
 	}
 	if _, relayed := pkt.Param(wire.ParamRelayFrom); relayed {
 		return true
@@ -197,9 +194,10 @@ func (s *Stack) drop(c *atomic.Uint64, reason string, from netip.AddrPort, err e
 }
 
 // pathIn counts authenticated ESP from p for its locator Set
-// (locators.go): from the current locator, in the counts the control
-// goroutine reads; from elsewhere, handed over as a NAT rebinding
-// candidate. The first packet after a quiet spell wakes the control
+// (locators.go): from the current locator (the relay's address while the
+// relay carries the association), in the counts the control goroutine
+// reads; from elsewhere, handed over: a NAT rebinding candidate, or the
+// ICE pair coming back. The first packet after a quiet spell wakes the control
 // goroutine. Steady state: two atomic loads and an add.
 func (s *Stack) pathIn(p *peer, from netip.AddrPort, keepalive bool) {
 	from = unmapPort(from)

@@ -120,6 +120,7 @@ func (s *Stack) relayLoop(rc *relayClient) {
 		s.keepRelay(rc, h, reg)
 		rc.registered.Store(false)
 		s.relaysChanged()
+		s.relayLost(h)
 	}
 }
 
@@ -275,11 +276,22 @@ func (s *Stack) retryPending() {
 }
 
 // relayBack tells the control goroutine that we registered with relay h
-// (again): relayed associations through it rekey, so that a restarted
-// relay learns their SPIs from the UPDATEs and forwards their ESP again.
+// (again): the associations through it have the relay locator back, and
+// those whose ESP goes there rekey, so that a restarted relay learns their
+// SPIs from the UPDATEs and forwards their ESP again (path.go relayBack).
 func (s *Stack) relayBack(h wire.HIT) {
 	select {
 	case s.cmds <- relayBackCmd{hit: h}:
+	case <-s.closing:
+	}
+}
+
+// relayLost tells the control goroutine that our registration with relay
+// h is lost: the associations through it lose the relay locator until
+// relayBack (path.go relayDown).
+func (s *Stack) relayLost(h wire.HIT) {
+	select {
+	case s.cmds <- relayDownCmd{hit: h}:
 	case <-s.closing:
 	}
 }

@@ -57,7 +57,6 @@ type Stack struct {
 	instance [8]byte // random, drawn at start: a relay's stunAttrInstance
 	relays   []*relayClient
 	iceMux   *nat.Mux     // ICE sessions by peer (path.go); nil without Config.Relays
-	direct   sync.Map     // netip.AddrPort → *peer: nominated direct addresses (path.go)
 	clock    atomic.Int64 // unix ns, set by the control goroutine's tick: a coarse clock for the data path
 	// relayWake is closed and replaced when a relay registration is won
 	// or lost (WaitReachable).
@@ -386,7 +385,7 @@ func (s *Stack) PeerIdentity(hit wire.HIT) (*hostid.PublicKey, bool) {
 type PeerInfo struct {
 	HIT       wire.HIT
 	State     string // RFC 7401 §4.4.2 state: "ESTABLISHED", "R2-SENT", "CLOSED", ...
-	Path      string // "direct", or "relayed": ESP goes through a relay (path.go)
+	Path      string // "direct", or "relayed": ESP goes through a relay (path.go pathName)
 	Locator   netip.AddrPort
 	HITSuite  string // the Responder's HIT suite, which sets RHASH
 	DHGroup   string
@@ -400,8 +399,10 @@ type PeerInfo struct {
 	Since                                    time.Time // when the current state was entered
 	Initiator                                bool
 	// Locators are the peer's locators with their states, the one in
-	// use first (Current set); empty for an association whose path is the
-	// relay's or ICE's (path.go).
+	// use first (Current set): for an association through a relay, the
+	// relay and the pair ICE nominated. Empty while the association has
+	// no locator Set (never used, or idle on the one locator it was
+	// established over; locators.go).
 	Locators []LocatorInfo `json:",omitempty"`
 	// LastHandshake is when the last base exchange or rekey of the
 	// association completed; LastSeen when its last authenticated ESP

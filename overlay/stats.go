@@ -20,11 +20,11 @@ type Stats struct {
 	STUNMatched           uint64 // STUN Binding responses handed to a waiting STUNBinding
 	ICEChecks             uint64 // ICE connectivity checks and answers handed to a session
 	KeepalivesIn          uint64 // NAT keepalives received: ESP dummy packets (authenticated), STUN Binding Indications
-	KeepalivesOut         uint64 // NAT keepalives sent (ESP dummy packets) on idle direct paths
+	KeepalivesOut         uint64 // keepalives sent (ESP dummy packets): NAT keepalives on idle direct paths and ICE pairs, passive ones (locators.go)
 	Drops                 Drops
 	BEX                   BEXStats
 	Relay                 RelayStats // on a relay server: its forwarding and drops (ForwarderReport)
-	Paths                 PathStats  // locators of direct associations: switches, probes, announcements
+	Paths                 PathStats  // locators of the associations, direct or relayed: switches, probes, announcements
 	// IO is which batching features the socket uses (socket.go): the
 	// kernel's, detected when the stack started.
 	IO IOStats
@@ -43,10 +43,13 @@ type IOStats struct {
 	GSOErrors uint64 // GSO sends the kernel refused (then sent without it)
 }
 
-// PathStats counts what the locators of direct associations did
+// PathStats counts what the locators of the associations did
 // (locators.go, mobility.go, idle.go).
 type PathStats struct {
-	Switches uint64 // the path of an association moved to another locator ("path switch" in the log)
+	// Switches: the path of an association moved to another locator
+	// ("path switch" in the log; "path" for an association through a
+	// relay, between the relay and the ICE pair).
+	Switches uint64
 	// LostInSwitch counts the data packets sent into a path that had
 	// failed, between its last authenticated packet and the switch away
 	// from it: the datagrams a failover may have lost (stream data is

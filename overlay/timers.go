@@ -19,7 +19,8 @@ import (
 //     on a channel that the control goroutine closes when the time comes.
 //
 // Beside the heap, the loop's timer also covers the stack-wide deadlines:
-// the next path check (path.go tick), the locators' count reading
+// the next tick (below: rekeys by policy, the keepalives of associations
+// without a locator Set, the data path's clock), the locators' count reading
 // (syncPaths), the idle check (idle.go), the next R1 rotation
 // (Endpoint.NextRotation), the end of the load window
 // (Endpoint.LoadDeadline) and, while Close drains, the end of the
@@ -186,11 +187,9 @@ func (c *control) handleTimers(now time.Time) {
 		c.closeIdle(now) // idle.go
 	}
 	if !now.Before(c.nextTick) {
-		// The path check: keepalives and direct paths gone dark (path.go),
-		// and the data path's coarse clock.
-		c.s.clock.Store(now.UnixNano())
+		c.s.clock.Store(now.UnixNano()) // the data path's coarse clock
 		c.tick(now)
-		c.nextTick = now.Add(c.s.pathCheckEvery())
+		c.nextTick = now.Add(c.s.tickEvery())
 	}
 	if d := c.ep.LoadDeadline(); !d.IsZero() && !now.Before(d) {
 		// The puzzle follows the I2 load (handshake load.go).
@@ -212,6 +211,30 @@ func (c *control) handleTimers(now time.Time) {
 		if f := c.s.cfg.Forwarder; f != nil {
 			f.Prune(now)
 		}
+	}
+}
+
+// tickMax bounds the period of tick.
+const tickMax = time.Second
+
+// tickEvery is the period of tick: a second, or half the keepalive
+// interval if that is shorter.
+func (s *Stack) tickEvery() time.Duration {
+	return min(tickMax, s.keepaliveInterval()/2)
+}
+
+// tick runs every tickEvery on the control goroutine, in one pass over the
+// peers: the rekeys by time and volume (rekeying.go), and the keepalives
+// of the associations that have no locator Set (locators.go keepIdle).
+// The paths themselves, relayed or direct, are the Sets' (locators.go).
+func (c *control) tick(now time.Time) {
+	if c.s.cfg.Forwarder != nil {
+		return // a relay keeps no keepalives (RFC 5770 §4.7: it MAY refrain) and rekeys nothing by policy
+	}
+	t := now.UnixNano()
+	for _, p := range c.s.peerList() {
+		c.rekeyDue(p, now)
+		c.keepIdle(p, t)
 	}
 }
 

@@ -317,9 +317,10 @@ func TestVNetLossyWAN(t *testing.T) {
 }
 
 // TestVNetDirectPathFallback: the direct path between two NATed nodes
-// breaks (the WAN drops everything between their NATs); each side notices
-// its peer's packets stopped coming (pathTimeout) and sends ESP to the
-// relay again, which still forwards it. When the path heals, the
+// breaks (the WAN drops everything between their NATs); each side's
+// locator Set notices its peer's packets stopped coming on the pair
+// (locator PairSilence and the liveness check) and sends ESP to the relay
+// again, which still forwards it. When the path heals, the
 // keepalives on it bring ESP back.
 func TestVNetDirectPathFallback(t *testing.T) {
 	t.Parallel()
@@ -341,7 +342,7 @@ func TestVNetDirectPathFallback(t *testing.T) {
 
 	cut.Store(true)
 	cutAt := time.Now()
-	waitFor(t, 4*time.Second+3*time.Second, // overlay pathTimeout + 3 s
+	waitFor(t, 4*time.Second+3*time.Second, // the pair's silence and check, with a margin
 		"fallback to the relay", func() bool {
 			pa, pb := paths(a, b)
 			return pa == "relayed" && pb == "relayed"
@@ -392,7 +393,7 @@ func TestVNetSrflxWindow(t *testing.T) {
 // stays relayed (two symmetric NATs). The new relay has the registrations
 // back but not the ESP forwarding entries, which only control packets of a
 // base exchange or UPDATE teach it; the nodes rekey their relayed
-// associations through it once they registered again (rekeyVia), and the
+// associations through it once they registered again (overlay relayBack), and the
 // session's ESP flows again.
 func TestVNetRelayedSessionRestart(t *testing.T) {
 	t.Parallel()
