@@ -70,7 +70,7 @@ func main() {
 }
 
 func runBench(bench, benchtime string, count int, transport string) ([]byte, error) {
-	args := []string{"test", "-run", "^$", "-bench", "^(" + bench + ")$", "-benchtime", benchtime,
+	args := []string{"test", "-run", "^$", "-bench", "^Benchmark(" + bench + ")$", "-benchtime", benchtime,
 		"-count", strconv.Itoa(count), "-timeout", "60m", "./hipnet/", "-args", "-hipnet.streams", transport}
 	fmt.Fprintf(os.Stderr, "go %s\n", strings.Join(args, " "))
 	cmd := exec.Command("go", args...)
