@@ -289,25 +289,38 @@ func dgSend(pc net.PacketConn, dst net.Addr, seq *uint32, bursts int) (delivered
 				return delivered, lostBursts, err
 			}
 		}
-		pc.SetReadDeadline(time.Now().Add(dgAckTimeout))
-		for {
-			n, _, err := pc.ReadFrom(ack)
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					lostBursts++
-					break
-				}
-				return delivered, lostBursts, err
-			}
-			if n == 8 && binary.BigEndian.Uint32(ack) == burst {
-				delivered += int(binary.BigEndian.Uint32(ack[4:]))
-				break
-			}
+		got, err := dgAwaitAck(pc, ack, burst)
+		if err != nil {
+			return delivered, lostBursts, err
+		}
+		if got < 0 {
+			lostBursts++
+		} else {
+			delivered += got
 		}
 	}
 	pc.SetReadDeadline(time.Time{})
 	return delivered, lostBursts, nil
+}
+
+// dgAwaitAck waits for the receiver's acknowledgement of burst and
+// returns how many of its datagrams arrived, -1 if none came within
+// dgAckTimeout.
+func dgAwaitAck(pc net.PacketConn, ack []byte, burst uint32) (int, error) {
+	pc.SetReadDeadline(time.Now().Add(dgAckTimeout))
+	for {
+		n, _, err := pc.ReadFrom(ack)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return -1, nil
+			}
+			return 0, err
+		}
+		if n == 8 && binary.BigEndian.Uint32(ack) == burst {
+			return int(binary.BigEndian.Uint32(ack[4:])), nil
+		}
+	}
 }
 
 // samples collects one figure per iteration.
@@ -491,21 +504,14 @@ func dgSendMMsg(pc net.PacketConn, dst net.Addr, seq *uint32, bursts int) (deliv
 			}
 			sent += n
 		}
-		pc.SetReadDeadline(time.Now().Add(dgAckTimeout))
-		for {
-			n, _, err := pc.ReadFrom(ack)
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					lostBursts++
-					break
-				}
-				return delivered, lostBursts, err
-			}
-			if n == 8 && binary.BigEndian.Uint32(ack) == burst {
-				delivered += int(binary.BigEndian.Uint32(ack[4:]))
-				break
-			}
+		got, err := dgAwaitAck(pc, ack, burst)
+		if err != nil {
+			return delivered, lostBursts, err
+		}
+		if got < 0 {
+			lostBursts++
+		} else {
+			delivered += got
 		}
 	}
 	pc.SetReadDeadline(time.Time{})

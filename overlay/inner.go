@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/internal/deadline"
 )
 
 // InnerConn is a datagram endpoint on an inner UDP port of the stack: a
@@ -23,8 +24,8 @@ type InnerConn struct {
 	port  uint16
 	laddr *Addr
 	in    inbox
-	rd    deadline
-	wd    deadline
+	rd    deadline.Deadline
+	wd    deadline.Deadline
 
 	// noConnect: WriteTo never queues nor starts a base exchange (see
 	// SetAutoConnect).
@@ -73,7 +74,7 @@ func (s *Stack) ListenInner(port int) (*InnerConn, error) {
 	}
 	c := &InnerConn{
 		s: s, port: uint16(port), laddr: &Addr{HIT: s.hit, Port: port},
-		rd: makeDeadline(), wd: makeDeadline(), closed: make(chan struct{}),
+		rd: deadline.New(), wd: deadline.New(), closed: make(chan struct{}),
 	}
 	c.in.init()
 	m := make(map[uint16]*InnerConn, len(old)+1)
@@ -121,7 +122,7 @@ func (c *InnerConn) ReadFromAddr(b []byte) (int, Addr, error) {
 		select {
 		case <-c.closed:
 			return 0, Addr{}, c.opError("read", nil, ErrClosed)
-		case <-c.rd.wait():
+		case <-c.rd.Wait():
 			return 0, Addr{}, c.opError("read", nil, os.ErrDeadlineExceeded)
 		default:
 		}
@@ -133,7 +134,7 @@ func (c *InnerConn) ReadFromAddr(b []byte) (int, Addr, error) {
 		select {
 		case <-c.in.ready:
 		case <-c.closed:
-		case <-c.rd.wait():
+		case <-c.rd.Wait():
 		}
 	}
 }
@@ -158,7 +159,7 @@ func (c *InnerConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	select {
 	case <-c.closed:
 		return 0, c.opError("write", addr, ErrClosed)
-	case <-c.wd.wait():
+	case <-c.wd.Wait():
 		return 0, c.opError("write", addr, os.ErrDeadlineExceeded)
 	default:
 	}
@@ -236,18 +237,18 @@ func (c *InnerConn) LocalAddr() net.Addr { return c.laddr }
 
 // SetDeadline sets the read and write deadlines (package net semantics).
 func (c *InnerConn) SetDeadline(t time.Time) error {
-	c.rd.set(t)
-	c.wd.set(t)
+	c.rd.Set(t)
+	c.wd.Set(t)
 	return nil
 }
 
 // SetReadDeadline sets the deadline for ReadFrom; zero means none.
-func (c *InnerConn) SetReadDeadline(t time.Time) error { c.rd.set(t); return nil }
+func (c *InnerConn) SetReadDeadline(t time.Time) error { c.rd.Set(t); return nil }
 
 // SetWriteDeadline sets the deadline for WriteTo; zero means none. WriteTo
 // never blocks for long (it seals and sends, or queues), so only a deadline
 // already passed has an effect.
-func (c *InnerConn) SetWriteDeadline(t time.Time) error { c.wd.set(t); return nil }
+func (c *InnerConn) SetWriteDeadline(t time.Time) error { c.wd.Set(t); return nil }
 
 // errConnClosed is ErrClosed for an InnerConn: it also satisfies
 // errors.Is(err, net.ErrClosed), as a closed net.UDPConn's errors do, so
@@ -265,50 +266,6 @@ func (c *InnerConn) opError(op string, addr net.Addr, err error) error {
 		err = errConnClosed
 	}
 	return &net.OpError{Op: op, Net: "hip", Source: c.laddr, Addr: addr, Err: err}
-}
-
-// deadline is a read or write deadline as a channel that is closed when it
-// passes (the pattern of net.Pipe).
-type deadline struct {
-	mu     sync.Mutex
-	timer  *time.Timer
-	cancel chan struct{}
-}
-
-func makeDeadline() deadline { return deadline{cancel: make(chan struct{})} }
-
-func (d *deadline) set(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.timer != nil && !d.timer.Stop() {
-		<-d.cancel // the timer fired: wait until it closed cancel
-	}
-	d.timer = nil
-	closed := isClosed(d.cancel)
-	if t.IsZero() {
-		if closed {
-			d.cancel = make(chan struct{})
-		}
-		return
-	}
-	if dur := time.Until(t); dur > 0 {
-		if closed {
-			d.cancel = make(chan struct{})
-		}
-		cancel := d.cancel
-		d.timer = time.AfterFunc(dur, func() { close(cancel) })
-		return
-	}
-	if !closed {
-		close(d.cancel)
-	}
-}
-
-// wait returns a channel that is closed when the deadline passes.
-func (d *deadline) wait() chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.cancel
 }
 
 func isClosed(c chan struct{}) bool {

@@ -53,7 +53,7 @@ type answer struct {
 	sent       bool          // data or FIN on the stream that no caller holds
 	readClosed bool          // CloseRead came first: done once answered
 	rdl, wdl   time.Time     // the application's deadlines
-	rd, wd     deadline      // wake Read and Write waiting for the answer
+	rd, wd     deadlineT     // wake Read and Write waiting for the answer
 	cancel     context.CancelFunc
 }
 
@@ -62,8 +62,8 @@ type answer struct {
 func (m *Manager) newDialedConn(qc *qconn, st *quic.Stream, port, src int, dialed bool, attempt int) (*conn, error) {
 	c := m.newConn(qc, st, &overlay.Addr{HIT: m.local, Port: src}, &overlay.Addr{HIT: qc.peer, Port: port})
 	c.ans = &answer{done: make(chan struct{}), swapped: make(chan struct{})}
-	c.ans.rd.init()
-	c.ans.wd.init()
+	c.ans.rd.Init()
+	c.ans.wd.Init()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -78,14 +78,14 @@ func (m *Manager) newDialedConn(qc *qconn, st *quic.Stream, port, src int, diale
 }
 
 // wait waits for the answer, or for d's deadline.
-func (a *answer) wait(d *deadline) error {
+func (a *answer) wait(d *deadlineT) error {
 	if a.settled.Load() {
 		return a.err
 	}
 	select {
 	case <-a.done:
 		return a.err
-	case <-d.wait():
+	case <-d.Wait():
 		return os.ErrDeadlineExceeded
 	}
 }
@@ -101,8 +101,8 @@ func (a *answer) settleLocked(err error) {
 	}
 	a.settled.Store(true)
 	close(a.done)
-	a.rd.set(time.Time{}) // stop the timers
-	a.wd.set(time.Time{})
+	a.rd.Set(time.Time{}) // stop the timers
+	a.wd.Set(time.Time{})
 }
 
 // readAnswer reads the answer of c's stream, moving it to another stream
@@ -296,7 +296,7 @@ func (c *conn) sendStream(inHand bool) (st *quic.Stream, gen int, swapped <-chan
 		select {
 		case <-a.done:
 		case <-sw:
-		case <-a.wd.wait():
+		case <-a.wd.Wait():
 			return nil, 0, nil, os.ErrDeadlineExceeded
 		}
 	}
@@ -319,7 +319,7 @@ func (c *conn) writePending(b []byte) (int, error) {
 		select {
 		case <-a.done:
 		case <-swapped:
-		case <-a.wd.wait():
+		case <-a.wd.Wait():
 		}
 		c.mu.Lock()
 		a.inHand = false

@@ -216,7 +216,7 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 		pending := !a.settled.Load()
 		if pending {
 			a.rdl = t
-			a.rd.set(t)
+			a.rd.Set(t)
 		}
 		c.mu.Unlock()
 		if pending {
@@ -232,7 +232,7 @@ func (c *conn) SetWriteDeadline(t time.Time) error {
 		pending := !a.settled.Load()
 		if pending {
 			a.wdl = t
-			a.wd.set(t)
+			a.wd.Set(t)
 			c.st.SetWriteDeadline(t)
 		}
 		c.mu.Unlock()

@@ -86,7 +86,7 @@ func (c *conn) Read(b []byte) (int, error) {
 	if c.isDone() {
 		return 0, c.opErr("read", errClosed)
 	}
-	if isClosed(c.rdl.wait()) {
+	if c.rdl.Passed() {
 		return 0, c.opErr("read", os.ErrDeadlineExceeded)
 	}
 	if len(b) == 0 {
@@ -106,7 +106,7 @@ func (c *conn) Read(b []byte) (int, error) {
 				continue
 			case <-c.done:
 				return 0, c.opErr("read", errClosed)
-			case <-c.rdl.wait():
+			case <-c.rdl.Wait():
 				return 0, c.opErr("read", os.ErrDeadlineExceeded)
 			}
 		case *tcpip.ErrClosedForReceive:
@@ -125,7 +125,7 @@ func (c *conn) Write(b []byte) (int, error) {
 	if c.isDone() {
 		return 0, c.opErr("write", errClosed)
 	}
-	if isClosed(c.wdl.wait()) {
+	if c.wdl.Passed() {
 		return 0, c.opErr("write", os.ErrDeadlineExceeded)
 	}
 	defer c.wr.Reset(nil)
@@ -144,7 +144,7 @@ func (c *conn) Write(b []byte) (int, error) {
 			case <-c.writable:
 			case <-c.done:
 				return written, c.opErr("write", errClosed)
-			case <-c.wdl.wait():
+			case <-c.wdl.Wait():
 				return written, c.opErr("write", os.ErrDeadlineExceeded)
 			}
 		default:
@@ -197,8 +197,8 @@ func (c *conn) SetDeadline(t time.Time) error {
 	if c.isDone() {
 		return c.opErr("set deadline", errClosed)
 	}
-	c.rdl.set(t)
-	c.wdl.set(t)
+	c.rdl.Set(t)
+	c.wdl.Set(t)
 	return nil
 }
 
@@ -207,7 +207,7 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 	if c.isDone() {
 		return c.opErr("set deadline", errClosed)
 	}
-	c.rdl.set(t)
+	c.rdl.Set(t)
 	return nil
 }
 
@@ -216,7 +216,7 @@ func (c *conn) SetWriteDeadline(t time.Time) error {
 	if c.isDone() {
 		return c.opErr("set deadline", errClosed)
 	}
-	c.wdl.set(t)
+	c.wdl.Set(t)
 	return nil
 }
 
@@ -227,8 +227,8 @@ func (c *conn) shut() {
 		close(c.done)
 		c.wq.EventUnregister(&c.rEntry)
 		c.wq.EventUnregister(&c.wEntry)
-		c.rdl.stop()
-		c.wdl.stop()
+		c.rdl.Stop()
+		c.wdl.Stop()
 	})
 }
 

@@ -1,0 +1,94 @@
+// Package deadline is a read or write deadline as a channel that is closed
+// when it passes, the pattern of net.Pipe, for the net.Conn and
+// net.PacketConn types of hipnet's layers (overlay.InnerConn, the stream
+// conns of streams and streams/netstack): a blocked Read or Write selects
+// on Wait; Set moves the deadline for the waiters already waiting too, as
+// package net requires of SetDeadline. It starts no goroutine: a passing
+// deadline is a time.AfterFunc that closes the channel.
+package deadline
+
+import (
+	"sync"
+	"time"
+)
+
+// Deadline is one direction's deadline. Its zero value must be
+// initialised with Init (or made by New) before use; it must not be copied
+// after first use.
+type Deadline struct {
+	mu     sync.Mutex
+	timer  *time.Timer
+	cancel chan struct{} // closed when the deadline passes
+}
+
+// New returns a Deadline with none set.
+func New() Deadline { return Deadline{cancel: make(chan struct{})} }
+
+// Init prepares a zero Deadline: none set.
+func (d *Deadline) Init() { d.cancel = make(chan struct{}) }
+
+// Set moves the deadline to t; the zero time means none. A deadline in the
+// past wakes the waiters now.
+func (d *Deadline) Set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil && !d.timer.Stop() {
+		<-d.cancel // the timer fired: wait until its function closed cancel
+	}
+	d.timer = nil
+	closed := isClosed(d.cancel)
+	if t.IsZero() {
+		if closed {
+			d.cancel = make(chan struct{})
+		}
+		return
+	}
+	if dur := time.Until(t); dur > 0 {
+		if closed {
+			d.cancel = make(chan struct{})
+		}
+		cancel := d.cancel
+		d.timer = time.AfterFunc(dur, func() { close(cancel) })
+		return
+	}
+	if !closed {
+		close(d.cancel)
+	}
+}
+
+// Stop releases the timer of a pending deadline without waking anyone:
+// for a conn that is closed, whose waiters end by other means.
+func (d *Deadline) Stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+}
+
+// Wait returns a channel closed when the deadline has passed.
+func (d *Deadline) Wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cancel
+}
+
+// Passed reports whether the deadline has passed.
+func (d *Deadline) Passed() bool {
+	select {
+	case <-d.Wait():
+		return true
+	default:
+		return false
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
