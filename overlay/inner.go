@@ -267,12 +267,3 @@ func (c *InnerConn) opError(op string, addr net.Addr, err error) error {
 	}
 	return &net.OpError{Op: op, Net: "hip", Source: c.laddr, Addr: addr, Err: err}
 }
-
-func isClosed(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
