@@ -1,10 +1,3 @@
-// Package deadline is a read or write deadline as a channel that is closed
-// when it passes, the pattern of net.Pipe, for the net.Conn and
-// net.PacketConn types of hipnet's layers (overlay.InnerConn, the stream
-// conns of streams and streams/netstack): a blocked Read or Write selects
-// on Wait; Set moves the deadline for the waiters already waiting too, as
-// package net requires of SetDeadline. It starts no goroutine: a passing
-// deadline is a time.AfterFunc that closes the channel.
 package deadline
 
 import (
