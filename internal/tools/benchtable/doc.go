@@ -5,7 +5,7 @@
 // medians each benchmark reports (hipnet/bench_test.go measures hipnet and
 // its baselines interleaved, iteration by iteration).
 //
-//	make benchtable                                        # about eight minutes on 2 cores
+//	make benchtable                                        # about two minutes on 2 cores
 //	go run ./internal/tools/benchtable -count 5 -benchtime 30x
 //
 // # What it must not do
