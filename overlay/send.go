@@ -77,28 +77,19 @@ func (s *Stack) sealSegment(p *peer, o *esp.Outbound, proto uint8, seg []byte, p
 	if !ok {
 		return fmt.Errorf("%w: %v", ErrUnknownPeer, p.hit)
 	}
-	out := getBuf(len(seg) + o.Overhead(len(seg)))
-	pkt, err := o.Seal((*out)[:0], seg, proto)
+	out, n, err := sealPooled(o, seg, proto)
 	if err != nil {
-		putBuf(out)
 		if errors.Is(err, esp.ErrSequenceExhausted) {
 			s.askRekey(p)
 		}
 		return err
 	}
-	n := len(pkt)
 	if p.suspect.Load() {
-		p.held.keep(pkt) // inflight.go: sent again if the path is given up
-	}
-	if &pkt[0] != &(*out)[0] {
-		// Seal wrote elsewhere (it never does into a buffer of this
-		// size); send a copy so that transmit gets the pooled buffer.
-		*out = append((*out)[:0], pkt...)
+		p.held.keep((*out)[:n]) // inflight.go: sent again if the path is given up
 	}
 	if err = s.transmit(out, n, to); err != nil { // tx.go; out is its now
-
 		s.ctr.sendErrors.Add(1)
-		if errors.Is(err, net.ErrClosed) {
+		if errors.Is(err, net.ErrClosed) || errors.Is(err, ErrClosed) {
 			return err
 		}
 		// The network refused this datagram (no route, no source address:
@@ -120,6 +111,24 @@ func (s *Stack) sealSegment(p *peer, o *esp.Outbound, proto uint8, seg []byte, p
 		s.askRekey(p)
 	}
 	return nil
+}
+
+// sealPooled seals seg, of protocol proto, with o into a pooled buffer:
+// the packet is (*buf)[:n], and buf is the caller's to transmit or put
+// back.
+func sealPooled(o *esp.Outbound, seg []byte, proto uint8) (buf *[]byte, n int, err error) {
+	out := getBuf(len(seg) + o.Overhead(len(seg)))
+	pkt, err := o.Seal((*out)[:0], seg, proto)
+	if err != nil {
+		putBuf(out)
+		return nil, 0, err
+	}
+	if &pkt[0] != &(*out)[0] {
+		// Seal wrote elsewhere (it never does into a buffer of this
+		// size); copy, so that the packet is in the pooled buffer.
+		*out = append((*out)[:0], pkt...)
+	}
+	return out, len(pkt), nil
 }
 
 func (s *Stack) countSent(p *peer, wireLen, payloadLen int) {
@@ -173,41 +182,26 @@ func (s *Stack) enqueue(p *peer, seg pendingSeg) error {
 func (s *Stack) installOutbound(p *peer, o *esp.Outbound) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.pending) > 0 {
-		to, ok := p.locator()
-		bufs := make([]*[]byte, 0, len(p.pending))
-		pkts := make([][]byte, 0, len(p.pending))
-		payloads := make([]int, 0, len(p.pending))
-		for _, seg := range p.pending {
-			out := getBuf(len(seg.b) + o.Overhead(len(seg.b)))
-			pkt, err := o.Seal((*out)[:0], seg.b, seg.proto)
-			if err != nil {
-				putBuf(out)
-				s.ctr.queueDiscarded.Add(1)
-				continue
-			}
-			bufs = append(bufs, out)
-			pkts = append(pkts, pkt)
-			payloads = append(payloads, seg.payloadLen())
+	to, ok := p.locator()
+	for _, seg := range p.pending {
+		if !ok {
+			s.ctr.sendErrors.Add(1)
+			continue
 		}
-		sent := 0
-		if ok {
-			var err error
-			sent, err = s.sock.writeBatch(pkts, to)
-			if err != nil {
-				s.log.Debug("send failed", "peer", p.hit.String(), "err", err)
-			}
+		out, n, err := sealPooled(o, seg.b, seg.proto)
+		if err != nil {
+			s.ctr.queueDiscarded.Add(1)
+			continue
 		}
-		for i := range pkts {
-			if i < sent {
-				s.countSent(p, len(pkts[i]), payloads[i])
-			} else {
-				s.ctr.sendErrors.Add(1)
-			}
-			putBuf(bufs[i])
+		// Through the transmit queue, as every data packet: back to back,
+		// they leave in one GSO batch (tx.go).
+		if err := s.transmit(out, n, to); err != nil {
+			s.ctr.sendErrors.Add(1)
+			continue
 		}
-		p.pending = nil
+		s.countSent(p, n, seg.payloadLen())
 	}
+	p.pending = nil
 	p.out.Store(o)
 }
 

@@ -79,22 +79,6 @@ func (s *socket) writeTo(b []byte, to netip.AddrPort) error {
 	return err
 }
 
-// writeBatch sends pkts to one destination, batched where possible. It
-// returns how many were sent and the first error. For the control
-// goroutine's occasional batches (installOutbound); the data path's go
-// through a writer.
-func (s *socket) writeBatch(pkts [][]byte, to netip.AddrPort) (int, error) {
-	if s.batch == nil || len(pkts) < 2 {
-		for i, b := range pkts {
-			if err := s.writeTo(b, to); err != nil {
-				return i, err
-			}
-		}
-		return len(pkts), nil
-	}
-	return s.batch.NewWriter(len(pkts)).WriteBatchTo(pkts, to)
-}
-
 // writer is one sending goroutine's batch writer (tx.go's sender): its
 // scratch is reused, so that a batch allocates nothing.
 type writer struct {

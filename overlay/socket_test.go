@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// TestWriteBatch: sendmmsg (on Linux) from an IPv4, an IPv6 and a
+// TestWriteBatch: the sender goroutine's writer (sendmmsg and GSO on Linux) from an IPv4, an IPv6 and a
 // dual-stack socket (to an IPv4 peer), and the plain path of a wrapped
 // PacketConn, all deliver every datagram.
 func TestWriteBatch(t *testing.T) {
@@ -50,8 +50,12 @@ func TestWriteBatch(t *testing.T) {
 			for i := range pkts {
 				pkts[i] = pattern(i, 100+i)
 			}
-			if n, err := s.writeBatch(pkts, to); n != len(pkts) || err != nil {
-				t.Fatalf("writeBatch: %d, %v", n, err)
+			batch := make([]txPacket, len(pkts))
+			for i, b := range pkts {
+				batch[i] = txPacket{buf: &b, n: len(b), to: to}
+			}
+			if n, err := s.newWriter(len(batch)).write(batch); n != len(pkts) || err != nil {
+				t.Fatalf("write: %d, %v", n, err)
 			}
 			buf := make([]byte, 2000)
 			for i := range pkts {
