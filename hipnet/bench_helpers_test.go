@@ -246,31 +246,40 @@ const (
 // dgReceiver acknowledges bursts on pc until it fails (Close).
 func dgReceiver(pc net.PacketConn) {
 	buf := make([]byte, 2048)
-	var cur uint32
-	var got uint32
-	ack := make([]byte, 8)
+	var k dgAcker
 	for {
 		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
+		if err != nil || !k.take(pc, buf[:n], from) {
 			return
 		}
-		if n < 5 {
-			continue
-		}
-		burst, idx := binary.BigEndian.Uint32(buf), buf[4]
-		if burst != cur {
-			cur, got = burst, 0
-		}
-		got++
-		if idx == dgBurst-1 {
-			binary.BigEndian.PutUint32(ack, burst)
-			binary.BigEndian.PutUint32(ack[4:], got)
-			if _, err := pc.WriteTo(ack, from); err != nil && errors.Is(err, net.ErrClosed) {
-				return
-			}
-			got = 0
-		}
 	}
+}
+
+// dgAcker counts the datagrams of the current burst and acknowledges the
+// burst when its last datagram arrives.
+type dgAcker struct {
+	cur, got uint32
+	ack      [8]byte
+}
+
+// take counts one datagram from from; false when pc is closed.
+func (k *dgAcker) take(pc net.PacketConn, b []byte, from net.Addr) bool {
+	if len(b) < 5 {
+		return true
+	}
+	burst, idx := binary.BigEndian.Uint32(b), b[4]
+	if burst != k.cur {
+		k.cur, k.got = burst, 0
+	}
+	k.got++
+	if idx != dgBurst-1 {
+		return true
+	}
+	binary.BigEndian.PutUint32(k.ack[:], burst)
+	binary.BigEndian.PutUint32(k.ack[4:], k.got)
+	k.got = 0
+	_, err := pc.WriteTo(k.ack[:], from)
+	return err == nil || !errors.Is(err, net.ErrClosed)
 }
 
 // dgSend sends bursts bursts to dst (numbered from *seq on) and returns
@@ -451,30 +460,15 @@ func dgReceiverMMsg(pc net.PacketConn) {
 	for i := range ms {
 		ms[i].Buffers = [][]byte{make([]byte, 2048)}
 	}
-	var cur, got uint32
-	ack := make([]byte, 8)
+	var k dgAcker
 	for {
 		n, err := c.ReadBatch(ms, 0)
 		if err != nil {
 			return
 		}
 		for _, m := range ms[:n] {
-			buf := m.Buffers[0][:m.N]
-			if len(buf) < 5 {
-				continue
-			}
-			burst, idx := binary.BigEndian.Uint32(buf), buf[4]
-			if burst != cur {
-				cur, got = burst, 0
-			}
-			got++
-			if idx == dgBurst-1 {
-				binary.BigEndian.PutUint32(ack, burst)
-				binary.BigEndian.PutUint32(ack[4:], got)
-				if _, err := pc.WriteTo(ack, m.Addr); err != nil && errors.Is(err, net.ErrClosed) {
-					return
-				}
-				got = 0
+			if !k.take(pc, m.Buffers[0][:m.N], m.Addr) {
+				return
 			}
 		}
 	}
