@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,15 +35,7 @@ func TestDialByNameHostsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := newTestNode(t, Config{Resolver: hosts})
-	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", "device42:8883")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	echoed(t, c, "by name")
-	if got := c.RemoteAddr().(*Addr).HIT; got != server.HIT() {
-		t.Fatalf("RemoteAddr HIT %v, want %v", got, server.HIT())
-	}
+	dialEcho(t, client, "device42:8883", server.HIT(), "by name")
 	_, err = client.DialContext(ctxT(t, 2*time.Second), "tcp", "unknown-device:8883")
 	if !errors.Is(err, ErrUnknownPeer) || !errors.Is(err, resolve.ErrNotFound) {
 		t.Fatalf("unknown name: %v", err)
@@ -74,39 +67,20 @@ func TestDialByNameDNS(t *testing.T) {
 	}
 	bad.Hit = strings.ToUpper(good.Hit) // the server's HIT, another host's key
 	la := server.LocalAddr()
-	mux := dns.NewServeMux()
-	mux.HandleFunc("example.", func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		q := r.Question[0]
+	server53 := serveDNS(t, func(q dns.Question) []dns.RR {
 		switch {
 		case q.Name == "device42.example." && q.Qtype == dns.TypeHIP:
-			m.Answer = append(m.Answer, good)
+			return []dns.RR{good}
 		case q.Name == "forged.example." && q.Qtype == dns.TypeHIP:
-			m.Answer = append(m.Answer, bad)
+			return []dns.RR{bad}
 		case q.Qtype == dns.TypeA:
-			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IP(la.Addr().AsSlice())})
+			return []dns.RR{aRecord(q.Name, la.Addr())}
 		}
-		w.WriteMsg(m)
+		return nil
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: mux}
-	go srv.ActivateAndServe()
-	defer srv.Shutdown()
-	client := newTestNode(t, Config{Resolver: &resolve.DNS{Server: pc.LocalAddr().String(), Port: la.Port()}})
+	client := newTestNode(t, Config{Resolver: &resolve.DNS{Server: server53, Port: la.Port()}})
 
-	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", "device42.example:8883")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	echoed(t, c, "through DNS")
-	if got := c.RemoteAddr().(*Addr).HIT; got != server.HIT() {
-		t.Fatalf("RemoteAddr HIT %v, want %v", got, server.HIT())
-	}
+	dialEcho(t, client, "device42.example:8883", server.HIT(), "through DNS")
 	_, err = client.DialContext(ctxT(t, 5*time.Second), "tcp", "forged.example:8883")
 	if !errors.Is(err, resolve.ErrHITMismatch) {
 		t.Fatalf("forged record: %v, want ErrHITMismatch", err)
@@ -158,37 +132,18 @@ func TestDialByNameRVS(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.RendezvousServers = []string{"rvs.example."}
-	rvsIP := net.IP(rvs.Addr().Addr().AsSlice())
-	mux := dns.NewServeMux()
-	mux.HandleFunc("example.", func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		switch q := r.Question[0]; {
+	server53 := serveDNS(t, func(q dns.Question) []dns.RR {
+		switch {
 		case q.Name == "device42.example." && q.Qtype == dns.TypeHIP:
-			m.Answer = append(m.Answer, rec)
+			return []dns.RR{rec}
 		case q.Name == "rvs.example." && q.Qtype == dns.TypeA:
-			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: rvsIP})
+			return []dns.RR{aRecord(q.Name, rvs.Addr().Addr())}
 		}
-		w.WriteMsg(m) // device42 itself has no address records
+		return nil // device42 itself has no address records
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: mux}
-	go srv.ActivateAndServe()
-	defer srv.Shutdown()
-	client := newTestNode(t, Config{Resolver: &resolve.DNS{Server: pc.LocalAddr().String(), RVSPort: rvs.Addr().Port()}})
+	client := newTestNode(t, Config{Resolver: &resolve.DNS{Server: server53, RVSPort: rvs.Addr().Port()}})
 
-	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", "device42.example:8883")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	echoed(t, c, "through the rendezvous server")
-	if got := c.RemoteAddr().(*Addr).HIT; got != server.HIT() {
-		t.Fatalf("RemoteAddr HIT %v, want %v", got, server.HIT())
-	}
+	dialEcho(t, client, "device42.example:8883", server.HIT(), "through the rendezvous server")
 	if n := rvs.Stack().Stats().Relay.Rendezvoused; n == 0 {
 		t.Fatal("the I1 did not go through the rendezvous server")
 	}
@@ -221,4 +176,45 @@ func TestPeerHosts(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no-such-host.invalid") {
 		t.Fatalf("NewNode with an unresolvable peer host: %v", err)
 	}
+}
+
+// dialEcho dials address from client, checks that the stream echoes msg
+// and that its peer is the HIT want, and closes it.
+func dialEcho(t *testing.T, client *Node, address string, want HIT, msg string) {
+	t.Helper()
+	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoed(t, c, msg)
+	if got := c.RemoteAddr().(*Addr).HIT; got != want {
+		t.Fatalf("RemoteAddr HIT %v, want %v", got, want)
+	}
+}
+
+// serveDNS runs a DNS server on loopback for the test, answering each
+// question with what answer gives, and returns its address.
+func serveDNS(t *testing.T, answer func(dns.Question) []dns.RR) string {
+	t.Helper()
+	mux := dns.NewServeMux()
+	mux.HandleFunc(".", func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Answer = answer(r.Question[0])
+		w.WriteMsg(m)
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: mux}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// aRecord is an A record for name.
+func aRecord(name string, a netip.Addr) dns.RR {
+	return &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IP(a.AsSlice())}
 }
