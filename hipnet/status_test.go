@@ -14,6 +14,7 @@ import (
 
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/internal/fill"
 	"hipnet.dev/overlay"
 	"hipnet.dev/relay"
 )
@@ -85,11 +86,9 @@ func hasMethod(t reflect.Type, name string) bool {
 // alike: TestStatusTypesMatchStack).
 func TestStatusConversionCopiesEveryField(t *testing.T) {
 	var st overlay.Status
-	n := 0
-	fill(reflect.ValueOf(&st).Elem(), &n)
+	fill.All(&st)
 	var want Status
-	n = 0
-	fill(reflect.ValueOf(&want).Elem(), &n)
+	fill.All(&want)
 	if got := statusFrom(st); !reflect.DeepEqual(got, want) {
 		t.Fatalf("converted status differs:\n got:  %+v\n want: %+v", got, want)
 	}
@@ -149,8 +148,7 @@ var statusKeys = []string{
 // decodes back to the same Status.
 func TestStatusJSON(t *testing.T) {
 	var st Status
-	n := 0
-	fill(reflect.ValueOf(&st).Elem(), &n)
+	fill.All(&st)
 	st.Registrations[0].Granted = []uint8{wire.RegTypeRelayUDPHIP, wire.RegTypeRelayUDPESP}
 	st.Registrations[0].Lifetime = 120 // 128 s
 	st.Registrations[0].Failed[0] = RegistrationFailure{FailureType: wire.RegFailureRendezvousAndRelay, Types: []uint8{wire.RegTypeRendezvous}}
@@ -241,50 +239,6 @@ func jsonKeys(v any, path string, keys map[string]bool) {
 		}
 	default:
 		keys[path] = true
-	}
-}
-
-// fill sets every field under v to a value of its own: numbers count up,
-// strings and booleans follow, slices get two elements.
-func fill(v reflect.Value, n *int) {
-	*n++
-	switch x := v.Addr().Interface().(type) {
-	case *netip.AddrPort:
-		*x = netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(*n)}), uint16(*n))
-		return
-	case *time.Time:
-		*x = time.Unix(int64(1e9+*n), 0).UTC()
-		return
-	case *wire.HIT:
-		*x = wire.HIT{0x20, 0x01, 0x00, 0x20, 15: byte(*n)}
-		return
-	}
-	switch v.Kind() {
-	case reflect.Struct:
-		for i := range v.NumField() {
-			fill(v.Field(i), n)
-		}
-	case reflect.Slice:
-		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
-		for i := range 2 {
-			fill(v.Index(i), n)
-		}
-	case reflect.Map:
-		v.Set(reflect.MakeMap(v.Type()))
-		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
-		fill(k, n)
-		fill(e, n)
-		v.SetMapIndex(k, e)
-	case reflect.String:
-		v.SetString("s" + itoa(*n))
-	case reflect.Bool:
-		v.SetBool(*n%2 == 0)
-	case reflect.Int, reflect.Int64:
-		v.SetInt(int64(*n))
-	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		v.SetUint(uint64(*n))
-	default:
-		panic("fill: " + v.Type().String())
 	}
 }
 

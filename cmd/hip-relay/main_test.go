@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -19,6 +17,7 @@ import (
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/hipnet"
 	"hipnet.dev/internal/clitest"
+	"hipnet.dev/internal/fill"
 	"hipnet.dev/overlay"
 	"hipnet.dev/relay"
 )
@@ -84,11 +83,9 @@ func TestHelp(t *testing.T) {
 // with every field set to the hipnet.Status with the same values.
 func TestRelayStatusCopiesEveryField(t *testing.T) {
 	var st overlay.Status
-	n := 0
-	fill(reflect.ValueOf(&st).Elem(), &n)
+	fill.All(&st)
 	var want hipnet.Status
-	n = 0
-	fill(reflect.ValueOf(&want).Elem(), &n)
+	fill.All(&want)
 	var got hipnet.Status
 	copyByName(reflect.ValueOf(&got).Elem(), reflect.ValueOf(st))
 	if !reflect.DeepEqual(got, want) {
@@ -141,50 +138,5 @@ func TestRelayStatusServed(t *testing.T) {
 	}
 	if !strings.Contains(rec.Body.String(), `"RELAY_UDP_HIP"`) {
 		t.Fatalf("served JSON: %s", rec.Body.String())
-	}
-}
-
-// fill sets every field under v to a value of its own: numbers count up,
-// strings and booleans follow, slices get two elements (as hipnet's test
-// of its own conversion does).
-func fill(v reflect.Value, n *int) {
-	*n++
-	switch x := v.Addr().Interface().(type) {
-	case *netip.AddrPort:
-		*x = netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(*n)}), uint16(*n))
-		return
-	case *time.Time:
-		*x = time.Unix(int64(1e9+*n), 0).UTC()
-		return
-	case *wire.HIT:
-		*x = wire.HIT{0x20, 0x01, 0x00, 0x20, 15: byte(*n)}
-		return
-	}
-	switch v.Kind() {
-	case reflect.Struct:
-		for i := range v.NumField() {
-			fill(v.Field(i), n)
-		}
-	case reflect.Slice:
-		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
-		for i := range 2 {
-			fill(v.Index(i), n)
-		}
-	case reflect.Map:
-		v.Set(reflect.MakeMap(v.Type()))
-		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
-		fill(k, n)
-		fill(e, n)
-		v.SetMapIndex(k, e)
-	case reflect.String:
-		v.SetString(fmt.Sprint("s", *n))
-	case reflect.Bool:
-		v.SetBool(*n%2 == 0)
-	case reflect.Int, reflect.Int64:
-		v.SetInt(int64(*n))
-	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		v.SetUint(uint64(*n))
-	default:
-		panic("fill: " + v.Type().String())
 	}
 }
