@@ -58,19 +58,28 @@ func (tp *Topology) Rebind(i int) error {
 	}
 	// A datagram of a running flow can race the flush and come back on its
 	// old port; so check, and do it again (the old ports accumulate) until
-	// no flow of this NAT is on a port it had before.
+	// no flow of this NAT is on a port it had before. On a loaded machine
+	// (CI runs the packages' tests side by side) the race is won more
+	// often: up to rebindRounds rounds, and an error if a flow is still
+	// stale after them, rather than a Rebind that did not rebind.
 	hist := map[netip.AddrPort][]uint16{}
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		if err := tp.rebindOnce(s, hist); err != nil {
 			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
 		stale, err := tp.staleMappings(s, hist)
-		if err != nil || stale == 0 || attempt == 3 {
+		switch {
+		case err != nil || stale == 0:
 			return err
+		case attempt == rebindRounds:
+			return fmt.Errorf("netns: Rebind(%d): %d flows still on an old port after %d rounds", i, stale, attempt)
 		}
 	}
 }
+
+// rebindRounds bounds Rebind's rounds: the waits add up to 1.8 s.
+const rebindRounds = 8
 
 // staleMappings counts the flows of site s's NAT still on a public port
 // they had before a Rebind (hist).
