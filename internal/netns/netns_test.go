@@ -593,6 +593,20 @@ func (f *flow) waitFor(t *testing.T, what string, ok func(netip.AddrPort) bool) 
 	}
 }
 
+// waitReplies waits for n more replies of the flow than it has now and
+// returns the source the reporter saw last.
+func (f *flow) waitReplies(t *testing.T, what string, n int) netip.AddrPort {
+	t.Helper()
+	f.mu.Lock()
+	want := f.replies + n
+	f.mu.Unlock()
+	return f.waitFor(t, what, func(netip.AddrPort) bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.replies >= want
+	})
+}
+
 // arrives checks that a datagram from from arrives on conn.
 func arrives(t *testing.T, conn *net.UDPConn, from netip.AddrPort, what string) {
 	t.Helper()

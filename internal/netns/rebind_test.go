@@ -62,7 +62,9 @@ func TestE2ENATRebind(t *testing.T) {
 			}
 
 			p1 := toPeer()
-			flowBefore := f.waitFor(t, "before Rebind", func(netip.AddrPort) bool { return true })
+			// A reply that came after the flush: the flow has its mapping
+			// again, so Rebind sees it (it rebinds the mappings it lists).
+			flowBefore := f.waitReplies(t, "before Rebind", 2)
 			for round := range 2 {
 				if err := tp.Rebind(i); err != nil {
 					t.Fatal(err)

@@ -254,6 +254,12 @@ func (k *Checker) read() {
 			off += int64(n)
 			k.mu.Lock()
 			k.echoed = off
+			if off > k.written {
+				// The echo of a write still in progress came back before
+				// its Write returned (a pipe does that): those octets were
+				// written, whatever the writer has recorded yet.
+				k.written = off
+			}
 			k.mismatch = bad
 			if gap := now.Sub(k.since); !k.since.IsZero() && gap > k.longest {
 				k.longest, k.gapAt = gap, k.since
