@@ -174,6 +174,7 @@ func (c *control) run() {
 		case cmd := <-s.cmds:
 			cmd.run(c, time.Now())
 		case <-s.wake:
+			c.takeAfters(time.Now()) // timers.go
 			c.handlePokes(time.Now())
 		case r := <-s.solved:
 			c.puzzleSolved(time.Now(), r)

@@ -62,8 +62,10 @@
 //     without a locator Set, R1 rotation, the puzzle's load window, the
 //     rekey switch, Close's wait), and the wake-ups the other goroutines wait
 //     for (Stack.after: the relay loops' keepalives and back-offs, STUN
-//     retransmissions, the ICE sessions' pacing and timeout). Only pion/ice
-//     keeps a clock of its own.
+//     retransmissions, the ICE sessions' pacing and timeout). Asking for
+//     one never waits for the control goroutine (it is queued, as a poke
+//     is), because the control goroutine waits for some of those who ask
+//     (an ICE session's Close). Only pion/ice keeps a clock of its own.
 //   - store.go: the memdb association table, the source of truth for
 //     Peers and the control plane's view; satable.go: the data path's
 //     copy-on-write SPI → SA table derived from it.

@@ -69,6 +69,14 @@ func (c *control) finish() {
 	}
 	c.regShutdown()
 	c.flushWakes()
+	c.s.pokeMu.Lock()
+	c.s.afterShut = true
+	as := c.s.afters
+	c.s.afters = nil
+	c.s.pokeMu.Unlock()
+	for _, m := range as {
+		close(m.wake)
+	}
 	for _, e := range c.timers {
 		if e.wake != nil {
 			close(e.wake) // a goroutine waiting on after: the stack is done

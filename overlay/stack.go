@@ -44,6 +44,12 @@ type Stack struct {
 	wake     chan struct{}
 	pokeMu   sync.Mutex
 	poked    []*peer
+	// afters are the wake-ups other goroutines asked for (Stack.after),
+	// not yet in the control goroutine's heap; afterShut is set once it
+	// has finished, so that later ones are closed at once. Both under
+	// pokeMu.
+	afters    []afterCmd
+	afterShut bool
 	// solved carries puzzle solutions from the solver goroutines to the
 	// control goroutine; solvers bounds how many search at once
 	// (puzzle.go).

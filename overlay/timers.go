@@ -97,32 +97,54 @@ func (h *timerHeap) due(now time.Time, dst []*timerEntry) []*timerEntry {
 	return dst
 }
 
-// afterCmd asks for a wake-up at at (Stack.after).
+// afterCmd is a wake-up at at (Stack.after).
 type afterCmd struct {
 	at   time.Time
 	wake chan struct{}
 }
 
-func (m afterCmd) run(c *control, now time.Time) {
-	if !m.at.After(now) {
-		close(m.wake)
-		return
+// takeAfters moves the wake-ups asked for since the last call into the
+// heap, closing those already due.
+func (c *control) takeAfters(now time.Time) {
+	s := c.s
+	s.pokeMu.Lock()
+	as := s.afters
+	s.afters = nil
+	s.pokeMu.Unlock()
+	for _, m := range as {
+		if !m.at.After(now) {
+			close(m.wake)
+			continue
+		}
+		c.timers.setEntry(&timerEntry{idx: -1, wake: m.wake}, m.at)
 	}
-	c.timers.setEntry(&timerEntry{idx: -1, wake: m.wake}, m.at)
 }
 
 // after returns a channel that the control goroutine closes d from now,
 // from its timer heap: how the stack's other goroutines wait for a
-// protocol time (a keepalive interval, a retransmission timeout). It is
-// closed at once if the stack is closing. A wait abandoned early leaves
-// its entry in the heap until it is due, which bounds nothing more than
-// the waits themselves.
+// protocol time (a keepalive interval, a retransmission timeout, an ICE
+// session's pacing). It is closed at once if the stack has finished. A
+// wait abandoned early leaves its entry in the heap until it is due,
+// which bounds nothing more than the waits themselves.
+//
+// It never waits for the control goroutine: it queues the request, as
+// poke does, and wakes the loop. The control goroutine itself waits for
+// some of its callers (an ICE session's Close waits for the session's
+// goroutines, which call after), so a blocking hand-off here would be a
+// deadlock.
 func (s *Stack) after(d time.Duration) <-chan struct{} {
 	wake := make(chan struct{})
-	select {
-	case s.cmds <- afterCmd{at: time.Now().Add(d), wake: wake}:
-	case <-s.closing:
+	s.pokeMu.Lock()
+	if s.afterShut {
+		s.pokeMu.Unlock()
 		close(wake)
+		return wake
+	}
+	s.afters = append(s.afters, afterCmd{at: time.Now().Add(d), wake: wake})
+	s.pokeMu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 	return wake
 }
