@@ -352,16 +352,19 @@ func TestIdleTimeout(t *testing.T) {
 	echoOnce()
 }
 
-// deadAddr returns a loopback address and port where nothing answers.
+// deadAddr returns a loopback address and port where nothing answers: a
+// socket that stays bound until the test ends and never reads. Closing it
+// at once would free the port for the next socket the kernel hands out,
+// which may be the test's own peer node (CI once met that: a "dead"
+// locator that answered).
 func deadAddr(t *testing.T) netip.AddrPort {
 	t.Helper()
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := c.LocalAddr().(*net.UDPAddr).AddrPort()
-	c.Close()
-	return a
+	t.Cleanup(func() { c.Close() })
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 // shortRetries makes a dial give up after about a second.

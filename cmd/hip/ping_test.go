@@ -82,13 +82,14 @@ func TestPingUnknown(t *testing.T) {
 // packets meet errors (one request sent, with an error, all lost), on
 // stdout and in -json; exit 1.
 func TestPingDeadPeer(t *testing.T) {
-	// A UDP port with nothing behind it.
+	// A UDP port with nothing behind it but a socket that never reads:
+	// held open, so that no other socket of a parallel test gets the port.
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer pc.Close()
 	dead := pc.LocalAddr().String()
-	pc.Close()
 	peer := "2001:20::1"
 	args := []string{"ping", "-c", "3", "-w", "300ms", "-listen", "127.0.0.1:0", "-peer", peer + "@" + dead}
 
