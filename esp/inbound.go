@@ -115,7 +115,7 @@ func (i *Inbound) Open(dst, packet []byte) (payload []byte, nextHeader uint8, er
 		i.badSPI.Add(1)
 		return nil, 0, ErrBadSPI
 	}
-	bodyOff := headerLen + t.ivLen
+	bodyOff := headerLen + int(t.ivLen)
 	encLen := len(packet) - bodyOff - icvLen
 	if encLen%t.suite.align() != 0 {
 		// A conforming sender always aligns (RFC 4303 §2.4); for CBC a

@@ -31,7 +31,7 @@ func NewOutbound(c Config) (*Outbound, error) {
 	if o.rekeyAfter == 0 {
 		o.rekeyAfter = DefaultRekeyAfter
 	}
-	if t.block != nil {
+	if t.keyed != nil && t.keyed.block != nil {
 		r := c.Rand
 		if r == nil {
 			r = rand.Reader
@@ -100,7 +100,7 @@ func (o *Outbound) Seal(dst, payload []byte, nextHeader uint8) ([]byte, error) {
 	}
 	t := o.t
 	encLen := t.suite.encLen(len(payload))
-	bodyOff := headerLen + t.ivLen
+	bodyOff := headerLen + int(t.ivLen)
 	ret, out := grow(dst, bodyOff+encLen+icvLen)
 	body := out[bodyOff : bodyOff+encLen]
 

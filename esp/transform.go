@@ -17,8 +17,10 @@ import (
 // newTransform except the pool.
 type transform struct {
 	suite Suite
+	ivLen uint8
 	spi   uint32
-	ivLen int
+	used  atomic.Bool // a packet used aead since the last trim
+	salt  [saltLen]byte
 
 	// GCM. The AES-GCM state (key schedule and GHASH tables, about 770
 	// octets) is built on first use and dropped by trim when the SA sits
@@ -27,19 +29,23 @@ type transform struct {
 	// concurrent use, and a packet holds on to the one it loaded.
 	aead   atomic.Pointer[aeadBox]
 	gcmKey [16]byte
-	used   atomic.Bool // a packet used aead since the last trim
-	salt   [saltLen]byte
-	block  cipher.Block // CBC: safe for concurrent use
-	auth   []byte       // HMAC key
 
-	// pool hands each concurrent Seal/Open its own scratch: HMAC state,
-	// CBC mode with SetIV, and nonce/AAD buffers. The buffers must live on
-	// the heap because the cipher interfaces make their arguments escape;
-	// pooling keeps the hot path free of allocations. Only SAs with keyed
-	// scratch (HMAC, CBC) have a pool of their own: AES-GCM's scratch holds
-	// no key, so GCM SAs share keylessPool, and an idle GCM association
-	// costs no per-SA pool memory (a sync.Pool keeps a padded slot per P).
-	pool *sync.Pool
+	// keyed is the state of the suites whose per-packet scratch carries a
+	// key (CBC, HMAC); nil for AES-GCM, whose SAs share keylessPool. Kept
+	// apart so that the many GCM SAs of a relay do not carry it: a
+	// transform is 48 octets.
+	keyed *keyedState
+}
+
+// keyedState is a CBC-HMAC SA's keys and its own scratch pool: each
+// concurrent Seal/Open gets its own HMAC state, CBC mode with SetIV, and
+// nonce/AAD buffers. The buffers must live on the heap because the cipher
+// interfaces make their arguments escape; pooling keeps the hot path free
+// of allocations.
+type keyedState struct {
+	block cipher.Block // CBC: safe for concurrent use
+	auth  []byte       // HMAC key
+	pool  sync.Pool
 }
 
 // keylessPool serves every SA whose scratch carries no keyed state.
@@ -67,7 +73,8 @@ func newTransform(c *Config, decrypt bool) (*transform, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	t := &transform{suite: c.Suite, spi: c.SPI, ivLen: c.Suite.ivLen()}
+	t := &transform{suite: c.Suite, spi: c.SPI, ivLen: uint8(c.Suite.ivLen())}
+	var block cipher.Block
 	switch c.Suite {
 	case SuiteAESGCM16:
 		copy(t.gcmKey[:], c.EncKey[:16])
@@ -80,31 +87,31 @@ func newTransform(c *Config, decrypt bool) (*transform, error) {
 		if err != nil {
 			return nil, err
 		}
-		t.block = b
+		block = b
 	}
+	if len(c.AuthKey) == 0 && block == nil {
+		return t, nil // keylessPool
+	}
+	k := &keyedState{block: block}
 	if len(c.AuthKey) > 0 {
-		t.auth = append([]byte(nil), c.AuthKey...)
-	}
-	if t.auth == nil && t.block == nil {
-		t.pool = &keylessPool
-		return t, nil
+		k.auth = append([]byte(nil), c.AuthKey...)
 	}
 	var zeroIV [cbcIVLen]byte
-	t.pool = &sync.Pool{}
-	t.pool.New = func() any {
+	k.pool.New = func() any {
 		s := new(scratch)
-		if t.auth != nil {
-			s.mac = hmac.New(sha256.New, t.auth)
+		if k.auth != nil {
+			s.mac = hmac.New(sha256.New, k.auth)
 		}
-		if t.block != nil {
+		if k.block != nil {
 			if decrypt {
-				s.cbc = cipher.NewCBCDecrypter(t.block, zeroIV[:]).(cbcMode)
+				s.cbc = cipher.NewCBCDecrypter(k.block, zeroIV[:]).(cbcMode)
 			} else {
-				s.cbc = cipher.NewCBCEncrypter(t.block, zeroIV[:]).(cbcMode)
+				s.cbc = cipher.NewCBCEncrypter(k.block, zeroIV[:]).(cbcMode)
 			}
 		}
 		return s
 	}
+	t.keyed = k
 	return t, nil
 }
 
@@ -154,8 +161,20 @@ func (t *transform) trim() bool {
 	return true
 }
 
-func (t *transform) get() *scratch  { return t.pool.Get().(*scratch) }
-func (t *transform) put(s *scratch) { t.pool.Put(s) }
+func (t *transform) get() *scratch {
+	if t.keyed != nil {
+		return t.keyed.pool.Get().(*scratch)
+	}
+	return keylessPool.Get().(*scratch)
+}
+
+func (t *transform) put(s *scratch) {
+	if t.keyed != nil {
+		t.keyed.pool.Put(s)
+		return
+	}
+	keylessPool.Put(s)
+}
 
 // gcmParams fills the nonce (salt | explicit IV, RFC 4106 §4) and the ESN
 // AAD (SPI | seq high | seq low, RFC 4106 §5) in s.

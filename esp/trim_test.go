@@ -52,3 +52,18 @@ func TestTrim(t *testing.T) {
 		t.Fatal("CBC trimmed")
 	}
 }
+
+// TestTransformSize: the per-direction state of a GCM SA stays at 48
+// octets (a relay holds two per registered host); the CBC-HMAC suites'
+// keyed state lives apart.
+func TestTransformSize(t *testing.T) {
+	if s := esp.TransformSizeForTest(); s > 48 {
+		t.Errorf("transform is %d octets, want at most 48", s)
+	}
+	for _, suite := range []esp.Suite{esp.SuiteAESGCM16, esp.SuiteAES128CBCSHA256} {
+		out, in := newPair(t, suite, 0x1234)
+		if got, want := out.KeyedForTest() && in.KeyedForTest(), suite != esp.SuiteAESGCM16; got != want {
+			t.Errorf("%v: keyed state %v, want %v", suite, got, want)
+		}
+	}
+}

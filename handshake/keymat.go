@@ -30,7 +30,7 @@ type keymat struct {
 	buf     []byte // expanded prefix of KEYMAT
 	next    int
 	info    [2 * len(wire.HIT{})]byte // sort(HIT-I | HIT-R)
-	sec     [3 * maxRHASHLen]byte     // PRK | #I | #J
+	sec     []byte                    // PRK | #I | #J, each RHASH's length (one allocation, sized for the suite)
 	prkLen  uint8
 	ijLen   uint8 // of #I and of #J, which have one length (§5.2.5)
 }
@@ -46,8 +46,8 @@ func newKeymat(newHash func() hash.Hash, kij, i, j []byte, hitI, hitR wire.HIT) 
 		return nil, fmt.Errorf("handshake: #I of %d and #J of %d octets for KEYMAT", len(i), len(j))
 	}
 	k := &keymat{newHash: newHash, info: sortedHITs(hitI, hitR), ijLen: uint8(len(i))}
-	salt := k.sec[maxRHASHLen:][:0]
-	salt = append(append(salt, i...), j...)
+	var saltBuf [2 * maxRHASHLen]byte
+	salt := append(append(saltBuf[:0], i...), j...)
 	prk, err := hkdf.Extract(newHash, kij, salt)
 	if err != nil {
 		return nil, err
@@ -55,7 +55,8 @@ func newKeymat(newHash func() hash.Hash, kij, i, j []byte, hitI, hitR wire.HIT) 
 	if len(prk) > maxRHASHLen {
 		return nil, fmt.Errorf("handshake: RHASH of %d octets for KEYMAT", len(prk))
 	}
-	k.prkLen = uint8(copy(k.sec[:], prk))
+	k.prkLen = uint8(len(prk))
+	k.sec = append(append(make([]byte, 0, len(prk)+len(salt)), prk...), salt...)
 	clear(prk)
 	return k, nil
 }
@@ -69,15 +70,16 @@ func (k *keymat) puzzleI() []byte {
 	if k == nil {
 		return nil
 	}
-	i := maxRHASHLen + int(k.ijLen)
-	return k.sec[maxRHASHLen:i:i]
+	p := int(k.prkLen)
+	i := p + int(k.ijLen)
+	return k.sec[p:i:i]
 }
 
 func (k *keymat) puzzleJ() []byte {
 	if k == nil {
 		return nil
 	}
-	i, j := maxRHASHLen+int(k.ijLen), maxRHASHLen+2*int(k.ijLen)
+	i, j := int(k.prkLen)+int(k.ijLen), int(k.prkLen)+2*int(k.ijLen)
 	return k.sec[i:j:j]
 }
 
@@ -85,7 +87,7 @@ func (k *keymat) puzzleJ() []byte {
 // secret, the salt and what was expanded (the keys drawn from it are
 // copies).
 func (k *keymat) clear() {
-	clear(k.sec[:])
+	clear(k.sec)
 	clear(k.buf)
 }
 

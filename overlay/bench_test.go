@@ -64,7 +64,7 @@ func tableWith(t testing.TB, n int) (*Stack, []uint32) {
 		p.in = e
 		s.spis.set(spi, e)
 		delete(s.ctl.spiRes, spi)
-		r := &assocRecord{HIT: h, State: handshake.Established.String(), Info: handshake.Info{State: handshake.Established, InSPI: spi}, peer: p}
+		r := &assocRecord{HIT: h, Info: handshake.Info{State: handshake.Established, InSPI: spi}, peer: p}
 		if err := txn.Insert(tableAssoc, r); err != nil {
 			t.Fatal(err)
 		}

@@ -196,7 +196,7 @@ func TestClosedRecordHeap(t *testing.T) {
 		p.mu.Lock()
 		queued := len(p.pending)
 		p.mu.Unlock()
-		if p.out.Load() != nil || p.in != nil || p.prev != nil || p.nextOut != nil || queued != 0 {
+		if p.out.Load() != nil || p.in != nil || p.prev != nil || p.x.nextOut != nil || queued != 0 {
 			t.Errorf("peer %v keeps SAs or a queue in CLOSED", p.hit)
 		}
 	}

@@ -16,10 +16,12 @@ import (
 // flushWakes, after the record is written, so that a caller returning from
 // Connect finds Peers up to date. An error fails a waiting Register too.
 func (c *control) wakeWaiters(p *peer, err error) {
-	for _, w := range p.waiters {
+	for _, w := range p.x.waiters {
 		c.wakes = append(c.wakes, wake{w, err})
 	}
-	p.waiters = nil
+	if len(p.x.waiters) > 0 {
+		p.x.waiters = nil // p.x is p's own: it held waiters
+	}
 	if err != nil {
 		c.regFail(p, err)
 	}
@@ -63,7 +65,8 @@ func (c *control) connect(now time.Time, h wire.HIT, reply chan error) {
 			return
 		case handshake.I1Sent, handshake.I2Sent:
 			if reply != nil {
-				p.waiters = append(p.waiters, reply)
+				x := p.mut()
+				x.waiters = append(x.waiters, reply)
 			}
 			return
 		}
@@ -73,7 +76,8 @@ func (c *control) connect(now time.Time, h wire.HIT, reply chan error) {
 		return
 	}
 	if reply != nil {
-		p.waiters = append(p.waiters, reply)
+		x := p.mut()
+		x.waiters = append(x.waiters, reply)
 	}
 	if p.assoc == nil {
 		p.assoc = c.ep.Initiate(now, h)
@@ -100,8 +104,8 @@ func (c *control) handlePokes(now time.Time) {
 		}
 		if k&pokeData != 0 && p.assoc != nil {
 			p.assoc.DataReceived(now)
-			if p.nextOut != nil {
-				c.switchOut(p, p.nextOut) // the peer sends on its new SA: it has ours
+			if p.x.nextOut != nil {
+				c.switchOut(p, p.x.nextOut) // the peer sends on its new SA: it has ours
 			}
 			c.process(p, now)
 		}

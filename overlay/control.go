@@ -244,7 +244,7 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 			c.s.installOutbound(p, o)
 			p.outboundSince(now)
 		}
-		p.nextOut, p.switchAt = nil, time.Time{}
+		p.clearNextOut()
 		p.rekeyAsked.Store(false)
 		c.exportSecret(p, a) // secret.go
 		if a.State() == handshake.R2Sent && p.in != nil {
@@ -273,8 +273,10 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		if o == nil {
 			break
 		}
-		crossed := p.crossedRekey
-		p.crossedRekey = false
+		crossed := p.x.crossedRekey
+		if crossed {
+			p.x.crossedRekey = false // p.x is p's own: it was set
+		}
 		if (in != nil && in.finalizing || crossed) && p.out.Load() != nil {
 			// RFC 7402 §6.10: we finished first (or at the same time as the
 			// peer); the peer installs its new inbound SA when our ACK
@@ -282,7 +284,8 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 			// shows up on our new inbound SA, or the grace period passes.
 			// (An ACK-only UPDATE, by contrast, comes from a peer that has
 			// finished: we switch at once.)
-			p.nextOut, p.switchAt = o, now.Add(c.switchGrace)
+			x := p.mut()
+			x.nextOut, x.switchAt = o, now.Add(c.switchGrace)
 			if p.in != nil {
 				p.in.notify.Store(true)
 			}
@@ -364,7 +367,7 @@ func (c *control) sync(p *peer) {
 	}
 	info := a.Info()
 	if p.rec == nil || p.rec.Info != info || p.rec.Identity != a.PeerIdentity() {
-		r := &assocRecord{HIT: p.hit, State: info.State.String(), Info: info, Identity: a.PeerIdentity(), peer: p}
+		r := &assocRecord{HIT: p.hit, Info: info, Identity: a.PeerIdentity(), peer: p}
 		if err := putRecord(c.s.db, r); err != nil {
 			c.s.log.Error("store", "peer", p.hit.String(), "err", err)
 		} else {
@@ -372,14 +375,14 @@ func (c *control) sync(p *peer) {
 		}
 	}
 	d := a.Deadline()
-	if !p.switchAt.IsZero() && (d.IsZero() || p.switchAt.Before(d)) {
-		d = p.switchAt
+	if !p.x.switchAt.IsZero() && (d.IsZero() || p.x.switchAt.Before(d)) {
+		d = p.x.switchAt
 	}
 	if set := p.set(); set != nil {
 		d = earliest(d, set.Deadline())
 	}
-	if p.dial != nil {
-		d = earliest(d, p.dial.next)
+	if p.x.dial != nil {
+		d = earliest(d, p.x.dial.next)
 	}
 	c.timers.set(p, d)
 }
@@ -409,7 +412,7 @@ func (c *control) abandon(p *peer) {
 		}
 		p.rec = nil
 	}
-	if len(p.waiters) == 0 {
+	if len(p.x.waiters) == 0 {
 		s.forgetPeer(p)
 	}
 }

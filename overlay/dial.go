@@ -45,12 +45,12 @@ func (c *control) dialSent(p *peer, pkt []byte, to netip.AddrPort, now time.Time
 	if a == nil || a.State() != handshake.I1Sent || len(pkt) < 4 || wire.PacketType(pkt[2]&0x7f) != wire.I1 {
 		return
 	}
-	if p.dial == nil {
-		p.dial = &dialState{}
+	if p.x.dial == nil {
+		p.mut().dial = &dialState{}
 	}
-	d := p.dial
+	d := p.x.dial
 	d.i1 = append(d.i1[:0], pkt...)
-	if p.relay != nil {
+	if p.x.relay != nil {
 		d.viaRelay = true
 		return
 	}
@@ -79,7 +79,7 @@ func (c *control) untried(p *peer) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	for _, a := range *cf {
-		if p.dial == nil || !containsAddr(p.dial.tried, a) {
+		if p.x.dial == nil || !containsAddr(p.x.dial.tried, a) {
 			return a
 		}
 	}
@@ -88,7 +88,7 @@ func (c *control) untried(p *peer) netip.AddrPort {
 
 // dialTimeout tries the next locator when its time has come.
 func (c *control) dialTimeout(p *peer, now time.Time) {
-	d := p.dial
+	d := p.x.dial
 	if d == nil || d.next.IsZero() || now.Before(d.next) {
 		return
 	}
@@ -113,7 +113,7 @@ func (c *control) dialTimeout(p *peer, now time.Time) {
 func (c *control) followAnswer(p *peer, from netip.AddrPort) {
 	from = unmapPort(from)
 	at, ok := p.locator()
-	if !ok || at == from || p.relay != nil || p.dial == nil || !containsAddr(p.dial.tried, from) {
+	if !ok || at == from || p.x.relay != nil || p.x.dial == nil || !containsAddr(p.x.dial.tried, from) {
 		return
 	}
 	p.setLocator(from)
@@ -129,18 +129,20 @@ func (c *control) wrongHost(sender wire.HIT, from netip.AddrPort) {
 	}
 	from = unmapPort(from)
 	for _, p := range c.s.peerList() {
-		if p.hit != sender && p.dial != nil && p.assoc != nil && p.assoc.State() == handshake.I1Sent && containsAddr(p.dial.tried, from) {
-			p.dial.wrong, p.dial.wrongAt = sender, from
+		if p.hit != sender && p.x.dial != nil && p.assoc != nil && p.assoc.State() == handshake.I1Sent && containsAddr(p.x.dial.tried, from) {
+			p.x.dial.wrong, p.x.dial.wrongAt = sender, from
 		}
 	}
 }
 
 // endDial forgets the dial's progress.
 func (c *control) endDial(p *peer) {
-	if p.dial != nil && len(p.dial.tried) > 0 {
+	if p.x.dial != nil && len(p.x.dial.tried) > 0 {
 		c.dialling--
 	}
-	p.dial = nil
+	if p.x.dial != nil {
+		p.x.dial = nil // p.x is p's own: it held the dial
+	}
 }
 
 // dialError is the error of a failed base exchange, with what the dial
@@ -149,7 +151,7 @@ func (c *control) dialError(p *peer, err error) error {
 	if !errors.Is(err, handshake.ErrTimeout) {
 		return bexError(p.hit, err)
 	}
-	d := p.dial
+	d := p.x.dial
 	if d == nil {
 		d = &dialState{}
 	}
@@ -226,8 +228,8 @@ type dialReportCmd struct {
 
 func (m dialReportCmd) run(c *control, _ time.Time) {
 	var d dialState
-	if p := c.s.lookupPeer(m.hit); p != nil && p.dial != nil {
-		d = dialState{tried: append([]netip.AddrPort(nil), p.dial.tried...), wrong: p.dial.wrong, wrongAt: p.dial.wrongAt, viaRelay: p.dial.viaRelay}
+	if p := c.s.lookupPeer(m.hit); p != nil && p.x.dial != nil {
+		d = dialState{tried: append([]netip.AddrPort(nil), p.x.dial.tried...), wrong: p.x.dial.wrong, wrongAt: p.x.dial.wrongAt, viaRelay: p.x.dial.viaRelay}
 	}
 	m.reply <- d
 }

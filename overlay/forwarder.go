@@ -100,7 +100,9 @@ func (s *Stack) forwardESP(b []byte, spi uint32, from netip.AddrPort) bool {
 // registration with it, and, on a relay, its grants (the Forwarder).
 func (c *control) assocEnded(p *peer) {
 	delete(c.rvs, p) // a registration ends with its association (rendezvous.go)
-	p.rvsUntil = time.Time{}
+	if !p.x.rvsUntil.IsZero() {
+		p.x.rvsUntil = time.Time{} // p.x is p's own: it was set
+	}
 	if f := c.s.cfg.Forwarder; f != nil {
 		f.Ended(p.hit)
 	}

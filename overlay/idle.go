@@ -51,18 +51,18 @@ func (c *control) closeIdle(now time.Time) {
 	for _, p := range s.peerList() {
 		a := p.assoc
 		if a == nil || s.isRelay(p.hit) || (a.State() != handshake.Established && a.State() != handshake.R2Sent) {
-			p.idleSince = time.Time{}
+			p.idleSince = 0
 			continue
 		}
 		n := int64(p.pktsIn.Load() + p.pktsOut.Load())
-		if n != p.lastData || p.idleSince.IsZero() {
-			p.lastData, p.idleSince = n, now
+		if n != p.lastData || p.idleSince == 0 {
+			p.lastData, p.idleSince = n, monoOf(now)
 			continue
 		}
-		if now.Sub(p.idleSince) >= limit {
-			s.log.Info("idle close", "peer", p.hit.String(), "idle", now.Sub(p.idleSince).Round(time.Second))
+		if idle := monoOf(now) - p.idleSince; idle >= int64(limit) {
+			s.log.Info("idle close", "peer", p.hit.String(), "idle", time.Duration(idle).Round(time.Second))
 			s.ctr.idleClosed.Add(1)
-			p.idleSince = time.Time{}
+			p.idleSince = 0
 			a.Close(now)
 			c.process(p, now)
 		}

@@ -95,7 +95,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 	if err == nil && in.finalizing && wasRekeying && a.Rekeying() {
 		// The peer's own rekey UPDATE crossed ours: it may finish at the
 		// same moment we do, so neither side may assume the other ready.
-		p.crossedRekey = true
+		p.mut().crossedRekey = true
 	}
 	if res.Reply != nil {
 		c.reply(res.Reply, in) // R1, or NOTIFY for a rejected I2
@@ -156,7 +156,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		c.followRendezvous(p, pkt, pk.from) // rendezvous.go
 	}
 	if a != nil && (before == handshake.Established || before == handshake.R2Sent) && typ != wire.I1 && typ != wire.I2 && typ != wire.R1 &&
-		(in.via.relay == nil || in.via.relay == p.relay) && in.rvs.server == nil && !isProbe(pkt) {
+		(in.via.relay == nil || in.via.relay == p.x.relay) && in.rvs.server == nil && !isProbe(pkt) {
 		// An authenticated packet of an association (the state machine
 		// checked its HIP_MAC): a sign of life of its path (through the
 		// association's relay: of the relay locator, whose address it

@@ -159,7 +159,7 @@ func (c *control) pathSet(p *peer, now time.Time) *locator.Set {
 // address though a relay took its base exchange, starts there without
 // passing by the relay.
 func (c *control) initSet(p *peer, now time.Time) {
-	r := p.relay
+	r := p.x.relay
 	if r == nil {
 		c.establishSet(p, now)
 		return
@@ -191,7 +191,7 @@ func (c *control) iceChanged(p *peer, now time.Time) {
 	if a := p.nominated.Load(); a != nil {
 		n = *a
 	}
-	if n == ps.pair || p.relay == nil {
+	if n == ps.pair || p.x.relay == nil {
 		return
 	}
 	old := ps.pair
@@ -359,9 +359,9 @@ func (c *control) rebuildable(p *peer) bool {
 	}
 	switch l.Origin {
 	case locator.OriginConfig:
-		return p.relay == nil
+		return p.x.relay == nil
 	case locator.OriginRelay:
-		return p.relay != nil && l.Relay == p.relay.hit && p.nominated.Load() == nil && !ps.pair.IsValid()
+		return p.x.relay != nil && l.Relay == p.x.relay.hit && p.nominated.Load() == nil && !ps.pair.IsValid()
 	}
 	return false
 }
@@ -489,7 +489,7 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 	if !d.From.IsValid() {
 		lvl = slog.LevelDebug // the first locator: not a switch
 	}
-	if p.relay != nil {
+	if p.x.relay != nil {
 		// An association through a relay: which of the relay and the
 		// direct pair carries it, as before there were locators.
 		s.log.Log(context.Background(), lvl, "path", "peer", p.hit.String(), "path", p.pathName(),
@@ -507,7 +507,7 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 func (c *control) probe(p *peer, now time.Time, d locator.Decision) {
 	s := c.s
 	a := p.assoc
-	if a == nil || d.Kind == locator.Relayed && (p.relay == nil || p.relay.hit != d.Relay) {
+	if a == nil || d.Kind == locator.Relayed && (p.x.relay == nil || p.x.relay.hit != d.Relay) {
 		return
 	}
 	r, pkt, err := newProbe(a, c.probeBuf[:0], d.To)
@@ -561,7 +561,7 @@ func (c *control) echoAnswered(p *peer, now time.Time, echo []byte) {
 func (c *control) locatorSet(p *peer, now time.Time, raw []byte, in *inbound) {
 	s := c.s
 	set := c.pathSet(p, now)
-	if set == nil || in == nil || in.via.relay != nil || p.relay != nil {
+	if set == nil || in == nil || in.via.relay != nil || p.x.relay != nil {
 		return // only direct associations announce and follow addresses (mobility.go)
 	}
 	v, err := wire.ParseLocatorSet(raw)

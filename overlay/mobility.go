@@ -85,7 +85,7 @@ func (c *control) addrsChanged(now time.Time) {
 // the caller processes it (sends the UPDATE).
 func (c *control) announce(p *peer, now time.Time, locs []wire.Locator) bool {
 	a := p.assoc
-	if a == nil || p.relay != nil || !c.managed(p) || (a.State() != handshake.Established && a.State() != handshake.R2Sent) {
+	if a == nil || p.x.relay != nil || !c.managed(p) || (a.State() != handshake.Established && a.State() != handshake.R2Sent) {
 		return false
 	}
 	if err := a.AnnounceLocators(now, locs); err != nil {

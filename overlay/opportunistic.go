@@ -61,14 +61,16 @@ func (c *control) connectOpp(now time.Time, cmd *oppCommand) {
 		c.opp = map[netip.AddrPort]*peer{}
 	}
 	if old := c.opp[cmd.addr]; old != nil {
-		old.waiters = append(old.waiters, cmd.reply)
-		old.oppHIT = append(old.oppHIT, cmd.hit)
+		x := old.mut()
+		x.waiters = append(x.waiters, cmd.reply)
+		x.oppHIT = append(x.oppHIT, cmd.hit)
 		return
 	}
 	p := newPeer(wire.HIT{})
 	p.setLocator(cmd.addr)
-	p.waiters = []chan error{cmd.reply}
-	p.oppHIT = []chan wire.HIT{cmd.hit}
+	x := p.mut()
+	x.waiters = []chan error{cmd.reply}
+	x.oppHIT = []chan wire.HIT{cmd.hit}
 	p.assoc = c.ep.Initiate(now, wire.HIT{})
 	c.s.ctr.bexStarted.Add(1)
 	c.opp[cmd.addr] = p
@@ -99,10 +101,12 @@ func (c *control) oppPeer(sender wire.HIT, from netip.AddrPort) *peer {
 		p.rec = nil
 	}
 	p.hit = sender
-	for _, ch := range p.oppHIT {
+	for _, ch := range p.x.oppHIT {
 		ch <- sender
 	}
-	p.oppHIT = nil
+	if p.x.oppHIT != nil {
+		p.x.oppHIT = nil // p.x is p's own: it held them
+	}
 	s.peersMu.Lock()
 	s.peers[sender] = p
 	s.peersMu.Unlock()

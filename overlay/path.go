@@ -111,9 +111,9 @@ func (c *control) sendVia(pkt []byte, r *peer, to netip.AddrPort) {
 // (locators.go switchPath).
 func (c *control) sendPeer(p *peer, pkt []byte) {
 	now := time.Now()
-	if p.relay != nil && p.relayed.Load() {
+	if p.x.relay != nil && p.relayed.Load() {
 		c.sendRelayed(p, pkt)
-		if at, ok := p.relay.locator(); ok {
+		if at, ok := p.x.relay.locator(); ok {
 			c.pathSent(p, now, at) // locators.go
 		}
 		c.dialSent(p, pkt, netip.AddrPort{}, now)
@@ -128,15 +128,15 @@ func (c *control) sendPeer(p *peer, pkt []byte) {
 
 // sendRelayed sends a control packet of p's association through p's
 // relay: with RELAY_TO when we are the registered end (the relay saw the
-// peer at p.relayTo), else straight to the relay, which forwards it by
+// peer at p.x.relayTo), else straight to the relay, which forwards it by
 // Receiver's HIT to the peer registered with it.
 func (c *control) sendRelayed(p *peer, pkt []byte) {
 	switch {
-	case p.relay == nil:
-	case p.relayTo.IsValid():
-		c.sendVia(pkt, p.relay, p.relayTo)
+	case p.x.relay == nil:
+	case p.x.relayTo.IsValid():
+		c.sendVia(pkt, p.x.relay, p.x.relayTo)
 	default:
-		if at, ok := p.relay.locator(); ok {
+		if at, ok := p.x.relay.locator(); ok {
 			c.sendControl(pkt, at)
 		}
 	}
@@ -151,7 +151,8 @@ func (c *control) tookRelayed(p *peer, v via) {
 		return
 	}
 	c.resetPath(p) // locators.go
-	p.relay, p.relayTo = v.relay, v.from
+	x := p.mut()
+	x.relay, x.relayTo = v.relay, v.from
 	if !p.static.Load() || p.relayed.Load() {
 		if at, ok := v.relay.locator(); ok {
 			p.setLocator(at)
@@ -169,17 +170,17 @@ func (c *control) tookRelayed(p *peer, v via) {
 // sends through the relay from elsewhere must not move it (RFC 8046 §5.4,
 // applied to the relayed path).
 func (c *control) relayMoved(p *peer, now time.Time, in *inbound) {
-	if p == nil || p.relay == nil || p.relay != in.via.relay || !p.relayTo.IsValid() ||
-		in.via.from == p.relayTo || p.assoc == nil || p.relayCheck != nil && now.Before(p.relayCheck.at.Add(relayProbeEvery)) {
+	if p == nil || p.x.relay == nil || p.x.relay != in.via.relay || !p.x.relayTo.IsValid() ||
+		in.via.from == p.x.relayTo || p.assoc == nil || p.x.relayCheck != nil && now.Before(p.x.relayCheck.at.Add(relayProbeEvery)) {
 		return
 	}
 	r, pkt, err := newProbe(p.assoc, nil, in.via.from) // locators.go
 	if err != nil {
 		return
 	}
-	p.relayCheck = &relayCheck{probeRec: r, at: now}
+	p.mut().relayCheck = &relayCheck{probeRec: r, at: now}
 	c.s.ctr.probesOut.Add(1)
-	c.sendVia(pkt, p.relay, r.to)
+	c.sendVia(pkt, p.x.relay, r.to)
 }
 
 // relayCheck is relayMoved's probe and when it went.
@@ -196,19 +197,19 @@ const relayProbeEvery = 500 * time.Millisecond
 // relayProbeAnswered moves RELAY_TO to the address a relayed probe
 // verified, if echo is its nonce.
 func (c *control) relayProbeAnswered(p *peer, echo []byte) bool {
-	if p.relayCheck == nil {
+	if p.x.relayCheck == nil {
 		return false
 	}
-	r := p.relayCheck.probeRec
+	r := p.x.relayCheck.probeRec
 	if string(r.nonce[:]) != string(echo) {
 		return false
 	}
-	p.relayCheck = nil
+	p.x.relayCheck = nil // p.x is p's own: it held the check
 	c.s.ctr.probesAnswered.Add(1)
-	if p.relay != nil && p.relayTo != r.to {
-		c.s.log.Info("path switch", "peer", p.hit.String(), "from", p.relayTo, "to", r.to, "kind", "relayed", "reason", "rebinding")
+	if p.x.relay != nil && p.x.relayTo != r.to {
+		c.s.log.Info("path switch", "peer", p.hit.String(), "from", p.x.relayTo, "to", r.to, "kind", "relayed", "reason", "rebinding")
 		c.s.ctr.pathSwitches.Add(1)
-		p.relayTo = r.to
+		p.x.relayTo = r.to // p.x is p's own: it has a relay
 	}
 	return true
 }
@@ -223,7 +224,8 @@ func (c *control) dialRelayed(p *peer) bool {
 	}
 	at, _ := r.locator()
 	c.resetPath(p) // locators.go
-	p.relay, p.relayTo = r, netip.AddrPort{}
+	x := p.mut()
+	x.relay, x.relayTo = r, netip.AddrPort{}
 	p.setLocator(at)
 	p.relayed.Store(true)
 	return true
@@ -242,7 +244,7 @@ func (c *control) relayBack(now time.Time, h wire.HIT) {
 	}
 	at, ok := r.locator()
 	for _, p := range c.s.peerList() {
-		if p.relay != r {
+		if p.x.relay != r {
 			continue
 		}
 		if set := p.set(); set != nil && ok && c.managed(p) {
@@ -263,7 +265,7 @@ func (c *control) relayBack(now time.Time, h wire.HIT) {
 // relay's address until the relay is back (relayBack).
 func (c *control) relayDown(now time.Time, h wire.HIT) {
 	for _, p := range c.s.peerList() {
-		if p.relay == nil || p.relay.hit != h || !c.managed(p) {
+		if p.x.relay == nil || p.x.relay.hit != h || !c.managed(p) {
 			continue
 		}
 		if set := p.set(); set != nil {
@@ -276,15 +278,17 @@ func (c *control) relayDown(now time.Time, h wire.HIT) {
 // clearPath forgets p's relay path and ICE session (its association is
 // gone).
 func (c *control) clearPath(p *peer) {
-	if p.ice != nil {
-		_ = p.ice.Close() // no callback runs after it returns
-		p.ice = nil
+	if p.x.ice != nil {
+		_ = p.x.ice.Close() // no callback runs after it returns
+		p.x.ice = nil       // p.x is p's own: it held the session
 	}
 	p.nominated.Store(nil)
-	if p.relay != nil && !p.static.Load() {
+	if p.x.relay != nil && !p.static.Load() {
 		p.addr.Store(nil)
 	}
-	p.relay, p.relayTo = nil, netip.AddrPort{}
+	if p.x.relay != nil || p.x.relayTo.IsValid() {
+		p.x.relay, p.x.relayTo = nil, netip.AddrPort{} // p.x is p's own: it had a relay
+	}
 	p.relayed.Store(false)
 }
 
@@ -294,7 +298,7 @@ func (c *control) clearPath(p *peer) {
 func (c *control) candidates(peer wire.HIT) []wire.Locator {
 	s := c.s
 	p := s.lookupPeer(peer)
-	if (c.handling == nil || c.handling.via.relay == nil) && (p == nil || p.relay == nil) {
+	if (c.handling == nil || c.handling.via.relay == nil) && (p == nil || p.x.relay == nil) {
 		return nil
 	}
 	var cs []nat.Candidate
@@ -349,7 +353,7 @@ func (s *Stack) hostAddrs() []netip.AddrPort {
 // selected ICE-STUN-UDP (RFC 5770 §4.6); the Initiator controls.
 func (c *control) startICE(p *peer, a *handshake.Association) {
 	s := c.s
-	if p.ice != nil || p.relay == nil || a.NATMode() != wire.NATModeICESTUNUDP || s.iceMux == nil {
+	if p.x.ice != nil || p.x.relay == nil || a.NATMode() != wire.NATModeICESTUNUDP || s.iceMux == nil {
 		return
 	}
 	remote := nat.FromLocators(a.PeerCandidates())
@@ -371,7 +375,7 @@ func (c *control) startICE(p *peer, a *handshake.Association) {
 		s.log.Warn("ice", "peer", p.hit.String(), "err", err)
 		return
 	}
-	p.ice = sess
+	p.mut().ice = sess
 	s.log.Debug("ice started", "peer", p.hit.String(), "remote", len(remote))
 }
 

@@ -25,10 +25,9 @@ type peer struct {
 	// puzzle is the puzzle the association waits for (handshake
 	// Association.Solving), kept by the control goroutine for the solver
 	// goroutines (puzzle.go): a search for another one stops.
-	puzzle      atomic.Pointer[handshake.Puzzle]
-	solveCancel chan struct{} // control goroutine: closed to stop the solver of puzzle (puzzle.go)
-	pokes       atomic.Uint32 // pending poke bits for the control goroutine
-	static      atomic.Bool   // locator given by AddPeer (keep the peer without an association)
+	puzzle atomic.Pointer[handshake.Puzzle]
+	pokes  atomic.Uint32 // pending poke bits for the control goroutine
+	static atomic.Bool   // locator given by AddPeer (keep the peer without an association)
 
 	bytesIn, bytesOut, pktsIn, pktsOut atomic.Uint64
 	lastSeen                           atomic.Int64                    // unix ns (Stack.clock) of the last authenticated ESP from the peer
@@ -41,24 +40,14 @@ type peer struct {
 	pending []pendingSeg
 
 	// Control goroutine only.
-	assoc        *handshake.Association
-	rec          *assocRecord  // the current memdb record, nil if none
-	in, prev     *inboundSA    // current and previous (before the last rekey) inbound SA
-	nextOut      *esp.Outbound // rekeyed outbound SA waiting for the peer to finish its rekey
-	switchAt     time.Time     // when nextOut is used anyway
-	crossedRekey bool          // the peer's rekey UPDATE crossed ours
-	waiters      []chan error  // Connects waiting for the BEX
-	tm           timerEntry    // its entry in the timer heap (timers.go)
-	rvsUntil     time.Time     // our RENDEZVOUS registration with this peer lasts until (rendezvous.go)
+	assoc    *handshake.Association
+	rec      *assocRecord // the current memdb record, nil if none
+	in, prev *inboundSA   // current and previous (before the last rekey) inbound SA
+	tm       timerEntry   // its entry in the timer heap (timers.go)
+	// x is what most peers never need (peerExt): &noExt until the first
+	// write, through mut.
+	x *peerExt
 
-	// Paths (path.go). relay and relayTo are the control goroutine's.
-	relay   *peer           // the relay the association runs through; nil: direct
-	relayTo netip.AddrPort  // valid: we are the registered end, add RELAY_TO with this address
-	ice     *nat.Session    // connectivity checks of a relayed association
-	oppHIT  []chan wire.HIT // ConnectAddr callers waiting for the R1 to name the peer
-	// relayCheck is a probe through the relay to a new address of the
-	// peer behind it (relayMoved); nil: none sent.
-	relayCheck *relayCheck
 	// relayed: the current locator is the relay's, so control packets go
 	// through it too (sendPeer); set by the control goroutine, read by
 	// Peers (PeerInfo.Path).
@@ -81,15 +70,68 @@ type peer struct {
 	held       *inflight                        // those copies; set by the control goroutine before suspect
 	pathIdle   atomic.Bool                      // the control goroutine stopped reading the counts: poke on use
 	path       *pathState                       // control goroutine only; nil: no locator Set (locators.go)
-	dial       *dialState                       // control goroutine only, while a dial runs (dial.go)
 	lastData   int64                            // control goroutine: pktsIn+pktsOut at the last idle check (idle.go)
-	idleSince  time.Time                        // control goroutine: when lastData last changed
-	saSince    time.Time                        // control goroutine: when the outbound SA was installed (rekeying.go)
+	idleSince  int64                            // control goroutine: monoOf when lastData last changed; 0: not yet
+	saSince    int64                            // control goroutine: monoOf when the outbound SA was installed (rekeying.go); 0: none
 	saBase     uint64                           // control goroutine: bytesOut then
 }
 
+// peerExt is the control goroutine's state of a peer that only some
+// peers need: a rekey in its switch, waiting Connects, a dial, a puzzle
+// search, a rendezvous registration, a relayed path. A relay holds
+// thousands of registered hosts' peers that need none of it, so it is
+// allocated on first use (mut) and read through the shared, always-zero
+// noExt before that: reads need no nil check, and a peer pays for it
+// only when it needs it.
+type peerExt struct {
+	nextOut      *esp.Outbound // rekeyed outbound SA waiting for the peer to finish its rekey
+	switchAt     time.Time     // when nextOut is used anyway
+	crossedRekey bool          // the peer's rekey UPDATE crossed ours
+	waiters      []chan error  // Connects waiting for the BEX
+	rvsUntil     time.Time     // our RENDEZVOUS registration with this peer lasts until (rendezvous.go)
+	dial         *dialState    // while a dial runs (dial.go)
+	solveCancel  chan struct{} // closed to stop the solver of puzzle (puzzle.go)
+
+	// Paths (path.go).
+	relay   *peer           // the relay the association runs through; nil: direct
+	relayTo netip.AddrPort  // valid: we are the registered end, add RELAY_TO with this address
+	ice     *nat.Session    // connectivity checks of a relayed association
+	oppHIT  []chan wire.HIT // ConnectAddr callers waiting for the R1 to name the peer
+	// relayCheck is a probe through the relay to a new address of the
+	// peer behind it (relayMoved); nil: none sent.
+	relayCheck *relayCheck
+}
+
+// monoEpoch and monoOf give the control goroutine's times of a peer in
+// 8 octets instead of a time.Time's 24, on the monotonic clock: ns since
+// the process started, never 0.
+var monoEpoch = time.Now()
+
+func monoOf(t time.Time) int64 { return int64(t.Sub(monoEpoch)) + 1 }
+
+// noExt is every peer's x until it needs its own. It is never written:
+// writes go through mut, and a field is reset only where p.x is known to
+// be p's own (it held what is reset). TestNoExtUntouched checks.
+var noExt peerExt
+
+// mut returns p's own peerExt, allocating it on first use (control
+// goroutine).
+func (p *peer) mut() *peerExt {
+	if p.x == &noExt {
+		p.x = new(peerExt)
+	}
+	return p.x
+}
+
+// clearNextOut forgets a rekeyed outbound SA waiting for its switch.
+func (p *peer) clearNextOut() {
+	if p.x != &noExt {
+		p.x.nextOut, p.x.switchAt = nil, time.Time{}
+	}
+}
+
 func newPeer(h wire.HIT) *peer {
-	p := &peer{hit: h}
+	p := &peer{hit: h, x: &noExt}
 	p.tm = timerEntry{idx: -1, p: p}
 	return p
 }

@@ -39,7 +39,7 @@ func (c *control) solve(p *peer, pz *handshake.Puzzle) {
 	c.dropPuzzle(p)
 	cancel := make(chan struct{})
 	p.puzzle.Store(pz)
-	p.solveCancel = cancel
+	p.mut().solveCancel = cancel
 	stale := func() bool {
 		select {
 		case <-cancel:
@@ -70,9 +70,9 @@ func (c *control) solve(p *peer, pz *handshake.Puzzle) {
 // dropPuzzle stops the search for p's puzzle, if one runs.
 func (c *control) dropPuzzle(p *peer) {
 	p.puzzle.Store(nil)
-	if p.solveCancel != nil {
-		close(p.solveCancel)
-		p.solveCancel = nil
+	if p.x.solveCancel != nil {
+		close(p.x.solveCancel)
+		p.x.solveCancel = nil // p.x is p's own: it held the channel
 	}
 }
 

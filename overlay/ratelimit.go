@@ -43,24 +43,26 @@ const (
 	r1AddrRate    = 256
 	r1TotalBurst  = 8192
 	r1TotalRate   = 8192
-	// r1MaxBuckets bounds each table. When one is full, idle buckets (full
-	// again) are swept; sources still unknown after that share one bucket.
+	// r1MaxBuckets bounds each table. Above sweepAbove, idle buckets (full
+	// again) are swept as new sources come; in a table full even so,
+	// sources still unknown share one bucket.
 	r1MaxBuckets = 1 << 14
 )
 
 type tokenBucket struct {
 	tokens float64
-	at     time.Time
+	at     int64 // monoOf the last use; 0: never used
 }
 
 // take refills b for the time since its last use and takes one token.
 func (b *tokenBucket) take(now time.Time, burst, rate float64) bool {
-	if b.at.IsZero() {
+	t := monoOf(now)
+	if b.at == 0 {
 		b.tokens = burst
-	} else if d := now.Sub(b.at); d > 0 {
-		b.tokens = min(burst, b.tokens+d.Seconds()*rate)
+	} else if d := t - b.at; d > 0 {
+		b.tokens = min(burst, b.tokens+time.Duration(d).Seconds()*rate)
 	}
-	b.at = now
+	b.at = t
 	if b.tokens < 1 {
 		return false
 	}
@@ -71,34 +73,42 @@ func (b *tokenBucket) take(now time.Time, burst, rate float64) bool {
 // full reports whether b has refilled to burst by now: it is idle and can
 // be forgotten without changing any decision.
 func (b *tokenBucket) full(now time.Time, burst, rate float64) bool {
-	return b.tokens+now.Sub(b.at).Seconds()*rate >= burst
+	return b.tokens+time.Duration(monoOf(now)-b.at).Seconds()*rate >= burst
 }
 
-// bucketTable is a bounded set of buckets by key.
+// bucketTable is a bounded set of buckets by key. Buckets are held by
+// value (16 octets beside the key) and idle ones are swept once the table
+// holds more than sweepAbove, at most once a second: what it holds follows
+// the rate of new sources over the last few seconds, not every source
+// ever seen (a relay meets each of its registered hosts once).
 type bucketTable[K comparable] struct {
-	m           map[K]*tokenBucket
+	m           map[K]tokenBucket
 	overflow    tokenBucket
 	burst, rate float64
 	sweptAt     time.Time
 }
 
+// sweepAbove is the size above which a table sweeps idle buckets as it
+// grows.
+const sweepAbove = 1024
+
 func newBucketTable[K comparable](burst, rate float64) bucketTable[K] {
-	return bucketTable[K]{m: map[K]*tokenBucket{}, burst: burst, rate: rate}
+	return bucketTable[K]{m: map[K]tokenBucket{}, burst: burst, rate: rate}
 }
 
 func (t *bucketTable[K]) take(k K, now time.Time) bool {
-	b := t.m[k]
-	if b == nil {
-		if len(t.m) >= r1MaxBuckets {
+	b, ok := t.m[k]
+	if !ok {
+		if len(t.m) >= sweepAbove {
 			t.sweep(now)
 		}
 		if len(t.m) >= r1MaxBuckets {
 			return t.overflow.take(now, t.burst, t.rate)
 		}
-		b = &tokenBucket{}
-		t.m[k] = b
 	}
-	return b.take(now, t.burst, t.rate)
+	allowed := b.take(now, t.burst, t.rate)
+	t.m[k] = b
+	return allowed
 }
 
 // sweep forgets idle buckets, at most once a second.

@@ -80,3 +80,30 @@ func TestR1LimiterBounded(t *testing.T) {
 		t.Fatal("a new source is refused after the tables filled and went idle")
 	}
 }
+
+// TestR1LimiterForgetsIdle: a table that meets many sources once each (a
+// relay's registering hosts) holds the buckets of the last few seconds,
+// not of every source ever seen, and a source that has just spent its
+// burst is still refused: only buckets full again are forgotten.
+func TestR1LimiterForgetsIdle(t *testing.T) {
+	l := newR1Limiter()
+	now := time.Unix(1000, 0)
+	const n, every = 10_000, time.Millisecond // 10 s of 1000 new sources a second
+	flood := netip.MustParseAddrPort("198.51.100.7:9")
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		now = now.Add(every)
+		l.allow(netip.AddrPortFrom(a, 1), now)
+		if i >= n-r1SourceBurst {
+			l.allow(flood, now) // spends its burst at the end
+		}
+	}
+	// A bucket is full again r1SourceBurst/r1SourceRate (2 s) after its
+	// use; sweeps come once a second: about 3 s of sources remain.
+	if got, limit := len(l.source.m), 3*int(time.Second/every)+100; got > limit {
+		t.Errorf("%d source buckets after %d sources, want at most %d (the last seconds')", got, n, limit)
+	}
+	if l.allow(flood, now) {
+		t.Error("a source that just spent its burst was forgotten by a sweep and answered again")
+	}
+}

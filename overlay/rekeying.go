@@ -58,7 +58,7 @@ func (s *Stack) rekeyBytes() uint64 {
 // outboundSince notes that p's outbound SA changed now: the time and the
 // volume of the policy count from here.
 func (p *peer) outboundSince(now time.Time) {
-	p.saSince, p.saBase = now, p.bytesOut.Load()
+	p.saSince, p.saBase = monoOf(now), p.bytesOut.Load()
 }
 
 // rekeyDue starts a rekey of p's SAs when its outbound SA is older than
@@ -66,11 +66,11 @@ func (p *peer) outboundSince(now time.Time) {
 func (c *control) rekeyDue(p *peer, now time.Time) {
 	s := c.s
 	a := p.assoc
-	if a == nil || p.out.Load() == nil || p.saSince.IsZero() || a.Rekeying() ||
+	if a == nil || p.out.Load() == nil || p.saSince == 0 || a.Rekeying() ||
 		(a.State() != handshake.Established && a.State() != handshake.R2Sent) {
 		return
 	}
-	age, vol := now.Sub(p.saSince), p.bytesOut.Load()-p.saBase
+	age, vol := time.Duration(monoOf(now)-p.saSince), p.bytesOut.Load()-p.saBase
 	iv, limit := s.rekeyInterval(), s.rekeyBytes()
 	if (iv == 0 || age < iv) && (limit == 0 || vol < limit) {
 		return

@@ -72,7 +72,7 @@ func (c *control) openRendezvous(now time.Time, pk *ctrlPacket, pkt *wire.Packet
 // forged rendezvous I1s costs no walk over every peer.
 func (c *control) rendezvousAt(a netip.AddrPort, now time.Time) *peer {
 	for p := range c.rvs {
-		if at, ok := p.locator(); ok && at == a && p.assoc != nil && now.Before(p.rvsUntil) {
+		if at, ok := p.locator(); ok && at == a && p.assoc != nil && now.Before(p.x.rvsUntil) {
 			return p
 		}
 	}
@@ -97,7 +97,7 @@ func (c *control) replyRendezvous(r1 []byte, rv rendezvous) {
 func (c *control) followRendezvous(p *peer, pkt wire.Packet, from netip.AddrPort) {
 	rvs, ok := handshake.ViaRVS(pkt)
 	at, known := p.locator()
-	if !ok || !known || at.Addr().Unmap() != rvs.Unmap() || at == from || p.relay != nil {
+	if !ok || !known || at.Addr().Unmap() != rvs.Unmap() || at == from || p.x.relay != nil {
 		return
 	}
 	p.setLocator(from)
@@ -111,7 +111,9 @@ func (c *control) rendezvousGranted(p *peer, r Registration) {
 	if !slices.Contains(r.Granted, wire.RegTypeRendezvous) {
 		return
 	}
-	p.rvsUntil = r.Expires // zero when cancelled
+	if !r.Expires.IsZero() || !p.x.rvsUntil.IsZero() {
+		p.mut().rvsUntil = r.Expires // zero when cancelled
+	}
 	if r.Expires.IsZero() {
 		delete(c.rvs, p)
 		return

@@ -75,7 +75,7 @@ func (c *control) trimSAs() {
 func (c *control) switchOut(p *peer, o *esp.Outbound) {
 	p.out.Store(o)
 	p.outboundSince(time.Now())
-	p.nextOut, p.switchAt = nil, time.Time{}
+	p.clearNextOut()
 	if p.in != nil {
 		p.in.notify.Store(false)
 	}
@@ -96,7 +96,7 @@ func (c *control) removeInbound(p *peer) {
 func (c *control) removeSAs(p *peer) {
 	c.removeInbound(p)
 	p.out.Store(nil)
-	p.nextOut, p.switchAt = nil, time.Time{}
+	p.clearNextOut()
 	p.secret.Store(nil) // bound to the keys just dropped (secret.go)
 }
 

@@ -20,8 +20,13 @@ const secretLabel = "streams psk 1"
 
 // exportSecret keeps the secret of p's newly established association.
 // It stays until the association's SAs go (removeSAs): a rekey leaves it,
-// so that both ends keep agreeing on it. Control goroutine.
+// so that both ends keep agreeing on it. A relay server's stack
+// (Config.Forwarder) keeps none: no stream layer runs above it, and it
+// holds an association per registered host. Control goroutine.
 func (c *control) exportSecret(p *peer, a *handshake.Association) {
+	if c.s.cfg.Forwarder != nil {
+		return
+	}
 	b, err := a.Export(secretLabel, secretLen)
 	if err != nil {
 		c.s.log.Debug("no association secret", "peer", p.hit.String(), "err", err)
@@ -38,7 +43,8 @@ func (c *control) exportSecret(p *peer, a *handshake.Association) {
 // current association with hit, and no one else, know: exported from the
 // association's Diffie-Hellman keying material (RFC 7401 §6.5) when its
 // base exchange completed, the same on both sides until the association
-// ends. It returns false when there is no established association. The
+// ends. It returns false when there is no established association, and
+// always on a relay server's stack (Config.Forwarder). The
 // slice is the caller's own copy. Safe for concurrent use.
 func (s *Stack) AssociationSecret(hit wire.HIT) ([]byte, bool) {
 	p := s.lookupPeer(hit)

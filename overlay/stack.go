@@ -443,7 +443,7 @@ func (s *Stack) Peers() []PeerInfo {
 		p := r.peer
 		loc, _ := p.locator()
 		pi := PeerInfo{
-			HIT: r.HIT, State: r.State, Path: p.pathName(), Locator: loc, Locators: locatorInfo(locs[r.HIT], loc),
+			HIT: r.HIT, State: r.Info.State.String(), Path: p.pathName(), Locator: loc, Locators: locatorInfo(locs[r.HIT], loc),
 			InSPI: r.Info.InSPI, OutSPI: r.Info.OutSPI,
 			BytesIn: p.bytesIn.Load(), BytesOut: p.bytesOut.Load(),
 			PacketsIn: p.pktsIn.Load(), PacketsOut: p.pktsOut.Load(),
@@ -471,7 +471,7 @@ func (s *Stack) Stats() Stats {
 	st.Associations = map[string]int{}
 	if it, err := s.db.Txn(false).Get(tableAssoc, indexID); err == nil {
 		for raw := it.Next(); raw != nil; raw = it.Next() {
-			st.Associations[raw.(*assocRecord).State]++
+			st.Associations[raw.(*assocRecord).Info.State.String()]++
 		}
 	}
 	for _, rc := range s.relays {

@@ -31,8 +31,7 @@ const (
 // assocRecord is one association as stored.
 type assocRecord struct {
 	HIT      wire.HIT
-	State    string // handshake.State.String()
-	Info     handshake.Info
+	Info     handshake.Info    // its State is the record's
 	Identity *hostid.PublicKey // nil until authenticated
 	peer     *peer
 }

@@ -191,8 +191,8 @@ func (c *control) handleTimers(now time.Time) {
 			close(e.wake)
 			continue
 		}
-		if p.nextOut != nil && !now.Before(p.switchAt) {
-			c.switchOut(p, p.nextOut)
+		if p.x.nextOut != nil && !now.Before(p.x.switchAt) {
+			c.switchOut(p, p.x.nextOut)
 		}
 		c.dialTimeout(p, now) // dial.go
 		c.pathTimeout(p, now) // locators.go

@@ -22,11 +22,38 @@ import (
 // filtered by time and pruned lazily.
 
 // grant is one host's registration. Types holds RENDEZVOUS or
-// RELAY_UDP_HIP, never both (RFC 9028 §7.8).
+// RELAY_UDP_HIP, never both (RFC 9028 §7.8), as a set of bits (typeSet):
+// a relay holds one grant per registered host, and a slice would cost 32
+// octets more for one octet.
 type grant struct {
-	types    []uint8
+	types    typeSet
 	lifetime uint8
 	expires  time.Time
+}
+
+// typeSet is a set of the registration types we offer, bit t for type t
+// (every offered type is below 8).
+type typeSet uint8
+
+func setOf(types []uint8) typeSet {
+	var s typeSet
+	for _, t := range types {
+		s |= 1 << t
+	}
+	return s
+}
+
+func (s typeSet) has(t uint8) bool { return t < 8 && s&(1<<t) != 0 }
+
+// list returns the types in s in ascending order.
+func (s typeSet) list() []uint8 {
+	var out []uint8
+	for t := range uint8(8) {
+		if s.has(t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 type registrar struct {
@@ -43,7 +70,8 @@ func newRegistrar(cfg Config, log *slog.Logger) *registrar {
 	return &registrar{cfg: cfg, log: log, regs: map[wire.HIT]grant{}}
 }
 
-// offered are the types this registrar serves (its REG_INFO).
+// offered are the types this registrar serves (its REG_INFO); each is
+// below 8 (typeSet).
 var offered = []uint8{wire.RegTypeRendezvous, wire.RegTypeRelayUDPHIP}
 
 // decide is the registration policy: which of req's types peer gets, for
@@ -78,7 +106,7 @@ func (r *registrar) decide(peer wire.HIT, req wire.RegRequest) (wire.RegResponse
 	}
 	lo, hi := wire.DurationToLifetime(r.cfg.MinLifetime), wire.DurationToLifetime(r.cfg.MaxLifetime)
 	life := min(max(req.Lifetime, lo), hi)
-	r.regs[peer] = grant{types: want, lifetime: life, expires: now.Add(wire.LifetimeToDuration(life))}
+	r.regs[peer] = grant{types: setOf(want), lifetime: life, expires: now.Add(wire.LifetimeToDuration(life))}
 	return wire.RegResponse{Lifetime: life, Types: want}, failed
 }
 
@@ -113,7 +141,7 @@ func (r *registrar) exclusiveLocked(peer wire.HIT, want []uint8, failed []wire.R
 	}
 	if g, ok := r.regs[peer]; ok && now.Before(g.expires) {
 		for _, t := range slices.Clone(want) {
-			if !slices.Contains(g.types, t) {
+			if !g.types.has(t) {
 				refuse(t)
 			}
 		}
@@ -128,8 +156,8 @@ func (r *registrar) cancelLocked(peer wire.HIT, types []uint8) {
 	if !ok {
 		return
 	}
-	g.types = slices.DeleteFunc(slices.Clone(g.types), func(t uint8) bool { return slices.Contains(types, t) })
-	if len(g.types) == 0 {
+	g.types &^= setOf(types)
+	if g.types == 0 {
 		delete(r.regs, peer)
 		return
 	}
@@ -141,7 +169,7 @@ func (r *registrar) serves(h wire.HIT, t uint8, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	g, ok := r.regs[h]
-	return ok && now.Before(g.expires) && slices.Contains(g.types, t)
+	return ok && now.Before(g.expires) && g.types.has(t)
 }
 
 // registered reports whether h holds any unexpired grant (TURN
@@ -174,7 +202,7 @@ func (r *registrar) list(now time.Time) []overlay.Registration {
 	out := make([]overlay.Registration, 0, len(r.regs))
 	for h, g := range r.regs {
 		if now.Before(g.expires) {
-			out = append(out, overlay.Registration{Peer: h, Granted: slices.Clone(g.types), Lifetime: g.lifetime, Expires: g.expires})
+			out = append(out, overlay.Registration{Peer: h, Granted: g.types.list(), Lifetime: g.lifetime, Expires: g.expires})
 		}
 	}
 	r.mu.Unlock()

@@ -129,3 +129,20 @@ func TestRegistrarLimits(t *testing.T) {
 		t.Fatalf("counters policy %d full %d", r.refusedPolicy.Load(), r.refusedFull.Load())
 	}
 }
+
+// TestTypeSet: every type we offer fits a grant's typeSet, and a set
+// lists what went in.
+func TestTypeSet(t *testing.T) {
+	for _, ty := range offered {
+		if ty >= 8 {
+			t.Fatalf("offered type %d does not fit typeSet", ty)
+		}
+	}
+	s := setOf([]uint8{wire.RegTypeRelayUDPHIP, wire.RegTypeRendezvous})
+	if got := s.list(); len(got) != 2 || got[0] != wire.RegTypeRendezvous || got[1] != wire.RegTypeRelayUDPHIP {
+		t.Fatalf("list %v", got)
+	}
+	if s &^= setOf([]uint8{wire.RegTypeRendezvous}); s.has(wire.RegTypeRendezvous) || !s.has(wire.RegTypeRelayUDPHIP) || s.has(200) {
+		t.Fatalf("after removal: %08b", s)
+	}
+}
