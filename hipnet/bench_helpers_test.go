@@ -20,6 +20,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"golang.org/x/net/ipv4"
+	"hipnet.dev/streams"
 )
 
 // Helpers of bench_test.go: the baselines' PKI and servers, the common
@@ -378,7 +379,7 @@ func (hiddenPC) SetWriteBuffer(int) error { return nil }
 // plain false is quic-go as an application gets it: quic.ListenAddr and
 // quic.DialAddr on UDP sockets (GSO, batched reads, path MTU discovery,
 // larger socket buffers). plain true is quic-go as streams runs
-// it: each side's quic.Transport on a hiddenPC, 1280-octet packets, no
+// it: each side's quic.Transport on a hiddenPC, streams.PacketSize packets, no
 // path MTU discovery; the difference to hipnet is then the overlay (ESP,
 // the read loop's hop) alone.
 func quicPair(b testing.TB, pki *benchPKI, plain bool, handle func(*quic.Stream)) *quic.Conn {
@@ -393,7 +394,7 @@ func quicPair(b testing.TB, pki *benchPKI, plain bool, handle func(*quic.Stream)
 		err error
 	)
 	if plain {
-		conf := &quic.Config{InitialPacketSize: 1280, DisablePathMTUDiscovery: true}
+		conf := &quic.Config{InitialPacketSize: streams.PacketSize, DisablePathMTUDiscovery: true}
 		udp := func() *quic.Transport {
 			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {

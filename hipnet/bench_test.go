@@ -55,10 +55,10 @@ import (
 //	                       CPU seconds per GB, both ends together (the
 //	                       process's user+system time): hip-cpu-s/GB,
 //	                       tls-cpu-s/GB.
-//	                       Diagnostic: quic1280-MB/s, quic-go on UDP
+//	                       Diagnostic: quicpc-MB/s, quic-go on UDP
 //	                       sockets it sees as plain PacketConns with
-//	                       1280-octet packets, as streams runs it
-//	                       (so hip/quic1280 is the overlay's own cost).
+//	                       streams.PacketSize packets, as streams runs it
+//	                       (so hip/quicpc is the overlay's own cost).
 //	BenchmarkDatagrams     1200-octet datagrams in acknowledged bursts of
 //	                       32, ListenPacket vs UDP sockets written one
 //	                       datagram per call (goal hip/udp >= 1.0), and
@@ -83,12 +83,12 @@ import (
 const benchTimeout = 30 * time.Second
 
 // benchOnly restricts every benchmark to one of its paths, for profiling
-// that path alone: "hip", or a baseline ("tls", "quic", "quic1280",
+// that path alone: "hip", or a baseline ("tls", "quic", "quicpc",
 // "udp"). The figures of the paths left out, and the ratios, are then
 // reported as 0. For example:
 //
 //	go test -run '^$' -bench Throughput -benchtime 10x -cpuprofile hip.prof ./hipnet/ -args -hipnet.benchonly hip
-var benchOnly = flag.String("hipnet.benchonly", "", "run only this path of each benchmark (hip, tls, quic, quic1280, udp), for profiling")
+var benchOnly = flag.String("hipnet.benchonly", "", "run only this path of each benchmark (hip, tls, quic, quicpc, udp), for profiling")
 
 // benchStreams is the stream transport of every node the tests and
 // benchmarks start without one of their own: "quic" (the default) or
@@ -451,7 +451,7 @@ func BenchmarkThroughput(b *testing.B) {
 	b.Cleanup(func() { tc.Close() })
 
 	// quic-go on its own UDP sockets, and quic-go on UDP sockets shown
-	// to it as plain PacketConns with 1280-octet packets (what
+	// to it as plain PacketConns with streams.PacketSize packets (what
 	// streams gives it): see quicPair.
 	sink := func(s *quic.Stream) { bulkSink(s, bulkSize) }
 	qs, err := quicPair(b, pki, false, sink).OpenStreamSync(ctx)
@@ -487,7 +487,7 @@ func BenchmarkThroughput(b *testing.B) {
 	all := func(record bool) []func() {
 		return []func(){
 			run("hip", hc, &hip, &hipCPU, record), run("tls", tc, &tlsT, &tlsCPU, record),
-			run("quic", qs, &quicT, nil, record), run("quic1280", ps, &plainT, nil, record),
+			run("quic", qs, &quicT, nil, record), run("quicpc", ps, &plainT, nil, record),
 		}
 	}
 	inOrder(0, all(false)...)
@@ -504,8 +504,8 @@ func BenchmarkThroughput(b *testing.B) {
 	b.ReportMetric(q, "quic-MB/s")
 	b.ReportMetric(ratio(h, t), "hip/tls")
 	b.ReportMetric(ratio(h, q), "hip/quic")
-	b.ReportMetric(p, "quic1280-MB/s")
-	b.ReportMetric(ratio(h, p), "hip/quic1280")
+	b.ReportMetric(p, "quicpc-MB/s")
+	b.ReportMetric(ratio(h, p), "hip/quicpc")
 	// CPU seconds per GB moved, both ends together (one process).
 	b.ReportMetric(hipCPU.median(), "hip-cpu-s/GB")
 	b.ReportMetric(tlsCPU.median(), "tls-cpu-s/GB")
