@@ -299,18 +299,27 @@ func dgSend(pc net.PacketConn, dst net.Addr, seq *uint32, bursts int) (delivered
 				return delivered, lostBursts, err
 			}
 		}
-		got, err := dgAwaitAck(pc, ack, burst)
-		if err != nil {
+		if err := dgTally(pc, ack, burst, &delivered, &lostBursts); err != nil {
 			return delivered, lostBursts, err
-		}
-		if got < 0 {
-			lostBursts++
-		} else {
-			delivered += got
 		}
 	}
 	pc.SetReadDeadline(time.Time{})
 	return delivered, lostBursts, nil
+}
+
+// dgTally waits for burst's acknowledgement and counts it: the datagrams
+// it says arrived, or a lost burst when none came.
+func dgTally(pc net.PacketConn, ack []byte, burst uint32, delivered, lostBursts *int) error {
+	got, err := dgAwaitAck(pc, ack, burst)
+	if err != nil {
+		return err
+	}
+	if got < 0 {
+		*lostBursts++
+	} else {
+		*delivered += got
+	}
+	return nil
 }
 
 // dgAwaitAck waits for the receiver's acknowledgement of burst and
@@ -499,14 +508,8 @@ func dgSendMMsg(pc net.PacketConn, dst net.Addr, seq *uint32, bursts int) (deliv
 			}
 			sent += n
 		}
-		got, err := dgAwaitAck(pc, ack, burst)
-		if err != nil {
+		if err := dgTally(pc, ack, burst, &delivered, &lostBursts); err != nil {
 			return delivered, lostBursts, err
-		}
-		if got < 0 {
-			lostBursts++
-		} else {
-			delivered += got
 		}
 	}
 	pc.SetReadDeadline(time.Time{})

@@ -50,12 +50,7 @@ func TestRelayedPairFallback(t *testing.T) {
 		c.Logger = slog.New(logA)
 	})
 	b := relayedNode(t, 1, r, nil)
-	la, lb := listenInner(t, a, 7), listenInner(t, b, 8)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := b.Connect(ctx, a.HIT()); err != nil {
-		t.Fatal(err)
-	}
+	la, lb := connectRelayed(t, a, b)
 	exchange(t, a, b, la, lb, 0)
 
 	// ICE nominates the pair; the Set moves the association there.
@@ -174,12 +169,7 @@ func TestRelayedLocators(t *testing.T) {
 	noICE := func(c *overlay.Config) { c.Handshake.NATModes = []uint16{wire.NATModeUDPEncapsulation} }
 	a := relayedNode(t, 0, r, noICE)
 	b := relayedNode(t, 1, r, noICE)
-	la, lb := listenInner(t, a, 7), listenInner(t, b, 8)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := b.Connect(ctx, a.HIT()); err != nil {
-		t.Fatal(err)
-	}
+	la, lb := connectRelayed(t, a, b)
 	check := func(when string) {
 		t.Helper()
 		for _, s := range [][2]*overlay.Stack{{a, b}, {b, a}} {
@@ -219,12 +209,7 @@ func TestRelayedProbeThroughRelay(t *testing.T) {
 	ga := newGate(t)
 	a := relayedNode(t, 0, r, func(c *overlay.Config) { noICE(c); c.PacketConn = ga })
 	b := relayedNode(t, 1, r, noICE)
-	la, lb := listenInner(t, a, 7), listenInner(t, b, 8)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := b.Connect(ctx, a.HIT()); err != nil {
-		t.Fatal(err)
-	}
+	la, lb := connectRelayed(t, a, b)
 	exchange(t, a, b, la, lb, 0)
 	before, ctl := a.Stats().Paths, r.Stats().Relay.ControlForwarded
 	ga.dropESPFrom(r.Addr())
@@ -543,4 +528,17 @@ func (h *pathLog) hasSince(mark int, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// connectRelayed binds inner port 7 on a and 8 on b and has b connect to
+// a, which it knows only through their relay.
+func connectRelayed(t *testing.T, a, b *overlay.Stack) (la, lb *overlay.InnerConn) {
+	t.Helper()
+	la, lb = listenInner(t, a, 7), listenInner(t, b, 8)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Connect(ctx, a.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	return la, lb
 }
