@@ -24,7 +24,7 @@ import (
 //	                                 the store (goal <= 100 ns, 0 allocs)
 //	BenchmarkIdleAssociationMemory   heap per established, idle association:
 //	                                 peer struct, handshake.Association,
-//	                                 both SAs, memdb record (goal <= 4 KiB)
+//	                                 both SAs, table record (goal <= 4 KiB)
 //	BenchmarkReceiveESP              one ESP datagram from the socket's
 //	                                 buffer to the reader's buffer
 //	BenchmarkSendESP                 InnerConn.WriteTo to the socket
@@ -49,7 +49,6 @@ func tableWith(t testing.TB, n int) (*Stack, []uint32) {
 	key := make([]byte, 20)
 	rand.Read(key)
 	spis := make([]uint32, 0, n)
-	txn := s.db.Txn(true)
 	for i := range n {
 		spi := s.ctl.allocSPI()
 		in, err := esp.NewInbound(esp.Config{SPI: spi, Suite: esp.SuiteAESGCM16, EncKey: key})
@@ -65,12 +64,9 @@ func tableWith(t testing.TB, n int) (*Stack, []uint32) {
 		s.spis.set(spi, e)
 		delete(s.ctl.spiRes, spi)
 		r := &assocRecord{HIT: h, Info: handshake.Info{State: handshake.Established, InSPI: spi}, peer: p}
-		if err := txn.Insert(tableAssoc, r); err != nil {
-			t.Fatal(err)
-		}
+		s.db.put(r)
 		spis = append(spis, spi)
 	}
-	txn.Commit()
 	return s, spis
 }
 
@@ -235,8 +231,7 @@ func BenchmarkIdleAssociationMemory(b *testing.B) {
 	}
 	total := heapInUse()
 	// Take the parts away one by one to attribute the memory.
-	db, _ := newStore()
-	s.db = db
+	s.db = newAssocTable()
 	ps := s.peerList()
 	for _, p := range ps {
 		p.rec = nil
@@ -256,7 +251,7 @@ func BenchmarkIdleAssociationMemory(b *testing.B) {
 	noAssoc := heapInUse()
 	per := func(x, y uint64) float64 { return float64(int64(x)-int64(y)) / float64(n) }
 	b.ReportMetric(per(total, before), "B/assoc")
-	b.ReportMetric(per(total, noStore), "B/memdb")
+	b.ReportMetric(per(total, noStore), "B/store")
 	b.ReportMetric(per(noStore, noSAs), "B/SAs")
 	b.ReportMetric(per(noSAs, noAssoc), "B/handshake")
 	b.ReportMetric(per(noAssoc, before), "B/peer")

@@ -16,7 +16,7 @@ import (
 // control packets (copied by the read loop), Connect commands and pokes from
 // the data path, feeds the state machines, sends what they output, acts on
 // their events (SAs in and out of the data path's tables, waiters woken,
-// memdb records written) and runs their timers (timers.go).
+// association records written) and runs their timers (timers.go).
 
 // ctrlPacket is a HIP control packet (without the zero marker) and its
 // source. A packet with barrier set is a test hook: the control goroutine
@@ -353,7 +353,7 @@ func bexError(h wire.HIT, err error) error {
 
 func (c *control) discardPending(p *peer) { c.s.discardPending(p) }
 
-// sync writes p's memdb record when something it holds changed, keeps the
+// sync writes p's association record when something it holds changed, keeps the
 // timer heap in step, and forgets an association that went back to
 // UNASSOCIATED.
 func (c *control) sync(p *peer) {
@@ -368,11 +368,8 @@ func (c *control) sync(p *peer) {
 	info := a.Info()
 	if p.rec == nil || p.rec.Info != info || p.rec.Identity != a.PeerIdentity() {
 		r := &assocRecord{HIT: p.hit, Info: info, Identity: a.PeerIdentity(), peer: p}
-		if err := putRecord(c.s.db, r); err != nil {
-			c.s.log.Error("store", "peer", p.hit.String(), "err", err)
-		} else {
-			p.rec = r
-		}
+		c.s.db.put(r)
+		p.rec = r
 	}
 	d := a.Deadline()
 	if !p.x.switchAt.IsZero() && (d.IsZero() || p.x.switchAt.Before(d)) {
@@ -407,9 +404,7 @@ func (c *control) abandon(p *peer) {
 	p.assoc = nil
 	c.dropPuzzle(p) // its solver, if any, stops
 	if p.rec != nil {
-		if err := deleteRecord(s.db, p.hit); err != nil {
-			s.log.Error("store", "peer", p.hit.String(), "err", err)
-		}
+		s.db.delete(p.hit)
 		p.rec = nil
 	}
 	if len(p.x.waiters) == 0 {

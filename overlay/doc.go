@@ -3,10 +3,11 @@
 // demultiplexes it (RFC 5770 §5.1, RFC 3948: a zero marker means HIP
 // control, a non-zero SPI means ESP, a STUN cookie means STUN), runs the
 // sans-I/O handshake state machines with their timers, keeps the
-// association table (hashicorp/go-memdb) with an allocation-free SPI → SA
-// lookup on the data path, and carries inner UDP (BEET, RFC 7402 App. B)
-// between HITs: datagram endpoints for ListenPacket, and the transport of
-// the QUIC streams of package streams (the layer above this one).
+// association table (a map, not go-memdb: store.go says why) with an
+// allocation-free SPI → SA lookup on the data path, and carries inner UDP
+// (BEET, RFC 7402 App. B) between HITs: datagram endpoints for
+// ListenPacket, and the transport of the QUIC streams of package streams
+// (the layer above this one).
 //
 // # Using it
 //
@@ -66,8 +67,9 @@
 //     one never waits for the control goroutine (it is queued, as a poke
 //     is), because the control goroutine waits for some of those who ask
 //     (an ICE session's Close). Only pion/ice keeps a clock of its own.
-//   - store.go: the memdb association table, the source of truth for
-//     Peers and the control plane's view; satable.go: the data path's
+//   - store.go: the association table, the source of truth for Peers,
+//     PeerIdentity, Stats and WatchAssociation (and why it is not
+//     go-memdb, as DESIGN.md has it); satable.go: the data path's
 //     copy-on-write SPI → SA table derived from it.
 //   - peer.go: the per-peer struct (atomics for the data path, a mutex for
 //     the queue, fields only the control goroutine touches).
@@ -156,7 +158,7 @@
 // in use again, its ESP came from another address, or ICE nominated a
 // pair: the session's goroutine pokes too, path.go).
 //
-// The data path takes no lock and no memdb transaction per packet: the SPI
+// The data path takes no lock per packet: the SPI
 // table is sharded copy-on-write maps behind atomic pointers, a peer's
 // outbound SA and locator are atomic pointers, the port table is a
 // copy-on-write map, and counters are atomics. Writers that find no

@@ -97,7 +97,7 @@ func (c *control) oppPeer(sender wire.HIT, from netip.AddrPort) *peer {
 		return nil
 	}
 	if p.rec != nil {
-		_ = deleteRecord(s.db, wire.HIT{}) // written under the NULL HIT while waiting
+		s.db.delete(wire.HIT{}) // written under the NULL HIT while waiting
 		p.rec = nil
 	}
 	p.hit = sender

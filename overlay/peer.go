@@ -41,7 +41,7 @@ type peer struct {
 
 	// Control goroutine only.
 	assoc    *handshake.Association
-	rec      *assocRecord // the current memdb record, nil if none
+	rec      *assocRecord // the current record in the association table, nil if none
 	in, prev *inboundSA   // current and previous (before the last rekey) inbound SA
 	tm       timerEntry   // its entry in the timer heap (timers.go)
 	// x is what most peers never need (peerExt): &noExt until the first

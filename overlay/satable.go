@@ -25,8 +25,9 @@ const spiShards = 1024
 // "Associations and the store"): each shard is an immutable map behind an
 // atomic pointer, replaced whole on change (copy-on-write), so a lookup is
 // one atomic load and one map read — O(1), lock-free, allocation-free — and
-// never pays for a memdb transaction. The memdb table stays the source of
-// truth; this is derived from it by the control goroutine, the only writer.
+// never takes the association table's lock. That table (store.go) stays
+// the source of truth; this is derived from it by the control goroutine,
+// the only writer.
 type spiTable struct {
 	shards [spiShards]atomic.Pointer[map[uint32]*inboundSA]
 }

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
-
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
@@ -35,7 +33,7 @@ type Stack struct {
 	portsMu sync.Mutex                            // serialises binds
 	ports   atomic.Pointer[map[uint16]*InnerConn] // copy-on-write, read lock-free
 
-	db  *memdb.MemDB // the association table
+	db  *assocTable // the association table (store.go)
 	ctl *control
 
 	ctrlIn   chan ctrlPacket // control packets from the read loop
@@ -142,11 +140,7 @@ func newStack(cfg Config) (*Stack, error) {
 	if len(s.relays) > 0 {
 		s.iceMux = nat.NewMux()
 	}
-	db, err := newStore()
-	if err != nil {
-		return nil, err
-	}
-	s.db = db
+	s.db = newAssocTable()
 	c := &control{s: s, spiRes: map[uint32]time.Time{}, pathBusy: map[*peer]struct{}{}, switchGrace: max(cfg.Handshake.RetransmitTimeout, minSwitchGrace), r1lim: newR1Limiter(),
 		reg: regState{queued: map[wire.HIT][]*regCommand{}}}
 	hc := cfg.Handshake
@@ -164,12 +158,11 @@ func newStack(cfg Config) (*Stack, error) {
 	if hc.AllocateSPI == nil {
 		hc.AllocateSPI = c.allocSPI
 	}
-	if c.ep, err = handshake.NewEndpoint(hc, time.Now()); err == nil {
-		s.puzzleK.Store(uint32(c.ep.PuzzleDifficulty()))
-	}
-	if err != nil {
+	var err error
+	if c.ep, err = handshake.NewEndpoint(hc, time.Now()); err != nil {
 		return nil, err
 	}
+	s.puzzleK.Store(uint32(c.ep.PuzzleDifficulty()))
 	s.ctl = c
 	if s.sock, err = newSocket(&s.cfg); err != nil {
 		return nil, err
@@ -380,7 +373,7 @@ func (s *Stack) ctxError(ctx context.Context, h wire.HIT) error {
 // PeerIdentity returns the authenticated host identity of the peer of an
 // association, if there is one.
 func (s *Stack) PeerIdentity(hit wire.HIT) (*hostid.PublicKey, bool) {
-	r := getRecord(s.db, hit)
+	r := s.db.get(hit)
 	if r == nil || r.Identity == nil {
 		return nil, false
 	}
@@ -432,14 +425,9 @@ type LocatorInfo struct {
 // Peers returns one record per association, in HIT order, from the
 // association table; the counters are read from the per-peer atomics.
 func (s *Stack) Peers() []PeerInfo {
-	it, err := s.db.Txn(false).Get(tableAssoc, indexID)
-	if err != nil {
-		return nil
-	}
 	var out []PeerInfo
 	locs := s.peerLocators()
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		r := raw.(*assocRecord)
+	for _, r := range s.db.all() {
 		p := r.peer
 		loc, _ := p.locator()
 		pi := PeerInfo{
@@ -468,12 +456,7 @@ func (s *Stack) Stats() Stats {
 		st.Relay = r.ForwardStats()
 		st.Registrations = len(r.Registrations())
 	}
-	st.Associations = map[string]int{}
-	if it, err := s.db.Txn(false).Get(tableAssoc, indexID); err == nil {
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			st.Associations[raw.(*assocRecord).Info.State.String()]++
-		}
-	}
+	st.Associations = s.db.states()
 	for _, rc := range s.relays {
 		if rc.registered.Load() {
 			st.RelaysRegistered++

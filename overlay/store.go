@@ -1,9 +1,8 @@
 package overlay
 
 import (
-	"fmt"
-
-	"github.com/hashicorp/go-memdb"
+	"slices"
+	"sync"
 
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/hostid"
@@ -11,22 +10,25 @@ import (
 )
 
 // The association table (DESIGN.md "Associations and the store"): one
-// go-memdb table, "assoc", one record per association, indexed by peer HIT
-// ("id"). DESIGN.md also lists indexes by inbound SPI and by state; they are
-// left out on purpose. Nothing looks records up that way (the data path
-// has its own SPI table, spiTable, and Stats counts states in one pass),
-// and each go-memdb index costs about 390 octets per association (radix
-// nodes with their watch channels), which a relay pays for every
-// registered host. It is the source of truth
-// for Peers and for the control plane's view. Records are immutable: the
-// control goroutine writes a new one on every change of state, SAs or
+// record per association, keyed by peer HIT. It is the source of truth for
+// Peers, PeerIdentity, Stats and WatchAssociation. Records are immutable:
+// the control goroutine writes a new one on every change of state, SAs or
 // locator — never per packet. Packet and byte counters live in atomics on
 // the per-peer struct the record points to.
-
-const (
-	tableAssoc = "assoc"
-	indexID    = "id"
-)
+//
+// DESIGN.md puts this table in hashicorp/go-memdb, with indexes by local
+// HIT, inbound SPI and state as well. It lived there until the relay's
+// memory goal (issue 12: a registration ≤ 2 KiB at 10 000 of them) showed
+// what that costs: go-memdb's immutable radix tree made about 390 octets per
+// record on the one index we kept (new nodes and leaves, each with the
+// watch channel the tree keeps on it), 17% of a relay registration and the
+// one part that could not be made smaller. What we used of it is a unique
+// index by peer HIT, reads that never see a half-written record, and a
+// channel that closes when a record changes. A map under a read-write lock
+// gives the first two for about 40 octets a record, and watchers pay for
+// the third only while they watch. Nothing looks associations up by SPI
+// or state: the data path has its own SPI table (spiTable), and Stats
+// counts states in one pass.
 
 // assocRecord is one association as stored.
 type assocRecord struct {
@@ -36,92 +38,125 @@ type assocRecord struct {
 	peer     *peer
 }
 
-func newStore() (*memdb.MemDB, error) {
-	return memdb.NewMemDB(&memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
-		tableAssoc: {
-			Name: tableAssoc,
-			Indexes: map[string]*memdb.IndexSchema{
-				indexID: {Name: indexID, Unique: true, Indexer: hitIndex{}},
-			},
-		},
-	}})
+// assocTable holds the records. Writers are the control goroutine only;
+// readers are any goroutine.
+type assocTable struct {
+	mu   sync.RWMutex
+	recs map[wire.HIT]*assocRecord
+	// watch holds the channels of WatchAssociation for records that
+	// exist, made on the first watch and closed (and removed) when the
+	// record is replaced or removed. So a record nobody watches has no
+	// channel, and no channel outlives the record it watches.
+	watch map[wire.HIT]chan struct{}
+	// created is the channel of watches of records that do not exist: it
+	// is closed at the next creation of any record, then made anew on the
+	// next such watch. Sharing it costs those watchers a spurious wake-up
+	// now and then (they look again, as they must anyway), and a watch of
+	// a HIT that never comes costs nothing per HIT.
+	created chan struct{}
 }
 
-// hitIndex indexes records (association or registration) by peer HIT, the
-// 16 octets as they are.
-type hitIndex struct{}
-
-func (hitIndex) FromObject(raw any) (bool, []byte, error) {
-	// Records are immutable, so the key may alias the record's HIT.
-	switch r := raw.(type) {
-	case *assocRecord:
-		return true, r.HIT[:], nil
-	}
-	return false, nil, fmt.Errorf("overlay: %T is not an association or registration record", raw)
+func newAssocTable() *assocTable {
+	return &assocTable{recs: map[wire.HIT]*assocRecord{}, watch: map[wire.HIT]chan struct{}{}}
 }
 
-func (hitIndex) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 1 {
-		return nil, fmt.Errorf("overlay: hit index takes one argument")
+// put inserts or replaces r.
+func (t *assocTable) put(r *assocRecord) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, had := t.recs[r.HIT]
+	t.recs[r.HIT] = r
+	t.fire(r.HIT)
+	if !had && t.created != nil {
+		close(t.created)
+		t.created = nil
 	}
-	h, ok := args[0].(wire.HIT)
+}
+
+// delete removes the record of peer h, if any.
+func (t *assocTable) delete(h wire.HIT) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.recs[h]; ok {
+		delete(t.recs, h)
+		t.fire(h)
+	}
+}
+
+// fire closes and forgets the watch channel of h, if any; t.mu is held.
+func (t *assocTable) fire(h wire.HIT) {
+	if ch, ok := t.watch[h]; ok {
+		close(ch)
+		delete(t.watch, h)
+	}
+}
+
+// get returns the record of peer h, or nil.
+func (t *assocTable) get(h wire.HIT) *assocRecord {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.recs[h]
+}
+
+// watchOf returns the record of h (nil if none) and a channel closed at
+// its next change.
+func (t *assocTable) watchOf(h wire.HIT) (*assocRecord, <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.recs[h]
+	if r == nil {
+		if t.created == nil {
+			t.created = make(chan struct{})
+		}
+		return nil, t.created
+	}
+	ch, ok := t.watch[h]
 	if !ok {
-		return nil, fmt.Errorf("overlay: hit index argument %T is not a wire.HIT", args[0])
+		ch = make(chan struct{})
+		t.watch[h] = ch
 	}
-	return append([]byte(nil), h[:]...), nil
+	return r, ch
 }
 
-// putRecord inserts or replaces r.
-func putRecord(db *memdb.MemDB, r *assocRecord) error {
-	txn := db.Txn(true)
-	if err := txn.Insert(tableAssoc, r); err != nil {
-		txn.Abort()
-		return err
+// all returns the records in HIT order.
+func (t *assocTable) all() []*assocRecord {
+	t.mu.RLock()
+	out := make([]*assocRecord, 0, len(t.recs))
+	for _, r := range t.recs {
+		out = append(out, r)
 	}
-	txn.Commit()
-	return nil
+	t.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *assocRecord) int { return a.HIT.Compare(b.HIT) })
+	return out
 }
 
-// deleteRecord removes the record of peer h, if any.
-func deleteRecord(db *memdb.MemDB, h wire.HIT) error {
-	txn := db.Txn(true)
-	if _, err := txn.DeleteAll(tableAssoc, indexID, h); err != nil {
-		txn.Abort()
-		return err
+// states counts the records by state.
+func (t *assocTable) states() map[string]int {
+	m := map[string]int{}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, r := range t.recs {
+		m[r.Info.State.String()]++
 	}
-	txn.Commit()
-	return nil
+	return m
 }
 
 // WatchAssociation reports whether the association with hit can carry data
 // now (R2-SENT or ESTABLISHED: it has both SAs), and returns a channel that
 // is closed at the next change of its record: of its state, SAs or
-// locator, or when it is created or forgotten. A caller that must act when
+// locator, or when it is created or forgotten (and, while there is no
+// record, maybe at the creation of another: look again). A caller that must act when
 // the association ends (package streams closes the peer's QUIC
 // connections) loops: wait for changed, call again, until live is false.
 //
 // The control goroutine writes the record after it has acted on the
 // association's events, so when live turns false the SAs are already
-// out of the data path. It costs no goroutine and nothing per packet:
-// changed is the watch channel go-memdb keeps on the record anyway.
+// out of the data path. It costs no goroutine and nothing per packet, and
+// one channel per watched record (assocTable.watch).
 func (s *Stack) WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{}) {
-	ch, raw, err := s.db.Txn(false).FirstWatch(tableAssoc, indexID, hit)
-	if err != nil { // not with a wire.HIT argument
-		c := make(chan struct{})
-		close(c)
-		return false, c
-	}
-	if r, ok := raw.(*assocRecord); ok {
+	r, ch := s.db.watchOf(hit)
+	if r != nil {
 		live = r.Info.State == handshake.Established || r.Info.State == handshake.R2Sent
 	}
 	return live, ch
-}
-
-// getRecord returns the record of peer h, or nil.
-func getRecord(db *memdb.MemDB, h wire.HIT) *assocRecord {
-	raw, err := db.Txn(false).First(tableAssoc, indexID, h)
-	if err != nil || raw == nil {
-		return nil
-	}
-	return raw.(*assocRecord)
 }
