@@ -55,8 +55,9 @@ type txQueue struct {
 func (q *txQueue) init() {
 	q.room.L = &q.mu
 	q.wake = make(chan struct{}, 1)
-	q.pkts = make([]txPacket, 0, txQueueMax)
-	q.spare = make([]txPacket, 0, txQueueMax)
+	// pkts and spare grow by append as bursts need them (at most
+	// txQueueMax each, then reused): a node that never queues much does
+	// not hold 2 × 512 entries from its start.
 }
 
 // transmit sends (*buf)[:n] to to, inline or through the queue, and gives

@@ -18,14 +18,23 @@ const groMaxSegments = 64
 type Reader struct {
 	c       *Conn
 	bufSize int
-	bufs    []byte // len(msgs) buffers of bufSize octets
-	ctrl    []byte // len(msgs) control buffers of ctrlSize octets
-	msgs    []mmsghdr
-	iovs    []unix.Iovec
-	addrs   []unix.RawSockaddrInet6
-	from    []netip.AddrPort // per message
-	dgrams  []datagram       // what the last Read returned
-	zones   zoneName
+	bufs    []byte // active buffers of bufSize octets
+	// active is how many of msgs a system call fills: 1 at first, all of
+	// them once datagrams have been waiting for growStreak Reads in a row
+	// (grow). A socket that never sees a burst (an idle node, a device, a
+	// handshake) holds one 64 KiB buffer instead of len(msgs), and a
+	// node's start allocates and clears that much less (8 × 64 KiB in
+	// the overlay's case).
+	active int
+	waited bool   // this Read found nothing at first and waited
+	streak int    // Reads in a row that found datagrams waiting
+	ctrl   []byte // len(msgs) control buffers of ctrlSize octets
+	msgs   []mmsghdr
+	iovs   []unix.Iovec
+	addrs  []unix.RawSockaddrInet6
+	from   []netip.AddrPort // per message
+	dgrams []datagram       // what the last Read returned
+	zones  zoneName
 
 	// The system call's results, passed through fields from recvFn,
 	// which is created once so that no call allocates.
@@ -62,7 +71,8 @@ func (c *Conn) newReader(maxBatch, bufSize int) *Reader {
 	r := &Reader{
 		c:       c,
 		bufSize: bufSize,
-		bufs:    make([]byte, k*bufSize),
+		bufs:    make([]byte, bufSize),
+		active:  1,
 		ctrl:    make([]byte, k*ctrlSize),
 		msgs:    make([]mmsghdr, k),
 		iovs:    make([]unix.Iovec, k),
@@ -71,8 +81,6 @@ func (c *Conn) newReader(maxBatch, bufSize int) *Reader {
 		dgrams:  make([]datagram, 0, k*segs),
 	}
 	for i := range r.msgs {
-		r.iovs[i].Base = &r.bufs[i*bufSize]
-		r.iovs[i].SetLen(bufSize)
 		h := &r.msgs[i].hdr
 		h.Name = (*byte)(unsafe.Pointer(&r.addrs[i]))
 		h.Iov = &r.iovs[i]
@@ -81,8 +89,33 @@ func (c *Conn) newReader(maxBatch, bufSize int) *Reader {
 			h.Control = &r.ctrl[i*ctrlSize]
 		}
 	}
+	r.point()
 	r.recvFn = r.recv
 	return r
+}
+
+// growStreak is how many Reads in a row must find datagrams already
+// waiting (a backlog: they came faster than one at a time is read) before
+// the Reader takes a buffer for every message. One datagram a round trip,
+// a handshake's or a keepalive's, never builds a streak.
+const growStreak = 4
+
+// point aims the active messages' iovecs at their buffers.
+func (r *Reader) point() {
+	for i := range r.active {
+		r.iovs[i].Base = &r.bufs[i*r.bufSize]
+		r.iovs[i].SetLen(r.bufSize)
+	}
+}
+
+// grow gives every message a buffer, once datagrams keep arriving faster
+// than one Read takes them (growStreak). It runs before a Read's
+// system call, when the datagrams of the last Read are no longer valid;
+// it allocates once in the Reader's life.
+func (r *Reader) grow() {
+	r.active = len(r.msgs)
+	r.bufs = make([]byte, r.active*r.bufSize)
+	r.point()
 }
 
 // Read blocks until datagrams arrive (or the read deadline passes) and
@@ -94,7 +127,11 @@ func (r *Reader) Read() (int, error) {
 		return 0, r.c.err
 	}
 	for {
+		if r.streak >= growStreak && r.active < len(r.msgs) {
+			r.grow()
+		}
 		r.reset()
+		r.waited = false
 		if err := r.c.rc.Read(r.recvFn); err != nil {
 			return 0, err
 		}
@@ -126,7 +163,7 @@ func (r *Reader) reset() {
 	if r.c.gro {
 		ctrl = ctrlSize
 	}
-	for i := range r.msgs {
+	for i := range r.active {
 		h := &r.msgs[i].hdr
 		h.Namelen = unix.SizeofSockaddrInet6
 		h.SetControllen(ctrl)
@@ -139,9 +176,10 @@ func (r *Reader) reset() {
 func (r *Reader) recv(fd uintptr) bool {
 	for {
 		batch := r.c.batch.Load()
-		n, e := recvmsgs(fd, r.msgs, batch)
+		n, e := recvmsgs(fd, r.msgs[:r.active], batch)
 		switch {
 		case e == unix.EAGAIN:
+			r.waited = true
 			return false
 		case e == unix.EINTR:
 			continue
@@ -158,6 +196,11 @@ func (r *Reader) recv(fd uintptr) bool {
 // GRO super-packet into its segments, a truncated message into none.
 func (r *Reader) split() int {
 	r.dgrams = r.dgrams[:0]
+	if !r.waited && r.took == r.active {
+		r.streak++ // waiting already, and as many as we could take
+	} else {
+		r.streak = 0
+	}
 	for i := range r.msgs[:r.took] {
 		h := &r.msgs[i].hdr
 		if h.Flags&unix.MSG_TRUNC != 0 {

@@ -105,3 +105,59 @@ func TestDeadline(t *testing.T) {
 		t.Errorf("Read: %v, want os.ErrDeadlineExceeded", err)
 	}
 }
+
+// TestReaderGrows: a Reader starts with one buffer and keeps to it while
+// datagrams come one at a time (each Read waits for its datagram); once
+// they come faster than one a Read, it takes a buffer for every message
+// of its batch, and no datagram is lost or changed on the way.
+func TestReaderGrows(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			su, ru := listen(t, "udp4", "127.0.0.1:0"), listen(t, "udp4", "127.0.0.1:0")
+			r := newConn(ru, m.o).NewReader(8)
+			if len(r.bufs) != BufferSize || r.active != 1 {
+				t.Fatalf("new Reader: %d octets of buffers, %d active; want one buffer", len(r.bufs), r.active)
+			}
+			dst, src := to("127.0.0.1", ru), to("127.0.0.1", su)
+			seq := 0
+			for range 2 * growStreak {
+				got := make(chan error, 1)
+				go func() {
+					_, err := r.Read()
+					got <- err
+				}()
+				time.Sleep(5 * time.Millisecond) // the Read waits by now
+				seq++
+				su.WriteToUDPAddrPort(testDatagram(seq, 100), dst)
+				if err := <-got; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if r.active != 1 {
+				t.Fatalf("%d buffers after datagrams that came one at a time", r.active)
+			}
+			var burst [][]byte
+			for range 8 * growStreak {
+				seq++
+				burst = append(burst, testDatagram(seq, 100))
+			}
+			for _, b := range burst {
+				su.WriteToUDPAddrPort(b, dst)
+			}
+			expectDatagrams(t, ru, r, burst, src)
+			want := len(r.msgs) // 1 without batching: nothing to grow into
+			if r.active != want || len(r.bufs) != want*BufferSize {
+				t.Fatalf("after a burst: %d active, %d octets of buffers; want %d buffers", r.active, len(r.bufs), want)
+			}
+			burst = burst[:0]
+			for range 20 {
+				seq++
+				burst = append(burst, testDatagram(seq, 1200))
+			}
+			for _, b := range burst {
+				su.WriteToUDPAddrPort(b, dst)
+			}
+			expectDatagrams(t, ru, r, burst, src)
+		})
+	}
+}
