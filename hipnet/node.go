@@ -137,6 +137,9 @@ func (l segmentLink) WriteSegment(dst wire.HIT, proto uint8, seg []byte) error {
 	return l.st.WriteSegment(dst, proto, seg)
 }
 
+// Live lets the transport skip Associate when the association is up.
+func (l segmentLink) Live(hit wire.HIT) bool { return l.st.Live(hit) }
+
 func (l segmentLink) HandleSegments(proto uint8, fn func(src wire.HIT, seg []byte)) {
 	// The transport is the protocol's only user on this node, so
 	// registering cannot find it taken.
@@ -223,8 +226,14 @@ func (n *Node) dial(ctx context.Context, network, address string) (net.Conn, err
 	if ra.Port == 0 {
 		return nil, errors.New("hipnet: missing port in address")
 	}
-	if err := n.stack.Connect(ctx, ra.HIT); err != nil {
-		return nil, err
+	if _, quic := n.streams.(*streams.Manager); !stream || quic {
+		// QUIC's first packet needs the association's secret (its PSK),
+		// so the base exchange comes first. A transport made by a
+		// Factory runs Env.Associate itself, where it serves it best:
+		// netstack beside its SYN.
+		if err := n.stack.Connect(ctx, ra.HIT); err != nil {
+			return nil, err
+		}
 	}
 	if stream {
 		return n.streams.Dial(ctx, ra.HIT, ra.Port)

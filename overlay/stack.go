@@ -289,6 +289,15 @@ func (s *Stack) authorized(h wire.HIT) bool {
 // is wrapped too), ErrHandshakeFailed (with the handshake error inside) or
 // ErrClosed; a cancelled context gives its error.
 func (s *Stack) Connect(ctx context.Context, hit wire.HIT) error {
+	if s.Live(hit) && s.authorized(hit) && !s.closed.Load() {
+		// The common case of every dial after the first: no round trip
+		// through the control goroutine, which may be busy with others'
+		// exchanges. (The record can be a moment behind the association,
+		// as the control goroutine's answer could be by the time it is
+		// read: either way an association that ends now fails the
+		// writes that follow, not this call.)
+		return nil
+	}
 	giveUp := time.Now().Add(relayWaitMax)
 	for again := true; ; {
 		pending := s.relayPending() // before connect: a registration may land meanwhile

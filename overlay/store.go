@@ -155,8 +155,14 @@ func (t *assocTable) states() map[string]int {
 // one channel per watched record (assocTable.watch).
 func (s *Stack) WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{}) {
 	r, ch := s.db.watchOf(hit)
-	if r != nil {
-		live = r.Info.State == handshake.Established || r.Info.State == handshake.R2Sent
-	}
-	return live, ch
+	return r.live(), ch
+}
+
+// Live reports whether the association with hit can carry data now, as
+// WatchAssociation does, without making a channel.
+func (s *Stack) Live(hit wire.HIT) bool { return s.db.get(hit).live() }
+
+// live: the record's association has both SAs (R2-SENT or ESTABLISHED).
+func (r *assocRecord) live() bool {
+	return r != nil && (r.Info.State == handshake.Established || r.Info.State == handshake.R2Sent)
 }

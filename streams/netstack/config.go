@@ -88,11 +88,14 @@ type Config struct {
 	// Probes are ESP traffic, so they keep the HIP association in use.
 	KeepAlive time.Duration
 
-	// Associate, if set, is called by Dial before its SYN: it runs (or
-	// waits for) the base exchange with hit and returns when the
-	// association is established or has failed, so that a Dial to an
-	// unknown or unreachable peer fails with the overlay's error rather
-	// than after TCP's SYN retries. Without it the first SYN goes to
+	// Associate, if set, is called by Dial, on a goroutine of its own,
+	// beside its SYN (which the Link queues while the base exchange
+	// runs), unless the Link reports the association up (a Link with a
+	// method Live(wire.HIT) bool, as hipnet's has). It runs (or waits
+	// for) the base exchange with hit and returns when the association is
+	// established or has failed, so that a Dial to an unknown or
+	// unreachable peer fails with the overlay's error rather than after
+	// TCP's SYN retries. Without it the first SYN goes to
 	// Link.WriteSegment, which may start the exchange itself.
 	Associate func(ctx context.Context, hit wire.HIT) error
 }

@@ -162,12 +162,7 @@ func (t *Transport) Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn
 	case t.isClosed():
 		return nil, opErr(errClosed)
 	}
-	if t.cfg.Associate != nil {
-		if err := t.cfg.Associate(ctx, peer); err != nil {
-			return nil, opErr(err)
-		}
-	}
-	ep, wq, err := t.connect(ctx, peer, port)
+	ep, wq, err := t.connectAssociated(ctx, peer, port)
 	if err != nil {
 		return nil, opErr(err)
 	}
@@ -176,6 +171,57 @@ func (t *Transport) Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn
 		return nil, opErr(err)
 	}
 	return c, nil
+}
+
+// connectAssociated is connect with Config.Associate run beside it rather
+// than before it, unless the Link says the association is up already.
+// Associate runs here, so that the base exchange starts at once; the SYN
+// is built meanwhile on another goroutine (on another core, while the
+// exchange waits for the peer), waits in the Link's queue, and leaves the
+// moment the SAs are in place, from the goroutine that installs them.
+// Before, the SYN was built only once Associate had returned and woken
+// this goroutine: on first contact a hand-off and netstack's connect work
+// on the critical path. Associate's error fails the Dial, as before: it
+// says more than the Link's error for the SYN would (the locators tried,
+// the handshake's error).
+func (t *Transport) connectAssociated(ctx context.Context, peer wire.HIT, port int) (tcpip.Endpoint, *waiter.Queue, error) {
+	if t.cfg.Associate == nil || t.live(peer) {
+		return t.connect(ctx, peer, port)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		ep  tcpip.Endpoint
+		wq  *waiter.Queue
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ep, wq, err := t.connect(ctx, peer, port)
+		done <- result{ep, wq, err}
+	}()
+	if err := t.cfg.Associate(ctx, peer); err != nil {
+		cancel()
+		if r := <-done; r.err == nil {
+			r.ep.Close()
+		}
+		return nil, nil, err
+	}
+	r := <-done
+	return r.ep, r.wq, r.err
+}
+
+// live reports whether the Link says its association with peer can carry
+// data; false if it cannot tell.
+func (t *Transport) live(peer wire.HIT) bool {
+	l, ok := t.link.(liveLink)
+	return ok && l.Live(peer)
+}
+
+// liveLink is a Link that reports whether its association with a peer
+// can carry data (hipnet's adapter of the overlay's Stack does).
+type liveLink interface {
+	Live(hit wire.HIT) bool
 }
 
 // connect creates an endpoint and runs TCP's handshake with port on peer.
