@@ -146,28 +146,36 @@ func (c *InnerConn) ReadFromAddr(b []byte) (int, Addr, error) {
 // locator), ErrNotAuthorized, ErrQueueFull, ErrClosed; a passed write
 // deadline gives a timeout net.Error.
 func (c *InnerConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	var to Addr
-	switch a := addr.(type) {
-	case *Addr:
-		if a == nil {
-			return 0, c.opError("write", nil, errors.New("hip: nil address"))
-		}
-		to = *a
-	default:
+	a, ok := addr.(*Addr)
+	switch {
+	case !ok:
 		return 0, c.opError("write", addr, fmt.Errorf("hip: address %v is not a HIP address", addr))
+	case a == nil:
+		return 0, c.opError("write", nil, errors.New("hip: nil address"))
+	}
+	return c.WriteToAddr(b, *a)
+}
+
+// WriteToAddr is WriteTo with the destination as a value: with an
+// association it allocates nothing (compare
+// net.UDPConn.WriteToUDPAddrPort).
+func (c *InnerConn) WriteToAddr(b []byte, to Addr) (int, error) {
+	fail := func(err error) (int, error) {
+		a := to // only a failed write puts an address on the heap
+		return 0, c.opError("write", &a, err)
 	}
 	select {
 	case <-c.closed:
-		return 0, c.opError("write", addr, ErrClosed)
+		return fail(ErrClosed)
 	case <-c.wd.Wait():
-		return 0, c.opError("write", addr, os.ErrDeadlineExceeded)
+		return fail(os.ErrDeadlineExceeded)
 	default:
 	}
 	if to.Port < 1 || to.Port > 65535 {
-		return 0, c.opError("write", addr, fmt.Errorf("hip: bad destination port %d", to.Port))
+		return fail(fmt.Errorf("hip: bad destination port %d", to.Port))
 	}
 	if len(b) > MaxPayload {
-		return 0, c.opError("write", addr, fmt.Errorf("hip: datagram of %d octets exceeds %d", len(b), MaxPayload))
+		return fail(fmt.Errorf("hip: datagram of %d octets exceeds %d", len(b), MaxPayload))
 	}
 	var err error
 	if c.noConnect.Load() {
@@ -176,7 +184,7 @@ func (c *InnerConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		err = c.s.send(to.HIT, c.port, uint16(to.Port), b)
 	}
 	if err != nil {
-		return 0, c.opError("write", addr, err)
+		return fail(err)
 	}
 	return len(b), nil
 }

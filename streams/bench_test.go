@@ -101,7 +101,7 @@ func BenchmarkQUICThroughputBaseline(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		return packetConn{c}
+		return newPacketConn(c)
 	}
 	st, ct := &quic.Transport{Conn: udp()}, &quic.Transport{Conn: udp()}
 	defer st.Close()

@@ -41,7 +41,8 @@
 //
 // It does not authenticate peers itself and keeps no identities of its
 // own: it trusts the HIT in the *overlay.Addr the PacketConn reports
-// (the ESP security association authenticated it), and, for that HIT,
+// (the ESP security association authenticated it; quic-go gets it as a
+// *net.UDPAddr whose IP is that HIT, packetconn.go), and, for that HIT,
 // the association's secret (Config.Secret) and the Host Identity
 // Config.PeerIdentity returns (the base exchange authenticated both), and
 // binds TLS to those. It opens no sockets of its own and sends nothing
@@ -113,8 +114,10 @@
 //
 // The server cannot know whom to expect from TLS alone, so it asks QUIC:
 // quic-go puts the connection's remote address in
-// tls.ClientHelloInfo.Conn, and that address is the *overlay.Addr of the
-// datagram, whose HIT the ESP SA authenticated. GetConfigForClient binds a
+// tls.ClientHelloInfo.Conn, and that address is the one packetConn made
+// from the *overlay.Addr of the datagram (the HIT as a *net.UDPAddr's IP,
+// for quic-go's sake), whose HIT the ESP SA authenticated; quic-go has no
+// other source of addresses. GetConfigForClient binds a
 // config to that HIT r: RequireAnyClientCert, and VerifyConnection
 // requires a single self-issued, self-signed certificate naming r whose
 // key is PeerIdentity(r). A host can therefore only present its own

@@ -178,7 +178,7 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 		idle:      DefaultIdleTimeout,
 		qconf:     cfg.quicConfig(),
 		cert:      cert,
-		pc:        packetConn{pc},
+		pc:        newPacketConn(pc),
 		peers:     make(map[wire.HIT]*peerConns),
 		conns:     make(map[*qconn]struct{}),
 		listeners: make(map[int]*listener),
@@ -301,12 +301,12 @@ func (m *Manager) acceptConns() {
 		if err != nil {
 			return
 		}
-		a, ok := c.RemoteAddr().(*overlay.Addr)
+		peer, ok := remoteHIT(c.RemoteAddr())
 		if !ok { // serverTLS refuses such handshakes; belt and braces
 			c.CloseWithError(connCodeClosed, "remote address is not a HIT")
 			continue
 		}
-		m.addConn(&qconn{c: c, peer: a.HIT, initiator: a.HIT, established: time.Now()})
+		m.addConn(&qconn{c: c, peer: peer, initiator: peer, established: time.Now()})
 	}
 }
 
@@ -654,5 +654,6 @@ func (m *Manager) quicDialTLS(ctx context.Context, peer wire.HIT, pub *hostid.Pu
 	if err != nil {
 		return nil, err
 	}
-	return m.tr.Dial(ctx, &overlay.Addr{HIT: peer, Port: m.peerPort}, tlsConf, m.qconf)
+	// The address as ReadFrom reports the peer's packets (packetConn).
+	return m.tr.Dial(ctx, m.pc.addrs.udp(overlay.Addr{HIT: peer, Port: m.peerPort}), tlsConf, m.qconf)
 }

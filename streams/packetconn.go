@@ -3,14 +3,17 @@ package streams
 import (
 	"errors"
 	"net"
+	"net/netip"
+	"sync"
 
+	"hipnet.dev/handshake/wire"
 	"hipnet.dev/overlay"
 )
 
 // packetConn is the PacketConn handed to quic-go. It hides everything but
 // net.PacketConn, so that quic-go treats it as a plain datagram socket (no
 // batched reads, no GSO, no DF bit, hence no path MTU discovery), and it
-// adapts two behaviours:
+// adapts three behaviours:
 //
 //   - SetReadBuffer and SetWriteBuffer succeed without doing anything.
 //     quic-go tries to enlarge the socket buffers and logs a warning with
@@ -19,12 +22,59 @@ import (
 //     running and its queue is full) reports success: QUIC treats the
 //     datagram as lost and retransmits it, where an error would tear the
 //     connection down.
+//   - Addresses cross to quic-go as *net.UDPAddr whose IP is the peer's
+//     HIT (udpAddr), not as *overlay.Addr. quic-go compares the sender of
+//     every packet a server connection gets with the connection's peer,
+//     and for any address but a *net.UDPAddr it does so by formatting
+//     both as strings: two allocations and some 6% of the CPU of a bulk
+//     transfer. A small cache gives the same *net.UDPAddr for the same
+//     sender, so a read allocates nothing either. The HIT in the address
+//     is still the one the ESP SA authenticated: quic-go reports only
+//     addresses that ReadFrom gave it or that we dialled (remoteHIT
+//     turns them back).
 type packetConn struct {
 	net.PacketConn
+	addrs *addrCache
+}
+
+func newPacketConn(pc net.PacketConn) packetConn {
+	return packetConn{PacketConn: pc, addrs: &addrCache{}}
+}
+
+// addrConn is the allocation-free side of *overlay.InnerConn.
+type addrConn interface {
+	ReadFromAddr(b []byte) (int, overlay.Addr, error)
+	WriteToAddr(b []byte, to overlay.Addr) (int, error)
+}
+
+func (c packetConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	if ac, ok := c.PacketConn.(addrConn); ok {
+		n, from, err := ac.ReadFromAddr(b)
+		if err != nil {
+			return n, nil, err
+		}
+		return n, c.addrs.udp(from), nil
+	}
+	n, from, err := c.PacketConn.ReadFrom(b)
+	if a, ok := from.(*overlay.Addr); ok && a != nil {
+		return n, c.addrs.udp(*a), err
+	}
+	return n, from, err
 }
 
 func (c packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	n, err := c.PacketConn.WriteTo(b, addr)
+	var n int
+	var err error
+	if to, ok := hipAddr(addr); ok {
+		if ac, ok := c.PacketConn.(addrConn); ok {
+			n, err = ac.WriteToAddr(b, to)
+		} else {
+			a := to
+			n, err = c.PacketConn.WriteTo(b, &a)
+		}
+	} else {
+		n, err = c.PacketConn.WriteTo(b, addr)
+	}
 	if err != nil && errors.Is(err, overlay.ErrQueueFull) {
 		return len(b), nil
 	}
@@ -33,3 +83,58 @@ func (c packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 
 func (packetConn) SetReadBuffer(int) error  { return nil }
 func (packetConn) SetWriteBuffer(int) error { return nil }
+
+// hipAddr is the HIP address in addr: an *overlay.Addr, or a
+// *net.UDPAddr of this package's making (an IPv6 HIT).
+func hipAddr(addr net.Addr) (overlay.Addr, bool) {
+	switch a := addr.(type) {
+	case *overlay.Addr:
+		if a != nil {
+			return *a, true
+		}
+	case *net.UDPAddr:
+		if a == nil || len(a.IP) != len(wire.HIT{}) {
+			break
+		}
+		if ip, _ := netip.AddrFromSlice(a.IP); !ip.Is4In6() { // net's IPv4 form is 16 octets too
+			return overlay.Addr{HIT: wire.HIT(ip.As16()), Port: a.Port}, true
+		}
+	}
+	return overlay.Addr{}, false
+}
+
+// remoteHIT is the peer HIT of a QUIC connection's remote address.
+func remoteHIT(addr net.Addr) (wire.HIT, bool) {
+	a, ok := hipAddr(addr)
+	return a.HIT, ok
+}
+
+// addrCacheSize is how many senders the cache of a packetConn holds: the
+// peers a node exchanges streams with at once, give or take. A miss costs
+// one allocation, as every read did before.
+const addrCacheSize = 64
+
+// addrCache maps overlay addresses to the *net.UDPAddr quic-go sees,
+// direct-mapped by the HIT's last octets (a hash output: ORCHID) and the
+// port. An entry is never changed once made, only replaced: quic-go keeps
+// the pointers it is given.
+type addrCache struct {
+	mu    sync.Mutex
+	slots [addrCacheSize]struct {
+		key overlay.Addr
+		udp *net.UDPAddr
+	}
+}
+
+func (c *addrCache) udp(a overlay.Addr) *net.UDPAddr {
+	i := (uint(a.HIT[15]) ^ uint(a.HIT[14])<<3 ^ uint(a.Port)) % addrCacheSize
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := &c.slots[i]
+	if s.udp == nil || s.key != a {
+		ip := make(net.IP, len(a.HIT))
+		copy(ip, a.HIT[:])
+		s.key, s.udp = a, &net.UDPAddr{IP: ip, Port: a.Port}
+	}
+	return s.udp
+}

@@ -288,7 +288,7 @@ func TestPSKIdentityOfAnotherHIT(t *testing.T) {
 
 	lpc := newLoopPC(t, ha) // b sees its datagrams as A's
 	connect(lpc, b.pc)
-	tr := &quic.Transport{Conn: packetConn{lpc}}
+	tr := &quic.Transport{Conn: newPacketConn(lpc)}
 	defer tr.Close()
 	var certs certCache
 	bc, err := certs.get(b.hit, kb.Public())

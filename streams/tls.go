@@ -177,11 +177,11 @@ func (m *Manager) serverTLS() *tls.Config {
 			if info.Conn == nil {
 				return nil, errors.New("streams: no remote address for the TLS handshake")
 			}
-			a, ok := info.Conn.RemoteAddr().(*overlay.Addr)
-			if !ok || a == nil {
+			peer, ok := remoteHIT(info.Conn.RemoteAddr())
+			if !ok {
 				return nil, fmt.Errorf("streams: remote address %v is not a HIT", info.Conn.RemoteAddr())
 			}
-			return m.serverTLSFor(a.HIT), nil
+			return m.serverTLSFor(peer), nil
 		},
 	}
 }
