@@ -240,9 +240,18 @@ func TestRefusedPort(t *testing.T) {
 func TestUnknownHIT(t *testing.T) {
 	client := newTestNode(t, Config{})
 	stranger, _ := GenerateIdentity()
-	_, err := client.DialContext(ctxT(t, 5*time.Second), "tcp", (&Addr{HIT: stranger.HIT(), Port: 1}).String())
-	if !errors.Is(err, ErrUnknownPeer) {
-		t.Fatalf("error %v, want ErrUnknownPeer", err)
+	for _, tr := range streamTransports {
+		// netstack runs the base exchange beside its SYN: the overlay's
+		// error must still be the one the Dial returns.
+		c := client
+		if tr.f != nil {
+			c = newTestNode(t, Config{Streams: tr.f})
+		}
+		_, err := c.DialContext(ctxT(t, 5*time.Second), "tcp", (&Addr{HIT: stranger.HIT(), Port: 1}).String())
+		var oe *net.OpError
+		if !errors.Is(err, ErrUnknownPeer) || !errors.As(err, &oe) || oe.Op != "dial" || oe.Net != "tcp" {
+			t.Fatalf("%s: error %v (%T), want ErrUnknownPeer in a dial *net.OpError", tr.name, err, err)
+		}
 	}
 	if _, err := client.Dial("tcp", "[::1]:80"); err == nil {
 		t.Fatal("dial to a non-HIT address succeeded")

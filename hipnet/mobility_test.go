@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"hipnet.dev/streams"
+
 	"hipnet.dev/handshake"
 	"hipnet.dev/internal/mitm"
 	"hipnet.dev/internal/streamcheck"
@@ -274,9 +276,18 @@ func TestDialSecondLocator(t *testing.T) {
 // at the context's deadline with a net.Error whose Timeout is true and
 // whose message says that nothing answered there.
 func TestDialDeadLocator(t *testing.T) {
+	for _, tr := range streamTransports {
+		t.Run(tr.name, func(t *testing.T) { dialDeadLocator(t, tr.f) })
+	}
+}
+
+// dialDeadLocator is TestDialDeadLocator on one stream transport: the
+// error is the overlay's, whether the base exchange runs before the
+// transport's dial (QUIC) or beside it (netstack).
+func dialDeadLocator(t *testing.T, f streams.Factory) {
 	dead := deadAddr(t)
 	other := newTestNode(t, Config{})
-	client := newTestNode(t, Config{Peers: map[HIT][]netip.AddrPort{other.HIT(): {dead}}})
+	client := newTestNode(t, Config{Peers: map[HIT][]netip.AddrPort{other.HIT(): {dead}}, Streams: f})
 	start := time.Now()
 	_, err := client.DialContext(ctxT(t, 1500*time.Millisecond), "tcp", addrOf(other, mobilityPort))
 	took := time.Since(start)
@@ -303,17 +314,21 @@ func TestDialDeadLocator(t *testing.T) {
 // when the I1 retransmissions run out, and the error names the locators
 // that did not answer.
 func TestDialDeadLocatorNoDeadline(t *testing.T) {
-	dead := deadAddr(t)
-	other := newTestNode(t, Config{})
-	client := newTunedNode(t, Config{Peers: map[HIT][]netip.AddrPort{other.HIT(): {dead}}},
-		shortRetries())
-	_, err := client.DialContext(ctxT(t, 30*time.Second), "tcp", addrOf(other, mobilityPort))
-	if err == nil || !strings.Contains(err.Error(), "no answer from "+dead.String()) {
-		t.Fatalf("error %v does not say that %v did not answer", err, dead)
-	}
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("error %v (%T) is not a net.Error with Timeout", err, err)
+	for _, tr := range streamTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			dead := deadAddr(t)
+			other := newTestNode(t, Config{})
+			client := newTunedNode(t, Config{Peers: map[HIT][]netip.AddrPort{other.HIT(): {dead}}, Streams: tr.f},
+				shortRetries())
+			_, err := client.DialContext(ctxT(t, 30*time.Second), "tcp", addrOf(other, mobilityPort))
+			if err == nil || !strings.Contains(err.Error(), "no answer from "+dead.String()) {
+				t.Fatalf("error %v does not say that %v did not answer", err, dead)
+			}
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				t.Fatalf("error %v (%T) is not a net.Error with Timeout", err, err)
+			}
+		})
 	}
 }
 
