@@ -140,6 +140,12 @@ func (l segmentLink) WriteSegment(dst wire.HIT, proto uint8, seg []byte) error {
 // Live lets the transport skip Associate when the association is up.
 func (l segmentLink) Live(hit wire.HIT) bool { return l.st.Live(hit) }
 
+// HandleSegmentBatches lets the transport coalesce a receive batch's
+// segments (the overlay calls flush at the end of each).
+func (l segmentLink) HandleSegmentBatches(proto uint8, fn func(src wire.HIT, seg []byte), flush func()) {
+	_ = l.st.HandleSegmentBatches(proto, fn, flush)
+}
+
 func (l segmentLink) HandleSegments(proto uint8, fn func(src wire.HIT, seg []byte)) {
 	// The transport is the protocol's only user on this node, so
 	// registering cannot find it taken.

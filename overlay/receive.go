@@ -27,6 +27,7 @@ func (s *Stack) readLoop(r *reader) {
 		for i := 0; i < n; i++ {
 			s.receive(r.datagram(i))
 		}
+		s.segs.endBatch() // segment.go: a transport may hold a batch's segments until here
 		if err == nil {
 			fails = 0
 			continue

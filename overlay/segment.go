@@ -26,14 +26,38 @@ type SegmentHandler func(src wire.HIT, seg []byte)
 // the read loop looks a protocol up without a lock.
 type segments struct {
 	mu sync.Mutex
-	m  atomic.Pointer[map[uint8]SegmentHandler]
+	m  atomic.Pointer[map[uint8]segHandler]
+	// pending says a flush is owed to protocol pendingFor at the end of
+	// the read loop's batch (the read loop's own fields: deliverSegment
+	// and endBatch run only there).
+	pending    bool
+	pendingFor uint8
 }
 
-func (t *segments) lookup(proto uint8) SegmentHandler {
+// segHandler is a protocol's handler, and its flush if it has one
+// (HandleSegmentBatches).
+type segHandler struct {
+	h     SegmentHandler
+	flush func()
+}
+
+func (t *segments) lookup(proto uint8) segHandler {
 	if m := t.m.Load(); m != nil {
 		return (*m)[proto]
 	}
-	return nil
+	return segHandler{}
+}
+
+// endBatch calls the flush owed for the batch the read loop has just
+// delivered, if any.
+func (t *segments) endBatch() {
+	if !t.pending {
+		return
+	}
+	t.pending = false
+	if f := t.lookup(t.pendingFor).flush; f != nil {
+		f()
+	}
 }
 
 // ErrProtocol is returned for an inner protocol the stack does not carry
@@ -45,27 +69,37 @@ var ErrProtocol = errors.New("hip: protocol not available for segments")
 // proto (6 for TCP); a nil h removes the handler. Without a handler such
 // payloads are dropped and counted (Stats.Drops.NotUDP).
 func (s *Stack) HandleSegments(proto uint8, h SegmentHandler) error {
+	return s.HandleSegmentBatches(proto, h, nil)
+}
+
+// HandleSegmentBatches is HandleSegments with a flush: flush is called on
+// the read loop after the last segment of proto that one receive batch
+// (one recvmmsg, GRO super-packets split) delivered to h, before the read
+// loop waits for more. A handler may so hold the segments of a batch and
+// hand them on together (netstack coalesces TCP segments with it); it
+// must not hold any past its flush.
+func (s *Stack) HandleSegmentBatches(proto uint8, h SegmentHandler, flush func()) error {
 	if proto == esp.ProtoUDP || proto == esp.NextHeaderNone {
 		return ErrProtocol
 	}
 	t := &s.segs
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := map[uint8]SegmentHandler{}
+	old := map[uint8]segHandler{}
 	if m := t.m.Load(); m != nil {
 		old = *m
 	}
-	if h != nil && old[proto] != nil {
+	if h != nil && old[proto].h != nil {
 		return ErrProtocol
 	}
-	m := make(map[uint8]SegmentHandler, len(old)+1)
+	m := make(map[uint8]segHandler, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
 	if h == nil {
 		delete(m, proto)
 	} else {
-		m[proto] = h
+		m[proto] = segHandler{h: h, flush: flush}
 	}
 	t.m.Store(&m)
 	return nil
@@ -93,13 +127,19 @@ func (s *Stack) WriteSegment(dst wire.HIT, proto uint8, seg []byte) error {
 // deliverSegment hands an opened segment of protocol nh to its handler;
 // false if there is none.
 func (s *Stack) deliverSegment(p *peer, nh uint8, seg []byte) bool {
-	h := s.segs.lookup(nh)
-	if h == nil {
+	e := s.segs.lookup(nh)
+	if e.h == nil {
 		return false
 	}
 	p.pktsIn.Add(1)
 	p.bytesIn.Add(uint64(len(seg)))
-	h(p.hit, seg)
+	e.h(p.hit, seg)
+	if t := &s.segs; e.flush != nil {
+		if t.pending && t.pendingFor != nh {
+			t.endBatch() // another protocol's segments came first
+		}
+		t.pending, t.pendingFor = true, nh
+	}
 	s.ctr.delivered.Add(1)
 	return true
 }

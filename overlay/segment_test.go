@@ -3,6 +3,8 @@ package overlay
 import (
 	"bytes"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,6 +92,49 @@ func TestSegments(t *testing.T) {
 
 // TestWriteSegmentAllocs: an established association seals and sends a
 // segment without allocating.
+// TestSegmentBatches: a handler registered with a flush gets it after the
+// segments of each receive batch, on the read loop, and never with no
+// segment before it: every segment is followed by a flush.
+func TestSegmentBatches(t *testing.T) {
+	a, b := connected(t, nil, nil)
+	var mu sync.Mutex
+	var events []string // "s" per segment, "f" per flush, in order
+	h := func(wire.HIT, []byte) {
+		mu.Lock()
+		events = append(events, "s")
+		mu.Unlock()
+	}
+	flush := func() {
+		mu.Lock()
+		events = append(events, "f")
+		mu.Unlock()
+	}
+	if err := b.HandleSegmentBatches(protoTCP, h, flush); err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	for i := range n {
+		if err := a.WriteSegment(b.HIT(), protoTCP, pattern(i, 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the segments and their flush", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Count(strings.Join(events, ""), "s") == n && events[len(events)-1] == "f"
+	})
+	mu.Lock()
+	seq := strings.Join(events, "")
+	mu.Unlock()
+	if strings.Contains(seq, "ff") || strings.HasPrefix(seq, "f") {
+		t.Fatalf("a flush with no segment before it: %s", seq)
+	}
+	if !strings.HasSuffix(seq, "f") {
+		t.Fatalf("segments left unflushed: %s", seq)
+	}
+	t.Logf("%d segments in %d batches", strings.Count(seq, "s"), strings.Count(seq, "f"))
+}
+
 func TestWriteSegmentAllocs(t *testing.T) {
 	skipAllocs(t)
 	a, b := connected(t, nil, nil)

@@ -12,11 +12,13 @@
 //     TCP only, one interface whose address is the local HIT and a route
 //     to every HIT through it; Dial, Listen, Close, Stats. Options
 //     (config.go): MTU, buffer sizes, backlog, keep-alive, congestion
-//     control, and an Associate hook that runs the base exchange before a
-//     Dial's SYN.
+//     control, and an Associate hook that runs the base exchange beside a
+//     Dial's SYN (which the Link queues until the SAs are in).
 //   - Link (link.go): the interface to the HIP stack below, which the
 //     overlay implements: LocalHIT, WriteSegment(dst, proto, seg),
-//     HandleSegments(proto, fn).
+//     HandleSegments(proto, fn); optionally HandleSegmentBatches (the
+//     Link says where each receive batch ends) and Live (whether the
+//     association is up).
 //   - The interface (endpoint.go): a stack.LinkEndpoint with no link
 //     header whose wire is the Link. Outbound, each IPv6 packet netstack
 //     sends is checked and its 40-octet header stripped (header.go), and
@@ -26,7 +28,9 @@
 //     malformed packet) is dropped and counted in Stats. Inbound, each
 //     segment the Link hands over gets a rebuilt header (src = the SA's
 //     HIT, dst = the local HIT, next header 6, hop limit 64) and is
-//     injected.
+//     injected; on a Link with batches, through gVisor's GRO, which
+//     coalesces a batch's segments of one connection before TCP sees
+//     them and is flushed at the batch's end.
 //   - The net.Conn and net.Listener (conn.go, listener.go, deadline.go):
 //     addresses *overlay.Addr{HIT, Port}; deadlines as in package net;
 //     CloseWrite and CloseRead as on *net.TCPConn.

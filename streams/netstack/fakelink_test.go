@@ -23,6 +23,10 @@ type fakeNet struct {
 	drop    float64 // fraction of segments lost
 	dup     float64 // fraction delivered twice
 	reorder float64 // fraction held back behind the next segment
+	// batch makes the links batchLinks: the receiving goroutine calls the
+	// flush after the segments it found queued (a receive batch), so the
+	// Transport coalesces them (GRO).
+	batch bool
 
 	mu    sync.Mutex
 	rng   *rand.Rand
@@ -37,6 +41,7 @@ type fakeLink struct {
 	n       *fakeNet
 	hit     wire.HIT
 	handler atomic.Pointer[func(wire.HIT, []byte)]
+	flush   atomic.Pointer[func()]
 	in      chan fakeSegment
 	// tap, if set, sees every segment this link writes and swallows it
 	// by returning false.
@@ -76,6 +81,25 @@ func (n *fakeNet) add(hit wire.HIT) *fakeLink {
 		go l.receive()
 	}
 	return l
+}
+
+// batchFakeLink is a fakeLink that says where its receive batches end.
+type batchFakeLink struct{ *fakeLink }
+
+func (l batchFakeLink) HandleSegmentBatches(proto uint8, fn func(src wire.HIT, seg []byte), flush func()) {
+	l.HandleSegments(proto, fn)
+	if fn == nil || flush == nil {
+		l.flush.Store(nil)
+		return
+	}
+	l.flush.Store(&flush)
+}
+
+// endBatch calls the flush, if the Transport gave one.
+func (l *fakeLink) endBatch() {
+	if f := l.flush.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // close stops the receiving goroutines and waits for them.
@@ -119,6 +143,7 @@ func (l *fakeLink) WriteSegment(dst wire.HIT, proto uint8, seg []byte) error {
 	for range copies {
 		if l.n.sync {
 			to.handle(l.hit, seg)
+			to.endBatch()
 			continue
 		}
 		b := to.bufs.Get().(*[]byte)
@@ -153,6 +178,7 @@ func (l *fakeLink) receive() {
 		case <-timeout:
 			l.deliver(held)
 			holding = false
+			l.endBatch()
 		case s := <-l.in:
 			if !holding && l.n.reorder > 0 && l.pick(l.n.reorder) {
 				held, holding = s, true
@@ -162,6 +188,9 @@ func (l *fakeLink) receive() {
 			if holding {
 				l.deliver(held)
 				holding = false
+			}
+			if len(l.in) == 0 {
+				l.endBatch() // nothing more queued: the batch ends here
 			}
 		}
 	}
@@ -208,7 +237,11 @@ func newNodes(tb testing.TB, n *fakeNet, count int, cfg Config) []node {
 	nodes := make([]node, count)
 	for i := range nodes {
 		l := n.add(testHIT(byte(i + 1)))
-		tr, err := New(l, cfg)
+		var link Link = l
+		if n.batch {
+			link = batchFakeLink{l}
+		}
+		tr, err := New(link, cfg)
 		if err != nil {
 			tb.Fatal(err)
 		}

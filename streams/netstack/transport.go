@@ -76,8 +76,23 @@ func New(link Link, cfg Config) (*Transport, error) {
 	if t.stack, err = newStack(t.ep, local, cfg); err != nil {
 		return nil, err
 	}
-	link.HandleSegments(protoTCP, t.ep.deliver)
+	if bl, ok := link.(batchLink); ok {
+		// The Link says where a receive batch ends: the endpoint holds
+		// the batch's segments and hands them to netstack coalesced.
+		t.ep.useGRO()
+		bl.HandleSegmentBatches(protoTCP, t.ep.deliver, t.ep.flush)
+	} else {
+		link.HandleSegments(protoTCP, t.ep.deliver)
+	}
 	return t, nil
+}
+
+// batchLink is a Link that also says where each receive batch ends
+// (hipnet's adapter of the overlay's Stack does): flush is called on the
+// goroutine that delivered the batch, after its last segment, before it
+// waits for more.
+type batchLink interface {
+	HandleSegmentBatches(proto uint8, fn func(src wire.HIT, seg []byte), flush func())
 }
 
 // newStack builds a gVisor stack with IPv6 and TCP only, and one
