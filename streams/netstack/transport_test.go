@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -193,9 +194,23 @@ func transfer(t *testing.T, a, b node, size int) {
 
 func TestTransfer16MiB(t *testing.T) {
 	a, b := pair(t, nil)
+	// TCP's sender works in 64 KiB segments (GSOMaxSize); what reaches
+	// the Link must still fit the interface's MTU.
+	var largest atomic.Int64
+	a.link.setTap(func(_ wire.HIT, seg []byte) bool {
+		for n := int64(len(seg)); n > largest.Load(); {
+			if largest.CompareAndSwap(largest.Load(), n) {
+				break
+			}
+		}
+		return true
+	})
 	start := time.Now()
 	transfer(t, a, b, 16<<20)
 	t.Logf("16 MiB in %v; a %+v", time.Since(start), a.Stats())
+	if max := int(largest.Load()); max > DefaultMTU-ipv6HeaderLen || max < DefaultMTU-ipv6HeaderLen-100 {
+		t.Fatalf("largest segment to the Link %d octets; the MTU leaves %d", max, DefaultMTU-ipv6HeaderLen)
+	}
 }
 
 // TestImpairedLink: netstack's TCP delivers intact data over a link that
