@@ -260,15 +260,3 @@ func (e *endpoint) Close() {}
 
 // SetOnCloseAction implements stack.LinkEndpoint.
 func (e *endpoint) SetOnCloseAction(func()) {}
-
-// GSOMaxSize and SupportedGSO implement stack.GSOEndpoint: gVisor's own
-// segmentation ("GVisorGSO"). TCP's sender then works in segments of up to
-// 64 KiB, which sendTCPBatch cuts to the MSS, each with its own header and
-// checksum, before they reach WritePackets one MSS at a time: the Link
-// sees exactly what it saw before, and the sender's per-segment work
-// (congestion and retransmission bookkeeping, timers) is done once per
-// 64 KiB.
-func (e *endpoint) GSOMaxSize() uint32 { return stack.GVisorGSOMaxSize }
-
-// SupportedGSO implements stack.GSOEndpoint.
-func (e *endpoint) SupportedGSO() stack.SupportedGSO { return stack.GVisorGSOSupported }

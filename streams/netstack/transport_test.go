@@ -194,8 +194,8 @@ func transfer(t *testing.T, a, b node, size int) {
 
 func TestTransfer16MiB(t *testing.T) {
 	a, b := pair(t, nil)
-	// TCP's sender works in 64 KiB segments (GSOMaxSize); what reaches
-	// the Link must still fit the interface's MTU.
+	// What reaches the Link must fit the interface's MTU, and a bulk
+	// transfer fills it.
 	var largest atomic.Int64
 	a.link.setTap(func(_ wire.HIT, seg []byte) bool {
 		for n := int64(len(seg)); n > largest.Load(); {
