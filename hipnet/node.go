@@ -232,17 +232,14 @@ func (n *Node) dial(ctx context.Context, network, address string) (net.Conn, err
 	if ra.Port == 0 {
 		return nil, errors.New("hipnet: missing port in address")
 	}
-	if _, quic := n.streams.(*streams.Manager); !stream || quic {
-		// QUIC's first packet needs the association's secret (its PSK),
-		// so the base exchange comes first. A transport made by a
-		// Factory runs Env.Associate itself, where it serves it best:
-		// netstack beside its SYN.
-		if err := n.stack.Connect(ctx, ra.HIT); err != nil {
-			return nil, err
-		}
-	}
 	if stream {
+		// Every stream transport runs the base exchange itself, where it
+		// serves it best: QUIC first (its first packet needs the
+		// association's secret), netstack beside its SYN.
 		return n.streams.Dial(ctx, ra.HIT, ra.Port)
+	}
+	if err := n.stack.Connect(ctx, ra.HIT); err != nil {
+		return nil, err
 	}
 	pc, err := n.stack.ListenInner(0)
 	if err != nil {

@@ -603,15 +603,26 @@ func (m *Manager) dial(peer wire.HIT, p *peerConns, call *dialCall) {
 	close(call.done)
 }
 
+// associate runs Config.Associate when the PacketConn reports no
+// association with peer that can carry data: our writes no longer start a
+// base exchange (New turns auto-connect off), and the peer's identity may
+// outlive the association (a CLOSED one keeps it). Dial calls it with its
+// caller's context, before anything else: QUIC's first packet needs the
+// association's secret; handshake calls it again for an association that
+// ended meanwhile.
+func (m *Manager) associate(ctx context.Context, peer wire.HIT) error {
+	if m.assoc == nil || m.cfg.Associate == nil {
+		return nil
+	}
+	if live, _ := m.assoc.WatchAssociation(peer); live {
+		return nil
+	}
+	return m.cfg.Associate(ctx, peer)
+}
+
 func (m *Manager) handshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
-	if m.assoc != nil && m.cfg.Associate != nil {
-		// The peer's identity may outlive the association (a CLOSED one
-		// keeps it), and our writes no longer start a base exchange.
-		if live, _ := m.assoc.WatchAssociation(peer); !live {
-			if err := m.cfg.Associate(ctx, peer); err != nil {
-				return nil, err
-			}
-		}
+	if err := m.associate(ctx, peer); err != nil {
+		return nil, err
 	}
 	pub, err := peerKey(m.cfg.PeerIdentity, peer)
 	if err != nil && errors.Is(err, overlay.ErrUnknownPeer) && m.cfg.Associate != nil {

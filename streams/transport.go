@@ -13,10 +13,11 @@ import (
 // ESP in BEET mode (package streams/netstack). A stream's peer is always
 // the HIT of the ESP security association its packets came in.
 type Transport interface {
-	// Dial opens a stream to port on peer. A Transport made by a Factory
-	// is called without an association first: it runs Env.Associate as
-	// it needs to (the Manager's caller, package hipnet, associates
-	// first, since QUIC's first packet needs the association's secret).
+	// Dial opens a stream to port on peer. It is called without an
+	// association first, and runs the base exchange (Env.Associate,
+	// Config.Associate) as it needs to: the Manager before its QUIC
+	// handshake, whose first packet needs the association's secret;
+	// netstack beside its SYN.
 	Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn, error)
 	// Listen accepts the streams to port (0: an ephemeral one).
 	Listen(port int) (net.Listener, error)
