@@ -58,7 +58,8 @@ type endpoint struct {
 	// coalesces the TCP segments of one batch before netstack sees them,
 	// as a NIC's GRO does (gVisor's stack/gro): one segment of up to
 	// 64 KiB through IPv6 and TCP instead of dozens. deliver and flush
-	// run on the Link's receiving goroutine only, which owns it.
+	// run on the Link's receiving goroutine only, which owns it; its
+	// Dispatcher follows e.dispatcher (Attach, detach: under e.mu).
 	gro   gro.GRO
 	groOn bool
 }
@@ -151,7 +152,6 @@ func (e *endpoint) deliver(src wire.HIT, seg []byte) {
 		// The ESP ICV has authenticated every octet (Capabilities).
 		pkt.NetworkProtocolNumber = ipv6.ProtocolNumber
 		pkt.RXChecksumValidated = true
-		e.gro.Dispatcher = e.dispatcher
 		e.gro.Enqueue(pkt)
 	} else {
 		e.dispatcher.DeliverNetworkPacket(ipv6.ProtocolNumber, pkt)
@@ -169,11 +169,6 @@ func (e *endpoint) useGRO() {
 func (e *endpoint) flush() {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.dispatcher == nil {
-		e.gro.Dispatcher = dropDispatcher{}
-	} else {
-		e.gro.Dispatcher = e.dispatcher
-	}
 	e.gro.Flush()
 }
 
@@ -188,6 +183,7 @@ func (e *endpoint) detach() {
 	e.mu.Lock()
 	e.detached = true
 	e.dispatcher = nil
+	e.gro.Dispatcher = dropDispatcher{}
 	e.mu.Unlock()
 }
 
@@ -196,6 +192,7 @@ func (e *endpoint) Attach(d stack.NetworkDispatcher) {
 	e.mu.Lock()
 	if !e.detached {
 		e.dispatcher = d
+		e.gro.Dispatcher = d // changed only here and in detach, under e.mu
 	}
 	e.mu.Unlock()
 }
