@@ -115,11 +115,12 @@ func newStreams(cfg Config, st *overlay.Stack) (streams.Transport, error) {
 		return nil, err
 	}
 	sm, err := streams.New(pc, st.HIT(), streams.Config{
-		Identity:     cfg.Identity.key,
-		PeerIdentity: func(h wire.HIT) (*hostid.PublicKey, bool) { return st.PeerIdentity(h) },
-		Secret:       st.AssociationSecret,
-		Associate:    st.Connect,
-		Logger:       cfg.Logger,
+		Identity:       cfg.Identity.key,
+		PeerIdentity:   func(h wire.HIT) (*hostid.PublicKey, bool) { return st.PeerIdentity(h) },
+		Secret:         st.AssociationSecret,
+		Associate:      st.Connect,
+		AssociateKeyed: st.ConnectKeyed,
+		Logger:         cfg.Logger,
 	})
 	if err != nil {
 		pc.Close()

@@ -22,6 +22,7 @@ func (c *control) wakeWaiters(p *peer, err error) {
 	if len(p.x.waiters) > 0 {
 		p.x.waiters = nil // p.x is p's own: it held waiters
 	}
+	c.wakeKeyWaiters(p, err)
 	if err != nil {
 		c.regFail(p, err)
 	}
@@ -44,9 +45,34 @@ func (c *control) flushWakes() {
 	c.flushRegWakes()
 }
 
-// connect serves Connect (reply set) and the data path's pokeConnect
-// (reply nil).
-func (c *control) connect(now time.Time, h wire.HIT, reply chan error) {
+// wakeKeyWaiters answers p's waiting ConnectKeyeds with err, at the next
+// flushWakes.
+func (c *control) wakeKeyWaiters(p *peer, err error) {
+	for _, w := range p.x.keyWaiters {
+		c.wakes = append(c.wakes, wake{w, err})
+	}
+	if len(p.x.keyWaiters) > 0 {
+		p.x.keyWaiters = nil // p.x is p's own: it held waiters
+	}
+}
+
+// wait keeps reply (if any) until p's association is established, or,
+// keyed, until its keys exist.
+func (p *peer) wait(reply chan error, keyed bool) {
+	if reply == nil {
+		return
+	}
+	x := p.mut()
+	if keyed {
+		x.keyWaiters = append(x.keyWaiters, reply)
+	} else {
+		x.waiters = append(x.waiters, reply)
+	}
+}
+
+// connect serves Connect and ConnectKeyed (reply set) and the data path's
+// pokeConnect (reply nil).
+func (c *control) connect(now time.Time, h wire.HIT, reply chan error, keyed bool) {
 	s := c.s
 	answer := func(err error) {
 		if reply != nil {
@@ -64,10 +90,11 @@ func (c *control) connect(now time.Time, h wire.HIT, reply chan error) {
 			answer(nil)
 			return
 		case handshake.I1Sent, handshake.I2Sent:
-			if reply != nil {
-				x := p.mut()
-				x.waiters = append(x.waiters, reply)
+			if keyed && p.secret.Load() != nil {
+				answer(nil) // I2-SENT, keys exported (secret.go)
+				return
 			}
+			p.wait(reply, keyed)
 			return
 		}
 	}
@@ -75,10 +102,7 @@ func (c *control) connect(now time.Time, h wire.HIT, reply chan error) {
 		answer(fmt.Errorf("%w: %v", ErrUnknownPeer, h))
 		return
 	}
-	if reply != nil {
-		x := p.mut()
-		x.waiters = append(x.waiters, reply)
-	}
+	p.wait(reply, keyed)
 	if p.assoc == nil {
 		p.assoc = c.ep.Initiate(now, h)
 		p.resetCounters()
@@ -130,7 +154,7 @@ func (c *control) connectPoke(p *peer, now time.Time) {
 	if p.out.Load() != nil {
 		return
 	}
-	c.connect(now, p.hit, nil)
+	c.connect(now, p.hit, nil, false)
 	if p.assoc == nil && !c.s.relayPending() {
 		c.discardPending(p) // unknown or refused
 	}

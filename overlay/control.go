@@ -34,13 +34,15 @@ type command interface {
 }
 
 // connectCmd asks for an association with hit; reply gets nil once it is
-// ESTABLISHED or R2-SENT, or the error (Connect).
+// ESTABLISHED or R2-SENT (or, keyed, once its keys exist: ConnectKeyed),
+// or the error (Connect).
 type connectCmd struct {
 	hit   wire.HIT
 	reply chan error
+	keyed bool
 }
 
-func (m connectCmd) run(c *control, now time.Time) { c.connect(now, m.hit, m.reply) }
+func (m connectCmd) run(c *control, now time.Time) { c.connect(now, m.hit, m.reply, m.keyed) }
 
 // registerCmd is a Register with registrar hit (registration.go).
 type registerCmd struct {
@@ -238,8 +240,13 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 	switch ev.Kind {
 	case handshake.EventInboundSA:
 		c.installInbound(p, ev.Inbound, false)
+		c.keyed(p, a) // secret.go: the I2 is about to leave
 	case handshake.EventEstablished:
 		c.installInbound(p, ev.Inbound, false)
+		// The record says ESTABLISHED before the queue leaves with the
+		// outbound SA: what answers a queued packet (a QUIC handshake
+		// begun at ConnectKeyed) must find the association live.
+		c.record(p, a)
 		if o := c.newOutbound(p, ev.Outbound); o != nil {
 			c.s.installOutbound(p, o)
 			p.outboundSince(now)
@@ -365,12 +372,7 @@ func (c *control) sync(p *peer) {
 		c.abandon(p)
 		return
 	}
-	info := a.Info()
-	if p.rec == nil || p.rec.Info != info || p.rec.Identity != a.PeerIdentity() {
-		r := &assocRecord{HIT: p.hit, Info: info, Identity: a.PeerIdentity(), peer: p}
-		c.s.db.put(r)
-		p.rec = r
-	}
+	c.record(p, a)
 	d := a.Deadline()
 	if !p.x.switchAt.IsZero() && (d.IsZero() || p.x.switchAt.Before(d)) {
 		d = p.x.switchAt
@@ -382,6 +384,16 @@ func (c *control) sync(p *peer) {
 		d = earliest(d, p.x.dial.next)
 	}
 	c.timers.set(p, d)
+}
+
+// record writes a's record if it changed.
+func (c *control) record(p *peer, a *handshake.Association) {
+	info := a.Info()
+	if p.rec == nil || p.rec.Info != info || p.rec.Identity != a.PeerIdentity() {
+		r := &assocRecord{HIT: p.hit, Info: info, Identity: a.PeerIdentity(), peer: p}
+		c.s.db.put(r)
+		p.rec = r
+	}
 }
 
 // abandon forgets p's association: timer, record, SAs; a peer learnt from
@@ -407,7 +419,7 @@ func (c *control) abandon(p *peer) {
 		s.db.delete(p.hit)
 		p.rec = nil
 	}
-	if len(p.x.waiters) == 0 {
+	if len(p.x.waiters) == 0 && len(p.x.keyWaiters) == 0 {
 		s.forgetPeer(p)
 	}
 }

@@ -14,6 +14,9 @@
 // New starts a Stack from a Config (identity, UDP address, optional
 // Authorize, Logger, KeyLog, handshake overrides, queue bound). AddPeer
 // gives a peer's locator; Connect runs the base exchange and waits for it;
+// ConnectKeyed returns as soon as the Initiator's keys exist (its I2 is
+// sent), so that a layer above can build its first packets while the R2
+// is on its way: they wait in the association's queue;
 // ListenInner binds an inner UDP port and returns an InnerConn, a
 // net.PacketConn whose addresses are *Addr (peer HIT and port): WriteTo
 // starts the base exchange itself when there is no association and queues
@@ -139,7 +142,7 @@
 // is its owner's: package hipnet's address monitor).
 // Beside them the runtime runs the callbacks of InnerConn deadline timers
 // (time.AfterFunc). None is started per packet, and Close stops them all.
-// Callers' goroutines block in Connect, Register and STUNBinding, which
+// Callers' goroutines block in Connect, ConnectKeyed, Register and STUNBinding, which
 // wait on the control goroutine and on their own timers.
 //
 // The read loop opens ESP itself and never blocks: control packets are

@@ -209,10 +209,12 @@ func (c *InnerConn) WatchAssociation(hit wire.HIT) (live bool, changed <-chan st
 	return c.s.WatchAssociation(hit)
 }
 
-// sendAssociated is send without the queue: with no outbound SA it fails
-// instead of queueing the datagram and starting a base exchange
-// (SetAutoConnect off). The SA is loaded once, so a concurrent removal
-// costs at most this one datagram on the old SA, never a new exchange.
+// sendAssociated is send without starting a base exchange
+// (SetAutoConnect off): with no outbound SA it fails, unless the base
+// exchange under way is keyed (ConnectKeyed), whose outbound SA comes with
+// the R2: then the datagram waits in the queue for it. The SA is loaded
+// once, so a concurrent removal costs at most this one datagram on the
+// old SA, never a new exchange.
 func (s *Stack) sendAssociated(dst wire.HIT, srcPort, dstPort uint16, payload []byte) error {
 	if s.closed.Load() {
 		return ErrClosed
@@ -220,6 +222,9 @@ func (s *Stack) sendAssociated(dst wire.HIT, srcPort, dstPort uint16, payload []
 	if p := s.lookupPeer(dst); p != nil {
 		if o := p.out.Load(); o != nil {
 			return s.seal(p, o, srcPort, dstPort, payload)
+		}
+		if p.secret.Load() != nil {
+			return s.enqueueKeyed(p, srcPort, dstPort, payload) // send.go
 		}
 	}
 	return fmt.Errorf("%w: no association with %v", ErrUnknownPeer, dst)

@@ -88,6 +88,7 @@ type peerExt struct {
 	switchAt     time.Time     // when nextOut is used anyway
 	crossedRekey bool          // the peer's rekey UPDATE crossed ours
 	waiters      []chan error  // Connects waiting for the BEX
+	keyWaiters   []chan error  // ConnectKeyed callers waiting for the keys (secret.go)
 	rvsUntil     time.Time     // our RENDEZVOUS registration with this peer lasts until (rendezvous.go)
 	dial         *dialState    // while a dial runs (dial.go)
 	solveCancel  chan struct{} // closed to stop the solver of puzzle (puzzle.go)

@@ -158,21 +158,45 @@ func (s *Stack) enqueue(p *peer, seg pendingSeg) error {
 		s.ctr.unauthorized.Add(1)
 		return fmt.Errorf("%w: %v", ErrNotAuthorized, p.hit)
 	}
+	queued, err := s.push(p, seg, false)
+	if queued {
+		s.poke(p, pokeConnect)
+	}
+	return err
+}
+
+// enqueueKeyed queues a datagram for the outbound SA of p's keyed
+// exchange (ConnectKeyed), without the poke that would start an exchange.
+func (s *Stack) enqueueKeyed(p *peer, srcPort, dstPort uint16, payload []byte) error {
+	seg := esp.AppendUDP(make([]byte, 0, 8+len(payload)), s.hit, p.hit, srcPort, dstPort, payload)
+	_, err := s.push(p, pendingSeg{b: seg, proto: esp.ProtoUDP}, true)
+	return err
+}
+
+// push appends seg to p's queue, or seals and sends it if the SA was
+// installed (and the queue flushed) meanwhile; queued says which. keyed
+// queues only while p's exchange is keyed, checked under p.mu: a failed
+// exchange drops the secret (removeSAs) before it empties the queue
+// (discardPending), so what is queued either leaves with the R2 or is
+// discarded with the rest, never waits for a later association.
+func (s *Stack) push(p *peer, seg pendingSeg, keyed bool) (queued bool, err error) {
 	p.mu.Lock()
 	if o := p.out.Load(); o != nil {
-		// The SA was installed (and the queue flushed) meanwhile.
 		p.mu.Unlock()
-		return s.sealSegment(p, o, seg.proto, seg.b, seg.payloadLen())
+		return false, s.sealSegment(p, o, seg.proto, seg.b, seg.payloadLen())
 	}
-	if len(p.pending) >= s.queueLimit {
-		p.mu.Unlock()
+	switch {
+	case keyed && p.secret.Load() == nil:
+		err = fmt.Errorf("%w: no association with %v", ErrUnknownPeer, p.hit)
+	case len(p.pending) >= s.queueLimit:
 		s.ctr.queueFull.Add(1)
-		return fmt.Errorf("%w: %d datagrams for %v", ErrQueueFull, s.queueLimit, p.hit)
+		err = fmt.Errorf("%w: %d datagrams for %v", ErrQueueFull, s.queueLimit, p.hit)
+	default:
+		p.pending = append(p.pending, seg)
+		queued = true
 	}
-	p.pending = append(p.pending, seg)
 	p.mu.Unlock()
-	s.poke(p, pokeConnect)
-	return nil
+	return queued, err
 }
 
 // installOutbound makes o p's outbound SA, first sending what was queued

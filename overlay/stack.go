@@ -289,7 +289,29 @@ func (s *Stack) authorized(h wire.HIT) bool {
 // is wrapped too), ErrHandshakeFailed (with the handshake error inside) or
 // ErrClosed; a cancelled context gives its error.
 func (s *Stack) Connect(ctx context.Context, hit wire.HIT) error {
-	if s.Live(hit) && s.authorized(hit) && !s.closed.Load() {
+	return s.connectWait(ctx, hit, false)
+}
+
+// ConnectKeyed is Connect that returns as soon as the association's keys
+// exist: on the Initiator, once its I2 is on its way (RFC 7401 §6.5), a
+// round trip and the Responder's I2 processing before Connect would.
+// AssociationSecret and PeerIdentity answer for hit from then on, and an
+// InnerConn's writes to hit wait in the association's queue (bounded by
+// Config.QueueLimit) until the outbound SA is installed, even with
+// SetAutoConnect off. It lets a protocol above prepare its first packets
+// during the base exchange instead of after it.
+//
+// The exchange can still fail: the queued packets are then discarded, and
+// Connect (which the caller must still call to learn the outcome) returns
+// the error. An established association answers at once, as for Connect.
+// A relay server's stack (Config.Forwarder) exports no secret, so there
+// ConnectKeyed waits as long as Connect.
+func (s *Stack) ConnectKeyed(ctx context.Context, hit wire.HIT) error {
+	return s.connectWait(ctx, hit, true)
+}
+
+func (s *Stack) connectWait(ctx context.Context, hit wire.HIT, keyed bool) error {
+	if (s.Live(hit) || keyed && s.hasKeys(hit)) && s.authorized(hit) && !s.closed.Load() {
 		// The common case of every dial after the first: no round trip
 		// through the control goroutine, which may be busy with others'
 		// exchanges. (The record can be a moment behind the association,
@@ -301,7 +323,7 @@ func (s *Stack) Connect(ctx context.Context, hit wire.HIT) error {
 	giveUp := time.Now().Add(relayWaitMax)
 	for again := true; ; {
 		pending := s.relayPending() // before connect: a registration may land meanwhile
-		err := s.connect(ctx, hit)
+		err := s.connect(ctx, hit, keyed)
 		if !errors.Is(err, ErrUnknownPeer) || len(s.relays) == 0 {
 			return err
 		}
@@ -345,13 +367,20 @@ const (
 	relayWaitMax = 30 * time.Second
 )
 
-func (s *Stack) connect(ctx context.Context, hit wire.HIT) error {
+// hasKeys reports whether the association with hit has exported its
+// secret: established, or keyed on the Initiator (secret.go).
+func (s *Stack) hasKeys(hit wire.HIT) bool {
+	p := s.lookupPeer(hit)
+	return p != nil && p.secret.Load() != nil
+}
+
+func (s *Stack) connect(ctx context.Context, hit wire.HIT, keyed bool) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
 	reply := make(chan error, 1)
 	select {
-	case s.cmds <- connectCmd{hit: hit, reply: reply}:
+	case s.cmds <- connectCmd{hit: hit, reply: reply, keyed: keyed}:
 	case <-s.closing:
 		return ErrClosed
 	case <-ctx.Done():

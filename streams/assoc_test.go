@@ -151,3 +151,163 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// keyedPC is an assocPC whose base exchange the test ends (finish):
+// AssociateKeyed answers at once, as the overlay's does once the I2 is
+// sent, and until the outcome the writes to the peer are held, as the
+// overlay queues them; success sends them, failure drops them.
+type keyedPC struct {
+	*assocPC
+	peer wire.HIT
+
+	kmu   sync.Mutex
+	keyed bool
+	held  [][]byte
+	to    []net.Addr
+	done  chan struct{}
+	err   error
+}
+
+func (k *keyedPC) associateKeyed(context.Context, wire.HIT) error {
+	k.kmu.Lock()
+	k.keyed = true
+	k.kmu.Unlock()
+	return nil
+}
+
+func (k *keyedPC) associate(ctx context.Context, _ wire.HIT) error {
+	select {
+	case <-k.done:
+		return k.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (k *keyedPC) WriteTo(b []byte, addr net.Addr) (int, error) {
+	k.kmu.Lock()
+	if k.keyed {
+		k.held, k.to = append(k.held, append([]byte(nil), b...)), append(k.to, addr)
+		k.kmu.Unlock()
+		return len(b), nil
+	}
+	k.kmu.Unlock()
+	return k.assocPC.WriteTo(b, addr)
+}
+
+func (k *keyedPC) heldCount() int {
+	k.kmu.Lock()
+	defer k.kmu.Unlock()
+	return len(k.held)
+}
+
+// finish ends the base exchange with err.
+func (k *keyedPC) finish(err error) {
+	k.kmu.Lock()
+	k.keyed, k.err = false, err
+	held, to := k.held, k.to
+	k.held, k.to = nil, nil
+	k.kmu.Unlock()
+	if err == nil {
+		k.set(k.peer, true)
+		for i, b := range held {
+			k.assocPC.WriteTo(b, to[i])
+		}
+	}
+	close(k.done)
+}
+
+func newKeyedPair(t *testing.T) (*Manager, *keyedPC, *node) {
+	ka, kb, _ := testIdentities(t)
+	b := newNode(t, kb)
+	ha := wire.HIT(ka.HIT())
+	dir := &directory{}
+	dir.set(b.hit, kb.Public())
+	b.dir.set(ha, ka.Public())
+	lpc := newLoopPC(t, ha)
+	connect(lpc, b.pc)
+	kpc := &keyedPC{assocPC: newAssocPC(lpc), peer: b.hit, done: make(chan struct{})}
+	m, err := New(kpc, ha, Config{Identity: ka, PeerIdentity: dir.lookup,
+		Associate: kpc.associate, AssociateKeyed: kpc.associateKeyed})
+	if err != nil {
+		lpc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	echoOn(t, b, 7)
+	return m, kpc, b
+}
+
+type dialResult struct {
+	c   net.Conn
+	err error
+}
+
+// TestDialKeyed: with AssociateKeyed, the QUIC handshake's first packet
+// is written during the base exchange and leaves when it completes; the
+// Dial then succeeds.
+func TestDialKeyed(t *testing.T) {
+	m, kpc, b := newKeyedPair(t)
+	res := make(chan dialResult, 1)
+	go func() {
+		c, err := m.Dial(dialCtx(t), b.hit, 7)
+		res <- dialResult{c, err}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for kpc.heldCount() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no QUIC packet written during the base exchange")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case r := <-res:
+		t.Fatalf("Dial returned before the base exchange completed: %v", r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	kpc.finish(nil)
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.c.Close()
+	if _, err := r.c.Write([]byte("keyed")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(r.c, got); err != nil || string(got) != "keyed" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+}
+
+// TestDialKeyedFails: a base exchange that fails after AssociateKeyed
+// fails the Dial with its error at once, not after the handshake's
+// timeout, and the packets written meanwhile never leave.
+func TestDialKeyedFails(t *testing.T) {
+	m, kpc, b := newKeyedPair(t)
+	res := make(chan dialResult, 1)
+	go func() {
+		c, err := m.Dial(context.Background(), b.hit, 7)
+		res <- dialResult{c, err}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for kpc.heldCount() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no QUIC packet written during the base exchange")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	errBEX := errors.New("base exchange failed")
+	kpc.finish(errBEX)
+	select {
+	case r := <-res:
+		if !errors.Is(r.err, errBEX) {
+			t.Fatalf("Dial: %v, want the base exchange's error", r.err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Dial still waiting 3 s after its base exchange failed")
+	}
+	if n := m.ConnectionCount(); n != 0 {
+		t.Errorf("%d connections after a failed dial", n)
+	}
+}

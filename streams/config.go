@@ -93,6 +93,16 @@ type Config struct {
 	// build the root its TLS verifier trusts.
 	Associate func(ctx context.Context, hit wire.HIT) error
 
+	// AssociateKeyed, if set with Associate, lets a Dial start its QUIC
+	// handshake during the base exchange: it returns as soon as the
+	// association's keys exist (Secret and PeerIdentity answer for hit,
+	// and the PacketConn queues writes to hit until the association can
+	// carry them; the overlay's Stack.ConnectKeyed), or with the error.
+	// The handshake's first packets are then ready when the exchange
+	// completes, instead of being built after it. Associate still runs
+	// beside the handshake, and its error fails the Dial.
+	AssociateKeyed func(ctx context.Context, hit wire.HIT) error
+
 	// PeerPort is the inner UDP port of the peers' stream endpoints. Zero
 	// means the port of the PacketConn's LocalAddr, or DefaultPort.
 	PeerPort int

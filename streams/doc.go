@@ -78,10 +78,24 @@
 // certificate is sent, nothing is signed, and the host identities are not
 // checked a second time; the base exchange checked them (its signatures
 // and its Diffie-Hellman) and the secret carries that check forward. The
-// connection reports the host identity through a synthetic certificate
-// that this host made and put in the session itself (psk.go,
-// synthetic.go), and VerifyConnection accepts a resumed session only if
-// its certificate is that one.
+// client's connection reports the server's host identity through a
+// synthetic certificate that the client made and put in the session
+// itself (psk.go, synthetic.go); the server's session carries a
+// placeholder that names no one, for the PSK alone authenticated the
+// client. VerifyConnection accepts a resumed session only if its
+// certificate is the one this host put there.
+//
+// The client may start before the base exchange has finished
+// (Config.AssociateKeyed, the overlay's Stack.ConnectKeyed): the Initiator
+// holds the secret from its I2 on (RFC 7401 §6.5), after it verified the
+// R1's signature over the Responder's Diffie-Hellman value, so the PSK it
+// derives then is the one the Responder derives on accepting the I2. The
+// ClientHello built with it waits in the overlay's queue until the R2
+// installs the outbound SA, and is discarded if the exchange fails:
+// nothing keyed by the secret leaves before the Responder has
+// authenticated us, and the server sees it only over the established SA,
+// as any other. The binding argument above is unchanged; only the wait
+// for the R2 overlaps the work of building the first flight.
 //
 // crypto/tls has no external PSKs, so the PSK enters as a session to
 // resume: the binder key is derived with the label of resumption PSKs

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,7 +57,10 @@ type Manager struct {
 	idle     time.Duration // DefaultIdleTimeout; tests shorten it
 	qconf    *quic.Config
 	cert     tls.Certificate
-	certs    certCache
+	// placeholder is the client certificate of the server's PSK
+	// sessions, made on first use (newPlaceholder).
+	placeholder func() (*x509.Certificate, error)
+	certs       certCache
 
 	pc    packetConn
 	assoc associations // nil: pc does not report on associations
@@ -171,18 +175,19 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 	}
 
 	m := &Manager{
-		local:     localHIT,
-		cfg:       cfg,
-		log:       cfg.Logger,
-		peerPort:  cfg.PeerPort,
-		idle:      DefaultIdleTimeout,
-		qconf:     cfg.quicConfig(),
-		cert:      cert,
-		pc:        newPacketConn(pc),
-		peers:     make(map[wire.HIT]*peerConns),
-		conns:     make(map[*qconn]struct{}),
-		listeners: make(map[int]*listener),
-		nextPort:  ephemeralLow + int(start.Int64()),
+		local:       localHIT,
+		cfg:         cfg,
+		log:         cfg.Logger,
+		peerPort:    cfg.PeerPort,
+		idle:        DefaultIdleTimeout,
+		qconf:       cfg.quicConfig(),
+		cert:        cert,
+		placeholder: newPlaceholder(cfg.Identity),
+		pc:          newPacketConn(pc),
+		peers:       make(map[wire.HIT]*peerConns),
+		conns:       make(map[*qconn]struct{}),
+		listeners:   make(map[int]*listener),
+		nextPort:    ephemeralLow + int(start.Int64()),
 	}
 	if a, ok := pc.(associations); ok {
 		// A connection must not outlive its association, nor bring it
@@ -609,7 +614,8 @@ func (m *Manager) dial(peer wire.HIT, p *peerConns, call *dialCall) {
 // outlive the association (a CLOSED one keeps it). Dial calls it with its
 // caller's context, before anything else: QUIC's first packet needs the
 // association's secret; handshake calls it again for an association that
-// ended meanwhile.
+// ended meanwhile. With Config.AssociateKeyed it returns once the keys
+// exist, and whileAssociating watches the rest of the exchange.
 func (m *Manager) associate(ctx context.Context, peer wire.HIT) error {
 	if m.assoc == nil || m.cfg.Associate == nil {
 		return nil
@@ -617,13 +623,49 @@ func (m *Manager) associate(ctx context.Context, peer wire.HIT) error {
 	if live, _ := m.assoc.WatchAssociation(peer); live {
 		return nil
 	}
+	if m.cfg.AssociateKeyed != nil {
+		return m.cfg.AssociateKeyed(ctx, peer)
+	}
 	return m.cfg.Associate(ctx, peer)
+}
+
+// whileAssociating is the context of a QUIC handshake that may have
+// started during the base exchange (AssociateKeyed): it ends, with
+// Associate's error as its cause, if the exchange fails, so that the
+// handshake does not wait out its timeout for packets that were
+// discarded. stop ends the watch.
+func (m *Manager) whileAssociating(ctx context.Context, peer wire.HIT) (hctx context.Context, stop func()) {
+	if m.cfg.AssociateKeyed == nil || m.assoc == nil {
+		return ctx, func() {}
+	}
+	if live, _ := m.assoc.WatchAssociation(peer); live {
+		return ctx, func() {}
+	}
+	hctx, cancel := context.WithCancelCause(ctx)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.cfg.Associate(hctx, peer); err != nil {
+			cancel(err)
+		}
+	}()
+	return hctx, func() { cancel(nil) }
 }
 
 func (m *Manager) handshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
 	if err := m.associate(ctx, peer); err != nil {
 		return nil, err
 	}
+	ctx, stop := m.whileAssociating(ctx, peer)
+	defer stop()
+	c, err := m.keyedHandshake(ctx, peer)
+	if err != nil && context.Cause(ctx) != ctx.Err() {
+		return nil, context.Cause(ctx) // the base exchange failed
+	}
+	return c, err
+}
+
+func (m *Manager) keyedHandshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
 	pub, err := peerKey(m.cfg.PeerIdentity, peer)
 	if err != nil && errors.Is(err, overlay.ErrUnknownPeer) && m.cfg.Associate != nil {
 		if aerr := m.cfg.Associate(ctx, peer); aerr != nil {

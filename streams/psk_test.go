@@ -97,22 +97,26 @@ func TestPSKFirstContactNoSignature(t *testing.T) {
 	if cs.CurveID != tls.X25519 || ss.CurveID != tls.X25519 {
 		t.Errorf("key exchange %v/%v, want X25519 (psk_dhe_ke)", cs.CurveID, ss.CurveID)
 	}
-	// Each side sees, as the peer's certificate, the synthetic one it made
-	// for the peer's host identity.
+	// The client sees, as the server's certificate, the synthetic one it
+	// made for the server's host identity; the server sees its own
+	// placeholder, which names no host (psk.go).
 	for _, c := range []struct {
 		cs   tls.ConnectionState
-		peer *node
+		name wire.HIT
 		key  *hostid.PublicKey
-	}{{cs, b, kb.Public()}, {ss, a, ka.Public()}} {
+	}{{cs, b.hit, kb.Public()}, {ss, wire.HIT{}, kb.Public()}} {
 		if len(c.cs.PeerCertificates) != 1 || len(c.cs.PeerCertificates[0].Signature) != 0 {
-			t.Errorf("peer certificates of %s: not the one synthetic certificate", c.peer.hit)
+			t.Errorf("peer certificates %v: not one synthetic certificate", c.cs.PeerCertificates)
 			continue
 		}
 		leaf := c.cs.PeerCertificates[0]
 		if !leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(c.key.CryptoPublicKey()) ||
-			leaf.VerifyHostname(c.peer.hit.String()) != nil {
-			t.Errorf("peer certificate of %s: not its synthetic certificate", c.peer.hit)
+			leaf.VerifyHostname(c.name.String()) != nil {
+			t.Errorf("peer certificate %v: not the synthetic certificate of %s", leaf.Subject, c.name)
 		}
+	}
+	if p, err := b.m.placeholder(); err != nil || !p.Equal(ss.PeerCertificates[0]) {
+		t.Errorf("server's peer certificate is not its placeholder (%v)", err)
 	}
 }
 

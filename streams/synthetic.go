@@ -225,12 +225,12 @@ func (c *certCache) drop(peer wire.HIT) {
 	c.mu.Unlock()
 }
 
-// certsFor returns the synthetic certificates of peer's authenticated
-// host identity.
-func (m *Manager) certsFor(peer wire.HIT) (*peerCerts, error) {
-	pub, err := peerKey(m.cfg.PeerIdentity, peer)
-	if err != nil {
-		return nil, err
-	}
-	return m.certs.get(peer, pub)
+// newPlaceholder makes the client certificate of the server's synthetic
+// sessions (psk.go): a synthetic leaf that names no host (the zero HIT),
+// with this host's key. It stands for no one; the PSK alone authenticates
+// the client, and the certificate only makes crypto/tls resume.
+func newPlaceholder(id *hostid.PrivateKey) func() (*x509.Certificate, error) {
+	return sync.OnceValues(func() (*x509.Certificate, error) {
+		return syntheticLeaf(wire.HIT{}, id.Signer().Public())
+	})
 }
