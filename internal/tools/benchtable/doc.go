@@ -5,8 +5,8 @@
 // medians each benchmark reports (hipnet/bench_test.go measures hipnet and
 // its baselines interleaved, iteration by iteration).
 //
-//	make benchtable                                        # about two minutes on 2 cores
-//	go run ./internal/tools/benchtable -count 5 -benchtime 30x
+//	make benchtable                                        # about three minutes on 2 cores
+//	go run ./internal/tools/benchtable -count 5 -benchtime 30x -latency-benchtime 200x
 //
 // # What it must not do
 //

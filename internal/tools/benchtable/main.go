@@ -39,21 +39,27 @@ var rows = []row{
 func main() {
 	count := flag.Int("count", 3, "runs of each benchmark (the table shows medians)")
 	benchtime := flag.String("benchtime", "20x", "go test -benchtime")
+	latencyTime := flag.String("latency-benchtime", "100x",
+		"go test -benchtime of the first-contact and warm-dial benchmarks: an iteration takes milliseconds, and their medians need many")
 	transports := flag.String("streams", "quic,netstack", "stream transports to measure, comma-separated")
 	flag.Parse()
 
 	results := map[string]map[string][]float64{} // transport -> bench/metric -> values
 	for _, tr := range strings.Split(*transports, ",") {
-		bench := "FirstContact|SecondDial|Throughput"
+		bench := "Throughput"
 		if tr == "quic" {
 			bench += "|Datagrams|BEXRate" // the same for both transports: measured once
 		}
-		out, err := runBench(bench, *benchtime, *count, tr)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "benchtable: %s: %v\n%s", tr, err, out)
-			os.Exit(1)
+		var all []byte
+		for _, b := range []struct{ names, time string }{{"FirstContact|SecondDial", *latencyTime}, {bench, *benchtime}} {
+			out, err := runBench(b.names, b.time, *count, tr)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "benchtable: %s: %v\n%s", tr, err, out)
+				os.Exit(1)
+			}
+			all = append(all, out...)
 		}
-		results[tr] = parse(bytes.NewReader(out))
+		results[tr] = parse(bytes.NewReader(all))
 	}
 	printTable(os.Stdout, results, strings.Split(*transports, ","))
 }
