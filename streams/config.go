@@ -40,7 +40,10 @@ import (
 // Measured (hipnet BenchmarkThroughput, three runs each, December 2026):
 // bulk over one stream went from 0.66× quic-go on its own sockets at 1280
 // octets to 0.73× at 1350; the per-packet costs (QUIC's and ESP's AEAD
-// calls, the inner UDP, the hand-offs) dominate, so fewer packets pay.
+// calls, the inner UDP, the hand-offs) dominate, so fewer packets pay. On
+// loopback 1452 octets (quic-go's largest) gave 0.83–0.84× against
+// 0.73–0.78× at 1350 in the same runs; that size needs a path MTU of
+// about 1530, so it waits for path MTU discovery on the outer path.
 const PacketSize = 1350
 
 // Defaults for a nil Config.QUIC.
