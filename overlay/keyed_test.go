@@ -54,6 +54,41 @@ func (h *holdAfter) release() {
 	h.held, h.n = nil, -1
 }
 
+// keyedPair is a from ConnectKeyed on: its I2 sent, b's answer held
+// (hb), an InnerConn on each side, a's with auto-connect off.
+type keyedPair struct {
+	a, b   *Stack
+	hb     *holdAfter
+	ca, cb *InnerConn
+	ctx    context.Context
+}
+
+// startKeyed starts a and b (b configured by modB too), and returns once
+// a.ConnectKeyed has: b's R1 goes out, whatever b sends next waits for
+// hb.release.
+func startKeyed(t *testing.T, modB func(*Config)) keyedPair {
+	t.Helper()
+	k := keyedPair{hb: newHoldAfter(t, 1)}
+	k.a = newTestStack(t, 0, nil)
+	k.b = newTestStack(t, 1, func(c *Config) {
+		c.PacketConn = k.hb
+		if modB != nil {
+			modB(c)
+		}
+	})
+	introduce(k.a, k.b)
+	k.ca = listen(t, k.a, 9)
+	k.ca.SetAutoConnect(false)
+	k.cb = listen(t, k.b, 9)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	k.ctx = ctx
+	if err := k.a.ConnectKeyed(ctx, k.b.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 func pendingLen(s *Stack, h wire.HIT) int {
 	p := s.lookupPeer(h)
 	if p == nil {
@@ -69,19 +104,8 @@ func pendingLen(s *Stack, h wire.HIT) int {
 // Responder's; a datagram written through an InnerConn with auto-connect
 // off waits in the queue, starts nothing, and leaves with the R2.
 func TestConnectKeyed(t *testing.T) {
-	hb := newHoldAfter(t, 1) // the R1 goes out, the R2 waits
-	a := newTestStack(t, 0, nil)
-	b := newTestStack(t, 1, func(c *Config) { c.PacketConn = hb })
-	introduce(a, b)
-	ca := listen(t, a, 9)
-	ca.SetAutoConnect(false)
-	cb := listen(t, b, 9)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.ConnectKeyed(ctx, b.HIT()); err != nil {
-		t.Fatal(err)
-	}
+	k := startKeyed(t, nil)
+	a, b, hb, ca, cb, ctx := k.a, k.b, k.hb, k.ca, k.cb, k.ctx
 	if p, _ := peerInfo(a, b.HIT()); p.State != handshake.I2Sent.String() {
 		t.Fatalf("state after ConnectKeyed %s, want I2-SENT (the R2 is held)", p.State)
 	}
@@ -126,22 +150,8 @@ func TestConnectKeyed(t *testing.T) {
 // queued datagram is discarded (counted) and never sent, the secret is
 // gone, and later writes fail without starting an exchange.
 func TestConnectKeyedRefused(t *testing.T) {
-	hb := newHoldAfter(t, 1) // the R1 goes out, the NOTIFY waits
-	a := newTestStack(t, 0, nil)
-	b := newTestStack(t, 1, func(c *Config) {
-		c.PacketConn = hb
-		c.Authorize = func(wire.HIT) bool { return false }
-	})
-	introduce(a, b)
-	ca := listen(t, a, 9)
-	ca.SetAutoConnect(false)
-	cb := listen(t, b, 9)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.ConnectKeyed(ctx, b.HIT()); err != nil {
-		t.Fatal(err)
-	}
+	k := startKeyed(t, func(c *Config) { c.Authorize = func(wire.HIT) bool { return false } }) // the NOTIFY waits
+	a, b, hb, ca, cb, ctx := k.a, k.b, k.hb, k.ca, k.cb, k.ctx
 	if _, err := ca.WriteTo([]byte("never"), &Addr{HIT: b.HIT(), Port: 9}); err != nil {
 		t.Fatalf("write while keyed: %v", err)
 	}

@@ -80,21 +80,11 @@ func (a *assocPC) WriteTo(b []byte, addr net.Addr) (int, error) {
 // ends, the Manager closes the peer's connection at once (its streams
 // fail), not after the idle timeout; the next Dial associates again first.
 func TestAssociationEndClosesConnection(t *testing.T) {
-	ka, kb, _ := testIdentities(t)
-	b := newNode(t, kb)
-	ha := wire.HIT(ka.HIT())
-	dir := &directory{}
-	dir.set(b.hit, kb.Public())
-	b.dir.set(ha, ka.Public())
-	lpc := newLoopPC(t, ha)
-	connect(lpc, b.pc)
-	apc := newAssocPC(lpc)
-	m, err := New(apc, ha, Config{Identity: ka, PeerIdentity: dir.lookup, Associate: apc.associate})
-	if err != nil {
-		lpc.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	var apc *assocPC
+	m, b := assocManager(t, func(a *assocPC, _ *node, cfg *Config) net.PacketConn {
+		apc, cfg.Associate = a, a.associate
+		return a
+	})
 	if apc.autoConnect.Load() {
 		t.Fatal("New left the PacketConn's auto-connect on")
 	}
@@ -145,6 +135,29 @@ func TestAssociationEndClosesConnection(t *testing.T) {
 	if _, err := io.ReadFull(c2, make([]byte, 4)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// assocManager starts a Manager for a fresh identity over an assocPC
+// linked to a new node b, which it returns with the Manager. wrap gives
+// the PacketConn the Manager gets and sets the Config's association
+// hooks.
+func assocManager(t *testing.T, wrap func(apc *assocPC, b *node, cfg *Config) net.PacketConn) (*Manager, *node) {
+	ka, kb, _ := testIdentities(t)
+	b := newNode(t, kb)
+	ha := wire.HIT(ka.HIT())
+	dir := &directory{}
+	dir.set(b.hit, kb.Public())
+	b.dir.set(ha, ka.Public())
+	lpc := newLoopPC(t, ha)
+	connect(lpc, b.pc)
+	cfg := Config{Identity: ka, PeerIdentity: dir.lookup}
+	m, err := New(wrap(newAssocPC(lpc), b, &cfg), ha, cfg)
+	if err != nil {
+		lpc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, b
 }
 
 func isTimeout(err error) bool {
@@ -218,22 +231,12 @@ func (k *keyedPC) finish(err error) {
 }
 
 func newKeyedPair(t *testing.T) (*Manager, *keyedPC, *node) {
-	ka, kb, _ := testIdentities(t)
-	b := newNode(t, kb)
-	ha := wire.HIT(ka.HIT())
-	dir := &directory{}
-	dir.set(b.hit, kb.Public())
-	b.dir.set(ha, ka.Public())
-	lpc := newLoopPC(t, ha)
-	connect(lpc, b.pc)
-	kpc := &keyedPC{assocPC: newAssocPC(lpc), peer: b.hit, done: make(chan struct{})}
-	m, err := New(kpc, ha, Config{Identity: ka, PeerIdentity: dir.lookup,
-		Associate: kpc.associate, AssociateKeyed: kpc.associateKeyed})
-	if err != nil {
-		lpc.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	var kpc *keyedPC
+	m, b := assocManager(t, func(a *assocPC, b *node, cfg *Config) net.PacketConn {
+		kpc = &keyedPC{assocPC: a, peer: b.hit, done: make(chan struct{})}
+		cfg.Associate, cfg.AssociateKeyed = kpc.associate, kpc.associateKeyed
+		return kpc
+	})
 	echoOn(t, b, 7)
 	return m, kpc, b
 }
@@ -243,14 +246,14 @@ type dialResult struct {
 	err error
 }
 
-// TestDialKeyed: with AssociateKeyed, the QUIC handshake's first packet
-// is written during the base exchange and leaves when it completes; the
-// Dial then succeeds.
-func TestDialKeyed(t *testing.T) {
+// dialKeyed starts a Dial with ctx over a newKeyedPair and returns once
+// the Dial has written its first QUIC packet, held while the base
+// exchange runs; res gets the Dial's result.
+func dialKeyed(t *testing.T, ctx context.Context) (m *Manager, kpc *keyedPC, res chan dialResult) {
 	m, kpc, b := newKeyedPair(t)
-	res := make(chan dialResult, 1)
+	res = make(chan dialResult, 1)
 	go func() {
-		c, err := m.Dial(dialCtx(t), b.hit, 7)
+		c, err := m.Dial(ctx, b.hit, 7)
 		res <- dialResult{c, err}
 	}()
 	deadline := time.Now().Add(5 * time.Second)
@@ -260,6 +263,14 @@ func TestDialKeyed(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	return m, kpc, res
+}
+
+// TestDialKeyed: with AssociateKeyed, the QUIC handshake's first packet
+// is written during the base exchange and leaves when it completes; the
+// Dial then succeeds.
+func TestDialKeyed(t *testing.T) {
+	_, kpc, res := dialKeyed(t, dialCtx(t))
 	select {
 	case r := <-res:
 		t.Fatalf("Dial returned before the base exchange completed: %v", r.err)
@@ -282,21 +293,10 @@ func TestDialKeyed(t *testing.T) {
 
 // TestDialKeyedFails: a base exchange that fails after AssociateKeyed
 // fails the Dial with its error at once, not after the handshake's
-// timeout, and the packets written meanwhile never leave.
+// timeout, and leaves no connection behind. (That the packets written
+// meanwhile never leave is the overlay's part: TestConnectKeyedRefused.)
 func TestDialKeyedFails(t *testing.T) {
-	m, kpc, b := newKeyedPair(t)
-	res := make(chan dialResult, 1)
-	go func() {
-		c, err := m.Dial(context.Background(), b.hit, 7)
-		res <- dialResult{c, err}
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for kpc.heldCount() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no QUIC packet written during the base exchange")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	m, kpc, res := dialKeyed(t, context.Background())
 	errBEX := errors.New("base exchange failed")
 	kpc.finish(errBEX)
 	select {
