@@ -271,6 +271,21 @@ func TestUnknownHIT(t *testing.T) {
 	}
 }
 
+// TestDialRefusedByPeer: a server whose Authorize refuses the client
+// turns its I2 away, after the client has keyed the exchange and (with
+// QUIC) queued its first flight. The Dial reports ErrNotAuthorized on both
+// transports, not the stream layer's own failure.
+func TestDialRefusedByPeer(t *testing.T) {
+	for _, tr := range streamTransports {
+		refuse := func(HIT) bool { return false }
+		client, server := pairNodes(t, Config{Streams: tr.f}, Config{Streams: tr.f, Authorize: refuse})
+		_, err := client.DialContext(ctxT(t, 5*time.Second), "tcp", addrOf(server, 7))
+		if !errors.Is(err, ErrNotAuthorized) {
+			t.Errorf("%s: dial to a peer that refuses us: %v, want ErrNotAuthorized", tr.name, err)
+		}
+	}
+}
+
 // TestSpray: a stream stays byte-exact while the node's port receives
 // random bytes, fake HIP control packets and fake ESP.
 func TestSpray(t *testing.T) {

@@ -51,10 +51,13 @@ func (c *control) exportSecret(p *peer, a *handshake.Association) {
 // (sendAssociated): nothing keyed by the secret leaves before the
 // Responder has authenticated us. An R1 answered again gives a new
 // KEYMAT and a new export; a failed exchange removes it (removeSAs).
-// Control goroutine.
+// Without a secret (a relay server's stack, a failed export) the callers
+// wait for the exchange's end, as Connect's do. Control goroutine.
 func (c *control) keyed(p *peer, a *handshake.Association) {
 	c.exportSecret(p, a)
-	c.wakeKeyWaiters(p, nil)
+	if p.secret.Load() != nil {
+		c.wakeKeyWaiters(p, nil)
+	}
 }
 
 // AssociationSecret returns a 32-octet secret that both hosts of the

@@ -633,36 +633,52 @@ func (m *Manager) associate(ctx context.Context, peer wire.HIT) error {
 // started during the base exchange (AssociateKeyed): it ends, with
 // Associate's error as its cause, if the exchange fails, so that the
 // handshake does not wait out its timeout for packets that were
-// discarded. stop ends the watch.
-func (m *Manager) whileAssociating(ctx context.Context, peer wire.HIT) (hctx context.Context, stop func()) {
+// discarded. finish takes the handshake's error and returns the error
+// the Dial reports: the exchange's, when it failed (the handshake may
+// have failed first, on the writes the failed exchange refused), else
+// the handshake's.
+func (m *Manager) whileAssociating(ctx context.Context, peer wire.HIT) (hctx context.Context, finish func(error) error) {
+	same := func(err error) error { return err }
 	if m.cfg.AssociateKeyed == nil || m.assoc == nil {
-		return ctx, func() {}
+		return ctx, same
 	}
 	if live, _ := m.assoc.WatchAssociation(peer); live {
-		return ctx, func() {}
+		return ctx, same
 	}
 	hctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan error, 1)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := m.cfg.Associate(hctx, peer); err != nil {
+		err := m.cfg.Associate(hctx, peer)
+		if err != nil {
 			cancel(err)
 		}
+		done <- err
 	}()
-	return hctx, func() { cancel(nil) }
+	return hctx, func(herr error) error {
+		if herr == nil {
+			cancel(nil)
+			return nil
+		}
+		// Associate returns once the exchange ends, which bounds the
+		// wait (or at once if hctx is done).
+		aerr := <-done
+		cancel(nil)
+		if aerr != nil && !errors.Is(aerr, context.Canceled) {
+			return aerr
+		}
+		return herr
+	}
 }
 
 func (m *Manager) handshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
 	if err := m.associate(ctx, peer); err != nil {
 		return nil, err
 	}
-	ctx, stop := m.whileAssociating(ctx, peer)
-	defer stop()
+	ctx, finish := m.whileAssociating(ctx, peer)
 	c, err := m.keyedHandshake(ctx, peer)
-	if err != nil && context.Cause(ctx) != ctx.Err() {
-		return nil, context.Cause(ctx) // the base exchange failed
-	}
-	return c, err
+	return c, finish(err)
 }
 
 func (m *Manager) keyedHandshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
