@@ -202,3 +202,30 @@ func TestConnectKeyedUnknown(t *testing.T) {
 		t.Errorf("refused peer: %v, want ErrNotAuthorized", err)
 	}
 }
+
+// TestConnectKeyedForwarder: a relay server's stack exports no secret, so
+// its ConnectKeyed waits for the R2, as Connect does.
+func TestConnectKeyedForwarder(t *testing.T) {
+	hb := newHoldAfter(t, 1)
+	a := newTestStack(t, 0, func(c *Config) { c.Forwarder = &endedForwarder{ended: make(chan wire.HIT, 4)} })
+	b := newTestStack(t, 1, func(c *Config) { c.PacketConn = hb })
+	introduce(a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.ConnectKeyed(ctx, b.HIT()) }()
+	waitFor(t, 2*time.Second, "the Responder to establish", func() bool { return b.Live(a.HIT()) })
+	barrier(t, a)
+	select {
+	case err := <-done:
+		t.Fatalf("ConnectKeyed returned (%v) before the R2, with no secret to give", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	hb.release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !a.Live(b.HIT()) {
+		t.Error("ConnectKeyed returned before the association was live")
+	}
+}
