@@ -203,6 +203,9 @@ func (c *InnerConn) WriteToAddr(b []byte, to Addr) (int, error) {
 // just left.
 func (c *InnerConn) SetAutoConnect(on bool) { c.noConnect.Store(!on) }
 
+// Live is Stack.Live, for a user that holds only the InnerConn.
+func (c *InnerConn) Live(hit wire.HIT) bool { return c.s.Live(hit) }
+
 // WatchAssociation is Stack.WatchAssociation, for a user that holds only
 // the InnerConn.
 func (c *InnerConn) WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{}) {

@@ -47,6 +47,12 @@ func (a *assocPC) WatchAssociation(h wire.HIT) (bool, <-chan struct{}) {
 	return a.live[h], ch
 }
 
+func (a *assocPC) Live(h wire.HIT) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.live[h]
+}
+
 func (a *assocPC) set(h wire.HIT, live bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -66,10 +72,7 @@ func (a *assocPC) associate(_ context.Context, h wire.HIT) error {
 
 func (a *assocPC) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if o, ok := addr.(*overlay.Addr); ok && !a.autoConnect.Load() {
-		a.mu.Lock()
-		live := a.live[o.HIT]
-		a.mu.Unlock()
-		if !live {
+		if !a.Live(o.HIT) {
 			return 0, overlay.ErrUnknownPeer
 		}
 	}

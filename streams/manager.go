@@ -87,6 +87,9 @@ type associations interface {
 	// WatchAssociation reports whether the association with hit can carry
 	// data, and returns a channel closed when that may have changed.
 	WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{})
+	// Live is WatchAssociation's answer alone: a read, with no channel
+	// and no write lock, for the check every Dial makes.
+	Live(hit wire.HIT) bool
 	// SetAutoConnect(false) makes a write to a peer without an
 	// association fail instead of starting a base exchange.
 	SetAutoConnect(on bool)
@@ -620,7 +623,7 @@ func (m *Manager) associate(ctx context.Context, peer wire.HIT) error {
 	if m.assoc == nil || m.cfg.Associate == nil {
 		return nil
 	}
-	if live, _ := m.assoc.WatchAssociation(peer); live {
+	if m.assoc.Live(peer) {
 		return nil
 	}
 	if m.cfg.AssociateKeyed != nil {
@@ -642,7 +645,7 @@ func (m *Manager) whileAssociating(ctx context.Context, peer wire.HIT) (hctx con
 	if m.cfg.AssociateKeyed == nil || m.assoc == nil {
 		return ctx, same
 	}
-	if live, _ := m.assoc.WatchAssociation(peer); live {
+	if m.assoc.Live(peer) {
 		return ctx, same
 	}
 	hctx, cancel := context.WithCancelCause(ctx)
