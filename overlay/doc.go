@@ -51,6 +51,9 @@
 //   - send.go: the outbound data path (seal with the peer's outbound SA and
 //     send to its locator, or queue while the base exchange runs) and the
 //     flush of that queue.
+//   - pmtu.go, pmtu_linux.go: MaxDatagram, the largest inner datagram the
+//     path to a peer carries unfragmented, from the kernel's route MTU
+//     (a stream transport sizes its packets by it).
 //   - control.go: the control goroutine, sole owner of the
 //     handshake.Endpoint and every handshake.Association: its loop, the
 //     commands other goroutines send it (one type each), and the handling

@@ -62,6 +62,10 @@ type Stack struct {
 	relays   []*relayClient
 	iceMux   *nat.Mux     // ICE sessions by peer (path.go); nil without Config.Relays
 	clock    atomic.Int64 // unix ns, set by the control goroutine's tick: a coarse clock for the data path
+	// routeMTU asks the route to a locator (pmtu.go): askRoute, or a
+	// test's stand-in.
+	routeMTU func(netip.AddrPort) (mtu int, local bool)
+	pmtus    pmtuCache
 	// relayWake is closed and replaced when a relay registration is won
 	// or lost (WaitReachable).
 	relayWake atomic.Pointer[chan struct{}]
@@ -117,7 +121,7 @@ func newStack(cfg Config) (*Stack, error) {
 		cmds: make(chan command), wake: make(chan struct{}, 1),
 		solved: make(chan puzzleResult), solvers: make(chan struct{}, maxSolvers()),
 		closing: make(chan struct{}), ctrlDone: make(chan struct{}), readDone: make(chan struct{}),
-		sendDone: make(chan struct{}),
+		sendDone: make(chan struct{}), routeMTU: askRoute,
 	}
 	s.ports.Store(&map[uint16]*InnerConn{})
 	s.tx.init()

@@ -11,9 +11,11 @@ import (
 	"hipnet.dev/handshake/wire"
 )
 
-// PacketSize is the size of every QUIC packet the Manager sends, and so
-// the payload of every inner UDP datagram it writes to its PacketConn.
-// QUIC needs at least 1200 octets for an Initial packet (RFC 9000 §14.1).
+// PacketSize is the size of the QUIC packets of a connection whose path the
+// PacketConn cannot size (pmtu.go): the payload of every inner UDP
+// datagram it writes. Over an *overlay.InnerConn on Linux a connection
+// takes its path's size instead, from 1200 to 1452 octets. QUIC needs at
+// least 1200 octets for an Initial packet (RFC 9000 §14.1).
 //
 // What a packet costs on the wire (RFC 4303 §2, RFC 3948 §2.1, RFC 7402
 // App. B), worst case over the ESP suites hipnet offers:
@@ -28,22 +30,19 @@ import (
 //	outer UDP (RFC 3948 encapsulation)         +     8   = 1408
 //	outer IPv6 header (IPv4: 20)               +    40   = 1448
 //
-// The stream layer assumes an Ethernet-class underlay (1500) and leaves 52
-// octets of it for whatever else wraps the packet: a TURN Send indication
-// (36 octets for an IPv6 peer address), PPPoE (8), or both. (No QUIC
-// packet fits the 1280-octet IPv6 minimum MTU under ESP: the smallest QUIC
-// allows, 1200 octets, becomes 1292 on the wire with AES-GCM.) Path MTU
-// discovery is off: quic-go probes only on sockets it can set DF on, the
-// PacketConn is not one, and the outer path belongs to the overlay; so
-// packets stay at this size.
+// It assumes an Ethernet-class underlay (1500) and leaves 52 octets of it
+// for whatever else wraps the packet: a TURN Send indication (36 octets
+// for an IPv6 peer address), PPPoE (8), or both. (No QUIC packet fits the
+// 1280-octet IPv6 minimum MTU under ESP: the smallest QUIC allows, 1200
+// octets, becomes 1292 on the wire with AES-GCM.)
 //
 // Measured (hipnet BenchmarkThroughput, three runs each, December 2026):
 // bulk over one stream went from 0.66× quic-go on its own sockets at 1280
 // octets to 0.73× at 1350; the per-packet costs (QUIC's and ESP's AEAD
 // calls, the inner UDP, the hand-offs) dominate, so fewer packets pay. On
-// loopback 1452 octets (quic-go's largest) gave 0.83–0.84× against
-// 0.73–0.78× at 1350 in the same runs; that size needs a path MTU of
-// about 1530, so it waits for path MTU discovery on the outer path.
+// loopback 1452 octets (quic-go's largest, which its own path MTU
+// discovery reaches there) gave 0.83–0.84× against 0.73–0.78× at 1350 in
+// the same runs: the size a connection to a peer on this host now takes.
 const PacketSize = 1350
 
 // Defaults for a nil Config.QUIC.
@@ -113,9 +112,10 @@ type Config struct {
 	// QUIC is the quic-go configuration. Nil means the package defaults:
 	// DefaultKeepAlivePeriod, DefaultMaxIdleTimeout,
 	// DefaultMaxIncomingStreams, no unidirectional streams, PacketSize.
-	// A non-nil Config is cloned and used as it is, except that a zero
-	// InitialPacketSize becomes PacketSize, path MTU discovery and 0-RTT
-	// are turned off, and GetConfigForClient is ignored.
+	// A non-nil Config is cloned and used as it is, except that path MTU
+	// discovery and 0-RTT are turned off and GetConfigForClient is
+	// ignored. A zero InitialPacketSize lets each connection take its
+	// path's size (pmtu.go); a non-zero one fixes every connection's.
 	QUIC *quic.Config
 
 	// Logger receives connection events (up, down, failed dials,

@@ -35,7 +35,8 @@
 //     key from the association's secret (psk.go), or, without one, the
 //     host identities as certificates (tls.go), and the synthetic
 //     certificates that stand for the peer in both (synthetic.go).
-//   - The packet size (config.go: PacketSize and the arithmetic behind it).
+//   - The packet size: each connection's from its path (pmtu.go), and
+//     PacketSize with the arithmetic behind it (config.go).
 //
 // # What it must not do
 //

@@ -26,6 +26,9 @@ type loopPC struct {
 	c       *net.UDPConn
 	self    *overlay.Addr
 	blocked atomic.Bool // drop every datagram written, as a dead path does
+	// path is what MaxDatagram reports (0: not known); largest is the
+	// longest datagram written.
+	path, largest atomic.Int64
 
 	mu     sync.Mutex
 	byHIT  map[wire.HIT]*net.UDPAddr
@@ -88,7 +91,18 @@ func (p *loopPC) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if p.blocked.Load() {
 		return len(b), nil
 	}
+	for n := int64(len(b)); n > p.largest.Load(); {
+		if p.largest.CompareAndSwap(p.largest.Load(), n) {
+			break
+		}
+	}
 	return p.c.WriteToUDP(b, ua)
+}
+
+// MaxDatagram answers as the overlay does when it knows the path (pmtu.go).
+func (p *loopPC) MaxDatagram(wire.HIT) (int, bool) {
+	n := int(p.path.Load())
+	return n, n > 0
 }
 
 func (p *loopPC) Close() error                       { return p.c.Close() }

@@ -56,7 +56,10 @@ type Manager struct {
 	peerPort int
 	idle     time.Duration // DefaultIdleTimeout; tests shorten it
 	qconf    *quic.Config
-	cert     tls.Certificate
+	// fixedSize: Config.QUIC set the packet size; otherwise each
+	// connection takes its path's (pmtu.go).
+	fixedSize bool
+	cert      tls.Certificate
 	// placeholder is the client certificate of the server's PSK
 	// sessions, made on first use (newPlaceholder).
 	placeholder func() (*x509.Certificate, error)
@@ -184,6 +187,7 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 		peerPort:    cfg.PeerPort,
 		idle:        DefaultIdleTimeout,
 		qconf:       cfg.quicConfig(),
+		fixedSize:   cfg.QUIC != nil && cfg.QUIC.InitialPacketSize != 0,
 		cert:        cert,
 		placeholder: newPlaceholder(cfg.Identity),
 		pc:          newPacketConn(pc),
@@ -214,7 +218,12 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 		Conn:              m.pc,
 		StatelessResetKey: resetKey,
 	}
-	m.ql, err = m.tr.Listen(m.serverTLS(), m.qconf)
+	lconf := m.qconf
+	if !m.fixedSize {
+		lconf = m.qconf.Clone()
+		lconf.GetConfigForClient = m.configForClient
+	}
+	m.ql, err = m.tr.Listen(m.serverTLS(), lconf)
 	if err != nil {
 		m.cancel()
 		m.tr.Close()
@@ -727,5 +736,5 @@ func (m *Manager) quicDialTLS(ctx context.Context, peer wire.HIT, pub *hostid.Pu
 		return nil, err
 	}
 	// The address as ReadFrom reports the peer's packets (packetConn).
-	return m.tr.Dial(ctx, m.pc.addrs.udp(overlay.Addr{HIT: peer, Port: m.peerPort}), tlsConf, m.qconf)
+	return m.tr.Dial(ctx, m.pc.addrs.udp(overlay.Addr{HIT: peer, Port: m.peerPort}), tlsConf, m.connConfig(peer))
 }

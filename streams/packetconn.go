@@ -12,8 +12,9 @@ import (
 
 // packetConn is the PacketConn handed to quic-go. It hides everything but
 // net.PacketConn, so that quic-go treats it as a plain datagram socket (no
-// batched reads, no GSO, no DF bit, hence no path MTU discovery), and it
-// adapts three behaviours:
+// batched reads, no GSO, no DF bit, hence no path MTU discovery of its
+// own: the packet size comes from the path, pmtu.go), and it adapts three
+// behaviours:
 //
 //   - SetReadBuffer and SetWriteBuffer succeed without doing anything.
 //     quic-go tries to enlarge the socket buffers and logs a warning with
