@@ -29,10 +29,11 @@
 //     stack walks the routing and netfilter path once for all of them,
 //     and a NIC that segments in hardware does the rest. The kernel
 //     refuses it with EIO where the device lacks checksum offload, and
-//     with EINVAL for a segment over the path MTU; the Writer then resends
-//     those datagrams unsegmented and, if the kernel takes them, turns GSO
-//     off (Caps().GSO) or, for EINVAL on a segment larger than 1232
-//     octets, keeps it for smaller segments only.
+//     with EINVAL (EMSGSIZE on newer kernels) for a segment over the path
+//     MTU; the Writer then resends those datagrams unsegmented and, if the
+//     kernel takes them, turns GSO off (Caps().GSO) or, for a segment over
+//     the path MTU and larger than 1232 octets, keeps it for smaller
+//     segments only.
 //   - UDP_GRO, generic receive offload (5.0): the kernel may deliver
 //     consecutive datagrams of one flow as one super-packet, so one
 //     message (and one copy to user space) carries up to 64 of them. The

@@ -48,13 +48,15 @@ type gsoState struct {
 // size-octet segments and then took the same datagrams unsegmented.
 //
 // EIO means the route cannot take GSO (udp_send_skb wants checksum
-// offload on the device and no xfrm on the route), so GSO goes off. EINVAL also comes when a
-// segment is larger than the path MTU, which unsegmented datagrams survive
-// by IP fragmentation; then only smaller segments are coalesced from now
-// on, unless the segment was small enough to fit any path.
+// offload on the device and no xfrm on the route), so GSO goes off. A
+// segment larger than the path MTU is refused too, which unsegmented
+// datagrams survive by IP fragmentation: with EINVAL on older kernels
+// and EMSGSIZE on newer ones (6.18 does; TestE2EGSOOverPathMTU). Then
+// only smaller segments are coalesced from now on, unless the segment was small enough
+// to fit any path.
 func (g *gsoState) refused(errno syscall.Errno, size int) {
 	g.refusals.Add(1)
-	if errno != unix.EINVAL || size <= gsoMinPathSegment {
+	if !tooLong(errno) || size <= gsoMinPathSegment {
 		g.limit.Store(0)
 		return
 	}
@@ -69,7 +71,13 @@ func (g *gsoState) refused(errno syscall.Errno, size int) {
 // gsoRefusal says whether errno, from a message carrying UDP_SEGMENT, may
 // be the kernel refusing segmentation rather than the datagrams.
 func gsoRefusal(errno syscall.Errno) bool {
-	return errno == unix.EIO || errno == unix.EINVAL
+	return errno == unix.EIO || tooLong(errno)
+}
+
+// tooLong reports whether errno is how the kernel refuses a GSO segment
+// over the path MTU (see refused).
+func tooLong(errno syscall.Errno) bool {
+	return errno == unix.EINVAL || errno == unix.EMSGSIZE
 }
 
 // gsoRun returns how many datagrams from pkts[0] one UDP_SEGMENT message

@@ -110,7 +110,7 @@ func repeat(k, n int) []int {
 }
 
 // TestGSORefused plays a NIC without checksum offload (EIO) and a segment
-// over the path MTU (EINVAL): the datagrams still arrive, resent
+// over the path MTU (EINVAL or EMSGSIZE): the datagrams still arrive, resent
 // unsegmented, and GSO turns off, or down to smaller segments.
 func TestGSORefused(t *testing.T) {
 	su, ru := listen(t, "udp", "[::]:0"), listen(t, "udp4", "127.0.0.1:0")
@@ -137,6 +137,13 @@ func TestGSORefused(t *testing.T) {
 	send(c, 40, 1200)
 	if caps := c.Caps(); caps.GSO || caps.GSOErrors != 1 {
 		t.Errorf("after EIO: %+v, want GSO off and 1 error", caps)
+	}
+
+	c = New(su)
+	c.fault = unix.EMSGSIZE // newer kernels' word for it
+	send(c, 10, 1400)
+	if caps := c.Caps(); !caps.GSO || caps.GSOErrors != 1 || c.gso.limit.Load() != 1399 {
+		t.Errorf("after EMSGSIZE at 1400: %+v, limit %d; want GSO on below 1400", caps, c.gso.limit.Load())
 	}
 
 	c = New(su)
