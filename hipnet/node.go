@@ -138,6 +138,15 @@ func (l segmentLink) WriteSegment(dst wire.HIT, proto uint8, seg []byte) error {
 	return l.st.WriteSegment(dst, proto, seg)
 }
 
+// MaxSegment is the longest transport segment the path to hit carries
+// unfragmented: a BEET segment takes the place of an inner UDP header and
+// its datagram, so it is MaxDatagram's figure and the 8 octets of that
+// header.
+func (l segmentLink) MaxSegment(hit wire.HIT) (int, bool) {
+	n, ok := l.st.MaxDatagram(hit)
+	return n + 8, ok
+}
+
 // Live lets the transport skip Associate when the association is up.
 func (l segmentLink) Live(hit wire.HIT) bool { return l.st.Live(hit) }
 

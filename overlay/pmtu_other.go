@@ -2,8 +2,17 @@
 
 package overlay
 
-import "net/netip"
+import (
+	"net"
+	"net/netip"
+)
 
-// askRoute cannot ask the route on this platform: the path MTU is unknown
+// routes cannot ask the route on this platform: the path MTU is unknown
 // (MaxDatagram reports false).
-func askRoute(netip.AddrPort) (mtu int, local bool) { return 0, false }
+type routes struct{}
+
+func newRoutes(*net.UDPConn) *routes { return &routes{} }
+
+func (*routes) ask(netip.AddrPort) (mtu int, local bool) { return 0, false }
+
+func (*routes) close() {}

@@ -62,9 +62,10 @@ type Stack struct {
 	relays   []*relayClient
 	iceMux   *nat.Mux     // ICE sessions by peer (path.go); nil without Config.Relays
 	clock    atomic.Int64 // unix ns, set by the control goroutine's tick: a coarse clock for the data path
-	// routeMTU asks the route to a locator (pmtu.go): askRoute, or a
+	// routeMTU asks the route to a locator (pmtu.go): routes.ask, or a
 	// test's stand-in.
 	routeMTU func(netip.AddrPort) (mtu int, local bool)
+	routes   *routes
 	pmtus    pmtuCache
 	// relayWake is closed and replaced when a relay registration is won
 	// or lost (WaitReachable).
@@ -121,7 +122,7 @@ func newStack(cfg Config) (*Stack, error) {
 		cmds: make(chan command), wake: make(chan struct{}, 1),
 		solved: make(chan puzzleResult), solvers: make(chan struct{}, maxSolvers()),
 		closing: make(chan struct{}), ctrlDone: make(chan struct{}), readDone: make(chan struct{}),
-		sendDone: make(chan struct{}), routeMTU: askRoute,
+		sendDone: make(chan struct{}),
 	}
 	s.ports.Store(&map[uint16]*InnerConn{})
 	s.tx.init()
@@ -171,6 +172,8 @@ func newStack(cfg Config) (*Stack, error) {
 	if s.sock, err = newSocket(&s.cfg); err != nil {
 		return nil, err
 	}
+	s.routes = newRoutes(s.sock.udp)
+	s.routeMTU = s.routes.ask
 	return s, nil
 }
 
@@ -522,6 +525,7 @@ func (s *Stack) Close() error {
 			<-s.ctrlDone
 		}
 		s.closeErr = s.sock.close()
+		s.routes.close()
 		if s.started {
 			<-s.readDone
 			<-s.sendDone

@@ -9,14 +9,16 @@ import (
 	"hipnet.dev/handshake/wire"
 )
 
-// DefaultMTU is the MTU of netstack's interface: the largest inner IPv6
-// packet, counting the 40-octet header that is stripped before the
-// segment enters ESP. It leaves a TCP segment of 1288 octets, the size of
-// the inner UDP datagram the QUIC transport sends (streams.PacketSize plus
-// its UDP header), so both stream transports fit the same wire budget
-// (streams/config.go has the arithmetic). netstack advertises an MSS of
-// 1268 and, keeping room for the largest TCP options (timestamps and SACK
-// blocks), sends at most 1228 data octets in a segment of 1260.
+// DefaultMTU is the MTU that sizes the segments to a peer whose path the
+// Link cannot size (mss.go), and the interface MTU a Config may fix
+// instead: the largest inner IPv6 packet, counting the 40-octet header
+// that is stripped before the segment enters ESP. It leaves a TCP segment
+// of 1288 octets, the size of the inner UDP datagram the QUIC transport
+// sends at streams.PacketSize (its UDP header included), so both stream
+// transports fit the same wire budget (streams/config.go has the
+// arithmetic). netstack then advertises an MSS of 1268 and, keeping room
+// for the largest TCP options (timestamps and SACK blocks), sends at most
+// 1228 data octets in a segment of 1260.
 const DefaultMTU = ipv6HeaderLen + 1288
 
 // minMTU is the IPv6 minimum link MTU (RFC 8200 §5); netstack refuses an
@@ -64,9 +66,12 @@ type Config struct {
 	// means slog.Default().
 	Logger *slog.Logger
 
-	// MTU of the interface, IPv6 header included; zero means DefaultMTU.
-	// At least 1280, at most 65535. Raise it only when every path's
-	// outer MTU has room for it after ESP, UDP and IP.
+	// MTU of the interface, IPv6 header included: at least 1280, at most
+	// 65535, and every segment fits it. Zero sizes each connection's
+	// segments by its path instead, when the Link can say how long a
+	// segment the path carries (hipnet's can: mss.go); DefaultMTU
+	// otherwise. Raise it only when every path's outer MTU has room for
+	// it after ESP, UDP and IP.
 	MTU int
 
 	// SendBufferSize, ReceiveBufferSize and MaxReceiveBufferSize are per
@@ -100,16 +105,32 @@ type Config struct {
 	Associate func(ctx context.Context, hit wire.HIT) error
 }
 
+// interfaceMTU is the MTU of netstack's interface: Config.MTU, or the
+// largest IPv6 packet when each connection's path sizes its segments.
+func (cfg Config) interfaceMTU() int {
+	if cfg.MTU != 0 {
+		return cfg.MTU
+	}
+	return maxSegment
+}
+
+// fallbackMSS is the MSS of a connection whose path the Link cannot size:
+// Config.MTU's, or DefaultMTU's, less the IPv6 and TCP headers.
+func (cfg Config) fallbackMSS() int {
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = DefaultMTU
+	}
+	return mtu - ipv6HeaderLen - tcpMinHeaderLen
+}
+
 // withDefaults returns cfg with its zero fields set, or an error for a
 // value netstack would refuse.
 func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.MTU == 0 {
-		cfg.MTU = DefaultMTU
-	}
-	if cfg.MTU < minMTU || cfg.MTU > maxSegment {
+	if cfg.MTU != 0 && (cfg.MTU < minMTU || cfg.MTU > maxSegment) {
 		return cfg, fmt.Errorf("netstack: MTU %d outside %d..%d", cfg.MTU, minMTU, maxSegment)
 	}
 	defaults := []struct {

@@ -17,8 +17,12 @@
 //   - Link (link.go): the interface to the HIP stack below, which the
 //     overlay implements: LocalHIT, WriteSegment(dst, proto, seg),
 //     HandleSegments(proto, fn); optionally HandleSegmentBatches (the
-//     Link says where each receive batch ends) and Live (whether the
-//     association is up).
+//     Link says where each receive batch ends), Live (whether the
+//     association is up) and MaxSegment (how long a segment the path to
+//     a peer carries).
+//   - MSS clamping (mss.go): the MSS option of every SYN, out and in, is
+//     lowered to what the path to that peer carries, so that each
+//     connection's segments are sized by its own path.
 //   - The interface (endpoint.go): a stack.LinkEndpoint with no link
 //     header whose wire is the Link. Outbound, each IPv6 packet netstack
 //     sends is checked and its 40-octet header stripped (header.go), and
@@ -74,11 +78,16 @@
 // covers every octet (endpoint.go, Capabilities, says why).
 //
 // The interface MTU counts the 40-octet header netstack adds and the
-// Link strips. DefaultMTU is 40+1288, so that the largest segment is the
-// size of the QUIC transport's inner UDP datagram and both fit the same
-// wire budget after ESP, UDP and the outer IP header (streams/config.go,
-// PacketSize). netstack keeps room for the largest TCP options, so full
-// data segments are 1260 octets.
+// Link strips. With Config.MTU zero (the default) the interface takes the
+// largest IPv6 packet, 65535 octets, and each connection's segments are
+// sized by its path (mss.go): up to 64 KiB to a peer on this host, whose
+// packets cross the loopback, as a local TCP connection's do; about 1,400
+// octets across a 1,500-octet network. A peer whose path the Link cannot
+// size gets DefaultMTU's MSS: 40+1288, the size of the QUIC transport's
+// inner UDP datagram at streams.PacketSize, so that both fit the same
+// wire budget after ESP, UDP and the outer IP header (streams/config.go).
+// netstack keeps room for the largest TCP options, so its full data
+// segments are some 40 octets under the MSS.
 //
 // # Goroutines
 //

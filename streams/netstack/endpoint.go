@@ -36,6 +36,9 @@ type endpoint struct {
 	local wire.HIT
 	mtu   atomic.Uint32
 	stats *counters
+	// fallbackMSS is the MSS of a peer whose path the Link cannot size
+	// (mss.go).
+	fallbackMSS int
 
 	// linkFailed is told about WriteSegment errors, to fail the Dials
 	// waiting on that peer (Transport.linkFailed).
@@ -66,8 +69,8 @@ type endpoint struct {
 
 var _ stack.LinkEndpoint = (*endpoint)(nil)
 
-func newEndpoint(link Link, local wire.HIT, mtu uint32, stats *counters, linkFailed func(wire.HIT, error)) *endpoint {
-	e := &endpoint{link: link, local: local, stats: stats, linkFailed: linkFailed}
+func newEndpoint(link Link, local wire.HIT, mtu uint32, fallbackMSS int, stats *counters, linkFailed func(wire.HIT, error)) *endpoint {
+	e := &endpoint{link: link, local: local, stats: stats, linkFailed: linkFailed, fallbackMSS: fallbackMSS}
 	e.mtu.Store(mtu)
 	e.bufs.New = func() any {
 		b := make([]byte, e.mtu.Load())
@@ -101,6 +104,7 @@ func (e *endpoint) writePacket(pkt *stack.PacketBuffer) {
 		e.stats.dropOut(why)
 		return
 	}
+	e.clampSYN(seg, e.local, dst, dst)
 	if err := e.link.WriteSegment(dst, protoTCP, seg); err != nil {
 		e.stats.linkErrors.Add(1)
 		e.linkFailed(dst, err)
@@ -145,6 +149,7 @@ func (e *endpoint) deliver(src wire.HIT, seg []byte) {
 	b := v.AsSlice()
 	putIPv6(b[:ipv6HeaderLen], src, e.local, protoTCP, len(seg))
 	copy(b[ipv6HeaderLen:], seg)
+	e.clampSYN(b[ipv6HeaderLen:], src, e.local, src)
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 	e.stats.segmentsReceived.Add(1)
 	e.stats.octetsReceived.Add(uint64(len(seg)))
@@ -205,7 +210,7 @@ func (e *endpoint) IsAttached() bool {
 }
 
 // MTU implements stack.LinkEndpoint: the largest IPv6 packet, header
-// included (Config.MTU).
+// included (Config.MTU, or 65535 when paths size the segments).
 func (e *endpoint) MTU() uint32 { return e.mtu.Load() }
 
 // SetMTU implements stack.LinkEndpoint.

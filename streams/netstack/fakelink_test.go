@@ -49,6 +49,21 @@ type fakeLink struct {
 	// bufs recycles segment copies, so that benchmarks measure the
 	// transport rather than the fake.
 	bufs sync.Pool
+	// paths answers MaxSegment (setPath); a peer not in it has no
+	// figure, as over a Link that cannot size paths.
+	paths sync.Map // wire.HIT → int
+}
+
+// setPath makes MaxSegment report n octets for the path to peer.
+func (l *fakeLink) setPath(peer wire.HIT, n int) { l.paths.Store(peer, n) }
+
+// MaxSegment makes a fakeLink a pathLink.
+func (l *fakeLink) MaxSegment(peer wire.HIT) (int, bool) {
+	n, ok := l.paths.Load(peer)
+	if !ok {
+		return 0, false
+	}
+	return n.(int), true
 }
 
 type fakeSegment struct {

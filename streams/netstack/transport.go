@@ -72,7 +72,7 @@ func New(link Link, cfg Config) (*Transport, error) {
 		listeners: make(map[*listener]struct{}),
 		dials:     make(map[wire.HIT]map[chan error]struct{}),
 	}
-	t.ep = newEndpoint(link, local, uint32(cfg.MTU), &t.stats, t.linkFailed)
+	t.ep = newEndpoint(link, local, uint32(cfg.interfaceMTU()), cfg.fallbackMSS(), &t.stats, t.linkFailed)
 	if t.stack, err = newStack(t.ep, local, cfg); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,103 @@
+package hipnet
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"hipnet.dev/internal/netns"
+)
+
+// TestE2ESmallMTUPath: across a real link whose MTU is 1300 octets (the
+// veths of two namespaces on one segment), each stream transport sizes
+// its packets by the path: 8 MiB echo intact, and neither end's kernel
+// fragments a single outgoing packet (Ip FragCreates of /proc/net/snmp
+// stays put in both namespaces). The path MTU comes from the route of the
+// namespace of each node's socket, not of the test process. Before the
+// packets were sized by the path, QUIC's 1350-octet packets (1448 octets
+// on the wire) and netstack's 1288-octet segments were fragmented, every
+// full one of them.
+func TestE2ESmallMTUPath(t *testing.T) {
+	netns.Require(t)
+	for _, tr := range streamTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			tp := netns.NewTopology(t, netns.Spec{Peer: true})
+			peer, pub := tp.Peer(), tp.Public()
+			for _, ns := range []*netns.Namespace{peer, pub} {
+				if out, err := ns.Exec(ctxT(t, 10*time.Second), "ip", "link", "set", "dev", "eth0", "mtu", "1300"); err != nil {
+					t.Fatalf("%s: ip link: %v: %s", ns, err, out)
+				}
+			}
+			server := fixedNode(t, peer, Config{Streams: tr.f})
+			echoServer(t, server, 7)
+			client := fixedNode(t, pub, Config{Streams: tr.f,
+				Peers: map[HIT][]netip.AddrPort{server.HIT(): {netip.AddrPortFrom(peer.Addr(), mobilePort)}}})
+			before := fragCreates(t, pub) + fragCreates(t, peer)
+			echoStream(t, client, server, 8<<20)
+			if frags := fragCreates(t, pub) + fragCreates(t, peer) - before; frags != 0 {
+				t.Errorf("the kernels made %d fragments: packets were sized over the 1300-octet path", frags)
+			}
+		})
+	}
+}
+
+// echoStream sends size octets to the echo service of server on port 7
+// and checks that they all come back.
+func echoStream(t *testing.T, client, server *Node, size int) {
+	t.Helper()
+	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	data := randomBytes(1, size)
+	go func() {
+		c.Write(data)
+		c.(interface{ CloseWrite() error }).CloseWrite()
+	}()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("echo differs: %d of %d octets", len(got), len(data))
+	}
+}
+
+// fragCreates is the Ip FragCreates counter of ns (/proc/net/snmp): the
+// IPv4 fragments its kernel has made of outgoing packets.
+func fragCreates(t *testing.T, ns *netns.Namespace) int64 {
+	t.Helper()
+	out, err := ns.Exec(context.Background(), "cat", "/proc/net/snmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Ip:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "FragCreates" && i < len(f) {
+				v, err := strconv.ParseInt(f[i], 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+		}
+	}
+	t.Fatalf("%s: no Ip FragCreates in /proc/net/snmp", ns)
+	return 0
+}
