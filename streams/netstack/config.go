@@ -42,8 +42,8 @@ const (
 	// that finished their handshake and wait for Accept), as Linux's
 	// somaxconn.
 	DefaultBacklog = 4096
-	// DefaultCongestionControl is Reno, with SACK and RACK loss
-	// detection, and not CUBIC: in the gVisor version hipnet builds with
+	// DefaultCongestionControl is Reno, with SACK loss recovery
+	// (transport.go, setTCPOptions, says why not RACK), and not CUBIC: in the gVisor version hipnet builds with
 	// (go.mod), a CUBIC ACK can lower cwnd below one segment with no
 	// congestion signal, and once cwnd is 0 with nothing in flight the
 	// connection never sends again (no RTO is armed). A 2 % loss rate

@@ -126,10 +126,12 @@
 //
 // # Congestion control
 //
-// SACK (RFC 2018) with RACK loss detection (RFC 8985), and Reno (RFC
-// 5681) by default rather than CUBIC (RFC 9438): the gVisor version in
-// go.mod has a CUBIC bug that stalls a connection for good under loss
-// (config.go, DefaultCongestionControl; TestCubicStall reproduces it).
+// SACK (RFC 2018) with SACK-based loss recovery (RFC 6675), and Reno
+// (RFC 5681) by default rather than CUBIC (RFC 9438): the gVisor version
+// in go.mod has a CUBIC bug that stalls a connection for good under loss
+// (config.go, DefaultCongestionControl; TestCubicStall reproduces it),
+// and its RACK loss detection (RFC 8985) stalls one for seconds under
+// bursty loss (transport.go, setTCPOptions).
 //
 // RFC sections: RFC 7402 §3.2 and Appendix B.1.4–B.1.6 (BEET header
 // processing), RFC 7401 §4.5.1 (HIT pseudo-header), RFC 8200 §3, §4 and
