@@ -137,9 +137,10 @@
 //   - per puzzle too hard to solve inline (puzzle.go): one solver, until it
 //     answers or the puzzle's lifetime ends (at most GOMAXPROCS search at
 //     once);
-//   - once, when the path MTU is first asked and the stack's socket lives
-//     in another network namespace than the asking thread (pmtu_linux.go):
-//     one, on a locked thread, for the two socket calls made inside it.
+//   - in New, when the stack's socket lives in another network namespace
+//     than the calling thread (pmtu_linux.go): one, on a locked thread,
+//     for the two socket calls made inside that namespace; New waits for
+//     it.
 //
 // A plain node therefore runs four; with n relays, 4+n; with a
 // Forwarder, four.

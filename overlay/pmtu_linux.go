@@ -15,8 +15,8 @@ import (
 // the process (a socket made inside another namespace, as the end-to-end
 // tests and some container setups do).
 //
-// It holds one unbound UDP socket per address family, made on first use
-// in that namespace, and connects it to each address it is asked about:
+// It holds one unbound UDP socket per address family, made in that
+// namespace, and connects it to each address it is asked about:
 // connecting a UDP socket sends nothing, and makes the kernel resolve the
 // route and choose the source address.
 type routes struct {
@@ -28,7 +28,18 @@ type routes struct {
 	closed   bool
 }
 
-func newRoutes(udp *net.UDPConn) *routes { return &routes{udp: udp, fd4: -1, fd6: -1} }
+// newRoutes makes the sockets at once when the node's socket is a UDP
+// socket, while the node starts: some 30 µs, which a first contact would
+// otherwise pay on its critical path (the first SYN or QUIC packet asks).
+// Otherwise they are made on first use, in the asking thread's namespace.
+func newRoutes(udp *net.UDPConn) *routes {
+	r := &routes{udp: udp, fd4: -1, fd6: -1}
+	if udp != nil {
+		r.made = true
+		r.fd4, r.fd6 = r.sockets()
+	}
+	return r
+}
 
 // ask returns the MTU of the route to a (the interface MTU, or the path
 // MTU learnt from ICMP for that destination, whichever is lower: IP_MTU,
