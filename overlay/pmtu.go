@@ -72,7 +72,7 @@ func (s *Stack) MaxDatagram(hit wire.HIT) (int, bool) {
 	if mtu == 0 {
 		return 0, false
 	}
-	overhead := func(seg int) int { return maxESPOverhead(seg) }
+	overhead := maxESPOverhead
 	if o := p.out.Load(); o != nil {
 		overhead = o.Overhead
 	}
