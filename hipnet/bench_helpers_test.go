@@ -159,6 +159,11 @@ func serveTLS(b testing.TB, conf *tls.Config, handle func(*tls.Conn)) string {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return serveTLSOn(b, ln, handle)
+}
+
+// serveTLSOn is serveTLS on a listener of the caller's (tls.Listen's).
+func serveTLSOn(b testing.TB, ln net.Listener, handle func(*tls.Conn)) string {
 	var wg sync.WaitGroup
 	b.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
