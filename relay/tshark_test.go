@@ -32,7 +32,7 @@ func listenOn(t *testing.T, ip string) net.PacketConn {
 // the I1 that the relay forwards to b as HIP packet type 1 with a FROM
 // holding a's address and an RVS_HMAC (RFC 8004 §3.3, §4.2), and the R1
 // that b sends a directly with a VIA_RVS holding the relay's address
-// (§4.3.3), with no malformed-packet or error expert info anywhere.
+// (§4.3.3), with no malformed-packet or error expert info in any HIP packet.
 //
 // The capture keeps the UDP-encapsulated form the stacks really send (four
 // zero octets, then the HIP packet: RFC 9028 §3.1). Wireshark dissects it
@@ -177,7 +177,14 @@ func TestRendezvousTshark(t *testing.T) {
 		t.Fatalf("a's I1 to the relay: %+v (%v), want one without FROM or RVS_HMAC", ai1, ok)
 	}
 
-	if out := run("-Y", "_ws.malformed || _ws.expert.severity >= error", "-T", "fields", "-e", "frame.number"); strings.TrimSpace(out) != "" {
-		t.Fatalf("tshark reports malformed or error packets in frames:\n%s\n%s", out, run("-V", "-Y", "_ws.malformed || _ws.expert.severity >= error"))
+	// Only the HIP packets: the ESP ones on the same ports are dissected by
+	// nothing here (no keys, and the HIP dissector takes only zero-marked
+	// datagrams), so tshark tries its UDP heuristics on them, and a random
+	// SPI and sequence number now and then look like RTCP (version 2,
+	// payload type 206) and come out as a malformed RTCP packet. CI saw it
+	// once.
+	const bad = "(_ws.malformed || _ws.expert.severity >= error) && hip"
+	if out := run("-Y", bad, "-T", "fields", "-e", "frame.number"); strings.TrimSpace(out) != "" {
+		t.Fatalf("tshark reports malformed or error HIP packets in frames:\n%s\n%s", out, run("-V", "-Y", bad))
 	}
 }
