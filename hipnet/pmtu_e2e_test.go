@@ -53,6 +53,54 @@ func TestE2ESmallMTUPath(t *testing.T) {
 	}
 }
 
+// TestE2EPathMTULearnt: the host's own link is 1,500 octets, but the
+// router it goes through forwards onto a 1,300-octet link. The first
+// node's packets are sized for its 1,500-octet route, carry DF (RFC 1191:
+// Linux sets it on what fits the path MTU it knows), and the router drops
+// them with an ICMP Fragmentation Needed, from which the host's kernel
+// learns the path MTU; the transfer completes, the host fragmenting from
+// then on. A node started after that asks the route, gets the learnt 1,300
+// and sizes its packets by it: its transfer makes no fragment at all.
+//
+// QUIC only: netstack's TCP never sends too much here, because the server
+// sits on the 1,300-octet link itself and announces its MSS from it (each
+// end clamps the SYNs to its own path; mss.go).
+func TestE2EPathMTULearnt(t *testing.T) {
+	netns.Require(t)
+	for _, tr := range streamTransports {
+		if tr.name != "quic" {
+			continue
+		}
+		t.Run(tr.name, func(t *testing.T) {
+			tp := netns.NewTopology(t, netns.Spec{Sites: []netns.SiteSpec{{NAT: netns.None}}})
+			host, router, pub := tp.Host(0), tp.Router(0), tp.Public()
+			for _, ns := range []*netns.Namespace{router, pub} {
+				if out, err := ns.Exec(ctxT(t, 10*time.Second), "ip", "link", "set", "dev", "eth0", "mtu", "1300"); err != nil {
+					t.Fatalf("%s: ip link: %v: %s", ns, err, out)
+				}
+			}
+			server := fixedNode(t, pub, Config{Streams: tr.f})
+			echoServer(t, server, 7)
+			peers := map[HIT][]netip.AddrPort{server.HIT(): {netip.AddrPortFrom(pub.Addr(), mobilePort)}}
+
+			first := fixedNode(t, host, Config{Streams: tr.f, Peers: peers})
+			before := fragCreates(t, host)
+			echoStream(t, first, server, 1<<20)
+			if fragCreates(t, host) == before {
+				t.Fatal("the host made no fragment: the router's ICMP was not learnt, the test proves nothing")
+			}
+			first.Close()
+
+			second := fixedNode(t, host, Config{Streams: tr.f, Peers: peers})
+			before = fragCreates(t, host)
+			echoStream(t, second, server, 4<<20)
+			if frags := fragCreates(t, host) - before; frags != 0 {
+				t.Errorf("the host made %d fragments for a node started after the path MTU was learnt", frags)
+			}
+		})
+	}
+}
+
 // echoStream sends size octets to the echo service of server on port 7
 // and checks that they all come back.
 func echoStream(t *testing.T, client, server *Node, size int) {
