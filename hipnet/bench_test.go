@@ -423,24 +423,7 @@ func BenchmarkThroughput(b *testing.B) {
 
 	// hipnet: one stream between two nodes.
 	client, server := pairNodes(b, Config{}, Config{})
-	ln, err := server.Listen("tcp", ":9")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		bulkSink(c, bulkSize)
-	}()
-	hc, err := client.DialContext(ctx, "tcp", addrOf(server, 9))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { hc.Close() })
+	hc := bulkStream(b, ctx, client, server)
 
 	// TLS 1.3 over TCP.
 	tlsAddr := serveTLS(b, pki.serverTLS(), func(c *tls.Conn) { bulkSink(c, bulkSize) })
@@ -463,26 +446,8 @@ func BenchmarkThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	buf := make([]byte, bulkChunk)
-	rand.Read(buf)
 	var hip, tlsT, quicT, plainT, hipCPU, tlsCPU samples
-	run := func(name string, c interface {
-		Read([]byte) (int, error)
-		Write([]byte) (int, error)
-	}, s, cpu *samples, record bool) func() {
-		return path(name, func() {
-			c0, t0 := cpuTime(), time.Now()
-			if err := bulkSend(c, buf, bulkSize); err != nil {
-				b.Fatalf("%s: %v", name, err)
-			}
-			if record {
-				s.add(float64(bulkSize) / time.Since(t0).Seconds() / 1e6)
-				if cpu != nil {
-					cpu.add((cpuTime() - c0).Seconds() / (float64(bulkSize) / 1e9))
-				}
-			}
-		})
-	}
+	run := bulkRunner(b)
 	// Warm-up: flow-control windows grow during the first transfer.
 	all := func(record bool) []func() {
 		return []func(){
@@ -706,4 +671,52 @@ func BenchmarkBEXRate(b *testing.B) {
 	b.ReportMetric(x, "bex/s")
 	b.ReportMetric(t, "tls/s")
 	b.ReportMetric(ratio(x, t), "bex/tls")
+}
+
+// bulkStream opens the hipnet stream of a bulk benchmark: from client to
+// a listener on server's port 9 whose every connection is a bulkSink.
+func bulkStream(b *testing.B, ctx context.Context, client, server *Node) net.Conn {
+	b.Helper()
+	ln, err := server.Listen("tcp", ":9")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		bulkSink(c, bulkSize)
+	}()
+	hc, err := client.DialContext(ctx, "tcp", addrOf(server, 9))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { hc.Close() })
+	return hc
+}
+
+// bulkRunner returns run: run(name, c, s, cpu, record) is one bulkSize
+// transfer on c (a path of the benchmark, skipped unless
+// -hipnet.benchonly names it or is empty) that, when record, adds its
+// MB/s to s and its CPU seconds per GB to cpu (unless nil).
+func bulkRunner(b *testing.B) func(name string, c io.ReadWriter, s, cpu *samples, record bool) func() {
+	buf := make([]byte, bulkChunk)
+	rand.Read(buf)
+	return func(name string, c io.ReadWriter, s, cpu *samples, record bool) func() {
+		return path(name, func() {
+			c0, t0 := cpuTime(), time.Now()
+			if err := bulkSend(c, buf, bulkSize); err != nil {
+				b.Fatalf("%s: %v", name, err)
+			}
+			if record {
+				s.add(float64(bulkSize) / time.Since(t0).Seconds() / 1e6)
+				if cpu != nil {
+					cpu.add((cpuTime() - c0).Seconds() / (float64(bulkSize) / 1e9))
+				}
+			}
+		})
+	}
 }

@@ -1,13 +1,10 @@
 package hipnet
 
 import (
-	"crypto/rand"
 	"crypto/tls"
-	"fmt"
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 
 	"hipnet.dev/internal/netns"
 )
@@ -37,24 +34,7 @@ func BenchmarkThroughputVeth(b *testing.B) {
 	server := newTestNode(b, Config{PacketConn: listen(peer)})
 	client := newTestNode(b, Config{PacketConn: listen(pub),
 		Peers: map[HIT][]netip.AddrPort{server.HIT(): {netip.AddrPortFrom(peer.Addr(), DefaultPort)}}})
-	ln, err := server.Listen("tcp", ":9")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		bulkSink(c, bulkSize)
-	}()
-	hc, err := client.DialContext(ctx, "tcp", addrOf(server, 9))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { hc.Close() })
+	hc := bulkStream(b, ctx, client, server)
 
 	// TLS: the listener's and the client's sockets made inside their
 	// namespaces. The server's certificate names 127.0.0.1.
@@ -77,24 +57,8 @@ func BenchmarkThroughputVeth(b *testing.B) {
 	}
 	b.Cleanup(func() { tc.Close() })
 
-	buf := make([]byte, bulkChunk)
-	rand.Read(buf)
 	var hip, tlsT, hipCPU, tlsCPU samples
-	run := func(name string, c interface {
-		Read([]byte) (int, error)
-		Write([]byte) (int, error)
-	}, s, cpu *samples, record bool) func() {
-		return func() {
-			c0, t0 := cpuTime(), time.Now()
-			if err := bulkSend(c, buf, bulkSize); err != nil {
-				b.Fatal(fmt.Errorf("%s: %w", name, err))
-			}
-			if record {
-				s.add(float64(bulkSize) / time.Since(t0).Seconds() / 1e6)
-				cpu.add((cpuTime() - c0).Seconds() / (float64(bulkSize) / 1e9))
-			}
-		}
-	}
+	run := bulkRunner(b)
 	all := func(record bool) []func() {
 		return []func(){run("hip", hc, &hip, &hipCPU, record), run("tls", tc, &tlsT, &tlsCPU, record)}
 	}
