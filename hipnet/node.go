@@ -298,6 +298,16 @@ func (n *Node) listen(network, address string) (net.Listener, error) {
 // wrapping ErrPortInUse (taken, or the streams' port), ErrBadHIT or
 // ErrClosed, or net.UnknownNetworkError; WriteTo may return ErrQueueFull
 // while a base exchange runs, ErrUnknownPeer and ErrNotAuthorized.
+//
+// A datagram of up to 65,441 octets is sent, fragmented by the outer IP
+// layer if the path needs it. The largest that crosses the current path
+// to a peer in one packet is what the PacketConn's MaxDatagram method
+// reports (from the route's MTU; false when it is not known):
+//
+//	if pm, ok := pc.(interface{ MaxDatagram(hipnet.HIT) (int, bool) }); ok {
+//		n, known := pm.MaxDatagram(peer)
+//		...
+//	}
 func (n *Node) ListenPacket(network, address string) (net.PacketConn, error) {
 	switch network {
 	case "udp", "udp6", "hip":

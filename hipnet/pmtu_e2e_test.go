@@ -156,3 +156,49 @@ func fragCreates(t *testing.T, ns *netns.Namespace) int64 {
 	t.Fatalf("%s: no Ip FragCreates in /proc/net/snmp", ns)
 	return 0
 }
+
+// TestListenPacketMaxDatagram: the PacketConn of ListenPacket answers the
+// MaxDatagram its documentation shows: not known for a peer without a
+// locator; over the loopback to a peer on this host, only the largest
+// payload limits a datagram, and a datagram that large arrives whole.
+func TestListenPacketMaxDatagram(t *testing.T) {
+	client, server := pairNodes(t, Config{}, Config{})
+	spc, err := server.ListenPacket("udp", ":5684")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spc.Close()
+	cpc, err := client.ListenPacket("udp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpc.Close()
+	pm, ok := cpc.(interface{ MaxDatagram(HIT) (int, bool) })
+	if !ok {
+		t.Fatalf("%T has no MaxDatagram", cpc)
+	}
+	stranger, err := GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, known := pm.MaxDatagram(stranger.HIT()); known {
+		t.Fatalf("MaxDatagram of a peer with no locator = %d, true", n)
+	}
+	if err := client.stack.Connect(ctxT(t, 10*time.Second), server.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	n, known := pm.MaxDatagram(server.HIT())
+	if !known || n != 65441 {
+		t.Fatalf("MaxDatagram over the loopback = %d, %v; want 65441, true", n, known)
+	}
+	data := randomBytes(3, n)
+	if _, err := cpc.WriteTo(data, &Addr{HIT: server.HIT(), Port: 5684}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, n+1)
+	spc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, _, err := spc.ReadFrom(buf)
+	if err != nil || !bytes.Equal(buf[:got], data) {
+		t.Fatalf("received %d octets (%v); want the %d sent", got, err, n)
+	}
+}
