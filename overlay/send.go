@@ -22,8 +22,14 @@ func (s *Stack) send(dst wire.HIT, srcPort, dstPort uint16, payload []byte) erro
 	if o := p.out.Load(); o != nil {
 		return s.seal(p, o, srcPort, dstPort, payload)
 	}
+	return s.enqueue(p, s.pendingUDP(p, srcPort, dstPort, payload))
+}
+
+// pendingUDP builds the inner UDP segment of a datagram that waits for
+// p's outbound SA, in a buffer of its own.
+func (s *Stack) pendingUDP(p *peer, srcPort, dstPort uint16, payload []byte) pendingSeg {
 	seg := esp.AppendUDP(make([]byte, 0, 8+len(payload)), s.hit, p.hit, srcPort, dstPort, payload)
-	return s.enqueue(p, pendingSeg{b: seg, proto: esp.ProtoUDP})
+	return pendingSeg{b: seg, proto: esp.ProtoUDP}
 }
 
 // sendPeer returns the peer struct to send to dst through.
@@ -168,8 +174,7 @@ func (s *Stack) enqueue(p *peer, seg pendingSeg) error {
 // enqueueKeyed queues a datagram for the outbound SA of p's keyed
 // exchange (ConnectKeyed), without the poke that would start an exchange.
 func (s *Stack) enqueueKeyed(p *peer, srcPort, dstPort uint16, payload []byte) error {
-	seg := esp.AppendUDP(make([]byte, 0, 8+len(payload)), s.hit, p.hit, srcPort, dstPort, payload)
-	_, err := s.push(p, pendingSeg{b: seg, proto: esp.ProtoUDP}, true)
+	_, err := s.push(p, s.pendingUDP(p, srcPort, dstPort, payload), true)
 	return err
 }
 

@@ -627,36 +627,26 @@ func (m *Manager) dial(peer wire.HIT, p *peerConns, call *dialCall) {
 // caller's context, before anything else: QUIC's first packet needs the
 // association's secret; handshake calls it again for an association that
 // ended meanwhile. With Config.AssociateKeyed it returns once the keys
-// exist, and whileAssociating watches the rest of the exchange.
-func (m *Manager) associate(ctx context.Context, peer wire.HIT) error {
-	if m.assoc == nil || m.cfg.Associate == nil {
-		return nil
+// exist, and reports keyed: the exchange may still be running, and
+// whileAssociating watches the rest of it.
+func (m *Manager) associate(ctx context.Context, peer wire.HIT) (keyed bool, err error) {
+	switch {
+	case m.assoc == nil || m.cfg.Associate == nil, m.assoc.Live(peer):
+		return false, nil
+	case m.cfg.AssociateKeyed != nil:
+		return true, m.cfg.AssociateKeyed(ctx, peer)
 	}
-	if m.assoc.Live(peer) {
-		return nil
-	}
-	if m.cfg.AssociateKeyed != nil {
-		return m.cfg.AssociateKeyed(ctx, peer)
-	}
-	return m.cfg.Associate(ctx, peer)
+	return false, m.cfg.Associate(ctx, peer)
 }
 
-// whileAssociating is the context of a QUIC handshake that may have
-// started during the base exchange (AssociateKeyed): it ends, with
-// Associate's error as its cause, if the exchange fails, so that the
-// handshake does not wait out its timeout for packets that were
-// discarded. finish takes the handshake's error and returns the error
-// the Dial reports: the exchange's, when it failed (the handshake may
-// have failed first, on the writes the failed exchange refused), else
-// the handshake's.
+// whileAssociating is the context of a QUIC handshake started during a
+// keyed base exchange (associate): it ends, with Associate's error as its
+// cause, if the exchange fails, so that the handshake does not wait out
+// its timeout for packets that were discarded. finish takes the
+// handshake's error and returns the error the Dial reports: the
+// exchange's, when it failed (the handshake may have failed first, on the
+// writes the failed exchange refused), else the handshake's.
 func (m *Manager) whileAssociating(ctx context.Context, peer wire.HIT) (hctx context.Context, finish func(error) error) {
-	same := func(err error) error { return err }
-	if m.cfg.AssociateKeyed == nil || m.assoc == nil {
-		return ctx, same
-	}
-	if m.assoc.Live(peer) {
-		return ctx, same
-	}
 	hctx, cancel := context.WithCancelCause(ctx)
 	done := make(chan error, 1)
 	m.wg.Add(1)
@@ -685,15 +675,22 @@ func (m *Manager) whileAssociating(ctx context.Context, peer wire.HIT) (hctx con
 }
 
 func (m *Manager) handshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
-	if err := m.associate(ctx, peer); err != nil {
+	keyed, err := m.associate(ctx, peer)
+	if err != nil {
 		return nil, err
 	}
+	if !keyed {
+		return m.quicHandshake(ctx, peer)
+	}
 	ctx, finish := m.whileAssociating(ctx, peer)
-	c, err := m.keyedHandshake(ctx, peer)
+	c, err := m.quicHandshake(ctx, peer)
 	return c, finish(err)
 }
 
-func (m *Manager) keyedHandshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
+// quicHandshake dials the QUIC connection to peer with its authenticated
+// identity, running Config.Associate first if PeerIdentity does not know
+// it yet (a PacketConn that reports no associations).
+func (m *Manager) quicHandshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
 	pub, err := peerKey(m.cfg.PeerIdentity, peer)
 	if err != nil && errors.Is(err, overlay.ErrUnknownPeer) && m.cfg.Associate != nil {
 		if aerr := m.cfg.Associate(ctx, peer); aerr != nil {

@@ -92,7 +92,7 @@ func (m *Manager) Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn, 
 	if port < 1 || port > 0xFFFF {
 		return nil, opErr(fmt.Errorf("streams: bad port %d", port))
 	}
-	if err := m.associate(ctx, peer); err != nil {
+	if _, err := m.associate(ctx, peer); err != nil {
 		return nil, opErr(err)
 	}
 	src := m.ephemeralPort()

@@ -73,11 +73,12 @@ func newEndpoint(link Link, local wire.HIT, mtu uint32, fallbackMSS int, stats *
 	e := &endpoint{link: link, local: local, stats: stats, linkFailed: linkFailed, fallbackMSS: fallbackMSS}
 	e.mtu.Store(mtu)
 	e.bufs.New = func() any {
-		// Sized for a full segment of the fallback MSS; a buffer grows
+		// Sized for a full segment of the fallback MSS, its headers and
+		// the most TCP options; a buffer grows
 		// when a longer packet needs it (writePacket) and stays grown. A
 		// 64 KiB interface MTU would make every new buffer 64 KiB, for
 		// the ACKs of a one-octet echo as well.
-		b := make([]byte, ipv6HeaderLen+tcpMinHeaderLen+fallbackMSS+60)
+		b := make([]byte, ipv6HeaderLen+tcpMinHeaderLen+tcpMaxOptions+fallbackMSS)
 		return &b
 	}
 	return e

@@ -18,6 +18,10 @@ const (
 	protoTCP = 6
 	// tcpMinHeaderLen is the shortest TCP header (RFC 9293 §3.1).
 	tcpMinHeaderLen = 20
+	// tcpMaxOptions is the TCP option space (RFC 9293 §3.1: a Data
+	// Offset of at most 15 words); netstack sizes data segments so that
+	// the largest options still fit under the MSS.
+	tcpMaxOptions = 40
 
 	// hopLimit of a rebuilt inbound header. The value is never checked
 	// (the packet does not travel further); 64 is what a host would send.

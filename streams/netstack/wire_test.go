@@ -39,10 +39,6 @@ func checksum(src, dst wire.HIT, seg []byte) uint16 {
 	return uint16(sum)
 }
 
-// tcpMaxOptions is the TCP option space; netstack sizes data segments so
-// that the largest options (timestamps and SACK blocks) still fit the MTU.
-const tcpMaxOptions = 40
-
 // TestSegmentsOnTheWire: what reaches the Link is real TCP between the
 // HITs: a correct checksum over the HIT pseudo-header (so a decrypted
 // capture, and a HIP implementation that checks it, see valid TCP),

@@ -5,7 +5,7 @@
 // medians each benchmark reports (hipnet/bench_test.go measures hipnet and
 // its baselines interleaved, iteration by iteration).
 //
-//	make benchtable                                        # about three minutes on 2 cores
+//	make benchtable                                        # about six minutes on 2 cores (as root)
 //	go run ./internal/tools/benchtable -count 5 -benchtime 30x -latency-benchtime 200x
 //
 // # What it must not do
