@@ -273,8 +273,10 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		// A rekey the peer started: our new inbound SA goes in beside the
 		// current one now, before the peer (who finishes first) sends on
 		// it; EventRekeyed then finds it installed.
+		c.peerFinishedRekey(p)
 		c.installInbound(p, ev.Inbound, true)
 	case handshake.EventRekeyed:
+		c.peerFinishedRekey(p)
 		c.installInbound(p, ev.Inbound, true)
 		o := c.newOutbound(p, ev.Outbound)
 		if o == nil {

@@ -2,8 +2,6 @@ package overlay
 
 import (
 	"time"
-
-	"hipnet.dev/handshake"
 )
 
 // Rekeying by time and by volume (DESIGN.md "SAs rekey by UPDATE ... by
@@ -65,11 +63,10 @@ func (p *peer) outboundSince(now time.Time) {
 // the interval or has sealed more than the volume.
 func (c *control) rekeyDue(p *peer, now time.Time) {
 	s := c.s
-	a := p.assoc
-	if a == nil || p.out.Load() == nil || p.saSince == 0 || a.Rekeying() ||
-		(a.State() != handshake.Established && a.State() != handshake.R2Sent) {
+	if p.saSince == 0 || !c.canRekey(p) {
 		return
 	}
+	a := p.assoc
 	age, vol := time.Duration(monoOf(now)-p.saSince), p.bytesOut.Load()-p.saBase
 	iv, limit := s.rekeyInterval(), s.rekeyBytes()
 	if (iv == 0 || age < iv) && (limit == 0 || vol < limit) {

@@ -82,6 +82,19 @@ func (c *control) switchOut(p *peer, o *esp.Outbound) {
 	p.rekeyAsked.Store(false)
 }
 
+// peerFinishedRekey switches to a rekeyed outbound SA still waiting for
+// proof that the peer installed its inbound half, when a new rekey of the
+// peer's is that proof: a host starts no rekey while one of its own is
+// outstanding (RFC 7402 §6.8), so the peer finished the previous one and
+// holds its SA. Switching here, before the answer leaves, matters: the
+// peer keeps two inbound SAs, and once this rekey completes it drops the
+// older, which is the one we would still be sending on.
+func (c *control) peerFinishedRekey(p *peer) {
+	if p.x.nextOut != nil {
+		c.switchOut(p, p.x.nextOut)
+	}
+}
+
 func (c *control) removeInbound(p *peer) {
 	for _, e := range []*inboundSA{p.in, p.prev} {
 		if e != nil {
@@ -103,10 +116,10 @@ func (c *control) removeSAs(p *peer) {
 // rekey starts an ESP rekeying UPDATE (RFC 7402 §6.8): from KEYMAT, or with
 // a new Diffie-Hellman exchange when KEYMAT is used up.
 func (c *control) rekey(p *peer, now time.Time) {
-	a := p.assoc
-	if a == nil || (a.State() != handshake.Established && a.State() != handshake.R2Sent) || a.Rekeying() {
+	if !c.canRekey(p) {
 		return
 	}
+	a := p.assoc
 	err := a.Rekey(now, false)
 	if err != nil && !errors.Is(err, handshake.ErrBusy) {
 		err = a.Rekey(now, true)
@@ -120,6 +133,18 @@ func (c *control) rekey(p *peer, now time.Time) {
 	}
 	c.s.log.Debug("rekey started", "peer", p.hit.String())
 	c.process(p, now)
+}
+
+// canRekey: p's association can start a rekey now. Not while a rekey
+// runs, and not while the last one waits to switch our outbound SA
+// (nextOut): the peer's answer to a new rekey would let it drop the
+// inbound SA we still send on (it keeps two). That switch replaces the
+// outbound SA whose use asked for the rekey anyway; switchOut clears
+// rekeyAsked, so the new SA asks again when its own time comes.
+func (c *control) canRekey(p *peer) bool {
+	a := p.assoc
+	return a != nil && (a.State() == handshake.Established || a.State() == handshake.R2Sent) &&
+		!a.Rekeying() && p.x.nextOut == nil && p.out.Load() != nil
 }
 
 // allocSPI is the Endpoint's SPI allocator: random, above the IANA-reserved
