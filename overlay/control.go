@@ -109,6 +109,9 @@ type control struct {
 	// minSwitchGrace. Waiting costs nothing but a little more use of the
 	// old keys, which stay valid; switching early loses datagrams.
 	switchGrace time.Duration
+	// retired are inbound SAs two rekeys old, kept for packets still on
+	// their way (sas.go retire).
+	retired []retiredSA
 
 	reg regState // registration.go
 
@@ -239,10 +242,10 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 	s := c.s
 	switch ev.Kind {
 	case handshake.EventInboundSA:
-		c.installInbound(p, ev.Inbound, false)
+		c.installInbound(p, ev.Inbound, false, now)
 		c.keyed(p, a) // secret.go: the I2 is about to leave
 	case handshake.EventEstablished:
-		c.installInbound(p, ev.Inbound, false)
+		c.installInbound(p, ev.Inbound, false, now)
 		// The record says ESTABLISHED before the queue leaves with the
 		// outbound SA: what answers a queued packet (a QUIC handshake
 		// begun at ConnectKeyed) must find the association live.
@@ -274,10 +277,10 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		// current one now, before the peer (who finishes first) sends on
 		// it; EventRekeyed then finds it installed.
 		c.peerFinishedRekey(p)
-		c.installInbound(p, ev.Inbound, true)
+		c.installInbound(p, ev.Inbound, true, now)
 	case handshake.EventRekeyed:
 		c.peerFinishedRekey(p)
-		c.installInbound(p, ev.Inbound, true)
+		c.installInbound(p, ev.Inbound, true, now)
 		o := c.newOutbound(p, ev.Outbound)
 		if o == nil {
 			break

@@ -212,8 +212,11 @@
 //   - RFC 7402 §6.10: after a rekey the side that finishes first keeps
 //     sending on the old SA until the peer's data arrives on the new
 //     inbound SA (or a grace period passes), because the peer installs its
-//     new inbound SA only when our ACK reaches it. The previous inbound SA
-//     is kept until the next rekey for packets still in flight.
+//     new inbound SA only when our ACK reaches it. A new rekey of the
+//     peer's is proof too (RFC 7402 §6.8: no new UPDATE while one is
+//     outstanding), and none of ours starts while such a switch waits.
+//     The previous inbound SA is kept until the next rekey, and then,
+//     retired, twice the grace longer for packets still in flight.
 //   - Inbound SPIs are random, above 255 (RFC 4303 §2.1) and unique on the
 //     node.
 //

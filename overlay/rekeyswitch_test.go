@@ -16,18 +16,24 @@ import (
 // grace period). The peer keeps two inbound SAs. A second rekey in that
 // window used to let the peer drop the SA still in use, and datagrams were
 // lost as "unknown SPI" (seen in CI as a TestRekeyOnDataPath timeout).
+// The SA two rekeys old is now held a little longer (retired) for what
+// was sealed with it before the switch and is still on its way.
 
-// rekeyPath is the proxy between a and b and what it does to b's packets
-// to a: muted drops b's ESP (its keepalives on the new SAs would show a
-// that b finished, which is not what a test wants shown yet), ackHeld
-// holds b's ACK-only UPDATEs.
+// rekeyPath is the proxy between a and b and what it does: muted drops
+// b's ESP to a (its keepalives on the new SAs would show a that b
+// finished, which is not what a test wants shown yet), ackHeld holds b's
+// ACK-only UPDATEs, and holdSPI holds a's ESP on that SPI.
 type rekeyPath struct {
 	*mitm.Proxy
 	muted, ackHeld atomic.Bool
+	holdSPI        atomic.Uint32
 }
 
 func (r *rekeyPath) hook(d *mitm.Datagram) mitm.Verdict {
-	if d.Dir != mitm.ToClient {
+	if d.Dir == mitm.ToTarget {
+		if spi, ok := d.SPI(); ok && spi == r.holdSPI.Load() {
+			return mitm.Hold
+		}
 		return mitm.Pass
 	}
 	if upd, seq := isUpdate(d); upd && !seq && r.ackHeld.Load() {
@@ -39,16 +45,16 @@ func (r *rekeyPath) hook(d *mitm.Datagram) mitm.Verdict {
 	return mitm.Pass
 }
 
-// rekeyPair connects a to b through a proxy in front of b, with a switch
-// grace (the first retransmission timeout) long enough that nothing in
-// the test switches by time, and some data both ways.
-func rekeyPair(t *testing.T) (a, b *Stack, px *rekeyPath) {
+// rekeyPair connects a to b through a proxy in front of b, and sends some
+// data both ways. rto is the first retransmission timeout, and so the
+// switch grace: long, nothing in a test switches by time.
+func rekeyPair(t *testing.T, rto time.Duration) (a, b *Stack, px *rekeyPath) {
 	t.Helper()
-	slow := func(c *Config) {
-		c.Handshake.RetransmitTimeout = 5 * time.Second
+	hs := func(c *Config) {
+		c.Handshake.RetransmitTimeout = rto
 		c.Handshake.Retries = 2
 	}
-	a, b = newTestStack(t, 0, slow), newTestStack(t, 1, slow)
+	a, b = newTestStack(t, 0, hs), newTestStack(t, 1, hs)
 	p, err := mitm.New(b.LocalAddr())
 	if err != nil {
 		t.Fatal(err)
@@ -138,10 +144,21 @@ func finishFirst(t *testing.T, a, b *Stack, px *rekeyPath) (oldOut uint32) {
 // TestRekeyPeerRekeysBeforeSwitch: a finished a rekey and waits to switch;
 // b starts the next rekey, and b's closing ACK is held back. b, now done,
 // keeps the two newest inbound SAs. a must have switched when b's rekey
-// arrived, so that what a sends while the ACK is held still arrives.
+// arrived, so that what a sends while the ACK is held still arrives; and
+// a datagram a sealed on its old SA before that, delayed on the path
+// until b is done, still arrives too (the retired SA).
 func TestRekeyPeerRekeysBeforeSwitch(t *testing.T) {
-	a, b, px := rekeyPair(t)
+	a, b, px := rekeyPair(t, 5*time.Second)
 	oldOut := finishFirst(t, a, b, px)
+	cb := listen(t, b, 0)
+	late := []byte("sealed before the switch")
+	px.holdSPI.Store(oldOut)
+	ca := listen(t, a, 0)
+	if _, err := ca.WriteTo(late, cb.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "a's old-SA datagram held", func() bool { return len(px.Held()) == 1 })
+	px.holdSPI.Store(0)
 	px.ackHeld.Store(true)
 	bIn0, _ := spis(b, a.HIT())
 	rekeyNow(b, a.HIT())
@@ -156,25 +173,66 @@ func TestRekeyPeerRekeysBeforeSwitch(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, 2*time.Second, "b's ACK held", func() bool { return len(px.Held()) == 1 })
+	waitFor(t, 2*time.Second, "b's ACK held", func() bool { return len(px.Held()) == 2 })
 	if got := outSPI(a, b.HIT()); got == oldOut {
-		t.Fatal("a still sends on the SA b has dropped")
+		t.Fatal("a still sends on the SA b retired")
 	}
 	px.muted.Store(false)
 	both(t, a, b) // on a's first rekey's SAs, b's second still waiting
 	px.ackHeld.Store(false)
-	px.Release()
+	px.Release() // the late datagram, then the ACK
+	if got, _ := readOne(t, cb, 2*time.Second); !bytes.Equal(got, late) {
+		t.Fatalf("got %q", got)
+	}
 	both(t, a, b)
 	if n, m := a.Stats().Drops.UnknownSPI, b.Stats().Drops.UnknownSPI; n+m != 0 {
 		t.Fatalf("unknown SPI drops: a %d, b %d", n, m)
 	}
 }
 
+// TestRekeyRetiredSAEnds: the SA two rekeys old stays for what is still
+// on its way, for twice the switch grace, and then is gone. A copy of a
+// datagram sealed with it is a replay while it stays (the window still
+// holds it) and an unknown SPI after.
+func TestRekeyRetiredSAEnds(t *testing.T) {
+	a, b, px := rekeyPair(t, 50*time.Millisecond) // grace 500 ms, hold 1 s
+	first := outSPI(a, b.HIT())
+	var captured []byte
+	for _, d := range px.Select(func(d *mitm.Datagram) bool { spi, ok := d.SPI(); return ok && spi == first }) {
+		captured = d.Data
+	}
+	if captured == nil {
+		t.Fatal("no ESP on a's first SA recorded")
+	}
+	for range 2 {
+		in0, _ := spis(b, a.HIT())
+		rekeyNow(a, b.HIT())
+		waitFor(t, 2*time.Second, "a rekey", func() bool { in, _ := spis(b, a.HIT()); return in != in0 })
+		both(t, a, b) // and the switch
+		waitFor(t, 2*time.Second, "a's switch", func() bool { return outSPI(a, b.HIT()) != first })
+	}
+	replays := b.Stats().Drops.Replay
+	if err := px.Inject(mitm.ToTarget, captured); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "the copy dropped as a replay", func() bool { return b.Stats().Drops.Replay == replays+1 })
+	if n := b.Stats().Drops.UnknownSPI; n != 0 {
+		t.Fatalf("first SA gone while retired: %d unknown SPI", n)
+	}
+	waitFor(t, 5*time.Second, "the retired SA to end", func() bool {
+		if err := px.Inject(mitm.ToTarget, captured); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		return b.Stats().Drops.UnknownSPI > 0
+	})
+}
+
 // TestRekeyWaitsForSwitch: a rekey a's data path asks for while a waits to
 // switch to its last rekey's outbound SA is not started (b's answer would
 // let b drop the SA a still sends on); a goes on sending, and b receives.
 func TestRekeyWaitsForSwitch(t *testing.T) {
-	a, b, px := rekeyPair(t)
+	a, b, px := rekeyPair(t, 5*time.Second)
 	oldOut := finishFirst(t, a, b, px)
 	updates := func() int {
 		return len(px.Select(func(d *mitm.Datagram) bool {

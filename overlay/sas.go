@@ -16,9 +16,10 @@ import (
 // idle SAs trimmed, and inbound SPIs allocated unique on the node.
 
 // installInbound puts an inbound SA in the data path's table. A rekey keeps
-// the previous SA for packets still in flight (until the next rekey); a new
-// base exchange replaces both.
-func (c *control) installInbound(p *peer, cfg esp.Config, rekey bool) {
+// the previous SA, which the peer may still send on (RFC 7402 §3.3.2: it
+// switches when it sees our data on the new one, or after a grace), and
+// retires the one before it; a new base exchange replaces them all.
+func (c *control) installInbound(p *peer, cfg esp.Config, rekey bool, now time.Time) {
 	if p.in != nil && p.in.sa.SPI() == cfg.SPI {
 		return // the Initiator's EventEstablished repeats EventInboundSA's SA
 	}
@@ -30,7 +31,7 @@ func (c *control) installInbound(p *peer, cfg esp.Config, rekey bool) {
 	e := &inboundSA{sa: sa, p: p}
 	if rekey {
 		if p.prev != nil {
-			c.s.spis.remove(p.prev.sa.SPI(), p.prev)
+			c.retire(p, p.prev, now)
 		}
 		p.prev = p.in
 	} else {
@@ -102,6 +103,47 @@ func (c *control) removeInbound(p *peer) {
 		}
 	}
 	p.in, p.prev = nil, nil
+	c.dropRetired(p)
+}
+
+// retiredSA is an inbound SA two rekeys old, still in the SPI table until
+// until.
+type retiredSA struct {
+	e     *inboundSA
+	until time.Time
+}
+
+// retire takes e, two rekeys old, out of p's SAs but leaves it in the SPI
+// table for twice the switch grace. The peer stopped sealing with it when
+// it switched, but what it sealed before may still be on the way: in its
+// transmit queue behind the control packet that let us install the next
+// SA (control packets do not wait in that queue), or reordered on the
+// path. One retired SA a peer at most: a third rekey within the hold ends
+// the oldest at once. The list lives on the control goroutine, not in the
+// peer, so that an association pays nothing for it between rekeys.
+func (c *control) retire(p *peer, e *inboundSA, now time.Time) {
+	c.dropRetired(p)
+	c.retired = append(c.retired, retiredSA{e: e, until: now.Add(2 * c.switchGrace)})
+}
+
+// dropRetired ends p's retired SA, if it has one.
+func (c *control) dropRetired(p *peer) {
+	c.expireRetired(func(r retiredSA) bool { return r.e.p == p })
+}
+
+// expireRetired ends the retired SAs for which done says so (tick: those
+// whose hold has passed).
+func (c *control) expireRetired(done func(retiredSA) bool) {
+	kept := c.retired[:0]
+	for _, r := range c.retired {
+		if done(r) {
+			c.s.spis.remove(r.e.sa.SPI(), r.e)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(c.retired[len(kept):])
+	c.retired = kept
 }
 
 // removeSAs takes p out of the data path: no inbound SA, no outbound SA

@@ -245,11 +245,16 @@ func (s *Stack) tickEvery() time.Duration {
 	return min(tickMax, s.keepaliveInterval()/2)
 }
 
-// tick runs every tickEvery on the control goroutine, in one pass over the
-// peers: the rekeys by time and volume (rekeying.go), and the keepalives
-// of the associations that have no locator Set (locators.go keepIdle).
+// tick runs every tickEvery on the control goroutine: it ends the retired
+// inbound SAs whose hold has passed (sas.go), and, in one pass over the
+// peers, starts the rekeys by time and volume (rekeying.go) and sends the
+// keepalives of the associations that have no locator Set (locators.go
+// keepIdle).
 // The paths themselves, relayed or direct, are the Sets' (locators.go).
 func (c *control) tick(now time.Time) {
+	if len(c.retired) > 0 {
+		c.expireRetired(func(r retiredSA) bool { return !now.Before(r.until) })
+	}
 	if c.s.cfg.Forwarder != nil {
 		return // a relay keeps no keepalives (RFC 5770 §4.7: it MAY refrain) and rekeys nothing by policy
 	}
