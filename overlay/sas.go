@@ -11,7 +11,8 @@ import (
 )
 
 // The security associations on the control goroutine: inbound SAs into
-// the data path's SPI table, outbound SAs onto their peer, the switch to a
+// the data path's SPI table (and out of it, through a short retirement
+// after two rekeys), outbound SAs onto their peer, the switch to a
 // rekeyed outbound SA (RFC 7402 §6.10), rekeys started for the data path,
 // idle SAs trimmed, and inbound SPIs allocated unique on the node.
 
@@ -88,8 +89,8 @@ func (c *control) switchOut(p *peer, o *esp.Outbound) {
 // peer's is that proof: a host starts no rekey while one of its own is
 // outstanding (RFC 7402 §6.8), so the peer finished the previous one and
 // holds its SA. Switching here, before the answer leaves, matters: the
-// peer keeps two inbound SAs, and once this rekey completes it drops the
-// older, which is the one we would still be sending on.
+// peer keeps two inbound SAs, and once this rekey completes it retires
+// the older, which is the one we would still be sending on.
 func (c *control) peerFinishedRekey(p *peer) {
 	if p.x.nextOut != nil {
 		c.switchOut(p, p.x.nextOut)
