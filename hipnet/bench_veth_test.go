@@ -62,14 +62,8 @@ func BenchmarkThroughputVeth(b *testing.B) {
 	all := func(record bool) []func() {
 		return []func(){run("hip", hc, &hip, &hipCPU, record), run("tls", tc, &tlsT, &tlsCPU, record)}
 	}
-	inOrder(0, all(false)...)
 	b.SetBytes(2 * bulkSize)
-	b.ResetTimer()
-	i := 0
-	for b.Loop() {
-		inOrder(i, all(true)...)
-		i++
-	}
+	interleaved(b, all)
 	h, t := hip.median(), tlsT.median()
 	b.ReportMetric(h, "hip-MB/s")
 	b.ReportMetric(t, "tls-MB/s")
