@@ -468,6 +468,7 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 			s.ctr.pathLost.Add(p.pktsOut.Load() - ps.outAtProof)
 		}
 	}
+	prev, _ := p.locator()
 	p.setLocator(d.To)
 	p.relayed.Store(relayed)
 	if relayed && !wasRelayed && d.From.IsValid() {
@@ -478,7 +479,12 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 		// within the handling of a packet of p's.
 		s.poke(p, pokeRekey)
 	}
-	c.resendHeld(p, d.To)
+	// The Set's first choice (no From) is no move when it names the
+	// address the association already runs on: the base exchange and the
+	// data that woke the Set just went there, so the peer needs no sign
+	// of the path, and a keepalive would be one more packet, and one more
+	// wake-up of the peer, in the first round trips of every association.
+	c.resendHeld(p, d.To, d.From.IsValid() || prev != d.To)
 	if w := p.path.withdrawn; w == d.From {
 		p.path.withdrawn = netip.AddrPort{}
 		p.set().Remove(now, w) // withdrawn by the peer while it was current (withdrawn)
@@ -774,10 +780,10 @@ func (c *control) unsuspect(p *peer) {
 }
 
 // resendHeld sends what was kept during the check of the path just left to
-// the new one, or, if nothing was, a keepalive: either way the peer sees
-// our authenticated packets arrive from the new path at once, and can
-// verify it and follow (RFC 8046 §5.4) without waiting for our next data.
-func (c *control) resendHeld(p *peer, to netip.AddrPort) {
+// the new one, and, if moved, a keepalive: either way the peer sees our
+// authenticated packets arrive from the new path at once, and can verify
+// it and follow (RFC 8046 §5.4) without waiting for our next data.
+func (c *control) resendHeld(p *peer, to netip.AddrPort, moved bool) {
 	n := 0
 	if p.suspect.Swap(false) {
 		n = p.held.resend(c.s, to)
@@ -787,7 +793,7 @@ func (c *control) resendHeld(p *peer, to netip.AddrPort) {
 	c.s.ctr.pathResent.Add(uint64(n))
 	// And a keepalive, which is new to the peer even when the copies were
 	// not (a path that lost only our direction delivered them).
-	if c.s.sendDummy(p, to) {
+	if moved && c.s.sendDummy(p, to) {
 		p.lastOut.Store(time.Now().UnixNano())
 	}
 }
