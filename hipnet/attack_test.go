@@ -109,11 +109,7 @@ func TestAttackI2ReplayAfterClose(t *testing.T) {
 	// Data that B's application has for A now: with no association it
 	// starts a base exchange (or fails, A's locator being forgotten); an
 	// association recreated by the replay would seal it at once.
-	pc, err := r.b.ListenPacket("udp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc := listenPacket(t, r.b, ":0")
 	for i := range 3 {
 		pc.WriteTo([]byte(fmt.Sprintf("for A, %d", i)), &Addr{HIT: aHIT, Port: 9})
 	}

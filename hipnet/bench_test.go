@@ -490,17 +490,9 @@ const dgBursts = 64
 func BenchmarkDatagrams(b *testing.B) {
 	ctx := benchCtx(b)
 	client, server := pairNodes(b, Config{}, Config{})
-	spc, err := server.ListenPacket("udp", ":5683")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { spc.Close() })
+	spc := listenPacket(b, server, ":5683")
 	go dgReceiver(spc)
-	cpc, err := client.ListenPacket("udp", ":0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cpc.Close() })
+	cpc := listenPacket(b, client, ":0")
 	if err := client.stack.Connect(ctx, server.HIT()); err != nil {
 		b.Fatal(err)
 	}

@@ -96,11 +96,7 @@ func TestConcurrentStreams(t *testing.T) {
 
 func TestDatagrams(t *testing.T) {
 	client, server := pairNodes(t, Config{}, Config{})
-	spc, err := server.ListenPacket("udp", ":5683")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spc.Close()
+	spc := listenPacket(t, server, ":5683")
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -115,11 +111,7 @@ func TestDatagrams(t *testing.T) {
 			spc.WriteTo(buf[:n], from)
 		}
 	}()
-	cpc, err := client.ListenPacket("udp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cpc.Close()
+	cpc := listenPacket(t, client, ":0")
 	dst := &Addr{HIT: server.HIT(), Port: 5683}
 	if err := client.stack.Connect(ctxT(t, 10*time.Second), server.HIT()); err != nil {
 		t.Fatal(err)

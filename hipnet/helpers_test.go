@@ -177,3 +177,15 @@ var streamTransports = []struct {
 	name string
 	f    streams.Factory
 }{{"quic", nil}, {"netstack", netstack.Streams}}
+
+// listenPacket is n.ListenPacket("udp", addr) for a test: it fails tb on
+// an error and closes the PacketConn when tb ends.
+func listenPacket(tb testing.TB, n *Node, addr string) net.PacketConn {
+	tb.Helper()
+	pc, err := n.ListenPacket("udp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { pc.Close() })
+	return pc
+}

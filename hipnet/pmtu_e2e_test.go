@@ -163,16 +163,8 @@ func fragCreates(t *testing.T, ns *netns.Namespace) int64 {
 // payload limits a datagram, and a datagram that large arrives whole.
 func TestListenPacketMaxDatagram(t *testing.T) {
 	client, server := pairNodes(t, Config{}, Config{})
-	spc, err := server.ListenPacket("udp", ":5684")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spc.Close()
-	cpc, err := client.ListenPacket("udp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cpc.Close()
+	spc := listenPacket(t, server, ":5684")
+	cpc := listenPacket(t, client, ":0")
 	pm, ok := cpc.(interface{ MaxDatagram(HIT) (int, bool) })
 	if !ok {
 		t.Fatalf("%T has no MaxDatagram", cpc)

@@ -129,11 +129,7 @@ func e2eLog(_ *testing.T, name string) *slog.Logger {
 func serve(t *testing.T, server *Node) {
 	t.Helper()
 	echoServer(t, server, 7)
-	spc, err := server.ListenPacket("udp", ":9")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { spc.Close() })
+	spc := listenPacket(t, server, ":9")
 	go func() {
 		buf := make([]byte, 2048)
 		for {

@@ -24,11 +24,7 @@ func TestTshark(t *testing.T) {
 	tshark, capFile, capt, conn := recordedSocket(t, dir)
 	var keylog bytes.Buffer
 	client, server := pairNodes(t, Config{PacketConn: conn, KeyLog: &keylog}, Config{})
-	spc, err := server.ListenPacket("udp", ":40123")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spc.Close()
+	spc := listenPacket(t, server, ":40123")
 	marker := "hipnet-plaintext-marker-" + strconv.Itoa(int(time.Now().UnixNano()%1e6))
 	c, err := client.DialContext(ctxT(t, 10*time.Second), "udp", addrOf(server, 40123))
 	if err != nil {
