@@ -115,7 +115,8 @@ type retiredSA struct {
 }
 
 // retire takes e, two rekeys old, out of p's SAs but leaves it in the SPI
-// table for twice the switch grace. The peer stopped sealing with it when
+// table for twice the switch grace (ended by the first tick after that,
+// so at most a tick, a second, longer). The peer stopped sealing with it when
 // it switched, but what it sealed before may still be on the way: in its
 // transmit queue behind the control packet that let us install the next
 // SA (control packets do not wait in that queue), or reordered on the
