@@ -476,7 +476,10 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 		// UPDATEs it relays, and did not see the rekeys of the direct
 		// path. A rekey through it (sendPeer follows p.relayed) teaches it
 		// the SPIs in use. After this switch is done: it may come from
-		// within the handling of a packet of p's.
+		// within the handling of a packet of p's; and owed (sas.go
+		// oweRekey), so that a switch to a rekeyed SA still waiting
+		// delays it rather than drops it.
+		p.mut().rekeyOwed = true
 		s.poke(p, pokeRekey)
 	}
 	// The Set's first choice (no From) is no move when it names the

@@ -87,6 +87,7 @@ type peerExt struct {
 	nextOut      *esp.Outbound // rekeyed outbound SA waiting for the peer to finish its rekey
 	switchAt     time.Time     // when nextOut is used anyway
 	crossedRekey bool          // the peer's rekey UPDATE crossed ours
+	rekeyOwed    bool          // a rekey must follow (through a relay we moved to): kept until one starts (sas.go)
 	waiters      []chan error  // Connects waiting for the BEX
 	keyWaiters   []chan error  // ConnectKeyed callers waiting for the keys (secret.go)
 	rvsUntil     time.Time     // our RENDEZVOUS registration with this peer lasts until (rendezvous.go)

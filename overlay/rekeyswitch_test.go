@@ -258,3 +258,49 @@ func TestRekeyWaitsForSwitch(t *testing.T) {
 		t.Fatalf("unknown SPI drops: a %d, b %d", n, m)
 	}
 }
+
+// TestRekeyOwedFollowsSwitch: a rekey that must happen (the one through a
+// relay the association fell back to, which teaches the relay the SPIs)
+// is asked for while a switch to a rekeyed SA waits. It may not start
+// then (TestRekeyWaitsForSwitch), but it must not be lost either: it
+// starts once the switch is made. Before, it was dropped, and under load
+// the relay never learnt the SPIs (TestRelayedPairFallback and the relay
+// package's TestVNetDirectPathFallback failed in CI).
+func TestRekeyOwedFollowsSwitch(t *testing.T) {
+	a, b, px := rekeyPair(t, 5*time.Second)
+	oldOut := finishFirst(t, a, b, px)
+	updates := func() int {
+		return len(px.Select(func(d *mitm.Datagram) bool {
+			upd, seq := isUpdate(d)
+			return upd && seq && d.Dir == mitm.ToTarget
+		}))
+	}
+	before := updates()
+	done := make(chan struct{})
+	a.cmds <- funcCmd(func(c *control, now time.Time) {
+		c.oweRekey(a.lookupPeer(b.HIT()), now)
+		close(done)
+	})
+	<-done
+	barrier(t, a)
+	time.Sleep(100 * time.Millisecond) // an UPDATE round trip on loopback, had one started
+	if n := updates() - before; n != 0 {
+		t.Fatalf("a started the owed rekey (%d UPDATEs) before switching", n)
+	}
+	px.muted.Store(false)
+	both(t, a, b) // b's data on a's new inbound SA makes a switch
+	waitFor(t, time.Second, "a to switch", func() bool { return outSPI(a, b.HIT()) != oldOut })
+	switched := outSPI(a, b.HIT())
+	waitFor(t, 3*time.Second, "the owed rekey after the switch", func() bool {
+		return updates()-before >= 1
+	})
+	both(t, a, b) // its own switch, by b's data
+	waitFor(t, 3*time.Second, "a on the owed rekey's SA", func() bool {
+		o := outSPI(a, b.HIT())
+		return o != switched && o != oldOut
+	})
+	both(t, a, b)
+	if n, m := a.Stats().Drops.UnknownSPI, b.Stats().Drops.UnknownSPI; n+m != 0 {
+		t.Fatalf("unknown SPI drops: a %d, b %d", n, m)
+	}
+}

@@ -73,7 +73,10 @@ func (c *control) trimSAs() {
 	}
 }
 
-// switchOut starts sending on a rekeyed outbound SA.
+// switchOut starts sending on a rekeyed outbound SA. A rekey owed while
+// it waited (rekey) is asked for again now, through a poke: switchOut may
+// run inside the handling of the peer's own rekey, where ours cannot
+// start.
 func (c *control) switchOut(p *peer, o *esp.Outbound) {
 	p.out.Store(o)
 	p.outboundSince(time.Now())
@@ -82,6 +85,9 @@ func (c *control) switchOut(p *peer, o *esp.Outbound) {
 		p.in.notify.Store(false)
 	}
 	p.rekeyAsked.Store(false)
+	if p.x.rekeyOwed {
+		c.s.poke(p, pokeRekey)
+	}
 }
 
 // peerFinishedRekey switches to a rekeyed outbound SA still waiting for
@@ -161,7 +167,13 @@ func (c *control) removeSAs(p *peer) {
 // a new Diffie-Hellman exchange when KEYMAT is used up.
 func (c *control) rekey(p *peer, now time.Time) {
 	if !c.canRekey(p) {
+		// An owed rekey (owe) stays owed: switchOut asks again. One
+		// the data path asked for lapses; the switch replaces the SA
+		// that asked.
 		return
+	}
+	if p.x.rekeyOwed {
+		p.x.rekeyOwed = false
 	}
 	a := p.assoc
 	err := a.Rekey(now, false)
@@ -177,6 +189,15 @@ func (c *control) rekey(p *peer, now time.Time) {
 	}
 	c.s.log.Debug("rekey started", "peer", p.hit.String())
 	c.process(p, now)
+}
+
+// oweRekey asks for a rekey that must not be lost: the one through a
+// relay the association moved to, which teaches the relay the SPIs in use
+// (it forwards ESP by SPI and saw none of the direct path's rekeys). If a
+// switch to a rekeyed SA waits (canRekey), it starts after the switch.
+func (c *control) oweRekey(p *peer, now time.Time) {
+	p.mut().rekeyOwed = true
+	c.rekey(p, now)
 }
 
 // canRekey: p's association can start a rekey now. Not while a rekey
