@@ -118,6 +118,15 @@ func isUpdate(d *mitm.Datagram) (update, seq bool) {
 	return true, seq
 }
 
+// rekeyUpdates counts the UPDATEs with a SEQ, the ones that start a
+// rekey, that a sent to b through px.
+func rekeyUpdates(px *rekeyPath) int {
+	return len(px.Select(func(d *mitm.Datagram) bool {
+		upd, seq := isUpdate(d)
+		return upd && seq && d.Dir == mitm.ToTarget
+	}))
+}
+
 // finishFirst has a rekey of a's and waits until a finished it and holds
 // its new outbound SA back: b's ESP to a is muted, so a has no proof
 // that b finished too.
@@ -234,12 +243,7 @@ func TestRekeyRetiredSAEnds(t *testing.T) {
 func TestRekeyWaitsForSwitch(t *testing.T) {
 	a, b, px := rekeyPair(t, 5*time.Second)
 	oldOut := finishFirst(t, a, b, px)
-	updates := func() int {
-		return len(px.Select(func(d *mitm.Datagram) bool {
-			upd, seq := isUpdate(d)
-			return upd && seq && d.Dir == mitm.ToTarget
-		}))
-	}
+	updates := func() int { return rekeyUpdates(px) }
 	before := updates()
 	rekeyNow(a, b.HIT())
 	barrier(t, a)
@@ -269,12 +273,7 @@ func TestRekeyWaitsForSwitch(t *testing.T) {
 func TestRekeyOwedFollowsSwitch(t *testing.T) {
 	a, b, px := rekeyPair(t, 5*time.Second)
 	oldOut := finishFirst(t, a, b, px)
-	updates := func() int {
-		return len(px.Select(func(d *mitm.Datagram) bool {
-			upd, seq := isUpdate(d)
-			return upd && seq && d.Dir == mitm.ToTarget
-		}))
-	}
+	updates := func() int { return rekeyUpdates(px) }
 	before := updates()
 	done := make(chan struct{})
 	a.cmds <- funcCmd(func(c *control, now time.Time) {
