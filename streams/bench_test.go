@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -285,5 +286,24 @@ func dropConns(b testing.TB, x, y *node) {
 	x.m.mu.Unlock()
 	for x.m.ConnectionCount() != 0 || y.m.ConnectionCount() != 0 {
 		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// BenchmarkClientTLSAfterGC: the client's TLS config for a first contact
+// (its synthetic PSK session) right after a garbage collection, as on a
+// node that has been running a while; the certificates are pinned
+// (pinSession). Each iteration collects garbage untimed, so give a count:
+// -benchtime 500x.
+func BenchmarkClientTLSAfterGC(b *testing.B) {
+	ka, kb, _ := testIdentities(b)
+	x, y := newPair(b, ka, kb)
+	secret := make([]byte, SecretSize)
+	for b.Loop() {
+		b.StopTimer()
+		runtime.GC()
+		b.StartTimer()
+		if _, err := x.m.clientTLS(y.hit, kb.Public(), secret); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

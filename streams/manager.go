@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,7 +61,7 @@ type Manager struct {
 	cert      tls.Certificate
 	// placeholder is the client certificate of the server's PSK
 	// sessions, made on first use (newPlaceholder).
-	placeholder func() (*x509.Certificate, error)
+	placeholder func() (placeholder, error)
 	certs       certCache
 
 	pc    packetConn

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -188,6 +189,7 @@ type peerCerts struct {
 	root *x509.Certificate
 	leaf *x509.Certificate
 	pool *x509.CertPool
+	pin  *tls.SessionState // keeps crypto/tls's parse of root and leaf (psk.go)
 }
 
 const maxCachedCerts = 1024
@@ -207,7 +209,11 @@ func (c *certCache) get(peer wire.HIT, pub *hostid.PublicKey) (*peerCerts, error
 	if err != nil {
 		return nil, err
 	}
-	pc := &peerCerts{key: pub, root: root, leaf: leaf, pool: x509.NewCertPool()}
+	pin, err := pinSession(sessionClient, leaf, root)
+	if err != nil {
+		return nil, err
+	}
+	pc := &peerCerts{key: pub, root: root, leaf: leaf, pool: x509.NewCertPool(), pin: pin}
 	pc.pool.AddCert(root)
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= maxCachedCerts {
@@ -229,8 +235,20 @@ func (c *certCache) drop(peer wire.HIT) {
 // sessions (psk.go): a synthetic leaf that names no host (the zero HIT),
 // with this host's key. It stands for no one; the PSK alone authenticates
 // the client, and the certificate only makes crypto/tls resume.
-func newPlaceholder(id *hostid.PrivateKey) func() (*x509.Certificate, error) {
-	return sync.OnceValues(func() (*x509.Certificate, error) {
-		return syntheticLeaf(wire.HIT{}, id.Signer().Public())
+func newPlaceholder(id *hostid.PrivateKey) func() (placeholder, error) {
+	return sync.OnceValues(func() (placeholder, error) {
+		leaf, err := syntheticLeaf(wire.HIT{}, id.Signer().Public())
+		if err != nil {
+			return placeholder{}, err
+		}
+		pin, err := pinSession(sessionServer, leaf, nil)
+		return placeholder{leaf: leaf, pin: pin}, err
 	})
+}
+
+// placeholder is the certificate of the server's sessions, with the
+// session that keeps crypto/tls's parse of it (psk.go).
+type placeholder struct {
+	leaf *x509.Certificate
+	pin  *tls.SessionState
 }
