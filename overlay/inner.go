@@ -119,12 +119,13 @@ func (c *InnerConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // nothing (compare net.UDPConn.ReadFromUDPAddrPort).
 func (c *InnerConn) ReadFromAddr(b []byte) (int, Addr, error) {
 	for {
-		select {
-		case <-c.closed:
+		// Checked one by one, not in one select: a select with a default
+		// locks both channels, and this runs once a datagram.
+		if deadline.Closed(c.closed) {
 			return 0, Addr{}, c.opError("read", nil, ErrClosed)
-		case <-c.rd.Wait():
+		}
+		if c.rd.Passed() {
 			return 0, Addr{}, c.opError("read", nil, os.ErrDeadlineExceeded)
-		default:
 		}
 		if it, ok := c.in.pop(); ok {
 			n := copy(b, (*it.buf)[it.off:it.off+it.n])
@@ -164,12 +165,11 @@ func (c *InnerConn) WriteToAddr(b []byte, to Addr) (int, error) {
 		a := to // only a failed write puts an address on the heap
 		return 0, c.opError("write", &a, err)
 	}
-	select {
-	case <-c.closed:
+	if deadline.Closed(c.closed) { // as in ReadFromAddr
 		return fail(ErrClosed)
-	case <-c.wd.Wait():
+	}
+	if c.wd.Passed() {
 		return fail(os.ErrDeadlineExceeded)
-	default:
 	}
 	if to.Port < 1 || to.Port > 65535 {
 		return fail(fmt.Errorf("hip: bad destination port %d", to.Port))

@@ -2,6 +2,7 @@ package deadline
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,6 +13,10 @@ type Deadline struct {
 	mu     sync.Mutex
 	timer  *time.Timer
 	cancel chan struct{} // closed when the deadline passes
+	// armed is whether a deadline is set, passed or not. Passed reads it
+	// without the lock, so that a conn with no deadline, the common case
+	// on a data path, checks for one at the cost of an atomic load.
+	armed atomic.Bool
 }
 
 // New returns a Deadline with none set.
@@ -25,11 +30,12 @@ func (d *Deadline) Init() { d.cancel = make(chan struct{}) }
 func (d *Deadline) Set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	defer d.armed.Store(!t.IsZero()) // after the channel is made or closed
 	if d.timer != nil && !d.timer.Stop() {
 		<-d.cancel // the timer fired: wait until its function closed cancel
 	}
 	d.timer = nil
-	closed := isClosed(d.cancel)
+	closed := Closed(d.cancel)
 	if t.IsZero() {
 		if closed {
 			d.cancel = make(chan struct{})
@@ -67,8 +73,12 @@ func (d *Deadline) Wait() <-chan struct{} {
 	return d.cancel
 }
 
-// Passed reports whether the deadline has passed.
+// Passed reports whether the deadline has passed. With none set it takes
+// no lock.
 func (d *Deadline) Passed() bool {
+	if !d.armed.Load() {
+		return false
+	}
 	select {
 	case <-d.Wait():
 		return true
@@ -77,7 +87,10 @@ func (d *Deadline) Passed() bool {
 	}
 }
 
-func isClosed(c chan struct{}) bool {
+// Closed reports whether c is closed, without blocking. For an open,
+// empty channel it takes no lock (a select with a default over several
+// channels locks them all).
+func Closed(c <-chan struct{}) bool {
 	select {
 	case <-c:
 		return true

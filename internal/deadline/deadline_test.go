@@ -20,6 +20,9 @@ func TestDeadline(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("the deadline did not wake a waiter that was already waiting")
 	}
+	if !d.Passed() {
+		t.Fatal("a deadline that passed by its timer has not passed")
+	}
 	d.Set(time.Time{})
 	if d.Passed() {
 		t.Fatal("a cleared deadline has passed")
@@ -36,4 +39,32 @@ func TestDeadline(t *testing.T) {
 		t.Fatal("a deadline an hour away has passed")
 	}
 	z.Set(time.Time{})
+}
+
+// TestDeadlinePassedConcurrent: Passed, which reads without the lock when
+// no deadline is set, against Set from another goroutine (run with -race).
+// Once Set has returned, Passed agrees with it.
+func TestDeadlinePassedConcurrent(t *testing.T) {
+	d := New()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 1000 {
+			d.Passed()
+		}
+	}()
+	for i := range 1000 {
+		if i%2 == 0 {
+			d.Set(time.Now().Add(-time.Second))
+			if !d.Passed() {
+				t.Fatal("a deadline in the past has not passed")
+			}
+		} else {
+			d.Set(time.Time{})
+			if d.Passed() {
+				t.Fatal("a cleared deadline has passed")
+			}
+		}
+	}
+	<-done
 }

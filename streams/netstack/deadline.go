@@ -9,11 +9,4 @@ type deadline = idl.Deadline
 
 func newDeadline() deadline { return idl.New() }
 
-func isClosed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
+func isClosed(c <-chan struct{}) bool { return idl.Closed(c) }
