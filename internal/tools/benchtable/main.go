@@ -128,8 +128,8 @@ func printTable(w io.Writer, results map[string]map[string][]float64, transports
 			if b != 0 {
 				ratio = h / b
 			}
-			fmt.Fprintf(w, "| %s | %s | %s %s | %s %s (%s) | %.2f× | %s | %s |\n",
-				r.figure, transportName(r, tr), num(h), r.unit, num(b), r.unit, r.baseName, ratio, goal(r), verdict(r, ratio))
+			fmt.Fprintf(w, "| %s | %s | %s %s | %s %s (%s) | %s× | %s | %s |\n",
+				r.figure, transportName(r, tr), num(h), r.unit, num(b), r.unit, r.baseName, ratioText(r, ratio), goal(r), verdict(r, ratio))
 		}
 	}
 }
@@ -150,6 +150,17 @@ func goal(r row) string {
 	default:
 		return fmt.Sprintf("≥ %.2f×", r.goal)
 	}
+}
+
+// ratioText is the ratio to two decimals, or to three where two would
+// round it onto the goal and hide which side of it it falls (0.797× shown
+// as 0.80× beside "missed").
+func ratioText(r row, ratio float64) string {
+	t := strconv.FormatFloat(ratio, 'f', 2, 64)
+	if r.goal != 0 && t == strconv.FormatFloat(r.goal, 'f', 2, 64) && ratio != r.goal {
+		t = strconv.FormatFloat(ratio, 'f', 3, 64)
+	}
+	return t
 }
 
 func verdict(r row, ratio float64) string {
