@@ -61,7 +61,7 @@ type Manager struct {
 	cert      tls.Certificate
 	// placeholder is the client certificate of the server's PSK
 	// sessions, made on first use (newPlaceholder).
-	placeholder func() (placeholder, error)
+	placeholder func() (placeholderCert, error)
 	certs       certCache
 
 	pc    packetConn

@@ -235,20 +235,20 @@ func (c *certCache) drop(peer wire.HIT) {
 // sessions (psk.go): a synthetic leaf that names no host (the zero HIT),
 // with this host's key. It stands for no one; the PSK alone authenticates
 // the client, and the certificate only makes crypto/tls resume.
-func newPlaceholder(id *hostid.PrivateKey) func() (placeholder, error) {
-	return sync.OnceValues(func() (placeholder, error) {
+func newPlaceholder(id *hostid.PrivateKey) func() (placeholderCert, error) {
+	return sync.OnceValues(func() (placeholderCert, error) {
 		leaf, err := syntheticLeaf(wire.HIT{}, id.Signer().Public())
 		if err != nil {
-			return placeholder{}, err
+			return placeholderCert{}, err
 		}
 		pin, err := pinSession(sessionServer, leaf, nil)
-		return placeholder{leaf: leaf, pin: pin}, err
+		return placeholderCert{leaf: leaf, pin: pin}, err
 	})
 }
 
-// placeholder is the certificate of the server's sessions, with the
+// placeholderCert is the certificate of the server's sessions, with the
 // session that keeps crypto/tls's parse of it (psk.go).
-type placeholder struct {
+type placeholderCert struct {
 	leaf *x509.Certificate
 	pin  *tls.SessionState
 }
