@@ -308,6 +308,22 @@ func (n *Node) listen(network, address string) (net.Listener, error) {
 //		n, known := pm.MaxDatagram(peer)
 //		...
 //	}
+//
+// ReadFrom and WriteTo pass the address as a net.Addr, so each ReadFrom
+// allocates one, as net.UDPConn's does. For a hot loop the PacketConn
+// also has the pair that passes it as a value, the counterpart of
+// net.UDPConn's ReadFromUDPAddrPort and WriteToUDPAddrPort: with an
+// association, a datagram sent and received through them allocates
+// nothing, end to end.
+//
+//	type addrConn interface {
+//		ReadFromAddr(b []byte) (int, hipnet.Addr, error)
+//		WriteToAddr(b []byte, to hipnet.Addr) (int, error)
+//	}
+//	if ac, ok := pc.(addrConn); ok {
+//		n, from, err := ac.ReadFromAddr(buf)
+//		...
+//	}
 func (n *Node) ListenPacket(network, address string) (net.PacketConn, error) {
 	switch network {
 	case "udp", "udp6", "hip":
