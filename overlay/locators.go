@@ -475,12 +475,9 @@ func (c *control) switchPath(p *peer, now time.Time, d locator.Decision) {
 		// Back on the relay: it forwards ESP by SPI, learnt from the
 		// UPDATEs it relays, and did not see the rekeys of the direct
 		// path. A rekey through it (sendPeer follows p.relayed) teaches it
-		// the SPIs in use. After this switch is done: it may come from
-		// within the handling of a packet of p's; and owed (sas.go
-		// oweRekey), so that a switch to a rekeyed SA still waiting
-		// delays it rather than drops it.
-		p.mut().rekeyOwed = true
-		s.poke(p, pokeRekey)
+		// the SPIs in use; owed (sas.go), so that a switch to a rekeyed
+		// SA still waiting delays it rather than drops it.
+		c.oweRekey(p)
 	}
 	// The Set's first choice (no From) is no move when it names the
 	// address the association already runs on: the base exchange and the

@@ -253,7 +253,7 @@ func (c *control) relayBack(now time.Time, h wire.HIT) {
 		}
 		if p.relayed.Load() && p.assoc != nil && p.out.Load() != nil {
 			c.s.log.Info("rekey through a re-registered relay", "peer", p.hit.String(), "relay", h.String())
-			c.oweRekey(p, now)
+			c.oweRekey(p)
 		}
 	}
 }

@@ -277,7 +277,7 @@ func TestRekeyOwedFollowsSwitch(t *testing.T) {
 	before := updates()
 	done := make(chan struct{})
 	a.cmds <- funcCmd(func(c *control, now time.Time) {
-		c.oweRekey(a.lookupPeer(b.HIT()), now)
+		c.oweRekey(a.lookupPeer(b.HIT()))
 		close(done)
 	})
 	<-done

@@ -172,7 +172,7 @@ func (c *control) rekey(p *peer, now time.Time) {
 		// that asked.
 		return
 	}
-	if p.x.rekeyOwed {
+	if p.x.rekeyOwed { // p.x may be the shared empty noExt: write only when set
 		p.x.rekeyOwed = false
 	}
 	a := p.assoc
@@ -193,11 +193,13 @@ func (c *control) rekey(p *peer, now time.Time) {
 
 // oweRekey asks for a rekey that must not be lost: the one through a
 // relay the association moved to, which teaches the relay the SPIs in use
-// (it forwards ESP by SPI and saw none of the direct path's rekeys). If a
-// switch to a rekeyed SA waits (canRekey), it starts after the switch.
-func (c *control) oweRekey(p *peer, now time.Time) {
+// (it forwards ESP by SPI and saw none of the direct path's rekeys). It
+// starts through a poke, once the caller is done: the caller may be
+// handling a packet of p's. If a switch to a rekeyed SA waits (canRekey),
+// it stays owed and starts after the switch (switchOut).
+func (c *control) oweRekey(p *peer) {
 	p.mut().rekeyOwed = true
-	c.rekey(p, now)
+	c.s.poke(p, pokeRekey)
 }
 
 // canRekey: p's association can start a rekey now. Not while a rekey

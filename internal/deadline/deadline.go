@@ -76,15 +76,7 @@ func (d *Deadline) Wait() <-chan struct{} {
 // Passed reports whether the deadline has passed. With none set it takes
 // no lock.
 func (d *Deadline) Passed() bool {
-	if !d.armed.Load() {
-		return false
-	}
-	select {
-	case <-d.Wait():
-		return true
-	default:
-		return false
-	}
+	return d.armed.Load() && Closed(d.Wait())
 }
 
 // Closed reports whether c is closed, without blocking. For an open,
