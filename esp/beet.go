@@ -81,39 +81,38 @@ func hitSum(src, dst [16]byte, proto uint8, seg []byte) uint64 {
 	return checksumAdd(sum, seg)
 }
 
-// checksumAdd adds b to a one's-complement sum (RFC 1071), eight octets at
-// a time with end-around carry; an odd final octet is padded with zero.
+// checksumAdd adds b to a one's-complement sum (RFC 1071) of big-endian
+// 16-bit words; an odd final octet is padded with zero.
+//
+// It sums b as little-endian words and swaps the folded result, which
+// RFC 1071 §2(B) allows ("byte order independence"): on the machines
+// hipnet runs on (amd64, arm64, arm, mipsle, riscv64) the loads then need
+// no byte swap. Four 32-bit words go into four 64-bit accumulators a turn,
+// so no add waits for a carry from the one before (an ADC chain would):
+// 2^32 words of headroom each is far beyond any segment.
 func checksumAdd(sum uint64, b []byte) uint64 {
-	var carry uint64
-	// Four words a turn: one ADC chain, a quarter of the loop overhead
-	// (the checksum of every inner datagram is on the bulk path).
+	var s0, s1, s2, s3 uint64
 	for len(b) >= 32 {
-		sum, carry = bits.Add64(sum, binary.BigEndian.Uint64(b), carry)
-		sum, carry = bits.Add64(sum, binary.BigEndian.Uint64(b[8:]), carry)
-		sum, carry = bits.Add64(sum, binary.BigEndian.Uint64(b[16:]), carry)
-		sum, carry = bits.Add64(sum, binary.BigEndian.Uint64(b[24:]), carry)
+		s0 += uint64(binary.LittleEndian.Uint32(b)) + uint64(binary.LittleEndian.Uint32(b[4:]))
+		s1 += uint64(binary.LittleEndian.Uint32(b[8:])) + uint64(binary.LittleEndian.Uint32(b[12:]))
+		s2 += uint64(binary.LittleEndian.Uint32(b[16:])) + uint64(binary.LittleEndian.Uint32(b[20:]))
+		s3 += uint64(binary.LittleEndian.Uint32(b[24:])) + uint64(binary.LittleEndian.Uint32(b[28:]))
 		b = b[32:]
 	}
-	for len(b) >= 8 {
-		sum, carry = bits.Add64(sum, binary.BigEndian.Uint64(b), carry)
-		b = b[8:]
-	}
-	sum += carry // cannot overflow: sum < 2^64 - 1 after a carry-out
-	if len(b) >= 4 {
-		sum, carry = bits.Add64(sum, uint64(binary.BigEndian.Uint32(b)), 0)
-		sum += carry
+	for len(b) >= 4 {
+		s0 += uint64(binary.LittleEndian.Uint32(b))
 		b = b[4:]
 	}
 	if len(b) >= 2 {
-		sum, carry = bits.Add64(sum, uint64(binary.BigEndian.Uint16(b)), 0)
-		sum += carry
+		s1 += uint64(binary.LittleEndian.Uint16(b))
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		sum, carry = bits.Add64(sum, uint64(b[0])<<8, 0)
-		sum += carry
+		s2 += uint64(b[0]) // the high octet of a zero-padded big-endian word
 	}
-	return sum
+	le := (s0 & 0xffffffff) + s0>>32 + (s1 & 0xffffffff) + s1>>32 +
+		(s2 & 0xffffffff) + s2>>32 + (s3 & 0xffffffff) + s3>>32
+	return sum + uint64(bits.ReverseBytes16(fold(le)))
 }
 
 // fold reduces a 64-bit one's-complement sum to 16 bits.

@@ -63,6 +63,11 @@ func (o *Outbound) Seq() uint64 { return o.seq.Load() }
 // the caller should start a rekey (RFC 7402 §3.3.6, §6.8).
 func (o *Outbound) NeedsRekey() bool { return o.seq.Load() >= o.rekeyAfter }
 
+// PayloadOffset is where Seal puts the payload in the free part of its
+// dst: a payload assembled at dst[len(dst)+PayloadOffset():] is encrypted
+// in place, without a copy.
+func (o *Outbound) PayloadOffset() int { return headerLen + int(o.t.ivLen) }
+
 // Overhead returns how many octets Seal adds to a payloadLen-octet payload.
 func (o *Outbound) Overhead(payloadLen int) int { return o.t.suite.Overhead(payloadLen) }
 

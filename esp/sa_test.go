@@ -399,8 +399,12 @@ func TestInPlace(t *testing.T) {
 	for _, s := range allSuites {
 		o, in := newPair(t, s, 11)
 		payload := seqBytes(1, 300)
-		// Seal: the caller assembled the payload where the ciphertext goes.
+		// Seal: the caller assembled the payload where the ciphertext
+		// goes, at PayloadOffset: SPI and sequence number, then the IV.
 		hdr := 8 + map[esp.Suite]int{7: 0, 8: 16, 9: 16, 13: 8}[s]
+		if got := o.PayloadOffset(); got != hdr {
+			t.Fatalf("%v: PayloadOffset %d, want %d", s, got, hdr)
+		}
 		buf := make([]byte, 0, 2048)
 		copy(buf[:cap(buf)][hdr:], payload)
 		pkt, err := o.Seal(buf, buf[hdr:hdr+len(payload)], 17)

@@ -65,25 +65,34 @@ func (g pendingSeg) payloadLen() int {
 }
 
 // seal builds the BEET inner UDP segment between the two HITs, seals it with
-// o and sends it to the peer's locator. With a *net.UDPConn socket it
-// allocates nothing: both buffers come from the pools.
+// o and sends it to the peer's locator. The segment is built in the pooled
+// buffer the packet goes out in, where Seal wants its payload, so the
+// datagram is copied once (from the caller) and encrypted in place. With
+// a *net.UDPConn socket it allocates nothing.
 func (s *Stack) seal(p *peer, o *esp.Outbound, srcPort, dstPort uint16, payload []byte) error {
-	seg := getBuf(8 + len(payload))
-	b := esp.AppendUDP((*seg)[:0], s.hit, p.hit, srcPort, dstPort, payload)
-	err := s.sealSegment(p, o, esp.ProtoUDP, b, len(payload))
-	putBuf(seg)
-	return err
+	n := 8 + len(payload)
+	out := getBuf(n + o.Overhead(n))
+	off := o.PayloadOffset()
+	seg := esp.AppendUDP((*out)[off:off], s.hit, p.hit, srcPort, dstPort, payload)
+	return s.sealInto(p, o, esp.ProtoUDP, out, seg, len(payload))
 }
 
 // sealSegment seals seg, an inner segment of protocol proto whose
 // application payload is payloadLen octets (for the counters), with o and
 // sends it to the peer's locator. It does not keep seg.
 func (s *Stack) sealSegment(p *peer, o *esp.Outbound, proto uint8, seg []byte, payloadLen int) error {
+	return s.sealInto(p, o, proto, getBuf(len(seg)+o.Overhead(len(seg))), seg, payloadLen)
+}
+
+// sealInto is sealSegment with the pooled buffer out to seal into given
+// (seg may already sit in it at o.PayloadOffset()); out is sealInto's.
+func (s *Stack) sealInto(p *peer, o *esp.Outbound, proto uint8, out *[]byte, seg []byte, payloadLen int) error {
 	to, ok := p.locator()
 	if !ok {
+		putBuf(out)
 		return fmt.Errorf("%w: %v", ErrUnknownPeer, p.hit)
 	}
-	out, n, err := sealPooled(o, seg, proto)
+	n, err := sealBuf(o, out, seg, proto)
 	if err != nil {
 		if errors.Is(err, esp.ErrSequenceExhausted) {
 			s.askRekey(p)
@@ -124,17 +133,28 @@ func (s *Stack) sealSegment(p *peer, o *esp.Outbound, proto uint8, seg []byte, p
 // back.
 func sealPooled(o *esp.Outbound, seg []byte, proto uint8) (buf *[]byte, n int, err error) {
 	out := getBuf(len(seg) + o.Overhead(len(seg)))
+	n, err = sealBuf(o, out, seg, proto)
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, n, nil
+}
+
+// sealBuf seals seg, of protocol proto, with o into the pooled buffer out,
+// which has room for it: the packet is (*out)[:n]. On error out is back in
+// its pool.
+func sealBuf(o *esp.Outbound, out *[]byte, seg []byte, proto uint8) (n int, err error) {
 	pkt, err := o.Seal((*out)[:0], seg, proto)
 	if err != nil {
 		putBuf(out)
-		return nil, 0, err
+		return 0, err
 	}
 	if &pkt[0] != &(*out)[0] {
 		// Seal wrote elsewhere (it never does into a buffer of this
 		// size); copy, so that the packet is in the pooled buffer.
 		*out = append((*out)[:0], pkt...)
 	}
-	return out, len(pkt), nil
+	return len(pkt), nil
 }
 
 func (s *Stack) countSent(p *peer, wireLen, payloadLen int) {
