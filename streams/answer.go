@@ -182,7 +182,7 @@ func (c *conn) startRetry(err error) bool {
 	c.mu.Unlock()
 	abortStream(st)
 	if qc != nil {
-		c.m.failConn(qc)
+		c.m.failConn(qc, err)
 		c.m.release(qc)
 	}
 	return true
@@ -203,14 +203,14 @@ func (c *conn) retry() (dialed, final bool, err error) {
 	c.ans.cancel = cancel // Close ends the retry
 	c.mu.Unlock()
 
-	qc, dialed, err := c.m.conn(ctx, c.remote.HIT)
+	qc, dialed, err := c.m.conn(ctx, c.remote.HIT, nil)
 	if err != nil {
 		return dialed, true, err
 	}
 	st, err := c.m.openStream(ctx, qc, c.remote.Port, c.local.Port)
 	if err != nil {
 		if retryable(err, dialed) {
-			c.m.failConn(qc)
+			c.m.failConn(qc, err)
 		}
 		c.m.release(qc)
 		return dialed, false, err

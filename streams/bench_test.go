@@ -251,7 +251,7 @@ func BenchmarkHandshake(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
-				c, err := x.m.handshake(ctx, y.hit)
+				c, err := x.m.handshake(ctx, y.hit, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -113,8 +113,9 @@ type Config struct {
 	// DefaultKeepAlivePeriod, DefaultMaxIdleTimeout,
 	// DefaultMaxIncomingStreams, no unidirectional streams, PacketSize.
 	// A non-nil Config is cloned and used as it is, except that path MTU
-	// discovery and 0-RTT are turned off and GetConfigForClient is
-	// ignored. A zero InitialPacketSize lets each connection take its
+	// discovery is turned off, 0-RTT on (early.go: a server whose stream
+	// limits are below earlyLimits refuses it, which costs its clients the
+	// round trip it saves) and GetConfigForClient is ignored. A zero InitialPacketSize lets each connection take its
 	// path's size (pmtu.go); a non-zero one fixes every connection's.
 	QUIC *quic.Config
 
@@ -140,7 +141,7 @@ func (c *Config) quicConfig() *quic.Config {
 		q.InitialPacketSize = PacketSize
 	}
 	q.DisablePathMTUDiscovery = true
-	q.Allow0RTT = false
+	q.Allow0RTT = true // early.go
 	q.GetConfigForClient = nil
 	return q
 }

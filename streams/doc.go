@@ -32,9 +32,10 @@
 //     net, CloseWrite/CloseRead half-closes as on *net.TCPConn, addresses
 //     *overlay.Addr.
 //   - The binding of QUIC's TLS 1.3 to the HIP association: a pre-shared
-//     key from the association's secret (psk.go), or, without one, the
-//     host identities as certificates (tls.go), and the synthetic
-//     certificates that stand for the peer in both (synthetic.go).
+//     key from the association's secret (psk.go), with 0-RTT on first
+//     contact (early.go), or, without one, the host identities as
+//     certificates (tls.go), and the synthetic certificates that stand for
+//     the peer in both (synthetic.go).
 //   - The packet size: each connection's from its path (pmtu.go), and
 //     PacketSize with the arithmetic behind it (config.go).
 //
@@ -105,7 +106,24 @@
 // one kind: the client never stores a ticket, and the server hands out
 // only a ticket naming nothing and resumes nothing but the association's
 // PSK. A ticket issued over one association therefore never resumes
-// after it (a new association, a new secret). 0-RTT is off.
+// after it (a new association, a new secret).
+//
+// The PSK sessions allow 0-RTT (early.go). A Dial that starts the base
+// exchange (AssociateKeyed) sends its stream's header, and its first
+// Write, as early data right behind the ClientHello, and the server
+// (a quic.EarlyListener) gives the stream to its listener before the
+// client's Finished: the stream's answer and first bytes save the
+// handshake's round trip, so first contact costs the base exchange's two
+// round trips and the echo's one, as TCP and TLS 1.3 cost three. Early
+// data changes none of the binding: crypto/tls reads it only after the
+// binder verified, with keys from the same PSK, so it comes from the
+// ESP peer as 1-RTT data does. What TLS 1.3 fears of early data, replay
+// (RFC 8446 §8), cannot happen below an ESP SA, whose anti-replay window
+// drops every copy (RFC 4303 §3.4.3), and the forward secrecy it lacks
+// is the SA's own (early.go has the whole argument). A server that
+// refuses early data costs its client the round trip, nothing else: the
+// stream, and a first Write that waits for the answer, go again in
+// 1-RTT.
 //
 // Without a secret, on either end, by certificates, as before the PSK.
 // Each host's certificate carries its host identity key, is self-issued
@@ -144,7 +162,8 @@
 // association (one of them already replaced it, or a bug). The server
 // must abort when the binder does not verify (RFC 8446 §4.2.11), with a
 // decrypt_error alert that reveals nothing of either secret; the client
-// then dials once more with certificates (Manager.quicDial). That
+// then dials once more with certificates (Manager.quicDial, or, when the
+// abort reaches a 0-RTT stream, its retry: Manager.notePSKRejected). That
 // handshake binds the connection to the HIT as firmly as the PSK does,
 // so the fallback costs a round trip and two signatures, never the
 // binding; and since only the ESP peer's datagrams reach the server under
@@ -164,7 +183,9 @@
 // Write waiting for the answer has already sent its data; a refusal
 // discards it unread, and that Write returns 0. A certificate that the
 // server rejects also shows there, for the client's handshake completes
-// before the server has judged it. A Read or Write deadline gives a
+// before the server has judged it; so does, on a Dial with 0-RTT, a
+// server that cannot prove its identity (it lacks the PSK, and its
+// certificate does not verify). A Read or Write deadline gives a
 // net.Error whose Timeout is true, also while waiting for the answer.
 //
 // A stream whose connection fails before the answer is retried on
@@ -177,7 +198,8 @@
 // may have delivered it, the error is reported instead: the stream layer
 // cannot know whether a listener read it.
 //
-// RFC sections: RFC 9000 (QUIC), RFC 9001 §4 (TLS in QUIC), RFC 8446
+// RFC sections: RFC 9000 (QUIC), RFC 9001 §4 (TLS in QUIC) and §4.6
+// (0-RTT), RFC 8446
 // §2.2, §4.2.9, §4.2.11 and §7.1 (PSK handshake and key schedule), RFC
 // 8446 §4.4.2 (certificates), RFC 5280 §4.1.2 (certificate fields), RFC
 // 7401 §3.2 and RFC 7343 §2 (HIT from HI), RFC 7401 §6.5 (the keying

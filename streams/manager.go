@@ -67,7 +67,7 @@ type Manager struct {
 	pc    packetConn
 	assoc associations // nil: pc does not report on associations
 	tr    *quic.Transport
-	ql    *quic.Listener
+	ql    *quic.EarlyListener // early.go: streams before the client's Finished
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -76,6 +76,7 @@ type Manager struct {
 	mu        sync.Mutex
 	closed    bool
 	peers     map[wire.HIT]*peerConns
+	badPSK    map[wire.HIT][sha256.Size]byte // notePSKRejected
 	conns     map[*qconn]struct{}
 	listeners map[int]*listener
 	nextPort  int // next ephemeral port to try
@@ -130,9 +131,19 @@ type qconn struct {
 func (qc *qconn) alive() bool { return !qc.failed && qc.c.Context().Err() == nil }
 
 // failConn marks qc failed after one of its streams saw the connection's
-// error. quic-go fails the streams before it cancels the connection's
-// context, and a retry in that window must not get qc again from conn.
-func (m *Manager) failConn(qc *qconn) {
+// error err, which retryable allowed. quic-go fails the streams before it
+// cancels the connection's context, and a retry in that window must not
+// get qc again from conn. A rejection of 0-RTT is the stream's, not the
+// connection's: qc carries the retry once its handshake is done
+// (openStream). A rejection of our PSK is noted, so that the retry's
+// dial uses certificates.
+func (m *Manager) failConn(qc *qconn, err error) {
+	if errors.Is(err, quic.Err0RTTRejected) {
+		return
+	}
+	if pskRejected(err) {
+		m.notePSKRejected(qc.peer, err)
+	}
 	m.mu.Lock()
 	qc.failed = true
 	m.mu.Unlock()
@@ -191,6 +202,7 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 		placeholder: newPlaceholder(cfg.Identity),
 		pc:          newPacketConn(pc),
 		peers:       make(map[wire.HIT]*peerConns),
+		badPSK:      make(map[wire.HIT][sha256.Size]byte),
 		conns:       make(map[*qconn]struct{}),
 		listeners:   make(map[int]*listener),
 		nextPort:    ephemeralLow + int(start.Int64()),
@@ -222,7 +234,7 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 		lconf = m.qconf.Clone()
 		lconf.GetConfigForClient = m.configForClient
 	}
-	m.ql, err = m.tr.Listen(m.serverTLS(), lconf)
+	m.ql, err = m.tr.ListenEarly(m.serverTLS(), lconf)
 	if err != nil {
 		m.cancel()
 		m.tr.Close()
@@ -512,6 +524,13 @@ func (m *Manager) serveConn(qc *qconn) {
 	defer m.wg.Done()
 	for {
 		st, err := qc.c.AcceptStream(context.Background())
+		if errors.Is(err, quic.Err0RTTRejected) {
+			// Our dial's 0-RTT was rejected (early.go); the connection
+			// goes on once its handshake is done, or fails with it.
+			if _, err = qc.c.NextConnection(context.Background()); err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			m.log.Debug("streams: connection down", "peer", qc.peer, "err", err)
 			break
@@ -544,7 +563,11 @@ func (m *Manager) serveConn(qc *qconn) {
 // must release it), dialing one if there is none; concurrent callers
 // share one dial. dialed reports that the connection was not there when
 // conn was called.
-func (m *Manager) conn(ctx context.Context, peer wire.HIT) (qc *qconn, dialed bool, err error) {
+//
+// first, when not nil, is the stream the caller wants to open: if conn
+// starts the dial and the dial uses 0-RTT, the dial opens it in the one
+// window where that is safe (firstStream), and first.take returns it.
+func (m *Manager) conn(ctx context.Context, peer wire.HIT, first *firstStream) (qc *qconn, dialed bool, err error) {
 	for waited := 0; ; waited++ {
 		m.mu.Lock()
 		if m.closed {
@@ -566,7 +589,7 @@ func (m *Manager) conn(ctx context.Context, peer wire.HIT) (qc *qconn, dialed bo
 			call = &dialCall{done: make(chan struct{})}
 			p.dial = call
 			m.wg.Add(1)
-			go m.dial(peer, p, call)
+			go m.dial(peer, p, call, first)
 		}
 		m.mu.Unlock()
 
@@ -585,10 +608,10 @@ func (m *Manager) conn(ctx context.Context, peer wire.HIT) (qc *qconn, dialed bo
 // dial runs one QUIC handshake with peer for the Dials waiting on call.
 // It runs on the Manager's context, not on a Dial's: another Dial may be
 // waiting for it, and the connection outlives the Dial anyway.
-func (m *Manager) dial(peer wire.HIT, p *peerConns, call *dialCall) {
+func (m *Manager) dial(peer wire.HIT, p *peerConns, call *dialCall, first *firstStream) {
 	defer m.wg.Done()
 	ctx, cancel := context.WithTimeout(m.ctx, dialTimeout)
-	c, err := m.handshake(ctx, peer)
+	c, err := m.handshake(ctx, peer, first)
 	cancel()
 
 	var qc, closeNow *qconn
@@ -644,7 +667,8 @@ func (m *Manager) associate(ctx context.Context, peer wire.HIT) (keyed bool, err
 // its timeout for packets that were discarded. finish takes the
 // handshake's error and returns the error the Dial reports: the
 // exchange's, when it failed (the handshake may have failed first, on the
-// writes the failed exchange refused), else the handshake's.
+// writes the failed exchange refused, or returned early, with 0-RTT),
+// else the handshake's.
 func (m *Manager) whileAssociating(ctx context.Context, peer wire.HIT) (hctx context.Context, finish func(error) error) {
 	hctx, cancel := context.WithCancelCause(ctx)
 	done := make(chan error, 1)
@@ -659,8 +683,14 @@ func (m *Manager) whileAssociating(ctx context.Context, peer wire.HIT) (hctx con
 	}()
 	return hctx, func(herr error) error {
 		if herr == nil {
+			// A dial with 0-RTT returns before the handshake, while the
+			// exchange may still run (early.go): the connection is the
+			// Dial's once the association exists, which is also when its
+			// first packets can leave. Associate returns once the
+			// exchange ends. Without 0-RTT it has already returned.
+			aerr := <-done
 			cancel(nil)
-			return nil
+			return aerr
 		}
 		// Associate returns once the exchange ends, which bounds the
 		// wait (or at once if hctx is done).
@@ -673,23 +703,33 @@ func (m *Manager) whileAssociating(ctx context.Context, peer wire.HIT) (hctx con
 	}
 }
 
-func (m *Manager) handshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
+// handshake associates with peer if need be and dials the QUIC connection.
+// During a keyed base exchange the dial uses 0-RTT (early.go), and first,
+// if given, is opened before the exchange completes (firstStream).
+func (m *Manager) handshake(ctx context.Context, peer wire.HIT, first *firstStream) (*quic.Conn, error) {
 	keyed, err := m.associate(ctx, peer)
 	if err != nil {
 		return nil, err
 	}
 	if !keyed {
-		return m.quicHandshake(ctx, peer)
+		return m.quicHandshake(ctx, peer, false)
 	}
 	ctx, finish := m.whileAssociating(ctx, peer)
-	c, err := m.quicHandshake(ctx, peer)
-	return c, finish(err)
+	c, err := m.quicHandshake(ctx, peer, true)
+	if err == nil && first != nil && !handshakeDone(c) {
+		m.openFirst(ctx, c, first)
+	}
+	if err = finish(err); err != nil && c != nil {
+		c.CloseWithError(connCodeGone, "association failed")
+		return nil, err
+	}
+	return c, err
 }
 
 // quicHandshake dials the QUIC connection to peer with its authenticated
 // identity, running Config.Associate first if PeerIdentity does not know
 // it yet (a PacketConn that reports no associations).
-func (m *Manager) quicHandshake(ctx context.Context, peer wire.HIT) (*quic.Conn, error) {
+func (m *Manager) quicHandshake(ctx context.Context, peer wire.HIT, early bool) (*quic.Conn, error) {
 	pub, err := peerKey(m.cfg.PeerIdentity, peer)
 	if err != nil && errors.Is(err, overlay.ErrUnknownPeer) && m.cfg.Associate != nil {
 		if aerr := m.cfg.Associate(ctx, peer); aerr != nil {
@@ -700,7 +740,7 @@ func (m *Manager) quicHandshake(ctx context.Context, peer wire.HIT) (*quic.Conn,
 	if err != nil {
 		return nil, err
 	}
-	return m.quicDial(ctx, peer, pub)
+	return m.quicDial(ctx, peer, pub, early)
 }
 
 // quicDial runs the QUIC handshake with peer, whose authenticated
@@ -713,12 +753,20 @@ func (m *Manager) quicHandshake(ctx context.Context, peer wire.HIT) (*quic.Conn,
 // then disagree about the association, and a certificate handshake, bound
 // to the HIT as firmly, still connects them. It costs a round trip and
 // the signatures, and reveals nothing: the server's abort is an alert.
-func (m *Manager) quicDial(ctx context.Context, peer wire.HIT, pub *hostid.PublicKey) (*quic.Conn, error) {
+//
+// With a secret and early (a keyed base exchange runs) the dial uses 0-RTT
+// (early.go) and returns as soon as the ClientHello is written, so the
+// server's abort reaches the first stream instead; the stream's retry then
+// finds the secret marked (pskFailed) and dials with certificates.
+func (m *Manager) quicDial(ctx context.Context, peer wire.HIT, pub *hostid.PublicKey, early bool) (*quic.Conn, error) {
 	secret, _ := m.secretFor(peer)
-	c, err := m.quicDialTLS(ctx, peer, pub, secret)
+	if secret != nil && m.pskFailed(peer, secret) {
+		secret = nil
+	}
+	c, err := m.quicDialTLS(ctx, peer, pub, secret, early)
 	if err != nil && secret != nil && pskRejected(err) && ctx.Err() == nil {
-		m.log.Debug("streams: peer rejected our PSK, retrying with certificates", "peer", peer, "err", err)
-		c, err = m.quicDialTLS(ctx, peer, pub, nil)
+		m.notePSKRejected(peer, err)
+		c, err = m.quicDialTLS(ctx, peer, pub, nil, false)
 	}
 	if err != nil && errors.Is(err, quic.ErrTransportClosed) {
 		return nil, errClosed
@@ -726,11 +774,44 @@ func (m *Manager) quicDial(ctx context.Context, peer wire.HIT, pub *hostid.Publi
 	return c, err
 }
 
-func (m *Manager) quicDialTLS(ctx context.Context, peer wire.HIT, pub *hostid.PublicKey, secret []byte) (*quic.Conn, error) {
+func (m *Manager) quicDialTLS(ctx context.Context, peer wire.HIT, pub *hostid.PublicKey, secret []byte, early bool) (*quic.Conn, error) {
 	tlsConf, err := m.clientTLS(peer, pub, secret)
 	if err != nil {
 		return nil, err
 	}
 	// The address as ReadFrom reports the peer's packets (packetConn).
-	return m.tr.Dial(ctx, m.pc.addrs.udp(overlay.Addr{HIT: peer, Port: m.peerPort}), tlsConf, m.connConfig(peer))
+	addr := m.pc.addrs.udp(overlay.Addr{HIT: peer, Port: m.peerPort})
+	if secret != nil && early {
+		return m.tr.DialEarly(ctx, addr, tlsConf, m.connConfig(peer))
+	}
+	return m.tr.Dial(ctx, addr, tlsConf, m.connConfig(peer))
+}
+
+// maxPSKFailures bounds Manager.badPSK; beyond it the marks are forgotten
+// (their peers try the PSK once more, and are marked again).
+const maxPSKFailures = 1024
+
+// notePSKRejected records that peer could not verify our PSK (err is the
+// server's abort, pskRejected): until the association's secret changes,
+// dials to peer use certificates.
+func (m *Manager) notePSKRejected(peer wire.HIT, err error) {
+	secret, ok := m.secretFor(peer)
+	if !ok {
+		return
+	}
+	m.log.Debug("streams: peer rejected our PSK, retrying with certificates", "peer", peer, "err", err)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.badPSK) >= maxPSKFailures {
+		clear(m.badPSK)
+	}
+	m.badPSK[peer] = sha256.Sum256(secret)
+}
+
+// pskFailed reports whether peer rejected the PSK of secret before.
+func (m *Manager) pskFailed(peer wire.HIT, secret []byte) bool {
+	m.mu.Lock()
+	h, ok := m.badPSK[peer]
+	m.mu.Unlock()
+	return ok && h == sha256.Sum256(secret)
 }

@@ -39,7 +39,7 @@ import (
 // (§4.2.11.2), the server's Finished proves the server does, and an
 // X25519 exchange gives forward secrecy. No Certificate, no
 // CertificateVerify: no signature on either side. QUIC carries it as any
-// other TLS 1.3 handshake (RFC 9001 §4, §4.5); 0-RTT stays off.
+// other TLS 1.3 handshake (RFC 9001 §4, §4.5), with 0-RTT (early.go).
 //
 // The sessions must look to crypto/tls like those of a certificate
 // handshake, or it would not resume them: a client session carries the
@@ -152,7 +152,7 @@ func clientSession(local, peer wire.HIT, secret []byte, certs *peerCerts, now ti
 	if err != nil {
 		return nil, err
 	}
-	enc := encodeSession(sessionClient, key, now, certs.leaf, certs.root)
+	enc := encodeSession(sessionClient, key, now, certs.leaf, certs.root, earlyClientExtra)
 	state, err := tls.ParseSessionState(enc)
 	if err != nil {
 		return nil, err
@@ -175,7 +175,12 @@ type pskServer struct {
 // It cannot see the binder: crypto/tls checks it against the returned
 // secret right after, and aborts the handshake if it fails (RFC 8446
 // §4.2.11).
-func (p *pskServer) unwrap(identity []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
+//
+// The session allows early data (early.go) when the server chose the
+// session's cipher suite, with which the client sealed it: crypto/tls
+// accepts early data only then, and the check here keeps quic-go from
+// counting on it otherwise (the client then sends it again in 1-RTT).
+func (p *pskServer) unwrap(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
 	if !bytes.Equal(identity, pskIdentity(p.peer, p.m.local)) {
 		return nil, nil
 	}
@@ -192,7 +197,11 @@ func (p *pskServer) unwrap(identity []byte, _ tls.ConnectionState) (*tls.Session
 	if err != nil {
 		return nil, nil
 	}
-	state, err := tls.ParseSessionState(encodeSession(sessionServer, key, time.Now(), leaf, nil))
+	var early []byte
+	if cs.CipherSuite == pskSuite {
+		early = earlyServerExtra
+	}
+	state, err := tls.ParseSessionState(encodeSession(sessionServer, key, time.Now(), leaf, nil, early))
 	if err != nil {
 		return nil, nil
 	}
@@ -246,38 +255,59 @@ const (
 //	uint8 ext_master_secret; uint8 early_data;
 //	CertificateEntry certificate_list<0..2^24-1>;
 //	CertificateChain verified_chains<0..2^24-1>;  /* excluding leaf */
+//	if early_data: opaque alpn<0..2^8-1>;
 //	client only: uint64 use_by; uint32 age_add;
 //
-// No extra data (quic-go finds none of its own and restores no transport
-// parameters, which only 0-RTT would use), no early data. The certificate
-// list holds leaf; a client session also has the one verified chain
-// [leaf, root] (crypto/tls checks that a stored chain's root is in
-// RootCAs).
-func encodeSession(typ uint8, secret []byte, now time.Time, leaf, root *x509.Certificate) []byte {
-	b := make([]byte, 0, 64+len(secret)+2*len(leaf.Raw))
+// early, when not nil, allows early data (early.go): it is the session's
+// one Extra entry, quic-go's own (the transport parameters 0-RTT
+// assumes), and the session names our ALPN protocol, which crypto/tls
+// requires to match for 0-RTT. Without it the session has no extra data
+// and no early data. The certificate list holds leaf; a client session
+// also has the one verified chain [leaf, root] (crypto/tls checks that a
+// stored chain's root is in RootCAs).
+func encodeSession(typ uint8, secret []byte, now time.Time, leaf, root *x509.Certificate, early []byte) []byte {
+	b := make([]byte, 0, 64+len(secret)+2*len(leaf.Raw)+len(early))
 	b = binary.BigEndian.AppendUint16(b, tls.VersionTLS13)
 	b = append(b, typ)
 	b = binary.BigEndian.AppendUint16(b, pskSuite)
 	b = binary.BigEndian.AppendUint64(b, uint64(now.Unix()))
 	b = append(b, byte(len(secret)))
 	b = append(b, secret...)
-	b = appendUint24(b, 0) // extra
-	b = append(b, 0, 0)    // ext_master_secret, early_data
+	if early != nil {
+		b = appendUint24(b, 3+len(early)) // extra: one entry
+		b = appendUint24(b, len(early))
+		b = append(b, early...)
+		b = append(b, 0, 1) // ext_master_secret, early_data
+	} else {
+		b = appendUint24(b, 0) // extra
+		b = append(b, 0, 0)    // ext_master_secret, early_data
+	}
 	// certificate_list: one CertificateEntry, no extensions.
 	b = appendUint24(b, 3+len(leaf.Raw)+2)
 	b = appendUint24(b, len(leaf.Raw))
 	b = append(b, leaf.Raw...)
 	b = append(b, 0, 0)
 	if typ == sessionServer {
-		return appendUint24(b, 0) // verified_chains: none
+		b = appendUint24(b, 0) // verified_chains: none
+		return appendALPN(b, early != nil)
 	}
 	// verified_chains: one chain, its leaf elided.
 	b = appendUint24(b, 3+3+len(root.Raw))
 	b = appendUint24(b, 3+len(root.Raw))
 	b = appendUint24(b, len(root.Raw))
 	b = append(b, root.Raw...)
+	b = appendALPN(b, early != nil)
 	b = binary.BigEndian.AppendUint64(b, uint64(now.Add(pskLifetime).Unix())) // use_by
 	return binary.BigEndian.AppendUint32(b, 0)                                // age_add
+}
+
+// appendALPN appends the ALPN protocol of a session with early data.
+func appendALPN(b []byte, early bool) []byte {
+	if !early {
+		return b
+	}
+	b = append(b, byte(len(alpn)))
+	return append(b, alpn...)
 }
 
 // pinSession parses, once, a session of type typ that carries leaf (and
@@ -285,7 +315,7 @@ func encodeSession(typ uint8, secret []byte, now time.Time, leaf, root *x509.Cer
 // crypto/tls parses sessions with the same certificates without parsing
 // the certificates again (see above). It holds no secret.
 func pinSession(typ uint8, leaf, root *x509.Certificate) (*tls.SessionState, error) {
-	return tls.ParseSessionState(encodeSession(typ, make([]byte, sha256.Size), time.Now(), leaf, root))
+	return tls.ParseSessionState(encodeSession(typ, make([]byte, sha256.Size), time.Now(), leaf, root, nil))
 }
 
 func appendUint24(b []byte, n int) []byte {

@@ -422,7 +422,7 @@ func TestPSKSessionCertificatesPinned(t *testing.T) {
 		}
 	})
 	server := mallocsAfterGC(func() {
-		if _, err := tls.ParseSessionState(encodeSession(sessionServer, secret, time.Now(), ph.leaf, nil)); err != nil {
+		if _, err := tls.ParseSessionState(encodeSession(sessionServer, secret, time.Now(), ph.leaf, nil, earlyServerExtra)); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -79,11 +79,18 @@ const maxDialAttempts = 3
 // its deadline passes, or the conn is closed), so a Write that returns
 // without error wrote to a listener.
 //
+// On first contact with the association's secret (a Dial that starts the
+// base exchange, Config.AssociateKeyed), the header and the first Write
+// go as QUIC 0-RTT data (early.go): Dial returns once the base exchange
+// is done, without waiting for the QUIC handshake, whose verdict then
+// comes with the answer.
+//
 // Dial returns an error wrapping overlay.ErrClosed after Close, the
 // context's error when ctx ends first, overlay.ErrUnknownPeer when there
 // is no association and Config.Associate cannot make one, and a TLS error
-// when the peer's identity does not verify. ctx bounds the Dial only, not
-// the wait for the answer. Errors are *net.OpError.
+// when the peer's identity does not verify (with 0-RTT, on the first Read
+// or Write). ctx bounds the Dial only, not the wait for the answer.
+// Errors are *net.OpError.
 func (m *Manager) Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn, error) {
 	raddr := &overlay.Addr{HIT: peer, Port: port}
 	opErr := func(err error) error {
@@ -100,11 +107,18 @@ func (m *Manager) Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn, 
 		if err := ctx.Err(); err != nil {
 			return nil, opErr(err)
 		}
-		qc, dialed, err := m.conn(ctx, peer)
+		var first *firstStream // early.go: only a Dial's first attempt
+		if attempt == 1 {
+			first = &firstStream{port: port, src: src}
+		}
+		qc, dialed, err := m.conn(ctx, peer, first)
+		st := first.take(qc) // aborted if err: qc is nil
 		if err != nil {
 			return nil, opErr(err)
 		}
-		st, err := m.openStream(ctx, qc, port, src)
+		if st == nil {
+			st, err = m.openStream(ctx, qc, port, src)
+		}
 		if err == nil {
 			c, err := m.newDialedConn(qc, st, port, src, dialed, attempt)
 			if err != nil {
@@ -113,7 +127,7 @@ func (m *Manager) Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn, 
 			return c, nil
 		}
 		if attempt < maxDialAttempts && ctx.Err() == nil && retryable(err, dialed) {
-			m.failConn(qc)
+			m.failConn(qc, err)
 			m.release(qc)
 			m.log.Debug("streams: retrying dial", "peer", peer, "port", port, "err", err)
 			continue
@@ -154,31 +168,57 @@ func retryable(err error, dialed bool) bool {
 }
 
 // undelivered reports whether err proves that the peer never gave the
-// stream to a listener: it closed the connection as a retired duplicate
-// or as idle, which it does only when no stream is on it (closeRetired,
-// armIdle). Data written to such a stream can be written again elsewhere.
+// stream to a listener, so that data written to it can be written again
+// elsewhere:
+//
+//   - it closed the connection as a retired duplicate or as idle, which it
+//     does only when no stream is on it (closeRetired, armIdle);
+//   - it rejected 0-RTT, and with it discarded everything sent in 0-RTT
+//     (RFC 9001 §4.6.2);
+//   - it could not verify our PSK binder, and aborted the handshake before
+//     it derived the keys of early data (RFC 8446 §4.2.11).
 func undelivered(err error) bool {
+	if errors.Is(err, quic.Err0RTTRejected) || pskRejected(err) {
+		return true
+	}
 	var appErr *quic.ApplicationError
 	return errors.As(err, &appErr) && appErr.Remote &&
 		(appErr.ErrorCode == connCodeRetired || appErr.ErrorCode == connCodeIdle)
 }
 
 // openStream opens a stream on qc and sends the header for port, from
-// src. It does not wait for the answer.
+// src. It does not wait for the answer. On a connection still in its
+// handshake it waits for the handshake first (firstStream says why); on
+// one whose 0-RTT the peer rejected, quic-go refuses new streams until
+// NextConnection.
 func (m *Manager) openStream(ctx context.Context, qc *qconn, port, src int) (*quic.Stream, error) {
+	if err := waitHandshake(ctx, qc.c); err != nil {
+		return nil, err
+	}
 	st, err := qc.c.OpenStreamSync(ctx)
+	if errors.Is(err, quic.Err0RTTRejected) {
+		if _, err = qc.c.NextConnection(ctx); err == nil {
+			st, err = qc.c.OpenStreamSync(ctx)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	var hdr [headerLen]byte
-	hdr[0] = headerVersion
-	binary.BigEndian.PutUint16(hdr[1:3], uint16(port))
-	binary.BigEndian.PutUint16(hdr[3:5], uint16(src))
-	if _, err := st.Write(hdr[:]); err != nil {
+	if err := writeHeader(st, port, src); err != nil {
 		abortStream(st)
 		return nil, err
 	}
 	return st, nil
+}
+
+// writeHeader writes the stream header for port, from src.
+func writeHeader(st *quic.Stream, port, src int) error {
+	var hdr [headerLen]byte
+	hdr[0] = headerVersion
+	binary.BigEndian.PutUint16(hdr[1:3], uint16(port))
+	binary.BigEndian.PutUint16(hdr[3:5], uint16(src))
+	_, err := st.Write(hdr[:])
+	return err
 }
 
 // abortStream resets both directions of a dialed stream we give up on.

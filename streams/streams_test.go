@@ -353,19 +353,46 @@ func TestClientVerifierRejectsOtherKey(t *testing.T) {
 	// a has b's association secret, which the impostor lacks: a offers
 	// the PSK, the impostor cannot resume it, and the certificate
 	// handshake is left.
+	// With the PSK, Dial returns once the ClientHello and the 0-RTT
+	// stream are out (early.go), so the verdict comes with the first
+	// Write; the 0-RTT data is sealed with the PSK, which the impostor
+	// cannot open, and nothing is sent again to a server that failed.
 	secret := make([]byte, SecretSize)
 	rand.Read(secret)
 	a.dir.setSecret(bh, secret)
-	echoOn(t, imp, 80)
-	_, err := a.m.Dial(dialCtx(t), bh, 80)
+	ln, err := imp.m.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := a.m.Dial(dialCtx(t), bh, 80)
 	if err == nil {
-		t.Fatal("Dial succeeded to a server with another key")
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Write([]byte("for b only"))
+		c.Close()
+	}
+	if err == nil {
+		t.Fatal("Dial and Write succeeded to a server with another key")
 	}
 	if !strings.Contains(err.Error(), "certificate") {
-		t.Errorf("Dial: %v, want a certificate error", err)
+		t.Errorf("Dial or Write: %v, want a certificate error", err)
 	}
-	if n := imp.m.ConnectionCount(); n != 0 {
-		t.Errorf("impostor has %d connections", n)
+	select {
+	case c := <-accepted:
+		t.Errorf("the impostor accepted a stream from %v", c.RemoteAddr())
+	case <-time.After(100 * time.Millisecond):
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for imp.m.ConnectionCount() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("impostor has %d connections", imp.m.ConnectionCount())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -699,7 +726,7 @@ func TestBadHeaderVersion(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
 	echoOn(t, b, 80)
-	qc, _, err := a.m.conn(dialCtx(t), b.hit)
+	qc, _, err := a.m.conn(dialCtx(t), b.hit, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

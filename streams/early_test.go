@@ -1,0 +1,191 @@
+package streams
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"hipnet.dev/handshake/wire"
+)
+
+// newKeyedPSKPair is newKeyedPair with the association's secret on both
+// sides, as the overlay gives it once the Initiator's keys exist: a Dial
+// from the returned Manager runs the QUIC handshake with the PSK during
+// the test's base exchange (keyedPC.finish ends it). opts change b's
+// Config.
+func newKeyedPSKPair(t *testing.T, opts ...func(*Config)) (*Manager, *keyedPC, *node) {
+	t.Helper()
+	ka, kb, _ := testIdentities(t)
+	b := newNode(t, kb, opts...)
+	ha := wire.HIT(ka.HIT())
+	dir := &directory{}
+	dir.set(b.hit, kb.Public())
+	b.dir.set(ha, ka.Public())
+	secret := make([]byte, SecretSize)
+	rand.Read(secret)
+	dir.setSecret(b.hit, secret)
+	b.dir.setSecret(ha, secret)
+	lpc := newLoopPC(t, ha)
+	connect(lpc, b.pc)
+	kpc := &keyedPC{assocPC: newAssocPC(lpc), peer: b.hit, done: make(chan struct{})}
+	cfg := Config{Identity: ka, PeerIdentity: dir.lookup, Secret: dir.secret,
+		Associate: kpc.associate, AssociateKeyed: kpc.associateKeyed}
+	m, err := New(kpc, ha, cfg)
+	if err != nil {
+		lpc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	echoOn(t, b, 7)
+	return m, kpc, b
+}
+
+// keyedDial dials port 7 of b from m during the base exchange of kpc,
+// waits until held packets were written meanwhile, ends the exchange, and
+// returns the Dial's conn and how many packets waited for the exchange.
+func keyedDial(t *testing.T, m *Manager, kpc *keyedPC, b *node, held int) (net.Conn, int) {
+	t.Helper()
+	res := make(chan dialResult, 1)
+	go func() {
+		c, err := m.Dial(dialCtx(t), b.hit, 7)
+		res <- dialResult{c, err}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for kpc.heldCount() < held {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d packets written during the base exchange, want %d", kpc.heldCount(), held)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // anything else the dial would write
+	n := kpc.heldCount()
+	kpc.finish(nil)
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.c.Close() })
+	return r.c, n
+}
+
+// echoOnce writes data on c and reads it back.
+func echoOnce(t *testing.T, c net.Conn, data []byte) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("echo: %d octets back, %v", len(got), err)
+	}
+}
+
+// quicState returns the QUIC state of m's connection with peer.
+func quicState(t *testing.T, m *Manager, peer wire.HIT) quic.ConnectionState {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.peers[peer]
+	if p == nil || p.cur == nil {
+		t.Fatal("no connection")
+	}
+	return p.cur.c.ConnectionState()
+}
+
+// First contact with the association's PSK: the ClientHello and, in
+// 0-RTT, the stream's header are written during the base exchange and
+// leave when it completes; the server accepts the early data, so the
+// stream's answer does not wait for the handshake's round trip.
+func TestEarlyData(t *testing.T) {
+	m, kpc, b := newKeyedPSKPair(t)
+	c, held := keyedDial(t, m, kpc, b, 2)
+	echoOnce(t, c, []byte("early"))
+	cs := quicState(t, m, b.hit)
+	ss := quicState(t, b.m, m.local)
+	if !cs.Used0RTT || !ss.Used0RTT || !cs.TLS.DidResume {
+		t.Errorf("Used0RTT: client %v, server %v (resumed %v), want true", cs.Used0RTT, ss.Used0RTT, cs.TLS.DidResume)
+	}
+	if held < 2 {
+		t.Errorf("%d packets waited for the base exchange, want the ClientHello and the 0-RTT stream", held)
+	}
+	// A second Dial shares the connection, after its handshake.
+	c2, err := m.Dial(dialCtx(t), b.hit, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	echoOnce(t, c2, []byte("second"))
+	if n := m.ConnectionCount(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+}
+
+// A server that refuses early data (an older hipnet, or one whose QUIC
+// limits are below earlyLimits): the stream, and the first Write that
+// waited for its answer, go again in 1-RTT on the same connection, and
+// the data arrives once.
+func TestEarlyDataRejected(t *testing.T) {
+	m, kpc, b := newKeyedPSKPair(t, func(c *Config) {
+		// A stream window below earlyLimits': the server refuses 0-RTT.
+		c.QUIC = &quic.Config{InitialStreamReceiveWindow: 8 << 10, MaxIncomingStreams: 16}
+	})
+	c, _ := keyedDial(t, m, kpc, b, 2)
+	echoOnce(t, c, bytes.Repeat([]byte("0123456789"), 1000))
+	cs := quicState(t, m, b.hit)
+	if cs.Used0RTT || !cs.TLS.DidResume {
+		t.Errorf("Used0RTT %v, resumed %v: want 1-RTT with the PSK", cs.Used0RTT, cs.TLS.DidResume)
+	}
+	if n := m.ConnectionCount(); n != 1 {
+		t.Errorf("%d connections after the rejection, want the one", n)
+	}
+}
+
+// A Dial that gives up while its dial runs does not leave the first
+// stream the dial opened for it: the stream is reset.
+func TestEarlyFirstStreamOfAbandonedDial(t *testing.T) {
+	m, kpc, b := newKeyedPSKPair(t)
+	ln, err := b.m.Listen(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	res := make(chan error, 1)
+	go func() {
+		_, err := m.Dial(ctx, b.hit, 8)
+		res <- err
+	}()
+	for kpc.heldCount() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-res; err == nil {
+		t.Fatal("Dial succeeded after its context ended")
+	}
+	kpc.finish(nil)
+	// Aborted, its header never reaches the listener, or reaches it
+	// reset; left open, it would wait there for data forever.
+	select {
+	case c := <-accepted:
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		var se *quic.StreamError
+		if !errors.As(err, &se) {
+			t.Errorf("the abandoned stream reads %v, want a reset", err)
+		}
+	case <-time.After(500 * time.Millisecond):
+	}
+}
