@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/quicvarint"
+
+	"hipnet.dev/handshake/wire"
 )
 
 // 0-RTT on the association's PSK (RFC 9001 §4.6, RFC 8446 §2.3).
@@ -117,20 +121,20 @@ func earlyExtra(head []byte, revision uint64) []byte {
 }
 
 // firstStream is the stream a Dial wants on a connection that its own
-// dial creates. With 0-RTT it is opened by the dial itself, during the
-// base exchange (openFirst), and the Dial takes it once the connection is
-// up; every other stream on a connection waits for the handshake to
-// complete (openStream).
+// dial creates. With 0-RTT it is opened by the dial itself, before the
+// server's first packet may reach the connection (openFirst), and the
+// Dial takes it once the connection is up; every other stream on a
+// connection waits for the handshake to complete (openStream).
 //
-// Why only then: quic-go reads the peer's transport parameters when it
-// creates a stream, and its connection goroutine writes them when the
-// handshake completes, with nothing ordering the two (quic-go issue
-// #4303; v0.66 made one of the fields atomic, not the other). During the
-// keyed base exchange the ClientHello cannot even leave, so the handshake
-// cannot complete before the stream's header, written right after the
-// stream is created, has been packed by that goroutine: the packing takes
-// the lock the write released, which orders the creation before anything
-// the goroutine does later.
+// Why: quic-go reads the peer's transport parameters when it creates a
+// stream, and its connection goroutine writes them when the handshake
+// completes, with nothing ordering the two (quic-go issue #4303; v0.66
+// made one of the fields atomic, not the other). So while the first
+// stream is being created, the server's packets are held back at our
+// PacketConn (gates): the connection goroutine can only complete the
+// handshake on a packet that ReadFrom released after the stream exists,
+// which orders the creation before it, for the memory model and for the
+// race detector alike.
 type firstStream struct {
 	port, src int
 
@@ -171,10 +175,10 @@ func (f *firstStream) take(qc *qconn) *quic.Stream {
 	return st
 }
 
-// openFirst opens first's stream on c, whose 0-RTT handshake is under way
-// during the keyed base exchange, and writes its header: it goes out in
-// 0-RTT right behind the ClientHello. On failure the Dial opens its stream
-// later, as any other.
+// openFirst opens first's stream on c, whose 0-RTT handshake is under way,
+// and writes its header: it goes out in 0-RTT right behind the
+// ClientHello. The caller holds the peer's gate. On failure the Dial opens
+// its stream later, as any other.
 func (m *Manager) openFirst(ctx context.Context, c *quic.Conn, first *firstStream) {
 	st, err := c.OpenStreamSync(ctx)
 	if err != nil {
@@ -205,5 +209,97 @@ func waitHandshake(ctx context.Context, c *quic.Conn) error {
 		return context.Cause(c.Context())
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// gateWait bounds how long a dial holds its peer's packets back waiting
+// for DialEarly to return. With 0-RTT it returns once the ClientHello is
+// built; without (quic-go refused our session's early data) it waits for
+// the handshake, which needs those packets: the gate then opens at this
+// deadline, and the Dial opens its stream after the handshake instead.
+const gateWait = 25 * time.Millisecond
+
+// gates holds back the packets of peers whose first 0-RTT stream is being
+// created (firstStream). The read path pays one atomic load per packet
+// while no gate is held.
+type gates struct {
+	held atomic.Int32 // gates in m
+	mu   sync.Mutex
+	m    map[wire.HIT]*gate
+}
+
+// gate is one peer's: open closes when it is released.
+type gate struct {
+	open    chan struct{}
+	claimed bool // the dial is creating the stream: no expiry
+	done    bool
+}
+
+// hold shuts peer's gate until release, or until gateWait passes without
+// a claim. One dial per peer holds one at a time (Manager.conn).
+func (g *gates) hold(peer wire.HIT) *gate {
+	gt := &gate{open: make(chan struct{})}
+	g.mu.Lock()
+	if g.m == nil {
+		g.m = make(map[wire.HIT]*gate)
+	}
+	g.m[peer] = gt
+	g.held.Add(1)
+	g.mu.Unlock()
+	time.AfterFunc(gateWait, func() { g.expire(peer, gt) })
+	return gt
+}
+
+// claim keeps gt shut until release; false if it has expired (the stream
+// must then wait for the handshake).
+func (g *gates) claim(gt *gate) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if gt.done {
+		return false
+	}
+	gt.claimed = true
+	return true
+}
+
+func (g *gates) expire(peer wire.HIT, gt *gate) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !gt.claimed {
+		g.releaseLocked(peer, gt)
+	}
+}
+
+// release opens gt.
+func (g *gates) release(peer wire.HIT, gt *gate) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.releaseLocked(peer, gt)
+}
+
+func (g *gates) releaseLocked(peer wire.HIT, gt *gate) {
+	if gt.done {
+		return
+	}
+	gt.done = true
+	if g.m[peer] == gt {
+		delete(g.m, peer)
+	}
+	g.held.Add(-1)
+	close(gt.open)
+}
+
+// pass waits until from's gate, if shut, opens. The lock (or, with no gate
+// held, the atomic) orders what the dial did before release before
+// everything that follows from the packet.
+func (g *gates) pass(from wire.HIT) {
+	if g.held.Load() == 0 {
+		return
+	}
+	g.mu.Lock()
+	gt := g.m[from]
+	g.mu.Unlock()
+	if gt != nil {
+		<-gt.open
 	}
 }

@@ -321,7 +321,13 @@ func (m *Manager) Close() error {
 	return err
 }
 
-// acceptConns registers the connections peers dial to us.
+// acceptConns registers the connections peers dial to us. The early
+// listener gives them before the client's Finished: one that accepted
+// 0-RTT (its client proved the PSK with the binder, early.go) is
+// registered at once, so that its early streams reach their listeners;
+// any other only once its handshake completes (acceptLater), so that a
+// client whose certificate fails never displaces a live connection with
+// the same peer (addConn).
 func (m *Manager) acceptConns() {
 	defer m.wg.Done()
 	for {
@@ -334,7 +340,27 @@ func (m *Manager) acceptConns() {
 			c.CloseWithError(connCodeClosed, "remote address is not a HIT")
 			continue
 		}
-		m.addConn(&qconn{c: c, peer: peer, initiator: peer, established: time.Now()})
+		qc := &qconn{c: c, peer: peer, initiator: peer, established: time.Now()}
+		if c.ConnectionState().Used0RTT || handshakeDone(c) {
+			m.addConn(qc)
+			continue
+		}
+		m.wg.Add(1)
+		go m.acceptLater(qc)
+	}
+}
+
+// acceptLater registers qc once its handshake completes; a handshake that
+// fails closes it unregistered.
+func (m *Manager) acceptLater(qc *qconn) {
+	defer m.wg.Done()
+	select {
+	case <-qc.c.HandshakeComplete():
+		qc.established = time.Now()
+		m.addConn(qc)
+	case <-qc.c.Context().Done():
+	case <-m.ctx.Done():
+		qc.c.CloseWithError(connCodeClosed, "closed")
 	}
 }
 
@@ -715,9 +741,16 @@ func (m *Manager) handshake(ctx context.Context, peer wire.HIT, first *firstStre
 		return m.quicHandshake(ctx, peer, false)
 	}
 	ctx, finish := m.whileAssociating(ctx, peer)
+	var gt *gate
+	if first != nil {
+		gt = m.pc.gates.hold(peer) // before the ClientHello can be answered
+	}
 	c, err := m.quicHandshake(ctx, peer, true)
-	if err == nil && first != nil && !handshakeDone(c) {
-		m.openFirst(ctx, c, first)
+	if gt != nil {
+		if err == nil && !handshakeDone(c) && m.pc.gates.claim(gt) {
+			m.openFirst(ctx, c, first)
+		}
+		m.pc.gates.release(peer, gt)
 	}
 	if err = finish(err); err != nil && c != nil {
 		c.CloseWithError(connCodeGone, "association failed")

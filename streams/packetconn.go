@@ -36,10 +36,11 @@ import (
 type packetConn struct {
 	net.PacketConn
 	addrs *addrCache
+	gates *gates // early.go: packets held back while a 0-RTT stream opens
 }
 
 func newPacketConn(pc net.PacketConn) packetConn {
-	return packetConn{PacketConn: pc, addrs: &addrCache{}}
+	return packetConn{PacketConn: pc, addrs: &addrCache{}, gates: &gates{}}
 }
 
 // addrConn is the allocation-free side of *overlay.InnerConn.
@@ -54,10 +55,12 @@ func (c packetConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if err != nil {
 			return n, nil, err
 		}
+		c.gates.pass(from.HIT)
 		return n, c.addrs.udp(from), nil
 	}
 	n, from, err := c.PacketConn.ReadFrom(b)
 	if a, ok := from.(*overlay.Addr); ok && a != nil {
+		c.gates.pass(a.HIT)
 		return n, c.addrs.udp(*a), err
 	}
 	return n, from, err

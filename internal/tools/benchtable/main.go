@@ -27,6 +27,9 @@ type row struct {
 
 var rows = []row{
 	{"first contact: dial + 1-octet echo", "FirstContact", "hip-µs", "tls-µs", "TLS 1.3 mTLS, X25519, over TCP", "µs", true, 1.0, 0},
+	// The same across a path with a 10 ms round trip, in round trips:
+	// what a network adds, where CPU hardly counts.
+	{"first contact, 10 ms round trip", "FirstContactRTT", "hip-rtts", "tls-rtts", "TLS 1.3 mTLS, X25519, over TCP, same delay", "RTTs", true, 0, 0},
 	{"warm dial + echo + close", "SecondDial", "hip-µs", "tls-µs", "TLS 1.3 mTLS, X25519, over TCP", "µs", true, 0.10, 0},
 	{"bulk, one stream", "Throughput", "hip-MB/s", "quic-MB/s", "quic-go on its own UDP sockets", "MB/s", false, 0.8, 0},
 	{"bulk, one stream", "Throughput", "hip-MB/s", "tls-MB/s", "TLS 1.3 over TCP", "MB/s", false, 0.5, 0},
@@ -50,7 +53,7 @@ func main() {
 
 	results := map[string]map[string][]float64{} // transport -> bench/metric -> values
 	for _, tr := range strings.Split(*transports, ",") {
-		bench := "Throughput|ThroughputVeth"
+		bench := "Throughput|ThroughputVeth|FirstContactRTT"
 		if tr == "quic" {
 			bench += "|Datagrams|BEXRate" // the same for both transports: measured once
 		}
