@@ -70,12 +70,7 @@ func (c *delayedConn) Close() error {
 // its stream's, TLS the SYN's, its handshake's and the echo's.
 func BenchmarkFirstContactRTT(b *testing.B) {
 	ctx := benchCtx(b)
-	server := newTestNode(b, Config{})
-	echoServer(b, server, 7)
-	dst := addrOf(server, 7)
-	pki := getPKI(b)
-	tlsAddr := serveTLS(b, pki.serverTLS(), func(c *tls.Conn) { echo(c) })
-	tconf := pki.clientTLS()
+	server, dst, tlsAddr, tconf := firstContactServers(b)
 	tconf.ServerName = "127.0.0.1" // what tls.Dial would take from the address
 
 	var hip, tlsT samples
@@ -95,13 +90,7 @@ func BenchmarkFirstContactRTT(b *testing.B) {
 		defer client.Close()
 		client.AddPeer(server.HIT(), server.LocalAddr())
 		t0 := time.Now()
-		c, err := client.DialContext(ctx, "tcp", dst)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pingPong(c); err != nil {
-			b.Fatal(err)
-		}
+		c := dialPingPong(b, ctx, client, dst)
 		if record {
 			hip.addDur(time.Since(t0))
 		}

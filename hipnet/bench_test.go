@@ -169,14 +169,33 @@ func interleaved(b *testing.B, paths func(record bool) []func()) {
 	}
 }
 
+// firstContactServers starts what the first-contact benchmarks dial: a
+// hipnet node echoing on port 7 (its address is dst) and a TLS echo
+// server at tlsAddr, with the client config tconf.
+func firstContactServers(b *testing.B) (server *Node, dst, tlsAddr string, tconf *tls.Config) {
+	server = newTestNode(b, Config{})
+	echoServer(b, server, 7)
+	pki := getPKI(b)
+	tlsAddr = serveTLS(b, pki.serverTLS(), func(c *tls.Conn) { echo(c) })
+	return server, addrOf(server, 7), tlsAddr, pki.clientTLS()
+}
+
+// dialPingPong dials dst from client and makes one echo round trip on the
+// stream, which the caller closes.
+func dialPingPong(b *testing.B, ctx context.Context, client *Node, dst string) net.Conn {
+	c, err := client.DialContext(ctx, "tcp", dst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pingPong(c); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
 func BenchmarkFirstContact(b *testing.B) {
 	ctx := benchCtx(b)
-	server := newTestNode(b, Config{})
-	echoServer(b, server, 7)
-	dst := addrOf(server, 7)
-	pki := getPKI(b)
-	tlsAddr := serveTLS(b, pki.serverTLS(), func(c *tls.Conn) { echo(c) })
-	tconf := pki.clientTLS()
+	server, dst, tlsAddr, tconf := firstContactServers(b)
 
 	var hip, tlsTotal, tlsHS, bex, qs, rtt samples
 	// Each fresh node is created before the timed span and closed after
@@ -186,13 +205,7 @@ func BenchmarkFirstContact(b *testing.B) {
 		defer client.Close()
 		b.StartTimer()
 		t0 := time.Now()
-		c, err := client.DialContext(ctx, "tcp", dst)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pingPong(c); err != nil {
-			b.Fatal(err)
-		}
+		c := dialPingPong(b, ctx, client, dst)
 		d := time.Since(t0)
 		b.StopTimer()
 		if record {

@@ -63,10 +63,14 @@ import (
 // itself, it aborts the handshake before it reads early data, and the
 // next dial uses certificates (Manager.pskFailed).
 //
-// quic-go's encoding is internal to it. Were it to change, quic-go would
-// not parse these sessions' Extra and would send no early data, nothing
-// worse (its parsers refuse what they do not know); TestEarlyData would
-// report the lost round trip.
+// quic-go's encoding is internal to it, and it does change: v0.66 put the
+// QUIC version into the server's ticket and moved its revision to 6, and
+// TestEarlyData failed until earlyServerExtra followed. Its parsers refuse
+// what they do not know, so a change costs the round trip, not
+// correctness: a server that cannot parse its Extra rejects early data (the
+// client sends it again in 1-RTT), and a client that cannot parse its own
+// sends none, its dial holding the peer's packets back for gateWait before
+// the handshake goes on. TestEarlyData reports either.
 
 // earlyLimits are the server transport parameters a client assumes in
 // 0-RTT (RFC 9000 §18.2): one bidirectional stream with 16 KiB of data,

@@ -152,16 +152,7 @@ func TestEarlyDataRejected(t *testing.T) {
 // stream the dial opened for it: the stream is reset.
 func TestEarlyFirstStreamOfAbandonedDial(t *testing.T) {
 	m, kpc, b := newKeyedPSKPair(t)
-	ln, err := b.m.Listen(8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			accepted <- c
-		}
-	}()
+	accepted := acceptFirst(t, b.m, 8)
 	ctx, cancel := context.WithCancel(context.Background())
 	res := make(chan error, 1)
 	go func() {

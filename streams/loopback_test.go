@@ -213,6 +213,23 @@ func newCertPair(t testing.TB, ka, kb *hostid.PrivateKey, opts ...func(*Config))
 	return a, b
 }
 
+// acceptFirst listens on port of m and delivers the first stream its
+// listener accepts.
+func acceptFirst(t testing.TB, m *Manager, port int) <-chan net.Conn {
+	t.Helper()
+	l, err := m.Listen(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	return accepted
+}
+
 // newNode starts a Manager with identity k; opts may change its Config.
 func newNode(t testing.TB, k *hostid.PrivateKey, opts ...func(*Config)) *node {
 	t.Helper()

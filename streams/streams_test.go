@@ -360,16 +360,7 @@ func TestClientVerifierRejectsOtherKey(t *testing.T) {
 	secret := make([]byte, SecretSize)
 	rand.Read(secret)
 	a.dir.setSecret(bh, secret)
-	ln, err := imp.m.Listen(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			accepted <- c
-		}
-	}()
+	accepted := acceptFirst(t, imp.m, 80)
 	c, err := a.m.Dial(dialCtx(t), bh, 80)
 	if err == nil {
 		c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -505,16 +496,7 @@ func TestUnknownPeer(t *testing.T) {
 func TestDeadlines(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
-	l, err := b.m.Listen(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		if c, err := l.Accept(); err == nil {
-			accepted <- c
-		}
-	}()
+	accepted := acceptFirst(t, b.m, 80)
 	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
 	if err != nil {
 		t.Fatal(err)
