@@ -183,12 +183,21 @@ func (f *firstStream) take(qc *qconn) *quic.Stream {
 // and writes its header: it goes out in 0-RTT right behind the
 // ClientHello. The caller holds the peer's gate. On failure the Dial opens
 // its stream later, as any other.
+//
+// The peer's packets wait meanwhile, so nothing here may block for long:
+// the stream limit of earlyLimits allows this one stream at once, and the
+// header's write is bounded by gateWait.
 func (m *Manager) openFirst(ctx context.Context, c *quic.Conn, first *firstStream) {
+	ctx, cancel := context.WithTimeout(ctx, gateWait)
+	defer cancel()
 	st, err := c.OpenStreamSync(ctx)
 	if err != nil {
 		return
 	}
-	if err := writeHeader(st, first.port, first.src); err != nil || !first.put(c, st) {
+	st.SetWriteDeadline(time.Now().Add(gateWait))
+	err = writeHeader(st, first.port, first.src)
+	st.SetWriteDeadline(time.Time{})
+	if err != nil || !first.put(c, st) {
 		abortStream(st)
 	}
 }

@@ -180,3 +180,28 @@ func TestEarlyFirstStreamOfAbandonedDial(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// A first Write larger than the 0-RTT limits (earlyLimits: 16 KiB) sends
+// what they allow early and the rest once the handshake raised them.
+func TestEarlyDataBeyondLimits(t *testing.T) {
+	m, kpc, b := newKeyedPSKPair(t)
+	c, _ := keyedDial(t, m, kpc, b, 2)
+	data := make([]byte, 256<<10)
+	rand.Read(data)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		done <- err
+	}()
+	got := make([]byte, len(data))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("echo of %d octets: %v", len(data), err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if cs := quicState(t, m, b.hit); !cs.Used0RTT {
+		t.Error("no 0-RTT")
+	}
+}
