@@ -108,9 +108,10 @@
 // PSK. A ticket issued over one association therefore never resumes
 // after it (a new association, a new secret).
 //
-// The PSK sessions allow 0-RTT (early.go). A Dial that starts the base
-// exchange (AssociateKeyed) sends its stream's header, and its first
-// Write, as early data right behind the ClientHello, and the server
+// The PSK sessions allow 0-RTT (early.go). A Dial that opens a new
+// connection (on first contact, during the base exchange, with
+// AssociateKeyed) sends its stream's header, and its first Write, as
+// early data right behind the ClientHello, and the server
 // (a quic.EarlyListener) gives the stream to its listener before the
 // client's Finished: the stream's answer and first bytes save the
 // handshake's round trip, so first contact costs the base exchange's two

@@ -15,7 +15,8 @@ import (
 
 // 0-RTT on the association's PSK (RFC 9001 §4.6, RFC 8446 §2.3).
 //
-// The synthetic sessions of psk.go allow early data, so a first contact
+// The synthetic sessions of psk.go allow early data, so a Dial that opens
+// a new connection (first contact, or the first after an idle one closed)
 // sends the stream's header and the application's first Write in 0-RTT
 // packets with the ClientHello, and the server (a quic.EarlyListener)
 // hands the stream to its listener before the client's Finished: the

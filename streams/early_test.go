@@ -128,6 +128,21 @@ func TestEarlyData(t *testing.T) {
 	}
 }
 
+// A Dial that opens a new connection over an association that already
+// exists (the first after an idle one closed) uses 0-RTT too.
+func TestEarlyDataOnExistingAssociation(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	echoOn(t, b, 80)
+	if err := roundTrip(t, a.m, b.hit, 80, []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	cs, ss := quicState(t, a.m, b.hit), quicState(t, b.m, a.hit)
+	if !cs.Used0RTT || !ss.Used0RTT {
+		t.Errorf("Used0RTT: client %v, server %v, want true on both", cs.Used0RTT, ss.Used0RTT)
+	}
+}
+
 // A server that refuses early data (an older hipnet, or one whose QUIC
 // limits are below earlyLimits): the stream, and the first Write that
 // waited for its answer, go again in 1-RTT on the same connection, and

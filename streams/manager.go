@@ -730,31 +730,38 @@ func (m *Manager) whileAssociating(ctx context.Context, peer wire.HIT) (hctx con
 }
 
 // handshake associates with peer if need be and dials the QUIC connection.
-// During a keyed base exchange the dial uses 0-RTT (early.go), and first,
-// if given, is opened before the exchange completes (firstStream).
+// With first, for a Dial, the dial uses 0-RTT (early.go) and opens first's
+// stream before the handshake completes (firstStream).
 func (m *Manager) handshake(ctx context.Context, peer wire.HIT, first *firstStream) (*quic.Conn, error) {
 	keyed, err := m.associate(ctx, peer)
 	if err != nil {
 		return nil, err
 	}
-	if !keyed {
-		return m.quicHandshake(ctx, peer, false)
+	finish := func(err error) error { return err }
+	if keyed {
+		ctx, finish = m.whileAssociating(ctx, peer)
 	}
-	ctx, finish := m.whileAssociating(ctx, peer)
-	var gt *gate
-	if first != nil {
-		gt = m.pc.gates.hold(peer) // before the ClientHello can be answered
-	}
-	c, err := m.quicHandshake(ctx, peer, true)
-	if gt != nil {
-		if err == nil && !handshakeDone(c) && m.pc.gates.claim(gt) {
-			m.openFirst(ctx, c, first)
-		}
-		m.pc.gates.release(peer, gt)
-	}
+	c, err := m.earlyHandshake(ctx, peer, first)
 	if err = finish(err); err != nil && c != nil {
 		c.CloseWithError(connCodeGone, "association failed")
 		return nil, err
+	}
+	return c, err
+}
+
+// earlyHandshake dials the QUIC connection to peer. With first it holds
+// the peer's packets back (gates) from before the ClientHello until
+// first's stream exists, dialing with 0-RTT: the stream's header follows
+// the ClientHello as early data.
+func (m *Manager) earlyHandshake(ctx context.Context, peer wire.HIT, first *firstStream) (*quic.Conn, error) {
+	if first == nil {
+		return m.quicHandshake(ctx, peer, false)
+	}
+	gt := m.pc.gates.hold(peer)
+	defer m.pc.gates.release(peer, gt)
+	c, err := m.quicHandshake(ctx, peer, true)
+	if err == nil && !handshakeDone(c) && m.pc.gates.claim(gt) {
+		m.openFirst(ctx, c, first)
 	}
 	return c, err
 }
@@ -787,10 +794,11 @@ func (m *Manager) quicHandshake(ctx context.Context, peer wire.HIT, early bool) 
 // to the HIT as firmly, still connects them. It costs a round trip and
 // the signatures, and reveals nothing: the server's abort is an alert.
 //
-// With a secret and early (a keyed base exchange runs) the dial uses 0-RTT
-// (early.go) and returns as soon as the ClientHello is written, so the
-// server's abort reaches the first stream instead; the stream's retry then
-// finds the secret marked (pskFailed) and dials with certificates.
+// With a secret and early (a Dial's first stream waits, earlyHandshake)
+// the dial uses 0-RTT (early.go) and returns as soon as the ClientHello is
+// written, so the server's abort reaches the first stream instead; the
+// stream's retry then finds the secret marked (pskFailed) and dials with
+// certificates.
 func (m *Manager) quicDial(ctx context.Context, peer wire.HIT, pub *hostid.PublicKey, early bool) (*quic.Conn, error) {
 	secret, _ := m.secretFor(peer)
 	if secret != nil && m.pskFailed(peer, secret) {

@@ -79,11 +79,10 @@ const maxDialAttempts = 3
 // its deadline passes, or the conn is closed), so a Write that returns
 // without error wrote to a listener.
 //
-// On first contact with the association's secret (a Dial that starts the
-// base exchange, Config.AssociateKeyed), the header and the first Write
-// go as QUIC 0-RTT data (early.go): Dial returns once the base exchange
-// is done, without waiting for the QUIC handshake, whose verdict then
-// comes with the answer.
+// A Dial that opens a new QUIC connection, with the association's secret,
+// sends the header and the first Write as QUIC 0-RTT data (early.go): it
+// returns once the base exchange, if it ran one, is done, without waiting
+// for the QUIC handshake, whose verdict then comes with the answer.
 //
 // Dial returns an error wrapping overlay.ErrClosed after Close, the
 // context's error when ctx ends first, overlay.ErrUnknownPeer when there
