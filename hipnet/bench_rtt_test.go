@@ -75,20 +75,12 @@ func BenchmarkFirstContactRTT(b *testing.B) {
 
 	var hip, tlsT samples
 	hipFirst := func(record bool) {
-		id, err := GenerateIdentity()
-		if err != nil {
-			b.Fatal(err)
-		}
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)
 		}
-		client, err := NewNode(Config{Identity: id, PacketConn: delayedPC{pc, benchRTT}, Streams: benchStreamsFactory(b)})
-		if err != nil {
-			b.Fatal(err)
-		}
+		client := freshClientFrom(b, server, Config{PacketConn: delayedPC{pc, benchRTT}})
 		defer client.Close()
-		client.AddPeer(server.HIT(), server.LocalAddr())
 		t0 := time.Now()
 		c := dialPingPong(b, ctx, client, dst)
 		if record {

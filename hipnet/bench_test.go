@@ -127,12 +127,19 @@ func freshClient(b *testing.B, server *Node) *Node { return freshClientAt(b, ser
 
 // freshClientAt is freshClient listening on listen.
 func freshClientAt(b *testing.B, server *Node, listen string) *Node {
+	return freshClientFrom(b, server, Config{ListenAddr: listen})
+}
+
+// freshClientFrom is freshClient with cfg's socket: a node with a new
+// identity and the benchmark's stream transport.
+func freshClientFrom(b *testing.B, server *Node, cfg Config) *Node {
 	b.Helper()
 	id, err := GenerateIdentity()
 	if err != nil {
 		b.Fatal(err)
 	}
-	n, err := NewNode(Config{Identity: id, ListenAddr: listen, Streams: benchStreamsFactory(b)})
+	cfg.Identity, cfg.Streams = id, benchStreamsFactory(b)
+	n, err := NewNode(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -144,9 +144,9 @@ func TestAssociationEndClosesConnection(t *testing.T) {
 // linked to a new node b, which it returns with the Manager. wrap gives
 // the PacketConn the Manager gets and sets the Config's association
 // hooks.
-func assocManager(t *testing.T, wrap func(apc *assocPC, b *node, cfg *Config) net.PacketConn) (*Manager, *node) {
+func assocManager(t *testing.T, wrap func(apc *assocPC, b *node, cfg *Config) net.PacketConn, bOpts ...func(*Config)) (*Manager, *node) {
 	ka, kb, _ := testIdentities(t)
-	b := newNode(t, kb)
+	b := newNode(t, kb, bOpts...)
 	ha := wire.HIT(ka.HIT())
 	dir := &directory{}
 	dir.set(b.hit, kb.Public())
@@ -234,12 +234,21 @@ func (k *keyedPC) finish(err error) {
 }
 
 func newKeyedPair(t *testing.T) (*Manager, *keyedPC, *node) {
+	return newKeyedPairWith(t, nil)
+}
+
+// newKeyedPairWith is newKeyedPair; with, if not nil, also sets up b and
+// the Manager's Config, and bOpts change b's Config.
+func newKeyedPairWith(t *testing.T, with func(b *node, cfg *Config), bOpts ...func(*Config)) (*Manager, *keyedPC, *node) {
 	var kpc *keyedPC
 	m, b := assocManager(t, func(a *assocPC, b *node, cfg *Config) net.PacketConn {
 		kpc = &keyedPC{assocPC: a, peer: b.hit, done: make(chan struct{})}
 		cfg.Associate, cfg.AssociateKeyed = kpc.associate, kpc.associateKeyed
+		if with != nil {
+			with(b, cfg)
+		}
 		return kpc
-	})
+	}, bOpts...)
 	echoOn(t, b, 7)
 	return m, kpc, b
 }

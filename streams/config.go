@@ -115,8 +115,9 @@ type Config struct {
 	// A non-nil Config is cloned and used as it is, except that path MTU
 	// discovery is turned off, 0-RTT on (early.go: a server whose stream
 	// limits are below earlyLimits refuses it, which costs its clients the
-	// round trip it saves) and GetConfigForClient is ignored. A zero InitialPacketSize lets each connection take its
-	// path's size (pmtu.go); a non-zero one fixes every connection's.
+	// round trip it saves) and GetConfigForClient is ignored. A zero
+	// InitialPacketSize lets each connection take its path's size
+	// (pmtu.go); a non-zero one fixes every connection's.
 	QUIC *quic.Config
 
 	// Logger receives connection events (up, down, failed dials,

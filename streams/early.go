@@ -213,19 +213,6 @@ func handshakeDone(c *quic.Conn) bool {
 	}
 }
 
-// waitHandshake waits until c's handshake completes, c fails (its error),
-// or ctx ends.
-func waitHandshake(ctx context.Context, c *quic.Conn) error {
-	select {
-	case <-c.HandshakeComplete():
-		return nil
-	case <-c.Context().Done():
-		return context.Cause(c.Context())
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // gateWait bounds how long a dial holds its peer's packets back waiting
 // for DialEarly to return. With 0-RTT it returns once the ClientHello is
 // built; without (quic-go refused our session's early data) it waits for

@@ -22,29 +22,12 @@ import (
 // Config.
 func newKeyedPSKPair(t *testing.T, opts ...func(*Config)) (*Manager, *keyedPC, *node) {
 	t.Helper()
-	ka, kb, _ := testIdentities(t)
-	b := newNode(t, kb, opts...)
-	ha := wire.HIT(ka.HIT())
-	dir := &directory{}
-	dir.set(b.hit, kb.Public())
-	b.dir.set(ha, ka.Public())
 	secret := make([]byte, SecretSize)
 	rand.Read(secret)
-	dir.setSecret(b.hit, secret)
-	b.dir.setSecret(ha, secret)
-	lpc := newLoopPC(t, ha)
-	connect(lpc, b.pc)
-	kpc := &keyedPC{assocPC: newAssocPC(lpc), peer: b.hit, done: make(chan struct{})}
-	cfg := Config{Identity: ka, PeerIdentity: dir.lookup, Secret: dir.secret,
-		Associate: kpc.associate, AssociateKeyed: kpc.associateKeyed}
-	m, err := New(kpc, ha, cfg)
-	if err != nil {
-		lpc.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	echoOn(t, b, 7)
-	return m, kpc, b
+	return newKeyedPairWith(t, func(b *node, cfg *Config) {
+		b.dir.setSecret(wire.HIT(cfg.Identity.HIT()), secret)
+		cfg.Secret = func(h wire.HIT) ([]byte, bool) { return secret, h == b.hit }
+	}, opts...)
 }
 
 // keyedDial dials port 7 of b from m during the base exchange of kpc,

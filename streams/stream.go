@@ -186,20 +186,16 @@ func undelivered(err error) bool {
 }
 
 // openStream opens a stream on qc and sends the header for port, from
-// src. It does not wait for the answer. On a connection still in its
-// handshake it waits for the handshake first (firstStream says why); on
-// one whose 0-RTT the peer rejected, quic-go refuses new streams until
-// NextConnection.
+// src. It does not wait for the answer. NextConnection first waits for
+// the handshake to complete (firstStream says why no other stream may be
+// created before), and makes a connection whose 0-RTT the peer rejected
+// usable again: quic-go refuses new streams on it until then. On any
+// other connection it changes nothing.
 func (m *Manager) openStream(ctx context.Context, qc *qconn, port, src int) (*quic.Stream, error) {
-	if err := waitHandshake(ctx, qc.c); err != nil {
+	if _, err := qc.c.NextConnection(ctx); err != nil {
 		return nil, err
 	}
 	st, err := qc.c.OpenStreamSync(ctx)
-	if errors.Is(err, quic.Err0RTTRejected) {
-		if _, err = qc.c.NextConnection(ctx); err == nil {
-			st, err = qc.c.OpenStreamSync(ctx)
-		}
-	}
 	if err != nil {
 		return nil, err
 	}
