@@ -290,7 +290,7 @@ func (c *control) feedPath(p *peer, now time.Time) {
 	set := ps.set
 	cur, ok := set.Current()
 	if !ok || p.assoc == nil {
-		c.idle(p)
+		c.idle(p, now)
 		return
 	}
 	out, in, ka, bytes := p.pktsOut.Load(), p.inCur.Load(), p.inKA.Load(), p.bytesIn.Load()
@@ -324,17 +324,29 @@ func (c *control) feedPath(p *peer, now time.Time) {
 		ps.quietSince = now
 		return
 	}
-	if now.Sub(ps.quietSince) >= pathIdleAfter && len(ps.probes) == 0 {
-		c.idle(p)
+	// Not idle while a check of the path is under way, ours or the
+	// peer's: idle ends it (idle).
+	if now.Sub(ps.quietSince) >= pathIdleAfter && len(ps.probes) == 0 && !now.Before(ps.peerDoubts) {
+		c.idle(p, now)
 	}
 }
 
 // idle stops reading p's counts until the data path pokes (pokePath).
 // A Set that can be built again as it is (rebuildable) is dropped too,
 // memory an idle association need not keep: the next use rebuilds it.
-func (c *control) idle(p *peer) {
+//
+// A check of the path is over by now (feedPath waits for it): ours has
+// no probe in flight, and the peer's has had peerDoubtFor. Nothing has
+// been sent for pathIdleAfter, so the copies kept for a switch
+// (inflight.go) are stale: they go, and so does the suspicion, or it
+// would outlive the check on an association that receives nothing more,
+// and keep its Set.
+func (c *control) idle(p *peer, now time.Time) {
 	delete(c.pathBusy, p)
 	p.path.syncing = false
+	if len(p.path.probes) == 0 && !now.Before(p.path.peerDoubts) {
+		c.unsuspect(p)
+	}
 	if c.rebuildable(p) {
 		c.resetPath(p)
 	}
@@ -555,6 +567,11 @@ func (c *control) echoAnswered(p *peer, now time.Time, echo []byte) {
 		}
 		ps.probes = append(ps.probes[:i], ps.probes[i+1:]...)
 		c.s.ctr.probesAnswered.Add(1)
+		if cur, ok := p.locator(); ok && cur == unmapPort(r.to) && !now.Before(ps.peerDoubts) {
+			// The current path carried the probe and its answer: it
+			// works both ways, and what was kept need not be sent again.
+			c.unsuspect(p)
+		}
 		if set := ps.set; set != nil && c.managed(p) {
 			c.act(p, now, set.Verified(now, r.to))
 		}
@@ -739,6 +756,7 @@ func (c *control) pathEvent(p *peer, ev handshake.Event, now time.Time, in *inbo
 			// Keep what we send until it has decided (inflight.go).
 			p.path.peerDoubts = now.Add(peerDoubtFor)
 			c.suspect(p)
+			c.busy(p, now) // until the doubts are over (feedPath)
 		}
 	case handshake.EventEchoResponse:
 		c.echoAnswered(p, now, ev.Echo)
