@@ -218,7 +218,10 @@ func handshakeDone(c *quic.Conn) bool {
 // built; without (quic-go refused our session's early data) it waits for
 // the handshake, which needs those packets: the gate then opens at this
 // deadline, and the Dial opens its stream after the handshake instead.
-const gateWait = 25 * time.Millisecond
+//
+// A variable only for the tests, which lengthen it to make a gate held by
+// mistake unmistakable.
+var gateWait = 25 * time.Millisecond
 
 // gates holds back the packets of peers whose first 0-RTT stream is being
 // created (firstStream). The read path pays one atomic load per packet

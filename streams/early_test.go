@@ -203,3 +203,27 @@ func TestEarlyDataBeyondLimits(t *testing.T) {
 		t.Error("no 0-RTT")
 	}
 }
+
+// A Dial without a secret uses no 0-RTT, and holds no gate: the
+// certificate handshake needs the peer's packets before there can be a
+// stream. Held by mistake, the gate would stall every such first contact
+// for gateWait, lengthened here past the Dial's deadline.
+func TestCertificateDialHoldsNoGate(t *testing.T) {
+	d := gateWait
+	t.Cleanup(func() { gateWait = d }) // last: after the Managers closed
+	gateWait = time.Minute
+	ka, kb, _ := testIdentities(t)
+	a, b := newCertPair(t, ka, kb)
+	echoOn(t, b, 80)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := a.m.Dial(ctx, b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoOnce(t, c, []byte("no early data"))
+	if cs, _ := tlsStates(t, a, b); cs.DidResume {
+		t.Error("resumed without a secret")
+	}
+}

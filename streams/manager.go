@@ -749,12 +749,15 @@ func (m *Manager) handshake(ctx context.Context, peer wire.HIT, first *firstStre
 	return c, err
 }
 
-// earlyHandshake dials the QUIC connection to peer. With first it holds
-// the peer's packets back (gates) from before the ClientHello until
-// first's stream exists, dialing with 0-RTT: the stream's header follows
-// the ClientHello as early data.
+// earlyHandshake dials the QUIC connection to peer. With first, and a
+// secret that allows 0-RTT (earlyPossible), it holds the peer's packets
+// back (gates) from before the ClientHello until first's stream exists,
+// dialing with 0-RTT: the stream's header follows the ClientHello as
+// early data. Without a secret there is no early data to wait for: a
+// certificate handshake needs the peer's answer before any stream, and a
+// gate held would stall it for gateWait.
 func (m *Manager) earlyHandshake(ctx context.Context, peer wire.HIT, first *firstStream) (*quic.Conn, error) {
-	if first == nil {
+	if first == nil || !m.earlyPossible(peer) {
 		return m.quicHandshake(ctx, peer, false)
 	}
 	gt := m.pc.gates.hold(peer)
@@ -826,6 +829,13 @@ func (m *Manager) quicDialTLS(ctx context.Context, peer wire.HIT, pub *hostid.Pu
 		return m.tr.DialEarly(ctx, addr, tlsConf, m.connConfig(peer))
 	}
 	return m.tr.Dial(ctx, addr, tlsConf, m.connConfig(peer))
+}
+
+// earlyPossible reports whether a dial to peer now would use the
+// association's secret, and with it 0-RTT (quicDial).
+func (m *Manager) earlyPossible(peer wire.HIT) bool {
+	secret, ok := m.secretFor(peer)
+	return ok && !m.pskFailed(peer, secret)
 }
 
 // maxPSKFailures bounds Manager.badPSK; beyond it the marks are forgotten
