@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -261,6 +262,45 @@ func BenchmarkHandshake(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// BenchmarkKeyShare: the PSK handshake of BenchmarkHandshake with the
+// client's key share on each group the server accepts (clientCurvesFor),
+// alternated, and the medians' ratio, measured in the same run.
+func BenchmarkKeyShare(b *testing.B) {
+	ka, kb, _ := testIdentities(b)
+	x, y := newPair(b, ka, kb)
+	ctx := context.Background()
+	defer func(c []tls.CurveID) { clientCurves = c }(clientCurves)
+	groups := []tls.CurveID{tls.X25519, tls.CurveP256}
+	spent := make([][]float64, len(groups))
+	for i := 0; b.Loop(); i++ {
+		g := i % len(groups)
+		clientCurves = groups[g : g+1]
+		t0 := time.Now()
+		c, err := x.m.handshake(ctx, y.hit, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		spent[g] = append(spent[g], float64(time.Since(t0).Microseconds()))
+		b.StopTimer()
+		c.CloseWithError(connCodeClosed, "benchmark")
+		dropConns(b, x, y)
+		b.StartTimer()
+	}
+	med := func(v []float64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	x25519, p256 := med(spent[0]), med(spent[1])
+	b.ReportMetric(x25519, "x25519-µs")
+	b.ReportMetric(p256, "p256-µs")
+	if x25519 > 0 {
+		b.ReportMetric(p256/x25519, "p256/x25519")
 	}
 }
 

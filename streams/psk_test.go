@@ -96,8 +96,8 @@ func TestPSKFirstContactNoSignature(t *testing.T) {
 	if !cs.DidResume || !ss.DidResume {
 		t.Errorf("DidResume: client %v, server %v, want true on both", cs.DidResume, ss.DidResume)
 	}
-	if cs.CurveID != tls.X25519 || ss.CurveID != tls.X25519 {
-		t.Errorf("key exchange %v/%v, want X25519 (psk_dhe_ke)", cs.CurveID, ss.CurveID)
+	if want := clientCurves[0]; cs.CurveID != want || ss.CurveID != want {
+		t.Errorf("key exchange %v/%v, want %v (psk_dhe_ke)", cs.CurveID, ss.CurveID, want)
 	}
 	// The client sees, as the server's certificate, the synthetic one it
 	// made for the server's host identity; the server sees its own
@@ -308,7 +308,7 @@ func TestPSKIdentityOfAnotherHIT(t *testing.T) {
 		}
 		conf := &tls.Config{
 			MinVersion:         tls.VersionTLS13,
-			CurvePreferences:   curves,
+			CurvePreferences:   clientCurves,
 			RootCAs:            bc.pool,
 			ServerName:         b.hit.String(),
 			NextProtos:         []string{alpn},

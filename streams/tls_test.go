@@ -3,6 +3,7 @@ package streams
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net"
@@ -160,5 +161,36 @@ func TestCheckPeerCertificate(t *testing.T) {
 	// The certificate names a HIT other than the association's.
 	if err := checkPeerCertificate([]*x509.Certificate{leaf}, wire.HIT(kb.HIT()), lookupOf(ka, kb)); !errors.Is(err, ErrPeerCertificate) {
 		t.Errorf("certificate of another HIT: %v", err)
+	}
+}
+
+// A client of either kind of architecture gets the group it sent its one
+// share for from the server: the handshake needs no HelloRetryRequest,
+// whose round trip would cost more than the faster group saves.
+func TestCurvesAgreeWithoutRetry(t *testing.T) {
+	ka, _, _ := testIdentities(t)
+	cert, err := newCertificate(ka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, client := range []string{"amd64", "mipsle"} {
+		func() {
+			cc, sc := net.Pipe()
+			srv := tls.Server(sc, &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+				CurvePreferences: serverCurves})
+			done := make(chan error, 1)
+			go func() { done <- srv.Handshake() }()
+			cli := tls.Client(cc, &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true,
+				CurvePreferences: clientCurvesFor(client)})
+			err := cli.Handshake()
+			cc.Close() // net.Pipe: unblocks the server, whichever way it went
+			if serr := <-done; err != nil || serr != nil {
+				t.Fatalf("client on %s: %v, %v", client, err, serr)
+			}
+			if got, want := cli.ConnectionState().CurveID, clientCurvesFor(client)[0]; got != want {
+				t.Errorf("client on %s: %v, want the client's group %v (a retry)", client, got, want)
+			}
+			sc.Close()
+		}()
 	}
 }
