@@ -8,7 +8,12 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"math/big"
+	"net/netip"
 	"sync"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
@@ -51,32 +56,6 @@ var (
 	oidExtSubjectAltName        = asn1.ObjectIdentifier{2, 5, 29, 17}
 )
 
-// tbsCertificate, validity and certificate are the X.509 structures of
-// RFC 5280 §4.1, for encoding/asn1.
-type tbsCertificate struct {
-	Version      int `asn1:"explicit,tag:0"`
-	SerialNumber *big.Int
-	Signature    pkix.AlgorithmIdentifier
-	Issuer       asn1.RawValue
-	Validity     validity
-	Subject      asn1.RawValue
-	PublicKey    asn1.RawValue
-	Extensions   []pkix.Extension `asn1:"explicit,tag:3"`
-}
-
-// validity: UTCTime through 2049, GeneralizedTime after (RFC 5280
-// §4.1.2.5).
-type validity struct {
-	NotBefore asn1.RawValue
-	NotAfter  asn1.RawValue
-}
-
-type certificate struct {
-	TBSCertificate     asn1.RawValue
-	SignatureAlgorithm pkix.AlgorithmIdentifier
-	SignatureValue     asn1.BitString
-}
-
 // Key usage (RFC 5280 §4.2.1.3) and basic constraints (§4.2.1.9) of the
 // root (digitalSignature and keyCertSign, a CA) and of the leaf
 // (digitalSignature, not a CA).
@@ -100,75 +79,122 @@ func mustMarshal(v any) []byte {
 // syntheticRoot makes the synthetic root for peer, whose host identity
 // key is key: self-issued, CN=<peer>, a CA, no SAN, no signature.
 func syntheticRoot(peer wire.HIT, key crypto.PublicKey) (*x509.Certificate, error) {
-	return syntheticCert(peer, key, []pkix.Extension{
+	return syntheticCert(peer, key, rootExtensions())
+}
+
+func rootExtensions() []pkix.Extension {
+	return []pkix.Extension{
 		{Id: oidExtKeyUsage, Critical: true, Value: rootKeyUsage},
 		{Id: oidExtBasicConstraints, Critical: true, Value: rootBasicConstraints},
-	})
+	}
 }
 
 // syntheticLeaf makes the synthetic leaf for peer: issued by CN=<peer>,
 // CN=<peer>, IP SAN peer, not a CA, no signature.
 func syntheticLeaf(peer wire.HIT, key crypto.PublicKey) (*x509.Certificate, error) {
+	exts, err := leafExtensions(peer)
+	if err != nil {
+		return nil, err
+	}
+	return syntheticCert(peer, key, exts)
+}
+
+func leafExtensions(peer wire.HIT) ([]pkix.Extension, error) {
 	san, err := asn1.Marshal([]asn1.RawValue{{Class: asn1.ClassContextSpecific, Tag: 7, Bytes: peer[:]}})
 	if err != nil {
 		return nil, err
 	}
-	return syntheticCert(peer, key, []pkix.Extension{
+	return []pkix.Extension{
 		{Id: oidExtKeyUsage, Critical: true, Value: leafKeyUsage},
 		{Id: oidExtBasicConstraints, Critical: true, Value: leafBasicConstraints},
 		{Id: oidExtSubjectAltName, Value: san},
-	})
+	}, nil
 }
 
 // syntheticCert makes a certificate issued by and for CN=<peer>, with key
 // and exts, valid as long as X.509 allows, without a signature.
 func syntheticCert(peer wire.HIT, key crypto.PublicKey, exts []pkix.Extension) (*x509.Certificate, error) {
-	der, err := syntheticDER(peer, key, exts)
+	serial, err := serialNumber()
+	if err != nil {
+		return nil, err
+	}
+	der, err := syntheticDER(peer, key, serial, exts)
 	if err != nil {
 		return nil, fmt.Errorf("streams: synthetic certificate for %s: %w", peer, err)
 	}
 	return x509.ParseCertificate(der)
 }
 
-func syntheticDER(peer wire.HIT, key crypto.PublicKey, exts []pkix.Extension) ([]byte, error) {
+// syntheticDER encodes the certificate (RFC 5280 §4.1) with cryptobyte:
+// a first contact makes two, and encoding/asn1's reflection took half
+// their cost. The parts that never change are encoded once (fixedDER).
+// TestSyntheticDERMatchesASN1 holds it to encoding/asn1's output.
+func syntheticDER(peer wire.HIT, key crypto.PublicKey, serial *big.Int, exts []pkix.Extension) ([]byte, error) {
 	spki, err := x509.MarshalPKIXPublicKey(key)
 	if err != nil {
 		return nil, err
 	}
-	name, err := asn1.Marshal(hitName(peer).ToRDNSequence())
-	if err != nil {
-		return nil, err
-	}
-	serial, err := serialNumber()
-	if err != nil {
-		return nil, err
-	}
-	from, err := asn1.MarshalWithParams(notBefore, "utc")
-	if err != nil {
-		return nil, err
-	}
-	until, err := asn1.MarshalWithParams(notAfter, "generalized")
-	if err != nil {
-		return nil, err
-	}
-	alg := pkix.AlgorithmIdentifier{Algorithm: oidSignatureECDSAWithSHA256}
-	tbs, err := asn1.Marshal(tbsCertificate{
-		Version:      2, // v3
-		SerialNumber: serial,
-		Signature:    alg,
-		Issuer:       asn1.RawValue{FullBytes: name},
-		Validity:     validity{asn1.RawValue{FullBytes: from}, asn1.RawValue{FullBytes: until}},
-		Subject:      asn1.RawValue{FullBytes: name},
-		PublicKey:    asn1.RawValue{FullBytes: spki},
-		Extensions:   exts,
+	var cn [40]byte // 8 groups of at most 4 hex digits, 7 colons
+	name := nameDER(netip.AddrFrom16(peer).AppendTo(cn[:0]))
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(cert *cryptobyte.Builder) {
+		cert.AddASN1(cbasn1.SEQUENCE, func(tbs *cryptobyte.Builder) {
+			tbs.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(v *cryptobyte.Builder) {
+				v.AddASN1Int64(2) // v3
+			})
+			tbs.AddASN1BigInt(serial)
+			tbs.AddBytes(fixedDER.alg)
+			tbs.AddBytes(name) // issuer
+			tbs.AddBytes(fixedDER.validity)
+			tbs.AddBytes(name) // subject
+			tbs.AddBytes(spki)
+			tbs.AddASN1(cbasn1.Tag(3).Constructed().ContextSpecific(), func(e *cryptobyte.Builder) {
+				e.AddASN1(cbasn1.SEQUENCE, func(list *cryptobyte.Builder) {
+					for _, ext := range exts {
+						list.AddASN1(cbasn1.SEQUENCE, func(x *cryptobyte.Builder) {
+							x.AddASN1ObjectIdentifier(ext.Id)
+							if ext.Critical { // DEFAULT FALSE: absent when false (DER)
+								x.AddASN1Boolean(true)
+							}
+							x.AddASN1OctetString(ext.Value)
+						})
+					}
+				})
+			})
+		})
+		cert.AddBytes(fixedDER.alg)
+		cert.AddASN1BitString(nil) // no signature
 	})
-	if err != nil {
-		return nil, err
-	}
-	return asn1.Marshal(certificate{
-		TBSCertificate:     asn1.RawValue{FullBytes: tbs},
-		SignatureAlgorithm: alg,
+	return b.Bytes()
+}
+
+// nameDER encodes the Name CN=<cn> (RFC 5280 §4.1.2.4) as encoding/asn1
+// does pkix.Name{CommonName: cn}: a PrintableString, which a HIT's text
+// (hex digits and colons) always is.
+func nameDER(cn []byte) []byte {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(rdns *cryptobyte.Builder) {
+		rdns.AddASN1(cbasn1.SET, func(rdn *cryptobyte.Builder) {
+			rdn.AddASN1(cbasn1.SEQUENCE, func(atv *cryptobyte.Builder) {
+				atv.AddASN1ObjectIdentifier(oidCommonName)
+				atv.AddASN1(cbasn1.PrintableString, func(v *cryptobyte.Builder) { v.AddBytes(cn) })
+			})
+		})
 	})
+	return b.BytesOrPanic() // nothing here can fail
+}
+
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// fixedDER: the signature algorithm (ecdsa-with-SHA256, no parameters;
+// RFC 5758 §3.2) and the validity, UTCTime through 2049, GeneralizedTime
+// after (RFC 5280 §4.1.2.5).
+var fixedDER = struct{ alg, validity []byte }{
+	alg: mustMarshal(pkix.AlgorithmIdentifier{Algorithm: oidSignatureECDSAWithSHA256}),
+	validity: mustMarshal(struct {
+		NotBefore time.Time `asn1:"utc"`
+		NotAfter  time.Time `asn1:"generalized"`
+	}{notBefore, notAfter}),
 }
 
 // certCache keeps the synthetic certificates of each peer identity, and
