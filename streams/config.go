@@ -77,12 +77,13 @@ type Config struct {
 	// from the association's Diffie-Hellman keying material), and false
 	// when there is none. With it, the QUIC handshake with hit
 	// authenticates by that secret as a TLS 1.3 pre-shared key instead of
-	// by certificates (psk.go): no certificate, no signature, one X25519
-	// exchange. When either end has no secret (or one of another size),
-	// or the two secrets differ, the handshake uses certificates, as
-	// without Secret. It is called on every QUIC handshake, on both sides,
-	// and must be safe for concurrent use. The Manager does not modify
-	// the slice, and keeps it only for the handshake.
+	// by certificates (psk.go): no certificate, no signature, one ephemeral
+	// Diffie-Hellman exchange. When either end has no secret (or one of
+	// another size), or the two secrets differ, the handshake uses
+	// certificates, as without Secret. It is called on every QUIC
+	// handshake, on both sides, and must be safe for concurrent use. The
+	// Manager does not modify the slice, and keeps it only for the
+	// handshake.
 	Secret func(hit wire.HIT) ([]byte, bool)
 
 	// Associate, if set, is called by Dial when PeerIdentity does not know

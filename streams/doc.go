@@ -74,18 +74,18 @@
 // with B, claiming to be C) is refused, for the server looks up the
 // secret by the HIT the SA named, never by what the identity says. The
 // key exchange is psk_dhe_ke (RFC 8446 §4.2.9; crypto/tls offers nothing
-// else): an ephemeral X25519 exchange is mixed into the keys, so a secret
-// that leaks later does not open recorded connections. That X25519
-// exchange is the only public-key operation of the handshake: no
+// else): an ephemeral exchange (P-256 or X25519, tls.go) is mixed into the
+// keys, so a secret that leaks later does not open recorded connections.
+// That exchange is the only public-key operation of the handshake: no
 // certificate is sent, nothing is signed, and the host identities are not
-// checked a second time; the base exchange checked them (its signatures
-// and its Diffie-Hellman) and the secret carries that check forward. The
+// checked a second time; the base exchange checked them (its signatures and
+// its Diffie-Hellman) and the secret carries that check forward. The
 // client's connection reports the server's host identity through a
-// synthetic certificate that the client made and put in the session
-// itself (psk.go, synthetic.go); the server's session carries a
-// placeholder that names no one, for the PSK alone authenticated the
-// client. VerifyConnection accepts a resumed session only if its
-// certificate is the one this host put there.
+// synthetic certificate that the client made and put in the session itself
+// (psk.go, synthetic.go); the server's session carries a placeholder that
+// names no one, for the PSK alone authenticated the client.
+// VerifyConnection accepts a resumed session only if its certificate is the
+// one this host put there.
 //
 // The client may start before the base exchange has finished
 // (Config.AssociateKeyed, the overlay's Stack.ConnectKeyed): the Initiator

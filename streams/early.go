@@ -38,7 +38,7 @@ import (
 //     exactly that peer, as 1-RTT data does. VerifyConnection runs later,
 //     with the client's Finished, and finds the same session.
 //   - Forward secrecy. Early data is protected by the PSK alone, without
-//     the X25519 share: someone who later learns the association's keys
+//     the ephemeral key share: someone who later learns the association's keys
 //     could read the stream's first bytes. But those bytes were inside ESP
 //     under the same association's keys anyway, so QUIC's 0-RTT adds no
 //     exposure that the SA did not already have.

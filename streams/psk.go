@@ -37,7 +37,7 @@ import (
 // crypto/tls then runs psk_dhe_ke (RFC 8446 §4.2.9; Go never offers
 // psk_ke): the binder in the ClientHello proves the client holds the PSK
 // (§4.2.11.2), the server's Finished proves the server does, and an
-// X25519 exchange gives forward secrecy. No Certificate, no
+// ephemeral exchange (P-256 or X25519, tls.go) gives forward secrecy. No Certificate, no
 // CertificateVerify: no signature on either side. QUIC carries it as any
 // other TLS 1.3 handshake (RFC 9001 §4, §4.5), with 0-RTT (early.go).
 //
