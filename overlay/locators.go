@@ -290,7 +290,7 @@ func (c *control) feedPath(p *peer, now time.Time) {
 	set := ps.set
 	cur, ok := set.Current()
 	if !ok || p.assoc == nil {
-		c.idle(p, now)
+		c.idle(p)
 		return
 	}
 	out, in, ka, bytes := p.pktsOut.Load(), p.inCur.Load(), p.inKA.Load(), p.bytesIn.Load()
@@ -324,29 +324,24 @@ func (c *control) feedPath(p *peer, now time.Time) {
 		ps.quietSince = now
 		return
 	}
-	// Not idle while a check of the path is under way, ours or the
-	// peer's: idle ends it (idle).
+	// Quiet, and no check of the path under way, ours (no probe in
+	// flight) or the peer's (its doubts have had peerDoubtFor): idle. The
+	// check is over, and nothing was sent for pathIdleAfter, so the
+	// copies kept for a switch (inflight.go) are stale. They go, and so
+	// does the suspicion, or it would outlive the check on an association
+	// that receives nothing more, and keep its Set (rebuildable).
 	if now.Sub(ps.quietSince) >= pathIdleAfter && len(ps.probes) == 0 && !now.Before(ps.peerDoubts) {
-		c.idle(p, now)
+		c.unsuspect(p)
+		c.idle(p)
 	}
 }
 
 // idle stops reading p's counts until the data path pokes (pokePath).
 // A Set that can be built again as it is (rebuildable) is dropped too,
 // memory an idle association need not keep: the next use rebuilds it.
-//
-// A check of the path is over by now (feedPath waits for it): ours has
-// no probe in flight, and the peer's has had peerDoubtFor. Nothing has
-// been sent for pathIdleAfter, so the copies kept for a switch
-// (inflight.go) are stale: they go, and so does the suspicion, or it
-// would outlive the check on an association that receives nothing more,
-// and keep its Set.
-func (c *control) idle(p *peer, now time.Time) {
+func (c *control) idle(p *peer) {
 	delete(c.pathBusy, p)
 	p.path.syncing = false
-	if len(p.path.probes) == 0 && !now.Before(p.path.peerDoubts) {
-		c.unsuspect(p)
-	}
 	if c.rebuildable(p) {
 		c.resetPath(p)
 	}
