@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"runtime"
 	"time"
 
 	"hipnet.dev/handshake/hostid"
@@ -225,20 +224,24 @@ func (m *Manager) serverTLSFor(peer wire.HIT) *tls.Config {
 // protection the outer layer lacks, while its size splits the ClientHello
 // over two packets.
 //
-// The client offers the one that is faster on its architecture
-// (clientCurvesFor): P-256 where Go has assembly for it (on amd64 its key
-// generation and agreement take two thirds of X25519's time, and both
-// sides do them on the critical path of every first contact), X25519
-// elsewhere. The server accepts both, and so takes the client's share
-// whatever the client's architecture, without a HelloRetryRequest (RFC
-// 8446 §4.2.8): crypto/tls orders groups its own way and ignores the
-// order of CurvePreferences, so a client that listed both would send a
-// share for X25519 everywhere.
+// Clients offer X25519 alone (crypto/tls orders groups its own way and
+// ignores the order of CurvePreferences, so a client sends its share for
+// X25519 whenever it lists it). Servers accept P-256 too. That prepares a
+// faster first contact without breaking anyone: where Go has assembly for
+// P-256 (amd64, arm64, ppc64le, s390x) its key generation and agreement
+// take two thirds of X25519's time, on both sides of the critical path
+// (BenchmarkKeyShare: the PSK handshake at 0.91-0.94x), but servers of
+// earlier releases accept X25519 alone, and a client that offered only
+// P-256 would fail against them. Once those are gone, such clients can
+// switch (clientCurvesFor), and every server of this release or later
+// takes their share without a HelloRetryRequest (RFC 8446 §4.2.8).
 var (
-	clientCurves = clientCurvesFor(runtime.GOARCH)
+	clientCurves = []tls.CurveID{tls.X25519}
 	serverCurves = []tls.CurveID{tls.X25519, tls.CurveP256}
 )
 
+// clientCurvesFor is the client's group on goarch once servers that
+// accept X25519 alone are gone: the faster one there.
 func clientCurvesFor(goarch string) []tls.CurveID {
 	switch goarch {
 	case "amd64", "arm64", "ppc64le", "s390x":
