@@ -58,16 +58,23 @@ func keyedDial(t *testing.T, m *Manager, kpc *keyedPC, b *node, held int) (net.C
 	return r.c, n
 }
 
-// echoOnce writes data on c and reads it back.
+// echoOnce writes data on c and reads it back. It writes on its own
+// goroutine: data beyond the flow-control windows comes back while the
+// Write still runs.
 func echoOnce(t *testing.T, c net.Conn, data []byte) {
 	t.Helper()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(data); err != nil {
-		t.Fatal(err)
-	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		done <- err
+	}()
 	got := make([]byte, len(data))
 	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("echo: %d octets back, %v", len(got), err)
+		t.Fatalf("echo of %d octets: %v", len(data), err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -186,19 +193,7 @@ func TestEarlyDataBeyondLimits(t *testing.T) {
 	c, _ := keyedDial(t, m, kpc, b, 2)
 	data := make([]byte, 256<<10)
 	rand.Read(data)
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		done <- err
-	}()
-	got := make([]byte, len(data))
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("echo of %d octets: %v", len(data), err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	echoOnce(t, c, data)
 	if cs := quicState(t, m, b.hit); !cs.Used0RTT {
 		t.Error("no 0-RTT")
 	}
