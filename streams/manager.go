@@ -750,14 +750,14 @@ func (m *Manager) handshake(ctx context.Context, peer wire.HIT, first *firstStre
 }
 
 // earlyHandshake dials the QUIC connection to peer. With first, and a
-// secret that allows 0-RTT (earlyPossible), it holds the peer's packets
+// secret that allows 0-RTT (usableSecret), it holds the peer's packets
 // back (gates) from before the ClientHello until first's stream exists,
 // dialing with 0-RTT: the stream's header follows the ClientHello as
 // early data. Without a secret there is no early data to wait for: a
 // certificate handshake needs the peer's answer before any stream, and a
 // gate held would stall it for gateWait.
 func (m *Manager) earlyHandshake(ctx context.Context, peer wire.HIT, first *firstStream) (*quic.Conn, error) {
-	if first == nil || !m.earlyPossible(peer) {
+	if first == nil || m.usableSecret(peer) == nil {
 		return m.quicHandshake(ctx, peer, false)
 	}
 	gt := m.pc.gates.hold(peer)
@@ -803,10 +803,7 @@ func (m *Manager) quicHandshake(ctx context.Context, peer wire.HIT, early bool) 
 // stream's retry then finds the secret marked (pskFailed) and dials with
 // certificates.
 func (m *Manager) quicDial(ctx context.Context, peer wire.HIT, pub *hostid.PublicKey, early bool) (*quic.Conn, error) {
-	secret, _ := m.secretFor(peer)
-	if secret != nil && m.pskFailed(peer, secret) {
-		secret = nil
-	}
+	secret := m.usableSecret(peer)
 	c, err := m.quicDialTLS(ctx, peer, pub, secret, early)
 	if err != nil && secret != nil && pskRejected(err) && ctx.Err() == nil {
 		m.notePSKRejected(peer, err)
@@ -831,11 +828,15 @@ func (m *Manager) quicDialTLS(ctx context.Context, peer wire.HIT, pub *hostid.Pu
 	return m.tr.Dial(ctx, addr, tlsConf, m.connConfig(peer))
 }
 
-// earlyPossible reports whether a dial to peer now would use the
-// association's secret, and with it 0-RTT (quicDial).
-func (m *Manager) earlyPossible(peer wire.HIT) bool {
+// usableSecret is the association's secret for a dial to peer (the PSK,
+// and with it 0-RTT), or nil: there is none, or peer rejected it before
+// (notePSKRejected).
+func (m *Manager) usableSecret(peer wire.HIT) []byte {
 	secret, ok := m.secretFor(peer)
-	return ok && !m.pskFailed(peer, secret)
+	if !ok || m.pskFailed(peer, secret) {
+		return nil
+	}
+	return secret
 }
 
 // maxPSKFailures bounds Manager.badPSK; beyond it the marks are forgotten
