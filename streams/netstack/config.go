@@ -93,6 +93,12 @@ type Config struct {
 	// Probes are ESP traffic, so they keep the HIP association in use.
 	KeepAlive time.Duration
 
+	// AckDelay is how long the bare ACK of a small segment (a request)
+	// may wait for a segment of the same connection to carry it (the
+	// answer), as a kernel's delayed ACK (delack.go); zero means
+	// DefaultAckDelay, a negative value sends every ACK at once.
+	AckDelay time.Duration
+
 	// Associate, if set, is called by Dial, on a goroutine of its own,
 	// beside its SYN (which the Link queues while the base exchange
 	// runs), unless the Link reports the association up (a Link with a
@@ -168,6 +174,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.AckDelay == 0 {
+		cfg.AckDelay = DefaultAckDelay
 	}
 	return cfg, nil
 }

@@ -35,6 +35,12 @@
 //     injected; on a Link with batches, through gVisor's GRO, which
 //     coalesces a batch's segments of one connection before TCP sees
 //     them and is flushed at the batch's end.
+//   - Delayed ACKs (delack.go): gVisor's TCP acknowledges every segment
+//     batch at once; the endpoint holds the bare ACK of a small segment
+//     (a request) for at most Config.AckDelay, so that the answer carries
+//     it, as a kernel's delayed ACK does (RFC 5681 §4.2, RFC 9293
+//     §3.8.6.3). A one-octet echo then costs one ESP packet each way
+//     instead of two.
 //   - The net.Conn and net.Listener (conn.go, listener.go, deadline.go):
 //     addresses *overlay.Addr{HIT, Port}; deadlines as in package net;
 //     CloseWrite and CloseRead as on *net.TCPConn.
@@ -97,7 +103,9 @@
 // resetting every connection. There is no goroutine per connection or
 // listener, and this package starts none of its own: protocol timers
 // (retransmission, delayed ACK, keep-alive, TIME-WAIT) and deadlines are
-// runtime timers whose callbacks run briefly when they fire. Outbound
+// runtime timers whose callbacks run briefly when they fire, and so is
+// the delayed-ACK timer (delack.go), whose callback sends the ACKs whose
+// delay is over. Outbound
 // segments are written on whichever goroutine netstack sends on (an
 // application's Write, a processor, a timer callback), so WriteSegment
 // must not block; inbound segments are injected on the Link's goroutine

@@ -3,6 +3,7 @@ package netstack
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -65,12 +66,16 @@ type endpoint struct {
 	// Dispatcher follows e.dispatcher (Attach, detach: under e.mu).
 	gro   gro.GRO
 	groOn bool
+
+	// acks holds back the bare ACKs that an answer may carry (delack.go).
+	acks *ackDelayer
 }
 
 var _ stack.LinkEndpoint = (*endpoint)(nil)
 
-func newEndpoint(link Link, local wire.HIT, mtu uint32, fallbackMSS int, stats *counters, linkFailed func(wire.HIT, error)) *endpoint {
+func newEndpoint(link Link, local wire.HIT, mtu uint32, fallbackMSS int, ackDelay time.Duration, stats *counters, linkFailed func(wire.HIT, error)) *endpoint {
 	e := &endpoint{link: link, local: local, stats: stats, linkFailed: linkFailed, fallbackMSS: fallbackMSS}
+	e.acks = newAckDelayer(ackDelay, e.sendSegment)
 	e.mtu.Store(mtu)
 	e.bufs.New = func() any {
 		// Sized for a full segment of the fallback MSS, its headers and
@@ -110,6 +115,21 @@ func (e *endpoint) writePacket(pkt *stack.PacketBuffer) {
 		return
 	}
 	e.clampSYN(seg, e.local, dst, dst)
+	if e.acks.active() {
+		hold, prev := e.acks.outbound(dst, seg)
+		if hold {
+			return // the answer may carry it (delack.go)
+		}
+		if prev != nil {
+			e.sendSegment(prev.dst, prev.seg[:prev.n])
+			putHeld(prev)
+		}
+	}
+	e.sendSegment(dst, seg)
+}
+
+// sendSegment hands seg, a TCP segment to dst, to the Link.
+func (e *endpoint) sendSegment(dst wire.HIT, seg []byte) {
 	if err := e.link.WriteSegment(dst, protoTCP, seg); err != nil {
 		e.stats.linkErrors.Add(1)
 		e.linkFailed(dst, err)
@@ -155,6 +175,7 @@ func (e *endpoint) deliver(src wire.HIT, seg []byte) {
 	putIPv6(b[:ipv6HeaderLen], src, e.local, protoTCP, len(seg))
 	copy(b[ipv6HeaderLen:], seg)
 	e.clampSYN(b[ipv6HeaderLen:], src, e.local, src)
+	e.acks.received(src, seg)
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 	e.stats.segmentsReceived.Add(1)
 	e.stats.octetsReceived.Add(uint64(len(seg)))

@@ -29,7 +29,7 @@ func (c *countLink) WriteSegment(dst wire.HIT, proto uint8, seg []byte) error {
 func TestEndpointWriteAllocs(t *testing.T) {
 	link := &countLink{}
 	var st counters
-	e := newEndpoint(link, link.LocalHIT(), DefaultMTU, DefaultMTU-ipv6HeaderLen-tcpMinHeaderLen, &st, func(wire.HIT, error) {})
+	e := newEndpoint(link, link.LocalHIT(), DefaultMTU, DefaultMTU-ipv6HeaderLen-tcpMinHeaderLen, DefaultAckDelay, &st, func(wire.HIT, error) {})
 	seg := make([]byte, 1288)
 	seg[12] = 5 << 4
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
@@ -49,7 +49,7 @@ func TestEndpointWriteAllocs(t *testing.T) {
 // counted, never injected.
 func TestEndpointDetached(t *testing.T) {
 	var st counters
-	e := newEndpoint(&countLink{}, testHIT(1), DefaultMTU, DefaultMTU-ipv6HeaderLen-tcpMinHeaderLen, &st, func(wire.HIT, error) {})
+	e := newEndpoint(&countLink{}, testHIT(1), DefaultMTU, DefaultMTU-ipv6HeaderLen-tcpMinHeaderLen, DefaultAckDelay, &st, func(wire.HIT, error) {})
 	e.deliver(testHIT(2), make([]byte, 20)) // not attached yet
 	e.detach()
 	e.Attach(nil)

@@ -24,6 +24,11 @@ type Stats struct {
 	DroppedProtocol  uint64
 	DroppedSource    uint64
 
+	// AcksDelayed counts bare ACKs held back for an answer to carry
+	// (Config.AckDelay, delack.go); AcksSaved, those of them that an
+	// answer or a later ACK did carry, so that they were never sent.
+	AcksDelayed, AcksSaved uint64
+
 	// Retransmits is netstack's count of retransmitted TCP segments,
 	// over all connections.
 	Retransmits uint64

@@ -72,7 +72,7 @@ func New(link Link, cfg Config) (*Transport, error) {
 		listeners: make(map[*listener]struct{}),
 		dials:     make(map[wire.HIT]map[chan error]struct{}),
 	}
-	t.ep = newEndpoint(link, local, uint32(cfg.interfaceMTU()), cfg.fallbackMSS(), &t.stats, t.linkFailed)
+	t.ep = newEndpoint(link, local, uint32(cfg.interfaceMTU()), cfg.fallbackMSS(), cfg.AckDelay, &t.stats, t.linkFailed)
 	if t.stack, err = newStack(t.ep, local, cfg); err != nil {
 		return nil, err
 	}
@@ -164,6 +164,7 @@ func (t *Transport) LocalHIT() wire.HIT { return t.local }
 func (t *Transport) Stats() Stats {
 	st := t.stats.snapshot()
 	st.Retransmits = t.stack.Stats().TCP.Retransmits.Value()
+	st.AcksDelayed, st.AcksSaved = t.ep.acks.held.Load(), t.ep.acks.saved.Load()
 	return st
 }
 
@@ -423,6 +424,7 @@ func (t *Transport) Close() error {
 
 	t.link.HandleSegments(protoTCP, nil)
 	t.ep.detach()
+	t.ep.acks.close()
 	for _, l := range ls {
 		l.shut()
 	}

@@ -1,0 +1,322 @@
+package netstack
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"hipnet.dev/handshake/wire"
+)
+
+// Delayed ACKs (RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2, RFC 5681 §4.2).
+//
+// gVisor's TCP acknowledges every batch of segments it processes at once
+// (tcp/connect.go, handleSegmentsLocked): it has no delayed-ACK timer. In
+// a request and its answer that doubles the packets: the receiver of a
+// one-octet request sends a bare ACK, and a moment later the answer,
+// which acknowledges the same octet again. Each ESP packet costs a seal,
+// a system call at each end, an open and a pass through the peer's TCP;
+// a one-octet echo over this transport sent two packets each way to
+// QUIC's one, and took half as long again in CPU.
+//
+// The ackDelayer does at the interface what a kernel's delayed ACK does
+// inside TCP, for the case RFC 5681 §4.2 permits: it holds back the bare
+// ACK of a single small segment (the request) for at most Config.AckDelay,
+// and drops it if another segment of the connection that acknowledges as
+// much leaves first (the answer, or the next ACK: one ACK then covers two
+// segments, as §4.2's "at least every second full-sized segment"
+// allows). Otherwise it sends it when the delay ends. Only an ACK that
+// acknowledges exactly the end of a small segment just received (or a
+// SYN-ACK's SYN, or a FIN) is held, so that:
+//   - bulk transfer is untouched: its segments are full-sized;
+//   - a duplicate ACK (RFC 5681 §4.2: out-of-order data is acknowledged
+//     at once), a window update and a keep-alive's answer acknowledge
+//     something else, and leave at once, as does any ACK carrying SACK
+//     blocks;
+//   - the ACK that completes a Dial's handshake waits for the first data,
+//     which carries it, as Linux's does when a write is pending.
+//
+// Held ACKs are delayed, never reordered before the segment that
+// supersedes them: a segment that does not supersede one is sent after it
+// on the same goroutine. The one race left is the timer sending a held
+// ACK while the connection sends its answer: the peer may then see the
+// ACK after the answer, a harmless duplicate.
+type ackDelayer struct {
+	delay time.Duration
+	send  func(dst wire.HIT, seg []byte) // endpoint.sendSegment
+
+	// n is len(flows), so that writePacket skips the delayer with one
+	// atomic load when no connection has anything to hold.
+	n atomic.Int32
+
+	mu        sync.Mutex
+	flows     map[flowKey]ackFlow
+	timer     *time.Timer
+	armed     bool
+	closed    bool
+	lastPurge time.Time
+
+	held, saved atomic.Uint64 // Stats.AcksDelayed, AcksSaved
+}
+
+// flowKey names a connection from this end: the peer's HIT and the two
+// ports.
+type flowKey struct {
+	peer          wire.HIT
+	local, remote uint16
+}
+
+// ackFlow is what the delayer knows of one connection: the acknowledgment
+// number that would acknowledge exactly the small segments received since
+// its last ACK left (expect, when pending > 0), and the bare ACK it holds.
+type ackFlow struct {
+	expect  uint32
+	pending int // octets (and SYN, FIN) received since the last ACK left
+	at      time.Time
+
+	held    bool
+	heldAck uint32
+	due     time.Time
+	n       uint8
+	seg     [tcpMinHeaderLen + tcpMaxOptions]byte
+}
+
+const (
+	// DefaultAckDelay is Config.AckDelay's default: long enough for a
+	// server to read a request and write its answer, short against any
+	// round trip beyond the loopback and far under RFC 9293's 0.5 s.
+	DefaultAckDelay = time.Millisecond
+	// smallSegment is the longest payload whose ACK may be held. It is
+	// under a full-sized segment on any path (an IPv6 path of 1280 octets
+	// leaves some 1,150 after IPv6, UDP, ESP, and TCP with options), so
+	// that the segments of a bulk transfer are never delayed, whatever
+	// their path: a sender short of window would wait for the delay.
+	smallSegment = 1024
+	// maxAckFlows bounds the delayer's table; a connection beyond it has
+	// its ACKs sent at once.
+	maxAckFlows = 4096
+	// staleFlow is when an entry whose ACK never left (a connection reset
+	// in between) may be purged.
+	staleFlow = time.Second
+)
+
+func newAckDelayer(delay time.Duration, send func(wire.HIT, []byte)) *ackDelayer {
+	return &ackDelayer{delay: delay, send: send, flows: make(map[flowKey]ackFlow)}
+}
+
+// received notes seg, a segment the Link delivered from src, before
+// netstack sees it.
+func (d *ackDelayer) received(src wire.HIT, seg []byte) {
+	if d.delay <= 0 || len(seg) < tcpMinHeaderLen {
+		return
+	}
+	t := header.TCP(seg)
+	off := int(t.DataOffset())
+	flags := t.Flags()
+	if off < tcpMinHeaderLen || off > len(seg) || len(seg)-off > smallSegment ||
+		flags&header.TCPFlagRst != 0 || (flags&header.TCPFlagSyn != 0 && flags&header.TCPFlagAck == 0) {
+		return // a SYN is answered by a SYN-ACK, not a bare ACK
+	}
+	span := len(seg) - off
+	if flags&header.TCPFlagSyn != 0 {
+		span++
+	}
+	if flags&header.TCPFlagFin != 0 {
+		span++
+	}
+	if span == 0 {
+		return
+	}
+	k := flowKey{src, t.DestinationPort(), t.SourcePort()}
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, ok := d.flows[k]
+	if !ok && !d.room(now) {
+		return
+	}
+	f.expect = t.SequenceNumber() + uint32(span)
+	f.pending += span
+	f.at = now
+	d.flows[k] = f
+	d.n.Store(int32(len(d.flows)))
+}
+
+// room reports whether the table takes one more flow, purging stale
+// entries (at most every staleFlow/10) when it is full.
+func (d *ackDelayer) room(now time.Time) bool {
+	if d.closed {
+		return false
+	}
+	if len(d.flows) < maxAckFlows {
+		return true
+	}
+	if now.Sub(d.lastPurge) < staleFlow/10 {
+		return false
+	}
+	d.lastPurge = now
+	for k, f := range d.flows {
+		if !f.held && now.Sub(f.at) > staleFlow {
+			delete(d.flows, k)
+		}
+	}
+	return len(d.flows) < maxAckFlows
+}
+
+// active reports whether any flow has an entry: writePacket's fast path.
+func (d *ackDelayer) active() bool { return d.n.Load() != 0 }
+
+// outbound decides about seg, a segment netstack sends to dst. It returns
+// hold true if it holds seg (a bare ACK worth delaying). Otherwise seg is
+// to be sent, after prev if that is not nil: a held ACK that seg does not
+// supersede, which the caller sends and then returns with putHeld.
+func (d *ackDelayer) outbound(dst wire.HIT, seg []byte) (hold bool, prev *heldSegment) {
+	if len(seg) < tcpMinHeaderLen {
+		return false, nil
+	}
+	t := header.TCP(seg)
+	k := flowKey{dst, t.SourcePort(), t.DestinationPort()}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, ok := d.flows[k]
+	if !ok {
+		return false, nil
+	}
+	flags, ack := t.Flags(), t.AckNumber()
+	hasAck := flags&header.TCPFlagAck != 0
+	bare := flags == header.TCPFlagAck && len(seg) == int(t.DataOffset())
+	if f.held {
+		if hasAck && !seqBefore(ack, f.heldAck) && !(bare && ack == f.heldAck) {
+			d.saved.Add(1) // seg acknowledges as much: the held ACK is not needed
+		} else {
+			// seg does not carry the held ACK's news (an RST without
+			// ACK), or is a second bare ACK of the same number (a window
+			// update, or a duplicate ACK the peer must count): the held
+			// one goes first.
+			prev = heldPool.Get().(*heldSegment)
+			*prev = heldSegment{dst: dst, n: f.n, seg: f.seg}
+		}
+		d.drop(k)
+		return false, prev
+	}
+	// RFC 5681 §4.2: an ACK for at least every second full-sized segment
+	// (here: at most two small ones are acknowledged late).
+	if f.pending <= 2*smallSegment && bare && ack == f.expect && int(t.DataOffset()) <= len(f.seg) && !hasSACK(seg) {
+		f.held, f.heldAck, f.n = true, ack, uint8(copy(f.seg[:], seg))
+		f.due = time.Now().Add(d.delay)
+		d.flows[k] = f
+		d.held.Add(1)
+		d.arm()
+		return true, nil
+	}
+	if hasAck && !seqBefore(ack, f.expect) {
+		d.drop(k) // acknowledged another way: on the answer, or beyond
+	}
+	return false, nil
+}
+
+// heldSegment is a held ACK on its way out.
+type heldSegment struct {
+	dst wire.HIT
+	n   uint8
+	seg [tcpMinHeaderLen + tcpMaxOptions]byte
+}
+
+// heldPool keeps outbound's heldSegments: the Link's interface call makes
+// a segment escape, and the path of every packet allocates nothing.
+var heldPool = sync.Pool{New: func() any { return new(heldSegment) }}
+
+func putHeld(h *heldSegment) { heldPool.Put(h) }
+
+func (d *ackDelayer) drop(k flowKey) {
+	delete(d.flows, k)
+	d.n.Store(int32(len(d.flows)))
+}
+
+// arm starts the timer if it is not running; under d.mu.
+func (d *ackDelayer) arm() {
+	if d.armed || d.closed {
+		return
+	}
+	d.armed = true
+	if d.timer == nil {
+		d.timer = time.AfterFunc(d.delay, d.expire)
+		return
+	}
+	d.timer.Reset(d.delay)
+}
+
+// expire runs on the timer: it sends every held ACK whose delay is over,
+// and rearms for the next.
+func (d *ackDelayer) expire() {
+	now := time.Now()
+	var due []heldSegment
+	var next time.Duration
+	d.mu.Lock()
+	d.armed = false
+	for k, f := range d.flows {
+		switch {
+		case f.held && !now.Before(f.due):
+			due = append(due, heldSegment{dst: k.peer, n: f.n, seg: f.seg})
+			delete(d.flows, k)
+		case f.held:
+			if w := f.due.Sub(now); next == 0 || w < next {
+				next = w
+			}
+		case now.Sub(f.at) > staleFlow:
+			delete(d.flows, k)
+		}
+	}
+	d.n.Store(int32(len(d.flows)))
+	if next > 0 && !d.closed {
+		d.armed = true
+		d.timer.Reset(next)
+	}
+	d.mu.Unlock()
+	for i := range due {
+		d.send(due[i].dst, due[i].seg[:due[i].n])
+	}
+}
+
+// close drops what is held (the connections are being reset) and stops
+// the timer.
+func (d *ackDelayer) close() {
+	d.mu.Lock()
+	d.closed = true
+	clear(d.flows)
+	d.n.Store(0)
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.mu.Unlock()
+}
+
+// tcpOptSACK is the SACK option's kind (RFC 2018 §3).
+const tcpOptSACK = 5
+
+// seqBefore reports a < b in sequence space (RFC 9293 §3.4).
+func seqBefore(a, b uint32) bool { return int32(a-b) < 0 }
+
+// hasSACK reports whether the TCP segment seg carries a SACK option
+// (RFC 2018 §3, kind 5).
+func hasSACK(seg []byte) bool {
+	end := int(seg[12]>>4) * 4
+	for i := tcpMinHeaderLen; i < end && i < len(seg); {
+		switch seg[i] {
+		case tcpOptEnd:
+			return false
+		case tcpOptNOP:
+			i++
+			continue
+		case tcpOptSACK:
+			return true
+		}
+		if i+1 >= end || seg[i+1] < 2 {
+			return false
+		}
+		i += int(seg[i+1])
+	}
+	return false
+}

@@ -1,0 +1,279 @@
+package netstack
+
+import (
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"hipnet.dev/handshake/wire"
+)
+
+// tcpSeg builds a TCP segment from port 1000 to port 2000 (or back, if
+// in), with payload octets of data and the given options.
+func tcpSeg(in bool, flags header.TCPFlags, seq, ack uint32, payload int, opts []byte) []byte {
+	off := tcpMinHeaderLen + len(opts)
+	b := make([]byte, off+payload)
+	src, dst := uint16(1000), uint16(2000)
+	if in {
+		src, dst = dst, src
+	}
+	header.TCP(b).Encode(&header.TCPFields{
+		SrcPort: src, DstPort: dst, SeqNum: seq, AckNum: ack,
+		DataOffset: uint8(off), Flags: flags, WindowSize: 1000,
+	})
+	copy(b[tcpMinHeaderLen:], opts)
+	return b
+}
+
+func otherPort(seg []byte) []byte {
+	header.TCP(seg).SetSourcePort(1001)
+	return seg
+}
+
+// sentLog records what the delayer sends on its timer.
+type sentLog struct {
+	mu   sync.Mutex
+	segs [][]byte
+	c    chan struct{}
+}
+
+func (l *sentLog) send(_ wire.HIT, seg []byte) {
+	l.mu.Lock()
+	l.segs = append(l.segs, append([]byte(nil), seg...))
+	l.mu.Unlock()
+	select {
+	case l.c <- struct{}{}:
+	default:
+	}
+}
+
+func (l *sentLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.segs)
+}
+
+func newTestDelayer(delay time.Duration) (*ackDelayer, *sentLog) {
+	l := &sentLog{c: make(chan struct{}, 1)}
+	return newAckDelayer(delay, l.send), l
+}
+
+const ack = header.TCPFlagAck
+
+// TestAckDelayAnswerCarriesAck: the bare ACK of a one-octet request is
+// held, and the answer, which acknowledges the same octet, replaces it:
+// one segment instead of two.
+func TestAckDelayAnswerCarriesAck(t *testing.T) {
+	d, log := newTestDelayer(time.Hour)
+	peer := testHIT(2)
+	d.received(peer, tcpSeg(true, ack|header.TCPFlagPsh, 100, 500, 1, nil))
+	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 500, 101, 0, nil)); !hold {
+		t.Fatal("the bare ACK of a one-octet request was not held")
+	}
+	if hold, prev := d.outbound(peer, tcpSeg(false, ack|header.TCPFlagPsh, 500, 101, 1, nil)); hold || prev != nil {
+		t.Fatal("the answer was held, or the held ACK sent before it")
+	}
+	if d.held.Load() != 1 || d.saved.Load() != 1 || log.count() != 0 || d.active() {
+		t.Fatalf("held %d saved %d sent %d active %v; want 1 1 0 false", d.held.Load(), d.saved.Load(), log.count(), d.active())
+	}
+}
+
+// TestAckDelayTimer: a held ACK that nothing replaces leaves when the
+// delay ends, unchanged.
+func TestAckDelayTimer(t *testing.T) {
+	d, log := newTestDelayer(5 * time.Millisecond)
+	defer d.close()
+	peer := testHIT(2)
+	d.received(peer, tcpSeg(true, ack, 100, 500, 10, nil))
+	a := tcpSeg(false, ack, 500, 110, 0, nil)
+	t0 := time.Now()
+	if hold, _ := d.outbound(peer, a); !hold {
+		t.Fatal("not held")
+	}
+	select {
+	case <-log.c:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held ACK was never sent")
+	}
+	if w := time.Since(t0); w < 5*time.Millisecond {
+		t.Fatalf("sent after %v, before the delay", w)
+	}
+	if log.count() != 1 || string(log.segs[0]) != string(a) || d.active() {
+		t.Fatalf("sent %d segments (%x), active %v", log.count(), log.segs, d.active())
+	}
+}
+
+// TestAckDelayOnlyExactAcks: only the ACK that acknowledges exactly the
+// end of a small segment received is held. Duplicate ACKs, ACKs with
+// SACK blocks, ACKs of full-sized segments, of a lone SYN, of an RST, and
+// ACKs of flows the delayer has not seen leave at once.
+func TestAckDelayOnlyExactAcks(t *testing.T) {
+	peer := testHIT(2)
+	sack := []byte{tcpOptNOP, tcpOptNOP, tcpOptSACK, 10, 0, 0, 0, 1, 0, 0, 0, 2}
+	cases := []struct {
+		name string
+		in   []byte
+		out  []byte
+	}{
+		{"duplicate ACK", tcpSeg(true, ack, 100, 500, 1, nil), tcpSeg(false, ack, 500, 100, 0, nil)},
+		{"ACK beyond", tcpSeg(true, ack, 100, 500, 1, nil), tcpSeg(false, ack, 500, 200, 0, nil)},
+		{"SACK blocks", tcpSeg(true, ack, 100, 500, 1, nil), tcpSeg(false, ack, 500, 101, 0, sack)},
+		{"longer than small", tcpSeg(true, ack, 100, 500, smallSegment+1, nil), tcpSeg(false, ack, 500, 100+smallSegment+1, 0, nil)},
+		{"SYN", tcpSeg(true, header.TCPFlagSyn, 100, 0, 0, nil), tcpSeg(false, ack, 500, 101, 0, nil)},
+		{"RST", tcpSeg(true, header.TCPFlagRst|ack, 100, 500, 0, nil), tcpSeg(false, ack, 500, 100, 0, nil)},
+		{"another flow", tcpSeg(true, ack, 100, 500, 1, nil), otherPort(tcpSeg(false, ack, 500, 101, 0, nil))},
+		{"data, not a bare ACK", tcpSeg(true, ack, 100, 500, 1, nil), tcpSeg(false, ack, 500, 101, 1, nil)},
+		{"FIN", tcpSeg(true, ack, 100, 500, 1, nil), tcpSeg(false, ack|header.TCPFlagFin, 500, 101, 0, nil)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d, _ := newTestDelayer(time.Hour)
+			d.received(peer, c.in)
+			if hold, prev := d.outbound(peer, c.out); hold || prev != nil {
+				t.Fatal("held")
+			}
+		})
+	}
+}
+
+// TestAckDelayHandshake: a Dial's handshake ACK waits for the first data,
+// which carries it; so does the ACK of a FIN for the peer's FIN.
+func TestAckDelayHandshake(t *testing.T) {
+	d, _ := newTestDelayer(time.Hour)
+	peer := testHIT(2)
+	d.received(peer, tcpSeg(true, header.TCPFlagSyn|ack, 7000, 501, 0, nil))
+	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 501, 7001, 0, nil)); !hold {
+		t.Fatal("the handshake ACK was not held")
+	}
+	if hold, prev := d.outbound(peer, tcpSeg(false, ack|header.TCPFlagPsh, 501, 7001, 5, nil)); hold || prev != nil {
+		t.Fatal("the first data did not carry the handshake ACK")
+	}
+	d.received(peer, tcpSeg(true, header.TCPFlagFin|ack, 7001, 506, 0, nil))
+	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 506, 7002, 0, nil)); !hold {
+		t.Fatal("the ACK of a FIN was not held")
+	}
+	if hold, prev := d.outbound(peer, tcpSeg(false, header.TCPFlagFin|ack, 506, 7002, 0, nil)); hold || prev != nil {
+		t.Fatal("our FIN did not carry the ACK of the peer's")
+	}
+}
+
+// TestAckDelaySecondAck: a second request before the answer is
+// acknowledged at once, by one ACK for both (RFC 5681 §4.2); a second
+// bare ACK of the same number (a window update, or a duplicate ACK that
+// the peer must count) goes after the held one, which is not lost.
+func TestAckDelaySecondAck(t *testing.T) {
+	d, _ := newTestDelayer(time.Hour)
+	peer := testHIT(2)
+	d.received(peer, tcpSeg(true, ack, 100, 500, 1, nil))
+	d.outbound(peer, tcpSeg(false, ack, 500, 101, 0, nil))
+	d.received(peer, tcpSeg(true, ack, 101, 500, 1, nil))
+	if hold, prev := d.outbound(peer, tcpSeg(false, ack, 500, 102, 0, nil)); hold || prev != nil || d.saved.Load() != 1 {
+		t.Fatal("second ACK: held, or both sent")
+	}
+
+	d.received(peer, tcpSeg(true, ack, 102, 500, 1, nil))
+	held := tcpSeg(false, ack, 500, 103, 0, nil)
+	d.outbound(peer, held)
+	hold, prev := d.outbound(peer, tcpSeg(false, ack, 500, 103, 0, nil))
+	if hold {
+		t.Fatal("a second bare ACK of the same number was held")
+	}
+	if prev == nil || string(prev.seg[:prev.n]) != string(held) {
+		t.Fatalf("the held ACK was not sent first: %v", prev)
+	}
+}
+
+// TestAckDelayBounded: a peer that sends small segments on more flows
+// than the table holds gets the ACKs of the rest at once; the table does
+// not grow, and close sends nothing.
+func TestAckDelayBounded(t *testing.T) {
+	d, log := newTestDelayer(time.Hour)
+	peer := testHIT(2)
+	for i := range maxAckFlows + 100 {
+		s := tcpSeg(true, ack, 100, 500, 1, nil)
+		header.TCP(s).SetSourcePort(uint16(i))
+		d.received(peer, s)
+	}
+	if n := len(d.flows); n != maxAckFlows {
+		t.Fatalf("table holds %d flows, bound %d", n, maxAckFlows)
+	}
+	d.close()
+	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 500, 101, 0, nil)); hold {
+		t.Fatal("held after close")
+	}
+	d.received(peer, tcpSeg(true, ack, 100, 500, 1, nil))
+	if d.active() || log.count() != 0 {
+		t.Fatal("close left entries, or sent what it dropped")
+	}
+}
+
+// TestAckDelayOff: a negative delay holds nothing.
+func TestAckDelayOff(t *testing.T) {
+	d, _ := newTestDelayer(-1)
+	peer := testHIT(2)
+	d.received(peer, tcpSeg(true, ack, 100, 500, 1, nil))
+	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 500, 101, 0, nil)); hold || d.active() {
+		t.Fatal("held with the delay off")
+	}
+}
+
+// TestAckDelayEcho: over a pair of Transports, a one-octet echo costs one
+// segment each way with delayed ACKs, and two each way (data, bare ACK)
+// without. A bulk transfer with an ACK delay of an hour finishes as fast
+// as ever: the ACKs of its full-sized segments are not held, and those of
+// the short segment that ends each Write, when held, are carried by the
+// next ACK, not left to the timer.
+func TestAckDelayEcho(t *testing.T) {
+	const rounds = 50
+	for _, c := range []struct {
+		name     string
+		delay    time.Duration
+		min, max int // segments sent by both ends per round
+	}{{"delayed", time.Hour, 2, 2}, {"off", -1, 4, 4}} {
+		t.Run(c.name, func(t *testing.T) {
+			nodes := newNodes(t, newFakeNet(), 2, Config{AckDelay: c.delay})
+			a, b := nodes[0], nodes[1]
+			l, err := b.Listen(7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			serveEcho(t, l)
+			conn := dial(t, a.Transport, b.local, 7)
+			ping := func() {
+				var p [1]byte
+				if _, err := conn.Write(p[:]); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(conn, p[:]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ping() // the handshake's segments are not counted
+			sent := func() int { return int(a.Stats().SegmentsSent + b.Stats().SegmentsSent) }
+			before := sent()
+			for range rounds {
+				ping()
+			}
+			// The last round's ACK may still be on its way (or held).
+			got := sent() - before
+			if got < c.min*rounds-1 || got > c.max*rounds {
+				t.Fatalf("%d segments for %d one-octet echoes; want %d to %d per echo",
+					got, rounds, c.min, c.max)
+			}
+			if c.delay > 0 && a.Stats().AcksSaved+b.Stats().AcksSaved < 2*rounds-1 {
+				t.Fatalf("stats %+v %+v: the answers did not carry the held ACKs", a.Stats(), b.Stats())
+			}
+		})
+	}
+	t.Run("bulk", func(t *testing.T) {
+		nodes := newNodes(t, newFakeNet(), 2, Config{AckDelay: time.Hour})
+		transfer(t, nodes[0], nodes[1], 4<<20)
+		if st := nodes[1].Stats(); st.AcksSaved+1 < st.AcksDelayed {
+			t.Fatalf("the receiver of a bulk transfer held %d ACKs, and only %d were carried by later ones",
+				st.AcksDelayed, st.AcksSaved)
+		}
+	})
+}
