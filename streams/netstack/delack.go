@@ -47,12 +47,17 @@ type ackDelayer struct {
 	delay time.Duration
 	send  func(dst wire.HIT, seg []byte) // endpoint.sendSegment
 
-	// n is len(flows), so that writePacket skips the delayer with one
-	// atomic load when no connection has anything to hold.
+	// n is live, so that writePacket skips the delayer with one atomic
+	// load when no connection has anything to hold.
 	n atomic.Int32
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// flows keeps a connection's entry once made: its values change in
+	// place, because a map insert after a delete allocates (an entry
+	// that is not live costs a lookup, never a packet). Entries are
+	// deleted once stale (expire, room).
 	flows     map[flowKey]ackFlow
+	live      int // entries with pending data or a held ACK
 	timer     *time.Timer
 	armed     bool
 	closed    bool
@@ -96,7 +101,7 @@ const (
 	smallSegment = 1024
 	// maxAckFlows bounds the delayer's table; a connection beyond it has
 	// its ACKs sent at once.
-	maxAckFlows = 4096
+	maxAckFlows = 1024
 	// staleFlow is when an entry whose ACK never left (a connection reset
 	// in between) may be purged.
 	staleFlow = time.Second
@@ -137,11 +142,22 @@ func (d *ackDelayer) received(src wire.HIT, seg []byte) {
 	if !ok && !d.room(now) {
 		return
 	}
+	if !f.live() {
+		d.setLive(+1)
+	}
 	f.expect = t.SequenceNumber() + uint32(span)
 	f.pending += span
 	f.at = now
 	d.flows[k] = f
-	d.n.Store(int32(len(d.flows)))
+}
+
+// live reports whether the entry has something to acknowledge.
+func (f *ackFlow) live() bool { return f.pending > 0 || f.held }
+
+// setLive counts an entry becoming live (+1) or not (-1); under d.mu.
+func (d *ackDelayer) setLive(delta int) {
+	d.live += delta
+	d.n.Store(int32(d.live))
 }
 
 // room reports whether the table takes one more flow, purging stale
@@ -157,12 +173,21 @@ func (d *ackDelayer) room(now time.Time) bool {
 		return false
 	}
 	d.lastPurge = now
+	d.purge(now)
+	return len(d.flows) < maxAckFlows
+}
+
+// purge deletes the entries untouched for staleFlow that hold nothing:
+// connections that ended, or whose ACK never left (reset meanwhile).
+func (d *ackDelayer) purge(now time.Time) {
 	for k, f := range d.flows {
 		if !f.held && now.Sub(f.at) > staleFlow {
+			if f.live() {
+				d.setLive(-1)
+			}
 			delete(d.flows, k)
 		}
 	}
-	return len(d.flows) < maxAckFlows
 }
 
 // active reports whether any flow has an entry: writePacket's fast path.
@@ -198,13 +223,13 @@ func (d *ackDelayer) outbound(dst wire.HIT, seg []byte) (hold bool, prev *heldSe
 			prev = heldPool.Get().(*heldSegment)
 			*prev = heldSegment{dst: dst, n: f.n, seg: f.seg}
 		}
-		d.drop(k)
+		d.drop(k, &f)
 		return false, prev
 	}
 	// RFC 5681 §4.2: an ACK for at least every second full-sized segment
 	// (here: at most two small ones are acknowledged late).
 	if f.pending <= 2*smallSegment && bare && ack == f.expect && int(t.DataOffset()) <= len(f.seg) && !hasSACK(seg) {
-		f.held, f.heldAck, f.n = true, ack, uint8(copy(f.seg[:], seg))
+		f.held, f.heldAck, f.n = true, ack, uint8(copy(f.seg[:], seg)) // live already: pending > 0
 		f.due = time.Now().Add(d.delay)
 		d.flows[k] = f
 		d.held.Add(1)
@@ -212,7 +237,7 @@ func (d *ackDelayer) outbound(dst wire.HIT, seg []byte) (hold bool, prev *heldSe
 		return true, nil
 	}
 	if hasAck && !seqBefore(ack, f.expect) {
-		d.drop(k) // acknowledged another way: on the answer, or beyond
+		d.drop(k, &f) // acknowledged another way: on the answer, or beyond
 	}
 	return false, nil
 }
@@ -230,9 +255,12 @@ var heldPool = sync.Pool{New: func() any { return new(heldSegment) }}
 
 func putHeld(h *heldSegment) { heldPool.Put(h) }
 
-func (d *ackDelayer) drop(k flowKey) {
-	delete(d.flows, k)
-	d.n.Store(int32(len(d.flows)))
+// drop forgets what the entry f of k had to acknowledge; under d.mu.
+func (d *ackDelayer) drop(k flowKey, f *ackFlow) {
+	if f.live() {
+		d.setLive(-1)
+	}
+	d.flows[k] = ackFlow{at: f.at}
 }
 
 // arm starts the timer if it is not running; under d.mu.
@@ -260,16 +288,14 @@ func (d *ackDelayer) expire() {
 		switch {
 		case f.held && !now.Before(f.due):
 			due = append(due, heldSegment{dst: k.peer, n: f.n, seg: f.seg})
-			delete(d.flows, k)
+			d.drop(k, &f)
 		case f.held:
 			if w := f.due.Sub(now); next == 0 || w < next {
 				next = w
 			}
-		case now.Sub(f.at) > staleFlow:
-			delete(d.flows, k)
 		}
 	}
-	d.n.Store(int32(len(d.flows)))
+	d.purge(now)
 	if next > 0 && !d.closed {
 		d.armed = true
 		d.timer.Reset(next)
@@ -286,6 +312,7 @@ func (d *ackDelayer) close() {
 	d.mu.Lock()
 	d.closed = true
 	clear(d.flows)
+	d.live = 0
 	d.n.Store(0)
 	if d.timer != nil {
 		d.timer.Stop()

@@ -277,3 +277,27 @@ func TestAckDelayEcho(t *testing.T) {
 		}
 	})
 }
+
+// TestAckDelayAllocs: a request's ACK held and carried by the answer, the
+// path of every echo, allocates nothing.
+func TestAckDelayAllocs(t *testing.T) {
+	d, _ := newTestDelayer(time.Hour)
+	defer d.close()
+	peer := testHIT(2)
+	req := tcpSeg(true, ack, 100, 500, 1, nil)
+	bare := tcpSeg(false, ack, 500, 101, 0, nil)
+	answer := tcpSeg(false, ack|header.TCPFlagPsh, 500, 101, 1, nil)
+	round := func() {
+		d.received(peer, req)
+		if hold, _ := d.outbound(peer, bare); !hold {
+			t.Fatal("not held")
+		}
+		if hold, prev := d.outbound(peer, answer); hold || prev != nil {
+			t.Fatal("the answer did not carry the ACK")
+		}
+	}
+	round() // the map and the timer
+	if n := testing.AllocsPerRun(1000, round); n != 0 {
+		t.Fatalf("%v allocations per echo", n)
+	}
+}
