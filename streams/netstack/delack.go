@@ -80,6 +80,7 @@ type ackFlow struct {
 	expect  uint32
 	pending int // octets (and SYN, FIN) received since the last ACK left
 	at      time.Time
+	bulkAt  time.Time // the last full-sized segment received (receivedBulk)
 
 	held    bool
 	heldAck uint32
@@ -105,6 +106,11 @@ const (
 	// staleFlow is when an entry whose ACK never left (a connection reset
 	// in between) may be purged.
 	staleFlow = time.Second
+	// bulkWindow is how long after a full-sized segment a connection's
+	// ACKs are not held (receivedBulk).
+	bulkWindow = 10 * time.Millisecond
+	// tooMuch marks an entry whose next ACK must not be held.
+	tooMuch = 2*smallSegment + 1
 )
 
 func newAckDelayer(delay time.Duration, send func(wire.HIT, []byte)) *ackDelayer {
@@ -120,9 +126,13 @@ func (d *ackDelayer) received(src wire.HIT, seg []byte) {
 	t := header.TCP(seg)
 	off := int(t.DataOffset())
 	flags := t.Flags()
-	if off < tcpMinHeaderLen || off > len(seg) || len(seg)-off > smallSegment ||
+	if off < tcpMinHeaderLen || off > len(seg) ||
 		flags&header.TCPFlagRst != 0 || (flags&header.TCPFlagSyn != 0 && flags&header.TCPFlagAck == 0) {
 		return // a SYN is answered by a SYN-ACK, not a bare ACK
+	}
+	if len(seg)-off > smallSegment {
+		d.receivedBulk(src, t)
+		return
 	}
 	span := len(seg) - off
 	if flags&header.TCPFlagSyn != 0 {
@@ -142,12 +152,38 @@ func (d *ackDelayer) received(src wire.HIT, seg []byte) {
 	if !ok && !d.room(now) {
 		return
 	}
+	if now.Sub(f.bulkAt) < bulkWindow {
+		return // in a bulk transfer: its ACK covers full-sized segments too
+	}
 	if !f.live() {
 		d.setLive(+1)
 	}
 	f.expect = t.SequenceNumber() + uint32(span)
 	f.pending += span
 	f.at = now
+	d.flows[k] = f
+}
+
+// receivedBulk notes a full-sized segment: for bulkWindow the flow's ACKs
+// are not held. Its short segments (the end of each Write) come among
+// full-sized ones, and the ACK that acknowledges one of them also
+// acknowledges those before it that arrived since the last ACK, perhaps
+// in an earlier receive batch that netstack has not yet processed: held,
+// it could stall a sender short of window (RFC 5681 §4.2: an ACK at least
+// every second full-sized segment).
+func (d *ackDelayer) receivedBulk(src wire.HIT, t header.TCP) {
+	k := flowKey{src, t.DestinationPort(), t.SourcePort()}
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, ok := d.flows[k]
+	if !ok && !d.room(now) {
+		return
+	}
+	f.bulkAt, f.at = now, now
+	if f.live() && !f.held {
+		f.pending = tooMuch // this ACK covers the full-sized segment
+	}
 	d.flows[k] = f
 }
 
@@ -260,7 +296,7 @@ func (d *ackDelayer) drop(k flowKey, f *ackFlow) {
 	if f.live() {
 		d.setLive(-1)
 	}
-	d.flows[k] = ackFlow{at: f.at}
+	d.flows[k] = ackFlow{at: f.at, bulkAt: f.bulkAt}
 }
 
 // arm starts the timer if it is not running; under d.mu.
