@@ -81,6 +81,7 @@ type ackFlow struct {
 	pending int // octets (and SYN, FIN) received since the last ACK left
 	at      time.Time
 	bulkAt  time.Time // the last full-sized segment received (receivedBulk)
+	finSent bool      // we sent our FIN: the ACK of the peer's is sent at once
 
 	held    bool
 	heldAck uint32
@@ -155,6 +156,15 @@ func (d *ackDelayer) received(src wire.HIT, seg []byte) {
 	if now.Sub(f.bulkAt) < bulkWindow {
 		return // in a bulk transfer: its ACK covers full-sized segments too
 	}
+	if flags&header.TCPFlagFin != 0 && f.finSent {
+		// Our FIN went first: this ACK is the connection's last, and
+		// nothing of ours will follow to carry it.
+		if ok && f.live() && !f.held {
+			f.pending = tooMuch
+			d.flows[k] = f
+		}
+		return
+	}
 	if !f.live() {
 		d.setLive(+1)
 	}
@@ -226,7 +236,14 @@ func (d *ackDelayer) purge(now time.Time) {
 	}
 }
 
-// active reports whether any flow has an entry: writePacket's fast path.
+// wants reports whether outbound must see seg: when some flow has
+// something to acknowledge, and for every SYN and FIN, which start and
+// end what the delayer knows of a connection. writePacket's fast path.
+func (d *ackDelayer) wants(seg []byte) bool {
+	return d.n.Load() != 0 || len(seg) > 13 && seg[13]&(tcpFlagSYN|tcpFlagFIN) != 0
+}
+
+// active reports whether any flow has something to acknowledge.
 func (d *ackDelayer) active() bool { return d.n.Load() != 0 }
 
 // outbound decides about seg, a segment netstack sends to dst. It returns
@@ -239,13 +256,26 @@ func (d *ackDelayer) outbound(dst wire.HIT, seg []byte) (hold bool, prev *heldSe
 	}
 	t := header.TCP(seg)
 	k := flowKey{dst, t.SourcePort(), t.DestinationPort()}
+	flags, ack := t.Flags(), t.AckNumber()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	f, ok := d.flows[k]
-	if !ok {
+	switch {
+	case flags&header.TCPFlagSyn != 0:
+		if ok { // a new connection with the ports of an old one
+			d.drop(k, &f)
+			d.flows[k] = ackFlow{at: f.at}
+		}
 		return false, nil
+	case !ok:
+		if flags&header.TCPFlagFin != 0 && d.delay > 0 && d.room(time.Now()) {
+			d.flows[k] = ackFlow{finSent: true, at: time.Now()}
+		}
+		return false, nil
+	case flags&header.TCPFlagFin != 0:
+		f.finSent = true
+		d.flows[k] = f
 	}
-	flags, ack := t.Flags(), t.AckNumber()
 	hasAck := flags&header.TCPFlagAck != 0
 	bare := flags == header.TCPFlagAck && len(seg) == int(t.DataOffset())
 	if f.held {
@@ -296,7 +326,7 @@ func (d *ackDelayer) drop(k flowKey, f *ackFlow) {
 	if f.live() {
 		d.setLive(-1)
 	}
-	d.flows[k] = ackFlow{at: f.at, bulkAt: f.bulkAt}
+	d.flows[k] = ackFlow{at: f.at, bulkAt: f.bulkAt, finSent: f.finSent}
 }
 
 // arm starts the timer if it is not running; under d.mu.
@@ -358,6 +388,9 @@ func (d *ackDelayer) close() {
 
 // tcpOptSACK is the SACK option's kind (RFC 2018 §3).
 const tcpOptSACK = 5
+
+// tcpFlagFIN is the FIN flag in a TCP header's flags octet (RFC 9293 §3.1).
+const tcpFlagFIN = 0x01
 
 // seqBefore reports a < b in sequence space (RFC 9293 §3.4).
 func seqBefore(a, b uint32) bool { return int32(a-b) < 0 }

@@ -191,6 +191,27 @@ func TestAckDelayHandshake(t *testing.T) {
 	}
 }
 
+// TestAckDelayFinalAck: after our FIN, the ACK of the peer's FIN is the
+// connection's last segment, which nothing would carry: it leaves at
+// once. A new connection on the same ports starts afresh.
+func TestAckDelayFinalAck(t *testing.T) {
+	d, _ := newTestDelayer(time.Hour)
+	peer := testHIT(2)
+	if hold, _ := d.outbound(peer, tcpSeg(false, header.TCPFlagFin|ack, 500, 100, 0, nil)); hold {
+		t.Fatal("our FIN was held")
+	}
+	d.received(peer, tcpSeg(true, header.TCPFlagFin|ack, 100, 501, 0, nil))
+	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 501, 101, 0, nil)); hold {
+		t.Fatal("the last ACK, of the peer's FIN after ours, was held")
+	}
+
+	d.outbound(peer, tcpSeg(false, header.TCPFlagSyn, 9000, 0, 0, nil))
+	d.received(peer, tcpSeg(true, header.TCPFlagSyn|ack, 3000, 9001, 0, nil))
+	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 9001, 3001, 0, nil)); !hold {
+		t.Fatal("a new connection on the ports of a closed one: its handshake ACK was not held")
+	}
+}
+
 // TestAckDelaySecondAck: a second request before the answer is
 // acknowledged at once, by one ACK for both (RFC 5681 §4.2); a second
 // bare ACK of the same number (a window update, or a duplicate ACK that
@@ -297,6 +318,30 @@ func TestAckDelayEcho(t *testing.T) {
 			}
 			if c.delay > 0 && a.Stats().AcksSaved+b.Stats().AcksSaved < 2*rounds-1 {
 				t.Fatalf("stats %+v %+v: the answers did not carry the held ACKs", a.Stats(), b.Stats())
+			}
+			// Close: each side's FIN carries the ACK the other held, and
+			// the last ACK (of the server's FIN) is not held at all, so
+			// that nothing is left for the hour-long delay.
+			rcv := a.Stats().SegmentsReceived
+			conn.Close()
+			deadline := time.Now().Add(5 * time.Second)
+			for a.Stats().SegmentsReceived == rcv { // the server's FIN
+				if time.Now().After(deadline) {
+					t.Fatal("the server did not close")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			for a.ep.acks.active() || b.ep.acks.active() {
+				if time.Now().After(deadline) {
+					t.Fatalf("after Close, ACKs still held: client %v, server %v", a.ep.acks.active(), b.ep.acks.active())
+				}
+				time.Sleep(time.Millisecond)
+			}
+			// A held last ACK would be freed only by the server's FIN
+			// retransmitted after its RTO (a second bare ACK of the same
+			// number sends both).
+			if r := a.Stats().Retransmits + b.Stats().Retransmits; r != 0 {
+				t.Fatalf("%d retransmissions: an ACK was held that nothing carried", r)
 			}
 		})
 	}

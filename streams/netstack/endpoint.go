@@ -115,7 +115,7 @@ func (e *endpoint) writePacket(pkt *stack.PacketBuffer) {
 		return
 	}
 	e.clampSYN(seg, e.local, dst, dst)
-	if e.acks.active() {
+	if e.acks.wants(seg) {
 		hold, prev := e.acks.outbound(dst, seg)
 		if hold {
 			return // the answer may carry it (delack.go)
