@@ -29,8 +29,12 @@ import (
 // segments, as §4.2's "at least every second full-sized segment"
 // allows). Otherwise it sends it when the delay ends. Only an ACK that
 // acknowledges exactly the end of a small segment just received (or a
-// SYN-ACK's SYN, or a FIN) is held, so that:
-//   - bulk transfer is untouched: its segments are full-sized;
+// SYN-ACK's SYN, or the peer's FIN before ours) is held, so that:
+//   - bulk transfer is untouched: a connection that received a
+//     full-sized segment in the last bulkWindow has no ACK held, not even
+//     that of the short segment that ends each Write (receivedBulk);
+//   - the last ACK of a connection, of the peer's FIN after ours, which
+//     nothing would carry, leaves at once;
 //   - a duplicate ACK (RFC 5681 §4.2: out-of-order data is acknowledged
 //     at once), a window update and a keep-alive's answer acknowledge
 //     something else, and leave at once, as does any ACK carrying SACK
@@ -101,8 +105,10 @@ const (
 	// that the segments of a bulk transfer are never delayed, whatever
 	// their path: a sender short of window would wait for the delay.
 	smallSegment = 1024
-	// maxAckFlows bounds the delayer's table; a connection beyond it has
-	// its ACKs sent at once.
+	// maxAckFlows bounds the delayer's table (176 octets an entry with
+	// its key, some 180 KiB when full, against a peer that sends small
+	// segments on many ports); a connection beyond it has its ACKs sent
+	// at once.
 	maxAckFlows = 1024
 	// staleFlow is when an entry whose ACK never left (a connection reset
 	// in between) may be purged.
