@@ -101,8 +101,10 @@
 // (gVisor's dispatcher, started by New), which process every inbound
 // segment; Close stops them and waits (stack.Close, stack.Wait) after
 // resetting every connection. There is no goroutine per connection or
-// listener, and this package starts none of its own: protocol timers
-// (retransmission, delayed ACK, keep-alive, TIME-WAIT) and deadlines are
+// listener. The one goroutine this package starts runs Config.Associate
+// for a Dial to a peer with no association, for that Dial's length (the
+// Dial waits for it before it returns, connectAssociated). Protocol
+// timers (retransmission, keep-alive, TIME-WAIT) and deadlines are
 // runtime timers whose callbacks run briefly when they fire, and so is
 // the delayed-ACK timer (delack.go), whose callback sends the ACKs whose
 // delay is over. Outbound
