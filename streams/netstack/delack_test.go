@@ -377,3 +377,38 @@ func TestAckDelayAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per echo", n)
 	}
 }
+
+// FuzzAckDelay: no segment from the peer, however malformed, makes the
+// delayer panic or hold anything but a bare ACK; its table stays within
+// bounds and a held ACK is returned octet for octet.
+func FuzzAckDelay(f *testing.F) {
+	f.Add(tcpSeg(true, ack, 100, 500, 1, nil), tcpSeg(false, ack, 500, 101, 0, nil))
+	f.Add(tcpSeg(true, header.TCPFlagSyn|ack, 7000, 501, 0, nil), tcpSeg(false, ack, 501, 7001, 0, nil))
+	f.Add(tcpSeg(true, header.TCPFlagFin|ack, 100, 500, 0, []byte{5, 10, 0, 0}), tcpSeg(false, ack, 500, 101, 0, []byte{1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2}))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0x10, 0, 0, 0, 0, 0, 0}, []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0x10})
+	f.Fuzz(func(t *testing.T, in, out []byte) {
+		d, _ := newTestDelayer(time.Hour)
+		defer d.close()
+		peer := testHIT(2)
+		d.received(peer, in)
+		orig := append([]byte(nil), out...)
+		hold, prev := d.outbound(peer, out)
+		if hold {
+			if len(out) < tcpMinHeaderLen || header.TCP(out).Flags() != ack || len(out) != int(header.TCP(out).DataOffset()) {
+				t.Fatalf("held a segment that is not a bare ACK: %x", out)
+			}
+			// A second, different segment of the flow releases or
+			// supersedes it; a copy that comes back must be the original.
+			next := append([]byte(nil), out...)
+			header.TCP(next).SetFlags(uint8(header.TCPFlagRst))
+			if _, p := d.outbound(peer, next); p == nil || string(p.seg[:p.n]) != string(orig) {
+				t.Fatalf("the held ACK did not come back whole before an RST")
+			}
+		} else if prev != nil {
+			t.Fatal("a held ACK came back, none was held")
+		}
+		if len(d.flows) > maxAckFlows || d.live < 0 || d.live > len(d.flows) {
+			t.Fatalf("table %d flows, %d live", len(d.flows), d.live)
+		}
+	})
+}
