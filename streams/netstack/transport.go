@@ -289,24 +289,11 @@ func (t *Transport) awaitHandshake(ctx context.Context, ep tcpip.Endpoint, terr 
 			}
 		case <-notify:
 		case <-ctx.Done():
-			return ctx.Err()
+			return associateErr(assoc, ctx.Err())
 		case <-t.done:
 			return errClosed
 		case err := <-failed:
-			if associated == nil {
-				return err
-			}
-			// The base exchange failed: Associate says how, and says
-			// more (the locators tried, the handshake's error).
-			select {
-			case aerr := <-associated:
-				*assoc = nil
-				if aerr != nil {
-					return aerr
-				}
-			case <-ctx.Done():
-			}
-			return err
+			return associateErr(assoc, err)
 		}
 	}
 	switch tcp.EndpointState(ep.State()) {
@@ -318,6 +305,24 @@ func (t *Transport) awaitHandshake(ctx context.Context, ep tcpip.Endpoint, terr 
 		return syscall.ECONNABORTED
 	}
 	return nil
+}
+
+// associateErr is the error of a Dial that failed with err while
+// Associate's result (*assoc, nil once received) was pending: Associate's
+// own error if it has one, because it says more (the locators tried, and
+// a handshake timeout at the context's deadline rather than the bare
+// deadline). Associate watches the same context and the same base
+// exchange, so it returns as soon.
+func associateErr(assoc *<-chan error, err error) error {
+	if assoc == nil || *assoc == nil {
+		return err
+	}
+	aerr := <-*assoc
+	*assoc = nil
+	if aerr != nil {
+		return aerr
+	}
+	return err
 }
 
 // connecting reports whether ep's handshake is still running.
