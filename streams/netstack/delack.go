@@ -137,10 +137,7 @@ func (d *ackDelayer) received(src wire.HIT, seg []byte) {
 		flags&header.TCPFlagRst != 0 || (flags&header.TCPFlagSyn != 0 && flags&header.TCPFlagAck == 0) {
 		return // a SYN is answered by a SYN-ACK, not a bare ACK
 	}
-	if len(seg)-off > smallSegment {
-		d.receivedBulk(src, t)
-		return
-	}
+	bulk := len(seg)-off > smallSegment
 	span := len(seg) - off
 	if flags&header.TCPFlagSyn != 0 {
 		span++
@@ -151,33 +148,33 @@ func (d *ackDelayer) received(src wire.HIT, seg []byte) {
 	if span == 0 {
 		return
 	}
-	k := flowKey{src, t.DestinationPort(), t.SourcePort()}
-	now := time.Now()
+	k, now := flowKey{src, t.DestinationPort(), t.SourcePort()}, time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	f, ok := d.flows[k]
-	if !ok && !d.room(now) {
-		return
-	}
-	if now.Sub(f.bulkAt) < bulkWindow {
-		return // in a bulk transfer: its ACK covers full-sized segments too
-	}
-	if flags&header.TCPFlagFin != 0 && f.finSent {
+	f, ok := d.entry(k, now)
+	switch {
+	case !ok:
+	case bulk:
+		f.receivedBulk(now)
+		d.flows[k] = f
+	case now.Sub(f.bulkAt) < bulkWindow:
+		// In a bulk transfer: its ACK covers full-sized segments too.
+	case flags&header.TCPFlagFin != 0 && f.finSent:
 		// Our FIN went first: this ACK is the connection's last, and
 		// nothing of ours will follow to carry it.
-		if ok && f.live() && !f.held {
+		if f.live() && !f.held {
 			f.pending = tooMuch
 			d.flows[k] = f
 		}
-		return
+	default:
+		if !f.live() {
+			d.setLive(+1)
+		}
+		f.expect = t.SequenceNumber() + uint32(span)
+		f.pending += span
+		f.at = now
+		d.flows[k] = f
 	}
-	if !f.live() {
-		d.setLive(+1)
-	}
-	f.expect = t.SequenceNumber() + uint32(span)
-	f.pending += span
-	f.at = now
-	d.flows[k] = f
 }
 
 // receivedBulk notes a full-sized segment: for bulkWindow the flow's ACKs
@@ -187,20 +184,11 @@ func (d *ackDelayer) received(src wire.HIT, seg []byte) {
 // in an earlier receive batch that netstack has not yet processed: held,
 // it could stall a sender short of window (RFC 5681 §4.2: an ACK at least
 // every second full-sized segment).
-func (d *ackDelayer) receivedBulk(src wire.HIT, t header.TCP) {
-	k := flowKey{src, t.DestinationPort(), t.SourcePort()}
-	now := time.Now()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	f, ok := d.flows[k]
-	if !ok && !d.room(now) {
-		return
-	}
+func (f *ackFlow) receivedBulk(now time.Time) {
 	f.bulkAt, f.at = now, now
 	if f.live() && !f.held {
 		f.pending = tooMuch // this ACK covers the full-sized segment
 	}
-	d.flows[k] = f
 }
 
 // live reports whether the entry has something to acknowledge.
@@ -210,6 +198,13 @@ func (f *ackFlow) live() bool { return f.pending > 0 || f.held }
 func (d *ackDelayer) setLive(delta int) {
 	d.live += delta
 	d.n.Store(int32(d.live))
+}
+
+// entry returns k's entry, or a new one if the table has room for it;
+// false if it has none. d.mu is held.
+func (d *ackDelayer) entry(k flowKey, now time.Time) (ackFlow, bool) {
+	f, ok := d.flows[k]
+	return f, ok || d.room(now)
 }
 
 // room reports whether the table takes one more flow, purging stale
@@ -392,9 +387,6 @@ func (d *ackDelayer) close() {
 	d.mu.Unlock()
 }
 
-// tcpOptSACK is the SACK option's kind (RFC 2018 §3).
-const tcpOptSACK = 5
-
 // tcpFlagFIN is the FIN flag in a TCP header's flags octet (RFC 9293 §3.1).
 const tcpFlagFIN = 0x01
 
@@ -402,23 +394,8 @@ const tcpFlagFIN = 0x01
 func seqBefore(a, b uint32) bool { return int32(a-b) < 0 }
 
 // hasSACK reports whether the TCP segment seg carries a SACK option
-// (RFC 2018 §3, kind 5).
+// (RFC 2018 §3).
 func hasSACK(seg []byte) bool {
-	end := int(seg[12]>>4) * 4
-	for i := tcpMinHeaderLen; i < end && i < len(seg); {
-		switch seg[i] {
-		case tcpOptEnd:
-			return false
-		case tcpOptNOP:
-			i++
-			continue
-		case tcpOptSACK:
-			return true
-		}
-		if i+1 >= end || seg[i+1] < 2 {
-			return false
-		}
-		i += int(seg[i+1])
-	}
-	return false
+	_, _, ok := tcpOption(seg, tcpOptSACK)
+	return ok
 }

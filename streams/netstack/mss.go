@@ -44,6 +44,7 @@ const (
 	tcpOptNOP    = 1
 	tcpOptMSS    = 2
 	tcpOptMSSLen = 4
+	tcpOptSACK   = 5 // RFC 2018 §3
 )
 
 // pathMSS is the MSS for connections with peer: by its path when the Link
@@ -74,35 +75,47 @@ func (e *endpoint) clampSYN(seg []byte, src, dst, peer wire.HIT) {
 // announces more, and reports whether it did. Options it cannot parse
 // are left as they are (RFC 9293 §3.1).
 func clampMSS(seg []byte, mss int) bool {
+	i, l, ok := tcpOption(seg, tcpOptMSS)
+	if !ok || l != tcpOptMSSLen || int(binary.BigEndian.Uint16(seg[i+2:])) <= mss {
+		return false
+	}
+	binary.BigEndian.PutUint16(seg[i+2:], uint16(mss))
+	return true
+}
+
+// tcpOption finds the first option of kind in the header of the TCP
+// segment seg (RFC 9293 §3.1): its offset and length. ok is false when
+// there is none, or when the options cannot be parsed (a length that
+// overruns the header): such options are left as they are.
+func tcpOption(seg []byte, kind byte) (off, n int, ok bool) {
+	if len(seg) < tcpMinHeaderLen {
+		return 0, 0, false
+	}
 	end := int(seg[12]>>4) * 4
 	if end < tcpMinHeaderLen || end > len(seg) {
-		return false
+		return 0, 0, false
 	}
 	for i := tcpMinHeaderLen; i < end; {
 		switch seg[i] {
 		case tcpOptEnd:
-			return false
+			return 0, 0, false
 		case tcpOptNOP:
 			i++
 			continue
 		}
 		if i+1 >= end {
-			return false
+			return 0, 0, false
 		}
 		l := int(seg[i+1])
 		if l < 2 || i+l > end {
-			return false
+			return 0, 0, false
 		}
-		if seg[i] == tcpOptMSS && l == tcpOptMSSLen {
-			if int(binary.BigEndian.Uint16(seg[i+2:])) <= mss {
-				return false
-			}
-			binary.BigEndian.PutUint16(seg[i+2:], uint16(mss))
-			return true
+		if seg[i] == kind {
+			return i, l, true
 		}
 		i += l
 	}
-	return false
+	return 0, 0, false
 }
 
 // putTCPChecksum computes the checksum of the TCP segment seg over the
