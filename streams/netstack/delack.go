@@ -62,6 +62,7 @@ type ackDelayer struct {
 	// deleted once stale (expire, room).
 	flows     map[flowKey]ackFlow
 	live      int // entries with pending data or a held ACK
+	holding   int // entries with a held ACK: expire has work
 	timer     *time.Timer
 	armed     bool
 	closed    bool
@@ -220,20 +221,21 @@ func (d *ackDelayer) room(now time.Time) bool {
 		return false
 	}
 	d.lastPurge = now
-	d.purge(now)
+	for k, f := range d.flows {
+		d.purgeStale(k, &f, now)
+	}
 	return len(d.flows) < maxAckFlows
 }
 
-// purge deletes the entries untouched for staleFlow that hold nothing:
-// connections that ended, or whose ACK never left (reset meanwhile).
-func (d *ackDelayer) purge(now time.Time) {
-	for k, f := range d.flows {
-		if !f.held && now.Sub(f.at) > staleFlow {
-			if f.live() {
-				d.setLive(-1)
-			}
-			delete(d.flows, k)
+// purgeStale deletes k's entry f if it was untouched for staleFlow and
+// holds nothing: a connection that ended, or whose ACK never left (reset
+// meanwhile). d.mu is held.
+func (d *ackDelayer) purgeStale(k flowKey, f *ackFlow, now time.Time) {
+	if !f.held && now.Sub(f.at) > staleFlow {
+		if f.live() {
+			d.setLive(-1)
 		}
+		delete(d.flows, k)
 	}
 }
 
@@ -269,8 +271,8 @@ func (d *ackDelayer) outbound(dst wire.HIT, seg []byte) (hold bool, prev *heldSe
 		}
 		return false, nil
 	case !ok:
-		if flags&header.TCPFlagFin != 0 && d.delay > 0 && d.room(time.Now()) {
-			d.flows[k] = ackFlow{finSent: true, at: time.Now()}
+		if now := time.Now(); flags&header.TCPFlagFin != 0 && d.delay > 0 && d.room(now) {
+			d.flows[k] = ackFlow{finSent: true, at: now}
 		}
 		return false, nil
 	case flags&header.TCPFlagFin != 0:
@@ -299,6 +301,7 @@ func (d *ackDelayer) outbound(dst wire.HIT, seg []byte) (hold bool, prev *heldSe
 		f.held, f.heldAck, f.n = true, ack, uint8(copy(f.seg[:], seg)) // live already: pending > 0
 		f.due = time.Now().Add(d.delay)
 		d.flows[k] = f
+		d.holding++
 		d.held.Add(1)
 		d.arm()
 		return true, nil
@@ -327,6 +330,9 @@ func (d *ackDelayer) drop(k flowKey, f *ackFlow) {
 	if f.live() {
 		d.setLive(-1)
 	}
+	if f.held {
+		d.holding--
+	}
 	d.flows[k] = ackFlow{at: f.at, bulkAt: f.bulkAt, finSent: f.finSent}
 }
 
@@ -344,25 +350,34 @@ func (d *ackDelayer) arm() {
 }
 
 // expire runs on the timer: it sends every held ACK whose delay is over,
-// and rearms for the next.
+// and rearms for the next. Most fire after the answers carried every held
+// ACK; those only purge stale entries, at most every staleFlow/10, and
+// otherwise do not walk the table.
 func (d *ackDelayer) expire() {
 	now := time.Now()
 	var due []heldSegment
 	var next time.Duration
 	d.mu.Lock()
 	d.armed = false
-	for k, f := range d.flows {
-		switch {
-		case f.held && !now.Before(f.due):
-			due = append(due, heldSegment{dst: k.peer, n: f.n, seg: f.seg})
-			d.drop(k, &f)
-		case f.held:
-			if w := f.due.Sub(now); next == 0 || w < next {
-				next = w
+	purge := now.Sub(d.lastPurge) >= staleFlow/10
+	if d.holding > 0 || purge {
+		if purge {
+			d.lastPurge = now
+		}
+		for k, f := range d.flows {
+			switch {
+			case f.held && !now.Before(f.due):
+				due = append(due, heldSegment{dst: k.peer, n: f.n, seg: f.seg})
+				d.drop(k, &f)
+			case f.held:
+				if w := f.due.Sub(now); next == 0 || w < next {
+					next = w
+				}
+			case purge:
+				d.purgeStale(k, &f, now)
 			}
 		}
 	}
-	d.purge(now)
 	if next > 0 && !d.closed {
 		d.armed = true
 		d.timer.Reset(next)
@@ -379,7 +394,7 @@ func (d *ackDelayer) close() {
 	d.mu.Lock()
 	d.closed = true
 	clear(d.flows)
-	d.live = 0
+	d.live, d.holding = 0, 0
 	d.n.Store(0)
 	if d.timer != nil {
 		d.timer.Stop()

@@ -104,6 +104,11 @@ func TestAckDelayTimer(t *testing.T) {
 	if log.count() != 1 || string(log.segs[0]) != string(a) || d.active() {
 		t.Fatalf("sent %d segments (%x), active %v", log.count(), log.segs, d.active())
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.holding != 0 {
+		t.Fatalf("%d held after the timer sent the only one", d.holding)
+	}
 }
 
 // TestAckDelayOnlyExactAcks: only the ACK that acknowledges exactly the
@@ -407,8 +412,8 @@ func FuzzAckDelay(f *testing.F) {
 		} else if prev != nil {
 			t.Fatal("a held ACK came back, none was held")
 		}
-		if len(d.flows) > maxAckFlows || d.live < 0 || d.live > len(d.flows) {
-			t.Fatalf("table %d flows, %d live", len(d.flows), d.live)
+		if len(d.flows) > maxAckFlows || d.live < 0 || d.live > len(d.flows) || d.holding < 0 || d.holding > d.live {
+			t.Fatalf("table %d flows, %d live, %d holding", len(d.flows), d.live, d.holding)
 		}
 	})
 }
