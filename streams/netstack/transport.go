@@ -216,16 +216,56 @@ func (t *Transport) connectAssociated(ctx context.Context, peer wire.HIT, port i
 		return t.connect(ctx, peer, port, nil)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	assoc := make(chan error, 1)
-	go func() { assoc <- t.cfg.Associate(ctx, peer) }()
-	pending := (<-chan error)(assoc)
+	a := &association{ch: make(chan error, 1)}
+	go func() { a.ch <- t.cfg.Associate(ctx, peer) }()
 	defer func() {
 		cancel()
-		if pending != nil {
-			<-pending // at once once the handshake is done: it came through the association
-		}
+		a.wait() // at once after a handshake: it came through the association
 	}()
-	return t.connect(ctx, peer, port, &pending)
+	return t.connect(ctx, peer, port, a)
+}
+
+// association is the result of a Dial's Config.Associate, which the Dial
+// receives once: in its wait for the SYN-ACK (ready), or after it. The
+// nil *association is a Dial without one.
+type association struct {
+	ch       chan error
+	received bool
+	err      error
+}
+
+// ready is the channel that delivers the result, or nil (never ready)
+// once it was received; pass what it delivers to got.
+func (a *association) ready() <-chan error {
+	if a == nil || a.received {
+		return nil
+	}
+	return a.ch
+}
+
+func (a *association) got(err error) { a.received, a.err = true, err }
+
+// wait returns the result, receiving it if need be.
+func (a *association) wait() error {
+	if a == nil {
+		return nil
+	}
+	if !a.received {
+		a.got(<-a.ch)
+	}
+	return a.err
+}
+
+// or is the error of a Dial that failed with err: Associate's own error
+// if it has one, because it says more (the locators tried, and a
+// handshake timeout at the context's deadline rather than the bare
+// deadline). Associate watches the same context and the same base
+// exchange, so it returns as soon.
+func (a *association) or(err error) error {
+	if aerr := a.wait(); aerr != nil {
+		return aerr
+	}
+	return err
 }
 
 // live reports whether the Link says its association with peer can carry
@@ -242,9 +282,9 @@ type liveLink interface {
 }
 
 // connect creates an endpoint and runs TCP's handshake with port on peer.
-// If assoc is not nil, *assoc is Associate's result, which fails the
-// handshake if it is an error; connect sets it to nil once received.
-func (t *Transport) connect(ctx context.Context, peer wire.HIT, port int, assoc *<-chan error) (tcpip.Endpoint, *waiter.Queue, error) {
+// Associate's result, if a is not nil, fails the handshake if it is an
+// error.
+func (t *Transport) connect(ctx context.Context, peer wire.HIT, port int, a *association) (tcpip.Endpoint, *waiter.Queue, error) {
 	wq := new(waiter.Queue)
 	ep, terr := t.stack.NewEndpoint(tcp.ProtocolNumber, ipv6.ProtocolNumber, wq)
 	if terr != nil {
@@ -262,7 +302,7 @@ func (t *Transport) connect(ctx context.Context, peer wire.HIT, port int, assoc 
 	defer t.unwatchDial(peer, failed)
 
 	terr = ep.Connect(tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom16(peer), Port: uint16(port)})
-	if err := t.awaitHandshake(ctx, ep, terr, notify, failed, assoc); err != nil {
+	if err := t.awaitHandshake(ctx, ep, terr, notify, failed, a); err != nil {
 		ep.Close()
 		return nil, nil, err
 	}
@@ -272,28 +312,23 @@ func (t *Transport) connect(ctx context.Context, peer wire.HIT, port int, assoc 
 // awaitHandshake waits until the handshake Connect started (terr is
 // ErrConnectStarted) ends, and says how. It gives up when ctx ends, the
 // Transport closes or the Link fails the peer.
-func (t *Transport) awaitHandshake(ctx context.Context, ep tcpip.Endpoint, terr tcpip.Error, notify <-chan struct{}, failed <-chan error, assoc *<-chan error) error {
+func (t *Transport) awaitHandshake(ctx context.Context, ep tcpip.Endpoint, terr tcpip.Error, notify <-chan struct{}, failed <-chan error, a *association) error {
 	if _, started := terr.(*tcpip.ErrConnectStarted); !started && terr != nil {
 		return mapError(terr)
 	}
-	var associated <-chan error // nil: none to wait for
-	if assoc != nil {
-		associated = *assoc
-	}
 	for connecting(ep) {
 		select {
-		case err := <-associated:
-			*assoc, associated = nil, nil
-			if err != nil {
+		case err := <-a.ready():
+			if a.got(err); err != nil {
 				return err
 			}
 		case <-notify:
 		case <-ctx.Done():
-			return associateErr(assoc, ctx.Err())
+			return a.or(ctx.Err())
 		case <-t.done:
 			return errClosed
 		case err := <-failed:
-			return associateErr(assoc, err)
+			return a.or(err)
 		}
 	}
 	switch tcp.EndpointState(ep.State()) {
@@ -305,24 +340,6 @@ func (t *Transport) awaitHandshake(ctx context.Context, ep tcpip.Endpoint, terr 
 		return syscall.ECONNABORTED
 	}
 	return nil
-}
-
-// associateErr is the error of a Dial that failed with err while
-// Associate's result (*assoc, nil once received) was pending: Associate's
-// own error if it has one, because it says more (the locators tried, and
-// a handshake timeout at the context's deadline rather than the bare
-// deadline). Associate watches the same context and the same base
-// exchange, so it returns as soon.
-func associateErr(assoc *<-chan error, err error) error {
-	if assoc == nil || *assoc == nil {
-		return err
-	}
-	aerr := <-*assoc
-	*assoc = nil
-	if aerr != nil {
-		return aerr
-	}
-	return err
 }
 
 // connecting reports whether ep's handshake is still running.
