@@ -340,6 +340,13 @@ type IOStats struct {
 	GSO       bool   `json:"gso"`        // UDP segmentation offload on send (Linux 4.18)
 	GRO       bool   `json:"gro"`        // UDP receive offload (Linux 5.0)
 	GSOErrors uint64 `json:"gso_errors"` // GSO sends the kernel refused (then sent without it)
+
+	// How sealed packets left: written at once by their writer (a lone
+	// request or reply), or queued and written by the node's sender in
+	// Batches (bursts, and every packet of a bulk transfer).
+	SentInline uint64 `json:"sent_inline"`
+	SentQueued uint64 `json:"sent_queued"`
+	Batches    uint64 `json:"batches"`
 }
 
 // PathStats count what mobility and failover did (Stats.Paths).

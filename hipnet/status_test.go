@@ -134,7 +134,7 @@ var statusKeys = []string{
 	"stats.bex.failed_other", "stats.bex.puzzle_difficulty",
 	"stats.relay.control_forwarded", "stats.relay.esp_forwarded", "stats.relay.rendezvoused", "stats.relay.forwards",
 	"stats.relay.unregistered", "stats.relay.forged", "stats.relay.rate_limited", "stats.relay.table_full",
-	"stats.io.batch", "stats.io.gso", "stats.io.gro", "stats.io.gso_errors",
+	"stats.io.batch", "stats.io.gso", "stats.io.gro", "stats.io.gso_errors", "stats.io.sent_inline", "stats.io.sent_queued", "stats.io.batches",
 	"stats.paths.switches", "stats.paths.lost_in_switch", "stats.paths.probes_sent", "stats.paths.probes_answered",
 	"stats.paths.probes_refused", "stats.paths.echo_answered", "stats.paths.announcements", "stats.paths.resent",
 	"stats.paths.idle_closed",

@@ -178,7 +178,10 @@
 // goroutine; a packet that comes alone is written at once by its writer,
 // packets in a burst go through the bounded transmit queue to the sender,
 // which writes them in batches (sendmmsg, UDP GSO for runs to one peer):
-// sealing and the system calls then run on two cores (tx.go). The read
+// sealing and the system calls then run on two cores (tx.go). A batch of
+// txBulkBatch packets marks a bulk transfer, whose packets all take the
+// queue for the next millisecond, so that each burst of it leaves in one
+// batch (Stats.IO counts inline and queued packets and the batches). The read
 // loop reads in batches too (recvmmsg, UDP GRO), through internal/udpbatch.
 // Buffers come from two pools (2 KiB and 64 KiB); a received datagram is
 // decrypted straight into a pooled buffer that the inbox hands to the

@@ -510,6 +510,9 @@ func (s *Stack) Stats() Stats {
 	st.BEX.PuzzleDifficulty = uint8(s.puzzleK.Load())
 	c := s.sock.caps()
 	st.IO = IOStats{Batch: c.Batch, GSO: c.GSO, GRO: c.GRO, GSOErrors: c.GSOErrors}
+	s.tx.mu.Lock()
+	st.IO.SentInline, st.IO.SentQueued, st.IO.Batches = s.tx.inline, s.tx.queued, s.tx.batches
+	s.tx.mu.Unlock()
 	return st
 }
 

@@ -41,6 +41,11 @@ type IOStats struct {
 	GSO       bool   // UDP generic segmentation offload on send (UDP_SEGMENT, Linux 4.18)
 	GRO       bool   // UDP generic receive offload (UDP_GRO, Linux 5.0)
 	GSOErrors uint64 // GSO sends the kernel refused (then sent without it)
+
+	// How sealed packets left (tx.go): written at once by their writer,
+	// or queued and written by the sender goroutine in Batches (one
+	// sendmmsg, or one GSO send per run to a destination, each).
+	SentInline, SentQueued, Batches uint64
 }
 
 // PathStats counts what the locators of the associations did

@@ -11,13 +11,25 @@ import (
 // writers; the sealed packets then go out one of two ways:
 //
 //   - inline: a packet that comes alone (no other send for txBurstGap, the
-//     queue empty, no flush running) is written by its writer at once. A
-//     request, a reply, a keepalive: no hand-off, no added latency.
+//     queue empty, no flush running, and no bulk transfer under way) is
+//     written by its writer at once. A request, a reply, a keepalive: no
+//     hand-off, no added latency.
 //   - queued: a packet that comes in a burst joins the queue, and the
 //     sender goroutine writes the queue in batches (sendmmsg, and UDP GSO
 //     for runs to one destination: socket.go). The writer returns as soon
 //     as its packet is queued and seals the next one meanwhile, on another
 //     core.
+//
+// A bulk transfer is a writer that comes in bursts: a burst fills the
+// queue, then the writer waits (for a window, a pacer, the peer's ACKs)
+// and the next burst starts "alone". Written inline, that first packet
+// would cost the writer a system call of its own, and the burst's other
+// packets a second one, while the writer waits on the first instead of
+// sealing. So once the sender has taken a batch of txBulkBatch packets,
+// every packet goes through the queue for txBulkHold: the bursts of a
+// transfer leave in one batch each, and the writer never makes the
+// system call. A lone packet in that window waits for the sender to
+// wake: the cost, to traffic beside a transfer, of a transfer's speed.
 //
 // The queue is bounded (txQueueMax): a writer that finds it full waits, as
 // it would on a full socket buffer, so a fast writer cannot take all the
@@ -34,6 +46,15 @@ const txQueueMax = 512
 // count as part of a burst and go through the queue.
 const txBurstGap = 20 * time.Microsecond
 
+// txBulkBatch and txBulkHold define a bulk transfer (above): a batch of
+// txBulkBatch packets or more queues every packet for txBulkHold after
+// it, longer than a loopback or LAN round trip, so that the bursts of a
+// transfer paced by the peer's ACKs stay in it.
+const (
+	txBulkBatch = 8
+	txBulkHold  = time.Millisecond
+)
+
 // txPacket is a sealed packet in the queue: (*buf)[:n] to to.
 type txPacket struct {
 	buf *[]byte
@@ -48,6 +69,10 @@ type txQueue struct {
 	sending bool       // a writer or the sender goroutine is writing
 	closed  bool
 	last    int64         // unix ns of the last send request
+	bulk    int64         // unix ns until which no packet is sent inline
+	inline  uint64        // packets their writer wrote (Stats.IO.SentInline)
+	queued  uint64        // packets the sender wrote (Stats.IO.SentQueued)
+	batches uint64        // the sender's batches (Stats.IO.Batches)
 	room    sync.Cond     // signalled when the sender took the queue
 	wake    chan struct{} // capacity 1: the sender has work
 }
@@ -72,10 +97,7 @@ func (s *Stack) transmit(buf *[]byte, n int, to netip.AddrPort) error {
 		putBuf(buf)
 		return ErrClosed
 	}
-	alone := now-q.last > int64(txBurstGap)
-	q.last = now
-	if alone && !q.sending && len(q.pkts) == 0 {
-		q.sending = true
+	if q.writeInline(now) {
 		q.mu.Unlock()
 		err := s.sock.writeTo((*buf)[:n], to)
 		putBuf(buf)
@@ -99,6 +121,37 @@ func (s *Stack) transmit(buf *[]byte, n int, to netip.AddrPort) error {
 	}
 	q.mu.Unlock()
 	return nil
+}
+
+// writeInline says whether a packet sent at now (unix ns) is written by
+// its writer at once, and if so marks the queue sending: it comes alone,
+// nothing is queued or being written, and no bulk transfer is under way.
+// q.mu is held.
+func (q *txQueue) writeInline(now int64) bool {
+	alone := now-q.last > int64(txBurstGap) && now >= q.bulk
+	q.last = now
+	if !alone || q.sending || len(q.pkts) > 0 {
+		return false
+	}
+	q.sending = true
+	q.inline++
+	return true
+}
+
+// take hands the queued packets to the sender, and marks a bulk transfer
+// when they make a burst. q.mu is held.
+func (q *txQueue) take() []txPacket {
+	batch := q.pkts
+	q.pkts, q.spare = q.spare[:0], nil
+	q.queued += uint64(len(batch))
+	q.batches++
+	if len(batch) >= txBulkBatch {
+		// The time of the burst's last packet is close enough to now
+		// (no clock read here).
+		q.bulk = q.last + int64(txBulkHold)
+	}
+	q.room.Broadcast()
+	return batch
 }
 
 // handOff ends an inline write: packets queued meanwhile go to the sender
@@ -140,14 +193,12 @@ func (s *Stack) sendLoop() {
 // sender then waits for the next kick).
 func (s *Stack) sendBatch(q *txQueue, w *writer) bool {
 	q.mu.Lock()
-	batch := q.pkts
-	if len(batch) == 0 {
+	if len(q.pkts) == 0 {
 		q.sending = false
 		q.mu.Unlock()
 		return false
 	}
-	q.pkts, q.spare = q.spare[:0], nil
-	q.room.Broadcast()
+	batch := q.take()
 	q.mu.Unlock()
 
 	sent, err := w.write(batch)
