@@ -112,7 +112,17 @@ func TestReceiveAllocs(t *testing.T) {
 // queue up to txQueueMax sealed packets (tx.go), each in a pooled buffer
 // that returns when the sender goroutine has written it. The first burst
 // makes those buffers; after it the send path takes them from the pool.
+// How many a burst holds at once depends on how the sender keeps up, so
+// the pool is first given as many as can be out at once: a full queue,
+// the batch the sender is writing, and one inline write.
 func warmTx(s *Stack, write func()) {
+	bufs := make([]*[]byte, 2*txQueueMax+1)
+	for i := range bufs {
+		bufs[i] = getBuf(smallBufLen)
+	}
+	for _, b := range bufs {
+		putBuf(b)
+	}
 	for range 2 * txQueueMax {
 		write()
 	}
@@ -125,6 +135,19 @@ func warmTx(s *Stack, write func()) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// pathAllocs is testing.AllocsPerRun for a path that runs on a stack's
+// goroutines as well as the caller's: the least of three counts. The
+// count takes in every goroutine of the process, and a stack of an
+// earlier test may still be finishing its CLOSE exchange; an allocation
+// on the path shows in all three.
+func pathAllocs(runs int, f func()) float64 {
+	n := testing.AllocsPerRun(runs, f)
+	for range 2 {
+		n = min(n, testing.AllocsPerRun(runs, f))
+	}
+	return n
 }
 
 // TestDatagramAllocs: datagrams end to end over real loopback sockets,
@@ -151,7 +174,7 @@ func TestDatagramAllocs(t *testing.T) {
 	for range 2 * txQueueMax {
 		roundTrip()
 	}
-	if n := testing.AllocsPerRun(500, roundTrip); n != 0 {
+	if n := pathAllocs(500, roundTrip); n != 0 {
 		t.Errorf("a datagram end to end allocates %.2f times", n)
 	}
 	if !bytes.Equal(buf[:len(msg)], msg) {
@@ -180,7 +203,7 @@ func TestSendAllocs(t *testing.T) {
 		}
 	}
 	warmTx(a, write)
-	if n := testing.AllocsPerRun(200, write); n != 0 {
+	if n := pathAllocs(200, write); n != 0 {
 		t.Errorf("send path allocates %.1f times per datagram", n)
 	}
 	a.AddPeer(b.HIT(), b.LocalAddr()) // so that Close gets its CLOSE_ACK

@@ -148,7 +148,7 @@ func TestWriteSegmentAllocs(t *testing.T) {
 		}
 	}
 	warmTx(a, write)
-	n := testing.AllocsPerRun(200, write)
+	n := pathAllocs(200, write)
 	if n != 0 {
 		t.Fatalf("WriteSegment allocates %.1f times per segment", n)
 	}
