@@ -137,6 +137,16 @@ func warmTx(s *Stack, write func()) {
 	}
 }
 
+// innerPair connects two stacks, a and b, and returns a with an
+// InnerConn on each (b's on port 77) and the address of b's.
+func innerPair(t *testing.T) (a *Stack, ca, cb *InnerConn, to *Addr) {
+	a, b := connected(t, nil, nil)
+	ca = listen(t, a, 0)
+	cb = listen(t, b, 77)
+	barrier(t, b)
+	return a, ca, cb, &Addr{HIT: b.HIT(), Port: 77}
+}
+
 // pathAllocs is testing.AllocsPerRun for a path that runs on a stack's
 // goroutines as well as the caller's: the least of three counts. The
 // count takes in every goroutine of the process, and a stack of an
@@ -156,11 +166,7 @@ func pathAllocs(runs int, f func()) float64 {
 // allocation on either side.
 func TestDatagramAllocs(t *testing.T) {
 	skipAllocs(t)
-	a, b := connected(t, nil, nil)
-	ca := listen(t, a, 0)
-	cb := listen(t, b, 77)
-	barrier(t, b)
-	to := &Addr{HIT: b.HIT(), Port: 77}
+	_, ca, cb, to := innerPair(t)
 	msg := pattern(4, 1200)
 	buf := make([]byte, 2048)
 	roundTrip := func() {

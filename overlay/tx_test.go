@@ -79,11 +79,7 @@ func TestTxWriteInline(t *testing.T) {
 // through the queue in batches, and a lone datagram well after it is
 // written inline again; Stats.IO counts both.
 func TestTxBulkStats(t *testing.T) {
-	a, b := connected(t, nil, nil)
-	ca := listen(t, a, 0)
-	cb := listen(t, b, 77)
-	barrier(t, b)
-	to := &Addr{HIT: b.HIT(), Port: 77}
+	a, ca, cb, to := innerPair(t)
 	msg := pattern(5, 1200)
 	const burst = 256
 	before := a.Stats().IO
