@@ -323,3 +323,76 @@ func TestDialKeyedFails(t *testing.T) {
 		t.Errorf("%d connections after a failed dial", n)
 	}
 }
+
+// TestConnectionBeforeAssociationLive: a connection the peer opens while
+// our association is still finishing (keyed but not live: the Initiator
+// between its I2 and the R2, when the Responder, in R2-SENT, dials at
+// once) stays open and carries its streams; once the association has
+// been live, its end closes the connection, and an exchange that fails
+// before it was ever live (its secret dropped) closes it too.
+func TestConnectionBeforeAssociationLive(t *testing.T) {
+	for _, completes := range []bool{true, false} {
+		name := map[bool]string{true: "completes", false: "fails"}[completes]
+		t.Run(name, func(t *testing.T) {
+			var apc *assocPC
+			var keyed atomic.Bool
+			keyed.Store(true)
+			secret := make([]byte, SecretSize)
+			m, b := assocManager(t, func(a *assocPC, _ *node, cfg *Config) net.PacketConn {
+				apc = a
+				cfg.Secret = func(wire.HIT) ([]byte, bool) { return secret, keyed.Load() }
+				return keyedWrites{a, &keyed}
+			})
+			l, err := m.Listen(7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			echo(t, l)
+
+			c, err := b.m.Dial(dialCtx(t), m.local, 7) // the peer dials us: not live here
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			echoOnce(t, c, []byte("early"))
+			time.Sleep(100 * time.Millisecond)
+			if n := m.ConnectionCount(); n != 1 {
+				t.Fatalf("%d connections while the association finishes, want 1", n)
+			}
+
+			if completes {
+				apc.set(b.hit, true) // R2: live
+				echoOnce(t, c, []byte("live"))
+				if n := m.ConnectionCount(); n != 1 {
+					t.Fatalf("%d connections once live, want 1", n)
+				}
+			}
+			// The association ends (CLOSE), or the exchange fails: either
+			// way the overlay's removeSAs drops the secret with the SAs.
+			keyed.Store(false)
+			apc.set(b.hit, false)
+			start := time.Now()
+			for m.ConnectionCount() > 0 {
+				if time.Since(start) > 2*time.Second {
+					t.Fatalf("connection still open %v after the association ended", time.Since(start))
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// keyedWrites is an assocPC whose writes to a peer also go out while the
+// association is keyed but not live, as the overlay's do (they wait in
+// the association's queue for the R2; here they leave at once).
+type keyedWrites struct {
+	*assocPC
+	keyed *atomic.Bool
+}
+
+func (k keyedWrites) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if k.keyed.Load() {
+		return k.loopPC.WriteTo(b, addr)
+	}
+	return k.assocPC.WriteTo(b, addr)
+}

@@ -429,12 +429,26 @@ func (m *Manager) startConn(qc, closeNow *qconn) {
 // streams fail at once; their packets could not leave anyway, the SAs are
 // gone. The CONNECTION_CLOSE has no SA to go on either, which is as well:
 // the peer closed the association, so it knows.
+//
+// A connection can come up before its association is live: on the
+// Initiator, between I2 and R2, the Responder (already in R2-SENT) may
+// open one with 0-RTT data, which arrives on the inbound SA installed with
+// the I2 and is keyed from the secret exported then. That association has
+// not ended, it is finishing; closing the connection then lost what its
+// first streams carried (a chat's first lines, when both ends dial each
+// other at once). So until the association has been seen live, its
+// secret still being there is enough; once seen live, or with the secret
+// gone (the exchange failed: overlay's removeSAs drops it), not live is
+// ended.
 func (m *Manager) watchAssociation(qc *qconn) {
 	defer m.wg.Done()
 	done := qc.c.Context().Done()
+	seenLive := false
 	for {
 		live, changed := m.assoc.WatchAssociation(qc.peer)
-		if !live {
+		if live {
+			seenLive = true
+		} else if _, keyed := m.secretFor(qc.peer); seenLive || !keyed {
 			break
 		}
 		select {
