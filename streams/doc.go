@@ -17,7 +17,10 @@
 //     overlay's does: WatchAssociation), the connections with a peer are
 //     closed, and their state freed, the moment the association ends
 //     (CLOSE, failure, expiry), and their late packets cannot start a new
-//     base exchange (SetAutoConnect(false)); a Dial associates first.
+//     base exchange (SetAutoConnect(false)); a Dial associates first. A
+//     connection that comes up while its association is still finishing
+//     (the Initiator between I2 and R2, keyed) waits for it to become live
+//     instead (manager.go, watchAssociation).
 //   - The stream header (stream.go): every Dial opens a new bidirectional
 //     stream on the peer's connection and writes
 //     version (1 octet, 1) | destination port (2) | source port (2);
