@@ -63,14 +63,21 @@ func newTestDelayer(delay time.Duration) (*ackDelayer, *sentLog) {
 
 const ack = header.TCPFlagAck
 
+// holdsAfter is one step of the tests below: d receives in from peer,
+// then reports whether it holds out, our answer to it.
+func holdsAfter(d *ackDelayer, peer wire.HIT, in, out []byte) bool {
+	d.received(peer, in)
+	hold, _ := d.outbound(peer, out)
+	return hold
+}
+
 // TestAckDelayAnswerCarriesAck: the bare ACK of a one-octet request is
 // held, and the answer, which acknowledges the same octet, replaces it:
 // one segment instead of two.
 func TestAckDelayAnswerCarriesAck(t *testing.T) {
 	d, log := newTestDelayer(time.Hour)
 	peer := testHIT(2)
-	d.received(peer, tcpSeg(true, ack|header.TCPFlagPsh, 100, 500, 1, nil))
-	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 500, 101, 0, nil)); !hold {
+	if !holdsAfter(d, peer, tcpSeg(true, ack|header.TCPFlagPsh, 100, 500, 1, nil), tcpSeg(false, ack, 500, 101, 0, nil)) {
 		t.Fatal("the bare ACK of a one-octet request was not held")
 	}
 	if hold, prev := d.outbound(peer, tcpSeg(false, ack|header.TCPFlagPsh, 500, 101, 1, nil)); hold || prev != nil {
@@ -152,15 +159,13 @@ func TestAckDelayBulk(t *testing.T) {
 	d, _ := newTestDelayer(time.Hour)
 	peer := testHIT(2)
 	d.received(peer, tcpSeg(true, ack, 100, 500, 1400, nil))
-	d.received(peer, tcpSeg(true, ack, 1500, 500, 300, nil))
-	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 500, 1800, 0, nil)); hold {
+	if holdsAfter(d, peer, tcpSeg(true, ack, 1500, 500, 300, nil), tcpSeg(false, ack, 500, 1800, 0, nil)) {
 		t.Fatal("held the ACK of a bulk transfer's full-sized segments")
 	}
 	// The other order: a short segment, then a full-sized one, in one
 	// batch: the ACK covers both.
 	d.received(peer, tcpSeg(true, ack, 1800, 500, 300, nil))
-	d.received(peer, tcpSeg(true, ack, 2100, 500, 1400, nil))
-	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 500, 3500, 0, nil)); hold {
+	if holdsAfter(d, peer, tcpSeg(true, ack, 2100, 500, 1400, nil), tcpSeg(false, ack, 500, 3500, 0, nil)) {
 		t.Fatal("held an ACK that covers a full-sized segment")
 	}
 	k := flowKey{peer, 1000, 2000}
@@ -169,8 +174,7 @@ func TestAckDelayBulk(t *testing.T) {
 	f.bulkAt = f.bulkAt.Add(-bulkWindow)
 	d.flows[k] = f
 	d.mu.Unlock()
-	d.received(peer, tcpSeg(true, ack, 3500, 500, 10, nil))
-	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 500, 3510, 0, nil)); !hold {
+	if !holdsAfter(d, peer, tcpSeg(true, ack, 3500, 500, 10, nil), tcpSeg(false, ack, 500, 3510, 0, nil)) {
 		t.Fatal("a request after the bulk transfer: its ACK was not held")
 	}
 }
@@ -180,15 +184,13 @@ func TestAckDelayBulk(t *testing.T) {
 func TestAckDelayHandshake(t *testing.T) {
 	d, _ := newTestDelayer(time.Hour)
 	peer := testHIT(2)
-	d.received(peer, tcpSeg(true, header.TCPFlagSyn|ack, 7000, 501, 0, nil))
-	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 501, 7001, 0, nil)); !hold {
+	if !holdsAfter(d, peer, tcpSeg(true, header.TCPFlagSyn|ack, 7000, 501, 0, nil), tcpSeg(false, ack, 501, 7001, 0, nil)) {
 		t.Fatal("the handshake ACK was not held")
 	}
 	if hold, prev := d.outbound(peer, tcpSeg(false, ack|header.TCPFlagPsh, 501, 7001, 5, nil)); hold || prev != nil {
 		t.Fatal("the first data did not carry the handshake ACK")
 	}
-	d.received(peer, tcpSeg(true, header.TCPFlagFin|ack, 7001, 506, 0, nil))
-	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 506, 7002, 0, nil)); !hold {
+	if !holdsAfter(d, peer, tcpSeg(true, header.TCPFlagFin|ack, 7001, 506, 0, nil), tcpSeg(false, ack, 506, 7002, 0, nil)) {
 		t.Fatal("the ACK of a FIN was not held")
 	}
 	if hold, prev := d.outbound(peer, tcpSeg(false, header.TCPFlagFin|ack, 506, 7002, 0, nil)); hold || prev != nil {
@@ -205,14 +207,12 @@ func TestAckDelayFinalAck(t *testing.T) {
 	if hold, _ := d.outbound(peer, tcpSeg(false, header.TCPFlagFin|ack, 500, 100, 0, nil)); hold {
 		t.Fatal("our FIN was held")
 	}
-	d.received(peer, tcpSeg(true, header.TCPFlagFin|ack, 100, 501, 0, nil))
-	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 501, 101, 0, nil)); hold {
+	if holdsAfter(d, peer, tcpSeg(true, header.TCPFlagFin|ack, 100, 501, 0, nil), tcpSeg(false, ack, 501, 101, 0, nil)) {
 		t.Fatal("the last ACK, of the peer's FIN after ours, was held")
 	}
 
 	d.outbound(peer, tcpSeg(false, header.TCPFlagSyn, 9000, 0, 0, nil))
-	d.received(peer, tcpSeg(true, header.TCPFlagSyn|ack, 3000, 9001, 0, nil))
-	if hold, _ := d.outbound(peer, tcpSeg(false, ack, 9001, 3001, 0, nil)); !hold {
+	if !holdsAfter(d, peer, tcpSeg(true, header.TCPFlagSyn|ack, 3000, 9001, 0, nil), tcpSeg(false, ack, 9001, 3001, 0, nil)) {
 		t.Fatal("a new connection on the ports of a closed one: its handshake ACK was not held")
 	}
 }
