@@ -12,6 +12,7 @@ import (
 
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/hostid"
+	"hipnet.dev/handshake/wire"
 )
 
 // waitClosed waits on WatchAssociation until the association of s with
@@ -101,6 +102,27 @@ func TestNoAutoConnectAfterClose(t *testing.T) {
 		if st := b.Stats(); st.Drops.QueueFull+st.Drops.QueueDiscarded != 0 || queued != 0 {
 			t.Errorf("auto-connect off: the datagram was queued")
 		}
+	}
+}
+
+// TestClosedByPeer: ClosedByPeer is true on the side that received the
+// CLOSE, and on neither side while the association is live; the side that
+// closed did not receive one.
+func TestClosedByPeer(t *testing.T) {
+	a, b := connected(t, nil, nil)
+	if a.ClosedByPeer(b.HIT()) || b.ClosedByPeer(a.HIT()) {
+		t.Fatal("ClosedByPeer of a live association")
+	}
+	a.Close()
+	waitClosed(t, b, a.HIT(), 2*time.Second)
+	if !b.ClosedByPeer(a.HIT()) {
+		t.Error("b: ClosedByPeer false after a's CLOSE")
+	}
+	if a.ClosedByPeer(b.HIT()) {
+		t.Error("a: ClosedByPeer true after its own CLOSE")
+	}
+	if b.ClosedByPeer(wire.HIT(testKey(t, 3).HIT())) {
+		t.Error("ClosedByPeer of a HIT without an association")
 	}
 }
 

@@ -212,6 +212,10 @@ func (c *InnerConn) WatchAssociation(hit wire.HIT) (live bool, changed <-chan st
 	return c.s.WatchAssociation(hit)
 }
 
+// ClosedByPeer is Stack.ClosedByPeer, for a user that holds only the
+// InnerConn.
+func (c *InnerConn) ClosedByPeer(hit wire.HIT) bool { return c.s.ClosedByPeer(hit) }
+
 // sendAssociated is send without starting a base exchange
 // (SetAutoConnect off): with no outbound SA it fails, unless the base
 // exchange under way is keyed (ConnectKeyed), whose outbound SA comes with

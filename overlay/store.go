@@ -162,6 +162,18 @@ func (s *Stack) WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct
 // WatchAssociation does, without making a channel.
 func (s *Stack) Live(hit wire.HIT) bool { return s.db.get(hit).live() }
 
+// ClosedByPeer reports whether the association with hit ended with the
+// peer's CLOSE (RFC 7401 §5.3.7, §6.14: the state is CLOSED, where a CLOSE
+// that crossed ours leads as well), as opposed to our own Close, a failed
+// exchange or SAs that expired or were lost. A layer above tells the peer
+// that meant to go from the peer it lost: package streams retries a dial
+// on a new association after the second, never after the first, when the
+// peer is gone and a base exchange with it would only time out.
+func (s *Stack) ClosedByPeer(hit wire.HIT) bool {
+	r := s.db.get(hit)
+	return r != nil && r.Info.State == handshake.Closed
+}
+
 // live: the record's association has both SAs (R2-SENT or ESTABLISHED).
 func (r *assocRecord) live() bool {
 	return r != nil && (r.Info.State == handshake.Established || r.Info.State == handshake.R2Sent)

@@ -251,3 +251,40 @@ func TestCloseReadBeforeAnswer(t *testing.T) {
 		t.Errorf("Read after CloseRead: %v, want an error", err)
 	}
 }
+
+// A stream still waiting for its answer when the peer's Manager closes
+// (its node is shutting down) fails at once, with the peer's close, and
+// is not retried: the retry would dial a host that is going away. Before
+// this rule the retry waited for a handshake that never came.
+func TestNoRetryWhenPeerCloses(t *testing.T) {
+	a, b, log := warmPair(t)
+	a.pc.blocked.Store(true) // the header never reaches b
+	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a.m.mu.Lock()
+	aqc := a.m.peers[b.hit].cur
+	a.m.mu.Unlock()
+	b.m.Close()
+	select {
+	case <-aqc.c.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a did not see b's connection close")
+	}
+	a.pc.blocked.Store(false)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	_, err = c.Read(make([]byte, 1))
+	var appErr *quic.ApplicationError
+	if !errors.As(err, &appErr) || !appErr.Remote || appErr.ErrorCode != connCodeClosed {
+		t.Errorf("Read: %v, want the peer's close", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Read took %v", d)
+	}
+	if n := log.count("retrying dial"); n != 0 {
+		t.Errorf("%d retries logged, want 0:\n%s", n, log)
+	}
+}

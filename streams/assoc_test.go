@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/overlay"
 )
@@ -25,11 +27,12 @@ type assocPC struct {
 
 	mu      sync.Mutex
 	live    map[wire.HIT]bool
+	byPeer  map[wire.HIT]bool // ClosedByPeer
 	changed map[wire.HIT]chan struct{}
 }
 
 func newAssocPC(pc *loopPC) *assocPC {
-	a := &assocPC{loopPC: pc, live: map[wire.HIT]bool{}, changed: map[wire.HIT]chan struct{}{}}
+	a := &assocPC{loopPC: pc, live: map[wire.HIT]bool{}, byPeer: map[wire.HIT]bool{}, changed: map[wire.HIT]chan struct{}{}}
 	a.autoConnect.Store(true)
 	return a
 }
@@ -53,10 +56,19 @@ func (a *assocPC) Live(h wire.HIT) bool {
 	return a.live[h]
 }
 
-func (a *assocPC) set(h wire.HIT, live bool) {
+func (a *assocPC) ClosedByPeer(h wire.HIT) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.live[h] = live
+	return a.byPeer[h]
+}
+
+func (a *assocPC) set(h wire.HIT, live bool) { a.end(h, live, false) }
+
+// end sets h's association live or not; byPeer: ended by the peer's CLOSE.
+func (a *assocPC) end(h wire.HIT, live, byPeer bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.live[h], a.byPeer[h] = live, byPeer
 	if ch := a.changed[h]; ch != nil {
 		close(ch)
 		delete(a.changed, h)
@@ -112,13 +124,7 @@ func TestAssociationEndClosesConnection(t *testing.T) {
 	// send that would find the association gone until its keep-alive.
 	time.Sleep(200 * time.Millisecond)
 	apc.set(b.hit, false) // CLOSE
-	start := time.Now()
-	for m.ConnectionCount() > 0 {
-		if time.Since(start) > 2*time.Second {
-			t.Fatalf("connection still open %v after the association ended", time.Since(start))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitGone(t, m)
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, io.EOF) || isTimeout(err) {
 		t.Fatalf("read on a stream whose association ended: %v, want the connection's error", err)
@@ -395,4 +401,64 @@ func (k keyedWrites) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return k.loopPC.WriteTo(b, addr)
 	}
 	return k.assocPC.WriteTo(b, addr)
+}
+
+// A stream waiting for its answer when the peer ends the association with
+// CLOSE fails at once with connCodeLeft and is not retried (the peer is
+// gone); when the association is lost without CLOSE, the stream is
+// retried on a new association, as before.
+func TestNoRetryAfterPeerClose(t *testing.T) {
+	for _, byPeer := range []bool{true, false} {
+		name := map[bool]string{true: "closed by peer", false: "lost"}[byPeer]
+		t.Run(name, func(t *testing.T) {
+			var apc *assocPC
+			m, b := assocManager(t, func(a *assocPC, _ *node, cfg *Config) net.PacketConn {
+				apc, cfg.Associate = a, a.associate
+				return a
+			})
+			echoOn(t, b, 7)
+			if err := roundTrip(t, m, b.hit, 7, []byte("warm")); err != nil {
+				t.Fatal(err)
+			}
+			apc.blocked.Store(true) // the header never reaches b
+			c, err := m.Dial(dialCtx(t), b.hit, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			apc.end(b.hit, false, byPeer)
+			waitGone(t, m)
+			apc.blocked.Store(false)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = c.Write([]byte("ping"))
+			if !byPeer {
+				if err != nil {
+					t.Fatalf("Write after the association was lost: %v, want a retry", err)
+				}
+				if n := apc.associates.Load(); n != 2 {
+					t.Errorf("associated %d times, want 2", n)
+				}
+				return
+			}
+			var appErr *quic.ApplicationError
+			if !errors.As(err, &appErr) || appErr.Remote || appErr.ErrorCode != connCodeLeft {
+				t.Errorf("Write: %v, want connCodeLeft", err)
+			}
+			if n := apc.associates.Load(); n != 1 {
+				t.Errorf("associated %d times, want 1 (no retry)", n)
+			}
+		})
+	}
+}
+
+// waitGone waits until m has no connection left.
+func waitGone(t *testing.T, m *Manager) {
+	t.Helper()
+	start := time.Now()
+	for m.ConnectionCount() > 0 {
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("connection still open %v after the association ended", time.Since(start))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

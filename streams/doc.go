@@ -200,7 +200,11 @@
 // and no caller holds it any more (a Write returned at its deadline
 // before the answer, or CloseWrite), or the connection died in a way that
 // may have delivered it, the error is reported instead: the stream layer
-// cannot know whether a listener read it.
+// cannot know whether a listener read it. A connection the peer ended on
+// purpose is never retried: its Manager closed it (the node is closing),
+// or the peer ended the HIP association with CLOSE. The error is reported
+// at once, as a reset is on a TCP connection; a retry would only wait for
+// a base exchange with a host that is gone to time out.
 //
 // RFC sections: RFC 9000 (QUIC), RFC 9001 §4 (TLS in QUIC) and §4.6
 // (0-RTT), RFC 8446

@@ -27,6 +27,7 @@ const (
 	connCodeRetired quic.ApplicationErrorCode = 1 // a duplicate connection, retired (see addConn)
 	connCodeIdle    quic.ApplicationErrorCode = 2 // no streams for idleTimeout
 	connCodeGone    quic.ApplicationErrorCode = 3 // the HIP association ended (never reaches the peer)
+	connCodeLeft    quic.ApplicationErrorCode = 4 // the peer ended the HIP association with CLOSE (never reaches it)
 )
 
 // simultaneousOpen is how far apart the establishment of two connections
@@ -96,6 +97,14 @@ type associations interface {
 	// SetAutoConnect(false) makes a write to a peer without an
 	// association fail instead of starting a base exchange.
 	SetAutoConnect(on bool)
+}
+
+// peerCloses is what the Manager uses of an associations that can also
+// tell an association the peer ended (its CLOSE) from one that failed or
+// was lost, as *overlay.InnerConn can: the connection then closes with
+// connCodeLeft, which no dial retries (retryable).
+type peerCloses interface {
+	ClosedByPeer(hit wire.HIT) bool
 }
 
 // peerConns is the connection state for one peer: the connection new
@@ -460,8 +469,12 @@ func (m *Manager) watchAssociation(qc *qconn) {
 	m.mu.Lock()
 	qc.closing = true // the idle timer and closeRetired leave it alone
 	m.mu.Unlock()
-	m.log.Debug("streams: association ended, closing connection", "peer", qc.peer)
-	qc.c.CloseWithError(connCodeGone, "association ended")
+	code, why := connCodeGone, "association ended"
+	if pc, ok := m.assoc.(peerCloses); ok && pc.ClosedByPeer(qc.peer) {
+		code, why = connCodeLeft, "peer closed the association"
+	}
+	m.log.Debug("streams: "+why+", closing connection", "peer", qc.peer)
+	qc.c.CloseWithError(code, why)
 }
 
 // retiredGrace is how long a retired connection without streams stays

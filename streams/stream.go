@@ -143,14 +143,15 @@ func (m *Manager) Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn, 
 // connection the peer closed as a retired duplicate or as idle while our
 // stream was on its way (undelivered), and a connection we found open
 // that turns out dead (the next try dials a fresh one), also because its
-// association ended (its packets found no SA). A connection this Dial
+// association ended (its packets found no SA). Not retried: a connection
+// the peer ended on purpose (peerLeft). A connection this Dial
 // saw being established is not retried: its failure is the handshake's
 // verdict (the server rejected our certificate).
 func retryable(err error, dialed bool) bool {
 	if undelivered(err) {
 		return true
 	}
-	if dialed || errors.Is(err, overlay.ErrRefused) {
+	if dialed || errors.Is(err, overlay.ErrRefused) || peerLeft(err) {
 		return false
 	}
 	if errors.Is(err, overlay.ErrUnknownPeer) {
@@ -164,6 +165,24 @@ func retryable(err error, dialed bool) bool {
 		reset  *quic.StatelessResetError
 	)
 	return errors.As(err, &appErr) || errors.As(err, &idle) || errors.As(err, &reset)
+}
+
+// peerLeft reports whether err is the end of a connection that the peer
+// ended on purpose: its Manager closed it (its node is closing), or it
+// ended the HIP association with CLOSE. A dial retried then would start a
+// base exchange with a host that is gone, and wait for it to time out
+// (half a minute) before it failed anyway; the stream fails at once, as a
+// TCP connection reset by its peer does. A connection whose association
+// was lost (no CLOSE: the peer restarted, the SAs expired) is retried.
+func peerLeft(err error) bool {
+	var appErr *quic.ApplicationError
+	if !errors.As(err, &appErr) {
+		return false
+	}
+	if appErr.Remote {
+		return appErr.ErrorCode == connCodeClosed
+	}
+	return appErr.ErrorCode == connCodeLeft
 }
 
 // undelivered reports whether err proves that the peer never gave the
