@@ -39,9 +39,14 @@ func (m *Manager) newConn(qc *qconn, st *quic.Stream, local, remote *overlay.Add
 	return &conn{m: m, st: st, qc: qc, local: local, remote: remote}
 }
 
+// opErr wraps err, the error of op on the stream, as package net does;
+// quic-go's errors become the errno a TCP socket gives for the same event
+// (streamError).
 func (c *conn) opErr(op string, err error) error {
 	if c.closed.Load() {
 		err = errClosed
+	} else {
+		err = streamError(err, op == "read")
 	}
 	return &net.OpError{Op: op, Net: "hip", Source: c.local, Addr: c.remote, Err: err}
 }
@@ -50,7 +55,11 @@ func (c *conn) opErr(op string, err error) error {
 // dialed stream the first Read waits for the server's answer; a refusal
 // is an error wrapping overlay.ErrRefused. Errors other than io.EOF are
 // *net.OpError; a deadline's is a net.Error whose Timeout is true and
-// which wraps os.ErrDeadlineExceeded.
+// which wraps os.ErrDeadlineExceeded. A stream that ended abruptly fails
+// as a TCP socket does (streamError): with syscall.ECONNRESET when the
+// peer reset it or left, ECONNABORTED when the association was lost,
+// ETIMEDOUT when the peer stopped answering; Write says EPIPE where Read
+// says ECONNRESET.
 func (c *conn) Read(b []byte) (int, error) {
 	if a := c.ans; a != nil {
 		if err := a.wait(&a.rd); err != nil {
