@@ -128,6 +128,7 @@ func (c *conn) readAnswer(dialed bool, attempt int) {
 // sent, or the error to settle with.
 func (c *conn) retryAfter(err error, dialed bool, attempt *int) (bool, error) {
 	for {
+		err = c.m.whyEnded(err, c.remote.HIT)
 		if *attempt >= maxDialAttempts || !retryable(err, dialed) || !c.startRetry(err) {
 			return dialed, err
 		}
@@ -209,7 +210,7 @@ func (c *conn) retry() (dialed, final bool, err error) {
 	}
 	st, err := c.m.openStream(ctx, qc, c.remote.Port, c.local.Port)
 	if err != nil {
-		if retryable(err, dialed) {
+		if err = c.m.whyEnded(err, c.remote.HIT); retryable(err, dialed) {
 			c.m.failConn(qc, err)
 		}
 		c.m.release(qc)

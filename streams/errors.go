@@ -23,6 +23,10 @@ func (closedError) Is(target error) bool {
 	return target == overlay.ErrClosed || target == net.ErrClosed
 }
 
+// errPeerLeft: the peer ended the HIP association under the stream with
+// CLOSE (whyEnded).
+var errPeerLeft = errors.New("streams: peer closed the association")
+
 // endedError is the error of a Read or Write on a stream that ended
 // abruptly: the errno a TCP socket of package net (and the netstack
 // transport) gives for the same event, for errors.Is, with quic-go's
@@ -34,12 +38,12 @@ func (closedError) Is(target error) bool {
 // stream.
 type endedError struct {
 	errno syscall.Errno
-	quic  error
+	cause error
 }
 
-func (e *endedError) Error() string      { return e.errno.Error() + ": " + e.quic.Error() }
+func (e *endedError) Error() string      { return e.errno.Error() + ": " + e.cause.Error() }
 func (e *endedError) Unwrap() error      { return e.errno }
-func (e *endedError) As(target any) bool { return errors.As(e.quic, target) }
+func (e *endedError) As(target any) bool { return errors.As(e.cause, target) }
 func (e *endedError) Timeout() bool      { return e.errno.Timeout() }
 func (e *endedError) Temporary() bool    { return false }
 
@@ -79,6 +83,8 @@ func streamError(err error, read bool) error {
 	switch {
 	case errors.As(err, &ended):
 		return err
+	case errors.Is(err, errPeerLeft):
+		return &endedError{peerReset, err}
 	case errors.As(err, &se):
 		if se.Remote {
 			return &endedError{peerReset, err}

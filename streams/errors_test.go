@@ -2,6 +2,7 @@ package streams
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -36,6 +37,7 @@ func TestStreamError(t *testing.T) {
 		{"our Manager closed", &quic.ApplicationError{ErrorCode: connCodeClosed}, true, overlay.ErrClosed, true},
 		{"peer silent", &quic.IdleTimeoutError{}, true, syscall.ETIMEDOUT, false},
 		{"stateless reset", &quic.StatelessResetError{}, true, syscall.ECONNRESET, false},
+		{"peer left, the packet found no SA", fmt.Errorf("%w (%w)", errPeerLeft, overlay.ErrUnknownPeer), true, syscall.ECONNRESET, false},
 		{"end of stream", io.EOF, true, nil, false},
 		{"refused", overlay.ErrRefused, true, nil, false},
 	} {

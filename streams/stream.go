@@ -125,6 +125,7 @@ func (m *Manager) Dial(ctx context.Context, peer wire.HIT, port int) (net.Conn, 
 			}
 			return c, nil
 		}
+		err = m.whyEnded(err, peer)
 		if attempt < maxDialAttempts && ctx.Err() == nil && retryable(err, dialed) {
 			m.failConn(qc, err)
 			m.release(qc)
@@ -176,6 +177,9 @@ func retryable(err error, dialed bool) bool {
 // was lost (no CLOSE: the peer restarted, the SAs expired) is retried.
 func peerLeft(err error) bool {
 	var appErr *quic.ApplicationError
+	if errors.Is(err, errPeerLeft) {
+		return true
+	}
 	if !errors.As(err, &appErr) {
 		return false
 	}
@@ -183,6 +187,21 @@ func peerLeft(err error) bool {
 		return appErr.ErrorCode == connCodeClosed
 	}
 	return appErr.ErrorCode == connCodeLeft
+}
+
+// whyEnded is err, the error of a stream to peer, or errPeerLeft when
+// the peer ended the association with CLOSE: the connection's close
+// (connCodeLeft) races with the failure of a packet sent after the
+// association ended (ErrUnknownPeer), which alone would say nothing of
+// why it ended.
+func (m *Manager) whyEnded(err error, peer wire.HIT) error {
+	if err == nil || peerLeft(err) {
+		return err
+	}
+	if pc, ok := m.assoc.(peerCloses); ok && pc.ClosedByPeer(peer) {
+		return fmt.Errorf("%w (%w)", errPeerLeft, err)
+	}
+	return err
 }
 
 // undelivered reports whether err proves that the peer never gave the
