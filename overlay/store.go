@@ -165,9 +165,9 @@ func (s *Stack) Live(hit wire.HIT) bool { return s.db.get(hit).live() }
 // ClosedByPeer reports whether the association with hit ended with the
 // peer's CLOSE (RFC 7401 §5.3.7, §6.14: the state is CLOSED, where a CLOSE
 // that crossed ours leads as well), as opposed to our own Close, a failed
-// exchange or SAs that expired or were lost. A layer above tells the peer
-// that meant to go from the peer it lost: package streams retries a dial
-// on a new association after the second, never after the first, when the
+// exchange or SAs that expired or were lost. It lets a layer above tell
+// a peer that left from a peer it lost: package streams retries a dial
+// on a new association after a loss, but not after a CLOSE, when the
 // peer is gone and a base exchange with it would only time out.
 func (s *Stack) ClosedByPeer(hit wire.HIT) bool {
 	r := s.db.get(hit)

@@ -193,12 +193,13 @@
 // net.Error whose Timeout is true, also while waiting for the answer.
 // A stream that ends abruptly fails as a TCP socket of package net does,
 // so that code written for one (or for the netstack transport) works
-// unchanged (errors.go): errors.Is finds syscall.ECONNRESET on Read (EPIPE on Write)
-// when the peer reset the stream, closed the connection or its node, or
-// ended the association with CLOSE; ECONNABORTED when the association
-// was lost; ETIMEDOUT when the peer stopped answering. errors.As still
-// finds quic-go's own error, but errors.Is does not find net.ErrClosed in
-// them, as quic-go's errors would have it: that says this side closed.
+// unchanged (errors.go): errors.Is finds syscall.ECONNRESET on Read
+// (EPIPE on Write) when the peer reset the stream, closed the connection
+// or its node, or ended the association with CLOSE; ECONNABORTED when
+// the association was lost; ETIMEDOUT when the peer stopped answering.
+// errors.As still finds quic-go's own error, but errors.Is does not find
+// net.ErrClosed in it, as quic-go's errors would have it: that says this
+// side closed.
 //
 // A stream whose connection fails before the answer is retried on
 // another connection, as Dial retries, when nothing written can be lost:

@@ -102,7 +102,8 @@ type associations interface {
 // peerCloses is what the Manager uses of an associations that can also
 // tell an association the peer ended (its CLOSE) from one that failed or
 // was lost, as *overlay.InnerConn can: the connection then closes with
-// connCodeLeft, which no dial retries (retryable).
+// connCodeLeft, and a stream that fails meanwhile with another error
+// fails with errPeerLeft (whyEnded); no dial retries either (retryable).
 type peerCloses interface {
 	ClosedByPeer(hit wire.HIT) bool
 }
