@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hipnet.dev/internal/mitm"
 )
 
 // acceptedPair dials port 9 of server from client and returns both ends
@@ -81,5 +83,52 @@ func TestStreamEndErrors(t *testing.T) {
 				t.Errorf("Write: %v, want EPIPE", err)
 			}
 		})
+	}
+}
+
+// TestPeerLeavesBeforeAnswer: a stream dialed on an open QUIC connection
+// whose header never reached the server (its path to the server is down)
+// fails at once with ECONNRESET when the server's node closes, rather
+// than redialing a node that is gone and waiting out a base exchange.
+// Only the server's HIP CLOSE reaches the client, not its QUIC
+// CONNECTION_CLOSE: the client learns that the peer left from the
+// association alone (overlay's ClosedByPeer).
+func TestPeerLeavesBeforeAnswer(t *testing.T) {
+	server := newTestNode(t, Config{})
+	echoServer(t, server, 7)
+	p := newMITM(t, server)
+	client := newTestNode(t, viaProxy(server, p))
+	warm, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer warm.Close()
+	if err := pingPong(warm); err != nil {
+		t.Fatal(err)
+	}
+
+	p.SetHook(func(d *mitm.Datagram) mitm.Verdict {
+		if d.Dir == mitm.ToTarget || isESP(d) {
+			return mitm.Drop
+		}
+		return mitm.Pass
+	})
+	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
+	if err != nil {
+		t.Fatal(err) // on an open connection, Dial waits for nothing
+	}
+	defer c.Close()
+	server.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	_, err = c.Read(make([]byte, 1))
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("Read: %v, want ECONNRESET", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Read failed after %v", d)
+	}
+	if n := client.stack.Stats().BEX.Started; n != 1 {
+		t.Errorf("%d base exchanges started, want 1 (no redial of a peer that left)", n)
 	}
 }
