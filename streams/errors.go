@@ -45,7 +45,7 @@ func (e *endedError) Error() string      { return e.errno.Error() + ": " + e.cau
 func (e *endedError) Unwrap() error      { return e.errno }
 func (e *endedError) As(target any) bool { return errors.As(e.cause, target) }
 func (e *endedError) Timeout() bool      { return e.errno.Timeout() }
-func (e *endedError) Temporary() bool    { return false }
+func (e *endedError) Temporary() bool    { return e.errno.Temporary() }
 
 // streamError maps the error quic-go gave a stream's Read (read true) or
 // Write to what a TCP socket gives for the same event:
