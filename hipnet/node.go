@@ -150,6 +150,14 @@ func (l segmentLink) MaxSegment(hit wire.HIT) (int, bool) {
 // Live lets the transport skip Associate when the association is up.
 func (l segmentLink) Live(hit wire.HIT) bool { return l.st.Live(hit) }
 
+// WatchAssociation and ClosedByPeer let a Dial fail as soon as its peer
+// ends the association.
+func (l segmentLink) WatchAssociation(hit wire.HIT) (bool, <-chan struct{}) {
+	return l.st.WatchAssociation(hit)
+}
+
+func (l segmentLink) ClosedByPeer(hit wire.HIT) bool { return l.st.ClosedByPeer(hit) }
+
 // HandleSegmentBatches lets the transport coalesce a receive batch's
 // segments (the overlay calls flush at the end of each).
 func (l segmentLink) HandleSegmentBatches(proto uint8, fn func(src wire.HIT, seg []byte), flush func()) {

@@ -86,49 +86,99 @@ func TestStreamEndErrors(t *testing.T) {
 	}
 }
 
-// TestPeerLeavesBeforeAnswer: a stream dialed on an open QUIC connection
-// whose header never reached the server (its path to the server is down)
-// fails at once with ECONNRESET when the server's node closes, rather
-// than redialing a node that is gone and waiting out a base exchange.
-// Only the server's HIP CLOSE reaches the client, not its QUIC
-// CONNECTION_CLOSE: the client learns that the peer left from the
-// association alone (overlay's ClosedByPeer).
+// TestPeerLeavesBeforeAnswer: a stream dialed as the server's node
+// closes, whose first packets never reached the server, fails at once
+// with ECONNRESET, rather than retrying into a base exchange with a node
+// that is gone and waiting for the context or the deadline: with QUIC,
+// the stream Dial returned, on its first Read; with netstack's TCP, the
+// Dial waiting for its SYN-ACK. The client's path drops everything toward
+// the server, and the server's ESP toward the client, so that only the
+// server's HIP CLOSE tells the client it left (overlay's ClosedByPeer).
 func TestPeerLeavesBeforeAnswer(t *testing.T) {
-	server := newTestNode(t, Config{})
-	echoServer(t, server, 7)
-	p := newMITM(t, server)
-	client := newTestNode(t, viaProxy(server, p))
-	warm, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer warm.Close()
-	if err := pingPong(warm); err != nil {
-		t.Fatal(err)
-	}
+	for _, tr := range streamTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			server := newTestNode(t, Config{Streams: tr.f})
+			echoServer(t, server, 7)
+			p := newMITM(t, server)
+			cfg := viaProxy(server, p)
+			cfg.Streams = tr.f
+			client := newTestNode(t, cfg)
+			warm, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer warm.Close()
+			if err := pingPong(warm); err != nil {
+				t.Fatal(err)
+			}
 
-	p.SetHook(func(d *mitm.Datagram) mitm.Verdict {
-		if d.Dir == mitm.ToTarget || isESP(d) {
-			return mitm.Drop
-		}
-		return mitm.Pass
-	})
-	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
-	if err != nil {
-		t.Fatal(err) // on an open connection, Dial waits for nothing
+			p.SetHook(func(d *mitm.Datagram) mitm.Verdict {
+				if d.Dir == mitm.ToTarget || isESP(d) {
+					return mitm.Drop
+				}
+				return mitm.Pass
+			})
+			type result struct {
+				c   net.Conn
+				err error
+			}
+			dialed := make(chan result, 1)
+			go func() {
+				c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
+				dialed <- result{c, err}
+			}()
+			time.Sleep(20 * time.Millisecond) // the SYN or the stream's header is lost
+			start := time.Now()
+			go server.Close() // waits a second for the CLOSE_ACK the path drops
+			r := <-dialed
+			err = r.err
+			if r.c != nil {
+				defer r.c.Close()
+				r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_, err = r.c.Read(make([]byte, 1))
+			}
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("%v, want ECONNRESET", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("failed %v after the server closed", d)
+			}
+			if n := client.stack.Stats().BEX.Started; n != 1 {
+				t.Errorf("%d base exchanges started, want 1 (no redial of a peer that left)", n)
+			}
+		})
 	}
-	defer c.Close()
-	server.Close()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	start := time.Now()
-	_, err = c.Read(make([]byte, 1))
-	if !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("Read: %v, want ECONNRESET", err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("Read failed after %v", d)
-	}
-	if n := client.stack.Stats().BEX.Started; n != 1 {
-		t.Errorf("%d base exchanges started, want 1 (no redial of a peer that left)", n)
+}
+
+// TestDialAfterPeerIdleClose: the CLOSED record the peer's CLOSE leaves
+// (for minutes: RFC 7401 §4.4.4) does not fail the next Dial, which makes
+// a new association: only the CLOSE of an association the Dial saw live
+// means the peer left.
+func TestDialAfterPeerIdleClose(t *testing.T) {
+	for _, tr := range streamTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			client, server := pairNodes(t, Config{Streams: tr.f},
+				Config{Streams: tr.f, IdleTimeout: 800 * time.Millisecond, KeepaliveInterval: 100 * time.Millisecond})
+			echoServer(t, server, 7)
+			echo := func() {
+				c, err := client.DialContext(ctxT(t, 5*time.Second), "tcp", addrOf(server, 7))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if err := pingPong(c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			echo()
+			if !waitUntil(10*time.Second, func() bool { return client.stack.ClosedByPeer(server.HIT()) }) {
+				t.Fatal("the server did not close the idle association")
+			}
+			echo()
+			if n := client.stack.Stats().BEX.Started; n != 2 {
+				t.Errorf("%d base exchanges started, want 2", n)
+			}
+		})
 	}
 }

@@ -129,7 +129,11 @@
 // overlay.ErrPortInUse, overlay.ErrClosed and net.ErrClosed (closed
 // Transport, Listener or conn), and the overlay's errors from
 // Config.Associate or from a WriteSegment that reports the peer
-// unreachable. Reads and Writes give io.EOF after the peer's FIN,
+// unreachable. A Dial whose peer ends the association with CLOSE before
+// the SYN-ACK (it is closing) fails at once with an error that is
+// syscall.ECONNRESET, when the Link reports on its associations
+// (leaveWatch): its SYN, retransmitted, would otherwise start a base
+// exchange with a host that is gone. Reads and Writes give io.EOF after the peer's FIN,
 // os.ErrDeadlineExceeded (Timeout true) at a deadline, and
 // syscall.ECONNRESET, ECONNABORTED, EPIPE or ETIMEDOUT as package net
 // does on Linux.

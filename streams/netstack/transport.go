@@ -281,6 +281,65 @@ type liveLink interface {
 	Live(hit wire.HIT) bool
 }
 
+// peerLink is a Link that reports on its associations and tells a peer's
+// CLOSE from a lost association (hipnet's adapter of the overlay's Stack
+// does): a Dial then fails as soon as the peer ends the association.
+type peerLink interface {
+	WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{})
+	ClosedByPeer(hit wire.HIT) bool
+}
+
+// leaveWatch is a Dial's watch on the association with its peer. Without
+// it, a SYN the peer never answered (lost, or come as the peer was
+// closing) would be retransmitted after the peer's CLOSE, start a base
+// exchange with a host that is gone, and hold the Dial until its context
+// ends. It reports the peer's CLOSE of an association the Dial saw live,
+// never the CLOSED state an earlier association left behind, which the
+// Dial's own exchange replaces. The nil *leaveWatch watches nothing.
+type leaveWatch struct {
+	l        peerLink
+	peer     wire.HIT
+	seenLive bool
+	changed  <-chan struct{}
+}
+
+func (t *Transport) watchLeave(peer wire.HIT) *leaveWatch {
+	l, ok := t.link.(peerLink)
+	if !ok {
+		return nil
+	}
+	w := &leaveWatch{l: l, peer: peer}
+	w.left()
+	return w
+}
+
+// left looks at the association again (and watches for its next change)
+// and reports whether the peer ended it.
+func (w *leaveWatch) left() bool {
+	live, changed := w.l.WatchAssociation(w.peer)
+	w.changed = changed
+	if live {
+		w.seenLive = true
+		return false
+	}
+	return w.seenLive && w.l.ClosedByPeer(w.peer)
+}
+
+// established notes that Associate completed: the association was live,
+// even if it changed again before left could see it.
+func (w *leaveWatch) established() {
+	if w != nil {
+		w.seenLive = true
+	}
+}
+
+func (w *leaveWatch) change() <-chan struct{} {
+	if w == nil {
+		return nil
+	}
+	return w.changed
+}
+
 // connect creates an endpoint and runs TCP's handshake with port on peer.
 // Associate's result, if a is not nil, fails the handshake if it is an
 // error.
@@ -301,8 +360,9 @@ func (t *Transport) connect(ctx context.Context, peer wire.HIT, port int, a *ass
 	failed := t.watchDial(peer)
 	defer t.unwatchDial(peer, failed)
 
+	leave := t.watchLeave(peer)
 	terr = ep.Connect(tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom16(peer), Port: uint16(port)})
-	if err := t.awaitHandshake(ctx, ep, terr, notify, failed, a); err != nil {
+	if err := t.awaitHandshake(ctx, ep, terr, notify, failed, a, leave); err != nil {
 		ep.Close()
 		return nil, nil, err
 	}
@@ -312,7 +372,7 @@ func (t *Transport) connect(ctx context.Context, peer wire.HIT, port int, a *ass
 // awaitHandshake waits until the handshake Connect started (terr is
 // ErrConnectStarted) ends, and says how. It gives up when ctx ends, the
 // Transport closes or the Link fails the peer.
-func (t *Transport) awaitHandshake(ctx context.Context, ep tcpip.Endpoint, terr tcpip.Error, notify <-chan struct{}, failed <-chan error, a *association) error {
+func (t *Transport) awaitHandshake(ctx context.Context, ep tcpip.Endpoint, terr tcpip.Error, notify <-chan struct{}, failed <-chan error, a *association, leave *leaveWatch) error {
 	if _, started := terr.(*tcpip.ErrConnectStarted); !started && terr != nil {
 		return mapError(terr)
 	}
@@ -321,6 +381,11 @@ func (t *Transport) awaitHandshake(ctx context.Context, ep tcpip.Endpoint, terr 
 		case err := <-a.ready():
 			if a.got(err); err != nil {
 				return err
+			}
+			leave.established()
+		case <-leave.change():
+			if leave.left() {
+				return a.or(errPeerLeft)
 			}
 		case <-notify:
 		case <-ctx.Done():
