@@ -158,6 +158,12 @@ func (l segmentLink) WatchAssociation(hit wire.HIT) (bool, <-chan struct{}) {
 
 func (l segmentLink) ClosedByPeer(hit wire.HIT) bool { return l.st.ClosedByPeer(hit) }
 
+// SetSegmentReopens lets the transport say which of its segments may start
+// a base exchange with a peer that closed the association.
+func (l segmentLink) SetSegmentReopens(proto uint8, reopens func(seg []byte) bool) {
+	l.st.SetSegmentReopens(proto, reopens)
+}
+
 // HandleSegmentBatches lets the transport coalesce a receive batch's
 // segments (the overlay calls flush at the end of each).
 func (l segmentLink) HandleSegmentBatches(proto uint8, fn func(src wire.HIT, seg []byte), flush func()) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hipnet.dev/internal/mitm"
+	"hipnet.dev/streams/netstack"
 )
 
 // acceptedPair dials port 9 of server from client and returns both ends
@@ -180,5 +181,43 @@ func TestDialAfterPeerIdleClose(t *testing.T) {
 				t.Errorf("%d base exchanges started, want 2", n)
 			}
 		})
+	}
+}
+
+// TestNoExchangeWithPeerThatLeft: once the peer's CLOSE has ended the
+// association, what is left of a netstack connection with it (here data
+// written after the peer's RST was lost) does not start a base exchange
+// with a host that is gone; a new Dial still does.
+func TestNoExchangeWithPeerThatLeft(t *testing.T) {
+	server := newTestNode(t, Config{Streams: netstack.Streams})
+	echoServer(t, server, 7)
+	p := newMITM(t, server)
+	cfg := viaProxy(server, p)
+	cfg.Streams = netstack.Streams
+	client := newTestNode(t, cfg)
+	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := pingPong(c); err != nil {
+		t.Fatal(err)
+	}
+	p.SetHook(func(d *mitm.Datagram) mitm.Verdict {
+		if d.Dir == mitm.ToTarget || isESP(d) {
+			return mitm.Drop // the server's RST among them
+		}
+		return mitm.Pass
+	})
+	go server.Close()
+	if !waitUntil(5*time.Second, func() bool { return !client.stack.Live(server.HIT()) }) {
+		t.Fatal("the server's CLOSE did not arrive")
+	}
+	if _, err := c.Write([]byte("late")); err != nil {
+		t.Fatal(err) // TCP takes it: the loss shows later
+	}
+	time.Sleep(500 * time.Millisecond) // and its first retransmission
+	if n := client.stack.Stats().BEX.Started; n != 1 {
+		t.Errorf("%d base exchanges started, want 1: the stray segments started one", n)
 	}
 }

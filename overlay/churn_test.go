@@ -236,3 +236,41 @@ func loopbackAddr(i int) string {
 	}
 	return "127.0.0.1:0"
 }
+
+// TestSegmentReopens: once the peer has closed the association, only the
+// segments SetSegmentReopens lets through start a base exchange with it;
+// the others fail with ErrPeerLeft and start nothing. Without a predicate
+// every segment does, as before.
+func TestSegmentReopens(t *testing.T) {
+	const proto = 6
+	syn := func(seg []byte) bool { return seg[0] == 'S' }
+	for _, withRule := range []bool{true, false} {
+		a, b := connected(t, nil, nil)
+		if withRule {
+			a.SetSegmentReopens(proto, syn)
+		}
+		b.Close()
+		waitClosed(t, a, b.HIT(), 2*time.Second)
+		if !a.ClosedByPeer(b.HIT()) {
+			t.Fatal("a does not see b's CLOSE")
+		}
+		started := a.Stats().BEX.Started
+		err := a.WriteSegment(b.HIT(), proto, []byte("ack of data in flight"))
+		if withRule {
+			if !errors.Is(err, ErrPeerLeft) {
+				t.Errorf("stray segment: %v, want ErrPeerLeft", err)
+			}
+			barrier(t, a)
+			if n := a.Stats().BEX.Started - started; n != 0 {
+				t.Errorf("a stray segment started %d base exchanges", n)
+			}
+			err = a.WriteSegment(b.HIT(), proto, []byte("SYN"))
+		}
+		if err != nil {
+			t.Fatalf("reopening segment (rule %v): %v", withRule, err)
+		}
+		waitFor(t, 2*time.Second, "the base exchange the segment starts", func() bool {
+			return a.Stats().BEX.Started > started
+		})
+	}
+}

@@ -43,7 +43,8 @@
 //   - tx.go: the transmit queue and the sender goroutine that writes it in
 //     batches.
 //   - segment.go: inner segments of protocols other than UDP
-//     (WriteSegment, HandleSegments), for a transport above the stack.
+//     (WriteSegment, HandleSegments, SetSegmentReopens), for a transport
+//     above the stack.
 //   - secret.go: the secret exported from each association for the layers
 //     above (AssociationSecret).
 //   - receive.go: the read loop and the inbound data path (ESP → SPI →

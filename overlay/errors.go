@@ -24,3 +24,9 @@ var (
 	// is full; the write may be retried.
 	ErrQueueFull = errors.New("hip: send queue full while the handshake runs")
 )
+
+// ErrPeerLeft: the peer ended the association with CLOSE, and the segment
+// may not start a new one (SetSegmentReopens). WriteSegment alone returns
+// it, to the segment transport above, which treats it as a lost packet;
+// hipnet has no API that returns it.
+var ErrPeerLeft = errors.New("hip: peer closed the association")

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -32,6 +33,9 @@ type segments struct {
 	// and endBatch run only there).
 	pending    bool
 	pendingFor uint8
+	// reopens holds SetSegmentReopens' predicates, under mu: WriteSegment
+	// asks only on its slow path, when there is no outbound SA.
+	reopens map[uint8]func(seg []byte) bool
 }
 
 // segHandler is a protocol's handler, and its flush if it has one
@@ -121,7 +125,41 @@ func (s *Stack) WriteSegment(dst wire.HIT, proto uint8, seg []byte) error {
 	if o := p.out.Load(); o != nil {
 		return s.sealSegment(p, o, proto, seg, len(seg))
 	}
+	if !s.segs.mayReopen(proto, seg) && s.ClosedByPeer(dst) {
+		return fmt.Errorf("%w: %v", ErrPeerLeft, dst)
+	}
 	return s.enqueue(p, pendingSeg{b: append([]byte(nil), seg...), proto: proto})
+}
+
+// SetSegmentReopens says which segments of protocol proto may start a base
+// exchange with a peer that ended the association with CLOSE
+// (ClosedByPeer): those for which reopens returns true; nil, the default,
+// lets every one. The others fail with ErrPeerLeft. A transport above
+// passes what opens a connection (TCP's SYN), so that the rest of a
+// connection to a peer that left (a retransmission, a keep-alive probe, an
+// RST whose peer is gone) does not start a base exchange with a host that
+// is gone, as InnerConn.SetAutoConnect(false) does for QUIC's packets.
+func (s *Stack) SetSegmentReopens(proto uint8, reopens func(seg []byte) bool) {
+	t := &s.segs
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.reopens == nil {
+		t.reopens = map[uint8]func([]byte) bool{}
+	}
+	if reopens == nil {
+		delete(t.reopens, proto)
+		return
+	}
+	t.reopens[proto] = reopens
+}
+
+// mayReopen reports whether seg may start a base exchange with a peer that
+// closed the association (SetSegmentReopens).
+func (t *segments) mayReopen(proto uint8, seg []byte) bool {
+	t.mu.Lock()
+	f := t.reopens[proto]
+	t.mu.Unlock()
+	return f == nil || f(seg)
 }
 
 // deliverSegment hands an opened segment of protocol nh to its handler;

@@ -133,10 +133,13 @@
 // the SYN-ACK (it is closing) fails at once with an error that is
 // syscall.ECONNRESET, when the Link reports on its associations
 // (leaveWatch): its SYN, retransmitted, would otherwise start a base
-// exchange with a host that is gone. Reads and Writes give io.EOF after the peer's FIN,
-// os.ErrDeadlineExceeded (Timeout true) at a deadline, and
-// syscall.ECONNRESET, ECONNABORTED, EPIPE or ETIMEDOUT as package net
-// does on Linux.
+// exchange with a host that is gone. For the same reason, once the peer
+// has closed the association only a SYN may start a new one
+// (reopenLink): the rest of a connection with it (its RST lost) is lost
+// at the Link, and the connection ends by TCP's keep-alive. Reads and
+// Writes give io.EOF after the peer's FIN, os.ErrDeadlineExceeded
+// (Timeout true) at a deadline, and syscall.ECONNRESET, ECONNABORTED,
+// EPIPE or ETIMEDOUT as package net does on Linux.
 //
 // # Congestion control
 //

@@ -84,7 +84,31 @@ func New(link Link, cfg Config) (*Transport, error) {
 	} else {
 		link.HandleSegments(protoTCP, t.ep.deliver)
 	}
+	if rl, ok := link.(reopenLink); ok {
+		rl.SetSegmentReopens(protoTCP, opensConnection)
+	}
 	return t, nil
+}
+
+// reopenLink is a Link that can be told which segments may start a base
+// exchange with a peer that ended the association with CLOSE (hipnet's
+// adapter of the overlay's Stack can). Only a SYN may: the rest of a
+// connection with a peer that left (a retransmission, a keep-alive probe,
+// the ACK of data that was in flight, an RST) would otherwise start an
+// exchange with a host that is gone. Such a segment fails like a lost
+// packet, and the connection ends as TCP decides (keep-alive).
+type reopenLink interface {
+	SetSegmentReopens(proto uint8, reopens func(seg []byte) bool)
+}
+
+// opensConnection reports whether seg, a TCP segment, is a SYN (without
+// ACK: not a SYN-ACK).
+func opensConnection(seg []byte) bool {
+	if len(seg) < tcpMinHeaderLen {
+		return false
+	}
+	f := header.TCP(seg).Flags()
+	return f&header.TCPFlagSyn != 0 && f&header.TCPFlagAck == 0
 }
 
 // batchLink is a Link that also says where each receive batch ends
@@ -525,6 +549,9 @@ func (t *Transport) Close() error {
 	t.mu.Unlock()
 
 	t.link.HandleSegments(protoTCP, nil)
+	if rl, ok := t.link.(reopenLink); ok {
+		rl.SetSegmentReopens(protoTCP, nil)
+	}
 	t.ep.detach()
 	t.ep.acks.close()
 	for _, l := range ls {
