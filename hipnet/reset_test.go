@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hipnet.dev/internal/mitm"
+	"hipnet.dev/streams"
 	"hipnet.dev/streams/netstack"
 )
 
@@ -87,6 +88,40 @@ func TestStreamEndErrors(t *testing.T) {
 	}
 }
 
+// departingServer starts a server echoing on port 7 and a client whose
+// only path to it is a proxy, both on stream transport f, and returns them
+// with a stream from the client that has echoed once.
+func departingServer(t *testing.T, f streams.Factory) (client, server *Node, p *mitm.Proxy, warm net.Conn) {
+	t.Helper()
+	server = newTestNode(t, Config{Streams: f})
+	echoServer(t, server, 7)
+	p = newMITM(t, server)
+	cfg := viaProxy(server, p)
+	cfg.Streams = f
+	client = newTestNode(t, cfg)
+	warm, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { warm.Close() })
+	if err := pingPong(warm); err != nil {
+		t.Fatal(err)
+	}
+	return client, server, p, warm
+}
+
+// onlyCloseGetsThrough makes p drop everything toward the server, and the
+// server's ESP toward the client: of the server's leaving, the client
+// learns only from its HIP CLOSE.
+func onlyCloseGetsThrough(p *mitm.Proxy) {
+	p.SetHook(func(d *mitm.Datagram) mitm.Verdict {
+		if d.Dir == mitm.ToTarget || isESP(d) {
+			return mitm.Drop
+		}
+		return mitm.Pass
+	})
+}
+
 // TestPeerLeavesBeforeAnswer: a stream dialed as the server's node
 // closes, whose first packets never reached the server, fails at once
 // with ECONNRESET, rather than retrying into a base exchange with a node
@@ -98,27 +133,8 @@ func TestStreamEndErrors(t *testing.T) {
 func TestPeerLeavesBeforeAnswer(t *testing.T) {
 	for _, tr := range streamTransports {
 		t.Run(tr.name, func(t *testing.T) {
-			server := newTestNode(t, Config{Streams: tr.f})
-			echoServer(t, server, 7)
-			p := newMITM(t, server)
-			cfg := viaProxy(server, p)
-			cfg.Streams = tr.f
-			client := newTestNode(t, cfg)
-			warm, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer warm.Close()
-			if err := pingPong(warm); err != nil {
-				t.Fatal(err)
-			}
-
-			p.SetHook(func(d *mitm.Datagram) mitm.Verdict {
-				if d.Dir == mitm.ToTarget || isESP(d) {
-					return mitm.Drop
-				}
-				return mitm.Pass
-			})
+			client, server, p, _ := departingServer(t, tr.f)
+			onlyCloseGetsThrough(p)
 			type result struct {
 				c   net.Conn
 				err error
@@ -132,7 +148,7 @@ func TestPeerLeavesBeforeAnswer(t *testing.T) {
 			start := time.Now()
 			go server.Close() // waits a second for the CLOSE_ACK the path drops
 			r := <-dialed
-			err = r.err
+			err := r.err
 			if r.c != nil {
 				defer r.c.Close()
 				r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -187,28 +203,10 @@ func TestDialAfterPeerIdleClose(t *testing.T) {
 // TestNoExchangeWithPeerThatLeft: once the peer's CLOSE has ended the
 // association, what is left of a netstack connection with it (here data
 // written after the peer's RST was lost) does not start a base exchange
-// with a host that is gone; a new Dial still does.
+// with a host that is gone. (A new Dial does: TestDialAfterPeerIdleClose.)
 func TestNoExchangeWithPeerThatLeft(t *testing.T) {
-	server := newTestNode(t, Config{Streams: netstack.Streams})
-	echoServer(t, server, 7)
-	p := newMITM(t, server)
-	cfg := viaProxy(server, p)
-	cfg.Streams = netstack.Streams
-	client := newTestNode(t, cfg)
-	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 7))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := pingPong(c); err != nil {
-		t.Fatal(err)
-	}
-	p.SetHook(func(d *mitm.Datagram) mitm.Verdict {
-		if d.Dir == mitm.ToTarget || isESP(d) {
-			return mitm.Drop // the server's RST among them
-		}
-		return mitm.Pass
-	})
+	client, server, p, c := departingServer(t, netstack.Streams)
+	onlyCloseGetsThrough(p) // the server's RST is lost
 	go server.Close()
 	if !waitUntil(5*time.Second, func() bool { return !client.stack.Live(server.HIT()) }) {
 		t.Fatal("the server's CLOSE did not arrive")
