@@ -395,7 +395,8 @@ func (t *Transport) connect(ctx context.Context, peer wire.HIT, port int, a *ass
 
 // awaitHandshake waits until the handshake Connect started (terr is
 // ErrConnectStarted) ends, and says how. It gives up when ctx ends, the
-// Transport closes or the Link fails the peer.
+// Transport closes, the Link fails the peer or the peer ends the
+// association (leave).
 func (t *Transport) awaitHandshake(ctx context.Context, ep tcpip.Endpoint, terr tcpip.Error, notify <-chan struct{}, failed <-chan error, a *association, leave *leaveWatch) error {
 	if _, started := terr.(*tcpip.ErrConnectStarted); !started && terr != nil {
 		return mapError(terr)
