@@ -1,0 +1,5 @@
+//go:build !race
+
+package hipnet
+
+const raceEnabled = false
