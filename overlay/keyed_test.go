@@ -116,7 +116,12 @@ func TestConnectKeyed(t *testing.T) {
 	if !ok {
 		t.Fatal("no secret after ConnectKeyed")
 	}
-	waitFor(t, 2*time.Second, "the Responder to establish", func() bool { return b.Live(a.HIT()) })
+	// The Responder writes its record (live) before it exports the
+	// secret, in the same step (control.go): wait for both.
+	waitFor(t, 2*time.Second, "the Responder to establish", func() bool {
+		_, keyed := b.AssociationSecret(a.HIT())
+		return b.Live(a.HIT()) && keyed
+	})
 	if sb, _ := b.AssociationSecret(a.HIT()); !bytes.Equal(sa, sb) {
 		t.Fatal("the Initiator's keyed secret is not the Responder's")
 	}
