@@ -587,6 +587,11 @@ func (m *Manager) serveConn(qc *qconn) {
 		}
 		if err != nil {
 			m.log.Debug("streams: connection down", "peer", qc.peer, "err", err)
+			if pskRejected(err) {
+				// Before qc leaves peers: conn dials again once it has
+				// (noteDeadPSK).
+				m.notePSKRejected(qc.peer, err)
+			}
 			break
 		}
 		m.mu.Lock()
@@ -623,6 +628,7 @@ func (m *Manager) serveConn(qc *qconn) {
 // window where that is safe (firstStream), and first.take returns it.
 func (m *Manager) conn(ctx context.Context, peer wire.HIT, first *firstStream) (qc *qconn, dialed bool, err error) {
 	for waited := 0; ; waited++ {
+		m.noteDeadPSK(peer)
 		m.mu.Lock()
 		if m.closed {
 			m.mu.Unlock()
@@ -879,13 +885,41 @@ func (m *Manager) notePSKRejected(peer wire.HIT, err error) {
 	if !ok {
 		return
 	}
-	m.log.Debug("streams: peer rejected our PSK, retrying with certificates", "peer", peer, "err", err)
+	h := sha256.Sum256(secret)
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	if old, ok := m.badPSK[peer]; ok && old == h {
+		m.mu.Unlock()
+		return // noted already, by whoever saw the rejection first
+	}
 	if len(m.badPSK) >= maxPSKFailures {
 		clear(m.badPSK)
 	}
-	m.badPSK[peer] = sha256.Sum256(secret)
+	m.badPSK[peer] = h
+	m.mu.Unlock()
+	m.log.Debug("streams: peer rejected our PSK, retrying with certificates", "peer", peer, "err", err)
+}
+
+// noteDeadPSK notes a rejection of our PSK that ended peer's current
+// connection before any of its streams reported it (failConn). A 0-RTT
+// dial returns at once, and on a slow host the server's abort can close
+// the connection before conn looks at it: conn would then dial with the
+// same PSK again, be refused again, and give up (CI's race pass met it).
+// serveConn notes it too, before it forgets the connection, so that one
+// of the two has whichever way the race goes. m.mu is not held:
+// notePSKRejected asks for the secret.
+func (m *Manager) noteDeadPSK(peer wire.HIT) {
+	m.mu.Lock()
+	var qc *qconn
+	if p := m.peers[peer]; p != nil {
+		qc = p.cur
+	}
+	m.mu.Unlock()
+	if qc == nil {
+		return
+	}
+	if err := context.Cause(qc.c.Context()); err != nil && pskRejected(err) {
+		m.notePSKRejected(peer, err)
+	}
 }
 
 // pskFailed reports whether peer rejected the PSK of secret before.
