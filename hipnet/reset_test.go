@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hipnet.dev/internal/mitm"
+	"hipnet.dev/overlay"
 	"hipnet.dev/streams"
 	"hipnet.dev/streams/netstack"
 )
@@ -154,8 +155,8 @@ func TestPeerLeavesBeforeAnswer(t *testing.T) {
 				r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 				_, err = r.c.Read(make([]byte, 1))
 			}
-			if !errors.Is(err, syscall.ECONNRESET) {
-				t.Errorf("%v, want ECONNRESET", err)
+			if !errors.Is(err, syscall.ECONNRESET) || !errors.Is(err, overlay.ErrPeerLeft) {
+				t.Errorf("%v, want ECONNRESET and overlay.ErrPeerLeft", err)
 			}
 			if d := time.Since(start); d > 2*time.Second {
 				t.Errorf("failed %v after the server closed", d)

@@ -25,8 +25,9 @@ var (
 	ErrQueueFull = errors.New("hip: send queue full while the handshake runs")
 )
 
-// ErrPeerLeft: the peer ended the association with CLOSE, and the segment
-// may not start a new one (SetSegmentReopens). WriteSegment alone returns
-// it, to the segment transport above, which treats it as a lost packet;
-// hipnet has no API that returns it.
+// ErrPeerLeft: the peer ended the association with CLOSE (ClosedByPeer).
+// WriteSegment returns it for a segment that may not start a new one
+// (SetSegmentReopens); the stream transports above wrap it in the error
+// of a stream or Dial that the peer's leaving ended, where it is also
+// syscall.ECONNRESET.
 var ErrPeerLeft = errors.New("hip: peer closed the association")

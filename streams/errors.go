@@ -23,10 +23,6 @@ func (closedError) Is(target error) bool {
 	return target == overlay.ErrClosed || target == net.ErrClosed
 }
 
-// errPeerLeft: the peer ended the HIP association under the stream with
-// CLOSE (whyEnded).
-var errPeerLeft = errors.New("streams: peer closed the association")
-
 // endedError is the error of a Read or Write on a stream that ended
 // abruptly: the errno a TCP socket of package net (and the netstack
 // transport) gives for the same event, for errors.Is, with quic-go's
@@ -41,8 +37,20 @@ type endedError struct {
 	cause error
 }
 
-func (e *endedError) Error() string      { return e.errno.Error() + ": " + e.cause.Error() }
-func (e *endedError) Unwrap() error      { return e.errno }
+func (e *endedError) Error() string { return e.errno.Error() + ": " + e.cause.Error() }
+func (e *endedError) Unwrap() error { return e.errno }
+
+// Is finds overlay.ErrPeerLeft in a stream the peer's CLOSE ended, as in
+// netstack's Dial of the same fate: whyEnded's error, or the connection
+// closed with connCodeLeft.
+func (e *endedError) Is(target error) bool {
+	if target != overlay.ErrPeerLeft {
+		return false
+	}
+	var ae *quic.ApplicationError
+	return errors.Is(e.cause, overlay.ErrPeerLeft) ||
+		errors.As(e.cause, &ae) && !ae.Remote && ae.ErrorCode == connCodeLeft
+}
 func (e *endedError) As(target any) bool { return errors.As(e.cause, target) }
 func (e *endedError) Timeout() bool      { return e.errno.Timeout() }
 func (e *endedError) Temporary() bool    { return e.errno.Temporary() }
@@ -83,7 +91,7 @@ func streamError(err error, read bool) error {
 	switch {
 	case errors.As(err, &ended):
 		return err
-	case errors.Is(err, errPeerLeft):
+	case errors.Is(err, overlay.ErrPeerLeft):
 		return &endedError{peerReset, err}
 	case errors.As(err, &se):
 		if se.Remote {

@@ -37,7 +37,7 @@ func TestStreamError(t *testing.T) {
 		{"our Manager closed", &quic.ApplicationError{ErrorCode: connCodeClosed}, true, overlay.ErrClosed, true},
 		{"peer silent", &quic.IdleTimeoutError{}, true, syscall.ETIMEDOUT, false},
 		{"stateless reset", &quic.StatelessResetError{}, true, syscall.ECONNRESET, false},
-		{"peer left, the packet found no SA", fmt.Errorf("%w (%w)", errPeerLeft, overlay.ErrUnknownPeer), true, syscall.ECONNRESET, false},
+		{"peer left, the packet found no SA", fmt.Errorf("%w (%w)", overlay.ErrPeerLeft, overlay.ErrUnknownPeer), true, syscall.ECONNRESET, false},
 		{"end of stream", io.EOF, true, nil, false},
 		{"refused", overlay.ErrRefused, true, nil, false},
 	} {
@@ -52,6 +52,10 @@ func TestStreamError(t *testing.T) {
 			}
 			if errors.Is(got, net.ErrClosed) != tc.closedErr {
 				t.Errorf("%v: errors.Is(net.ErrClosed) = %v", got, !tc.closedErr)
+			}
+			left := tc.name == "peer closed the association" || tc.name == "peer left, the packet found no SA"
+			if errors.Is(got, overlay.ErrPeerLeft) != left {
+				t.Errorf("%v: errors.Is(overlay.ErrPeerLeft) = %v", got, !left)
 			}
 			if streamError(got, tc.read) != got {
 				t.Errorf("mapping %v again changed it", got)

@@ -103,7 +103,7 @@ type associations interface {
 // tell an association the peer ended (its CLOSE) from one that failed or
 // was lost, as *overlay.InnerConn can: the connection then closes with
 // connCodeLeft, and a stream that fails meanwhile with another error
-// fails with errPeerLeft (whyEnded); no dial retries either (retryable).
+// fails with overlay.ErrPeerLeft (whyEnded); no dial retries either (retryable).
 type peerCloses interface {
 	ClosedByPeer(hit wire.HIT) bool
 }

@@ -177,7 +177,7 @@ func retryable(err error, dialed bool) bool {
 // was lost (no CLOSE: the peer restarted, the SAs expired) is retried.
 func peerLeft(err error) bool {
 	var appErr *quic.ApplicationError
-	if errors.Is(err, errPeerLeft) {
+	if errors.Is(err, overlay.ErrPeerLeft) {
 		return true
 	}
 	if !errors.As(err, &appErr) {
@@ -189,7 +189,7 @@ func peerLeft(err error) bool {
 	return appErr.ErrorCode == connCodeLeft
 }
 
-// whyEnded is err, the error of a stream to peer, or errPeerLeft when
+// whyEnded is err, the error of a stream to peer, or overlay.ErrPeerLeft when
 // the peer ended the association with CLOSE: the connection's close
 // (connCodeLeft) races with the failure of a packet sent after the
 // association ended (ErrUnknownPeer), which alone would say nothing of
@@ -199,7 +199,7 @@ func (m *Manager) whyEnded(err error, peer wire.HIT) error {
 		return err
 	}
 	if pc, ok := m.assoc.(peerCloses); ok && pc.ClosedByPeer(peer) {
-		return fmt.Errorf("%w (%w)", errPeerLeft, err)
+		return fmt.Errorf("%w (%w)", overlay.ErrPeerLeft, err)
 	}
 	return err
 }

@@ -37,15 +37,18 @@ func (refusedError) Is(target error) bool {
 }
 
 // errPeerLeft is a Dial whose peer ended the association with CLOSE
-// before it answered the SYN (leaveWatch). It is ECONNRESET for code
-// written for package net, as the QUIC transport's streams say it then.
+// before it answered the SYN (leaveWatch). It is overlay.ErrPeerLeft, and
+// ECONNRESET for code written for package net, as the QUIC transport's
+// streams say it then.
 var errPeerLeft error = peerLeftError{}
 
 type peerLeftError struct{}
 
-func (peerLeftError) Error() string { return "netstack: peer closed the association" }
+func (peerLeftError) Error() string { return overlay.ErrPeerLeft.Error() }
 
-func (peerLeftError) Is(target error) bool { return target == syscall.ECONNRESET }
+func (peerLeftError) Is(target error) bool {
+	return target == overlay.ErrPeerLeft || target == syscall.ECONNRESET
+}
 
 // errBadPort is a Dial or Listen with a port outside 0..65535 (Dial: 1..).
 var errBadPort = errors.New("netstack: bad port")
