@@ -17,6 +17,7 @@ var (
 	ErrPortInUse        = overlay.ErrPortInUse        // Listen or ListenPacket: the inner port is taken (or reserved for streams)
 	ErrQueueFull        = overlay.ErrQueueFull        // a datagram write while the base exchange runs found its bounded queue full; retry
 	ErrBadHIT           = wire.ErrBadHIT              // ParseHIT, Dial: the text is not a HIT (and no resolver knows it as a name)
+	ErrPeerLeft         = overlay.ErrPeerLeft         // a stream's peer ended the association with CLOSE (its node closed); with ECONNRESET or EPIPE
 )
 
 // DialError is how a dial that timed out says what it saw (wrapped in the

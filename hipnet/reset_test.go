@@ -202,9 +202,11 @@ func TestDialAfterPeerIdleClose(t *testing.T) {
 }
 
 // TestNoExchangeWithPeerThatLeft: once the peer's CLOSE has ended the
-// association, what is left of a netstack connection with it (here data
-// written after the peer's RST was lost) does not start a base exchange
-// with a host that is gone. (A new Dial does: TestDialAfterPeerIdleClose.)
+// association, what is left of a netstack connection with it does not
+// start a base exchange with a host that is gone: data written after the
+// peer's RST was lost, if the Write came before the connection was reset
+// (TestPeerLeavesEstablished), and the reset's own RST. (A new Dial
+// does: TestDialAfterPeerIdleClose.)
 func TestNoExchangeWithPeerThatLeft(t *testing.T) {
 	client, server, p, c := departingServer(t, netstack.Streams)
 	onlyCloseGetsThrough(p) // the server's RST is lost
@@ -212,11 +214,48 @@ func TestNoExchangeWithPeerThatLeft(t *testing.T) {
 	if !waitUntil(5*time.Second, func() bool { return !client.stack.Live(server.HIT()) }) {
 		t.Fatal("the server's CLOSE did not arrive")
 	}
-	if _, err := c.Write([]byte("late")); err != nil {
-		t.Fatal(err) // TCP takes it: the loss shows later
+	if _, err := c.Write([]byte("late")); err != nil && !errors.Is(err, overlay.ErrPeerLeft) {
+		t.Fatal(err) // TCP takes it, or the connection was reset already
 	}
 	time.Sleep(500 * time.Millisecond) // and its first retransmission
 	if n := client.stack.Stats().BEX.Started; n != 1 {
 		t.Errorf("%d base exchanges started, want 1: the stray segments started one", n)
+	}
+}
+
+// TestPeerLeavesEstablished: a connection waiting for data from a server
+// whose node closes fails at once, with ECONNRESET and
+// overlay.ErrPeerLeft, even when the server's own reset of it is lost:
+// only the server's HIP CLOSE reaches the client. With netstack's TCP the
+// connection would otherwise wait for keep-alive to give up, minutes
+// later. A Write then fails with EPIPE, as on a TCP socket after a reset.
+func TestPeerLeavesEstablished(t *testing.T) {
+	for _, tr := range streamTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			client, server, p, warm := departingServer(t, tr.f)
+			onlyCloseGetsThrough(p)
+			read := make(chan error, 1)
+			go func() {
+				warm.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_, err := warm.Read(make([]byte, 1))
+				read <- err
+			}()
+			time.Sleep(20 * time.Millisecond) // the Read is waiting
+			start := time.Now()
+			go server.Close() // waits a second for the CLOSE_ACK the path drops
+			err := <-read
+			if !errors.Is(err, syscall.ECONNRESET) || !errors.Is(err, ErrPeerLeft) || errors.Is(err, net.ErrClosed) {
+				t.Errorf("Read: %v, want ECONNRESET and ErrPeerLeft", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("Read failed %v after the server closed", d)
+			}
+			if _, err := warm.Write([]byte("late")); !errors.Is(err, syscall.EPIPE) || !errors.Is(err, ErrPeerLeft) {
+				t.Errorf("Write: %v, want EPIPE and ErrPeerLeft", err)
+			}
+			if n := client.stack.Stats().BEX.Started; n != 1 {
+				t.Errorf("%d base exchanges started, want 1", n)
+			}
+		})
 	}
 }

@@ -42,7 +42,13 @@ type conn struct {
 	done     chan struct{} // closed by shut: Close, or the Transport's
 	closed   atomic.Bool   // Close was called
 	shutOnce sync.Once
-	relOnce  sync.Once
+	// left: the peer ended the association with CLOSE and the endpoint
+	// was reset (peerleft.go).
+	left atomic.Bool
+	// endMu orders the endpoint's Close (release) and its reset when the
+	// peer left, which must not follow Close.
+	endMu    sync.Mutex
+	released bool
 }
 
 var _ net.Conn = (*conn)(nil)
@@ -110,9 +116,12 @@ func (c *conn) Read(b []byte) (int, error) {
 				return 0, c.opErr("read", os.ErrDeadlineExceeded)
 			}
 		case *tcpip.ErrClosedForReceive:
+			if c.left.Load() {
+				return 0, c.opErr("read", errPeerLeft) // not a FIN
+			}
 			return 0, io.EOF
 		default:
-			return 0, c.opErr("read", c.mapError(terr))
+			return 0, c.opErr("read", c.mapError("read", terr))
 		}
 	}
 }
@@ -148,7 +157,7 @@ func (c *conn) Write(b []byte) (int, error) {
 				return written, c.opErr("write", os.ErrDeadlineExceeded)
 			}
 		default:
-			return written, c.opErr("write", c.mapError(terr))
+			return written, c.opErr("write", c.mapError("write", terr))
 		}
 	}
 	return written, nil
@@ -180,7 +189,7 @@ func (c *conn) shutdown(how tcpip.ShutdownFlags) error {
 		return c.opErr("close", errClosed)
 	}
 	if terr := c.ep.Shutdown(how); terr != nil {
-		return c.opErr("close", c.mapError(terr))
+		return c.opErr("close", c.mapError("close", terr))
 	}
 	return nil
 }
@@ -232,16 +241,29 @@ func (c *conn) shut() {
 	})
 }
 
-// release hands the endpoint back to netstack (Close on it).
-func (c *conn) release() { c.relOnce.Do(c.ep.Close) }
+// release hands the endpoint back to netstack (Close on it), once.
+func (c *conn) release() {
+	c.endMu.Lock()
+	defer c.endMu.Unlock()
+	if !c.released {
+		c.released = true
+		c.ep.Close()
+	}
+}
 
 func (c *conn) isDone() bool { return isClosed(c.done) }
 
-// mapError is mapError, except that an endpoint the Transport aborted
-// on Close reports errClosed.
-func (c *conn) mapError(terr tcpip.Error) error {
-	if c.isDone() || c.t.isClosed() {
+// mapError is mapError for op, except that an endpoint the Transport
+// aborted on Close reports errClosed, and one reset because the peer left
+// reports errPeerLeft (errPeerLeftWrite for a write).
+func (c *conn) mapError(op string, terr tcpip.Error) error {
+	switch {
+	case c.isDone() || c.t.isClosed():
 		return errClosed
+	case c.left.Load() && op == "write":
+		return errPeerLeftWrite
+	case c.left.Load():
+		return errPeerLeft
 	}
 	return mapError(terr)
 }

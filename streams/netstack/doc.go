@@ -101,9 +101,13 @@
 // (gVisor's dispatcher, started by New), which process every inbound
 // segment; Close stops them and waits (stack.Close, stack.Wait) after
 // resetting every connection. There is no goroutine per connection or
-// listener. The one goroutine this package starts runs Config.Associate
-// for a Dial to a peer with no association, for that Dial's length (the
-// Dial waits for it before it returns, connectAssociated). Protocol
+// listener. This package starts two kinds of goroutine: one runs
+// Config.Associate for a Dial to a peer with no association, for that
+// Dial's length (the Dial waits for it before it returns,
+// connectAssociated); and, on a Link that reports on its associations,
+// one per peer with open connections watches that peer's association
+// (peerleft.go), until the last of them is closed, the peer's CLOSE
+// resets them, or Close, which waits for it. Protocol
 // timers (retransmission, keep-alive, TIME-WAIT) and deadlines are
 // runtime timers whose callbacks run briefly when they fire, and so is
 // the delayed-ACK timer (delack.go), whose callback sends the ACKs whose
@@ -131,12 +135,14 @@
 // Config.Associate or from a WriteSegment that reports the peer
 // unreachable. A Dial whose peer ends the association with CLOSE before
 // the SYN-ACK (it is closing) fails at once with an error that is
-// syscall.ECONNRESET, when the Link reports on its associations
-// (leaveWatch): its SYN, retransmitted, would otherwise start a base
-// exchange with a host that is gone. For the same reason, once the peer
-// has closed the association only a SYN may start a new one
-// (reopenLink): the rest of a connection with it (its RST lost) is lost
-// at the Link, and the connection ends by TCP's keep-alive. Reads and
+// overlay.ErrPeerLeft and syscall.ECONNRESET, when the Link reports on
+// its associations (leaveWatch): its SYN, retransmitted, would otherwise
+// start a base exchange with a host that is gone. For the same reason,
+// once the peer has closed the association only a SYN may start a new
+// one (reopenLink), and a connection with it that still expects data is
+// reset, as the peer's RST, perhaps lost, would have reset it
+// (peerleft.go): Read fails with overlay.ErrPeerLeft and ECONNRESET,
+// Write with overlay.ErrPeerLeft and EPIPE. Reads and
 // Writes give io.EOF after the peer's FIN, os.ErrDeadlineExceeded
 // (Timeout true) at a deadline, and syscall.ECONNRESET, ECONNABORTED,
 // EPIPE or ETIMEDOUT as package net does on Linux.

@@ -37,17 +37,22 @@ func (refusedError) Is(target error) bool {
 }
 
 // errPeerLeft is a Dial whose peer ended the association with CLOSE
-// before it answered the SYN (leaveWatch). It is overlay.ErrPeerLeft, and
-// ECONNRESET for code written for package net, as the QUIC transport's
-// streams say it then.
-var errPeerLeft error = peerLeftError{}
+// before it answered the SYN (leaveWatch), and the Read of a connection
+// reset because its peer did (peerleft.go). It is overlay.ErrPeerLeft,
+// and ECONNRESET for code written for package net, as the QUIC
+// transport's streams say it then; errPeerLeftWrite, a Write's, is
+// EPIPE, as a TCP socket's Write after a reset.
+var (
+	errPeerLeft      error = peerLeftError{syscall.ECONNRESET}
+	errPeerLeftWrite error = peerLeftError{syscall.EPIPE}
+)
 
-type peerLeftError struct{}
+type peerLeftError struct{ errno syscall.Errno }
 
 func (peerLeftError) Error() string { return overlay.ErrPeerLeft.Error() }
 
-func (peerLeftError) Is(target error) bool {
-	return target == overlay.ErrPeerLeft || target == syscall.ECONNRESET
+func (e peerLeftError) Is(target error) bool {
+	return target == overlay.ErrPeerLeft || target == e.errno
 }
 
 // errBadPort is a Dial or Listen with a port outside 0..65535 (Dial: 1..).

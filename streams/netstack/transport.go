@@ -48,6 +48,10 @@ type Transport struct {
 	// a WriteSegment error that says the peer cannot be reached fails
 	// them at once (linkFailed).
 	dials map[wire.HIT]map[chan error]struct{}
+	// peers are the open connections by peer, each peer's association
+	// watched (peerleft.go).
+	peers map[wire.HIT]*peerConns
+	wg    sync.WaitGroup // the watches of peers
 }
 
 // New starts a Transport on link: it creates the stack, gives its
@@ -71,6 +75,7 @@ func New(link Link, cfg Config) (*Transport, error) {
 		conns:     make(map[*conn]struct{}),
 		listeners: make(map[*listener]struct{}),
 		dials:     make(map[wire.HIT]map[chan error]struct{}),
+		peers:     make(map[wire.HIT]*peerConns),
 	}
 	t.ep = newEndpoint(link, local, uint32(cfg.interfaceMTU()), cfg.fallbackMSS(), cfg.AckDelay, &t.stats, t.linkFailed)
 	if t.stack, err = newStack(t.ep, local, cfg); err != nil {
@@ -565,9 +570,10 @@ func (t *Transport) Close() error {
 	// the TCP processors and remove the interface, and wait for both.
 	t.stack.Close()
 	for _, c := range conns {
-		c.ep.Close()
+		c.release()
 	}
 	t.stack.Wait()
+	t.wg.Wait() // the watches of peers, which end with t.done
 	return nil
 }
 
@@ -589,12 +595,14 @@ func (t *Transport) track(c *conn) error {
 		return errClosed
 	}
 	t.conns[c] = struct{}{}
+	t.watchPeerOf(c)
 	return nil
 }
 
 func (t *Transport) forget(c *conn) {
 	t.mu.Lock()
 	delete(t.conns, c)
+	t.unwatchPeerOf(c)
 	t.mu.Unlock()
 }
 

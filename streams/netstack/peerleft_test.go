@@ -1,0 +1,204 @@
+package netstack
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
+)
+
+// assocLink is a fakeLink that reports on its associations (a peerLink),
+// as the overlay does: live, or ended, by the peer's CLOSE or not.
+type assocLink struct {
+	*fakeLink
+	mu      sync.Mutex
+	ended   map[wire.HIT]bool // present: not live; true: by the peer's CLOSE
+	changed chan struct{}
+}
+
+func newAssocLink(l *fakeLink) *assocLink {
+	return &assocLink{fakeLink: l, ended: make(map[wire.HIT]bool), changed: make(chan struct{})}
+}
+
+func (l *assocLink) WatchAssociation(hit wire.HIT) (bool, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ended := l.ended[hit]
+	return !ended, l.changed
+}
+
+func (l *assocLink) ClosedByPeer(hit wire.HIT) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ended[hit]
+}
+
+// end ends the association with hit, byPeer or not, and tells watchers.
+func (l *assocLink) end(hit wire.HIT, byPeer bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ended[hit] = byPeer
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// peerLeftPair is a Transport on an assocLink (a) and a plain one (b)
+// listening on port 7, with n connections from a to b, each having
+// carried one octet; accepted are b's ends.
+func peerLeftPair(t *testing.T, n int) (a *Transport, la *assocLink, b *Transport, dialed, accepted []net.Conn) {
+	t.Helper()
+	fn := newFakeNet()
+	t.Cleanup(fn.close)
+	la = newAssocLink(fn.add(testHIT(1)))
+	a, err := New(la, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err = New(fn.add(testHIT(2)), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	l, err := b.Listen(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		c := dial(t, a, b.local, 7)
+		sc, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sc.Close() })
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(sc, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		dialed, accepted = append(dialed, c), append(accepted, sc)
+	}
+	return a, la, b, dialed, accepted
+}
+
+// TestPeerLeftResets: when the peer ends the association with CLOSE, a
+// connection that waits for its data fails at once with errPeerLeft
+// (ECONNRESET) and then writes fail with EPIPE, both overlay.ErrPeerLeft;
+// a connection whose peer had sent its FIN still reads what came, up to
+// io.EOF. The peer's segments are cut (as after a real CLOSE), so nothing
+// but the watch can end the first connection.
+func TestPeerLeftResets(t *testing.T) {
+	_, la, b, dialed, accepted := peerLeftPair(t, 2)
+	waiting, finished := dialed[0], dialed[1]
+	accepted[1].Write([]byte("last words"))
+	accepted[1].Close()
+	finished.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(finished, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(func() bool { return tcp.EndpointState(finished.(*conn).ep.State()) == tcp.StateCloseWait }) {
+		t.Fatal("the peer's FIN did not come")
+	}
+	// From here on nothing of b reaches a: b's RSTs, were it to send any,
+	// are lost.
+	la.setTap(func(wire.HIT, []byte) bool { return false })
+	b.link.(*fakeLink).setTap(func(wire.HIT, []byte) bool { return false })
+
+	read := make(chan error, 1)
+	go func() {
+		waiting.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := waiting.Read(make([]byte, 1))
+		read <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	la.end(b.local, true)
+	err := <-read
+	var oe *net.OpError
+	if !errors.Is(err, overlay.ErrPeerLeft) || !errors.Is(err, syscall.ECONNRESET) || !errors.As(err, &oe) || oe.Op != "read" {
+		t.Errorf("Read: %v, want a read *net.OpError, ErrPeerLeft and ECONNRESET", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the Read failed %v after the CLOSE", d)
+	}
+	if _, err := waiting.Read(make([]byte, 1)); !errors.Is(err, overlay.ErrPeerLeft) {
+		t.Errorf("second Read: %v, want ErrPeerLeft", err)
+	}
+	if _, err := waiting.Write([]byte("y")); !errors.Is(err, overlay.ErrPeerLeft) || !errors.Is(err, syscall.EPIPE) {
+		t.Errorf("Write: %v, want ErrPeerLeft and EPIPE", err)
+	}
+	rest, err := io.ReadAll(finished)
+	if err != nil || string(rest) != " words" {
+		t.Errorf("the finished connection read %q, %v; want \" words\", nil", rest, err)
+	}
+}
+
+// TestPeerLeftNotOurClose: an association that ends otherwise (our own
+// close of it, a loss) leaves the connections alone: TCP carries on over
+// the next one.
+func TestPeerLeftNotOurClose(t *testing.T) {
+	_, la, b, dialed, accepted := peerLeftPair(t, 1)
+	la.end(b.local, false)
+	time.Sleep(50 * time.Millisecond)
+	if dialed[0].(*conn).left.Load() {
+		t.Fatal("reset after an association ended by us")
+	}
+	if _, err := dialed[0].Write([]byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	accepted[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(accepted[0], make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPeerLeftGoroutines: one watch per peer with open connections,
+// whatever their number; it ends with the last of them, and with Close.
+func TestPeerLeftGoroutines(t *testing.T) {
+	before := baseline()
+	t.Run("watches", func(t *testing.T) {
+		a, _, _, dialed, _ := peerLeftPair(t, 3)
+		if got := watches(a); got != 1 {
+			t.Errorf("%d watches for one peer, want 1", got)
+		}
+		for _, c := range dialed {
+			c.Close()
+		}
+		if got := watches(a); got != 0 {
+			t.Errorf("%d watches after the last connection closed, want 0", got)
+		}
+		a.wg.Wait() // the watch has ended
+		dial(t, a, testHIT(2), 7)
+		if got := watches(a); got != 1 {
+			t.Errorf("%d watches for a new connection, want 1", got)
+		}
+		// The cleanups close the Transports with this watch running.
+	})
+	if got := settle(before); got > before {
+		t.Errorf("%d goroutines leaked:\n%s", got-before, stacks())
+	}
+}
+
+func watches(t *Transport) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.peers)
+}
+
+func waitFor(f func() bool) bool {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if f() {
+			return true
+		}
+	}
+	return false
+}
