@@ -315,9 +315,11 @@ func TestAckDelayEcho(t *testing.T) {
 			for range rounds {
 				ping()
 			}
-			// The last round's ACK may still be on its way (or held).
+			// The last round's ACK may still be on its way (or held),
+			// and the warm-up's may have left only after before was
+			// read (the processor sends it after it wakes the reader).
 			got := sent() - before
-			if got < c.min*rounds-1 || got > c.max*rounds {
+			if got < c.min*rounds-1 || got > c.max*rounds+1 {
 				t.Fatalf("%d segments for %d one-octet echoes; want %d to %d per echo",
 					got, rounds, c.min, c.max)
 			}
