@@ -42,13 +42,14 @@ type conn struct {
 	done     chan struct{} // closed by shut: Close, or the Transport's
 	closed   atomic.Bool   // Close was called
 	shutOnce sync.Once
-	// left: the peer ended the association with CLOSE and the endpoint
-	// was reset (peerleft.go).
-	left atomic.Bool
+	// left says whether and how the peer ended the association with
+	// CLOSE (peerleft.go: leftNot, leftReset, leftAfterFIN).
+	left atomic.Uint32
 	// endMu orders the endpoint's Close (release) and its reset when the
 	// peer left, which must not follow Close.
 	endMu    sync.Mutex
 	released bool
+	aborted  bool
 }
 
 var _ net.Conn = (*conn)(nil)
@@ -107,6 +108,10 @@ func (c *conn) Read(b []byte) (int, error) {
 			c.ep.ModerateRecvBuf(res.Count)
 			return res.Count, nil
 		case *tcpip.ErrWouldBlock:
+			if c.left.Load() == leftReset {
+				c.resetLeft() // drained (peerleft.go)
+				return 0, c.opErr("read", errPeerLeft)
+			}
 			select {
 			case <-c.readable:
 				continue
@@ -116,7 +121,7 @@ func (c *conn) Read(b []byte) (int, error) {
 				return 0, c.opErr("read", os.ErrDeadlineExceeded)
 			}
 		case *tcpip.ErrClosedForReceive:
-			if c.left.Load() {
+			if c.left.Load() == leftReset {
 				return 0, c.opErr("read", errPeerLeft) // not a FIN
 			}
 			return 0, io.EOF
@@ -140,6 +145,9 @@ func (c *conn) Write(b []byte) (int, error) {
 	defer c.wr.Reset(nil)
 	written := 0
 	for written < len(b) {
+		if c.left.Load() != leftNot {
+			return written, c.opErr("write", errPeerLeftWrite) // peerleft.go
+		}
 		c.wr.Reset(b[written:])
 		n, terr := c.ep.Write(&c.wr, tcpip.WriteOptions{})
 		written += int(n)
@@ -260,9 +268,9 @@ func (c *conn) mapError(op string, terr tcpip.Error) error {
 	switch {
 	case c.isDone() || c.t.isClosed():
 		return errClosed
-	case c.left.Load() && op == "write":
+	case c.left.Load() != leftNot && op == "write":
 		return errPeerLeftWrite
-	case c.left.Load():
+	case c.left.Load() != leftNot:
 		return errPeerLeft
 	}
 	return mapError(terr)

@@ -139,10 +139,11 @@
 // its associations (leaveWatch): its SYN, retransmitted, would otherwise
 // start a base exchange with a host that is gone. For the same reason,
 // once the peer has closed the association only a SYN may start a new
-// one (reopenLink), and a connection with it that still expects data is
-// reset, as the peer's RST, perhaps lost, would have reset it
-// (peerleft.go): Read fails with overlay.ErrPeerLeft and ECONNRESET,
-// Write with overlay.ErrPeerLeft and EPIPE. Reads and
+// one (reopenLink), and a connection with it fails as the peer's RST,
+// perhaps lost, would have failed it (peerleft.go, with keep-alive on):
+// Read with overlay.ErrPeerLeft and ECONNRESET once what came before is
+// read (io.EOF after the peer's FIN), Write with overlay.ErrPeerLeft and
+// EPIPE. Reads and
 // Writes give io.EOF after the peer's FIN, os.ErrDeadlineExceeded
 // (Timeout true) at a deadline, and syscall.ECONNRESET, ECONNABORTED,
 // EPIPE or ETIMEDOUT as package net does on Linux.

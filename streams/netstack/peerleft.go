@@ -1,7 +1,9 @@
 package netstack
 
 import (
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
 
 	"hipnet.dev/handshake/wire"
 )
@@ -15,18 +17,23 @@ import (
 // CLOSE only a SYN may start a new base exchange (reopenLink). So every
 // peer with open connections is watched, on a Link that reports on its
 // associations (peerLink): once the association ends with the peer's
-// CLOSE, its connections that still expect data from it are reset here,
-// as the lost RST would have reset them, and fail with errPeerLeft on
-// Read (ECONNRESET) and errPeerLeftWrite on Write (EPIPE), as a QUIC
-// stream of package streams does when its peer leaves.
+// CLOSE, its connections fail as the lost RST would have failed them:
+// Read with errPeerLeft (ECONNRESET) once what came before is read, or
+// io.EOF after the peer's FIN; Write with errPeerLeftWrite (EPIPE). So
+// does a QUIC stream of package streams when its peer leaves.
 //
 // Only the peer's CLOSE counts (Link ClosedByPeer), never our own Close
 // of the association or its loss, after which TCP carries on over the
-// next association as it would over a route that came back. An
-// association with open connections is not closed for idleness while
-// keep-alive runs (Config.KeepAlive, 15 s, well under the overlay's
-// idle timeout), so with keep-alive on, a CLOSE from the peer means that
-// the peer's node, or the peer's application, ended it.
+// next association as it would over a route that came back. A CLOSE
+// from the peer says that its node closed, or that it gave the
+// association up as broken (an UPDATE or a rekey went unanswered: RFC
+// 7401 §6.11 step 4); either way the connections over it end, as a QUIC
+// stream of package streams ends. It never says that the association
+// was idle while a connection used it: keep-alive (Config.KeepAlive, 15
+// s by default) keeps it busy, far below the overlay's idle timeout.
+// With keep-alive off a connection may idle that long, and the peer's
+// idle close must not end it: nothing is watched then, and a connection
+// ends by TCP's own timers, as before.
 
 // peerConns are the open connections with one peer, and the stop of the
 // goroutine that watches that peer's association.
@@ -39,7 +46,7 @@ type peerConns struct {
 // watch if c is the first; t.mu is held.
 func (t *Transport) watchPeerOf(c *conn) {
 	l, ok := t.link.(peerLink)
-	if !ok {
+	if !ok || t.cfg.KeepAlive < 0 {
 		return
 	}
 	peer := c.raddr.HIT
@@ -115,22 +122,63 @@ func (t *Transport) peerLeft(peer wire.HIT, pc *peerConns) {
 	t.log.Debug("netstack: peer closed the association", "peer", peer, "reset", n)
 }
 
-// peerLeft resets c, as the peer's lost RST would have, if c still
-// expects data from the peer; it reports whether it did. A connection
-// whose peer's FIN came (CLOSE-WAIT, and after) is left as it is: what
-// the peer sent can still be read, up to io.EOF.
+// How a connection's peer left (conn.left).
+const (
+	leftNot uint32 = iota
+	// leftReset: before its FIN. What it sent is still read; then Read
+	// fails with errPeerLeft and the endpoint is reset (resetLeft).
+	leftReset
+	// leftAfterFIN: after its FIN (CLOSE-WAIT and after): Read gives what
+	// came, up to io.EOF, as before.
+	leftAfterFIN
+)
+
+// peerLeft marks c as a connection whose peer left, if it is still open,
+// and reports whether it was. Its Writes fail with errPeerLeftWrite from
+// here on: nothing but a SYN can reach the peer now. A connection with
+// nothing left to read and no FIN from the peer is reset at once, as the
+// peer's RST would have reset it; data the peer sent before it left is
+// not thrown away (an RST does not throw it away either): Read returns
+// it first (conn.Read).
 func (c *conn) peerLeft() bool {
 	c.endMu.Lock()
 	defer c.endMu.Unlock()
 	if c.released {
 		return false
 	}
+	how := leftReset
 	switch tcp.EndpointState(c.ep.State()) {
 	case tcp.StateEstablished, tcp.StateSynRecv, tcp.StateFinWait1, tcp.StateFinWait2:
+	case tcp.StateCloseWait, tcp.StateClosing, tcp.StateLastAck:
+		how = leftAfterFIN
 	default:
-		return false
+		return false // TIME-WAIT, or closed or reset already
 	}
-	c.left.Store(true) // before Abort wakes a blocked Read or Write
-	c.ep.Abort()
+	c.left.Store(how) // before a blocked Read or Write wakes
+	if n, _ := c.ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption); how == leftReset && n == 0 {
+		c.abortLocked()
+		return true
+	}
+	c.wq.Notify(waiter.ReadableEvents | waiter.WritableEvents)
 	return true
+}
+
+// resetLeft resets the endpoint of a connection whose peer left once
+// Read has drained it.
+func (c *conn) resetLeft() {
+	c.endMu.Lock()
+	defer c.endMu.Unlock()
+	if !c.released {
+		c.abortLocked()
+	}
+}
+
+// abortLocked resets the endpoint, once: its RST goes nowhere (the Link
+// refuses it after the peer's CLOSE), and netstack wakes whoever waits;
+// c.endMu is held.
+func (c *conn) abortLocked() {
+	if !c.aborted {
+		c.aborted = true
+		c.ep.Abort()
+	}
 }

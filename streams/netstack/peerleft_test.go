@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"hipnet.dev/handshake/wire"
@@ -50,15 +51,15 @@ func (l *assocLink) end(hit wire.HIT, byPeer bool) {
 	l.changed = make(chan struct{})
 }
 
-// peerLeftPair is a Transport on an assocLink (a) and a plain one (b)
-// listening on port 7, with n connections from a to b, each having
-// carried one octet; accepted are b's ends.
-func peerLeftPair(t *testing.T, n int) (a *Transport, la *assocLink, b *Transport, dialed, accepted []net.Conn) {
+// peerLeftPair is a Transport on an assocLink (a, with cfg) and a plain
+// one (b) listening on port 7, with n connections from a to b, each
+// having carried one octet; accepted are b's ends.
+func peerLeftPair(t *testing.T, n int, cfg Config) (a *Transport, la *assocLink, b *Transport, dialed, accepted []net.Conn) {
 	t.Helper()
 	fn := newFakeNet()
 	t.Cleanup(fn.close)
 	la = newAssocLink(fn.add(testHIT(1)))
-	a, err := New(la, Config{})
+	a, err := New(la, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,28 +91,41 @@ func peerLeftPair(t *testing.T, n int) (a *Transport, la *assocLink, b *Transpor
 	return a, la, b, dialed, accepted
 }
 
-// TestPeerLeftResets: when the peer ends the association with CLOSE, a
-// connection that waits for its data fails at once with errPeerLeft
-// (ECONNRESET) and then writes fail with EPIPE, both overlay.ErrPeerLeft;
-// a connection whose peer had sent its FIN still reads what came, up to
-// io.EOF. The peer's segments are cut (as after a real CLOSE), so nothing
-// but the watch can end the first connection.
+// cut makes every segment between a and b lost from here on, as after
+// the peer's CLOSE: b's RSTs, were it to send any, never arrive.
+func cut(la *assocLink, b *Transport) {
+	la.setTap(func(wire.HIT, []byte) bool { return false })
+	b.link.(*fakeLink).setTap(func(wire.HIT, []byte) bool { return false })
+}
+
+// TestPeerLeftResets: when the peer ends the association with CLOSE,
+//   - a connection that waits for its data fails at once with
+//     errPeerLeft (ECONNRESET), and later with it again;
+//   - one holding data it has not read yet reads it first, then fails
+//     the same way (an RST does not throw received data away);
+//   - one whose peer had sent its FIN reads what came, up to io.EOF;
+//   - on all three, a Write fails at once with EPIPE;
+//
+// all of them overlay.ErrPeerLeft. The segments between the two are cut,
+// so nothing but the watch can end the connections.
 func TestPeerLeftResets(t *testing.T) {
-	_, la, b, dialed, accepted := peerLeftPair(t, 2)
-	waiting, finished := dialed[0], dialed[1]
-	accepted[1].Write([]byte("last words"))
-	accepted[1].Close()
+	_, la, b, dialed, accepted := peerLeftPair(t, 3, Config{})
+	waiting, unread, finished := dialed[0], dialed[1], dialed[2]
+	accepted[1].Write([]byte("response"))
+	accepted[2].Write([]byte("last words"))
+	accepted[2].Close()
 	finished.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadFull(finished, make([]byte, 4)); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(func() bool { return tcp.EndpointState(finished.(*conn).ep.State()) == tcp.StateCloseWait }) {
-		t.Fatal("the peer's FIN did not come")
+	ok := waitFor(func() bool {
+		n, _ := unread.(*conn).ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption)
+		return n == len("response") && tcp.EndpointState(finished.(*conn).ep.State()) == tcp.StateCloseWait
+	})
+	if !ok {
+		t.Fatal("the response or the peer's FIN did not come")
 	}
-	// From here on nothing of b reaches a: b's RSTs, were it to send any,
-	// are lost.
-	la.setTap(func(wire.HIT, []byte) bool { return false })
-	b.link.(*fakeLink).setTap(func(wire.HIT, []byte) bool { return false })
+	cut(la, b)
 
 	read := make(chan error, 1)
 	go func() {
@@ -133,8 +147,17 @@ func TestPeerLeftResets(t *testing.T) {
 	if _, err := waiting.Read(make([]byte, 1)); !errors.Is(err, overlay.ErrPeerLeft) {
 		t.Errorf("second Read: %v, want ErrPeerLeft", err)
 	}
-	if _, err := waiting.Write([]byte("y")); !errors.Is(err, overlay.ErrPeerLeft) || !errors.Is(err, syscall.EPIPE) {
-		t.Errorf("Write: %v, want ErrPeerLeft and EPIPE", err)
+
+	for _, c := range []net.Conn{waiting, unread, finished} {
+		if _, err := c.Write([]byte("y")); !errors.Is(err, overlay.ErrPeerLeft) || !errors.Is(err, syscall.EPIPE) {
+			t.Errorf("Write: %v, want ErrPeerLeft and EPIPE", err)
+		}
+	}
+
+	unread.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(unread)
+	if string(got) != "response" || !errors.Is(err, overlay.ErrPeerLeft) || !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the connection with unread data read %q, %v; want \"response\" and ErrPeerLeft", got, err)
 	}
 	rest, err := io.ReadAll(finished)
 	if err != nil || string(rest) != " words" {
@@ -142,14 +165,36 @@ func TestPeerLeftResets(t *testing.T) {
 	}
 }
 
+// TestPeerLeftKeepAliveOff: with keep-alive off, a connection may idle
+// longer than the overlay's idle timeout, whose CLOSE then does not
+// mean that the peer left: nothing is reset.
+func TestPeerLeftKeepAliveOff(t *testing.T) {
+	a, la, b, dialed, accepted := peerLeftPair(t, 1, Config{KeepAlive: -1})
+	if got := watches(a); got != 0 {
+		t.Errorf("%d watches with keep-alive off, want 0", got)
+	}
+	la.end(b.local, true)
+	time.Sleep(50 * time.Millisecond)
+	if dialed[0].(*conn).left.Load() != leftNot {
+		t.Fatal("reset with keep-alive off")
+	}
+	if _, err := dialed[0].Write([]byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	accepted[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(accepted[0], make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPeerLeftNotOurClose: an association that ends otherwise (our own
 // close of it, a loss) leaves the connections alone: TCP carries on over
 // the next one.
 func TestPeerLeftNotOurClose(t *testing.T) {
-	_, la, b, dialed, accepted := peerLeftPair(t, 1)
+	_, la, b, dialed, accepted := peerLeftPair(t, 1, Config{})
 	la.end(b.local, false)
 	time.Sleep(50 * time.Millisecond)
-	if dialed[0].(*conn).left.Load() {
+	if dialed[0].(*conn).left.Load() != leftNot {
 		t.Fatal("reset after an association ended by us")
 	}
 	if _, err := dialed[0].Write([]byte("z")); err != nil {
@@ -166,7 +211,7 @@ func TestPeerLeftNotOurClose(t *testing.T) {
 func TestPeerLeftGoroutines(t *testing.T) {
 	before := baseline()
 	t.Run("watches", func(t *testing.T) {
-		a, _, _, dialed, _ := peerLeftPair(t, 3)
+		a, _, _, dialed, _ := peerLeftPair(t, 3, Config{})
 		if got := watches(a); got != 1 {
 			t.Errorf("%d watches for one peer, want 1", got)
 		}
