@@ -209,7 +209,7 @@ func (c *control) iceChanged(p *peer, now time.Time) {
 func (c *control) resetPath(p *peer) {
 	delete(c.pathBusy, p)
 	c.unsuspect(p)
-	p.held = nil
+	p.held.Store(nil)
 	p.path = nil
 	p.located.Store(false)
 	p.pathIdle.Store(false)
@@ -779,16 +779,16 @@ func locatorInfo(ls []locator.Locator, cur netip.AddrPort) []LocatorInfo {
 // suspect starts keeping copies of what p's data path sends (inflight.go):
 // the current path is being checked.
 func (c *control) suspect(p *peer) {
-	if p.held == nil {
-		p.held = &inflight{}
+	if p.held.Load() == nil {
+		p.held.Store(&inflight{})
 	}
 	p.suspect.Store(true)
 }
 
 // unsuspect stops keeping copies and drops them.
 func (c *control) unsuspect(p *peer) {
-	if p.suspect.Swap(false) {
-		p.held.clear()
+	if h := p.held.Load(); p.suspect.Swap(false) && h != nil {
+		h.clear()
 	}
 }
 
@@ -798,9 +798,9 @@ func (c *control) unsuspect(p *peer) {
 // it and follow (RFC 8046 §5.4) without waiting for our next data.
 func (c *control) resendHeld(p *peer, to netip.AddrPort, moved bool) {
 	n := 0
-	if p.suspect.Swap(false) {
-		n = p.held.resend(c.s, to)
-		p.held.clear()
+	if h := p.held.Load(); p.suspect.Swap(false) && h != nil {
+		n = h.resend(c.s, to)
+		h.clear()
 	}
 	p.path.peerDoubts = time.Time{}
 	c.s.ctr.pathResent.Add(uint64(n))

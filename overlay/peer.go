@@ -67,7 +67,7 @@ type peer struct {
 	foreign    atomic.Pointer[netip.AddrPort]   // authenticated ESP from another address, for the control goroutine
 	located    atomic.Bool                      // a locator Set decides p's path: count for it
 	suspect    atomic.Bool                      // the current path is being checked: keep copies of what is sent (inflight.go)
-	held       *inflight                        // those copies; set by the control goroutine before suspect
+	held       atomic.Pointer[inflight]         // those copies; set by the control goroutine before suspect, loaded once by the data path
 	pathIdle   atomic.Bool                      // the control goroutine stopped reading the counts: poke on use
 	path       *pathState                       // control goroutine only; nil: no locator Set (locators.go)
 	lastData   int64                            // control goroutine: pktsIn+pktsOut at the last idle check (idle.go)

@@ -100,7 +100,11 @@ func (s *Stack) sealInto(p *peer, o *esp.Outbound, proto uint8, out *[]byte, seg
 		return err
 	}
 	if p.suspect.Load() {
-		p.held.keep((*out)[:n]) // inflight.go: sent again if the path is given up
+		// Loaded once: the control goroutine may end the check and drop
+		// the ring (resetPath) between the two loads.
+		if h := p.held.Load(); h != nil {
+			h.keep((*out)[:n]) // inflight.go: sent again if the path is given up
+		}
 	}
 	if err = s.transmit(out, n, to); err != nil { // tx.go; out is its now
 		s.ctr.sendErrors.Add(1)
