@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"hipnet.dev/handshake/wire"
 )
 
 // TestR1LimiterSource: a flood from one socket gets its burst and then the
@@ -105,5 +107,45 @@ func TestR1LimiterForgetsIdle(t *testing.T) {
 	}
 	if l.allow(flood, now) {
 		t.Error("a source that just spent its burst was forgotten by a sweep and answered again")
+	}
+}
+
+// TestR1LimiterRendezvous: I1s that a rendezvous server forwarded all
+// come from the server's address; the read loop does not limit them by
+// it (the control goroutine limits them by their FROM address, after
+// RVS_HMAC), while direct I1s from one address are limited.
+func TestR1LimiterRendezvous(t *testing.T) {
+	a := newTestStack(t, 0, nil)
+	i1 := func(rvs bool) wire.Packet {
+		var b wire.Builder
+		b.Reset(nil, wire.I1, wire.HIT(testKey(t, 1).Public().HIT()), a.HIT())
+		if rvs {
+			b.AddRaw(wire.ParamFrom, make([]byte, 16))
+			b.AddRaw(wire.ParamRVSHMAC, make([]byte, 32))
+		}
+		raw, err := b.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkt, err := wire.ParsePacket(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pkt
+	}
+	server := netip.MustParseAddrPort("198.51.100.1:10500")
+	admitted := func(pkt wire.Packet) (n int) {
+		for range 20 {
+			if a.admitI1(pkt, server) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := admitted(i1(true)); n != 20 {
+		t.Errorf("%d of 20 rendezvous I1s from the server admitted, want all", n)
+	}
+	if n := admitted(i1(false)); n == 20 {
+		t.Error("20 of 20 direct I1s from one address admitted: not limited")
 	}
 }

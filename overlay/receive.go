@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"hipnet.dev/esp"
+	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
 )
 
@@ -170,9 +171,11 @@ func (s *Stack) receiveControl(b []byte, from netip.AddrPort) {
 // admitI1 applies the R1 rate limits (ratelimit.go) to an I1 we would
 // answer, here on the read loop, so that an I1 flood is shed before it is
 // copied and queued for the control goroutine, where it would crowd out
-// the packets of honest exchanges. A relayed I1 (RELAY_FROM) is limited on
-// the control goroutine instead, by the address the relay saw, once its
-// RELAY_HMAC is checked.
+// the packets of honest exchanges. A relayed I1 (RELAY_FROM) or one a
+// rendezvous server forwarded (FROM, RVS_HMAC) is limited on the control
+// goroutine instead, by the address the relay or server saw, once its
+// RELAY_HMAC or RVS_HMAC is checked: by the source it arrived from, the
+// server's, one busy Initiator would shut out all the others.
 func (s *Stack) admitI1(pkt wire.Packet, from netip.AddrPort) bool {
 	if pkt.Type() != wire.I1 {
 		return true
@@ -181,6 +184,13 @@ func (s *Stack) admitI1(pkt wire.Packet, from netip.AddrPort) bool {
 		return true // for a host registered with our relay (package relay)
 	}
 	if _, relayed := pkt.Param(wire.ParamRelayFrom); relayed {
+		return true
+	}
+	if handshake.HasRendezvous(pkt) {
+		// Through a rendezvous server (RFC 8004): its source is the
+		// server, which forwards the I1s of every Initiator. Limited on
+		// the control goroutine instead, by the FROM address, once
+		// RVS_HMAC is checked (inbound.go).
 		return true
 	}
 	return s.i1lim.allow(from, time.Now())
