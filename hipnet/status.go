@@ -395,7 +395,7 @@ type Drops struct {
 	Unauthorized    uint64 `json:"unauthorized"`     // from a peer Config.Authorize refused
 	ControlRejected uint64 `json:"control_rejected"` // HIP packet the state machine refused (unexpected, bad MAC or signature, ...)
 	ControlReplay   uint64 `json:"control_replay"`   // HIP packet refused as a replay: a spent I2 solution, an old UPDATE SEQ, a stale R1
-	RateLimited     uint64 `json:"rate_limited"`     // I1 not answered: its source, its address or the node is over its R1 rate
+	RateLimited     uint64 `json:"rate_limited"`     // I1 not answered (over the R1 rate of its source, its address or the node), or NOTIFY not checked (over the NOTIFY rate)
 	ControlBacklog  uint64 `json:"control_backlog"`  // control packet dropped because the node's handshake processing was behind
 	NotUDP          uint64 `json:"not_udp"`          // ESP payload that is not inner UDP (e.g. dummy packets, RFC 4303 §2.6)
 	NoListener      uint64 `json:"no_listener"`      // inner UDP to a port nothing listens on

@@ -3,6 +3,8 @@ package overlay
 import (
 	"net/netip"
 	"time"
+
+	"hipnet.dev/handshake/wire"
 )
 
 // R1 rate limits (RFC 7401 §6.7, §9: a Responder should not answer I1s at
@@ -145,4 +147,37 @@ func (l *r1Limiter) allow(src netip.AddrPort, now time.Time) bool {
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	return l.source.take(src, now) && l.addr.take(src.Addr(), now) &&
 		l.total.take(now, r1TotalBurst, r1TotalRate)
+}
+
+// NOTIFY limits. A NOTIFY carries HIP_SIGNATURE and no HIP_MAC (RFC 7401
+// §5.3.6), so every one that claims a peer we know costs a signature
+// check on the control goroutine (some 150 µs), whoever sent it: a flood
+// of forged NOTIFYs with a known peer's HIT would keep that goroutine
+// busy and fill the queue of known peers' packets, so that their
+// UPDATEs, CLOSE_ACKs and R2s were dropped. NOTIFYs are rare and only
+// inform (a refusal, an error), so the read loop lets through at most
+// notifyBurst, then notifyRate a second, per claimed sender, and
+// notifyTotalBurst, then notifyTotalRate a second, in all: a flood costs
+// the control goroutine a few milliseconds a second at most. An honest
+// NOTIFY lost to a flood leaves the exchange or association to its
+// timers, as a lost packet would.
+const (
+	notifyBurst      = 8
+	notifyRate       = 2
+	notifyTotalBurst = 64
+	notifyTotalRate  = 32
+)
+
+// notifyLimiter decides whether a NOTIFY claiming sender is checked.
+type notifyLimiter struct {
+	sender bucketTable[wire.HIT]
+	total  tokenBucket
+}
+
+func newNotifyLimiter() *notifyLimiter {
+	return &notifyLimiter{sender: newBucketTable[wire.HIT](notifyBurst, notifyRate)}
+}
+
+func (l *notifyLimiter) allow(sender wire.HIT, now time.Time) bool {
+	return l.sender.take(sender, now) && l.total.take(now, notifyTotalBurst, notifyTotalRate)
 }

@@ -1,6 +1,9 @@
 package overlay
 
 import (
+	"crypto/rand"
+	"encoding/binary"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -147,5 +150,102 @@ func TestR1LimiterRendezvous(t *testing.T) {
 	}
 	if n := admitted(i1(false)); n == 20 {
 		t.Error("20 of 20 direct I1s from one address admitted: not limited")
+	}
+}
+
+// forgedNotify is a NOTIFY claiming from, with a signature of random
+// octets: what anyone can send in a known peer's name.
+func forgedNotify(t *testing.T, from, to wire.HIT) []byte {
+	var b wire.Builder
+	b.Reset(nil, wire.NOTIFY, from, to)
+	b.Add(wire.Notification{Type: 16385, Data: []byte{1, 2, 3, 4}})
+	sig := make([]byte, 2+64)
+	binary.BigEndian.PutUint16(sig, wire.AlgECDSA)
+	rand.Read(sig[2:])
+	b.AddRaw(wire.ParamHIPSignature, sig)
+	p, err := b.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wire.AppendUDPControl(nil, p)
+}
+
+// TestNotifyFlood: forged NOTIFYs in a known peer's name, which cost a
+// signature check each, are shed by the read loop beyond a small budget,
+// before they reach the control goroutine, and the association with the
+// peer carries on.
+func TestNotifyFlood(t *testing.T) {
+	a, b := connected(t, nil, nil)
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	to := net.UDPAddrFromAddrPort(a.LocalAddr())
+	before := a.Stats()
+	const n = 2000
+	for range n {
+		if _, err := conn.WriteTo(forgedNotify(t, b.HIT(), a.HIT()), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the flood read", func() bool {
+		st := a.Stats()
+		return st.Drops.RateLimited+st.Drops.ControlRejected+st.Drops.ControlBacklog-
+			before.Drops.RateLimited-before.Drops.ControlRejected-before.Drops.ControlBacklog >= n-100
+	})
+	barrier(t, a)
+	st := a.Stats()
+	checked := st.Drops.ControlRejected - before.Drops.ControlRejected
+	limited := st.Drops.RateLimited - before.Drops.RateLimited
+	// The burst, and what the rate refills while the flood is read.
+	if checked > notifyBurst+notifyRate*5 || limited < n-100-checked {
+		t.Errorf("of %d forged NOTIFYs %d were checked and %d shed by the read loop; want at most %d checked",
+			n, checked, limited, notifyBurst+notifyRate*5)
+	}
+	if !a.Live(b.HIT()) {
+		t.Fatal("the association did not survive the flood")
+	}
+	// And the peer's own packets still get through: a round trip.
+	ca, cb := listen(t, a, 9), listen(t, b, 9)
+	if _, err := cb.WriteToAddr([]byte("ping"), Addr{HIT: a.HIT(), Port: 9}); err != nil {
+		t.Fatal(err)
+	}
+	ca.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := ca.ReadFromAddr(make([]byte, 16)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNotifyLimiter: per claimed sender, then in total.
+func TestNotifyLimiter(t *testing.T) {
+	l := newNotifyLimiter()
+	now := time.Now()
+	x, y := wire.HIT(testKey(t, 1).Public().HIT()), wire.HIT(testKey(t, 2).Public().HIT())
+	n := 0
+	for range 100 {
+		if l.allow(x, now) {
+			n++
+		}
+	}
+	if n != notifyBurst {
+		t.Errorf("%d of 100 NOTIFYs from one sender allowed at once, want %d", n, notifyBurst)
+	}
+	if !l.allow(y, now) {
+		t.Error("another sender's NOTIFY refused")
+	}
+	if !l.allow(x, now.Add(time.Second)) {
+		t.Error("a NOTIFY a second later refused")
+	}
+	total := 0
+	for i := range 1000 {
+		var h wire.HIT
+		h[15], h[14] = byte(i), byte(i>>8)
+		if l.allow(h, now.Add(time.Second)) {
+			total++
+		}
+	}
+	if total > notifyTotalBurst {
+		t.Errorf("%d NOTIFYs from 1000 senders allowed at once, want at most %d", total, notifyTotalBurst)
 	}
 }

@@ -151,6 +151,10 @@ func (s *Stack) receiveControl(b []byte, from netip.AddrPort) {
 		s.drop(&s.ctr.rateLimited, "r1 rate limit", from, nil)
 		return
 	}
+	if pkt.Type() == wire.NOTIFY && !s.ntflim.allow(pkt.SenderHIT(), time.Now()) {
+		s.drop(&s.ctr.rateLimited, "notify rate limit", from, nil)
+		return
+	}
 	// Packets that claim a peer we know (other than I1s) wait in a queue
 	// of their own, which the control goroutine serves first: a flood of
 	// I2s and other packets from unknown HITs then cannot crowd out the

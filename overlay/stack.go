@@ -53,8 +53,9 @@ type Stack struct {
 	// (puzzle.go).
 	solved  chan puzzleResult
 	solvers chan struct{}
-	puzzleK atomic.Uint32 // the Responder's current #K, for Stats
-	i1lim   *r1Limiter    // R1 limits of direct I1s, owned by the read loop (receive.go)
+	puzzleK atomic.Uint32  // the Responder's current #K, for Stats
+	i1lim   *r1Limiter     // R1 limits of direct I1s, owned by the read loop (receive.go)
+	ntflim  *notifyLimiter // NOTIFY limits, owned by the read loop (receive.go, ratelimit.go)
 
 	ctr counters
 
@@ -127,6 +128,7 @@ func newStack(cfg Config) (*Stack, error) {
 	s.ports.Store(&map[uint16]*InnerConn{})
 	s.tx.init()
 	s.i1lim = newR1Limiter()
+	s.ntflim = newNotifyLimiter()
 	if cfg.Forwarder != nil {
 		// A relay's STUN service is its hosts' keepalive and restart
 		// detection (relayclient.go): always on.

@@ -94,7 +94,7 @@ type Drops struct {
 	Unauthorized    uint64 // peer refused by Config.Authorize
 	ControlRejected uint64 // HIP packet the state machine refused (unexpected, bad MAC or signature, ...)
 	ControlReplay   uint64 // HIP packet refused as a replay: a spent I2 solution, an old UPDATE SEQ, a stale R1
-	RateLimited     uint64 // I1 not answered: its source, address or the node is over its R1 rate (ratelimit.go)
+	RateLimited     uint64 // I1 not answered: its source, address or the node is over its R1 rate; or NOTIFY not checked: its claimed sender or all are over the NOTIFY rate (ratelimit.go)
 	ControlBacklog  uint64 // control goroutine behind: packet dropped by the read loop
 	NotUDP          uint64 // ESP payload that is neither inner UDP nor a protocol with a segment handler (segment.go)
 	NoListener      uint64 // inner UDP to a port with no InnerConn
