@@ -68,8 +68,9 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		return
 	}
 	p := s.lookupPeer(sender)
-	if p == nil && typ == wire.R1 {
-		p = c.oppPeer(sender, pk.from)
+	if p == nil && typ == wire.R1 && c.opp[pk.from] != nil {
+		c.handleOppR1(now, pk, sender, in) // opportunistic.go
+		return
 	}
 	if typ == wire.R1 && (p == nil || p.assoc == nil || p.assoc.State() != handshake.I1Sent) {
 		c.wrongHost(sender, pk.from) // dial.go: who answers at a locator we dial

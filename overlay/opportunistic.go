@@ -81,8 +81,36 @@ func (c *control) connectOpp(now time.Time, cmd *oppCommand) {
 	c.timers.set(p, p.assoc.Deadline())
 }
 
+// handleOppR1 takes an R1 from the address of an opportunistic exchange.
+// The exchange's association checks it first, as any R1 (RFC 7401 §6.8:
+// the HOST_ID hashing to the Sender's HIT, HIP_SIGNATURE_2), and only an
+// R1 it accepted names the Responder: a forged one, from anyone who can
+// send from that address, is dropped and the exchange waits for the
+// genuine R1, instead of taking the Sender's HIT from the forgery and
+// dropping the real Responder's answer as a stranger's.
+func (c *control) handleOppR1(now time.Time, pk ctrlPacket, sender wire.HIT, in *inbound) {
+	a := c.opp[pk.from].assoc
+	c.handling = in
+	_, err := c.ep.Handle(now, pk.b, a)
+	c.handling = nil
+	if err != nil {
+		c.countRejected(err, pk.from)
+		return
+	}
+	p := c.oppPeer(sender, pk.from)
+	if p == nil {
+		// Refused (oppPeer): the I2 and keys the R1 made never leave.
+		a.Outgoing()
+		a.Events()
+		delete(c.spiRes, a.Info().InSPI)
+		return
+	}
+	c.processPacket(p, now, in)
+}
+
 // oppPeer adopts the opportunistic exchange with the R1's source, now
-// that the R1 names the Responder: the peer struct takes its HIT.
+// that its association accepted the R1, which names the Responder: the
+// peer struct takes its HIT.
 func (c *control) oppPeer(sender wire.HIT, from netip.AddrPort) *peer {
 	p := c.opp[from]
 	if p == nil {
