@@ -274,3 +274,36 @@ func TestSegmentReopens(t *testing.T) {
 		})
 	}
 }
+
+// TestSegmentReopensQueued: a stray segment that WriteSegment queued in
+// the moment between the SAs' removal and the CLOSED record (both happen
+// in one step of the control goroutine) is dropped there too, and starts
+// no base exchange; a reopening one queued with it does.
+func TestSegmentReopensQueued(t *testing.T) {
+	const proto = 6
+	a, b := connected(t, nil, nil)
+	a.SetSegmentReopens(proto, func(seg []byte) bool { return seg[0] == 'S' })
+	b.Close()
+	waitClosed(t, a, b.HIT(), 2*time.Second)
+	p := a.lookupPeer(b.HIT())
+	queue := func(seg string) {
+		// What WriteSegment did in that moment: queue and poke.
+		if _, err := a.push(p, pendingSeg{b: []byte(seg), proto: proto}, false); err != nil {
+			t.Fatal(err)
+		}
+		a.poke(p, pokeConnect)
+		barrier(t, a)
+	}
+	started, discarded := a.Stats().BEX.Started, a.Stats().Drops.QueueDiscarded
+	queue("ack of data in flight")
+	if n := a.Stats().BEX.Started - started; n != 0 {
+		t.Errorf("a queued stray segment started %d base exchanges", n)
+	}
+	if n := a.Stats().Drops.QueueDiscarded - discarded; n != 1 {
+		t.Errorf("%d queued segments discarded, want 1", n)
+	}
+	queue("SYN")
+	waitFor(t, 2*time.Second, "the base exchange the SYN starts", func() bool {
+		return a.Stats().BEX.Started > started
+	})
+}

@@ -154,6 +154,9 @@ func (c *control) connectPoke(p *peer, now time.Time) {
 	if p.out.Load() != nil {
 		return
 	}
+	if p.assoc != nil && p.assoc.State() == handshake.Closed && !c.s.mayReopenPending(p) {
+		return // the peer left, and nothing queued may reach it anew
+	}
 	c.connect(now, p.hit, nil, false)
 	if p.assoc == nil && !c.s.relayPending() {
 		c.discardPending(p) // unknown or refused

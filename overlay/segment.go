@@ -162,6 +162,35 @@ func (t *segments) mayReopen(proto uint8, seg []byte) bool {
 	return f == nil || f(seg)
 }
 
+// mayReopenPending keeps, of what is queued for p, whose association
+// the peer ended with CLOSE, only the segments that may start a new one
+// (SetSegmentReopens), and reports whether any is left. WriteSegment
+// checks the same before it queues, but it may have found the SAs gone
+// and the record not yet CLOSED: the control goroutine removes the one
+// before it writes the other, in the same step. Inner UDP datagrams are
+// kept: InnerConn's auto-connect rule decided for them. Control
+// goroutine only.
+func (s *Stack) mayReopenPending(p *peer) bool {
+	p.mu.Lock()
+	q := p.pending
+	p.pending = nil
+	p.mu.Unlock()
+	kept := q[:0]
+	for _, seg := range q {
+		if seg.proto == esp.ProtoUDP || s.segs.mayReopen(seg.proto, seg.b) {
+			kept = append(kept, seg)
+		}
+	}
+	if n := len(q) - len(kept); n > 0 {
+		s.ctr.queueDiscarded.Add(uint64(n))
+	}
+	p.mu.Lock()
+	p.pending = append(kept, p.pending...) // and what came meanwhile, after
+	left := len(p.pending) > 0
+	p.mu.Unlock()
+	return left
+}
+
 // deliverSegment hands an opened segment of protocol nh to its handler;
 // false if there is none.
 func (s *Stack) deliverSegment(p *peer, nh uint8, seg []byte) bool {
