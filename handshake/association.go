@@ -69,6 +69,7 @@ type Association struct {
 	natMode   uint16
 	state     State
 	initiator bool  // we sent the I1/I2 of the current base exchange
+	repeat    bool  // the packet being handled repeated one already processed (Result.Repeat)
 	group     uint8 // dh's group, kept when dh is shed
 }
 

@@ -127,6 +127,7 @@ func (a *Association) reackClose(now time.Time, pkt wire.Packet) error {
 	}
 	c.ackAt = now.Add(a.e.cfg.RetransmitTimeout)
 	a.queue(c.ack)
+	a.repeat = true
 	return nil
 }
 

@@ -172,6 +172,9 @@ func TestCloseSheds(t *testing.T) {
 	if len(out) != 1 || ptype(out[0]) != wire.CLOSE_ACK {
 		t.Fatalf("retransmitted CLOSE after shed: %v", b.lastErr())
 	}
+	if !b.repeat {
+		t.Error("retransmitted CLOSE not reported as a repeat (Result.Repeat)")
+	}
 	a.deliver(now, out[0])
 	if aa.State() != Unassociated || a.lastErr() != nil {
 		t.Fatalf("CLOSE_ACK after shed: %v, %v", aa.State(), a.lastErr())

@@ -256,6 +256,12 @@ type Result struct {
 	// an R1 for an I1, or a NOTIFY for an I2 rejected after its puzzle
 	// was verified (RFC 7401 §6.9.1).
 	Reply []byte
+	// Repeat reports a packet that repeats one already processed and was
+	// answered again: an UPDATE whose SEQ was acknowledged (§6.12.1 step
+	// 2), a CLOSE in CLOSED (Table 8). Its HIP_MAC is the peer's, but a
+	// recording can be replayed from anywhere: it says nothing of the
+	// path it came by.
+	Repeat bool
 }
 
 // Handle processes one HIP control packet (without the UDP zero marker).
@@ -293,7 +299,10 @@ func (e *Endpoint) handle(now time.Time, b []byte, a *Association) (Result, erro
 	if a == nil {
 		return Result{}, fmt.Errorf("%w: %v without association", ErrUnexpected, pkt.Type())
 	}
-	return Result{Assoc: a}, a.handle(now, pkt)
+	err = a.handle(now, pkt)
+	res := Result{Assoc: a, Repeat: a.repeat}
+	a.repeat = false
+	return res, err
 }
 
 // handleI1 answers with a pre-computed R1 (RFC 7401 §6.7): no state, no

@@ -39,6 +39,7 @@ type host struct {
 	assoc  map[wire.HIT]*Association
 	events []Event
 	errs   []error
+	repeat bool // the last delivered packet's Result.Repeat
 }
 
 func newHost(t testing.TB, name string, cfg Config) *host {
@@ -97,6 +98,7 @@ func (h *host) deliver(now time.Time, pkt []byte) [][]byte {
 	}
 	res, err := h.e.Handle(now, pkt, a)
 	h.errs = append(h.errs, err)
+	h.repeat = res.Repeat
 	out := h.collect(res.Assoc)
 	if res.Reply != nil {
 		out = append([][]byte{res.Reply}, out...)

@@ -416,6 +416,7 @@ func (a *Association) reack(now time.Time, m updateMsg) error {
 		}
 	}
 	a.queue(ack)
+	a.repeat = true
 	return nil
 }
 

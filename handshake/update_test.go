@@ -158,12 +158,15 @@ func TestUpdateForgedOrReplayed(t *testing.T) {
 		t.Fatal("forged UPDATE started a rekey")
 	}
 	first := b.deliver(t0, up)
-	if len(first) != 1 || !b.a(a).Rekeying() {
-		t.Fatalf("genuine UPDATE: %v", b.lastErr())
+	if len(first) != 1 || !b.a(a).Rekeying() || b.repeat {
+		t.Fatalf("genuine UPDATE: %v (repeat %v)", b.lastErr(), b.repeat)
 	}
 	again := b.deliver(t0, up)
 	if len(again) != 1 || !bytes.Equal(again[0], first[0]) {
 		t.Fatal("retransmitted SEQ not answered from cache")
+	}
+	if !b.repeat {
+		t.Fatal("retransmitted SEQ not reported as a repeat (Result.Repeat)")
 	}
 	if n := len(b.eventsOf(EventRekeyed)); n != 0 {
 		t.Fatalf("%d rekeys", n)

@@ -157,14 +157,16 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		c.followRendezvous(p, pkt, pk.from) // rendezvous.go
 	}
 	if a != nil && (before == handshake.Established || before == handshake.R2Sent) && typ != wire.I1 && typ != wire.I2 && typ != wire.R1 &&
-		(in.via.relay == nil || in.via.relay == p.x.relay) && in.rvs.server == nil && !isProbe(pkt) {
+		(in.via.relay == nil || in.via.relay == p.x.relay) && in.rvs.server == nil && !isProbe(pkt) && !res.Repeat {
 		// An authenticated packet of an association (the state machine
 		// checked its HIP_MAC): a sign of life of its path (through the
 		// association's relay: of the relay locator, whose address it
 		// comes from), or a NAT rebinding candidate (locators.go). Not the
 		// peer's probes: they show that its packets reach us, not that
 		// ours reach it, and on a path that lost one direction they would
-		// keep it looking alive.
+		// keep it looking alive. Nor a repeat of an UPDATE already
+		// acknowledged (res.Repeat), which anyone who recorded it can
+		// send from any address, each time drawing a probe there.
 		c.pathReceived(p, now, in.from, len(pk.b))
 	}
 	if typ == wire.R1 && before == handshake.I1Sent && a.State() == handshake.I2Sent && !s.authorized(sender) {
