@@ -37,10 +37,13 @@ import (
 // announced s to a peer at b. Only the registered host's own packets,
 // whose RELAY_HMAC the relay checks, create or redirect entries: the SPI a
 // peer announces to it is held (bounded per host, 30 s) until the host
-// answers that peer at that address. Entries expire when idle and the
-// table is bounded. This plays the part of a TURN allocation (RFC 5770's relayed
-// candidate) without a second protocol or a second port: the hosts need no
-// credentials beyond their registration and no per-peer permissions.
+// answers that peer at that address. An entry belongs to the registered
+// host and its peer: no one else can redirect it, and it forwards only
+// while the host's RELAY_UDP_HIP grant lasts. Entries expire when idle
+// and the table is bounded. This plays the part of a TURN allocation (RFC
+// 5770's relayed candidate) without a second protocol or a second port:
+// the hosts need no credentials beyond their registration and no per-peer
+// permissions.
 
 // fwdConfig are the forwarder's limits (Config.I1Rate, MaxForwards,
 // ForwardIdle), with defaults filled in.
@@ -61,9 +64,15 @@ type fwdKey struct {
 	from netip.AddrPort
 }
 
+// fwdEntry sends ESP to to. owner is the registered host whose
+// RELAY_HMAC-checked packet created it and peer the host on the other
+// side, whichever way the entry carries: only the same pair may redirect
+// it (a mobile host, a new association between the two), and it forwards
+// only while owner's RELAY_UDP_HIP grant lasts.
 type fwdEntry struct {
-	to   netip.AddrPort
-	used atomic.Int64 // unix nanoseconds of the last use
+	to          netip.AddrPort
+	owner, peer wire.HIT
+	used        atomic.Int64 // unix nanoseconds of the last use
 }
 
 // forwarder is the relay's forwarding state. fwd is read by the read loop
@@ -77,7 +86,10 @@ type forwarder struct {
 	mu  sync.RWMutex
 	fwd map[fwdKey]*fwdEntry
 
-	buckets map[bucketKey]*bucket
+	// buckets are the I1 rate limits: per host (bounded by the
+	// registrations) and per host and source (bounded by maxBuckets).
+	buckets    map[bucketKey]*bucket
+	srcBuckets int
 
 	// pending are SPIs announced to a registered host by packets the relay
 	// cannot authenticate (its peer's I2 or UPDATE), by host and by the
@@ -123,9 +135,28 @@ func (r *forwarder) stats() overlay.RelayStats {
 // allow takes an I1 token for host h from source src. Each source has its
 // own bucket per host, so that one source (or a few spoofed ones) cannot
 // use up a host's allowance for everyone; a per-host bucket of ten times
-// the rate bounds the total the host receives.
+// the rate bounds the total the host receives. An IPv6 source is its /64,
+// which one attacker holds whole. Once the sources fill their table (a
+// flood from spoofed addresses), a new source has only the host's total
+// to pass: the table's size never shuts out an honest Initiator, and a
+// host's total bucket, one per registration, is always there.
 func (r *forwarder) allow(h wire.HIT, src netip.Addr, now time.Time) bool {
-	return r.take(bucketKey{h, src}, r.cfg.i1Rate, now) && r.take(bucketKey{host: h}, 10*r.cfg.i1Rate, now)
+	k := bucketKey{h, sourceOf(src)}
+	if r.buckets[k] == nil && r.srcBuckets >= maxBuckets {
+		return r.take(bucketKey{host: h}, 10*r.cfg.i1Rate, now)
+	}
+	return r.take(k, r.cfg.i1Rate, now) && r.take(bucketKey{host: h}, 10*r.cfg.i1Rate, now)
+}
+
+// sourceOf is the rate-limited source of an I1 from a: the address, or
+// for IPv6 its /64.
+func sourceOf(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
 }
 
 type bucketKey struct {
@@ -136,11 +167,11 @@ type bucketKey struct {
 func (r *forwarder) take(k bucketKey, rate float64, now time.Time) bool {
 	b := r.buckets[k]
 	if b == nil {
-		if len(r.buckets) >= maxBuckets {
-			return false
-		}
 		b = &bucket{tokens: rate, at: now}
 		r.buckets[k] = b
+		if k.src.IsValid() {
+			r.srcBuckets++
+		}
 	}
 	b.tokens = min(rate, b.tokens+now.Sub(b.at).Seconds()*rate)
 	b.at = now
@@ -151,7 +182,8 @@ func (r *forwarder) take(k bucketKey, rate float64, now time.Time) bool {
 	return true
 }
 
-// maxBuckets bounds the rate-limit state (pruned after a minute idle).
+// maxBuckets bounds the per-source rate-limit state (pruned after a
+// minute idle).
 const maxBuckets = 1 << 16
 
 type pendingKey struct {
@@ -166,7 +198,7 @@ type pendingSPI struct {
 
 const (
 	pendingLife    = 30 * time.Second // an answer comes within a base exchange's retransmissions
-	pendingPerHost = 16
+	pendingPerHost = 32
 )
 
 // espInfoSPI returns the NEW SPI of pkt's ESP_INFO, if it is an I2, R2 or
@@ -191,20 +223,46 @@ func espInfoSPI(pkt wire.Packet) (uint32, bool) {
 // hold notes the SPI that a packet from peerAt announces to registered
 // host h; nothing is forwarded on it until h answers (activate). An
 // unauthenticated packet can thus never create or redirect an entry.
+// Anyone can send such packets, so a host's pending SPIs are bounded, and
+// a new one takes the place of the oldest rather than being refused: a
+// flood of forged ones cannot keep the SPI of an honest peer, which h
+// answers within a round trip, from being held. A copy of a held
+// announcement does not extend its life.
 func (r *forwarder) hold(h wire.HIT, pkt wire.Packet, peerAt netip.AddrPort, now time.Time) {
 	spi, ok := espInfoSPI(pkt)
 	if !ok {
 		return
 	}
 	k := pendingKey{h, peerAt}
-	if _, ok := r.pending[k]; !ok {
-		if r.perHost[h] >= pendingPerHost {
-			r.tableFull.Add(1)
-			return
-		}
+	old, held := r.pending[k]
+	switch {
+	case held && old.spi == spi:
+		return
+	case !held && r.perHost[h] >= pendingPerHost:
+		r.evictOldest(h)
+		r.tableFull.Add(1)
+		fallthrough
+	case !held:
 		r.perHost[h]++
 	}
 	r.pending[k] = pendingSPI{spi: spi, expires: now.Add(pendingLife)}
+}
+
+// evictOldest forgets h's pending SPI that expires first.
+func (r *forwarder) evictOldest(h wire.HIT) {
+	var (
+		oldest pendingKey
+		at     time.Time
+	)
+	for k, p := range r.pending {
+		if k.host == h && (at.IsZero() || p.expires.Before(at)) {
+			oldest, at = k, p.expires
+		}
+	}
+	if !at.IsZero() {
+		delete(r.pending, oldest)
+		r.perHost[h]--
+	}
 }
 
 // activate runs when registered host h's RELAY_HMAC-checked packet pkt
@@ -217,8 +275,9 @@ func (r *forwarder) hold(h wire.HIT, pkt wire.Packet, peerAt netip.AddrPort, now
 // attacker who sent a copy of the peer's UPDATE from its own address would
 // otherwise get h's ESP the moment h checked on it.
 func (r *forwarder) activate(h wire.HIT, pkt wire.Packet, hAt, peerAt netip.AddrPort, now time.Time) {
+	peer := pkt.ReceiverHIT()
 	if spi, ok := espInfoSPI(pkt); ok {
-		r.set(fwdKey{spi, peerAt}, hAt, now)
+		r.set(fwdKey{spi, peerAt}, hAt, h, peer, now)
 	}
 	if !answers(pkt) {
 		return
@@ -228,35 +287,47 @@ func (r *forwarder) activate(h wire.HIT, pkt wire.Packet, hAt, peerAt netip.Addr
 		delete(r.pending, k)
 		r.perHost[h]--
 		if now.Before(p.expires) {
-			r.set(fwdKey{p.spi, hAt}, peerAt, now)
+			r.set(fwdKey{p.spi, hAt}, peerAt, h, peer, now)
 		}
 	}
 }
 
-// set creates or redirects a forwarding entry (authenticated callers
-// only).
-func (r *forwarder) set(k fwdKey, to netip.AddrPort, now time.Time) {
+// set creates or redirects the forwarding entry k, for registered host
+// owner and its peer (authenticated callers only). An entry that another
+// pair made stays as it is while its owner is served: SPIs are chosen by
+// each host on its own and travel in the clear, so a registered host, or
+// a host that makes an association with one, could otherwise name the
+// SPI of someone else's flow and take that flow over.
+func (r *forwarder) set(k fwdKey, to netip.AddrPort, owner, peer wire.HIT, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e := r.fwd[k]; e != nil && e.to == to {
+	e := r.fwd[k]
+	switch {
+	case e == nil && len(r.fwd) >= r.cfg.maxForwards:
+		r.tableFull.Add(1)
+		return
+	case e != nil && (e.owner != owner || e.peer != peer) && r.reg.serves(e.owner, wire.RegTypeRelayUDPHIP, now):
+		r.forged.Add(1)
+		r.log.Debug("relay drop", "reason", "spi of another flow", "spi", k.spi, "from", k.from, "host", owner.String())
+		return
+	case e != nil && e.to == to && e.owner == owner && e.peer == peer:
 		e.used.Store(now.UnixNano())
 		return
 	}
-	if _, ok := r.fwd[k]; !ok && len(r.fwd) >= r.cfg.maxForwards {
-		r.tableFull.Add(1)
-		return
-	}
-	e := &fwdEntry{to: to}
+	e = &fwdEntry{to: to, owner: owner, peer: peer}
 	e.used.Store(now.UnixNano())
 	r.fwd[k] = e
 }
 
-// lookup is the read loop's ESP forwarding lookup. It allocates nothing.
+// lookup is the read loop's ESP forwarding lookup: only while the
+// entry's owner holds its RELAY_UDP_HIP grant, which ends with its
+// association, its cancellation or its lifetime (RFC 8003 §3, §5). It
+// allocates nothing.
 func (r *forwarder) lookup(spi uint32, from netip.AddrPort, now int64) (netip.AddrPort, bool) {
 	r.mu.RLock()
 	e := r.fwd[fwdKey{spi, from}]
 	r.mu.RUnlock()
-	if e == nil {
+	if e == nil || !r.reg.serves(e.owner, wire.RegTypeRelayUDPHIP, time.Unix(0, now)) {
 		return netip.AddrPort{}, false
 	}
 	if t := now; e.used.Load() != t {
@@ -265,25 +336,34 @@ func (r *forwarder) lookup(spi uint32, from netip.AddrPort, now int64) (netip.Ad
 	return e.to, true
 }
 
-// prune drops idle forwarding entries and idle rate buckets.
+// prune drops idle forwarding entries and those of hosts no longer
+// served, idle rate buckets, and expired pending SPIs.
 func (r *forwarder) prune(now time.Time) {
 	idle := now.Add(-r.cfg.forwardIdle).UnixNano()
 	r.mu.Lock()
 	for k, e := range r.fwd {
-		if e.used.Load() < idle {
+		if e.used.Load() < idle || !r.reg.serves(e.owner, wire.RegTypeRelayUDPHIP, now) {
 			delete(r.fwd, k)
 		}
 	}
 	r.mu.Unlock()
-	for h, b := range r.buckets {
+	for k, b := range r.buckets {
 		if now.Sub(b.at) > time.Minute {
-			delete(r.buckets, h)
+			delete(r.buckets, k)
+			if k.src.IsValid() {
+				r.srcBuckets--
+			}
 		}
 	}
 	for k, p := range r.pending {
 		if !now.Before(p.expires) {
 			delete(r.pending, k)
 			r.perHost[k.host]--
+		}
+	}
+	for h, n := range r.perHost {
+		if n <= 0 {
+			delete(r.perHost, h)
 		}
 	}
 }
