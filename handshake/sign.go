@@ -35,12 +35,16 @@ func scopeSig2(pkt wire.Packet, end int) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: R1 without PUZZLE", ErrMalformed)
 	}
-	// PUZZLE contents: #K(1) Lifetime(1) Opaque(2) #I.
-	off := pz.Offset() + 4
-	if off+4 > end {
+	// PUZZLE contents: #K(1) Lifetime(1) Opaque(2) #I. Checked here,
+	// before the signature is: whoever sends an R1 chooses its length.
+	off, n := pz.Offset()+4, len(pz.Contents())
+	if n < 4 {
+		return nil, fmt.Errorf("%w: PUZZLE of %d octets", ErrMalformed, n)
+	}
+	if off+n > end {
 		return nil, fmt.Errorf("%w: PUZZLE after HIP_SIGNATURE_2", ErrMalformed)
 	}
-	clear(s[off+2 : off+len(pz.Contents())])
+	clear(s[off+2 : off+n])
 	return s, nil
 }
 

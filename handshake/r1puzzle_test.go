@@ -1,0 +1,121 @@
+package handshake
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"hipnet.dev/handshake/wire"
+)
+
+// withPuzzle rebuilds r1 with PUZZLE contents puzzle, every other
+// parameter as it was (the signature no longer verifies, but parses).
+func withPuzzle(t testing.TB, r1 []byte, puzzle []byte) []byte {
+	t.Helper()
+	p, err := wire.ParsePacket(r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b wire.Builder
+	b.Reset(nil, wire.R1, p.SenderHIT(), p.ReceiverHIT())
+	it := p.Params()
+	for q, ok := it.Next(); ok; q, ok = it.Next() {
+		if q.Type() == wire.ParamPuzzle {
+			b.AddRaw(wire.ParamPuzzle, puzzle)
+		} else {
+			b.AddRaw(q.Type(), q.Contents())
+		}
+	}
+	out, err := b.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// i1SentPair returns a in I1-SENT with b, and b's genuine R1.
+func i1SentPair(t testing.TB) (a, b *host, r1 []byte) {
+	ka, kb := fixedKeys(t)
+	a, b = newHost(t, "a", Config{Identity: ka, PuzzleDifficulty: 1}), newHost(t, "b", Config{Identity: kb, PuzzleDifficulty: 1})
+	i1 := a.initiate(t0, b.e.HIT())
+	out := b.deliver(t0, i1[0])
+	if len(out) != 1 || ptype(out[0]) != wire.R1 {
+		t.Fatalf("no R1: %v", b.lastErr())
+	}
+	return a, b, out[0]
+}
+
+// TestR1ShortPuzzle: an R1 whose PUZZLE is too short to hold #K,
+// Lifetime and Opaque is malformed. It is dropped before the signature
+// is checked (the scope of HIP_SIGNATURE_2 zeroes Opaque and #I, RFC 7401
+// §5.2.15) without a panic, which anyone who could send us an R1 in
+// I1-SENT could otherwise cause; the genuine R1 still works.
+func TestR1ShortPuzzle(t *testing.T) {
+	a, b, r1 := i1SentPair(t)
+	for _, n := range []int{0, 1, 2, 3} {
+		a.deliver(t0, withPuzzle(t, r1, make([]byte, n)))
+		if err := a.lastErr(); !errors.Is(err, ErrMalformed) {
+			t.Errorf("PUZZLE of %d octets: %v, want ErrMalformed", n, err)
+		}
+		if st := a.a(b).State(); st != I1Sent {
+			t.Fatalf("PUZZLE of %d octets: state %v", n, st)
+		}
+	}
+	if out := a.deliver(t0, r1); len(out) != 1 || ptype(out[0]) != wire.I2 {
+		t.Fatalf("genuine R1: %v", a.lastErr())
+	}
+}
+
+// FuzzHandleI1Sent feeds arbitrary packets to an association in
+// I1-SENT, where an R1 is processed: nothing may panic, and a rejected
+// packet leaves the association as it was and sends nothing. Its seeds
+// are the exchange's R1 and R1s with short PUZZLEs. The Endpoints are
+// made once (their R1 generations are costly); each input gets a new
+// association.
+func FuzzHandleI1Sent(f *testing.F) {
+	a, b, _ := i1SentPair(f)
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		ab := a.e.Initiate(t0, b.e.HIT())
+		ab.Outgoing()
+		ab.Events()
+		before := ab.Info()
+		res, err := a.e.Handle(t0.Add(time.Millisecond), pkt, ab)
+		if err == nil {
+			return
+		}
+		if res.Assoc != nil && res.Assoc != ab {
+			t.Fatal("a rejected packet created an association")
+		}
+		if ab.Info() != before {
+			t.Fatalf("rejected packet (%v) changed the association: %+v -> %+v", err, before, ab.Info())
+		}
+		if out := ab.Outgoing(); len(out) != 0 {
+			t.Fatalf("rejected packet (%v) made the association send %v", err, ptype(out[0]))
+		}
+	})
+}
+
+// TestWriteFuzzSeedsI1Sent writes FuzzHandleI1Sent's corpus.
+func TestWriteFuzzSeedsI1Sent(t *testing.T) {
+	if !*writeSeeds {
+		t.Skip("run with -write-seeds to regenerate the FuzzHandleI1Sent corpus")
+	}
+	_, _, r1 := i1SentPair(t)
+	dir := filepath.Join("testdata", "fuzz", "FuzzHandleI1Sent")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	seeds := map[string][]byte{"r1": r1}
+	for _, n := range []int{0, 1, 3} {
+		seeds[fmt.Sprintf("r1-puzzle%d", n)] = withPuzzle(t, r1, make([]byte, n))
+	}
+	for name, p := range seeds {
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", p)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
