@@ -101,20 +101,16 @@ type pending struct {
 
 // end ends the base exchange: the ENCRYPTED keys are overwritten, and what
 // outlives it is returned, nil if nothing — the request for the next
-// exchange's I2 and, with keepSolving, a puzzle still being solved.
-func (b *bexState) end(keepSolving bool) *bexState {
+// exchange's I2.
+func (b *bexState) end() *bexState {
 	if b == nil {
 		return nil
 	}
 	clear(b.hipEnc)
-	n := &bexState{regWant: b.regWant}
-	if keepSolving {
-		n.solving = b.solving
-	}
-	if n.regWant == nil && n.solving == nil {
+	if b.regWant == nil {
 		return nil
 	}
-	return n
+	return &bexState{regWant: b.regWant}
 }
 
 // encKeys are the ENCRYPTED keys, nil outside the base exchange.
@@ -281,7 +277,7 @@ func (a *Association) shed() {
 	a.km, a.dh, a.peerDH = nil, nil, nil
 	a.nat.clear()
 	a.nat = nil
-	a.bex = a.bex.end(false)
+	a.bex = a.bex.end()
 	a.lastI2 = [sha256.Size]byte{}
 	a.upd = updateState{next: a.upd.next}
 }
@@ -291,10 +287,12 @@ func (a *Association) shed() {
 // retransmitted I2s, the R1 HOST_ID kept for HIP_MAC_2, the rest of
 // bexState, a CLOSE state left from before a Restart, and the expanded
 // KEYMAT (it is re-expanded from its PRK if a rekey draws from it). A
-// puzzle still being solved stays with its deadline: an R1 answered in
-// I2-SENT may have started one just before the R2 arrived.
+// puzzle still being solved goes too: a newer R1 answered in I2-SENT may
+// have started one just before the R2 for our first I2 arrived, and the
+// exchange that R2 completed leaves nothing for it to do (were it kept,
+// its lifetime would fail the association, or its #J restart it).
 func (a *Association) compact() {
-	a.bex = a.bex.end(true)
+	a.bex = a.bex.end()
 	a.cls = nil // only CLOSING and CLOSED use it, and both set it anew
 	if a.km != nil {
 		clear(a.km.buf) // the keys drawn from it are copies
@@ -477,7 +475,9 @@ func (a *Association) HandleTimeout(now time.Time) {
 	if p := a.Solving(); p != nil && !now.Before(p.Deadline) {
 		// §6.8 step 12: the puzzle's lifetime is over.
 		a.bex.solving = nil
-		a.fail(now, errPuzzleUnsolved)
+		if a.state == I1Sent || a.state == I2Sent {
+			a.fail(now, errPuzzleUnsolved)
+		}
 	}
 	a.handleRekeyTimeout(now)
 	if r := a.rtx; r != nil && !now.Before(r.at) {

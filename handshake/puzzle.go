@@ -141,7 +141,7 @@ func (p *Puzzle) Solve(stop func() bool) ([]byte, error) {
 // after the puzzle's lifetime, it fails. A Puzzle the association no
 // longer waits for (it restarted, closed or failed meanwhile) is ignored.
 func (a *Association) PuzzleSolved(now time.Time, p *Puzzle, j []byte, err error) error {
-	if p == nil || a.Solving() != p {
+	if p == nil || a.Solving() != p || a.state != I1Sent && a.state != I2Sent {
 		return fmt.Errorf("%w: stale puzzle", ErrUnexpected)
 	}
 	a.bex.solving = nil

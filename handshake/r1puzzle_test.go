@@ -119,3 +119,70 @@ func TestWriteFuzzSeedsI1Sent(t *testing.T) {
 		}
 	}
 }
+
+// TestPuzzleLeftAfterR2: in I2-SENT, a newer R1 whose puzzle is too hard
+// to solve inline (the Responder's load raised #K and our I1 was
+// retransmitted, or someone sent an I1 in our name) starts a puzzle; then
+// the R2 for our first I2 completes the exchange. The puzzle has nothing
+// left to do: neither its lifetime nor a late #J may touch the
+// ESTABLISHED association (RFC 7401 §6.10 step 6). Before, its lifetime
+// failed the association, and its #J restarted it in I2-SENT.
+func TestPuzzleLeftAfterR2(t *testing.T) {
+	a, b, r1 := i1SentPair(t)
+	i1 := i1Of(t, a, b)
+	i2 := a.deliver(t0, r1)
+	if len(i2) != 1 || ptype(i2[0]) != wire.I2 {
+		t.Fatalf("no I2: %v", a.lastErr())
+	}
+	r2 := b.deliver(t0, i2[0])
+	if len(r2) != 1 || ptype(r2[0]) != wire.R2 {
+		t.Fatalf("no R2: %v", b.lastErr())
+	}
+	if err := b.e.SetPuzzleDifficulty(t0, a.e.cfg.InlinePuzzle+8); err != nil {
+		t.Fatal(err)
+	}
+	hard := b.deliver(t0, i1)
+	if len(hard) != 1 || ptype(hard[0]) != wire.R1 {
+		t.Fatalf("no second R1: %v", b.lastErr())
+	}
+	ab := a.a(b)
+	// Handled as the stack does: the puzzle goes to a solver, which has
+	// not answered yet (the harness's deliver would solve it at once).
+	if _, err := a.e.Handle(t0, hard[0], ab); err != nil {
+		t.Fatal(err)
+	}
+	ab.Events()
+	ab.Outgoing()
+	p := ab.Solving()
+	if p == nil || ab.State() != I2Sent {
+		t.Fatalf("the newer R1 started no puzzle (%v, %v)", ab.State(), a.lastErr())
+	}
+	a.deliver(t0, r2[0])
+	if ab.State() != Established || ab.Solving() != nil {
+		t.Fatalf("after R2: %v, solving %v", ab.State(), ab.Solving() != nil)
+	}
+	ab.HandleTimeout(p.Deadline.Add(time.Second))
+	if ab.State() != Established {
+		t.Fatalf("the puzzle's lifetime took the association to %v", ab.State())
+	}
+	j, err := p.Solve(func() bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ab.PuzzleSolved(t0, p, j, nil); err == nil || ab.State() != Established {
+		t.Fatalf("a late #J: %v, state %v", err, ab.State())
+	}
+}
+
+// i1Of is a fresh I1 from a to b, for b to answer again.
+func i1Of(t *testing.T, a, b *host) []byte {
+	t.Helper()
+	var bl wire.Builder
+	bl.Reset(nil, wire.I1, a.e.HIT(), b.e.HIT())
+	bl.Add(wire.DHGroupList{Groups: a.e.cfg.DHGroups})
+	out, err := bl.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
