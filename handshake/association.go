@@ -80,6 +80,7 @@ type bexState struct {
 	i1Groups   []uint8      // the DH_GROUP_LIST we sent (§6.6 step 3)
 	solving    *Puzzle      // the R1's puzzle the caller is solving (EventPuzzle)
 	notified   *NotifyError // an unbound error NOTIFY, the cause if we time out
+	refusedR1  error        // why the last R1 we dropped after its signature was refused, the cause if we time out
 	peerHostID []byte       // Initiator: R1's HOST_ID TLV, verbatim, for HIP_MAC_2
 	hipEnc     keyPair      // the ENCRYPTED keys: only I2 and R2 carry ENCRYPTED
 	// Responder: while in R2-SENT, the R2 we answered the I2 of lastI2
@@ -520,6 +521,10 @@ func (a *Association) giveUp(now time.Time) {
 			// The peer said something on the way, unbound to this
 			// exchange (handleNotify): the cause, not the verdict.
 			a.fail(now, fmt.Errorf("%w (the peer had reported: %w)", ErrTimeout, a.bex.notified))
+			return
+		}
+		if a.bex != nil && a.bex.refusedR1 != nil {
+			a.fail(now, fmt.Errorf("%w (an R1 was refused: %w)", ErrTimeout, a.bex.refusedR1))
 			return
 		}
 		a.fail(now, ErrTimeout)

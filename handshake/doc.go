@@ -51,7 +51,12 @@
 //     holding only what answering a CLOSE needs (Association.shed).
 //   - §5.2.6, §4.1.7: the R1's DH_GROUP_LIST is our true preference, and an
 //     Initiator refuses a group other than the first of it that its I1
-//     offered (ErrDowngrade, NOTIFY INVALID_DH_CHOSEN).
+//     offered (ErrDowngrade). It drops such an R1 and waits for another,
+//     as §6.8 step 7 allows, rather than abort: R1s are signed without the
+//     Initiator's HIT, so one obtained with another group list and
+//     replayed would otherwise end any exchange. If none comes, the
+//     exchange times out with ErrDowngrade (or ErrNoCommonDHGroup) as
+//     its cause; no NOTIFY is sent.
 //   - RFC 8046 §4.3, §5.2-5.4: the UPDATEs of host mobility (mobility.go),
 //     described below.
 //

@@ -97,7 +97,8 @@ func notifyTypesOn(l *link, from *host) []wire.NotifyType {
 // (group 3). On the way, the I1's list is trimmed to group 3 only; the
 // Responder, seeing only that, picks it, and its R1 carries its true signed
 // list [7 8 3]. The Initiator detects that 7 should have been chosen: it
-// fails with ErrDowngrade, sends NOTIFY INVALID_DH_CHOSEN and no I2.
+// drops the R1 and sends no I2; with every I1 trimmed, its exchange times
+// out with ErrDowngrade as the cause.
 func TestDowngradeTrimmedI1(t *testing.T) {
 	a, b := pair(t)
 	rewritten := false
@@ -128,19 +129,36 @@ func TestDowngradeTrimmedI1(t *testing.T) {
 	if got := dhGroupsOf(t, r1); !bytes.Equal(got, []uint8{wire.DHGroupP256, wire.DHGroupP384, wire.DHGroupMODP1536}) {
 		t.Fatalf("R1 DH_GROUP_LIST %v, want the Responder's preference [7 8 3]", got)
 	}
-	aa := a.a(b)
-	if aa.State() != EFailed {
-		t.Fatalf("Initiator after the downgraded R1: %v", aa.State())
-	}
-	ev := a.eventsOf(EventFailed)
-	if len(ev) != 1 || !errors.Is(ev[0].Err, ErrDowngrade) {
-		t.Fatalf("failure events %v, want ErrDowngrade", a.events)
-	}
-	if got := notifyTypesOn(l, a); len(got) != 1 || got[0] != wire.NotifyInvalidDHChosen {
-		t.Fatalf("Initiator's NOTIFYs %v, want [INVALID_DH_CHOSEN]", got)
-	}
+	refusedUntilTimeout(t, a, b, l, ErrDowngrade)
 	if b.a(a) != nil || len(b.eventsOf(EventEstablished)) != 0 {
 		t.Fatal("the Responder has an association")
+	}
+}
+
+// refusedUntilTimeout checks what an Initiator does with R1s it refuses
+// after their signature verified (§6.8 step 7): it drops each (want),
+// sends no I2 and no NOTIFY, and waits for an R1 it can use, its I1
+// retransmitted, until its exchange times out with want as the cause.
+// One R1, which anyone can replay to it, does not end the exchange.
+func refusedUntilTimeout(t *testing.T, a, b *host, l *link, want error) {
+	t.Helper()
+	aa := a.a(b)
+	if aa.State() != I1Sent || !errors.Is(a.lastErr(), want) {
+		t.Fatalf("Initiator after the R1: %v, %v; want I1-SENT and %v", aa.State(), a.lastErr(), want)
+	}
+	for i := 0; i < 50 && aa.State() == I1Sent; i++ {
+		now := aa.Deadline()
+		l.send(a, b, a.timeout(now))
+		l.run(t, now)
+	}
+	ev := a.eventsOf(EventFailed)
+	if aa.State() != EFailed || len(ev) != 1 || !errors.Is(ev[0].Err, ErrTimeout) || !errors.Is(ev[0].Err, want) {
+		t.Fatalf("state %v, failure events %v; want a timeout caused by %v", aa.State(), ev, want)
+	}
+	for _, p := range l.seen {
+		if p.from == a && (ptype(p.b) == wire.I2 || ptype(p.b) == wire.NOTIFY) {
+			t.Fatalf("the Initiator sent %v", ptype(p.b))
+		}
 	}
 }
 
@@ -191,8 +209,8 @@ func TestDHPreferenceVerbatim(t *testing.T) {
 
 // TestDHNothingShared: when the I1 lists none of the Responder's groups the
 // Responder answers with its first (§6.7 step 4) and the Initiator, which
-// cannot use it, fails with NO_DH_PROPOSAL_CHOSEN and ErrNoCommonDHGroup
-// (§6.8 step 7) — not with a downgrade.
+// cannot use it, drops it; its exchange times out with ErrNoCommonDHGroup
+// as the cause (§6.8 step 7) — not a downgrade.
 func TestDHNothingShared(t *testing.T) {
 	ca, cb := defaultCfg(testKey(t, hostid.ECDSAP256, 0)), defaultCfg(testKey(t, hostid.ECDSAP256, 1))
 	ca.DHGroups = []uint8{wire.DHGroupP256, wire.DHGroupMODP1536}
@@ -203,14 +221,32 @@ func TestDHNothingShared(t *testing.T) {
 	if g := dhGroupOf(t, r1); g != wire.DHGroupP384 {
 		t.Fatalf("R1 DIFFIE_HELLMAN group %d, want the Responder's first, 8", g)
 	}
-	if a.a(b).State() != EFailed {
-		t.Fatalf("state %v", a.a(b).State())
+	refusedUntilTimeout(t, a, b, l, ErrNoCommonDHGroup)
+	if errors.Is(a.eventsOf(EventFailed)[0].Err, ErrDowngrade) {
+		t.Fatal("nothing shared taken for a downgrade")
 	}
-	ev := a.eventsOf(EventFailed)
-	if len(ev) != 1 || !errors.Is(ev[0].Err, ErrNoCommonDHGroup) || errors.Is(ev[0].Err, ErrDowngrade) {
-		t.Fatalf("failure events %v, want ErrNoCommonDHGroup only", a.events)
+}
+
+// TestReplayedR1DoesNotAbort: R1s are signed without the Initiator's HIT
+// and #I, so anyone can have the Responder answer an I1 of their own,
+// with a group list of their choice, and send us the R1. Such an R1,
+// arriving before the Responder's answer to our I1, is dropped; the
+// genuine R1 then completes the exchange. Before, the first R1 ended it
+// as a downgrade.
+func TestReplayedR1DoesNotAbort(t *testing.T) {
+	a, b := pair(t)
+	i1 := a.initiate(t0, b.e.HIT())[0]
+	replayed := b.deliver(t0, rewriteI1Groups(t, i1, wire.DHGroupMODP1536))[0]
+	genuine := b.deliver(t0, i1)[0]
+	if out := a.deliver(t0, replayed); len(out) != 0 || !errors.Is(a.lastErr(), ErrDowngrade) {
+		t.Fatalf("replayed R1 answered with %d packets (%v)", len(out), a.lastErr())
 	}
-	if got := notifyTypesOn(l, a); len(got) != 1 || got[0] != wire.NotifyNoDHProposalChosen {
-		t.Fatalf("Initiator's NOTIFYs %v, want [NO_DH_PROPOSAL_CHOSEN]", got)
+	i2 := a.deliver(t0, genuine)
+	if len(i2) != 1 || ptype(i2[0]) != wire.I2 {
+		t.Fatalf("genuine R1: %v", a.lastErr())
+	}
+	a.deliver(t0, b.deliver(t0, i2[0])[0])
+	if st := a.a(b).State(); st != Established {
+		t.Fatalf("state %v (%v)", st, a.lastErr())
 	}
 }

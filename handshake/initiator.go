@@ -205,8 +205,14 @@ func (a *Association) r1Suites(now time.Time, pkt wire.Packet, o *r1Offer) error
 
 // r1Group is §6.8 step 7 with §5.2.6 and §4.1.7: the Responder must have
 // chosen the first group of its signed DH_GROUP_LIST that our I1 offered.
-// Any other choice means the I1's list was trimmed on the way: a
-// downgrade, which ends the exchange with INVALID_DH_CHOSEN.
+// Any other choice means the I1's list was trimmed on the way (a
+// downgrade), or that the R1 answers another I1 than ours: R1s are signed
+// without the Initiator's HIT and #I, so anyone can ask the Responder for
+// one with the group list of its choice and send it to us. Either way the
+// R1 is dropped and we wait for the Responder's answer to our own I1
+// (step 7 allows this rather than an abort, which would let one
+// replayed R1 end any exchange); if none comes, the exchange times out
+// with this as the cause.
 func (a *Association) r1Group(now time.Time, pkt wire.Packet, o *r1Offer) error {
 	dhP, ok := pkt.Param(wire.ParamDiffieHellman)
 	if !ok {
@@ -227,13 +233,20 @@ func (a *Association) r1Group(now time.Time, pkt wire.Packet, o *r1Offer) error 
 	i1Groups := a.bex.i1Groups
 	switch want := firstShared(gl.Groups, i1Groups); {
 	case want == 0 || !slices.Contains(i1Groups, dh.Group):
-		return a.notifyAndFail(now, wire.NotifyNoDHProposalChosen, fmt.Errorf("%w: Responder chose group %d of %v", ErrNoCommonDHGroup, dh.Group, gl.Groups))
+		return a.refuseR1(fmt.Errorf("%w: Responder chose group %d of %v", ErrNoCommonDHGroup, dh.Group, gl.Groups))
 	case dh.Group != want:
-		return a.notifyAndFail(now, wire.NotifyInvalidDHChosen, fmt.Errorf("%w: Responder chose group %d, but its signed list %v and our I1's %v give %d",
+		return a.refuseR1(fmt.Errorf("%w: Responder chose group %d, but its signed list %v and our I1's %v give %d",
 			ErrDowngrade, dh.Group, gl.Groups, i1Groups, want))
 	}
 	o.dh = dh
 	return nil
+}
+
+// refuseR1 drops an R1 whose signature verified but whose contents we
+// refuse, keeping err as the cause should the exchange time out.
+func (a *Association) refuseR1(err error) error {
+	a.bex.refusedR1 = err
+	return err
 }
 
 // firstShared is the first group of list that offered contains, or 0.
