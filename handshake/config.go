@@ -62,12 +62,15 @@ type Config struct {
 	InlinePuzzle uint8
 
 	// LoadThreshold is the rate of I2s with a correct puzzle solution,
-	// per second, above which the Responder raises #K (load.go). Each
-	// costs a Diffie-Hellman computation before its HIP_MAC can be checked
-	// (about 60 µs for P-256 on a server core), so the default, 1000, is
-	// about 6% of a core spent on unauthenticated work: beyond it the
-	// Initiators pay more, until the rate falls back under it. A negative
-	// value turns the adaptation off.
+	// per second, above which the Responder raises #K (load.go), counted
+	// in P-256 exchanges: each costs a Diffie-Hellman computation before
+	// its HIP_MAC can be checked (about 60 µs for P-256 on a server core),
+	// and an I2 in a costlier group counts as that many P-256 ones
+	// (dhCost), so that an attacker who picks the costliest group gets no
+	// more work per solved puzzle. The default, 1000, is about 6% of a
+	// core spent on unauthenticated work: beyond it the Initiators pay
+	// more, until the rate falls back under it. A negative value turns
+	// the adaptation off.
 	LoadThreshold int
 
 	// MaxLoadDifficulty caps the #K the load can raise the puzzle to.

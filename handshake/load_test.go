@@ -26,9 +26,17 @@ import (
 // I2, so its HIP_MAC cannot verify. It returns the I2 and the R1's #K.
 func floodI2(t *testing.T, b *host, template []byte, hit wire.HIT, now time.Time) ([]byte, uint8) {
 	t.Helper()
+	group := uint8(wire.DHGroupP256)
+	if tp, err := wire.ParsePacket(template); err == nil {
+		if q, ok := tp.Param(wire.ParamDiffieHellman); ok {
+			if dh, err := wire.ParseDiffieHellman(q.Contents()); err == nil {
+				group = dh.Group // the template's: the R1 is for it
+			}
+		}
+	}
 	var i1 wire.Builder
 	i1.Reset(nil, wire.I1, hit, b.e.HIT())
-	i1.Add(wire.DHGroupList{Groups: []uint8{wire.DHGroupP256}})
+	i1.Add(wire.DHGroupList{Groups: []uint8{group}})
 	raw, _ := i1.Bytes()
 	res, err := b.e.Handle(now, raw, nil)
 	if err != nil || res.Reply == nil {
@@ -220,5 +228,36 @@ func TestLoadBelowThreshold(t *testing.T) {
 	}
 	if k := b.e.PuzzleDifficulty(); k != 2 || b.e.Stats().DifficultyChanges != 0 {
 		t.Fatalf("#K %d after %d changes", k, b.e.Stats().DifficultyChanges)
+	}
+}
+
+// TestLoadWeighsGroup: an attacker who offers only MODP-1536 makes each
+// solved puzzle cost the Responder eleven times a P-256 computation
+// (dhCost), and is counted so: 4 such I2s a second, a tenth of the
+// threshold of 40 in I2s, raise #K.
+func TestLoadWeighsGroup(t *testing.T) {
+	cb := defaultCfg(testKey(t, hostid.ECDSAP256, 1))
+	cb.PuzzleDifficulty, cb.LoadThreshold = 2, 40
+	b := newHost(t, "b", cb)
+	ca := defaultCfg(testKey(t, hostid.ECDSAP256, 0))
+	ca.DHGroups = []uint8{wire.DHGroupMODP1536}
+	a := newHost(t, "a", ca)
+	template := i2Of(t, a, b)
+	for n := 0; n < 8; n++ { // 4/s for 2 s
+		now := t0.Add(time.Duration(n) * 250 * time.Millisecond)
+		if d := b.e.LoadDeadline(); !d.IsZero() && !now.Before(d) {
+			if _, err := b.e.HandleLoad(now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		hit := a.e.HIT()
+		binary.BigEndian.PutUint64(hit[8:], uint64(n)+1)
+		i2, _ := floodI2(t, b, template, hit, now)
+		if _, err := b.e.Handle(now, i2, nil); !errors.Is(err, ErrBadMAC) {
+			t.Fatal(err)
+		}
+	}
+	if b.e.Stats().DifficultyChanges == 0 || b.e.PuzzleDifficulty() <= 2 {
+		t.Fatalf("#K %d after a MODP flood at a tenth of the threshold", b.e.PuzzleDifficulty())
 	}
 }

@@ -134,9 +134,6 @@ func (e *Endpoint) i2Puzzle(c *i2Check) error {
 // we did not offer is dropped without NOTIFY: the HIP keys depend on it,
 // so HIP_MAC could not be checked first.
 func (e *Endpoint) i2Keys(c *i2Check) error {
-	if e.cfg.LoadThreshold > 0 {
-		e.load.note(c.now) // a solved puzzle buys one Diffie-Hellman
-	}
 	// Charged before the work, whatever fails after: a solution buys at
 	// most maxSolutionFailures Diffie-Hellman computations however its
 	// I2 fails (an accepted one is then spent, acceptI2).
@@ -168,6 +165,9 @@ func (e *Endpoint) i2Keys(c *i2Check) error {
 	}
 	if r1 == nil {
 		return fmt.Errorf("%w: I2 uses group %d", ErrNoCommonDHGroup, dh.Group)
+	}
+	if e.cfg.LoadThreshold > 0 {
+		e.load.note(c.now, dh.Group) // a solved puzzle buys one Diffie-Hellman, weighed
 	}
 	kij, err := r1.dh.shared(dh.Public)
 	if err != nil {
