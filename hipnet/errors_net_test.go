@@ -1,6 +1,7 @@
 package hipnet
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -92,5 +93,42 @@ func TestListenErrors(t *testing.T) {
 	}
 	if _, err := n.ListenPacket("udp", ":"+strconv.Itoa(StreamPort)); !errors.Is(err, ErrPortInUse) {
 		t.Errorf("ListenPacket on the streams' port: %v", err)
+	}
+}
+
+// TestDialEndedContext: a dial with a context that has already ended
+// fails, as a net.Dialer's does, even to a peer whose association is up
+// (the "udp" dial's fast path, Ping's too): canceled, or past its
+// deadline with a net.Error whose Timeout is true.
+func TestDialEndedContext(t *testing.T) {
+	client, server := pairNodes(t, Config{}, Config{})
+	echoServer(t, server, 7)
+	c, err := client.DialContext(ctxT(t, 10*time.Second), "udp", addrOf(server, 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	past, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	for _, network := range []string{"udp", "tcp"} {
+		port := map[string]int{"udp": 9, "tcp": 7}[network]
+		if c, err := client.DialContext(canceled, network, addrOf(server, port)); !errors.Is(err, context.Canceled) {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("%s, canceled: %v, want context.Canceled", network, err)
+		}
+		var ne net.Error
+		if c, err := client.DialContext(past, network, addrOf(server, port)); !errors.As(err, &ne) || !ne.Timeout() {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("%s, past deadline: %v, want a timeout", network, err)
+		}
+	}
+	if _, err := client.Ping(canceled, server.HIT(), 1, 0, time.Second); !errors.Is(err, context.Canceled) {
+		t.Errorf("Ping, canceled: %v", err)
 	}
 }

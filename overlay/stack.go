@@ -320,6 +320,11 @@ func (s *Stack) ConnectKeyed(ctx context.Context, hit wire.HIT) error {
 }
 
 func (s *Stack) connectWait(ctx context.Context, hit wire.HIT, keyed bool) error {
+	if ctx.Err() != nil {
+		// As net.Dialer: a context that ended fails the call, whatever
+		// it would have found.
+		return s.ctxError(ctx, hit)
+	}
 	if (s.Live(hit) || keyed && s.hasKeys(hit)) && s.authorized(hit) && !s.closed.Load() {
 		// The common case of every dial after the first: no round trip
 		// through the control goroutine, which may be busy with others'

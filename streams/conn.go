@@ -166,8 +166,12 @@ func (c *conn) CloseWrite() error {
 	if c.closed.Load() {
 		return c.opErr("close", errClosed)
 	}
-	st := c.st
-	if c.ans != nil {
+	var st *quic.Stream
+	if c.ans == nil {
+		st = c.st // an accepted stream's never changes
+	} else {
+		// A dialed stream's may, while a retry moves it (answer.go):
+		// sendStream reads it under c.mu.
 		var err error
 		if st, _, _, err = c.sendStream(false); err != nil {
 			return c.opErr("close", err)
