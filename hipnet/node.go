@@ -358,8 +358,12 @@ func (n *Node) ListenPacket(network, address string) (net.PacketConn, error) {
 	return pc, nil
 }
 
-// Close sends CLOSE to every peer, then closes every connection and the
-// socket. It returns when the node's goroutines have stopped.
+// Close closes every listener and resets every stream still open (its
+// peer's Read fails with ECONNRESET and ErrPeerLeft), gives the streams
+// the application closed before up to a second to deliver what was
+// written to them (as a kernel's TCP does after a process exits), sends
+// CLOSE to every peer, and closes the socket. It returns when the node's
+// goroutines have stopped.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		err1 := n.streams.Close()

@@ -259,3 +259,50 @@ func TestPeerLeavesEstablished(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseDeliversWritten: what a client wrote to a stream it then
+// closed, just before closing its node, all arrives, followed by io.EOF,
+// as a kernel's TCP delivers a closed socket's data after the process
+// exits; the node's Close does not cut it off.
+func TestCloseDeliversWritten(t *testing.T) {
+	for _, tr := range streamTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			client, server := pairNodes(t, Config{Streams: tr.f}, Config{Streams: tr.f})
+			ln, err := server.Listen("tcp", ":9")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			type result struct {
+				n   int64
+				err error
+			}
+			got := make(chan result, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					got <- result{err: err}
+					return
+				}
+				defer c.Close()
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				n, err := io.Copy(io.Discard, c)
+				got <- result{n, err}
+			}()
+			c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 9))
+			if err != nil {
+				t.Fatal(err)
+			}
+			const size = 1 << 20
+			if _, err := c.Write(make([]byte, size)); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			client.Close()
+			r := <-got
+			if r.n != size || r.err != nil {
+				t.Fatalf("the server read %d of %d octets, then %v", r.n, size, r.err)
+			}
+		})
+	}
+}

@@ -296,10 +296,12 @@ func (m *Manager) ConnectionCount() int {
 	return len(m.conns)
 }
 
-// Close closes every listener and connection (streams on them fail), the
-// QUIC transport and the PacketConn, and waits for the Manager's
-// goroutines to return. Later calls return an error wrapping
-// overlay.ErrClosed.
+// Close closes every listener and connection (streams still open on
+// them fail), the QUIC transport and the PacketConn, and waits for the
+// Manager's goroutines to return. It first lets the connections send
+// what they hold (linger, at most closeLinger), so that what was written
+// to streams the application closed arrives. Later calls return an error
+// wrapping overlay.ErrClosed.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	if m.closed {
@@ -321,6 +323,7 @@ func (m *Manager) Close() error {
 		l.close()
 	}
 	m.cancel()
+	linger(conns, closeLinger)
 	for _, qc := range conns {
 		qc.c.CloseWithError(connCodeClosed, "closed")
 	}
@@ -476,6 +479,53 @@ func (m *Manager) watchAssociation(qc *qconn) {
 	}
 	m.log.Debug("streams: "+why+", closing connection", "peer", qc.peer)
 	qc.c.CloseWithError(code, why)
+}
+
+// closeLinger bounds how long Close lets connections finish sending.
+const closeLinger = time.Second
+
+// lingerQuiet is the least time a connection must send nothing for
+// linger to take it as done.
+const lingerQuiet = 10 * time.Millisecond
+
+// linger waits, at most limit, until none of conns has sent anything for
+// two smoothed round trips (at least lingerQuiet). A QUIC
+// CONNECTION_CLOSE discards what is still in flight, and what the
+// application wrote before it closed a stream (or the node) must still
+// arrive, as a kernel's TCP delivers a closed socket's data after the
+// process is gone. quic-go does not say when a stream's data is
+// acknowledged; a connection that has sent nothing, retransmission
+// included, for two round trips has nothing left unacknowledged that its
+// loss recovery still sends, or has lost its path. A peer still sending
+// to us keeps our ACKs going: limit bounds that wait.
+func linger(conns []*qconn, limit time.Duration) {
+	if len(conns) == 0 {
+		return
+	}
+	end := time.Now().Add(limit)
+	sent := make([]uint64, len(conns))
+	quiet := func() (bool, time.Duration) {
+		same, wait := true, lingerQuiet
+		for i, qc := range conns {
+			st := qc.c.ConnectionStats()
+			if st.BytesSent != sent[i] {
+				sent[i], same = st.BytesSent, false
+			}
+			wait = max(wait, 2*st.SmoothedRTT)
+		}
+		return same, wait
+	}
+	_, wait := quiet()
+	for time.Now().Add(wait).Before(end) {
+		time.Sleep(wait)
+		var same bool
+		if same, wait = quiet(); same {
+			return
+		}
+	}
+	if d := time.Until(end); d > 0 {
+		time.Sleep(d)
+	}
 }
 
 // retiredGrace is how long a retired connection without streams stays

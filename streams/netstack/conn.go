@@ -109,7 +109,7 @@ func (c *conn) Read(b []byte) (int, error) {
 			return res.Count, nil
 		case *tcpip.ErrWouldBlock:
 			if c.left.Load() == leftReset {
-				c.resetLeft() // drained (peerleft.go)
+				c.reset() // drained (peerleft.go)
 				return 0, c.opErr("read", errPeerLeft)
 			}
 			select {

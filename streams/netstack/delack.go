@@ -295,6 +295,15 @@ func (d *ackDelayer) outbound(dst wire.HIT, seg []byte) (hold bool, prev *heldSe
 		d.drop(k, &f)
 		return false, prev
 	}
+	if flags&header.TCPFlagRst != 0 {
+		// Reset (our answer to data for no connection, or an abort): no
+		// ACK of it is owed any more, and an RST that carries none would
+		// otherwise leave the entry live, every packet on the slow path,
+		// until it went stale.
+		d.drop(k, &f)
+		delete(d.flows, k)
+		return false, nil
+	}
 	// RFC 5681 §4.2: an ACK for at least every second full-sized segment
 	// (here: at most two small ones are acknowledged late).
 	if f.pending <= 2*smallSegment && bare && ack == f.expect && int(t.DataOffset()) <= len(f.seg) && !hasSACK(seg) {

@@ -424,3 +424,22 @@ func FuzzAckDelay(f *testing.F) {
 		}
 	})
 }
+
+// TestAckDelayForgetsReset: data for a connection we answer with an RST
+// (no connection on that port; the RST carries no ACK when the segment
+// had one) leaves no live entry behind, which would put every outbound
+// packet of every connection on the delayer's slow path.
+func TestAckDelayForgetsReset(t *testing.T) {
+	d, _ := newTestDelayer(time.Hour)
+	peer := testHIT(2)
+	d.received(peer, tcpSeg(true, ack|header.TCPFlagPsh, 100, 500, 10, nil))
+	if !d.active() {
+		t.Fatal("test premise: the data left nothing to acknowledge")
+	}
+	if hold, prev := d.outbound(peer, tcpSeg(false, header.TCPFlagRst, 500, 0, 0, nil)); hold || prev != nil {
+		t.Fatal("the RST was held, or sent after a held ACK")
+	}
+	if d.active() {
+		t.Fatal("a live entry is left after the RST")
+	}
+}

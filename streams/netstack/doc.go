@@ -100,7 +100,9 @@
 // Per Transport, netstack runs GOMAXPROCS TCP processor goroutines
 // (gVisor's dispatcher, started by New), which process every inbound
 // segment; Close stops them and waits (stack.Close, stack.Wait) after
-// resetting every connection. There is no goroutine per connection or
+// resetting every connection still open and giving those the
+// application closed up to a second to deliver what they hold (linger).
+// There is no goroutine per connection or
 // listener. This package starts two kinds of goroutine: one runs
 // Config.Associate for a Dial to a peer with no association, for that
 // Dial's length (the Dial waits for it before it returns,

@@ -126,7 +126,7 @@ func (t *Transport) peerLeft(peer wire.HIT, pc *peerConns) {
 const (
 	leftNot uint32 = iota
 	// leftReset: before its FIN. What it sent is still read; then Read
-	// fails with errPeerLeft and the endpoint is reset (resetLeft).
+	// fails with errPeerLeft and the endpoint is reset (reset).
 	leftReset
 	// leftAfterFIN: after its FIN (CLOSE-WAIT and after): Read gives what
 	// came, up to io.EOF, as before.
@@ -163,9 +163,10 @@ func (c *conn) peerLeft() bool {
 	return true
 }
 
-// resetLeft resets the endpoint of a connection whose peer left once
-// Read has drained it.
-func (c *conn) resetLeft() {
+// reset resets c's endpoint (RST), unless it was released: a
+// connection whose peer left, once Read has drained it, and every open
+// connection when the Transport closes.
+func (c *conn) reset() {
 	c.endMu.Lock()
 	defer c.endMu.Unlock()
 	if !c.released {

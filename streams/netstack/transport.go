@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -533,9 +534,13 @@ func (t *Transport) Listen(port int) (net.Listener, error) {
 	return l, nil
 }
 
-// Close ends every connection (with RST, so that peers learn it at once)
-// and listener, stops netstack's goroutines and waits for them, and
-// unregisters from the Link. A second Close returns errClosed.
+// Close resets every connection still open (RST, so that its peer learns
+// at once, as a QUIC stream of package streams is reset when its node
+// closes) and closes every listener; it lets the connections the
+// application closed before deliver what they still hold, for at most
+// closeLinger, as a kernel's TCP does after a process exits; then it
+// resets what is left, stops netstack's goroutines and waits for them,
+// and unregisters from the Link. A second Close returns errClosed.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	if t.closed {
@@ -554,20 +559,23 @@ func (t *Transport) Close() error {
 	}
 	t.mu.Unlock()
 
+	for _, l := range ls {
+		l.shut()
+	}
+	for _, c := range conns {
+		c.shut()
+		c.reset()
+	}
+	t.linger(closeLinger)
 	t.link.HandleSegments(protoTCP, nil)
 	if rl, ok := t.link.(reopenLink); ok {
 		rl.SetSegmentReopens(protoTCP, nil)
 	}
 	t.ep.detach()
 	t.ep.acks.close()
-	for _, l := range ls {
-		l.shut()
-	}
-	for _, c := range conns {
-		c.shut()
-	}
-	// Abort every endpoint still registered (RST to its peer), then stop
-	// the TCP processors and remove the interface, and wait for both.
+	// Reset every endpoint still registered (RST to its peer), then
+	// stop the TCP processors and remove the interface, and wait for
+	// both.
 	t.stack.Close()
 	for _, c := range conns {
 		c.release()
@@ -575,6 +583,37 @@ func (t *Transport) Close() error {
 	t.stack.Wait()
 	t.wg.Wait() // the watches of peers, which end with t.done
 	return nil
+}
+
+// closeLinger bounds how long Close lets closed connections deliver.
+const closeLinger = time.Second
+
+// linger waits, at most limit, until no endpoint has a FIN of ours (and
+// so data before it) that the peer has not acknowledged.
+func (t *Transport) linger(limit time.Duration) {
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) && t.sending() {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sending reports whether a connection the application closed has data
+// or its FIN not yet acknowledged: it stays ESTABLISHED (or CLOSE-WAIT)
+// until its FIN leaves after the data queued before it. (Close reset the
+// ones still open.)
+func (t *Transport) sending() bool {
+	for _, e := range t.stack.RegisteredEndpoints() {
+		ep, ok := e.(interface{ State() uint32 })
+		if !ok {
+			continue
+		}
+		switch tcp.EndpointState(ep.State()) {
+		case tcp.StateEstablished, tcp.StateSynRecv, tcp.StateCloseWait,
+			tcp.StateFinWait1, tcp.StateClosing, tcp.StateLastAck:
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Transport) isClosed() bool {
