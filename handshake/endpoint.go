@@ -287,7 +287,9 @@ func (e *Endpoint) handle(now time.Time, b []byte, a *Association) (Result, erro
 	if rcv != e.hit && !(rcv.IsZero() && pkt.Type() == wire.I1) {
 		return Result{Assoc: a}, ErrNotForUs
 	}
-	if a != nil && a.peer != pkt.SenderHIT() && !a.opportunistic() {
+	if a != nil && a.peer != pkt.SenderHIT() && !(a.opportunistic() && pkt.Type() == wire.R1) {
+		// An opportunistic association (§4.1.8) learns its peer from the
+		// R1, and takes nothing else before it does.
 		return Result{Assoc: a}, fmt.Errorf("%w: association is for another peer", ErrUnexpected)
 	}
 	switch pkt.Type() {

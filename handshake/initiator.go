@@ -116,8 +116,9 @@ func (a *Association) handleR1(now time.Time, pkt wire.Packet) error {
 
 // r1Identity is §6.8 steps 1-5, 8, 10 and 11: the state, the HITs, the
 // Responder's HI hashing to its HIT — the binding that dialling by HIT
-// means — and HIP_SIGNATURE_2, before anything else in the R1 is used;
-// then the R1 generation.
+// means — and, in I2-SENT, an R1 generation newer than the one answered
+// (cheap, and only ever a reason to drop), then HIP_SIGNATURE_2, before
+// anything else in the R1 is used.
 func (a *Association) r1Identity(pkt wire.Packet) (*r1Offer, error) {
 	// Only in answer to an I1 of ours (§6.8 step 2). Tables 7 and 8 let
 	// CLOSING and CLOSED take an R1 too, but we leave them only through
@@ -159,13 +160,6 @@ func (a *Association) r1Identity(pkt wire.Packet) (*r1Offer, error) {
 	if wire.HIT(pub.HIT()) != o.sender {
 		return nil, fmt.Errorf("%w: R1 from %v", ErrHITMismatch, o.sender)
 	}
-	if err := verifySignature(pub, pkt, wire.ParamHIPSignature2); err != nil {
-		return nil, err
-	}
-	if err := a.noteRegInfo(pkt); err != nil {
-		return nil, err
-	}
-	o.pub, o.hostID = pub, hidP.TLV()
 	if p, ok := pkt.Param(wire.ParamR1Counter); ok {
 		c, err := wire.ParseR1Counter(p.Contents())
 		if err != nil {
@@ -174,9 +168,19 @@ func (a *Association) r1Identity(pkt wire.Packet) (*r1Offer, error) {
 		o.counter = c.Counter
 	}
 	if a.state == I2Sent && o.counter <= a.bex.r1Gen {
-		// Only a newer R1 generation restarts I2 (§6.8 step 8).
+		// Only a newer R1 generation restarts I2 (§6.8 step 8). Checked
+		// before the signature: a replayed older R1, or anything that
+		// claims an old generation, is dropped for the price of a compare;
+		// a newer counter still has to verify.
 		return nil, fmt.Errorf("%w: R1 generation %d is not newer than %d", ErrReplay, o.counter, a.bex.r1Gen)
 	}
+	if err := verifySignature(pub, pkt, wire.ParamHIPSignature2); err != nil {
+		return nil, err
+	}
+	if err := a.noteRegInfo(pkt); err != nil {
+		return nil, err
+	}
+	o.pub, o.hostID = pub, hidP.TLV()
 	return o, nil
 }
 

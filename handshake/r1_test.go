@@ -1,6 +1,7 @@
 package handshake
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -185,4 +186,45 @@ func i1Of(t *testing.T, a, b *host) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestOldR1DroppedUnverified: in I2-SENT, an R1 of the generation
+// already answered (a replay, or a copy with its signature mangled) is
+// dropped as a replay before its signature is checked, so that replaying
+// R1s costs the Initiator no signature verification each.
+func TestOldR1DroppedUnverified(t *testing.T) {
+	a, b, r1 := i1SentPair(t)
+	if out := a.deliver(t0, r1); len(out) != 1 || ptype(out[0]) != wire.I2 {
+		t.Fatalf("genuine R1: %v", a.lastErr())
+	}
+	mangled := bytes.Clone(r1)
+	mangled[len(mangled)-20] ^= 0xff // inside HIP_SIGNATURE_2
+	for _, p := range [][]byte{r1, mangled} {
+		if out := a.deliver(t0, p); len(out) != 0 || !errors.Is(a.lastErr(), ErrReplay) {
+			t.Fatalf("old R1 again: %d packets, %v; want ErrReplay", len(out), a.lastErr())
+		}
+	}
+	if st := a.a(b).State(); st != I2Sent {
+		t.Fatalf("state %v", st)
+	}
+}
+
+// TestOpportunisticTakesOnlyR1: an opportunistic association in I1-SENT
+// (§4.1.8) learns its peer from an R1 and takes nothing else meanwhile:
+// an I2 from another host, handed to it, does not replace it.
+func TestOpportunisticTakesOnlyR1(t *testing.T) {
+	a, c := pair(t)
+	opp := a.e.Initiate(t0, wire.HIT{})
+	opp.Outgoing()
+	r1 := a.deliver(t0, c.initiate(t0, a.e.HIT())[0])
+	i2 := c.deliver(t0, r1[0])
+	if len(i2) != 1 || ptype(i2[0]) != wire.I2 {
+		t.Fatalf("no I2: %v", c.lastErr())
+	}
+	if _, err := a.e.Handle(t0, i2[0], opp); !errors.Is(err, ErrUnexpected) {
+		t.Fatalf("I2 to the opportunistic association: %v, want ErrUnexpected", err)
+	}
+	if opp.State() != I1Sent || !opp.PeerHIT().IsZero() {
+		t.Fatalf("opportunistic association now %v with %v", opp.State(), opp.PeerHIT())
+	}
 }
