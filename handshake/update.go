@@ -69,8 +69,9 @@ type updatePhase struct {
 	rekeyTries int
 	rekeyNewDH bool
 	// deferred is a rekey the peer started while a non-rekey UPDATE of
-	// ours was outstanding: acknowledged at once, answered with our
-	// ESP_INFO as soon as ours is acknowledged.
+	// ours was outstanding, or while we finished its previous rekey:
+	// acknowledged at once, answered with our ESP_INFO as soon as ours
+	// is acknowledged (updateAcked), or the rekey done (maybeFinishRekey).
 	deferred *peerRekey
 
 	// Mobility (mobility.go): a LOCATOR_SET waiting for the outstanding
@@ -508,6 +509,15 @@ func (a *Association) updateESP(now time.Time, m updateMsg, info *wire.ESPInfo, 
 			a.emit(Event{Kind: EventRegistration, Registration: reg})
 		}
 		return a.maybeFinishRekey(now)
+	case a.Rekeying() && a.upd.ph.peerInfo != nil:
+		// The peer's half of the rekey under way is in already: this one
+		// starts its next, sent once it finished the current one, whose
+		// ACK to our ESP_INFO is still on its way (or lost and to be
+		// resent). Taken as the current one's half it would pair that
+		// one's keys with this one's SPI. Acknowledged now, answered once
+		// ours is done (maybeFinishRekey).
+		a.upd.ph.deferred = &peerRekey{info: *info, dh: peerDH}
+		return a.sendAck(m.seq.UpdateID, nil, m.echoReq)
 	case a.Rekeying():
 		// Crossing rekeys: this is the peer's half (RFC 7402 §6.9 step 3).
 		a.upd.ph.peerInfo, a.upd.ph.peerNewDH = info, peerDH
@@ -610,7 +620,10 @@ func (a *Association) maybeFinishRekey(now time.Time) error {
 	u.rekeying, u.ourAcked, u.peerInfo, u.peerNewDH, u.sentDH, u.pending = false, false, nil, nil, nil, nil
 	u.rekeyBy, u.rekeyTries = time.Time{}, 0
 	a.emit(Event{Kind: EventRekeyed, Inbound: r.in, Outbound: r.out})
-	_ = now
+	if d := u.deferred; d != nil && !a.upd.outstanding {
+		u.deferred = nil
+		return a.answerRekey(now, d, nil) // the peer's next rekey
+	}
 	return nil
 }
 

@@ -254,3 +254,57 @@ func TestCloseForgedAndCrossed(t *testing.T) {
 		t.Fatalf("states %v %v", a.a(b).State(), b.a(a).State())
 	}
 }
+
+// TestRekeyAfterLostAck: the peer rekeys, we answer, the peer finishes
+// but its ACK of our answer is lost, and it starts its next rekey, which
+// reaches us first. That one is not taken for the first's half: we finish
+// the first when the ACK comes again, then answer the second, and after
+// both every SA of one side is the other's.
+func TestRekeyAfterLostAck(t *testing.T) {
+	a, b := established(t)
+	ab, ba := a.a(b), b.a(a)
+	if err := ba.Rekey(t0, false); err != nil {
+		t.Fatal(err)
+	}
+	up1 := b.collect(ba)
+	ans1 := a.deliver(t0, up1[0]) // our ESP_INFO and the ACK of b's SEQ
+	if len(ans1) != 1 {
+		t.Fatalf("answer to b's rekey: %d packets (%v)", len(ans1), a.lastErr())
+	}
+	b.deliver(t0, ans1[0]) // b finishes; its ACK is lost
+	if n := len(b.eventsOf(EventRekeyed)); n != 1 {
+		t.Fatalf("b finished %d rekeys", n)
+	}
+	now := t0.Add(time.Second)
+	if err := ba.Rekey(now, false); err != nil {
+		t.Fatal(err)
+	}
+	up2 := b.collect(ba)
+	ack2 := a.deliver(now, up2[0])
+	if len(ack2) != 1 || a.lastErr() != nil {
+		t.Fatalf("b's second rekey: %d packets, %v", len(ack2), a.lastErr())
+	}
+	l := &link{}
+	l.send(a, b, ack2)
+	l.run(t, now)
+	// Our answer to the first is retransmitted; b acknowledges it again,
+	// and the second goes on.
+	for i := 0; i < 10 && (len(a.eventsOf(EventRekeyed)) < 2 || len(b.eventsOf(EventRekeyed)) < 2); i++ {
+		now = ab.Deadline()
+		if d := ba.Deadline(); !d.IsZero() && d.Before(now) {
+			now = d
+		}
+		l.send(a, b, a.timeout(now))
+		l.send(b, a, b.timeout(now))
+		l.run(t, now)
+	}
+	ea, eb := a.eventsOf(EventRekeyed), b.eventsOf(EventRekeyed)
+	if len(ea) != 2 || len(eb) != 2 {
+		t.Fatalf("rekeys done: a %d, b %d; want 2 each (errors a %v b %v)", len(ea), len(eb), a.errs, b.errs)
+	}
+	checkSAs(t, ea[1].Outbound, ea[1].Inbound, eb[1].Outbound, eb[1].Inbound)
+	if ab.Info().OutSPI != ea[1].Outbound.SPI || ba.Info().OutSPI != eb[1].Outbound.SPI {
+		t.Fatalf("SPIs: a sends on %#x, its SA %#x; b on %#x, its SA %#x",
+			ab.Info().OutSPI, ea[1].Outbound.SPI, ba.Info().OutSPI, eb[1].Outbound.SPI)
+	}
+}
