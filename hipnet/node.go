@@ -221,7 +221,10 @@ func (n *Node) Dial(network, address string) (net.Conn, error) {
 // name), ErrNotAuthorized (Config.Authorize refused the peer, or the peer
 // refused us), ErrHandshakeFailed, ErrHandshakeTimeout (a *DialError
 // naming the locators tried; Timeout() true, also when ctx's deadline
-// ended the dial), ErrClosed.
+// ended the base exchange), ErrClosed. A deadline that ends the dial
+// after the base exchange (waiting for the stream transport's own
+// handshake) or a canceled ctx gives ctx's error, whose Timeout() is
+// true for a deadline, as a net.Dialer's.
 //
 // A stream's Dial does not wait for the peer to accept it: the first
 // octets go out at once, and a port with no listener shows on the
