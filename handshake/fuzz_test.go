@@ -49,11 +49,16 @@ func mustRead(t testing.TB, name string) []byte {
 	return b
 }
 
+// fixedHosts are two hosts with the fixed identities, #K 1.
+func fixedHosts(t testing.TB) (a, b *host) {
+	ka, kb := fixedKeys(t)
+	return newHost(t, "a", Config{Identity: ka, PuzzleDifficulty: 1}), newHost(t, "b", Config{Identity: kb, PuzzleDifficulty: 1})
+}
+
 // fixedPair runs a base exchange between the fixed identities, then a
 // rekey and a CLOSE, and returns every packet seen.
 func fixedPair(t testing.TB) (a, b *host, seen []packet) {
-	ka, kb := fixedKeys(t)
-	a, b = newHost(t, "a", Config{Identity: ka, PuzzleDifficulty: 1}), newHost(t, "b", Config{Identity: kb, PuzzleDifficulty: 1})
+	a, b = fixedHosts(t)
 	l := &link{}
 	l.send(a, b, a.initiate(t0, b.e.HIT()))
 	l.run(t, t0)

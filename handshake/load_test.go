@@ -76,6 +76,27 @@ func floodI2(t *testing.T, b *host, template []byte, hit wire.HIT, now time.Time
 	return append([]byte(nil), out...), pz.K
 }
 
+// flood sends b n I2s like template with correct solutions from changing
+// HITs (floodI2), one every interval from t0, and runs b's HandleLoad
+// whenever it is due.
+func flood(t *testing.T, a, b *host, template []byte, n int, every time.Duration) {
+	t.Helper()
+	for i := range n {
+		now := t0.Add(time.Duration(i) * every)
+		if d := b.e.LoadDeadline(); !d.IsZero() && !now.Before(d) {
+			if _, err := b.e.HandleLoad(now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		hit := a.e.HIT()
+		binary.BigEndian.PutUint64(hit[8:], uint64(i)+1)
+		i2, _ := floodI2(t, b, template, hit, now)
+		if _, err := b.e.Handle(now, i2, nil); !errors.Is(err, ErrBadMAC) {
+			t.Fatal(err)
+		}
+	}
+}
+
 type kPoint struct {
 	at time.Duration
 	k  uint8
@@ -203,21 +224,7 @@ func TestLoadBelowThreshold(t *testing.T) {
 	cb.PuzzleDifficulty, cb.LoadThreshold = 2, 40
 	b := newHost(t, "b", cb)
 	a := newHost(t, "a", defaultCfg(testKey(t, hostid.ECDSAP256, 0)))
-	template := i2Of(t, a, b)
-	for n := 0; n < 40; n++ { // 40/s for 1 s: not above the threshold
-		now := t0.Add(time.Duration(n) * 25 * time.Millisecond)
-		if d := b.e.LoadDeadline(); !d.IsZero() && !now.Before(d) {
-			if _, err := b.e.HandleLoad(now); err != nil {
-				t.Fatal(err)
-			}
-		}
-		hit := a.e.HIT()
-		binary.BigEndian.PutUint64(hit[8:], uint64(n)+1)
-		i2, _ := floodI2(t, b, template, hit, now)
-		if _, err := b.e.Handle(now, i2, nil); !errors.Is(err, ErrBadMAC) {
-			t.Fatal(err)
-		}
-	}
+	flood(t, a, b, i2Of(t, a, b), 40, 25*time.Millisecond) // 40/s for 1 s: not above the threshold
 	for now := t0.Add(time.Second); !b.e.LoadDeadline().IsZero(); now = now.Add(loadWindow) {
 		if now.After(t0.Add(time.Minute)) {
 			t.Fatal("load meter never went idle")
@@ -242,21 +249,7 @@ func TestLoadWeighsGroup(t *testing.T) {
 	ca := defaultCfg(testKey(t, hostid.ECDSAP256, 0))
 	ca.DHGroups = []uint8{wire.DHGroupMODP1536}
 	a := newHost(t, "a", ca)
-	template := i2Of(t, a, b)
-	for n := 0; n < 8; n++ { // 4/s for 2 s
-		now := t0.Add(time.Duration(n) * 250 * time.Millisecond)
-		if d := b.e.LoadDeadline(); !d.IsZero() && !now.Before(d) {
-			if _, err := b.e.HandleLoad(now); err != nil {
-				t.Fatal(err)
-			}
-		}
-		hit := a.e.HIT()
-		binary.BigEndian.PutUint64(hit[8:], uint64(n)+1)
-		i2, _ := floodI2(t, b, template, hit, now)
-		if _, err := b.e.Handle(now, i2, nil); !errors.Is(err, ErrBadMAC) {
-			t.Fatal(err)
-		}
-	}
+	flood(t, a, b, i2Of(t, a, b), 8, 250*time.Millisecond) // 4/s for 2 s
 	if b.e.Stats().DifficultyChanges == 0 || b.e.PuzzleDifficulty() <= 2 {
 		t.Fatalf("#K %d after a MODP flood at a tenth of the threshold", b.e.PuzzleDifficulty())
 	}

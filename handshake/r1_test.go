@@ -39,8 +39,7 @@ func withPuzzle(t testing.TB, r1 []byte, puzzle []byte) []byte {
 
 // i1SentPair returns a in I1-SENT with b, and b's genuine R1.
 func i1SentPair(t testing.TB) (a, b *host, r1 []byte) {
-	ka, kb := fixedKeys(t)
-	a, b = newHost(t, "a", Config{Identity: ka, PuzzleDifficulty: 1}), newHost(t, "b", Config{Identity: kb, PuzzleDifficulty: 1})
+	a, b = fixedHosts(t)
 	i1 := a.initiate(t0, b.e.HIT())
 	out := b.deliver(t0, i1[0])
 	if len(out) != 1 || ptype(out[0]) != wire.R1 {

@@ -155,16 +155,25 @@ func TestPeerLeavesBeforeAnswer(t *testing.T) {
 				r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 				_, err = r.c.Read(make([]byte, 1))
 			}
-			if !errors.Is(err, syscall.ECONNRESET) || !errors.Is(err, overlay.ErrPeerLeft) {
-				t.Errorf("%v, want ECONNRESET and overlay.ErrPeerLeft", err)
-			}
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("failed %v after the server closed", d)
-			}
-			if n := client.stack.Stats().BEX.Started; n != 1 {
-				t.Errorf("%d base exchanges started, want 1 (no redial of a peer that left)", n)
-			}
+			leftAtOnce(t, client, err, start)
 		})
+	}
+}
+
+// leftAtOnce checks err, what a stream of client's got when its server
+// left at start: ECONNRESET and ErrPeerLeft (not net.ErrClosed, which
+// says this side closed), within 2 s, and no base exchange started to
+// redial a peer that is gone.
+func leftAtOnce(t *testing.T, client *Node, err error, start time.Time) {
+	t.Helper()
+	if !errors.Is(err, syscall.ECONNRESET) || !errors.Is(err, ErrPeerLeft) || errors.Is(err, net.ErrClosed) {
+		t.Errorf("%v, want ECONNRESET and ErrPeerLeft", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("failed %v after the server closed", d)
+	}
+	if n := client.stack.Stats().BEX.Started; n != 1 {
+		t.Errorf("%d base exchanges started, want 1 (no redial of a peer that left)", n)
 	}
 }
 
@@ -243,18 +252,9 @@ func TestPeerLeavesEstablished(t *testing.T) {
 			time.Sleep(20 * time.Millisecond) // the Read is waiting
 			start := time.Now()
 			go server.Close() // waits a second for the CLOSE_ACK the path drops
-			err := <-read
-			if !errors.Is(err, syscall.ECONNRESET) || !errors.Is(err, ErrPeerLeft) || errors.Is(err, net.ErrClosed) {
-				t.Errorf("Read: %v, want ECONNRESET and ErrPeerLeft", err)
-			}
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("Read failed %v after the server closed", d)
-			}
+			leftAtOnce(t, client, <-read, start)
 			if _, err := warm.Write([]byte("late")); !errors.Is(err, syscall.EPIPE) || !errors.Is(err, ErrPeerLeft) {
 				t.Errorf("Write: %v, want EPIPE and ErrPeerLeft", err)
-			}
-			if n := client.stack.Stats().BEX.Started; n != 1 {
-				t.Errorf("%d base exchanges started, want 1", n)
 			}
 		})
 	}
