@@ -306,17 +306,25 @@ func (r *forwarder) set(k fwdKey, to netip.AddrPort, owner, peer wire.HIT, now t
 	case e == nil && len(r.fwd) >= r.cfg.maxForwards:
 		r.tableFull.Add(1)
 		return
-	case e != nil && (e.owner != owner || e.peer != peer) && r.reg.serves(e.owner, wire.RegTypeRelayUDPHIP, now):
+	case e != nil && !e.between(owner, peer) && r.reg.serves(e.owner, wire.RegTypeRelayUDPHIP, now):
 		r.forged.Add(1)
 		r.log.Debug("relay drop", "reason", "spi of another flow", "spi", k.spi, "from", k.from, "host", owner.String())
 		return
-	case e != nil && e.to == to && e.owner == owner && e.peer == peer:
+	case e != nil && e.to == to && e.owner == owner:
 		e.used.Store(now.UnixNano())
 		return
 	}
 	e = &fwdEntry{to: to, owner: owner, peer: peer}
 	e.used.Store(now.UnixNano())
 	r.fwd[k] = e
+}
+
+// between reports whether e carries a flow between h and p, whichever
+// made it: when both are registered with us, each side's packets set up
+// and refresh the same entries (the SPI one announces, from the other's
+// address).
+func (e *fwdEntry) between(h, p wire.HIT) bool {
+	return e.owner == h && e.peer == p || e.owner == p && e.peer == h
 }
 
 // lookup is the read loop's ESP forwarding lookup: only while the

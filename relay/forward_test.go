@@ -153,7 +153,15 @@ func TestForwardNotRedirectedByAnother(t *testing.T) {
 	if to, _ := lookupNow(r, 0x1111, pAt); to != hAt2 {
 		t.Errorf("after h moved, p's ESP to h goes to %v", to)
 	}
-	if r.forged.Load() < 2 {
+	// p, registered too, moves: its own announcement of the SPI h sends
+	// to it redirects h's ESP to p (each side sets the same entries).
+	grantRelay(t, r, p)
+	pAt2 := netip.MustParseAddrPort("198.18.0.8:2002")
+	r.activate(p, espInfoPacket(t, wire.UPDATE, p, h, 0x2222), pAt2, hAt, now)
+	if to, _ := lookupNow(r, 0x2222, hAt); to != pAt2 {
+		t.Errorf("after p moved, h's ESP to p goes to %v", to)
+	}
+	if r.forged.Load() != 2 {
 		t.Errorf("%d refused redirections counted, want 2", r.forged.Load())
 	}
 }
