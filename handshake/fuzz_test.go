@@ -97,24 +97,31 @@ func TestWriteFuzzSeeds(t *testing.T) {
 func FuzzHandle(f *testing.F) {
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		a, b, _ := fixedPair(t)
-		ba := b.a(a)
-		before := ba.Info()
-		now := t0.Add(time.Second)
-		res, err := b.e.Handle(now, pkt, ba)
-		if err == nil {
-			return // a valid packet may legitimately change state
-		}
-		if res.Assoc != nil && res.Assoc != ba {
-			t.Fatal("a rejected packet created an association")
-		}
-		if ba.Info() != before {
-			t.Fatalf("rejected packet (%v) changed the association: %+v -> %+v", err, before, ba.Info())
-		}
-		if out := ba.Outgoing(); len(out) != 0 {
-			t.Fatalf("rejected packet (%v) made the association send %v", err, ptype(out[0]))
-		}
-		if res.Reply != nil && ptype(res.Reply) != wire.NOTIFY {
-			t.Fatalf("rejected packet answered with %v", ptype(res.Reply))
-		}
+		handleRejected(t, b, b.a(a), pkt, t0.Add(time.Second))
 	})
+}
+
+// handleRejected hands pkt to h's association x: if it is rejected, it
+// must leave x as it was, make it send nothing, create no association,
+// and be answered with nothing but a NOTIFY. (A valid packet may
+// legitimately change state.)
+func handleRejected(t *testing.T, h *host, x *Association, pkt []byte, now time.Time) {
+	t.Helper()
+	before := x.Info()
+	res, err := h.e.Handle(now, pkt, x)
+	if err == nil {
+		return
+	}
+	if res.Assoc != nil && res.Assoc != x {
+		t.Fatal("a rejected packet created an association")
+	}
+	if x.Info() != before {
+		t.Fatalf("rejected packet (%v) changed the association: %+v -> %+v", err, before, x.Info())
+	}
+	if out := x.Outgoing(); len(out) != 0 {
+		t.Fatalf("rejected packet (%v) made the association send %v", err, ptype(out[0]))
+	}
+	if res.Reply != nil && ptype(res.Reply) != wire.NOTIFY {
+		t.Fatalf("rejected packet answered with %v", ptype(res.Reply))
+	}
 }

@@ -81,20 +81,7 @@ func FuzzHandleI1Sent(f *testing.F) {
 		ab := a.e.Initiate(t0, b.e.HIT())
 		ab.Outgoing()
 		ab.Events()
-		before := ab.Info()
-		res, err := a.e.Handle(t0.Add(time.Millisecond), pkt, ab)
-		if err == nil {
-			return
-		}
-		if res.Assoc != nil && res.Assoc != ab {
-			t.Fatal("a rejected packet created an association")
-		}
-		if ab.Info() != before {
-			t.Fatalf("rejected packet (%v) changed the association: %+v -> %+v", err, before, ab.Info())
-		}
-		if out := ab.Outgoing(); len(out) != 0 {
-			t.Fatalf("rejected packet (%v) made the association send %v", err, ptype(out[0]))
-		}
+		handleRejected(t, a, ab, pkt, t0.Add(time.Millisecond))
 	})
 }
 
