@@ -509,13 +509,15 @@ func (a *Association) updateESP(now time.Time, m updateMsg, info *wire.ESPInfo, 
 			a.emit(Event{Kind: EventRegistration, Registration: reg})
 		}
 		return a.maybeFinishRekey(now)
-	case a.Rekeying() && a.upd.ph.peerInfo != nil:
-		// The peer's half of the rekey under way is in already: this one
-		// starts its next, sent once it finished the current one, whose
-		// ACK to our ESP_INFO is still on its way (or lost and to be
-		// resent). Taken as the current one's half it would pair that
-		// one's keys with this one's SPI. Acknowledged now, answered once
-		// ours is done (maybeFinishRekey).
+	case a.Rekeying() && a.upd.ph.peerInfo != nil && info.OldSPI == a.upd.ph.peerInfo.NewSPI:
+		// The peer's half of the rekey under way is in already, and this
+		// one's OLD SPI is that half's NEW: the peer finished the current
+		// rekey (our ACK of its ESP_INFO is on its way, or lost and to be
+		// resent) and starts its next. Taken as the current one's half it
+		// would pair that one's keys with this one's SPI. Acknowledged
+		// now, answered once ours is done (maybeFinishRekey). (A peer
+		// that restarts the current rekey names its old SA as OLD SPI:
+		// that is the current half anew, below.)
 		a.upd.ph.deferred = &peerRekey{info: *info, dh: peerDH}
 		return a.sendAck(m.seq.UpdateID, nil, m.echoReq)
 	case a.Rekeying():

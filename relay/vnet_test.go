@@ -325,6 +325,7 @@ func TestVNetLossyWAN(t *testing.T) {
 func TestVNetDirectPathFallback(t *testing.T) {
 	t.Parallel()
 	w := newVNet(t, nil)
+	w.cuts = true
 	var cut atomic.Bool
 	w.drop(func(c vnet.Chunk) bool {
 		src, dst := chunkIPs(c)

@@ -63,10 +63,13 @@ var vnetWorlds struct {
 
 // vnetWorld is one virtual network.
 type vnetWorld struct {
-	t       testing.TB
-	logs    logging.LoggerFactory
-	wan     *vnet.Router
-	imp     *impairment // nil: a perfect WAN
+	t    testing.TB
+	logs logging.LoggerFactory
+	wan  *vnet.Router
+	imp  *impairment // nil: a perfect WAN
+	// cuts: the test cuts paths (drop), so an UPDATE in flight at a cut
+	// must outlast the fallback to the relay (handshake).
+	cuts    bool
 	lans    int
 	pubs    int
 	started bool
@@ -468,10 +471,16 @@ func (w *vnetWorld) logger(name string) (*slog.Logger, *pathEvents) {
 // slows the crypto.
 func (w *vnetWorld) lossyHandshake(c *overlay.Config) { c.Handshake = w.handshake() }
 
-// handshake is fastHandshake, with more retries on a lossy WAN.
+// handshake is fastHandshake, with more retries on a lossy WAN, and
+// where the test cuts a path: fastHandshake gives an UPDATE up after
+// 750 ms (RFC 7401 §6.11 step 4: the association is closed), before the
+// locator Set's fallback to the relay (about 1.65 s) could carry its
+// retransmission, so an UPDATE that happened to be in flight at the cut
+// (more often so under the race detector, on a loaded machine) ended
+// the association the test wants to see move.
 func (w *vnetWorld) handshake() handshake.Config {
 	h := fastHandshake()
-	if w.imp != nil {
+	if w.imp != nil || w.cuts {
 		h.Retries = 6 // 50 ms doubling: 6.35 s
 	}
 	return h
