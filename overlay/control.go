@@ -321,6 +321,11 @@ func (c *control) event(p *peer, a *handshake.Association, ev handshake.Event, n
 		s.relayEnded(p.hit)
 		c.clearPath(p)
 		c.resetPath(p)
+		// The record first (CLOSING, or CLOSED after the peer's CLOSE),
+		// then the SAs: a writer that finds no SA then finds the record
+		// that says why (segment.go, SetSegmentReopens), rather than an
+		// ESTABLISHED one a moment behind.
+		c.record(p, a)
 		c.removeSAs(p)
 		c.discardPending(p)
 		c.assocEnded(p)

@@ -165,10 +165,10 @@ func (t *segments) mayReopen(proto uint8, seg []byte) bool {
 // mayReopenPending keeps, of what is queued for p, whose association
 // the peer ended with CLOSE, only the segments that may start a new one
 // (SetSegmentReopens), and reports whether any is left. WriteSegment
-// checks the same before it queues, but it may have found the SAs gone
-// and the record not yet CLOSED: the control goroutine removes the one
-// before it writes the other, in the same step. Inner UDP datagrams are
-// kept: InnerConn's auto-connect rule decided for them. Control
+// checks the same before it queues, and the record says CLOSED before the
+// SAs go (control.go, EventClosed); this is the same rule where the
+// exchange would start, whatever queued the segment. Inner UDP datagrams
+// are kept: InnerConn's auto-connect rule decided for them. Control
 // goroutine only.
 func (s *Stack) mayReopenPending(p *peer) bool {
 	p.mu.Lock()
