@@ -150,13 +150,11 @@ func (l segmentLink) MaxSegment(hit wire.HIT) (int, bool) {
 // Live lets the transport skip Associate when the association is up.
 func (l segmentLink) Live(hit wire.HIT) bool { return l.st.Live(hit) }
 
-// WatchAssociation and ClosedByPeer let a Dial fail as soon as its peer
-// ends the association.
-func (l segmentLink) WatchAssociation(hit wire.HIT) (bool, <-chan struct{}) {
+// WatchAssociation lets a Dial, and a connection, fail as soon as its
+// peer ends the association with CLOSE.
+func (l segmentLink) WatchAssociation(hit wire.HIT) (overlay.AssocWatch, <-chan struct{}) {
 	return l.st.WatchAssociation(hit)
 }
-
-func (l segmentLink) ClosedByPeer(hit wire.HIT) bool { return l.st.ClosedByPeer(hit) }
 
 // SetSegmentReopens lets the transport say which of its segments may start
 // a base exchange with a peer that closed the association.

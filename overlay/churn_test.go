@@ -21,8 +21,8 @@ func waitClosed(t *testing.T, s *Stack, h [16]byte, within time.Duration) {
 	t.Helper()
 	timeout := time.After(within)
 	for {
-		live, changed := s.WatchAssociation(h)
-		if !live {
+		w, changed := s.WatchAssociation(h)
+		if !w.Live {
 			return
 		}
 		select {
@@ -37,22 +37,93 @@ func waitClosed(t *testing.T, s *Stack, h [16]byte, within time.Duration) {
 // base exchange on, and wakes its watcher when a CLOSE ends it.
 func TestWatchAssociation(t *testing.T) {
 	a, b := connected(t, nil, nil)
-	live, changed := b.WatchAssociation(a.HIT())
-	if !live {
-		t.Fatalf("association live = false after the base exchange: %+v", b.Peers())
+	w, changed := b.WatchAssociation(a.HIT())
+	if !w.Live || w.Gen == 0 || w.LeftGen != 0 {
+		t.Fatalf("after the base exchange: %+v; want live, a generation, none left: %+v", w, b.Peers())
 	}
 	select {
 	case <-changed:
 		// The Initiator's first ESP (or anything else) moved R2-SENT on.
 	default:
 	}
-	if live, _ := b.WatchAssociation(testKey(t, 5).HIT()); live {
-		t.Fatal("a HIT without an association is live")
+	if w, _ := b.WatchAssociation(testKey(t, 5).HIT()); w != (AssocWatch{}) {
+		t.Fatalf("a HIT without an association: %+v", w)
 	}
 	a.Close()
 	waitClosed(t, b, a.HIT(), 2*time.Second)
 	if p, ok := peerInfo(b, a.HIT()); !ok || p.State != handshake.Closed.String() {
 		t.Fatalf("after CLOSE: %+v, %v; want the CLOSED record", p, ok)
+	}
+}
+
+// TestAssociationGenerations: a new association with the same peer gets a
+// new, greater Gen; the peer's CLOSE of the last one stays visible in
+// LeftGen after the next comes up, so a watcher that looks only then
+// still learns that the association it saw was ended by the peer.
+func TestAssociationGenerations(t *testing.T) {
+	a, b := connected(t, nil, nil)
+	first, _ := a.WatchAssociation(b.HIT())
+	if wb, _ := b.WatchAssociation(a.HIT()); !first.Live || first.Gen == 0 || !wb.Live || wb.Gen == 0 {
+		t.Fatalf("after the base exchange: a %+v, b %+v", first, wb)
+	}
+	b.Close()
+	waitClosed(t, a, b.HIT(), 2*time.Second)
+	closed, _ := a.WatchAssociation(b.HIT())
+	if closed.Gen != first.Gen || !closed.LeftSince(first.Gen) {
+		t.Fatalf("after b's CLOSE: %+v, want Gen %d left", closed, first.Gen)
+	}
+
+	b2 := newTestStack(t, 1, nil) // b again, same identity, new port
+	a.AddPeer(b2.HIT(), b2.LocalAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b2.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	next, _ := a.WatchAssociation(b.HIT())
+	if !next.Live || next.Gen <= first.Gen {
+		t.Fatalf("next association: %+v, want live with Gen > %d", next, first.Gen)
+	}
+	if !next.LeftSince(first.Gen) || next.LeftSince(next.Gen) {
+		t.Fatalf("next association: %+v, want the first left and the next not", next)
+	}
+}
+
+// TestGenerationRules: which changes of a record make a new association
+// (assocTable.generations), on records alone.
+func TestGenerationRules(t *testing.T) {
+	tbl := newAssocTable()
+	var h wire.HIT
+	h[15] = 1
+	put := func(st handshake.State) AssocWatch {
+		tbl.put(&assocRecord{HIT: h, Info: handshake.Info{State: st, InSPI: uint32(tbl.gens)}})
+		r := tbl.get(h)
+		return AssocWatch{Live: r.live(), Gen: r.gen, LeftGen: r.leftGen}
+	}
+	steps := []struct {
+		st           handshake.State
+		gen, leftGen uint64
+	}{
+		{handshake.I1Sent, 0, 0},
+		{handshake.I2Sent, 0, 0},
+		{handshake.Established, 1, 0}, // the Initiator's exchange completes
+		{handshake.Established, 1, 0}, // a rekey: new SPIs, same association
+		{handshake.R2Sent, 2, 0},      // an I2 in ESTABLISHED: a new exchange
+		{handshake.Established, 2, 0},
+		{handshake.Closed, 2, 2}, // the peer's CLOSE
+		{handshake.Closed, 2, 2},
+		{handshake.R2Sent, 3, 2},  // an I2 in CLOSED
+		{handshake.Closing, 3, 2}, // our own close is not the peer's
+		{handshake.Closed, 3, 3},  // but a crossing CLOSE is
+	}
+	for i, s := range steps {
+		if w := put(s.st); w.Gen != s.gen || w.LeftGen != s.leftGen {
+			t.Errorf("step %d (%v): Gen %d LeftGen %d, want %d %d", i, s.st, w.Gen, w.LeftGen, s.gen, s.leftGen)
+		}
+	}
+	tbl.delete(h)
+	if w := put(handshake.R2Sent); w.Gen != 4 || w.LeftGen != 0 {
+		t.Errorf("a record made anew: %+v, want Gen 4 and nothing left", w)
 	}
 }
 

@@ -208,7 +208,7 @@ func (c *InnerConn) Live(hit wire.HIT) bool { return c.s.Live(hit) }
 
 // WatchAssociation is Stack.WatchAssociation, for a user that holds only
 // the InnerConn.
-func (c *InnerConn) WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{}) {
+func (c *InnerConn) WatchAssociation(hit wire.HIT) (w AssocWatch, changed <-chan struct{}) {
 	return c.s.WatchAssociation(hit)
 }
 

@@ -36,6 +36,9 @@ type assocRecord struct {
 	Info     handshake.Info    // its State is the record's
 	Identity *hostid.PublicKey // nil until authenticated
 	peer     *peer
+	// gen and leftGen are AssocWatch's Gen and LeftGen, which put works
+	// out from the record this one replaces.
+	gen, leftGen uint64
 }
 
 // assocTable holds the records. Writers are the control goroutine only;
@@ -54,22 +57,48 @@ type assocTable struct {
 	// now and then (they look again, as they must anyway), and a watch of
 	// a HIT that never comes costs nothing per HIT.
 	created chan struct{}
+	// gens is the last generation given to an association (put).
+	gens uint64
 }
 
 func newAssocTable() *assocTable {
 	return &assocTable{recs: map[wire.HIT]*assocRecord{}, watch: map[wire.HIT]chan struct{}{}}
 }
 
-// put inserts or replaces r.
+// put inserts or replaces r, and numbers its association (generations).
 func (t *assocTable) put(r *assocRecord) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, had := t.recs[r.HIT]
+	prev, had := t.recs[r.HIT]
+	t.generations(prev, r)
 	t.recs[r.HIT] = r
 	t.fire(r.HIT)
 	if !had && t.created != nil {
 		close(t.created)
 		t.created = nil
+	}
+}
+
+// generations sets r's gen and leftGen from prev, the record r replaces
+// (nil if none); t.mu is held. An association gets a new number when it
+// becomes live: from a state that was not (the exchange completed, on
+// either side), or from ESTABLISHED to R2-SENT, which only a new base
+// exchange with the peer reaches (an I2 in ESTABLISHED, RFC 7401 §4.4.4:
+// the peer restarted). Rekeying, a move and the other states keep it.
+// The association's end by the peer's CLOSE (state CLOSED, as
+// ClosedByPeer) is noted as leftGen, and carried for as long as the peer
+// has a record.
+func (t *assocTable) generations(prev, r *assocRecord) {
+	if prev != nil {
+		r.gen, r.leftGen = prev.gen, prev.leftGen
+	}
+	st := r.Info.State
+	if r.live() && (!prev.live() || st == handshake.R2Sent && prev.Info.State == handshake.Established) {
+		t.gens++
+		r.gen = t.gens
+	}
+	if st == handshake.Closed && (prev == nil || prev.Info.State != handshake.Closed) {
+		r.leftGen = r.gen
 	}
 }
 
@@ -141,25 +170,50 @@ func (t *assocTable) states() map[string]int {
 	return m
 }
 
-// WatchAssociation reports whether the association with hit can carry data
-// now (R2-SENT or ESTABLISHED: it has both SAs), and returns a channel that
-// is closed at the next change of its record: of its state, SAs or
-// locator, or when it is created or forgotten (and, while there is no
-// record, maybe at the creation of another: look again). A caller that must act when
-// the association ends (package streams closes the peer's QUIC
-// connections) loops: wait for changed, call again, until live is false.
+// AssocWatch is one look at the association with a peer
+// (WatchAssociation).
+type AssocWatch struct {
+	// Live: the association can carry data now (R2-SENT or ESTABLISHED:
+	// it has both SAs).
+	Live bool
+	// Gen numbers the association that is live, or else the last one
+	// that was; 0 if none has been since the peer's record was created.
+	// Each new association gets a number greater than any before it in
+	// this Stack; rekeying and moves keep it. A watcher that misses a
+	// change (an association ended and the next came up before it
+	// looked) sees it here: Gen differs from the one it saw.
+	Gen uint64
+	// LeftGen is the Gen of the last association that the peer ended
+	// with its CLOSE (ClosedByPeer), 0 if none.
+	LeftGen uint64
+}
+
+// LeftSince reports whether the peer ended association gen, or a later
+// one, with its CLOSE.
+func (w AssocWatch) LeftSince(gen uint64) bool { return w.LeftGen != 0 && w.LeftGen >= gen }
+
+// WatchAssociation looks at the association with hit, and returns a
+// channel that is closed at the next change of its record: of its state,
+// SAs or locator, or when it is created or forgotten (and, while there is
+// no record, maybe at the creation of another: look again). A caller that
+// must act when the association ends (package streams closes the peer's
+// QUIC connections) loops: wait for changed, look again, until it is no
+// longer live or its Gen is not the one it saw.
 //
 // The control goroutine writes the record after it has acted on the
-// association's events, so when live turns false the SAs are already
+// association's events, so when Live turns false the SAs are already
 // out of the data path. It costs no goroutine and nothing per packet, and
 // one channel per watched record (assocTable.watch).
-func (s *Stack) WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{}) {
+func (s *Stack) WatchAssociation(hit wire.HIT) (w AssocWatch, changed <-chan struct{}) {
 	r, ch := s.db.watchOf(hit)
-	return r.live(), ch
+	if r != nil {
+		w = AssocWatch{Live: r.live(), Gen: r.gen, LeftGen: r.leftGen}
+	}
+	return w, ch
 }
 
 // Live reports whether the association with hit can carry data now, as
-// WatchAssociation does, without making a channel.
+// WatchAssociation's Live, without making a channel.
 func (s *Stack) Live(hit wire.HIT) bool { return s.db.get(hit).live() }
 
 // ClosedByPeer reports whether the association with hit ended with the

@@ -26,20 +26,29 @@ type assocPC struct {
 	associates  atomic.Int32 // calls of associate
 
 	mu      sync.Mutex
-	live    map[wire.HIT]bool
+	w       map[wire.HIT]overlay.AssocWatch
+	gens    uint64
 	byPeer  map[wire.HIT]bool // ClosedByPeer
 	changed map[wire.HIT]chan struct{}
 }
 
+// The fakes are what the Manager takes them for.
+var (
+	_ associations = (*assocPC)(nil)
+	_ peerCloses   = (*assocPC)(nil)
+	_ associations = (*overlay.InnerConn)(nil)
+	_ peerCloses   = (*overlay.InnerConn)(nil)
+)
+
 func newAssocPC(pc *loopPC) *assocPC {
-	a := &assocPC{loopPC: pc, live: map[wire.HIT]bool{}, byPeer: map[wire.HIT]bool{}, changed: map[wire.HIT]chan struct{}{}}
+	a := &assocPC{loopPC: pc, w: map[wire.HIT]overlay.AssocWatch{}, byPeer: map[wire.HIT]bool{}, changed: map[wire.HIT]chan struct{}{}}
 	a.autoConnect.Store(true)
 	return a
 }
 
 func (a *assocPC) SetAutoConnect(on bool) { a.autoConnect.Store(on) }
 
-func (a *assocPC) WatchAssociation(h wire.HIT) (bool, <-chan struct{}) {
+func (a *assocPC) WatchAssociation(h wire.HIT) (overlay.AssocWatch, <-chan struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ch := a.changed[h]
@@ -47,13 +56,13 @@ func (a *assocPC) WatchAssociation(h wire.HIT) (bool, <-chan struct{}) {
 		ch = make(chan struct{})
 		a.changed[h] = ch
 	}
-	return a.live[h], ch
+	return a.w[h], ch
 }
 
 func (a *assocPC) Live(h wire.HIT) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.live[h]
+	return a.w[h].Live
 }
 
 func (a *assocPC) ClosedByPeer(h wire.HIT) bool {
@@ -68,7 +77,37 @@ func (a *assocPC) set(h wire.HIT, live bool) { a.end(h, live, false) }
 func (a *assocPC) end(h wire.HIT, live, byPeer bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.live[h], a.byPeer[h] = live, byPeer
+	a.byPeer[h] = byPeer
+	a.setLocked(h, live, byPeer)
+	a.fireLocked(h)
+}
+
+// replace ends h's association, byPeer or not, and brings up the next at
+// once: a watcher wakes only after both.
+func (a *assocPC) replace(h wire.HIT, byPeer bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.setLocked(h, false, byPeer)
+	a.setLocked(h, true, false)
+	a.fireLocked(h)
+}
+
+// setLocked gives h's association its state as the overlay's record does
+// (AssocWatch); a.mu is held.
+func (a *assocPC) setLocked(h wire.HIT, live, byPeer bool) {
+	w := a.w[h]
+	if live && !w.Live {
+		a.gens++
+		w.Gen = a.gens
+	}
+	if !live && byPeer {
+		w.LeftGen = w.Gen
+	}
+	w.Live = live
+	a.w[h] = w
+}
+
+func (a *assocPC) fireLocked(h wire.HIT) {
 	if ch := a.changed[h]; ch != nil {
 		close(ch)
 		delete(a.changed, h)
@@ -143,6 +182,38 @@ func TestAssociationEndClosesConnection(t *testing.T) {
 	}
 	if _, err := io.ReadFull(c2, make([]byte, 4)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAssociationReplacedClosesConnection: a connection also ends when
+// its association ends and the next one with the peer comes up before the
+// watch could look (the peer closed and came back at once): its keys came
+// from the secret of the one that ended, and the peer's end of it is
+// gone. Its streams fail as the peer's leaving says.
+func TestAssociationReplacedClosesConnection(t *testing.T) {
+	var apc *assocPC
+	m, b := assocManager(t, func(a *assocPC, _ *node, cfg *Config) net.PacketConn {
+		apc, cfg.Associate = a, a.associate
+		return a
+	})
+	echoOn(t, b, 7)
+	c, err := m.Dial(dialCtx(t), b.hit, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the ACKs go out (as above)
+	apc.replace(b.hit, true)
+	waitGone(t, m)
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, overlay.ErrPeerLeft) {
+		t.Fatalf("read on a stream whose association the peer ended: %v, want ErrPeerLeft", err)
 	}
 }
 

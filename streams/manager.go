@@ -89,8 +89,9 @@ type Manager struct {
 // as soon as the association with its peer ends (watchAssociation).
 type associations interface {
 	// WatchAssociation reports whether the association with hit can carry
-	// data, and returns a channel closed when that may have changed.
-	WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{})
+	// data and which it is (its generation), and returns a channel closed
+	// when that may have changed.
+	WatchAssociation(hit wire.HIT) (w overlay.AssocWatch, changed <-chan struct{})
 	// Live is WatchAssociation's answer alone: a read, with no channel
 	// and no write lock, for the check every Dial makes.
 	Live(hit wire.HIT) bool
@@ -452,16 +453,24 @@ func (m *Manager) startConn(qc, closeNow *qconn) {
 // other at once). So until the association has been seen live, its
 // secret still being there is enough; once seen live, or with the secret
 // gone (the exchange failed: overlay's removeSAs drops it), not live is
-// ended.
+// ended, and so is another association (generation) than the one seen:
+// the connection's keys came from that one's secret, and it ended even if
+// the next came up before the watch could look.
 func (m *Manager) watchAssociation(qc *qconn) {
 	defer m.wg.Done()
 	done := qc.c.Context().Done()
-	seenLive := false
+	var gen uint64 // the association's, once seen live
+	var w overlay.AssocWatch
 	for {
-		live, changed := m.assoc.WatchAssociation(qc.peer)
-		if live {
-			seenLive = true
-		} else if _, keyed := m.secretFor(qc.peer); seenLive || !keyed {
+		var changed <-chan struct{}
+		w, changed = m.assoc.WatchAssociation(qc.peer)
+		if gen == 0 && w.Live {
+			gen = w.Gen
+		}
+		if gen != 0 && (!w.Live || w.Gen != gen) {
+			break
+		}
+		if _, keyed := m.secretFor(qc.peer); gen == 0 && !keyed {
 			break
 		}
 		select {
@@ -474,7 +483,11 @@ func (m *Manager) watchAssociation(qc *qconn) {
 	qc.closing = true // the idle timer and closeRetired leave it alone
 	m.mu.Unlock()
 	code, why := connCodeGone, "association ended"
-	if pc, ok := m.assoc.(peerCloses); ok && pc.ClosedByPeer(qc.peer) {
+	left := gen != 0 && w.LeftSince(gen)
+	if pc, ok := m.assoc.(peerCloses); ok && gen == 0 && pc.ClosedByPeer(qc.peer) {
+		left = true // an exchange that failed: the state is all there is
+	}
+	if left {
 		code, why = connCodeLeft, "peer closed the association"
 	}
 	m.log.Debug("streams: "+why+", closing connection", "peer", qc.peer)

@@ -45,6 +45,9 @@ type conn struct {
 	// left says whether and how the peer ended the association with
 	// CLOSE (peerleft.go: leftNot, leftReset, leftAfterFIN).
 	left atomic.Uint32
+	// gen is the association generation c rides, as far as its peer's
+	// watch knows (watchPeerOf); under t.mu.
+	gen uint64
 	// endMu orders the endpoint's Close (release) and its reset when the
 	// peer left, which must not follow Close.
 	endMu    sync.Mutex

@@ -6,6 +6,7 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/overlay"
 )
 
 // Connections whose peer left. A node that closes resets its connections
@@ -22,7 +23,7 @@ import (
 // io.EOF after the peer's FIN; Write with errPeerLeftWrite (EPIPE). So
 // does a QUIC stream of package streams when its peer leaves.
 //
-// Only the peer's CLOSE counts (Link ClosedByPeer), never our own Close
+// Only the peer's CLOSE counts (AssocWatch.LeftGen), never our own Close
 // of the association or its loss, after which TCP carries on over the
 // next association as it would over a route that came back. A CLOSE
 // from the peer says that its node closed, or that it gave the
@@ -43,13 +44,18 @@ type peerConns struct {
 }
 
 // watchPeerOf adds c to its peer's watched connections, starting the
-// watch if c is the first; t.mu is held.
+// watch if c is the first; t.mu is held. c rides the association the
+// peer's record names now (AssocWatch.Gen): c is established, and an
+// association is live before a segment crosses it, so that is c's
+// association or a later one; a CLOSE of it, or of any later one, ends c.
 func (t *Transport) watchPeerOf(c *conn) {
 	l, ok := t.link.(peerLink)
 	if !ok || t.cfg.KeepAlive < 0 {
 		return
 	}
 	peer := c.raddr.HIT
+	w, _ := l.WatchAssociation(peer)
+	c.gen = w.Gen
 	pc := t.peers[peer]
 	if pc == nil {
 		pc = &peerConns{conns: make(map[*conn]struct{}), stop: make(chan struct{})}
@@ -63,30 +69,38 @@ func (t *Transport) watchPeerOf(c *conn) {
 // unwatchPeerOf removes c from its peer's watched connections, and stops
 // the watch after the last; t.mu is held.
 func (t *Transport) unwatchPeerOf(c *conn) {
-	peer := c.raddr.HIT
-	pc := t.peers[peer]
+	pc := t.peers[c.raddr.HIT]
 	if pc == nil {
 		return
 	}
-	delete(pc.conns, c)
-	if len(pc.conns) == 0 {
-		close(pc.stop)
-		delete(t.peers, peer)
+	if _, ok := pc.conns[c]; ok {
+		delete(pc.conns, c)
+		t.endWatch(c.raddr.HIT, pc)
 	}
 }
 
-// watchPeer waits until the association with peer ends with the peer's
-// CLOSE, and then resets the connections with it. It ends then, when the
-// last of them is closed, or with the Transport. A connection is
-// established over a live association, so a CLOSE seen from the start is
-// that association's, or a later one's: never the CLOSED record of an
-// association before it.
+// endWatch stops the watch pc of peer if it holds no connection; t.mu is
+// held.
+func (t *Transport) endWatch(peer wire.HIT, pc *peerConns) bool {
+	if len(pc.conns) > 0 {
+		return false
+	}
+	close(pc.stop)
+	delete(t.peers, peer)
+	return true
+}
+
+// watchPeer waits until the peer ends, with its CLOSE, an association
+// that connections with it ride, and then resets those connections. It
+// looks at the association's generations (overlay.AssocWatch), not at
+// its state alone, so that a CLOSE the next association followed before
+// the watch could look is not missed. It ends when the last connection
+// it watches is closed or reset, or with the Transport.
 func (t *Transport) watchPeer(l peerLink, peer wire.HIT, pc *peerConns) {
 	defer t.wg.Done()
 	for {
-		live, changed := l.WatchAssociation(peer)
-		if !live && l.ClosedByPeer(peer) {
-			t.peerLeft(peer, pc)
+		w, changed := l.WatchAssociation(peer)
+		if w.LeftGen != 0 && t.peerLeft(peer, pc, w) {
 			return
 		}
 		select {
@@ -99,19 +113,24 @@ func (t *Transport) watchPeer(l peerLink, peer wire.HIT, pc *peerConns) {
 	}
 }
 
-// peerLeft resets the connections with peer that the watch pc holds. The
-// next connection with peer starts a watch of its own.
-func (t *Transport) peerLeft(peer wire.HIT, pc *peerConns) {
+// peerLeft resets the connections of pc that ride an association the
+// peer has since ended with its CLOSE (w.LeftSince their generation),
+// and reports whether none is left to watch. A connection with the peer
+// made after that CLOSE rides a later association, and carries on.
+func (t *Transport) peerLeft(peer wire.HIT, pc *peerConns, w overlay.AssocWatch) (ended bool) {
 	t.mu.Lock()
 	if t.peers[peer] != pc {
 		t.mu.Unlock()
-		return // the last connection closed meanwhile
+		return true // the last connection closed meanwhile
 	}
-	delete(t.peers, peer)
-	conns := make([]*conn, 0, len(pc.conns))
+	var conns []*conn
 	for c := range pc.conns {
-		conns = append(conns, c)
+		if w.LeftSince(c.gen) {
+			conns = append(conns, c)
+			delete(pc.conns, c)
+		}
 	}
+	ended = t.endWatch(peer, pc)
 	t.mu.Unlock()
 	n := 0
 	for _, c := range conns {
@@ -119,7 +138,10 @@ func (t *Transport) peerLeft(peer wire.HIT, pc *peerConns) {
 			n++
 		}
 	}
-	t.log.Debug("netstack: peer closed the association", "peer", peer, "reset", n)
+	if len(conns) > 0 {
+		t.log.Debug("netstack: peer closed the association", "peer", peer, "reset", n)
+	}
+	return ended
 }
 
 // How a connection's peer left (conn.left).

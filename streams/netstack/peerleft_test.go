@@ -17,36 +17,71 @@ import (
 )
 
 // assocLink is a fakeLink that reports on its associations (a peerLink),
-// as the overlay does: live, or ended, by the peer's CLOSE or not.
+// as the overlay does: each peer's association is live, with generation
+// 1, until end or replace.
 type assocLink struct {
 	*fakeLink
 	mu      sync.Mutex
-	ended   map[wire.HIT]bool // present: not live; true: by the peer's CLOSE
+	w       map[wire.HIT]overlay.AssocWatch
+	gens    uint64
 	changed chan struct{}
 }
 
+// The fake is a peerLink, and so is the overlay's Stack.
+var (
+	_ peerLink = (*assocLink)(nil)
+	_ peerLink = (*overlay.Stack)(nil)
+)
+
 func newAssocLink(l *fakeLink) *assocLink {
-	return &assocLink{fakeLink: l, ended: make(map[wire.HIT]bool), changed: make(chan struct{})}
+	return &assocLink{fakeLink: l, w: make(map[wire.HIT]overlay.AssocWatch), gens: 1, changed: make(chan struct{})}
 }
 
-func (l *assocLink) WatchAssociation(hit wire.HIT) (bool, <-chan struct{}) {
+func (l *assocLink) WatchAssociation(hit wire.HIT) (overlay.AssocWatch, <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, ended := l.ended[hit]
-	return !ended, l.changed
+	return l.lookLocked(hit), l.changed
 }
 
-func (l *assocLink) ClosedByPeer(hit wire.HIT) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.ended[hit]
+func (l *assocLink) lookLocked(hit wire.HIT) overlay.AssocWatch {
+	w, ok := l.w[hit]
+	if !ok {
+		w = overlay.AssocWatch{Live: true, Gen: 1}
+	}
+	return w
 }
 
 // end ends the association with hit, byPeer or not, and tells watchers.
 func (l *assocLink) end(hit wire.HIT, byPeer bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.ended[hit] = byPeer
+	l.endLocked(hit, byPeer)
+	l.fireLocked()
+}
+
+// replace ends the association with hit, byPeer or not, and brings up
+// the next before the watchers wake.
+func (l *assocLink) replace(hit wire.HIT, byPeer bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.endLocked(hit, byPeer)
+	w := l.w[hit]
+	l.gens++
+	w.Live, w.Gen = true, l.gens
+	l.w[hit] = w
+	l.fireLocked()
+}
+
+func (l *assocLink) endLocked(hit wire.HIT, byPeer bool) {
+	w := l.lookLocked(hit)
+	w.Live = false
+	if byPeer {
+		w.LeftGen = w.Gen
+	}
+	l.w[hit] = w
+}
+
+func (l *assocLink) fireLocked() {
 	close(l.changed)
 	l.changed = make(chan struct{})
 }
@@ -162,6 +197,46 @@ func TestPeerLeftResets(t *testing.T) {
 	rest, err := io.ReadAll(finished)
 	if err != nil || string(rest) != " words" {
 		t.Errorf("the finished connection read %q, %v; want \" words\", nil", rest, err)
+	}
+}
+
+// TestPeerLeftAndBack: the peer's CLOSE resets the connections over the
+// association it ended even when the next association with the peer is
+// up before the watch looks (the peer closed and came straight back, or
+// dialled us again); a connection made over the next one carries on.
+func TestPeerLeftAndBack(t *testing.T) {
+	a, la, b, dialed, _ := peerLeftPair(t, 1, Config{})
+	old := dialed[0]
+	cut(la, b)
+	la.replace(b.local, true)
+	if !waitFor(func() bool { return old.(*conn).left.Load() != leftNot }) {
+		t.Fatal("the connection over the association the peer ended was not reset")
+	}
+	if _, err := old.Write([]byte("y")); !errors.Is(err, overlay.ErrPeerLeft) {
+		t.Errorf("Write: %v, want ErrPeerLeft", err)
+	}
+
+	la.setTap(nil)
+	b.link.(*fakeLink).setTap(nil)
+	l, err := b.Listen(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fresh := dial(t, a, b.local, 8)
+	sc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	la.end(wire.HIT{}, true) // another peer's CLOSE wakes the watch
+	time.Sleep(50 * time.Millisecond)
+	if _, err := fresh.Write([]byte("z")); err != nil {
+		t.Fatalf("a connection over the next association: %v", err)
+	}
+	sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(sc, make([]byte, 1)); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -311,26 +311,28 @@ type liveLink interface {
 	Live(hit wire.HIT) bool
 }
 
-// peerLink is a Link that reports on its associations and tells a peer's
-// CLOSE from a lost association (hipnet's adapter of the overlay's Stack
-// does): a Dial then fails as soon as the peer ends the association.
+// peerLink is a Link that reports on its associations, their
+// generations and which of them the peer ended with CLOSE (hipnet's
+// adapter of the overlay's Stack does): a Dial then fails as soon as the
+// peer ends the association, and a connection as soon as the peer ends
+// the one it rides (peerleft.go).
 type peerLink interface {
-	WatchAssociation(hit wire.HIT) (live bool, changed <-chan struct{})
-	ClosedByPeer(hit wire.HIT) bool
+	WatchAssociation(hit wire.HIT) (w overlay.AssocWatch, changed <-chan struct{})
 }
 
 // leaveWatch is a Dial's watch on the association with its peer. Without
 // it, a SYN the peer never answered (lost, or come as the peer was
 // closing) would be retransmitted after the peer's CLOSE, start a base
 // exchange with a host that is gone, and hold the Dial until its context
-// ends. It reports the peer's CLOSE of an association the Dial saw live,
-// never the CLOSED state an earlier association left behind, which the
-// Dial's own exchange replaces. The nil *leaveWatch watches nothing.
+// ends. It reports the peer's CLOSE of the association live when the
+// Dial began or of a later one (from), never of an association before
+// it, whose CLOSED record the Dial's own exchange replaces. The nil
+// *leaveWatch watches nothing.
 type leaveWatch struct {
-	l        peerLink
-	peer     wire.HIT
-	seenLive bool
-	changed  <-chan struct{}
+	l       peerLink
+	peer    wire.HIT
+	from    uint64
+	changed <-chan struct{}
 }
 
 func (t *Transport) watchLeave(peer wire.HIT) *leaveWatch {
@@ -338,29 +340,20 @@ func (t *Transport) watchLeave(peer wire.HIT) *leaveWatch {
 	if !ok {
 		return nil
 	}
-	w := &leaveWatch{l: l, peer: peer}
-	w.left()
-	return w
+	w, changed := l.WatchAssociation(peer)
+	from := w.Gen
+	if !w.Live {
+		from++ // generations only grow: the next association's is greater
+	}
+	return &leaveWatch{l: l, peer: peer, from: from, changed: changed}
 }
 
 // left looks at the association again (and watches for its next change)
 // and reports whether the peer ended it.
 func (w *leaveWatch) left() bool {
-	live, changed := w.l.WatchAssociation(w.peer)
+	a, changed := w.l.WatchAssociation(w.peer)
 	w.changed = changed
-	if live {
-		w.seenLive = true
-		return false
-	}
-	return w.seenLive && w.l.ClosedByPeer(w.peer)
-}
-
-// established notes that Associate completed: the association was live,
-// even if it changed again before left could see it.
-func (w *leaveWatch) established() {
-	if w != nil {
-		w.seenLive = true
-	}
+	return a.LeftSince(w.from)
 }
 
 func (w *leaveWatch) change() <-chan struct{} {
@@ -413,7 +406,6 @@ func (t *Transport) awaitHandshake(ctx context.Context, ep tcpip.Endpoint, terr 
 			if a.got(err); err != nil {
 				return err
 			}
-			leave.established()
 		case <-leave.change():
 			if leave.left() {
 				return a.or(errPeerLeft)
