@@ -30,7 +30,13 @@ const (
 //   - a Binding request by its USERNAME, "<our ufrag>:<peer ufrag>"
 //     (RFC 8445 §7.2.2, RFC 5770 §5.2), which names the session;
 //   - a Binding success or error response by the transaction ID of the
-//     check it answers, which the Mux noted when the session sent it;
+//     check it answers and the address that check went to, both of which
+//     the Mux noted when the session sent it. The entry stays until it
+//     expires: a forged response (a bare error, no MESSAGE-INTEGRITY)
+//     that comes first must not use it up, or the peer's genuine,
+//     authenticated answer would find none and be dropped (RFC 8489
+//     §16.1.1: the integrity check, in pion, is what rejects the forgery;
+//     it also ignores a second response to one transaction);
 //   - nothing else: indications (the RFC 5770 §5.3 keepalives), other
 //     methods, malformed messages and packets nobody waits for are left
 //     to the caller.
@@ -58,6 +64,7 @@ type Mux struct {
 
 type txEntry struct {
 	s      *Session
+	to     netip.AddrPort // where the check went, unmapped
 	expiry time.Time
 }
 
@@ -99,11 +106,9 @@ func (m *Mux) Deliver(pkt []byte, from netip.AddrPort) bool {
 				s = m.sessions[string(user)]
 			}
 		case stun.ClassSuccessResponse, stun.ClassErrorResponse:
-			if e, ok := m.tx[msg.TransactionID]; ok {
-				delete(m.tx, msg.TransactionID)
-				if !time.Now().After(e.expiry) {
-					s = e.s
-				}
+			e, ok := m.tx[msg.TransactionID]
+			if ok && e.to == unmapped(from) && !time.Now().After(e.expiry) {
+				s = e.s
 			}
 		}
 	}
@@ -134,8 +139,9 @@ func (m *Mux) remove(s *Session) {
 	m.mu.Unlock()
 }
 
-// track notes that s sent a check with transaction ID id.
-func (m *Mux) track(id [12]byte, s *Session) {
+// track notes that s sent a check with transaction ID id to the address
+// to.
+func (m *Mux) track(id [12]byte, to netip.AddrPort, s *Session) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -150,5 +156,11 @@ func (m *Mux) track(id [12]byte, s *Session) {
 	exp := now.Add(txLifetime)
 	m.ring[(m.head+m.n)%len(m.ring)] = txRing{id: id, expiry: exp}
 	m.n++
-	m.tx[id] = txEntry{s: s, expiry: exp}
+	m.tx[id] = txEntry{s: s, to: unmapped(to), expiry: exp}
+}
+
+// unmapped is a with an IPv4-mapped IPv6 address as IPv4, as sessions see
+// addresses.
+func unmapped(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }

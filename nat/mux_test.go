@@ -102,21 +102,18 @@ func TestMuxRoutesResponses(t *testing.T) {
 	m := NewMux()
 	s := quietSession(t, m, hitA, hitB)
 	id := [12]byte{9, 8, 7}
-	m.track(id, s)
+	m.track(id, peerAddr, s)
 	if !m.Deliver(bindingResponse(t, id, stun.ClassSuccessResponse), peerAddr) {
 		t.Fatal("response to a tracked check refused")
 	}
-	if m.Deliver(bindingResponse(t, id, stun.ClassSuccessResponse), peerAddr) {
-		t.Error("a second response to one check taken")
-	}
 	id2 := [12]byte{9, 8, 8}
-	m.track(id2, s)
+	m.track(id2, peerAddr, s)
 	if !m.Deliver(bindingResponse(t, id2, stun.ClassErrorResponse), peerAddr) {
 		t.Error("error response to a tracked check refused")
 	}
 	// Expired entries do not route.
 	id3 := [12]byte{9, 8, 9}
-	m.track(id3, s)
+	m.track(id3, peerAddr, s)
 	m.mu.Lock()
 	e := m.tx[id3]
 	e.expiry = time.Now().Add(-time.Second)
@@ -127,13 +124,37 @@ func TestMuxRoutesResponses(t *testing.T) {
 	}
 }
 
+// TestMuxForgedResponse: a response from another address than the one
+// the check went to is not routed, and a forged one (no integrity) that
+// comes first does not use the entry up: the peer's genuine answer still
+// reaches the session, whose agent tells the two apart (RFC 8489
+// §16.1.1). The IPv4-mapped form of the check's address is that address.
+func TestMuxForgedResponse(t *testing.T) {
+	m := NewMux()
+	s := quietSession(t, m, hitA, hitB)
+	id := [12]byte{7, 7, 7}
+	m.track(id, peerAddr, s)
+	forged := bindingResponse(t, id, stun.ClassErrorResponse)
+	elsewhere := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.66"), peerAddr.Port())
+	if m.Deliver(forged, elsewhere) {
+		t.Error("a response from another address than the check's was routed")
+	}
+	if !m.Deliver(forged, peerAddr) {
+		t.Fatal("a response from the check's address was refused")
+	}
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(peerAddr.Addr().As16()), peerAddr.Port())
+	if !m.Deliver(bindingResponse(t, id, stun.ClassSuccessResponse), mapped) {
+		t.Error("the genuine answer after a forged one was refused")
+	}
+}
+
 func TestMuxTrackBounded(t *testing.T) {
 	m := NewMux()
 	s := quietSession(t, m, hitA, hitB)
 	for i := range txMax + 100 {
 		var id [12]byte
 		binary.BigEndian.PutUint32(id[:], uint32(i))
-		m.track(id, s)
+		m.track(id, peerAddr, s)
 	}
 	if len(m.tx) > txMax || m.n > txMax {
 		t.Errorf("%d transactions tracked (ring %d), bound %d", len(m.tx), m.n, txMax)
@@ -205,7 +226,7 @@ func FuzzMuxDeliver(f *testing.F) {
 	f.Add(Keepalive(nil))
 	f.Add([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42})
 	f.Fuzz(func(t *testing.T, pkt []byte) {
-		m.track(tracked, s)
+		m.track(tracked, peerAddr, s)
 		took := m.Deliver(pkt, peerAddr)
 		if !took {
 			return
@@ -221,4 +242,40 @@ func FuzzMuxDeliver(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSessionSourcesBounded: one recorded check replayed from many
+// spoofed sources reaches the agent from the peer's candidates and from
+// at most maxReflexive other addresses; the rest are dropped and counted,
+// so it cannot grow the agent's candidates (and its checks of them) with
+// every source (RFC 8445 §7.3.1.3).
+func TestSessionSourcesBounded(t *testing.T) {
+	m := NewMux()
+	known := netip.MustParseAddrPort("198.51.100.1:10500")
+	s, err := m.NewSession(SessionConfig{
+		LocalHIT: hitA, PeerHIT: hitB, Key: testKey,
+		Local:   netip.MustParseAddrPort("127.0.0.1:10500"),
+		Remote:  []Candidate{{Addr: known, Kind: wire.KindHost}},
+		Send:    func([]byte, netip.AddrPort) error { return nil },
+		Timeout: time.Hour,
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	req := bindingRequest(t, hitA, hitB)
+	const spoofed = 200
+	for i := range spoofed {
+		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, byte(i >> 8), byte(i)}), 4444)
+		m.Deliver(req, from)
+	}
+	m.Deliver(req, known)
+	m.Deliver(req, netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 0, 0}), 4444)) // taken before
+	st := s.Stats()
+	if st.SourceDrops != spoofed-maxReflexive {
+		t.Errorf("%d dropped by source, want %d", st.SourceDrops, spoofed-maxReflexive)
+	}
+	if got := st.Delivered + st.DeliverDrops; got != maxReflexive+2 {
+		t.Errorf("%d reached the agent's queue, want %d", got, maxReflexive+2)
+	}
 }

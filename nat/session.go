@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +93,7 @@ type Stats struct {
 	Sent         uint64 // packets handed to Send
 	SendDrops    uint64 // checks dropped because too many waited for their turn (pacing)
 	SendErrors   uint64 // Send returned an error
+	SourceDrops  uint64 // from an address that is no candidate of the peer's, past the few peer-reflexive ones taken
 }
 
 // Session runs the ICE connectivity checks (RFC 5770 §4.6, RFC 8445 §7)
@@ -150,9 +152,27 @@ type Session struct {
 	selected netip.AddrPort
 	hasSel   bool
 
+	// reflexive are the sources, other than the peer's candidates, that
+	// the session took packets from (sources).
+	srcMu     sync.Mutex
+	reflexive []netip.AddrPort
+
 	delivered, deliverDrops     atomic.Uint64
 	sent, sendDrops, sendErrors atomic.Uint64
+	sourceDrops                 atomic.Uint64
 }
+
+// maxReflexive bounds the sources other than the peer's candidates that
+// a session takes packets from. A check from an address the peer did not
+// announce is how a peer-reflexive candidate is learnt (RFC 8445
+// §7.3.1.3): its NAT's mapping toward us, one or two per address family.
+// Without a bound, one recorded check replayed from spoofed sources (STUN
+// short-term credentials do not stop a replay) would make pion add a
+// candidate, answer it and check it again and again for each source: state
+// without end, work quadratic in the sources, packets sent to addresses
+// that never asked, and the session's real checks crowded out of the
+// pacer.
+const maxReflexive = 4
 
 // NewSession starts the connectivity checks at once, in goroutines the
 // session owns until Close.
@@ -343,7 +363,11 @@ func (s *Session) deliver(pkt []byte, from netip.AddrPort) bool {
 	if s.closing.Load() {
 		return false
 	}
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	from = unmapped(from)
+	if !s.source(from) {
+		s.sourceDrops.Add(1)
+		return true
+	}
 	vc := s.v6
 	if from.Addr().Is4() {
 		vc = s.v4
@@ -359,6 +383,26 @@ func (s *Session) deliver(pkt []byte, from netip.AddrPort) bool {
 	return true
 }
 
+// source reports whether the session takes packets from addr: a
+// candidate of the peer's, or one of the first maxReflexive other sources.
+func (s *Session) source(addr netip.AddrPort) bool {
+	for _, c := range s.cfg.Remote {
+		if unmapped(c.Addr) == addr {
+			return true
+		}
+	}
+	s.srcMu.Lock()
+	defer s.srcMu.Unlock()
+	if slices.Contains(s.reflexive, addr) {
+		return true
+	}
+	if len(s.reflexive) < maxReflexive {
+		s.reflexive = append(s.reflexive, addr)
+		return true
+	}
+	return false
+}
+
 // write is the write path of the virtual conns, on pion's goroutines.
 // Requests (new checks and retransmissions) wait for the pacer;
 // responses go out at once: RFC 5770 §4.6 paces the transactions a host
@@ -367,10 +411,19 @@ func (s *Session) write(b []byte, to netip.AddrPort) (int, error) {
 	if s.closing.Load() {
 		return 0, net.ErrClosed
 	}
-	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	to = unmapped(to)
 	if id, ok := isBindingRequest(b); ok {
+		// Only a check the pacer takes gets an entry in the Mux's shared
+		// table, and before it can go out and be answered: a flood of
+		// checks the pacer drops must not push other sessions' entries
+		// out. (Two writers may both see the last free place; the one
+		// that loses it leaves an entry, which expires.)
+		if len(s.pace) == cap(s.pace) {
+			s.sendDrops.Add(1)
+			return len(b), nil
+		}
 		if s.mux != nil {
-			s.mux.track(id, s)
+			s.mux.track(id, to, s)
 		}
 		select {
 		case s.pace <- packet{b: append([]byte(nil), b...), addr: to}:
@@ -526,6 +579,7 @@ func (s *Session) Stats() Stats {
 		Sent:         s.sent.Load(),
 		SendDrops:    s.sendDrops.Load(),
 		SendErrors:   s.sendErrors.Load(),
+		SourceDrops:  s.sourceDrops.Load(),
 	}
 }
 
