@@ -30,6 +30,8 @@ type inbound struct {
 	// regRequest: it carries a REG_REQUEST, so an EventRegistration it
 	// causes is our answer as registrar (registration.go).
 	regRequest bool
+	// size is the packet's length in octets.
+	size int
 }
 
 // handlePacket feeds one control packet to the Endpoint and acts on the
@@ -45,7 +47,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 	if c.forwardControl(now, pk, pkt) {
 		return
 	}
-	in := &inbound{from: pk.from}
+	in := &inbound{from: pk.from, size: len(pk.b)}
 	var ok bool
 	if handshake.HasRendezvous(pkt) {
 		if in.rvs, ok = c.openRendezvous(now, &pk, &pkt); !ok {
@@ -157,7 +159,8 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		c.followRendezvous(p, pkt, pk.from) // rendezvous.go
 	}
 	if a != nil && (before == handshake.Established || before == handshake.R2Sent) && typ != wire.I1 && typ != wire.I2 && typ != wire.R1 &&
-		(in.via.relay == nil || in.via.relay == p.x.relay) && in.rvs.server == nil && !isProbe(pkt) && !res.Repeat {
+		(in.via.relay == nil || in.via.relay == p.x.relay) && in.rvs.server == nil && !isProbe(pkt) && !res.Repeat &&
+		typ != wire.NOTIFY && !(typ == wire.UPDATE && !hasSeq && isEchoAnswer(pkt)) {
 		// An authenticated packet of an association (the state machine
 		// checked its HIP_MAC): a sign of life of its path (through the
 		// association's relay: of the relay locator, whose address it
@@ -166,8 +169,14 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		// ours reach it, and on a path that lost one direction they would
 		// keep it looking alive. Nor a repeat of an UPDATE already
 		// acknowledged (res.Repeat), which anyone who recorded it can
-		// send from any address, each time drawing a probe there.
-		c.pathReceived(p, now, in.from, len(pk.b))
+		// send from any address, each time drawing a probe there. Nor,
+		// for the same reason, what carries no SEQ to tell a replay from
+		// a fresh packet: a NOTIFY, or the answer to an address check
+		// (RFC 8046 §5.4), which is a sign of life only when it answers a
+		// probe still waiting (echoAnswered). A replayed answer would
+		// otherwise keep a dead path current, so that failover never
+		// came, and draw probes to any address it was sent from.
+		c.pathReceived(p, now, in.from, in.size)
 	}
 	if typ == wire.R1 && before == handshake.I1Sent && a.State() == handshake.I2Sent && !s.authorized(sender) {
 		// The Responder is authenticated and refused: its I2 is never sent.
@@ -224,6 +233,13 @@ func (c *control) countRejected(err error, from netip.AddrPort) {
 	default:
 		s.drop(&s.ctr.controlRejected, "control rejected", from, err)
 	}
+}
+
+// isEchoAnswer reports whether pkt answers an address check: it carries
+// ECHO_RESPONSE_SIGNED.
+func isEchoAnswer(pkt wire.Packet) bool {
+	_, ok := pkt.Param(wire.ParamEchoResponseSigned)
+	return ok
 }
 
 // isProbe reports whether pkt is an address check (RFC 8046 §5.4): an

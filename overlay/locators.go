@@ -548,7 +548,7 @@ func (c *control) probe(p *peer, now time.Time, d locator.Decision) {
 
 // echoAnswered matches an authenticated ECHO_RESPONSE_SIGNED to the probe
 // that carried its nonce: that probe's address is verified.
-func (c *control) echoAnswered(p *peer, now time.Time, echo []byte) {
+func (c *control) echoAnswered(p *peer, now time.Time, echo []byte, in *inbound) {
 	if c.relayProbeAnswered(p, echo) {
 		return
 	}
@@ -562,6 +562,12 @@ func (c *control) echoAnswered(p *peer, now time.Time, echo []byte) {
 		}
 		ps.probes = append(ps.probes[:i], ps.probes[i+1:]...)
 		c.s.ctr.probesAnswered.Add(1)
+		if in != nil && (in.via.relay == nil || in.via.relay == p.x.relay) && in.rvs.server == nil {
+			// The answer to a probe still waiting, fresh therefore: a
+			// sign of life of the path it came on (handlePacket does not
+			// count answers, which anyone can replay).
+			c.pathReceived(p, now, in.from, in.size)
+		}
 		if cur, ok := p.locator(); ok && cur == unmapPort(r.to) && !now.Before(ps.peerDoubts) {
 			// The current path carried the probe and its answer: it
 			// works both ways, and what was kept need not be sent again.
@@ -754,7 +760,7 @@ func (c *control) pathEvent(p *peer, ev handshake.Event, now time.Time, in *inbo
 			c.busy(p, now) // until the doubts are over (feedPath)
 		}
 	case handshake.EventEchoResponse:
-		c.echoAnswered(p, now, ev.Echo)
+		c.echoAnswered(p, now, ev.Echo, in)
 	}
 }
 
