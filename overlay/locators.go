@@ -318,7 +318,7 @@ func (c *control) feedPath(p *peer, now time.Time) {
 	// judges a rebinding by which came last.
 	if f := p.foreign.Swap(nil); f != nil && c.fromPeer(p, *f) {
 		changed = true
-		c.act(p, now, set.Received(now, *f, 0))
+		c.act(p, now, set.Received(now, *f, int(min(p.foreignN.Swap(0), 1<<30))))
 	}
 	if changed {
 		ps.quietSince = now

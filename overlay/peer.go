@@ -65,6 +65,7 @@ type peer struct {
 	inCur      atomic.Uint64                    // authenticated data packets from the current locator
 	inKA       atomic.Uint64                    // authenticated keepalives from the current locator
 	foreign    atomic.Pointer[netip.AddrPort]   // authenticated ESP from another address, for the control goroutine
+	foreignN   atomic.Uint64                    // its octets since the control goroutine last took it
 	located    atomic.Bool                      // a locator Set decides p's path: count for it
 	suspect    atomic.Bool                      // the current path is being checked: keep copies of what is sent (inflight.go)
 	held       atomic.Pointer[inflight]         // those copies; set by the control goroutine before suspect, loaded once by the data path

@@ -98,7 +98,7 @@ func (s *Stack) receiveESP(b []byte, from netip.AddrPort) {
 		s.poke(p, pokeData) // once: R2-SENT → ESTABLISHED, or the peer finished a rekey
 	}
 	if p.located.Load() {
-		s.pathIn(p, from, nh == esp.NextHeaderNone)
+		s.pathIn(p, from, nh == esp.NextHeaderNone, len(b))
 	} else if p.pathIdle.Load() && p.pathIdle.CompareAndSwap(true, false) {
 		s.poke(p, pokePath) // first use of an association with no locator Set yet (locators.go)
 	}
@@ -213,8 +213,14 @@ func (s *Stack) drop(c *atomic.Uint64, reason string, from netip.AddrPort, err e
 // relay carries the association), in the counts the control goroutine
 // reads; from elsewhere, handed over: a NAT rebinding candidate, or the
 // ICE pair coming back. The first packet after a quiet spell wakes the control
-// goroutine. Steady state: two atomic loads and an add.
-func (s *Stack) pathIn(p *peer, from netip.AddrPort, keepalive bool) {
+// goroutine. Steady state: two atomic loads and an add. n is the
+// packet's length: what comes from elsewhere pays for the probe that
+// checks that address (credit, RFC 8046 §5.6): the packets were
+// authenticated and fresh (the ICV and the replay window passed), so
+// answering that many octets there amplifies nothing. Without it, a
+// peer that sends little (a sensor behind a NAT that rebinds) has too
+// little credit on the old path for the probe, and is never followed.
+func (s *Stack) pathIn(p *peer, from netip.AddrPort, keepalive bool, n int) {
 	from = unmapPort(from)
 	if a := p.addr.Load(); a != nil && *a == from {
 		if keepalive {
@@ -230,11 +236,14 @@ func (s *Stack) pathIn(p *peer, from netip.AddrPort, keepalive bool) {
 	if f := p.foreign.Load(); f == nil || *f != from {
 		nf := new(netip.AddrPort) // here, not &from: that would move from to the heap on every call
 		*nf = from
-		p.foreign.Store(nf) // taken by the control goroutine at most every pathSyncEvery
+		p.foreignN.Store(uint64(n)) // the octets of the new source only
+		p.foreign.Store(nf)         // taken by the control goroutine at most every pathSyncEvery
 		if f == nil {
 			s.poke(p, pokePath)
 		}
+		return
 	}
+	p.foreignN.Add(uint64(n))
 }
 
 // unmapPort returns a with an IPv4-mapped address unmapped, as locators
