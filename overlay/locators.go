@@ -316,9 +316,9 @@ func (c *control) feedPath(p *peer, now time.Time) {
 	}
 	// A new source after what the current locator carried: the Set
 	// judges a rebinding by which came last.
-	if f := p.foreign.Swap(nil); f != nil && c.fromPeer(p, *f) {
+	if f := p.foreign.Swap(nil); f != nil && c.fromPeer(p, f.addr) {
 		changed = true
-		c.act(p, now, set.Received(now, *f, int(min(p.foreignN.Swap(0), 1<<30))))
+		c.act(p, now, set.Received(now, f.addr, int(min(f.n.Load(), 1<<30))))
 	}
 	if changed {
 		ps.quietSince = now

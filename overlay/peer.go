@@ -64,8 +64,7 @@ type peer struct {
 	configured atomic.Pointer[[]netip.AddrPort] // AddPeer's locators, all of them
 	inCur      atomic.Uint64                    // authenticated data packets from the current locator
 	inKA       atomic.Uint64                    // authenticated keepalives from the current locator
-	foreign    atomic.Pointer[netip.AddrPort]   // authenticated ESP from another address, for the control goroutine
-	foreignN   atomic.Uint64                    // its octets since the control goroutine last took it
+	foreign    atomic.Pointer[foreignSource]    // authenticated ESP from another address, for the control goroutine
 	located    atomic.Bool                      // a locator Set decides p's path: count for it
 	suspect    atomic.Bool                      // the current path is being checked: keep copies of what is sent (inflight.go)
 	held       atomic.Pointer[inflight]         // those copies; set by the control goroutine before suspect, loaded once by the data path
@@ -195,4 +194,12 @@ func (p *peer) set() *locator.Set {
 		return nil
 	}
 	return p.path.set
+}
+
+// foreignSource is an address other than the current locator that
+// authenticated ESP of the peer's came from, and how many octets of it
+// (pathIn), until the control goroutine takes it (feedPath).
+type foreignSource struct {
+	addr netip.AddrPort
+	n    atomic.Uint64
 }

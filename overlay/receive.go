@@ -233,17 +233,17 @@ func (s *Stack) pathIn(p *peer, from netip.AddrPort, keepalive bool, n int) {
 		}
 		return
 	}
-	if f := p.foreign.Load(); f == nil || *f != from {
-		nf := new(netip.AddrPort) // here, not &from: that would move from to the heap on every call
-		*nf = from
-		p.foreignN.Store(uint64(n)) // the octets of the new source only
-		p.foreign.Store(nf)         // taken by the control goroutine at most every pathSyncEvery
-		if f == nil {
-			s.poke(p, pokePath)
-		}
+	f := p.foreign.Load()
+	if f != nil && f.addr == from {
+		f.n.Add(uint64(n))
 		return
 	}
-	p.foreignN.Add(uint64(n))
+	nf := &foreignSource{addr: from} // a new source: rare
+	nf.n.Store(uint64(n))
+	p.foreign.Store(nf) // taken by the control goroutine at most every pathSyncEvery
+	if f == nil {
+		s.poke(p, pokePath)
+	}
 }
 
 // unmapPort returns a with an IPv4-mapped address unmapped, as locators
