@@ -61,6 +61,10 @@ func (c *conn) opErr(op string, err error) error {
 // ETIMEDOUT when the peer stopped answering; Write says EPIPE where Read
 // says ECONNRESET.
 func (c *conn) Read(b []byte) (int, error) {
+	if c.closed.Load() {
+		// As package net: not io.EOF, even after the peer's FIN was read.
+		return 0, c.opErr("read", errClosed)
+	}
 	if a := c.ans; a != nil {
 		if err := a.wait(&a.rd); err != nil {
 			return 0, c.opErr("read", err)

@@ -547,6 +547,30 @@ func TestDeadlines(t *testing.T) {
 	checkTimeout("Read, past deadline", err)
 }
 
+// TestReadAfterCloseAfterEOF: a Read after Close fails with
+// net.ErrClosed, as package net's does, also on a stream whose FIN was
+// read already (it gave io.EOF).
+func TestReadAfterCloseAfterEOF(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	acc := acceptFirst(t, b.m, 80)
+	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("abc"))
+	c.(interface{ CloseWrite() error }).CloseWrite()
+	s := <-acc
+	if got, err := io.ReadAll(s); err != nil || string(got) != "abc" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	s.Close()
+	if _, err := s.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read after Close: %v, want net.ErrClosed", err)
+	}
+}
+
 func TestStreamClose(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
