@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -231,6 +232,10 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 		if r.err != nil {
 			misses++
 			s.log.Debug("relay keepalive", "relay", h.String(), "err", r.err, "misses", misses)
+			if misses >= relayMisses && s.relayAnswers(h) {
+				misses = 0 // STUN is lost or blocked; the association is fine
+				continue
+			}
 			if misses >= relayMisses {
 				rc.setErr(fmt.Errorf("no answer to %d keepalives: %w", misses, r.err))
 				s.log.Warn("relay lost", "relay", h.String(), "addr", rc.cfg.Addr, "err", r.err)
@@ -250,6 +255,8 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 		}
 		if !rc.knownInst {
 			rc.instance, rc.knownInst = r.instance, true // the first answer after registering
+		} else if r.instance != rc.instance && s.relayAnswers(h) {
+			s.log.Warn("relay keepalive answer says the relay restarted; its association says not", "relay", h.String(), "instance", r.instance)
 		} else if r.instance != rc.instance {
 			rc.setErr(errors.New("the relay restarted"))
 			s.log.Warn("relay lost", "relay", h.String(), "addr", rc.cfg.Addr, "reason", "restarted")
@@ -257,6 +264,22 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 			return
 		}
 	}
+}
+
+// relayAnswers reports whether relay h answers an echo over our
+// association with it. The keepalive's STUN answer is not authenticated:
+// an observer of the path can forge one (RFC 8489 §16.1.1) or make a few
+// look lost, and on its word alone keepRelay would drop an association
+// that works, cutting every peer that reaches us through the relay, once
+// a keepalive, for as long as it cared to. So before that word ends the
+// association, the association itself is asked: a relay that restarted
+// has lost our SAs and cannot answer; one that answers has not.
+func (s *Stack) relayAnswers(h wire.HIT) bool {
+	if !s.Live(h) {
+		return false
+	}
+	_, err := s.Ping(s.ctx, h, rand.Uint64(), 16, relayPingWait)
+	return err == nil
 }
 
 // sleep waits d or until the stack closes; false if it closed.

@@ -15,10 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/stun/v4"
+
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/internal/mitm"
 	"hipnet.dev/internal/testkey"
 	"hipnet.dev/locator"
+	"hipnet.dev/nat"
 	"hipnet.dev/overlay"
 	"hipnet.dev/relay"
 )
@@ -273,10 +277,18 @@ func fastHS() handshake.Config {
 // keepalives, and waits for its registration.
 func relayedNode(t *testing.T, n int, r *relay.Server, mod func(*overlay.Config)) *overlay.Stack {
 	t.Helper()
+	return relayedNodeAt(t, n, r, r.Addr(), mod)
+}
+
+// relayedNodeAt is relayedNode with the relay reached at addr.
+func relayedNodeAt(t *testing.T, n int, r *relay.Server, addr netip.AddrPort, mods ...func(*overlay.Config)) *overlay.Stack {
+	t.Helper()
 	cfg := overlay.Config{Identity: testkey.Key(t, n), ListenAddr: "127.0.0.1:0", Handshake: fastHS(),
-		Relays: []overlay.RelayAddr{{HIT: r.HIT(), Addr: r.Addr()}}, KeepaliveInterval: 200 * time.Millisecond}
-	if mod != nil {
-		mod(&cfg)
+		Relays: []overlay.RelayAddr{{HIT: r.HIT(), Addr: addr}}, KeepaliveInterval: 200 * time.Millisecond}
+	for _, mod := range mods {
+		if mod != nil {
+			mod(&cfg)
+		}
 	}
 	s, err := overlay.New(cfg)
 	if err != nil {
@@ -562,4 +574,58 @@ func connectRelayed(t *testing.T, a, b *overlay.Stack) (la, lb *overlay.InnerCon
 		t.Fatal(err)
 	}
 	return la, lb
+}
+
+// TestRelayForgedRestartIgnored: the keepalive's STUN answers are not
+// authenticated, and an attacker on the path between a node and its relay
+// rewrites each one to say that the relay restarted (another instance).
+// The node asks the association before it believes it: the relay answers
+// an echo over it, so the association and the registration stay; before,
+// every keepalive dropped and rebuilt them, cutting the peers that reach
+// the node through the relay.
+func TestRelayForgedRestartIgnored(t *testing.T) {
+	r := startRelay(t)
+	px, err := mitm.New(r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	var forged atomic.Int32
+	px.SetHook(func(d *mitm.Datagram) mitm.Verdict {
+		if d.Dir != mitm.ToClient || d.Kind() != mitm.KindSTUN || forged.Load() < 0 {
+			return mitm.Pass
+		}
+		var m stun.Message
+		if stun.Decode(bytes.Clone(d.Data), &m) != nil || m.Type != stun.BindingSuccess {
+			return mitm.Pass
+		}
+		var xa stun.XORMappedAddress
+		if xa.GetFrom(&m) != nil {
+			return mitm.Pass
+		}
+		inst := binary.BigEndian.AppendUint64(nil, 0xdead0000+uint64(forged.Add(1)))
+		f, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingSuccess, &xa,
+			stun.RawAttribute{Type: nat.AttrInstance, Value: inst}, stun.Fingerprint)
+		if err != nil {
+			return mitm.Pass
+		}
+		return mitm.Replace(f.Raw)
+	})
+	forged.Store(-1) // the registration's own answer passes
+	s := relayedNodeAt(t, 1, r, px.Addr())
+	started := s.Stats().BEX.Started
+	forged.Store(0)
+	deadline := time.Now().Add(10 * time.Second)
+	for forged.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := forged.Load(); n < 4 {
+		t.Fatalf("only %d keepalive answers forged", n)
+	}
+	if err := s.Reachable(); err != nil {
+		t.Errorf("after %d forged restarts: %v", forged.Load(), err)
+	}
+	if n := s.Stats().BEX.Started - started; n != 0 {
+		t.Errorf("%d forged answers started %d base exchanges with the relay", forged.Load(), n)
+	}
 }

@@ -72,12 +72,19 @@ type stunState struct {
 	// mu guards pending: the transactions of the running STUNBinding calls,
 	// each with a channel of capacity one that receives its one result.
 	mu      sync.Mutex
-	pending map[[stun.TransactionIDSize]byte]chan<- stunResult
+	pending map[[stun.TransactionIDSize]byte]stunWait
 
 	rto time.Duration // tests: the initial RTO; 0: stunRTO
 }
 
 // stunResult is what the read loop hands a waiting STUNBinding.
+// stunWait is a running STUNBinding's transaction: where its answer goes,
+// and the server that must send it.
+type stunWait struct {
+	ch     chan<- stunResult
+	server netip.AddrPort // unmapped
+}
+
 type stunResult struct {
 	addr     netip.AddrPort
 	instance uint64 // the server's nat.AttrInstance; 0: none
@@ -126,9 +133,9 @@ func (s *Stack) stunTransaction(ctx context.Context, server netip.AddrPort) (net
 	st := &s.stun
 	st.mu.Lock()
 	if st.pending == nil {
-		st.pending = map[[stun.TransactionIDSize]byte]chan<- stunResult{}
+		st.pending = map[[stun.TransactionIDSize]byte]stunWait{}
 	}
-	st.pending[id] = ch
+	st.pending[id] = stunWait{ch: ch, server: unmapPort(server)}
 	st.mu.Unlock()
 	defer func() {
 		st.mu.Lock()
@@ -213,17 +220,23 @@ func (s *Stack) handleSTUN(bd *nat.Binding, b []byte, from netip.AddrPort) (stri
 		st := &s.stun
 		id := bd.TransactionID()
 		st.mu.Lock()
-		ch, ok := st.pending[id]
-		if ok {
-			delete(st.pending, id) // one answer per transaction
-		}
-		st.mu.Unlock()
+		w, ok := st.pending[id]
 		if !ok {
+			st.mu.Unlock()
 			return "stun response unmatched", nil
 		}
+		if w.server != unmapPort(from) {
+			// Not the server's: an observer who saw the request can
+			// answer first from its own address (RFC 8489 §16.1.1). The
+			// transaction waits on for the server's answer.
+			st.mu.Unlock()
+			return "stun response from elsewhere", nil
+		}
+		delete(st.pending, id) // one answer per transaction
+		st.mu.Unlock()
 		s.ctr.stunMatched.Add(1)
 		addr, inst, err := bd.Response(from)
-		ch <- stunResult{addr: addr, instance: inst, err: err} // capacity one, and only this send
+		w.ch <- stunResult{addr: addr, instance: inst, err: err} // capacity one, and only this send
 		return "", nil
 	case kind == nat.KindIndication: // RFC 5770 §5.3 keepalive, nothing to do
 		return "stun indication", nil

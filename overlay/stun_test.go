@@ -452,6 +452,50 @@ func TestSTUNBindingErrorResponse(t *testing.T) {
 	}
 }
 
+// TestSTUNBindingAnswerFromElsewhere: an observer of the path who saw the
+// request answers first from its own address, with another mapping (RFC
+// 8489 §16.1.1). The answer is dropped, and the transaction waits on for
+// the server's, which it takes.
+func TestSTUNBindingAnswerFromElsewhere(t *testing.T) {
+	server, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	atk, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer atk.Close()
+	b := newTestStack(t, 1, nil)
+	fake, real := netip.MustParseAddrPort("203.0.113.66:4444"), netip.MustParseAddrPort("198.51.100.5:5555")
+	go func() {
+		buf := make([]byte, 2048)
+		server.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, from, err := server.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		var req stun.Message
+		if stun.Decode(buf[:n], &req) != nil {
+			return
+		}
+		answer := func(a netip.AddrPort) []byte {
+			return stunMsg(t, &req, stun.BindingSuccess, &stun.XORMappedAddress{IP: a.Addr().AsSlice(), Port: int(a.Port())}, stun.Fingerprint)
+		}
+		atk.WriteTo(answer(fake), from)
+		time.Sleep(20 * time.Millisecond)
+		server.WriteTo(answer(real), from)
+	}()
+	got, err := b.STUNBinding(context.Background(), addrPortOf(server.LocalAddr()))
+	if err != nil || got != real {
+		t.Fatalf("STUNBinding: %v, %v; want the server's answer %v", got, err, real)
+	}
+	if st := b.Stats(); st.STUNMatched != 1 || st.Drops.Total() != 1 {
+		t.Errorf("matched %d, dropped %d; want 1 and 1 (the answer from elsewhere)", st.STUNMatched, st.Drops.Total())
+	}
+}
+
 // TestSTUNWithTraffic: while an association carries inner datagrams both
 // ways, the Initiator keeps asking the Responder's binding service for its
 // mapping from the same socket, and a third socket floods the service:
@@ -714,7 +758,7 @@ func FuzzSTUN(f *testing.F) {
 		}
 		ch := make(chan stunResult, 1)
 		s.stun.mu.Lock()
-		s.stun.pending = map[[stun.TransactionIDSize]byte]chan<- stunResult{fuzzSTUNID: ch}
+		s.stun.pending = map[[stun.TransactionIDSize]byte]stunWait{fuzzSTUNID: {ch: ch, server: from}}
 		s.stun.mu.Unlock()
 		before := s.Stats()
 		_, wrote := rec.written()
