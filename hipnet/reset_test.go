@@ -266,43 +266,67 @@ func TestPeerLeavesEstablished(t *testing.T) {
 // exits; the node's Close does not cut it off.
 func TestCloseDeliversWritten(t *testing.T) {
 	for _, tr := range streamTransports {
-		t.Run(tr.name, func(t *testing.T) {
-			client, server := pairNodes(t, Config{Streams: tr.f}, Config{Streams: tr.f})
-			ln, err := server.Listen("tcp", ":9")
+		for _, r := range []struct {
+			name  string
+			pause time.Duration // between reads of 64 KiB
+		}{{"reader keeps up", 0}, {"slow reader", 20 * time.Millisecond}} {
+			t.Run(tr.name+"/"+r.name, func(t *testing.T) { closeDelivers(t, tr.f, r.pause) })
+		}
+	}
+}
+
+// closeDelivers writes 1 MiB to a stream, closes it and the node at once,
+// and checks that the server, reading 64 KiB at a time with pause
+// between, reads all of it and then io.EOF. With a slow reader, part of
+// it is in the server's buffers, acknowledged but not read, when the
+// client closes: the client must wait for the server to finish with the
+// stream, or the connection's close throws that part away.
+func closeDelivers(t *testing.T, f streams.Factory, pause time.Duration) {
+	client, server := pairNodes(t, Config{Streams: f}, Config{Streams: f})
+	ln, err := server.Listen("tcp", ":9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type result struct {
+		n   int
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf, n := make([]byte, 64<<10), 0
+		for {
+			k, err := c.Read(buf)
+			n += k
 			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			type result struct {
-				n   int64
-				err error
-			}
-			got := make(chan result, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					got <- result{err: err}
-					return
+				if err == io.EOF {
+					err = nil
 				}
-				defer c.Close()
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				n, err := io.Copy(io.Discard, c)
 				got <- result{n, err}
-			}()
-			c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 9))
-			if err != nil {
-				t.Fatal(err)
+				return
 			}
-			const size = 1 << 20
-			if _, err := c.Write(make([]byte, size)); err != nil {
-				t.Fatal(err)
-			}
-			c.Close()
-			client.Close()
-			r := <-got
-			if r.n != size || r.err != nil {
-				t.Fatalf("the server read %d of %d octets, then %v", r.n, size, r.err)
-			}
-		})
+			time.Sleep(pause)
+		}
+	}()
+	c, err := client.DialContext(ctxT(t, 10*time.Second), "tcp", addrOf(server, 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 1 << 20
+	if _, err := c.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	client.Close()
+	r := <-got
+	if r.n != size || r.err != nil {
+		t.Fatalf("the server read %d of %d octets, then %v", r.n, size, r.err)
 	}
 }

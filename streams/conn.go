@@ -31,6 +31,7 @@ type conn struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	writeMu   sync.Mutex // serialises Write, CloseWrite and the FIN of Close
+	readMu    sync.Mutex // serialises Read and the drain after Close (drain.go)
 }
 
 var _ net.Conn = (*conn)(nil)
@@ -70,8 +71,10 @@ func (c *conn) Read(b []byte) (int, error) {
 			return 0, c.opErr("read", err)
 		}
 	}
+	c.readMu.Lock()
 	n, err := c.st.Read(b)
-	if err != nil && err != io.EOF {
+	c.readMu.Unlock()
+	if err != nil && (err != io.EOF || c.closed.Load()) {
 		err = c.opErr("read", err)
 	}
 	return n, err
@@ -109,26 +112,36 @@ func (c *conn) write(b []byte) (int, error) {
 
 // Close closes both directions. Data already written is still delivered
 // (Close sends FIN after it) unless a Write is blocked at the time, in
-// which case the send side is reset and the Write returns an error. The
-// receive side is cancelled (STOP_SENDING): the peer's further writes
-// fail, as they would on a TCP connection answered with RST. A Read or
-// Write waiting for the answer returns net.ErrClosed.
+// which case the send side is reset and the Write returns an error. A
+// Read or Write in progress, or waiting for the answer, returns
+// net.ErrClosed. The stream then waits, in the background and for a
+// bounded time, for the peer to finish with it, so that what it was sent
+// is not lost with the connection (drain.go). The receive side is
+// cancelled (STOP_SENDING) if the peer sends more: its further writes
+// fail, as they would on a TCP connection answered with RST.
 func (c *conn) Close() error {
 	err := errClosed
 	c.closeOnce.Do(func() {
 		err = nil
 		c.closed.Store(true)
+		answered := c.ans == nil || c.ans.settled.Load()
 		st, qc := c.detach()
-		st.CancelRead(streamCodeClosed)
 		if c.writeMu.TryLock() {
 			st.Close()
 			c.writeMu.Unlock()
 		} else {
 			st.CancelWrite(streamCodeClosed)
 		}
-		if qc != nil {
-			c.m.release(qc)
+		if qc == nil || !answered {
+			// No answer yet: the peer has not taken the stream, and the
+			// answer's reader still reads it; nothing to wait for.
+			st.CancelRead(streamCodeClosed)
+			if qc != nil {
+				c.m.release(qc)
+			}
+			return
 		}
+		c.m.drain(c, st, qc)
 	})
 	if err != nil {
 		return c.opErr("close", err)
@@ -228,6 +241,9 @@ func (c *conn) SetDeadline(t time.Time) error {
 // a dialed stream is pending, the deadline of waiting for it, which the
 // stream gets once the answer is in (the answer is read with none).
 func (c *conn) SetReadDeadline(t time.Time) error {
+	if c.closed.Load() {
+		return c.opErr("set", errClosed) // the drain's stream now
+	}
 	if a := c.ans; a != nil && !a.settled.Load() {
 		c.mu.Lock()
 		pending := !a.settled.Load()
@@ -244,6 +260,9 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *conn) SetWriteDeadline(t time.Time) error {
+	if c.closed.Load() {
+		return c.opErr("set", errClosed)
+	}
 	if a := c.ans; a != nil && !a.settled.Load() {
 		c.mu.Lock()
 		pending := !a.settled.Load()

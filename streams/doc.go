@@ -174,6 +174,20 @@
 // its HIT, nobody else can force it. Failing instead would cut two hosts
 // off until their association is replaced, for no gain in security.
 //
+// # Goroutines
+//
+// Besides quic-go's own, per Manager: one accepts connections
+// (acceptConns). Per connection: one serves the peer's streams
+// (serveConn), one waits for the handshake of a connection accepted
+// before it completed (acceptLater), and, on a PacketConn that reports on
+// associations, one watches the association (watchAssociation). Per
+// stream: one reads a peer's stream header (serveStream); one reads a
+// dialed stream's answer (answer.go, readAnswer); one, after the
+// application closed a stream, waits at most drainLimit for the peer to
+// finish with it (drain.go). Per dial that associates first: one runs
+// Config.Associate (whileAssociating). Close waits for all of them
+// (Manager.wg).
+//
 // # Errors
 //
 // Dial, Listen and Accept return *net.OpError. errors.Is works with

@@ -73,6 +73,9 @@ type Manager struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the Manager starts
+	// draining counts the closed streams waiting for their peers
+	// (drain.go); under mu.
+	draining int
 
 	mu        sync.Mutex
 	closed    bool
@@ -324,7 +327,7 @@ func (m *Manager) Close() error {
 		l.close()
 	}
 	m.cancel()
-	linger(conns, closeLinger)
+	linger(conns, closeLinger, m.busyDraining)
 	for _, qc := range conns {
 		qc.c.CloseWithError(connCodeClosed, "closed")
 	}
@@ -510,8 +513,10 @@ const lingerQuiet = 10 * time.Millisecond
 // acknowledged; a connection that has sent nothing, retransmission
 // included, for two round trips has nothing left unacknowledged that its
 // loss recovery still sends, or has lost its path. A peer still sending
-// to us keeps our ACKs going: limit bounds that wait.
-func linger(conns []*qconn, limit time.Duration) {
+// to us keeps our ACKs going: limit bounds that wait. It also waits while
+// busy reports a closed stream still waiting for its peer to read what it
+// was sent (drain.go).
+func linger(conns []*qconn, limit time.Duration, busy func() bool) {
 	if len(conns) == 0 {
 		return
 	}
@@ -532,7 +537,7 @@ func linger(conns []*qconn, limit time.Duration) {
 	for time.Now().Add(wait).Before(end) {
 		time.Sleep(wait)
 		var same bool
-		if same, wait = quiet(); same {
+		if same, wait = quiet(); same && !busy() {
 			return
 		}
 	}

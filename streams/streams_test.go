@@ -571,6 +571,49 @@ func TestReadAfterCloseAfterEOF(t *testing.T) {
 	}
 }
 
+// TestIdleCloseWaitsForPeer: a server writes an answer and closes its
+// stream while the client still reads it slowly. The server's end of the
+// connection then has no open stream, but it is not closed as idle until
+// the client has finished with the stream (drain.go): the client reads
+// all of the answer and io.EOF.
+func TestIdleCloseWaitsForPeer(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	b.m.idle = 200 * time.Millisecond
+	acc := acceptFirst(t, b.m, 80)
+	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("get"))
+	s := <-acc
+	if _, err := io.ReadFull(s, make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+	const size = 1 << 20
+	go func() {
+		s.Write(make([]byte, size))
+		s.Close()
+	}()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf, n := make([]byte, 64<<10), 0
+	for {
+		k, err := c.Read(buf)
+		n += k
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read %d of %d octets, then %v", n, size, err)
+		}
+		time.Sleep(40 * time.Millisecond)
+	}
+	if n != size {
+		t.Fatalf("read %d of %d octets", n, size)
+	}
+}
+
 func TestStreamClose(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
