@@ -108,6 +108,9 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		if a != nil {
 			c.processPacket(p, now, in)
 		}
+		if typ == wire.UPDATE && (a == nil || a.State() == handshake.Unassociated) && in.via.relay == nil && in.rvs.server == nil {
+			c.lostState(now, sender, pk.from)
+		}
 		return
 	}
 	if in.finalizing && a != nil && in.via.relay != nil {
@@ -193,6 +196,34 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		return
 	}
 	c.processPacket(p, now, in)
+}
+
+// lostState acts on an UPDATE from h, at from, with which we have no
+// association: h still has one with us, which we lost (we restarted, RFC
+// 7401 §4.5.4). Its ESP is dropped here for its unknown SPI and its
+// checks of the path go unanswered; left alone, it would send into the
+// void until its association idles out, which its own traffic keeps from
+// happening. RFC 7402 §6.2 leaves lost state to the implementation: we
+// start a base exchange with h at from. h answers our I1 with an R1 in
+// ESTABLISHED, replaces its association on our valid I2 (§4.4.4), and
+// both ends have one again, a round trip or two after its first check.
+//
+// The UPDATE is not authenticated (we hold no key for it), so anyone can
+// send one, from any address: the I1 is smaller than the UPDATE and
+// limited per source as an R1 is (r1lim), so it reflects nothing larger,
+// and the exchange goes on only with a host that answers as h, and only
+// if Config.Authorize admits h.
+func (c *control) lostState(now time.Time, h wire.HIT, from netip.AddrPort) {
+	s := c.s
+	if c.draining || h.IsZero() || h == s.hit || !s.authorized(h) || !c.r1lim.allow(from, now) {
+		return
+	}
+	if p := s.lookupPeer(h); p != nil && p.assoc != nil {
+		return // an exchange with h under way already
+	}
+	s.learnPeer(h, from)
+	s.log.Info("peer holds an association we lost: base exchange", "peer", h.String(), "from", from)
+	c.connect(now, h, nil, false)
 }
 
 // refuse turns away an authenticated Initiator: its association is

@@ -249,3 +249,72 @@ func TestNotifyLimiter(t *testing.T) {
 		t.Errorf("%d NOTIFYs from 1000 senders allowed at once, want at most %d", total, notifyTotalBurst)
 	}
 }
+
+// forgedCheck is an UPDATE with ECHO_REQUEST_SIGNED, a HIP_MAC and a
+// signature of random octets, claiming from: a check of the path, as a
+// host that lost nothing sends it, in anyone's name.
+func forgedCheck(t *testing.T, from, to wire.HIT) []byte {
+	var b wire.Builder
+	b.Reset(nil, wire.UPDATE, from, to)
+	b.AddRaw(wire.ParamEchoRequestSigned, []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	mac := make([]byte, 32)
+	rand.Read(mac)
+	b.AddRaw(wire.ParamHIPMAC, mac)
+	sig := make([]byte, 2+64)
+	binary.BigEndian.PutUint16(sig, wire.AlgECDSA)
+	rand.Read(sig[2:])
+	b.AddRaw(wire.ParamHIPSignature, sig)
+	p, err := b.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wire.AppendUDPControl(nil, p)
+}
+
+// TestLostStateNoReflector: an UPDATE from a host we have no association
+// with starts a base exchange with it (lostState), so a flood of forged
+// ones, claiming a HIT from one address, draws a few I1s there, each
+// smaller than the UPDATE that drew it: fewer octets back than sent, and
+// a handful of exchanges, not one per UPDATE.
+func TestLostStateNoReflector(t *testing.T) {
+	a := newTestStack(t, 0, nil)
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	to := net.UDPAddrFromAddrPort(a.LocalAddr())
+	claimed := wire.HIT(testKey(t, 5).HIT())
+	const n = 200
+	sent := 0
+	for range n {
+		pkt := forgedCheck(t, claimed, a.HIT())
+		if _, err := conn.WriteTo(pkt, to); err != nil {
+			t.Fatal(err)
+		}
+		sent += len(pkt)
+	}
+	got, i1s := 0, 0
+	buf := make([]byte, 4096)
+	for deadline := time.Now().Add(1500 * time.Millisecond); ; {
+		conn.SetReadDeadline(deadline)
+		m, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		got += m
+		if pkt, err := wire.ParsePacket(buf[wire.NonESPMarkerLen:m]); err == nil && pkt.Type() == wire.I1 {
+			i1s++
+		}
+	}
+	t.Logf("%d forged UPDATEs, %d octets: %d I1s, %d octets back; %d exchanges", n, sent, i1s, got, a.Stats().BEX.Started)
+	if i1s == 0 {
+		t.Error("no I1 toward the host that holds an association we lost")
+	}
+	if got >= sent/10 {
+		t.Errorf("%d forged UPDATEs (%d octets) drew %d octets (%d I1s)", n, sent, got, i1s)
+	}
+	if st := a.Stats(); st.BEX.Started > r1SourceBurst {
+		t.Errorf("%d forged UPDATEs from one address started %d base exchanges, want at most %d", n, st.BEX.Started, r1SourceBurst)
+	}
+}
