@@ -74,6 +74,7 @@ func FuzzUpdateMobility(f *testing.F) {
 		}
 		ba := b.a(a)
 		now := t0.Add(time.Second)
+		expectAnswer(b, a, p)
 		out := b.deliver(now, pkt)
 		if len(out) > 1 {
 			t.Fatalf("%d packets out, want at most an ACK or a rekey answer", len(out))
@@ -90,6 +91,17 @@ func FuzzUpdateMobility(f *testing.F) {
 			t.Fatal("a retransmitted SEQ was processed again")
 		}
 	})
+}
+
+// expectAnswer makes b wait for the answer p may carry, as if b had sent
+// the probe it answers (AppendProbe), so that the answer is processed
+// past the nonce check (sentProbes).
+func expectAnswer(b, a *host, p wire.Packet) {
+	if q, ok := p.Param(wire.ParamEchoResponseSigned); ok {
+		if n := len(q.Contents()); n >= minProbeNonce && n <= maxProbeNonce {
+			b.a(a).upd.echoes().probes.add(q.Contents())
+		}
+	}
 }
 
 // checkMobilityEvents checks what b reported of p, which it dropped
@@ -119,6 +131,12 @@ func checkMobilityEvents(t *testing.T, a, b *host, p wire.Packet, dropped bool, 
 	}
 	if len(reqs) == 1 {
 		q, _ := p.Param(wire.ParamEchoRequestSigned)
+		if n := len(q.Contents()); n < minProbeNonce || n > maxProbeNonce {
+			return // no probe of a's: its answer is refused (sentProbes)
+		}
+		// The request came from the fuzzer, not from AppendProbe: a
+		// waits for its answer as if it had.
+		a.a(b).upd.echoes().probes.add(q.Contents())
 		reply := reqs[0].Reply
 		a.deliver(now, reply)
 		if err := a.lastErr(); err != nil {
@@ -258,6 +276,7 @@ func TestMobilitySeeds(t *testing.T) {
 			t.Fatalf("packet %d: not re-signed", i)
 		}
 		rp, _ := wire.ParsePacket(re)
+		expectAnswer(b, a, rp)
 		out := b.deliver(t0, re)
 		var kinds []EventKind
 		for _, ev := range b.events {

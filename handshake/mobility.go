@@ -158,7 +158,57 @@ func (a *Association) AppendProbe(dst, nonce []byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
+	a.upd.echoes().probes.add(nonce)
 	return append(dst, pkt...), nil
+}
+
+// maxSentProbes bounds the nonces of our probes kept for their answers:
+// more than the caller keeps in flight (overlay: 12), the oldest
+// forgotten first.
+const maxSentProbes = 16
+
+// sentProbes are the nonces of our probes not yet answered. The answer to
+// a probe is an UPDATE with no SEQ (RFC 8046 §5.4): its nonce is all that
+// tells a fresh one from a replay. An answer whose nonce is none of these
+// is dropped after its HIP_MAC, before it takes a token of the limit on
+// echo UPDATEs or costs a signature check: a flood of one recorded answer
+// then cannot use up the tokens the answers to our current probes need,
+// and each probe's answer is taken once.
+type sentProbes struct {
+	nonce [maxSentProbes][maxProbeNonce]byte
+	n     [maxSentProbes]uint8 // its length; 0: free
+	next  int
+}
+
+func (p *sentProbes) add(nonce []byte) {
+	i := p.next
+	p.next = (p.next + 1) % maxSentProbes
+	p.n[i] = uint8(copy(p.nonce[i][:], nonce))
+}
+
+// find returns the index of nonce, or -1.
+func (p *sentProbes) find(nonce []byte) int {
+	if p == nil || len(nonce) == 0 {
+		return -1
+	}
+	for i := range p.n {
+		if int(p.n[i]) == len(nonce) && string(p.nonce[i][:p.n[i]]) == string(nonce) {
+			return i
+		}
+	}
+	return -1
+}
+
+// none reports whether no probe waits.
+func (p *sentProbes) none() bool { return p.n == [maxSentProbes]uint8{} }
+
+// take forgets nonce, and reports whether it was one of ours.
+func (p *sentProbes) take(nonce []byte) bool {
+	i := p.find(nonce)
+	if i >= 0 {
+		p.n[i] = 0
+	}
+	return i >= 0
 }
 
 // buildEcho builds a SEQ-less UPDATE with one echo parameter of type typ.
@@ -180,7 +230,8 @@ func addEchoResponse(b *wire.Builder, echo []byte) {
 
 // handleEchoUpdate processes an UPDATE with neither SEQ nor ACK: a probe
 // or the answer to one of ours. HIP_MAC first, so that only the peer's
-// packets and replays of them take a token; the token before the
+// packets and replays of them take a token; an answer alone only if it
+// answers a probe of ours still waiting (sentProbes); the token before the
 // signature, so that the limit bounds the public-key work a replay causes.
 func (a *Association) handleEchoUpdate(now time.Time, m updateMsg) error {
 	if len(a.hipMAC) == 0 || a.peerPub == nil {
@@ -189,7 +240,10 @@ func (a *Association) handleEchoUpdate(now time.Time, m updateMsg) error {
 	if err := verifyMAC(a.rhash, a.peerMACKey(), m.pkt, wire.ParamHIPMAC, nil); err != nil {
 		return err
 	}
-	l := a.upd.limits()
+	if m.echoReq == nil && a.upd.probes().find(m.echoResp) < 0 {
+		return fmt.Errorf("%w: answer to no probe of ours", ErrReplay)
+	}
+	l := a.upd.echoes()
 	lim := &l.echoesIn
 	if m.echoReq != nil {
 		lim = &l.probesIn
@@ -201,7 +255,9 @@ func (a *Association) handleEchoUpdate(now time.Time, m updateMsg) error {
 		return err
 	}
 	a.DataReceived(now) // an UPDATE ends R2-SENT (§4.4.3 Table 5)
-	a.reportEchoResponse(m.echoResp)
+	if a.upd.probes().take(m.echoResp) {
+		a.reportEchoResponse(m.echoResp)
+	}
 	if m.echoReq != nil {
 		return a.answerProbe(m.echoReq)
 	}
@@ -213,8 +269,9 @@ func (a *Association) handleEchoUpdate(now time.Time, m updateMsg) error {
 // answered as a probe is, under the same limit. A refused answer leaves the
 // rest of the UPDATE processed.
 func (a *Association) ackEchoes(now time.Time, m updateMsg) error {
+	a.upd.probes().take(m.echoResp) // answered: SEQ and ACK keep its replays out
 	a.reportEchoResponse(m.echoResp)
-	if m.echoReq == nil || !a.upd.limits().probesIn.allow(now, echoInterval, echoBurst) {
+	if m.echoReq == nil || !a.upd.echoes().probesIn.allow(now, echoInterval, echoBurst) {
 		return nil
 	}
 	return a.answerProbe(m.echoReq)

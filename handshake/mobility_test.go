@@ -732,7 +732,8 @@ func TestProbeRateLimit(t *testing.T) {
 }
 
 // TestEchoResponseForged: an answer with a bad HIP_MAC, a bad or missing
-// signature is not reported; replayed answers are limited like probes.
+// signature is not reported; a replayed answer is reported once, and its
+// replays cost no token (sentProbes).
 func TestEchoResponseForged(t *testing.T) {
 	a, b := established(t)
 	b.deliver(t0, probeOf(t, a, b, []byte("12345678")))
@@ -755,12 +756,35 @@ func TestEchoResponseForged(t *testing.T) {
 			t.Fatalf("forged answer reported: %v", a.events)
 		}
 	}
-	// The forged ones with a good HIP_MAC took a token each, an hour ago.
 	for i := 0; i < 10; i++ {
 		a.deliver(t0.Add(time.Hour), reply)
 	}
-	if n := len(a.eventsOf(EventEchoResponse)); n != echoBurst {
-		t.Fatalf("%d replayed answers reported, want %d", n, echoBurst)
+	if n := len(a.eventsOf(EventEchoResponse)); n != 1 {
+		t.Fatalf("an answer and 9 replays reported %d times, want once", n)
+	}
+	mustErr(t, a.lastErr(), ErrReplay)
+}
+
+// TestStaleAnswersKeepNoTokens: a flood of one recorded answer, faster than
+// the limit on echo UPDATEs, does not keep the answers to our new probes
+// out: a stale answer is dropped before it takes a token.
+func TestStaleAnswersKeepNoTokens(t *testing.T) {
+	a, b := established(t)
+	b.deliver(t0, probeOf(t, a, b, []byte("old-nonce")))
+	stale := lastEvent(t, b, EventEchoRequest).Reply
+	a.deliver(t0, stale) // answered: that probe waits no more
+	now := t0
+	for i := range 50 {
+		now = now.Add(echoInterval) // the rate the limit allows
+		for range 4 {
+			a.deliver(now, stale) // four times that
+		}
+		nonce := []byte{'n', 'e', 'w', byte(i)}
+		b.deliver(now, probeOf(t, a, b, nonce))
+		a.deliver(now, lastEvent(t, b, EventEchoRequest).Reply)
+	}
+	if n := len(a.eventsOf(EventEchoResponse)); n != 51 {
+		t.Fatalf("%d answers reported, want 51: the first and the 50 fresh ones", n)
 	}
 }
 

@@ -26,9 +26,9 @@ type updateState struct {
 	outstanding bool
 	outID       uint32
 
-	ack *ackCache    // our answer to the peer's latest SEQ
-	lim *echoLimits  // SEQ-less echo UPDATEs, while a limit holds (mobility.go)
-	ph  *updatePhase // a rekey, a deferred answer or a waiting LOCATOR_SET
+	ack  *ackCache    // our answer to the peer's latest SEQ
+	echo *echoState   // SEQ-less echo UPDATEs: limits, our probes' nonces (mobility.go)
+	ph   *updatePhase // a rekey, a deferred answer or a waiting LOCATOR_SET
 }
 
 // ackCache is our acknowledgement of the peer's latest SEQ, resent when
@@ -41,12 +41,15 @@ type ackCache struct {
 	reackAt time.Time // no re-acknowledgement before this (§6.12.1 step 2 rate limit)
 }
 
-// echoLimits are the limits on SEQ-less echo UPDATEs (mobility.go), made
-// by the first one and dropped (updIdle) once both buckets are full again,
-// which is what a missing one stands for.
-type echoLimits struct {
+// echoState is what SEQ-less echo UPDATEs (mobility.go) need: the limits
+// on those that come in, and the nonces of our probes waiting for their
+// answers. It is made by the first such UPDATE or probe and dropped
+// (updIdle) once both buckets are full again, which is what a missing
+// one stands for, and no probe waits.
+type echoState struct {
 	probesIn rateLimit
 	echoesIn rateLimit
+	probes   sentProbes
 }
 
 // updatePhase is the state of an UPDATE exchange in flight beyond the
@@ -96,12 +99,20 @@ func (u *updateState) ackCache() *ackCache {
 	return u.ack
 }
 
-// limits returns the echo limits, made on first use (full buckets).
-func (u *updateState) limits() *echoLimits {
-	if u.lim == nil {
-		u.lim = &echoLimits{}
+// echoes returns the echo state, made on first use (full buckets).
+func (u *updateState) echoes() *echoState {
+	if u.echo == nil {
+		u.echo = &echoState{}
 	}
-	return u.lim
+	return u.echo
+}
+
+// probes returns our probes' nonces; nil if there is no echo state.
+func (u *updateState) probes() *sentProbes {
+	if u.echo == nil {
+		return nil
+	}
+	return &u.echo.probes
 }
 
 // locsQueued reports whether a LOCATOR_SET waits to be sent.
@@ -116,8 +127,8 @@ func (a *Association) updIdle(now time.Time) {
 	if p := u.ph; p != nil && !p.rekeying && p.deferred == nil && !p.locsQueued {
 		u.ph = nil
 	}
-	if l := u.lim; l != nil && !l.probesIn.full.After(now) && !l.echoesIn.full.After(now) {
-		u.lim = nil
+	if l := u.echo; l != nil && !l.probesIn.full.After(now) && !l.echoesIn.full.After(now) && l.probes.none() {
+		u.echo = nil
 	}
 }
 
