@@ -620,6 +620,11 @@ func (c *control) withdrawn(p *peer, now time.Time, v wire.LocatorSetView, from 
 	if !listed(from.Addr()) {
 		return
 	}
+	if w := p.path.withdrawn; w.IsValid() && w.Port() == from.Port() && listed(w.Addr()) {
+		// Announced again (an interface that came back before the path
+		// moved): the latest set decides, and it keeps the address.
+		p.path.withdrawn = netip.AddrPort{}
+	}
 	set := p.set()
 	cur, _ := set.Current()
 	for _, l := range set.Locators(c.locBuf[:0]) {
