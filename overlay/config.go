@@ -147,6 +147,9 @@ const (
 	// largest ESP overhead of the supported suites (header, IV, padding,
 	// trailer, ICV: at most 58 octets).
 	MaxPayload = 65507 - 8 - 58
+	// MaxSegment is the largest transport segment WriteSegment accepts: it
+	// takes the place of the inner UDP header and datagram.
+	MaxSegment = MaxPayload + 8
 )
 
 func (c *Config) queueLimit() int {

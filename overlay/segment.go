@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"hipnet.dev/esp"
 	"hipnet.dev/handshake/wire"
@@ -117,6 +118,11 @@ func (s *Stack) HandleSegmentBatches(proto uint8, h SegmentHandler, flush func()
 func (s *Stack) WriteSegment(dst wire.HIT, proto uint8, seg []byte) error {
 	if proto == esp.ProtoUDP || proto == esp.NextHeaderNone {
 		return ErrProtocol
+	}
+	if len(seg) > MaxSegment {
+		// It could not leave in one UDP datagram: refused here, before it
+		// uses up a sequence number, not lost on the socket in silence.
+		return fmt.Errorf("hip: segment of %d octets exceeds %d: %w", len(seg), MaxSegment, syscall.EMSGSIZE)
 	}
 	p, err := s.sendPeer(dst)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,6 +79,15 @@ func TestSegments(t *testing.T) {
 
 	if err := a.WriteSegment(b.HIT(), 17, []byte("udp")); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("WriteSegment(UDP) = %v, want ErrProtocol", err)
+	}
+	// Too long for one UDP datagram: refused before it is sealed, so it
+	// uses up no sequence number (it would be lost on the socket).
+	sent := a.Stats().ESPOut
+	if err := a.WriteSegment(b.HIT(), protoTCP, make([]byte, MaxSegment+1)); !errors.Is(err, syscall.EMSGSIZE) {
+		t.Fatalf("WriteSegment(%d octets) = %v, want EMSGSIZE", MaxSegment+1, err)
+	}
+	if n := a.Stats().ESPOut - sent; n != 0 {
+		t.Fatalf("a refused segment sealed %d ESP packets", n)
 	}
 	if err := b.HandleSegments(protoTCP, func(wire.HIT, []byte) {}); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("a second handler for TCP = %v, want ErrProtocol", err)
