@@ -67,6 +67,7 @@ type Association struct {
 	cipherID  uint16
 	espSuite  esp.Suite
 	natMode   uint16
+	ta        uint16 // the negotiated connectivity check pacing, ms (nat.go)
 	state     State
 	initiator bool  // we sent the I1/I2 of the current base exchange
 	repeat    bool  // the packet being handled repeated one already processed (Result.Repeat)

@@ -121,6 +121,12 @@ type Config struct {
 	// so R1 carries no NAT_TRAVERSAL_MODE and I2 selects none.
 	NATModes []uint16
 
+	// MinTa is the least time between two connectivity checks this host
+	// announces with ICE-STUN-UDP, in TRANSACTION_PACING in R1 and I2
+	// (RFC 5770 §4.4), whole milliseconds from 20 ms (the floor §4.4 sets)
+	// to 65.535 s. Zero: DefaultMinTa.
+	MinTa time.Duration
+
 	// Candidates returns this host's ICE candidates for a base exchange
 	// with peer, as LOCATOR_SET transport locators, sent inside ENCRYPTED
 	// in I2 and R2 when ICE-STUN-UDP is selected. It is called while I2
@@ -130,6 +136,23 @@ type Config struct {
 
 const defaultPuzzleDifficulty = 4
 
+// Connectivity check pacing (RFC 5770 §4.4).
+const (
+	// DefaultMinTa is Config.MinTa when zero: 50 ms, the value RFC 9028
+	// §4.4 makes the default for its connectivity checks (its Appendix A
+	// explains why 500 ms is needlessly slow). RFC 5770 §4.4 has the
+	// value configurable, and 500 ms only where none is configured.
+	DefaultMinTa = 50 * time.Millisecond
+	// UnannouncedTa is a peer's Ta when its base exchange carried no
+	// TRANSACTION_PACING: "a Ta value of 500 ms MUST be used as that
+	// host's minimum value" (RFC 5770 §4.4).
+	UnannouncedTa = 500 * time.Millisecond
+	// minMinTa: "Hosts SHOULD NOT use values smaller than 20 ms".
+	minMinTa = 20 * time.Millisecond
+	// maxMinTa is what the Association keeps: 16 bits of milliseconds.
+	maxMinTa = 65535 * time.Millisecond
+)
+
 func (c *Config) withDefaults() (Config, error) {
 	d := *c
 	if d.Identity == nil {
@@ -138,6 +161,10 @@ func (c *Config) withDefaults() (Config, error) {
 	if d.Rand == nil {
 		d.Rand = rand.Reader
 	}
+	if d.MinTa == 0 {
+		d.MinTa = DefaultMinTa
+	}
+	d.MinTa = min(max(d.MinTa, minMinTa), maxMinTa)
 	if len(d.DHGroups) == 0 {
 		d.DHGroups = []uint8{wire.DHGroupP256, wire.DHGroupP384, wire.DHGroupMODP1536}
 	}

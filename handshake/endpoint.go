@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"time"
 
 	"hipnet.dev/handshake/hostid"
@@ -199,6 +200,9 @@ func (e *Endpoint) buildR1(g *r1Gen, gid uint8) (*r1Packet, error) {
 	b.Add(wire.HIPCipher{IDs: wire.MakeU16List(e.cfg.HIPCiphers...)})
 	if len(e.cfg.NATModes) > 0 {
 		b.Add(wire.MakeNATTraversalMode(e.cfg.NATModes...)) // RFC 5770 §4.3
+	}
+	if slices.Contains(e.cfg.NATModes, wire.NATModeICESTUNUDP) {
+		b.Add(e.pacing(0)) // RFC 5770 §4.4
 	}
 	b.AddRaw(wire.ParamHostID, hostIDContents(e.hostID))
 	suites := make([]byte, 0, len(e.cfg.HITSuites))

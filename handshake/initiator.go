@@ -67,6 +67,7 @@ type r1Offer struct {
 	cipherID uint16
 	suite    esp.Suite
 	natMode  uint16
+	ta       time.Duration // the Responder's TRANSACTION_PACING (UnannouncedTa if none)
 	pz       wire.Puzzle
 }
 
@@ -310,6 +311,7 @@ func (a *Association) r1Transforms(now time.Time, pkt wire.Packet, o *r1Offer) e
 		return a.notifyAndFail(now, wire.NotifyNoESPProposalChosen, ErrNoCommonESPSuite)
 	}
 	o.cipherID, o.suite, o.natMode = cipherID, suite, e.pickNATMode(pkt)
+	o.ta = peerTa(pkt)
 	return nil
 }
 
@@ -377,6 +379,9 @@ func (a *Association) r1Finish(now time.Time, o *r1Offer, j []byte) error {
 	a.hipMAC, a.bex.hipEnc = hk.mac, hk.enc
 	a.inSPI = spi
 	a.natMode = o.natMode
+	if a.natMode == wire.NATModeICESTUNUDP {
+		a.setTa(e.pacing(o.ta).Duration())
+	}
 	a.bex.notified = nil
 
 	r1, err := wire.ParsePacket(o.r1)
@@ -414,6 +419,9 @@ func (a *Association) buildI2(r1 wire.Packet, pz wire.Puzzle, group uint8, pubDH
 	b.Add(wire.HIPCipher{IDs: wire.MakeU16List(a.cipherID)})
 	if a.natMode != 0 {
 		b.Add(wire.MakeNATTraversalMode(a.natMode)) // RFC 5770 §4.5 step 5
+	}
+	if a.natMode == wire.NATModeICESTUNUDP {
+		b.Add(wire.TransactionPacing{MinTa: uint32(a.ta)}) // §4.4: not below the Responder's
 	}
 	// ENCRYPTED holds our ICE candidates and, if asked, our HOST_ID
 	// (§5.3.3), in ascending order.

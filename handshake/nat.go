@@ -2,6 +2,7 @@ package handshake
 
 import (
 	"fmt"
+	"time"
 
 	"hipnet.dev/handshake/wire"
 )
@@ -52,6 +53,35 @@ func (a *Association) natState() *natState {
 
 // NATMode is the NAT traversal mode the base exchange selected (0: none).
 func (a *Association) NATMode() uint16 { return a.natMode }
+
+// Pacing is the least time between two connectivity checks that both
+// hosts use with ICE-STUN-UDP: the higher of the two TRANSACTION_PACING
+// values, UnannouncedTa for a host that sent none (RFC 5770 §4.4, §4.6);
+// zero without ICE-STUN-UDP.
+func (a *Association) Pacing() time.Duration { return time.Duration(a.ta) * time.Millisecond }
+
+func (a *Association) setTa(d time.Duration) { a.ta = uint16(min(d, maxMinTa) / time.Millisecond) }
+
+// pacing is our TRANSACTION_PACING: Config.MinTa, raised to peer's (the
+// Initiator "MUST NOT propose a smaller value than what the Responder
+// offered", §4.4), which also makes it the higher of the two.
+func (e *Endpoint) pacing(peer time.Duration) wire.TransactionPacing {
+	return wire.TransactionPacing{MinTa: uint32(max(e.cfg.MinTa, min(peer, maxMinTa)) / time.Millisecond)}
+}
+
+// peerTa is the Ta a peer's R1 or I2 announces: its TRANSACTION_PACING,
+// or UnannouncedTa without one (or with one that does not parse).
+func peerTa(pkt wire.Packet) time.Duration {
+	p, ok := pkt.Param(wire.ParamTransactionPacing)
+	if !ok {
+		return UnannouncedTa
+	}
+	tp, err := wire.ParseTransactionPacing(p.Contents())
+	if err != nil {
+		return UnannouncedTa
+	}
+	return tp.Duration()
+}
 
 // PeerCandidates returns the ICE candidates the peer sent in I2 or R2, as
 // LOCATOR_SET locators (nil without ICE-STUN-UDP).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
@@ -157,5 +158,85 @@ func TestRelayHMAC(t *testing.T) {
 	// A packet whose I1 processing follows: the host answers it normally.
 	if out := host.deliver(t0, inner); len(out) != 1 || ptype(out[0]) != wire.R1 {
 		t.Fatalf("host answered the stripped I1 with %d packets", len(out))
+	}
+}
+
+// TestPacingNegotiation: with ICE-STUN-UDP, R1 and I2 carry
+// TRANSACTION_PACING (RFC 5770 §4.4); both hosts then use the higher of
+// the two values, the Initiator never proposes less than the Responder
+// offered, and a value under 20 ms is raised to it. Without ICE, neither
+// packet carries one and Pacing is zero.
+func TestPacingNegotiation(t *testing.T) {
+	ice := []uint16{wire.NATModeICESTUNUDP, wire.NATModeUDPEncapsulation}
+	for _, c := range []struct {
+		name         string
+		initTa, resp time.Duration
+		want         time.Duration
+	}{
+		{"defaults", 0, 0, DefaultMinTa},
+		{"initiator higher", 80 * time.Millisecond, 50 * time.Millisecond, 80 * time.Millisecond},
+		{"responder higher", 50 * time.Millisecond, 120 * time.Millisecond, 120 * time.Millisecond},
+		{"below the floor", 5 * time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ca, cb := natCfg(t, 0, ice, "10.1.0.2:1"), natCfg(t, 1, ice, "10.2.0.2:1")
+			ca.MinTa, cb.MinTa = c.initTa, c.resp
+			a, b := newHost(t, "a", ca), newHost(t, "b", cb)
+			l := bex(t, a, b)
+			if pa, pb := a.a(b).Pacing(), b.a(a).Pacing(); pa != c.want || pb != c.want {
+				t.Fatalf("pacing %v and %v, want %v", pa, pb, c.want)
+			}
+			for _, p := range l.seen {
+				pkt, err := wire.ParsePacket(p.b)
+				if err != nil || (pkt.Type() != wire.R1 && pkt.Type() != wire.I2) {
+					continue
+				}
+				got := peerTa(pkt)
+				want := c.want // I2: the higher of the two
+				if pkt.Type() == wire.R1 {
+					want = c.resp // the Responder's own
+					if want == 0 {
+						want = DefaultMinTa
+					}
+					want = max(want, minMinTa)
+				}
+				if got != want {
+					t.Errorf("%v announces %v, want %v", pkt.Type(), got, want)
+				}
+			}
+		})
+	}
+	a := newHost(t, "a", natCfg(t, 2, []uint16{wire.NATModeUDPEncapsulation}, "10.1.0.2:1"))
+	b := newHost(t, "b", natCfg(t, 3, []uint16{wire.NATModeUDPEncapsulation}, "10.2.0.2:1"))
+	l := bex(t, a, b)
+	if a.a(b).Pacing() != 0 || b.a(a).Pacing() != 0 {
+		t.Fatalf("pacing without ICE: %v %v", a.a(b).Pacing(), b.a(a).Pacing())
+	}
+	for _, p := range l.seen {
+		if pkt, err := wire.ParsePacket(p.b); err == nil {
+			if _, ok := pkt.Param(wire.ParamTransactionPacing); ok {
+				t.Fatalf("%v carries TRANSACTION_PACING without ICE-STUN-UDP", pkt.Type())
+			}
+		}
+	}
+}
+
+// TestPacingUnannounced: a peer whose R1 or I2 carries no
+// TRANSACTION_PACING is taken to use 500 ms (RFC 5770 §4.4), and the
+// higher value wins.
+func TestPacingUnannounced(t *testing.T) {
+	var b wire.Builder
+	b.Reset(nil, wire.R1, wire.HIT{}, wire.HIT{})
+	raw, err := b.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt, _ := wire.ParsePacket(raw)
+	if got := peerTa(pkt); got != UnannouncedTa {
+		t.Fatalf("no TRANSACTION_PACING: %v, want %v", got, UnannouncedTa)
+	}
+	e := &Endpoint{cfg: Config{MinTa: DefaultMinTa}}
+	if got := e.pacing(peerTa(pkt)).Duration(); got != UnannouncedTa {
+		t.Fatalf("against a peer that announced none: %v, want %v", got, UnannouncedTa)
 	}
 }

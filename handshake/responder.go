@@ -284,6 +284,9 @@ func (e *Endpoint) i2Negotiate(c *i2Check) error {
 	if a.natMode, err = e.checkNATMode(c.pkt); err != nil {
 		return fail(wire.NotifyNoValidNATTraversalModeParameter, err)
 	}
+	if a.natMode == wire.NATModeICESTUNUDP {
+		a.setTa(e.pacing(peerTa(c.pkt)).Duration())
+	}
 	return nil
 }
 

@@ -22,12 +22,12 @@ var ErrConfig = errors.New("nat: invalid session config")
 // Defaults and limits of SessionConfig.
 const (
 	// DefaultPacing is Ta when SessionConfig.Pacing is zero: 50 ms, the
-	// value RFC 9028 §4.4 and §4.6.2 make mandatory when neither host
-	// announced a TRANSACTION_PACING ("a value of 50 ms MUST be used").
-	// RFC 5770 §4.6 said 500 ms; RFC 9028 obsoletes it and its Appendix A
-	// explains the smaller value. A caller that wants the RFC 5770 value,
-	// or negotiated another one (the higher of the two offers, RFC 9028
-	// §4.4), sets Pacing.
+	// value RFC 9028 §4.4 and §4.6.2 make mandatory for its ICE-HIP-UDP
+	// mode when neither host announced a TRANSACTION_PACING. RFC 5770's
+	// ICE-STUN-UDP mode, which the base exchange negotiates here, has 500
+	// ms instead for a host that announced none (§4.4, §4.6): the caller
+	// passes the value the base exchange negotiated (handshake
+	// Association.Pacing), the higher of the two offers.
 	DefaultPacing = 50 * time.Millisecond
 	// MinPacing is the smallest Ta used: "Hosts MUST NOT use values
 	// smaller than 5 ms for the minimum Ta" (RFC 9028 §4.4). A smaller

@@ -366,7 +366,8 @@ func (c *control) startICE(p *peer, a *handshake.Association) {
 	}
 	sess, err := s.iceMux.NewSession(nat.SessionConfig{
 		LocalHIT: s.hit, PeerHIT: p.hit, Key: a.ICEKey(), Controlling: a.Info().Initiator,
-		Local: local, Remote: remote, Send: s.sendSTUN, Logger: s.log, After: s.after,
+		Pacing: a.Pacing(), // negotiated in the base exchange (RFC 5770 §4.4)
+		Local:  local, Remote: remote, Send: s.sendSTUN, Logger: s.log, After: s.after,
 	}, func(remote netip.AddrPort) { s.nominated(p, remote) }, func() {
 		s.log.Info("ice failed: staying relayed", "peer", p.hit.String())
 		s.nominationLost(p)
