@@ -18,11 +18,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -67,12 +69,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := checkFlags(*listen, *idPath, *turnAddr, *turnIP); err != nil {
+		return cliflags.Refuse(stderr, "hip-relay", err)
+	}
 	id, created, err := hostid.LoadOrCreate(*idPath, hostid.ECDSAP256, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("-identity: %w", err)
 	}
 	if created {
-		log.Info("identity created", "file", *idPath)
+		// A new key is a new HIT: hosts that know the relay by its old
+		// one no longer reach it.
+		log.Warn("created a new identity: the relay has a new HIT", "file", *idPath)
 	}
 	cfg := relay.Config{Identity: id, ListenAddr: *listen, Logger: log, MaxRegistrations: *maxRegs}
 	if *allowPath != "" {
@@ -86,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *turnAddr != "" {
 		ip, err := turnRelayIP(*turnAddr, *turnIP)
 		if err != nil {
-			return err
+			return cliflags.Refuse(stderr, "hip-relay", err)
 		}
 		cfg.TURN = &relay.TURNConfig{ListenAddr: *turnAddr, RelayIP: ip}
 	}
@@ -191,9 +198,41 @@ func serveStatus(addr string, h http.Handler, log *slog.Logger) (stop func(), er
 }
 
 // turnRelayIP picks the address for XOR-RELAYED-ADDRESS.
+// checkFlags refuses, naming the flag, what would otherwise fail later
+// with a bare error: an address that does not parse, and an identity file
+// in a directory that does not exist. The file itself is created when
+// missing, but a path with a typo in its directory would have the relay
+// create the directories and start with a new identity, a new HIT its
+// hosts do not know.
+func checkFlags(listen, idPath, turnAddr, turnIP string) error {
+	if _, err := net.ResolveUDPAddr("udp", listen); err != nil {
+		return fmt.Errorf("-listen %q: %w", listen, err)
+	}
+	if _, err := os.Stat(idPath); errors.Is(err, fs.ErrNotExist) {
+		if dir := filepath.Dir(idPath); !isDir(dir) {
+			return fmt.Errorf("-identity %q: directory %s does not exist (create it, or fix the path)", idPath, dir)
+		}
+	}
+	if turnAddr != "" {
+		if _, err := net.ResolveUDPAddr("udp", turnAddr); err != nil {
+			return fmt.Errorf("-turn %q: %w", turnAddr, err)
+		}
+	}
+	return nil
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
+
 func turnRelayIP(listen, flagIP string) (netip.Addr, error) {
 	if flagIP != "" {
-		return netip.ParseAddr(flagIP)
+		ip, err := netip.ParseAddr(flagIP)
+		if err != nil {
+			return ip, fmt.Errorf("-turn-ip %q: not an IP address", flagIP)
+		}
+		return ip, nil
 	}
 	if ap, err := netip.ParseAddrPort(listen); err == nil && !ap.Addr().IsUnspecified() {
 		return ap.Addr(), nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
 	"hipnet.dev/hipnet"
+	"hipnet.dev/internal/cliflags"
 	"hipnet.dev/internal/clitest"
 	"hipnet.dev/internal/fill"
 	"hipnet.dev/overlay"
@@ -138,5 +140,37 @@ func TestRelayStatusServed(t *testing.T) {
 	}
 	if !strings.Contains(rec.Body.String(), `"RELAY_UDP_HIP"`) {
 		t.Fatalf("served JSON: %s", rec.Body.String())
+	}
+}
+
+// TestBadFlags: a flag value that cannot work is refused at once, naming
+// the flag, with exit status 2 (a usage error), before anything starts:
+// an address that does not parse, and an identity file in a directory
+// that does not exist, which would otherwise be created with a new
+// identity (a new HIT the relay's hosts do not know).
+func TestBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"-listen", "nonsense"}, "-listen"},
+		{[]string{"-identity", filepath.Join(dir, "no-such-dir", "relay.key")}, "-identity"},
+		{[]string{"-turn", "127.0.0.1:0", "-turn-ip", "banana"}, "-turn-ip"},
+		{[]string{"-turn", "what"}, "-turn"},
+	} {
+		args := append([]string{"-listen", "127.0.0.1:0", "-identity", filepath.Join(dir, "relay.key")}, c.args...)
+		var stderr strings.Builder
+		err := run(context.Background(), args, io.Discard, &stderr)
+		var ue cliflags.UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), c.flag) {
+			t.Errorf("%v: %v, want a usage error naming %s", c.args, err, c.flag)
+		}
+		if !strings.Contains(stderr.String(), c.flag) {
+			t.Errorf("%v: stderr %q does not name %s", c.args, stderr.String(), c.flag)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "no-such-dir")); err == nil {
+		t.Error("the identity's missing directory was created")
 	}
 }
