@@ -25,7 +25,11 @@ import (
 //     know (RFC 8489 §6.3.1). It keeps no state (the Binding method is
 //     idempotent, §6.3.1) and allocates nothing: nat.Binding reuses its
 //     messages. An answer is at most nat.MaxGrowth octets longer than its
-//     request (no amplifier).
+//     request: bounded growth, not none, which DESIGN.md's no-amplifier
+//     rule asks. A standard client's bare 20-octet request draws a 52-octet
+//     answer (XOR-MAPPED-ADDRESS, FINGERPRINT and the relay's instance);
+//     answering only requests padded to the answer's length would shut
+//     such clients out of the binding service.
 //   - Client (Stack.STUNBinding): a Binding Request sent from the node's own
 //     socket, so that the answer is the NAT mapping of the socket that
 //     carries HIP and ESP, retransmitted as RFC 8489 §6.2.1 says, and
