@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -30,8 +31,9 @@ type conn struct {
 
 	closed    atomic.Bool
 	closeOnce sync.Once
-	writeMu   sync.Mutex // serialises Write, CloseWrite and the FIN of Close
-	readMu    sync.Mutex // serialises Read and the drain after Close (drain.go)
+	writeMu   sync.Mutex  // serialises Write, CloseWrite and the FIN of Close
+	shutWrite atomic.Bool // CloseWrite was called (ends a Write it finds blocked)
+	readMu    sync.Mutex  // serialises Read and the drain after Close (drain.go)
 }
 
 var _ net.Conn = (*conn)(nil)
@@ -91,15 +93,21 @@ func (c *conn) Write(b []byte) (int, error) {
 	if c.closed.Load() {
 		return 0, c.opErr("write", errClosed)
 	}
-	if a := c.ans; a != nil {
-		if !a.settled.Load() {
-			return c.writePending(b)
-		}
-		if a.err != nil {
-			return 0, c.opErr("write", a.err)
-		}
+	var n int
+	var err error
+	if a := c.ans; a != nil && !a.settled.Load() {
+		n, err = c.writePending(b)
+	} else if a != nil && a.err != nil {
+		return 0, c.opErr("write", a.err)
+	} else {
+		n, err = c.write(b)
 	}
-	return c.write(b)
+	if err != nil && c.shutWrite.Load() && !c.closed.Load() {
+		// CloseWrite ended it (closeWrite): as on a TCP socket, what was
+		// queued goes before the FIN, and the rest is refused.
+		err = &net.OpError{Op: "write", Net: "hip", Source: c.local, Addr: c.remote, Err: syscall.EPIPE}
+	}
+	return n, err
 }
 
 func (c *conn) write(b []byte) (int, error) {
@@ -176,9 +184,20 @@ func (c *conn) detach() (*quic.Stream, *qconn) {
 }
 
 // CloseWrite shuts down the sending side (FIN), as (*net.TCPConn).CloseWrite:
-// the peer reads io.EOF after the data, and can still write back.
+// the peer reads io.EOF after the data, and can still write back. A Write
+// blocked meanwhile (flow control, or waiting for the answer) returns at
+// once with what it queued and EPIPE, as on a TCP socket, and the FIN
+// follows that data. quic-go forbids closing a stream during a Write, so
+// the Write is woken (its deadline passes) and the FIN waits for it.
 func (c *conn) CloseWrite() error {
-	c.writeMu.Lock()
+	if c.closed.Load() {
+		return c.opErr("close", errClosed)
+	}
+	c.shutWrite.Store(true)
+	if !c.writeMu.TryLock() {
+		c.wakeWriter()
+		c.writeMu.Lock()
+	}
 	defer c.writeMu.Unlock()
 	if c.closed.Load() {
 		return c.opErr("close", errClosed)
@@ -198,6 +217,25 @@ func (c *conn) CloseWrite() error {
 		return c.opErr("close", err)
 	}
 	return nil
+}
+
+// wakeWriter ends a Write blocked on the stream or on the answer: its
+// write deadline passes now. Nothing is written after the FIN that
+// follows, so the deadline is not restored.
+func (c *conn) wakeWriter() {
+	past := time.Unix(1, 0)
+	if a := c.ans; a != nil && !a.settled.Load() {
+		c.mu.Lock()
+		if !a.settled.Load() {
+			a.wdl = past
+			a.wd.Set(past)
+		}
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	st := c.st
+	c.mu.Unlock()
+	st.SetWriteDeadline(past)
 }
 
 // CloseRead shuts down the receiving side (STOP_SENDING), as

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -736,6 +737,56 @@ func TestHalfClose(t *testing.T) {
 	got, err := io.ReadAll(c)
 	if err != nil || string(got) != "got question" {
 		t.Fatalf("read %q, %v", got, err)
+	}
+}
+
+// TestCloseWriteDuringBlockedWrite: CloseWrite while a Write is blocked
+// on flow control (the peer reads nothing yet) returns at once, as
+// shutdown(SHUT_WR) does on a TCP socket; the Write then returns what it
+// queued with EPIPE, and the peer reads exactly that, then io.EOF.
+func TestCloseWriteDuringBlockedWrite(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	acc := acceptFirst(t, b.m, 80)
+	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("x")) // the answer is in: the next Write blocks on flow control only
+	s := <-acc
+	defer s.Close()
+	type result struct {
+		n   int
+		err error
+	}
+	wrote := make(chan result, 1)
+	go func() {
+		n, err := c.Write(make([]byte, 64<<20))
+		wrote <- result{n, err}
+	}()
+	time.Sleep(200 * time.Millisecond) // the Write fills the window and blocks
+	closed := make(chan error, 1)
+	go func() { closed <- c.(interface{ CloseWrite() error }).CloseWrite() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("CloseWrite: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("CloseWrite waited for the blocked Write")
+	}
+	w := <-wrote
+	if !errors.Is(w.err, syscall.EPIPE) || w.n <= 0 || w.n >= 64<<20 {
+		t.Fatalf("the blocked Write returned %d, %v; want part of it and EPIPE", w.n, w.err)
+	}
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.Copy(io.Discard, s)
+	if err != nil || got != int64(1+w.n) {
+		t.Fatalf("the peer read %d octets, %v; want %d, then io.EOF", got, err, 1+w.n)
+	}
+	if _, err := c.Write([]byte("y")); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("Write after CloseWrite: %v, want EPIPE", err)
 	}
 }
 
