@@ -74,6 +74,13 @@ func (c *conn) Read(b []byte) (int, error) {
 		}
 	}
 	c.readMu.Lock()
+	if c.closed.Load() {
+		// Closed since the check above: the drain owns the stream now
+		// (drain.go). Checked under readMu, which the drain takes once
+		// after Close, so no Read reaches the stream after that.
+		c.readMu.Unlock()
+		return 0, c.opErr("read", errClosed)
+	}
 	n, err := c.st.Read(b)
 	c.readMu.Unlock()
 	if err != nil && (err != io.EOF || c.closed.Load()) {

@@ -46,13 +46,16 @@ func (m *Manager) drain(c *conn, st *quic.Stream, qc *qconn) {
 	m.draining++
 	m.mu.Unlock()
 	// A Read in progress returns now (net.ErrClosed: c is closed); the
-	// drain reads once it has (c.readMu).
+	// drain reads once it has: it takes c.readMu once, after which every
+	// Read sees c closed under that lock and leaves the stream alone. It
+	// does not hold the lock while it waits, or a Read that came just
+	// after Close would wait with it.
 	st.SetReadDeadline(time.Unix(1, 0))
 	go func() {
 		defer m.wg.Done()
-		c.readMu.Lock()
-		defer c.readMu.Unlock()
+		c.readMu.Lock() // the Read in progress has returned
 		st.SetReadDeadline(time.Time{})
+		c.readMu.Unlock()
 		stop := time.AfterFunc(drainLimit, func() { st.CancelRead(streamCodeClosed) })
 		finished := drainStream(st)
 		stop.Stop()

@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := checkFlags(*listen, *idPath, *turnAddr, *turnIP); err != nil {
+	if err := checkFlags(*listen, *idPath, *turnAddr); err != nil {
 		return cliflags.Refuse(stderr, "hip-relay", err)
 	}
 	id, created, err := hostid.LoadOrCreate(*idPath, hostid.ECDSAP256, nil)
@@ -197,14 +197,13 @@ func serveStatus(addr string, h http.Handler, log *slog.Logger) (stop func(), er
 	return func() { _ = srv.Close() }, nil
 }
 
-// turnRelayIP picks the address for XOR-RELAYED-ADDRESS.
 // checkFlags refuses, naming the flag, what would otherwise fail later
 // with a bare error: an address that does not parse, and an identity file
 // in a directory that does not exist. The file itself is created when
 // missing, but a path with a typo in its directory would have the relay
 // create the directories and start with a new identity, a new HIT its
 // hosts do not know.
-func checkFlags(listen, idPath, turnAddr, turnIP string) error {
+func checkFlags(listen, idPath, turnAddr string) error {
 	if _, err := net.ResolveUDPAddr("udp", listen); err != nil {
 		return fmt.Errorf("-listen %q: %w", listen, err)
 	}
@@ -226,6 +225,7 @@ func isDir(path string) bool {
 	return err == nil && fi.IsDir()
 }
 
+// turnRelayIP picks the address for XOR-RELAYED-ADDRESS.
 func turnRelayIP(listen, flagIP string) (netip.Addr, error) {
 	if flagIP != "" {
 		ip, err := netip.ParseAddr(flagIP)
