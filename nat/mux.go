@@ -31,12 +31,12 @@ const (
 //     (RFC 8445 §7.2.2, RFC 5770 §5.2), which names the session;
 //   - a Binding success or error response by the transaction ID of the
 //     check it answers and the address that check went to, both of which
-//     the Mux noted when the session sent it. The entry stays until it
-//     expires: a forged response (a bare error, no MESSAGE-INTEGRITY)
-//     that comes first must not use it up, or the peer's genuine,
-//     authenticated answer would find none and be dropped (RFC 8489
-//     §16.1.1: the integrity check, in pion, is what rejects the forgery;
-//     it also ignores a second response to one transaction);
+//     the Mux noted when the session sent it, and only if its
+//     MESSAGE-INTEGRITY verifies with the session's password; that answer
+//     frees the entry. A forged response (a bare error, no integrity, from
+//     an observer who saw the check) is dropped and leaves the entry for
+//     the peer's genuine answer (RFC 8489 §16.1.1). The check is one
+//     HMAC, for answers to our own checks only;
 //   - nothing else: indications (the RFC 5770 §5.3 keepalives), other
 //     methods, malformed messages and packets nobody waits for are left
 //     to the caller.
@@ -91,7 +91,8 @@ func (m *Mux) NewSession(cfg SessionConfig, onSelected func(netip.AddrPort), onF
 
 // Deliver hands a STUN packet read from the node socket to the session it
 // belongs to and reports whether one took it. It copies what it keeps,
-// does not block, allocates nothing of its own, and accepts any input.
+// does not block, and accepts any input. It allocates nothing of its own
+// but the HMAC that checks an answer to one of its sessions' checks.
 func (m *Mux) Deliver(pkt []byte, from netip.AddrPort) bool {
 	if !IsSTUN(pkt) {
 		return false
@@ -107,7 +108,8 @@ func (m *Mux) Deliver(pkt []byte, from netip.AddrPort) bool {
 			}
 		case stun.ClassSuccessResponse, stun.ClassErrorResponse:
 			e, ok := m.tx[msg.TransactionID]
-			if ok && e.to == unmapped(from) && !time.Now().After(e.expiry) {
+			if ok && e.to == unmapped(from) && !time.Now().After(e.expiry) && e.s.integrity.Check(msg) == nil {
+				delete(m.tx, msg.TransactionID) // answered: the entry is free again
 				s = e.s
 			}
 		}

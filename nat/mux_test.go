@@ -125,26 +125,34 @@ func TestMuxRoutesResponses(t *testing.T) {
 }
 
 // TestMuxForgedResponse: a response from another address than the one
-// the check went to is not routed, and a forged one (no integrity) that
-// comes first does not use the entry up: the peer's genuine answer still
-// reaches the session, whose agent tells the two apart (RFC 8489
-// §16.1.1). The IPv4-mapped form of the check's address is that address.
+// the check went to, or one whose MESSAGE-INTEGRITY does not verify (an
+// observer who saw the check and answers first), is not routed and does
+// not use the entry up: the peer's genuine answer still reaches the
+// session, and frees the entry, so a copy of it finds none. The
+// IPv4-mapped form of the check's address is that address.
 func TestMuxForgedResponse(t *testing.T) {
 	m := NewMux()
 	s := quietSession(t, m, hitA, hitB)
 	id := [12]byte{7, 7, 7}
 	m.track(id, peerAddr, s)
-	forged := bindingResponse(t, id, stun.ClassErrorResponse)
+	genuine := bindingResponse(t, id, stun.ClassSuccessResponse)
+	forged, err := stun.Build(stun.NewTransactionIDSetter(id), stun.BindingError, stun.CodeBadRequest, stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
 	elsewhere := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.66"), peerAddr.Port())
-	if m.Deliver(forged, elsewhere) {
+	if m.Deliver(genuine, elsewhere) {
 		t.Error("a response from another address than the check's was routed")
 	}
-	if !m.Deliver(forged, peerAddr) {
-		t.Fatal("a response from the check's address was refused")
+	if m.Deliver(forged.Raw, peerAddr) {
+		t.Error("a response without MESSAGE-INTEGRITY was routed")
 	}
 	mapped := netip.AddrPortFrom(netip.AddrFrom16(peerAddr.Addr().As16()), peerAddr.Port())
-	if !m.Deliver(bindingResponse(t, id, stun.ClassSuccessResponse), mapped) {
-		t.Error("the genuine answer after a forged one was refused")
+	if !m.Deliver(genuine, mapped) {
+		t.Fatal("the genuine answer after forged ones was refused")
+	}
+	if m.Deliver(genuine, peerAddr) {
+		t.Error("a copy of the answer was routed: the entry was not freed")
 	}
 }
 
@@ -277,5 +285,30 @@ func TestSessionSourcesBounded(t *testing.T) {
 	}
 	if got := st.Delivered + st.DeliverDrops; got != maxReflexive+2 {
 		t.Errorf("%d reached the agent's queue, want %d", got, maxReflexive+2)
+	}
+}
+
+// TestSessionSourcesAuthentic: checks that do not verify with the
+// session's password (the USERNAME is public, the password is not) take
+// none of the few slots for sources the peer did not announce, so the
+// peer's genuine check from its NAT mapping still gets one.
+func TestSessionSourcesAuthentic(t *testing.T) {
+	m := NewMux()
+	s := quietSession(t, m, hitA, hitB)
+	forged, err := stun.Build(stun.BindingRequest, stun.TransactionID,
+		stun.NewUsername(username(hitA, hitB)), ice.AttrControlling(1),
+		stun.NewShortTermIntegrity("not the password"), stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 * maxReflexive {
+		m.Deliver(forged.Raw, netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 5000))
+	}
+	if st := s.Stats(); st.SourceDrops != 2*maxReflexive || st.Delivered+st.DeliverDrops != 0 {
+		t.Fatalf("forged checks: %+v, want all dropped by source", st)
+	}
+	m.Deliver(bindingRequest(t, hitA, hitB), netip.MustParseAddrPort("198.51.100.9:40000"))
+	if st := s.Stats(); st.Delivered+st.DeliverDrops != 1 {
+		t.Fatalf("the peer's genuine check from a new source: %+v, want it taken", st)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/stun/v4"
 
 	"hipnet.dev/handshake/wire"
 )
@@ -123,7 +124,8 @@ type Stats struct {
 // keepalives (Keepalive) are the node's to send.
 type Session struct {
 	cfg        SessionConfig
-	user       string // USERNAME of the requests the peer sends us
+	user       string                // USERNAME of the requests the peer sends us
+	integrity  stun.MessageIntegrity // the short-term key of both directions (RFC 5770 §5.2)
 	ta         time.Duration
 	onSelected func(netip.AddrPort)
 	onFailed   func()
@@ -213,6 +215,7 @@ func newSession(cfg SessionConfig, onSelected func(netip.AddrPort), onFailed fun
 	s := &Session{
 		cfg:        cfg,
 		user:       username(cfg.LocalHIT, cfg.PeerHIT),
+		integrity:  stun.NewShortTermIntegrity(Password(cfg.Key)),
 		ta:         ta,
 		onSelected: onSelected,
 		onFailed:   onFailed,
@@ -364,7 +367,7 @@ func (s *Session) deliver(pkt []byte, from netip.AddrPort) bool {
 		return false
 	}
 	from = unmapped(from)
-	if !s.source(from) {
+	if !s.source(from, pkt) {
 		s.sourceDrops.Add(1)
 		return true
 	}
@@ -383,9 +386,15 @@ func (s *Session) deliver(pkt []byte, from netip.AddrPort) bool {
 	return true
 }
 
-// source reports whether the session takes packets from addr: a
-// candidate of the peer's, or one of the first maxReflexive other sources.
-func (s *Session) source(addr netip.AddrPort) bool {
+// source reports whether the session takes pkt from addr: from a
+// candidate of the peer's, or from one of the first maxReflexive other
+// sources whose first packet was a check with the session's credentials.
+// The slots go only to authentic checks: the USERNAME is made of public
+// HITs, and forged checks from a few ports must not take every slot and
+// shut out the peer's genuine check from its NAT mapping, which is what
+// peer-reflexive candidates are for. (Responses reach a session only from
+// the addresses its checks went to: Mux.)
+func (s *Session) source(addr netip.AddrPort, pkt []byte) bool {
 	for _, c := range s.cfg.Remote {
 		if unmapped(c.Addr) == addr {
 			return true
@@ -396,11 +405,23 @@ func (s *Session) source(addr netip.AddrPort) bool {
 	if slices.Contains(s.reflexive, addr) {
 		return true
 	}
-	if len(s.reflexive) < maxReflexive {
+	if len(s.reflexive) < maxReflexive && s.authentic(pkt) {
 		s.reflexive = append(s.reflexive, addr)
 		return true
 	}
 	return false
+}
+
+// authentic reports whether pkt is a Binding request whose
+// MESSAGE-INTEGRITY verifies with the session's short-term password (RFC
+// 8489 §9.1.3, RFC 5770 §5.2). It costs a copy and an HMAC, and runs only
+// for a source the session does not know yet.
+func (s *Session) authentic(pkt []byte) bool {
+	m := &stun.Message{Raw: append([]byte(nil), pkt...)}
+	if m.Decode() != nil || m.Type != stun.BindingRequest {
+		return false
+	}
+	return s.integrity.Check(m) == nil
 }
 
 // write is the write path of the virtual conns, on pion's goroutines.
