@@ -46,12 +46,22 @@ func (a *Association) restartI1(now time.Time) {
 	a.bex = bex
 	a.lastI2 = [sha256.Size]byte{}
 	a.upd = updateState{}
-	var b wire.Builder
-	b.Reset(make([]byte, 0, 64), wire.I1, e.hit, a.peer)
-	b.Add(wire.DHGroupList{Groups: bex.i1Groups})
-	raw, _ := b.Bytes()
+	raw := e.BuildI1(make([]byte, 0, 64), a.peer)
 	a.setState(now, I1Sent)
-	a.send(now, append([]byte(nil), raw...), true)
+	a.send(now, raw, true)
+}
+
+// BuildI1 builds in buf (from its start) an I1 to peer (§5.3.1:
+// DH_GROUP_LIST only), as an association's base exchange sends it. Sent
+// alone, with no association, it asks whether peer is at an address:
+// only peer can answer with its R1, and an I1 creates no state at the
+// Responder.
+func (e *Endpoint) BuildI1(buf []byte, peer wire.HIT) []byte {
+	var b wire.Builder
+	b.Reset(buf, wire.I1, e.hit, peer)
+	b.Add(wire.DHGroupList{Groups: e.cfg.DHGroups})
+	raw, _ := b.Bytes()
+	return raw
 }
 
 // r1Offer is what an R1 offered and we chose from it (RFC 7401 §6.8), kept

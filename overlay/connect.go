@@ -84,6 +84,18 @@ func (c *control) connect(now time.Time, h wire.HIT, reply chan error, keyed boo
 		answer(err)
 		return
 	}
+	if a := p.assoc; a != nil && reply != nil && p.x.lostState && (a.State() == handshake.I1Sent || a.State() == handshake.I2Sent) {
+		// An exchange that an unauthenticated UPDATE started toward the
+		// address it came from, not complete yet (inbound.go lostState):
+		// the application's Connect does not wait on an address anyone
+		// could have named (and answered there with a copy of the peer's
+		// R1, which anyone can get), but starts afresh on the normal path.
+		c.abandon(p)
+		if p, err = c.peerFor(h); err != nil {
+			answer(err)
+			return
+		}
+	}
 	if a := p.assoc; a != nil {
 		switch a.State() {
 		case handshake.Established, handshake.R2Sent:
@@ -103,6 +115,9 @@ func (c *control) connect(now time.Time, h wire.HIT, reply chan error, keyed boo
 		return
 	}
 	p.wait(reply, keyed)
+	if p.x.lostState {
+		p.x.lostState = false // a new exchange; lostState marks its own after this
+	}
 	if p.assoc == nil {
 		p.assoc = c.ep.Initiate(now, h)
 		p.resetCounters()

@@ -124,6 +124,10 @@ type control struct {
 	opp map[netip.AddrPort]*peer
 
 	r1lim *r1Limiter // ratelimit.go
+	// lostLim limits the I1s that UPDATEs from unknown hosts draw, all
+	// sources together, and lostProbes notes them (inbound.go lostState).
+	lostLim    tokenBucket
+	lostProbes map[wire.HIT]lostProbe
 
 	// Locators (locators.go): the associations whose data path counts
 	// are read every pathSyncEvery, and when next; buffers reused.

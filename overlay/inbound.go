@@ -108,8 +108,12 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		if a != nil {
 			c.processPacket(p, now, in)
 		}
-		if typ == wire.UPDATE && (a == nil || a.State() == handshake.Unassociated) && in.via.relay == nil && in.rvs.server == nil {
-			c.lostState(now, sender, pk.from)
+		direct := in.via.relay == nil && in.rvs.server == nil
+		switch {
+		case typ == wire.UPDATE && a == nil && direct:
+			c.lostState(now, pkt, sender, pk.from)
+		case typ == wire.R1 && a == nil && direct:
+			c.lostAnswered(now, sender, pk.from)
 		}
 		return
 	}
@@ -198,33 +202,90 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 	c.processPacket(p, now, in)
 }
 
-// lostState acts on an UPDATE from h, at from, with which we have no
-// association: h still has one with us, which we lost (we restarted, RFC
-// 7401 §4.5.4). Its ESP is dropped here for its unknown SPI and its
+// lostState acts on an UPDATE from h, at from, a host we know nothing of:
+// h may still hold an association with us that we lost (we restarted,
+// RFC 7401 §4.5.4). Its ESP is dropped here for its unknown SPI and its
 // checks of the path go unanswered; left alone, it would send into the
 // void until its association idles out, which its own traffic keeps from
 // happening. RFC 7402 §6.2 leaves lost state to the implementation: we
-// start a base exchange with h at from. h answers our I1 with an R1 in
-// ESTABLISHED, replaces its association on our valid I2 (§4.4.4), and
-// both ends have one again, a round trip or two after its first check.
+// ask h at from with one I1, keeping nothing but a note (lostProbes); if
+// h answers with its R1 (lostAnswered), a base exchange follows. h, in
+// ESTABLISHED, answers our I1 with R1 and replaces its association on our
+// valid I2 (§4.4.4), and both ends have one again, a few round trips
+// after its first check.
 //
-// The UPDATE is not authenticated (we hold no key for it), so anyone can
-// send one, from any address: the I1 is smaller than the UPDATE and
-// limited per source as an R1 is (r1lim), so it reflects nothing larger,
-// and the exchange goes on only with a host that answers as h, and only
-// if Config.Authorize admits h.
-func (c *control) lostState(now time.Time, h wire.HIT, from netip.AddrPort) {
+// The UPDATE is not authenticated (we hold no key for it): anyone can
+// send one, in any HIT's name, from any address. So:
+//   - only for a HIT we know nothing of: a peer we know (configured, or
+//     reached through a relay) keeps its locators and its own dials;
+//   - only for an UPDATE with HIP_MAC and HIP_SIGNATURE, as a host
+//     that holds an association sends them, and so longer than the one
+//     I1 that answers it, which is not retransmitted: nothing amplified;
+//   - at most lostRate a second for all sources together, and never out
+//     of the limits of honest I1s (r1lim);
+//   - no state until h's R1 comes from that very address, so a spoofed
+//     source gets one I1 and nothing more;
+//   - the exchange is marked: an application's Connect to h before it
+//     completes starts afresh on the normal path instead of waiting on an
+//     address an attacker may have named (connect);
+//   - and only if Config.Authorize admits h.
+func (c *control) lostState(now time.Time, pkt wire.Packet, h wire.HIT, from netip.AddrPort) {
 	s := c.s
-	if c.draining || h.IsZero() || h == s.hit || !s.authorized(h) || !c.r1lim.allow(from, now) {
+	_, mac := pkt.Param(wire.ParamHIPMAC)
+	_, sig := pkt.Param(wire.ParamHIPSignature)
+	if c.draining || !mac || !sig || h.IsZero() || h == s.hit || s.lookupPeer(h) != nil || !s.authorized(h) {
 		return
 	}
-	if p := s.lookupPeer(h); p != nil && p.assoc != nil {
-		return // an exchange with h under way already
+	c.pruneLost(now)
+	if len(c.lostProbes) >= maxLostProbes || !c.lostLim.take(now, lostBurst, lostRate) {
+		return
 	}
-	s.learnPeer(h, from)
-	s.log.Info("peer holds an association we lost: base exchange", "peer", h.String(), "from", from)
-	c.connect(now, h, nil, false)
+	c.lostProbes[h] = lostProbe{from: from, until: now.Add(lostWait)}
+	c.sendControl(c.ep.BuildI1(c.probeBuf[:0], h), from)
+	s.log.Debug("peer may hold an association we lost: asking it", "peer", h.String(), "at", from)
 }
+
+// lostAnswered starts the base exchange with h, at from, if h's R1 answers
+// the I1 of lostState from the address it went to. The R1 itself goes no
+// further: the exchange starts afresh, and checks what it must.
+func (c *control) lostAnswered(now time.Time, h wire.HIT, from netip.AddrPort) {
+	s := c.s
+	lp, ok := c.lostProbes[h]
+	if !ok || lp.from != from || now.After(lp.until) || s.lookupPeer(h) != nil {
+		return
+	}
+	delete(c.lostProbes, h)
+	p := s.learnPeer(h, from)
+	s.log.Info("peer holds an association we lost: base exchange", "peer", h.String(), "at", from)
+	c.connect(now, h, nil, false)
+	if p.assoc != nil && p.assoc.State() == handshake.I1Sent {
+		p.mut().lostState = true
+	}
+}
+
+// pruneLost forgets the notes of lostState whose R1 did not come in time.
+func (c *control) pruneLost(now time.Time) {
+	for h, lp := range c.lostProbes {
+		if now.After(lp.until) {
+			delete(c.lostProbes, h)
+		}
+	}
+}
+
+// lostProbe is lostState's note of an I1 it sent to ask whether a host
+// still holds an association with us.
+type lostProbe struct {
+	from  netip.AddrPort
+	until time.Time
+}
+
+// Bounds of lostState, all sources together.
+const (
+	lostBurst     = 4
+	lostRate      = 1 // a second
+	lostWait      = 3 * time.Second
+	maxLostProbes = 16
+)
 
 // refuse turns away an authenticated Initiator: its association is
 // discarded with everything it would send (the R2) and its SAs never reach

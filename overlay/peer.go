@@ -88,6 +88,7 @@ type peerExt struct {
 	switchAt     time.Time     // when nextOut is used anyway
 	crossedRekey bool          // the peer's rekey UPDATE crossed ours
 	rekeyOwed    bool          // a rekey must follow (through a relay we moved to): kept until one starts (sas.go)
+	lostState    bool          // the exchange was started by an unauthenticated UPDATE (inbound.go lostState)
 	waiters      []chan error  // Connects waiting for the BEX
 	keyWaiters   []chan error  // ConnectKeyed callers waiting for the keys (secret.go)
 	rvsUntil     time.Time     // our RENDEZVOUS registration with this peer lasts until (rendezvous.go)

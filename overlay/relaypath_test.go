@@ -629,3 +629,61 @@ func TestRelayForgedRestartIgnored(t *testing.T) {
 		t.Errorf("%d forged answers started %d base exchanges with the relay", forged.Load(), n)
 	}
 }
+
+// TestLostStateDoesNotPoisonDial: an attacker makes b believe that a, a
+// peer b reaches only through their relay, holds an association b lost,
+// at the attacker's address: a forged check in a's name, then a's own R1,
+// which anyone gets by sending a an I1 (in b's name), replayed from there
+// (overlay lostState). b's application then dials a: it goes through the
+// relay and connects, instead of waiting on the exchange toward the
+// attacker.
+func TestLostStateDoesNotPoisonDial(t *testing.T) {
+	r := startRelay(t)
+	a := relayedNode(t, 1, r, nil)
+	b := relayedNode(t, 2, r, nil)
+	atk, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer atk.Close()
+	send := func(pkt []byte, to netip.AddrPort) {
+		if _, err := atk.WriteTo(wire.AppendUDPControl(nil, pkt), net.UDPAddrFromAddrPort(to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	await := func(typ wire.PacketType) []byte {
+		buf := make([]byte, 4096)
+		for {
+			atk.SetReadDeadline(time.Now().Add(3 * time.Second))
+			n, _, err := atk.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("waiting for %v: %v", typ, err)
+			}
+			if pkt, err := wire.ParsePacket(buf[wire.NonESPMarkerLen:n]); err == nil && pkt.Type() == typ {
+				return append([]byte(nil), pkt...)
+			}
+		}
+	}
+	var bl wire.Builder
+	bl.Reset(nil, wire.I1, b.HIT(), a.HIT())
+	bl.Add(wire.DHGroupList{Groups: []uint8{wire.DHGroupP256, wire.DHGroupP384, wire.DHGroupMODP1536}})
+	i1, _ := bl.Bytes()
+	send(i1, a.LocalAddr())
+	r1 := await(wire.R1) // a's R1, for "b"
+
+	bl.Reset(nil, wire.UPDATE, a.HIT(), b.HIT()) // a check in a's name
+	bl.AddRaw(wire.ParamEchoRequestSigned, []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	bl.AddRaw(wire.ParamHIPMAC, make([]byte, 32))
+	bl.AddRaw(wire.ParamHIPSignature, append([]byte{0, 7}, make([]byte, 64)...))
+	upd, _ := bl.Bytes()
+	send(upd, b.LocalAddr())
+	await(wire.I1) // b asks "a" at the attacker's address
+	send(r1, b.LocalAddr())
+	time.Sleep(100 * time.Millisecond) // b starts its exchange toward the attacker
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Connect(ctx, a.HIT()); err != nil {
+		t.Fatalf("b's dial of a, which it reaches through the relay: %v", err)
+	}
+}

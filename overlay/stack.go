@@ -148,7 +148,7 @@ func newStack(cfg Config) (*Stack, error) {
 		s.iceMux = nat.NewMux()
 	}
 	s.db = newAssocTable()
-	c := &control{s: s, spiRes: map[uint32]time.Time{}, pathBusy: map[*peer]struct{}{}, switchGrace: max(cfg.Handshake.RetransmitTimeout, minSwitchGrace), r1lim: newR1Limiter(),
+	c := &control{s: s, spiRes: map[uint32]time.Time{}, pathBusy: map[*peer]struct{}{}, switchGrace: max(cfg.Handshake.RetransmitTimeout, minSwitchGrace), r1lim: newR1Limiter(), lostProbes: map[wire.HIT]lostProbe{},
 		reg: regState{queued: map[wire.HIT][]*regCommand{}}}
 	hc := cfg.Handshake
 	hc.Identity = cfg.Identity
