@@ -99,7 +99,7 @@ func FuzzUpdateMobility(f *testing.F) {
 func expectAnswer(b, a *host, p wire.Packet) {
 	if q, ok := p.Param(wire.ParamEchoResponseSigned); ok {
 		if n := len(q.Contents()); n >= minProbeNonce && n <= maxProbeNonce {
-			b.a(a).upd.echoes().probes.add(q.Contents())
+			b.a(a).upd.echoes().probes.add(t0, q.Contents())
 		}
 	}
 }
@@ -136,7 +136,7 @@ func checkMobilityEvents(t *testing.T, a, b *host, p wire.Packet, dropped bool, 
 		}
 		// The request came from the fuzzer, not from AppendProbe: a
 		// waits for its answer as if it had.
-		a.a(b).upd.echoes().probes.add(q.Contents())
+		a.a(b).upd.echoes().probes.add(now, q.Contents())
 		reply := reqs[0].Reply
 		a.deliver(now, reply)
 		if err := a.lastErr(); err != nil {

@@ -147,7 +147,7 @@ func (a *Association) buildLocatorUpdate(locs []wire.Locator) ([]byte, error) {
 // that is merely unreachable never answers (§6.11 step 4). RFC 7401
 // §5.3.5 calls an UPDATE with neither SEQ nor ACK invalid; see doc.go,
 // "Deviations".
-func (a *Association) AppendProbe(dst, nonce []byte) ([]byte, error) {
+func (a *Association) AppendProbe(now time.Time, dst, nonce []byte) ([]byte, error) {
 	if a.state != Established && a.state != R2Sent {
 		return dst, fmt.Errorf("%w: probe in %v", ErrUnexpected, a.state)
 	}
@@ -158,7 +158,7 @@ func (a *Association) AppendProbe(dst, nonce []byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	a.upd.echoes().probes.add(nonce)
+	a.upd.echoes().probes.add(now, nonce)
 	return append(dst, pkt...), nil
 }
 
@@ -166,6 +166,10 @@ func (a *Association) AppendProbe(dst, nonce []byte) ([]byte, error) {
 // more than the caller keeps in flight (overlay: 12), the oldest
 // forgotten first.
 const maxSentProbes = 16
+
+// probeKeep is how long a probe's nonce is kept for its answer: far more
+// than a round trip, and than the caller waits (overlay: seconds).
+const probeKeep = 30 * time.Second
 
 // sentProbes are the nonces of our probes not yet answered. The answer to
 // a probe is an UPDATE with no SEQ (RFC 8046 §5.4): its nonce is all that
@@ -178,12 +182,14 @@ type sentProbes struct {
 	nonce [maxSentProbes][maxProbeNonce]byte
 	n     [maxSentProbes]uint8 // its length; 0: free
 	next  int
+	last  time.Time // when the last was sent: all are forgotten probeKeep later (updIdle)
 }
 
-func (p *sentProbes) add(nonce []byte) {
+func (p *sentProbes) add(now time.Time, nonce []byte) {
 	i := p.next
 	p.next = (p.next + 1) % maxSentProbes
 	p.n[i] = uint8(copy(p.nonce[i][:], nonce))
+	p.last = now
 }
 
 // find returns the index of nonce, or -1.
@@ -199,8 +205,11 @@ func (p *sentProbes) find(nonce []byte) int {
 	return -1
 }
 
-// none reports whether no probe waits.
-func (p *sentProbes) none() bool { return p.n == [maxSentProbes]uint8{} }
+// none reports whether no probe waits at now: none was sent, each was
+// answered, or the last went out probeKeep ago (its answer was lost).
+func (p *sentProbes) none(now time.Time) bool {
+	return p.n == [maxSentProbes]uint8{} || !now.Before(p.last.Add(probeKeep))
+}
 
 // take forgets nonce, and reports whether it was one of ours.
 func (p *sentProbes) take(nonce []byte) bool {

@@ -594,7 +594,7 @@ func TestUpdateParamsOnce(t *testing.T) {
 // probeOf returns a's probe to b with nonce, undelivered.
 func probeOf(t *testing.T, a, b *host, nonce []byte) []byte {
 	t.Helper()
-	pkt, err := a.a(b).AppendProbe(nil, nonce)
+	pkt, err := a.a(b).AppendProbe(t0, nil, nonce)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -616,7 +616,7 @@ func TestProbe(t *testing.T) {
 	outID, rtx, at := aa.upd.outID, aa.rtx.pkt, aa.Deadline()
 	nonce := []byte("a nonce of 20 octets")
 	prefix := []byte("prefix")
-	pkt, err := aa.AppendProbe(prefix, nonce)
+	pkt, err := aa.AppendProbe(t0, prefix, nonce)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -667,12 +667,12 @@ func TestProbeRefused(t *testing.T) {
 	a, b := established(t)
 	aa := a.a(b)
 	for _, n := range []int{0, 3, 33} {
-		if _, err := aa.AppendProbe(nil, make([]byte, n)); err == nil {
+		if _, err := aa.AppendProbe(t0, nil, make([]byte, n)); err == nil {
 			t.Fatalf("nonce of %d octets accepted", n)
 		}
 	}
 	for _, n := range []int{4, 32} {
-		if _, err := aa.AppendProbe(nil, make([]byte, n)); err != nil {
+		if _, err := aa.AppendProbe(t0, nil, make([]byte, n)); err != nil {
 			t.Fatalf("nonce of %d octets: %v", n, err)
 		}
 	}
@@ -684,7 +684,7 @@ func TestProbeRefused(t *testing.T) {
 	}
 	mustErr(t, b.lastErr(), ErrUnexpected)
 	aa.Close(t0)
-	if _, err := aa.AppendProbe(nil, []byte("12345678")); !errors.Is(err, ErrUnexpected) {
+	if _, err := aa.AppendProbe(t0, nil, []byte("12345678")); !errors.Is(err, ErrUnexpected) {
 		t.Fatalf("probe in CLOSING: %v", err)
 	}
 }
@@ -976,5 +976,24 @@ func TestMobilityCopies(t *testing.T) {
 	clear(reply)
 	if got := lastEvent(t, a, EventEchoResponse).Echo; string(got) != "12345678" {
 		t.Fatalf("EventEchoResponse aliases the packet: %q", got)
+	}
+}
+
+// TestLostProbeForgotten: the nonce of a probe whose answer never comes
+// is kept for probeKeep, and the echo state with it then goes: an
+// association that once lost a probe does not keep it for good.
+func TestLostProbeForgotten(t *testing.T) {
+	a, b := established(t)
+	aa := a.a(b)
+	if _, err := aa.AppendProbe(t0, nil, []byte("lost-probe")); err != nil {
+		t.Fatal(err)
+	}
+	aa.HandleTimeout(t0.Add(time.Second))
+	if aa.upd.echo == nil {
+		t.Fatal("the nonce of a probe just sent was forgotten")
+	}
+	aa.HandleTimeout(t0.Add(probeKeep + time.Second))
+	if aa.upd.echo != nil {
+		t.Fatalf("echo state still held %v after a probe whose answer was lost", probeKeep+time.Second)
 	}
 }

@@ -127,7 +127,7 @@ func (a *Association) updIdle(now time.Time) {
 	if p := u.ph; p != nil && !p.rekeying && p.deferred == nil && !p.locsQueued {
 		u.ph = nil
 	}
-	if l := u.echo; l != nil && !l.probesIn.full.After(now) && !l.echoesIn.full.After(now) && l.probes.none() {
+	if l := u.echo; l != nil && !l.probesIn.full.After(now) && !l.echoesIn.full.After(now) && l.probes.none(now) {
 		u.echo = nil
 	}
 }

@@ -523,7 +523,7 @@ func (c *control) probe(p *peer, now time.Time, d locator.Decision) {
 	if a == nil || d.Kind == locator.Relayed && (p.x.relay == nil || p.x.relay.hit != d.Relay) {
 		return
 	}
-	r, pkt, err := newProbe(a, c.probeBuf[:0], d.To)
+	r, pkt, err := newProbe(a, now, c.probeBuf[:0], d.To)
 	if err != nil {
 		s.log.Debug("probe", "peer", p.hit.String(), "err", err)
 		return
@@ -838,11 +838,11 @@ func (c *control) suspicious(p *peer, d locator.Decision) bool {
 
 // newProbe draws a fresh nonce and appends to dst the probe that carries
 // it (an UPDATE with ECHO_REQUEST_SIGNED, RFC 8046 §5.4) for address to.
-func newProbe(a *handshake.Association, dst []byte, to netip.AddrPort) (probeRec, []byte, error) {
+func newProbe(a *handshake.Association, now time.Time, dst []byte, to netip.AddrPort) (probeRec, []byte, error) {
 	r := probeRec{to: to}
 	if _, err := rand.Read(r.nonce[:]); err != nil {
 		return r, nil, err
 	}
-	pkt, err := a.AppendProbe(dst, r.nonce[:])
+	pkt, err := a.AppendProbe(now, dst, r.nonce[:])
 	return r, pkt, err
 }

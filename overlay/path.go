@@ -174,7 +174,7 @@ func (c *control) relayMoved(p *peer, now time.Time, in *inbound) {
 		in.via.from == p.x.relayTo || p.assoc == nil || p.x.relayCheck != nil && now.Before(p.x.relayCheck.at.Add(relayProbeEvery)) {
 		return
 	}
-	r, pkt, err := newProbe(p.assoc, nil, in.via.from) // locators.go
+	r, pkt, err := newProbe(p.assoc, now, nil, in.via.from) // locators.go
 	if err != nil {
 		return
 	}
