@@ -175,5 +175,13 @@
 //     ECHO_REQUEST_SIGNED or ECHO_RESPONSE_SIGNED and nothing that needs
 //     a SEQ, and only after HIP_MAC and HIP_SIGNATURE verify. A peer that
 //     follows §5.3.5 to the letter drops our probes; its own probes, sent
-//     in SEQ UPDATEs, are answered as it expects, in the ACK.
+//     in SEQ UPDATEs, are answered as it expects, in the ACK. An answer is
+//     taken only for a probe of ours still waiting (sentProbes), checked
+//     after HIP_MAC and before the rate limit and the signature.
+//   - RFC 5770 §4.4 wants a Ta of 500 ms where none is configured; ours
+//     is configured, Config.MinTa, 50 ms by default, RFC 9028 §4.4's value
+//     for the same checks. We announce it in TRANSACTION_PACING, and a
+//     peer that announces nothing is paced at 500 ms, as §4.4 says. A
+//     Responder's offer above 65.535 s is held to that (the Initiator then
+//     proposes less than offered, for absurd offers only).
 package handshake
