@@ -12,12 +12,16 @@ import (
 // nothing in it tells a replay from a fresh one but its nonce. These tests
 // replay one recorded answer, as an attacker on the path can.
 
-// recordedEchoAnswer is the first answer to one of the client's address
-// checks that r recorded on path i: a SEQ-less UPDATE carrying
-// ECHO_RESPONSE_SIGNED.
-func recordedEchoAnswer(t *testing.T, r *mobilityRig, i int) []byte {
+// echoAnswerRecorded returns a rig of two paths whose stream flows, the
+// second verified, and the first answer to one of the client's address
+// checks recorded on it: a SEQ-less UPDATE carrying ECHO_RESPONSE_SIGNED.
+func echoAnswerRecorded(t *testing.T) (*mobilityRig, []byte) {
 	t.Helper()
-	for _, d := range r.paths[i].Recorded() {
+	r := newMobilityRig(t, 2, Config{})
+	k := r.stream(t)
+	verified(t, r.client, r.server.HIT(), r.paths[1].Addr(), 5*time.Second)
+	flows(t, k, 64<<10, 5*time.Second)
+	for _, d := range r.paths[1].Recorded() {
 		if d.Dir != mitm.ToClient || d.Kind() != mitm.KindHIP {
 			continue
 		}
@@ -27,23 +31,19 @@ func recordedEchoAnswer(t *testing.T, r *mobilityRig, i int) []byte {
 		}
 		_, seq := pkt.Param(wire.ParamSeq)
 		if _, echo := pkt.Param(wire.ParamEchoResponseSigned); echo && !seq {
-			return d.Data
+			return r, d.Data
 		}
 	}
 	t.Fatal("no answer to an address check recorded")
-	return nil
+	return nil, nil
 }
 
 // TestReplayedEchoAnswerNoSignOfLife: once the current path dies, a
 // recorded answer replayed from its address a few times a second does not
 // keep it current: the client fails over to the verified standby.
 func TestReplayedEchoAnswerNoSignOfLife(t *testing.T) {
-	r := newMobilityRig(t, 2, Config{})
-	k := r.stream(t)
+	r, echo := echoAnswerRecorded(t)
 	sh := r.server.HIT()
-	verified(t, r.client, sh, r.paths[1].Addr(), 5*time.Second)
-	flows(t, k, 64<<10, 5*time.Second)
-	echo := recordedEchoAnswer(t, r, 1)
 	r.paths[0].Blackhole(true)
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -74,12 +74,7 @@ func TestReplayedEchoAnswerNoSignOfLife(t *testing.T) {
 // third address draws nothing there (it was taken for a sign of a new
 // address of the peer's, which was then probed: an amplifier).
 func TestReplayedEchoAnswerNoProbes(t *testing.T) {
-	r := newMobilityRig(t, 2, Config{})
-	k := r.stream(t)
-	sh := r.server.HIT()
-	verified(t, r.client, sh, r.paths[1].Addr(), 5*time.Second)
-	flows(t, k, 64<<10, 5*time.Second)
-	echo := recordedEchoAnswer(t, r, 1)
+	r, echo := echoAnswerRecorded(t)
 	third, err := mitm.Listen(thirdAddr)
 	if err != nil {
 		t.Fatal(err)

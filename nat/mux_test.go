@@ -17,11 +17,12 @@ var peerAddr = netip.MustParseAddrPort("192.0.2.7:10500")
 
 // quietSession is a session in m that sends nowhere and has no remote
 // candidates: it only receives.
-func quietSession(t testing.TB, m *Mux, local, peer wire.HIT) *Session {
+func quietSession(t testing.TB, m *Mux, local, peer wire.HIT, remote ...Candidate) *Session {
 	t.Helper()
 	s, err := m.NewSession(SessionConfig{
 		LocalHIT: local, PeerHIT: peer, Key: testKey,
 		Local:   netip.MustParseAddrPort("127.0.0.1:10500"),
+		Remote:  remote,
 		Send:    func([]byte, netip.AddrPort) error { return nil },
 		Timeout: time.Hour,
 	}, nil, nil)
@@ -260,17 +261,7 @@ func FuzzMuxDeliver(f *testing.F) {
 func TestSessionSourcesBounded(t *testing.T) {
 	m := NewMux()
 	known := netip.MustParseAddrPort("198.51.100.1:10500")
-	s, err := m.NewSession(SessionConfig{
-		LocalHIT: hitA, PeerHIT: hitB, Key: testKey,
-		Local:   netip.MustParseAddrPort("127.0.0.1:10500"),
-		Remote:  []Candidate{{Addr: known, Kind: wire.KindHost}},
-		Send:    func([]byte, netip.AddrPort) error { return nil },
-		Timeout: time.Hour,
-	}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s := quietSession(t, m, hitA, hitB, Candidate{Addr: known, Kind: wire.KindHost})
 	req := bindingRequest(t, hitA, hitB)
 	const spoofed = 200
 	for i := range spoofed {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"hipnet.dev/internal/mitm"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -58,6 +59,28 @@ func connected(t testing.TB, modA, modB func(*Config)) (*Stack, *Stack) {
 		t.Fatal(err)
 	}
 	return a, b
+}
+
+// proxiedPair returns two stacks with an association from a to b whose
+// every packet crosses px, a proxy in front of b that knows a as its
+// client (it may rebind a's side).
+func proxiedPair(t testing.TB) (a, b *Stack, px *mitm.Proxy) {
+	t.Helper()
+	a = newTestStack(t, 0, nil)
+	b = newTestStack(t, 1, nil)
+	px, err := mitm.New(b.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	px.SetClient(a.LocalAddr())
+	a.AddPeer(b.HIT(), px.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, px
 }
 
 func listen(t testing.TB, s *Stack, port int) *InnerConn {

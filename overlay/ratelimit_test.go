@@ -156,9 +156,18 @@ func TestR1LimiterRendezvous(t *testing.T) {
 // forgedNotify is a NOTIFY claiming from, with a signature of random
 // octets: what anyone can send in a known peer's name.
 func forgedNotify(t *testing.T, from, to wire.HIT) []byte {
+	return forged(t, wire.NOTIFY, from, to, func(b *wire.Builder) {
+		b.Add(wire.Notification{Type: 16385, Data: []byte{1, 2, 3, 4}})
+	})
+}
+
+// forged is a control packet of type typ claiming from, with what params
+// adds and a HIP_SIGNATURE of random octets, framed for UDP.
+func forged(t *testing.T, typ wire.PacketType, from, to wire.HIT, params func(*wire.Builder)) []byte {
+	t.Helper()
 	var b wire.Builder
-	b.Reset(nil, wire.NOTIFY, from, to)
-	b.Add(wire.Notification{Type: 16385, Data: []byte{1, 2, 3, 4}})
+	b.Reset(nil, typ, from, to)
+	params(&b)
 	sig := make([]byte, 2+64)
 	binary.BigEndian.PutUint16(sig, wire.AlgECDSA)
 	rand.Read(sig[2:])
@@ -254,21 +263,12 @@ func TestNotifyLimiter(t *testing.T) {
 // signature of random octets, claiming from: a check of the path, as a
 // host that lost nothing sends it, in anyone's name.
 func forgedCheck(t *testing.T, from, to wire.HIT) []byte {
-	var b wire.Builder
-	b.Reset(nil, wire.UPDATE, from, to)
-	b.AddRaw(wire.ParamEchoRequestSigned, []byte{1, 2, 3, 4, 5, 6, 7, 8})
-	mac := make([]byte, 32)
-	rand.Read(mac)
-	b.AddRaw(wire.ParamHIPMAC, mac)
-	sig := make([]byte, 2+64)
-	binary.BigEndian.PutUint16(sig, wire.AlgECDSA)
-	rand.Read(sig[2:])
-	b.AddRaw(wire.ParamHIPSignature, sig)
-	p, err := b.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return wire.AppendUDPControl(nil, p)
+	return forged(t, wire.UPDATE, from, to, func(b *wire.Builder) {
+		b.AddRaw(wire.ParamEchoRequestSigned, []byte{1, 2, 3, 4, 5, 6, 7, 8})
+		mac := make([]byte, 32)
+		rand.Read(mac)
+		b.AddRaw(wire.ParamHIPMAC, mac)
+	})
 }
 
 // TestLostStateNoReflector: an UPDATE from a host we have no association

@@ -1,11 +1,8 @@
 package overlay
 
 import (
-	"context"
 	"testing"
 	"time"
-
-	"hipnet.dev/internal/mitm"
 )
 
 // TestRebindingSmallMessages: a client that sends only small messages (a
@@ -16,20 +13,7 @@ import (
 // or the server never follows and the association stalls until the idle
 // close (the client, whose own probes are answered, never notices).
 func TestRebindingSmallMessages(t *testing.T) {
-	a := newTestStack(t, 0, nil)
-	b := newTestStack(t, 1, nil)
-	px, err := mitm.New(b.LocalAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
-	px.SetClient(a.LocalAddr())
-	a.AddPeer(b.HIT(), px.Addr())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.Connect(ctx, b.HIT()); err != nil {
-		t.Fatal(err)
-	}
+	a, b, px := proxiedPair(t)
 	ca, cb := listen(t, a, 0), listen(t, b, 7)
 	go func() { // echo server
 		buf := make([]byte, 2048)

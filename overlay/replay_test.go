@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -14,19 +13,7 @@ import (
 // with its cached ACK on the association's path, and is taken for no
 // sign of the peer at that address: no probe goes there.
 func TestReplayedUpdateDrawsNoProbe(t *testing.T) {
-	a := newTestStack(t, 0, nil)
-	b := newTestStack(t, 1, nil)
-	px, err := mitm.New(b.LocalAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
-	a.AddPeer(b.HIT(), px.Addr())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.Connect(ctx, b.HIT()); err != nil {
-		t.Fatal(err)
-	}
+	a, b, px := proxiedPair(t)
 	b.poke(b.lookupPeer(a.HIT()), pokeRekey) // b sends an UPDATE with SEQ
 	var update []byte
 	waitFor(t, 5*time.Second, "b's UPDATE and a's answer", func() bool {

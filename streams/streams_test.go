@@ -548,21 +548,36 @@ func TestDeadlines(t *testing.T) {
 	checkTimeout("Read, past deadline", err)
 }
 
+// streamPair dials port on b from a and returns the dialed stream and
+// b's accepted end, both closed at the test's end.
+func streamPair(t *testing.T, a, b *node, port int) (c, s net.Conn) {
+	t.Helper()
+	acc := acceptFirst(t, b.m, port)
+	c, err := a.m.Dial(dialCtx(t), b.hit, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write([]byte("x")); err != nil { // the header and the answer: the stream is accepted
+		t.Fatal(err)
+	}
+	s = <-acc
+	t.Cleanup(func() { s.Close() })
+	if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return c, s
+}
+
 // TestReadAfterCloseAfterEOF: a Read after Close fails with
 // net.ErrClosed, as package net's does, also on a stream whose FIN was
 // read already (it gave io.EOF).
 func TestReadAfterCloseAfterEOF(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
-	acc := acceptFirst(t, b.m, 80)
-	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, s := streamPair(t, a, b, 80)
 	c.Write([]byte("abc"))
 	c.(interface{ CloseWrite() error }).CloseWrite()
-	s := <-acc
 	if got, err := io.ReadAll(s); err != nil || string(got) != "abc" {
 		t.Fatalf("read %q, %v", got, err)
 	}
@@ -581,17 +596,7 @@ func TestIdleCloseWaitsForPeer(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
 	b.m.idle = 200 * time.Millisecond
-	acc := acceptFirst(t, b.m, 80)
-	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write([]byte("get"))
-	s := <-acc
-	if _, err := io.ReadFull(s, make([]byte, 3)); err != nil {
-		t.Fatal(err)
-	}
+	c, s := streamPair(t, a, b, 80) // the request read
 	const size = 1 << 20
 	go func() {
 		s.Write(make([]byte, size))
@@ -747,15 +752,7 @@ func TestHalfClose(t *testing.T) {
 func TestCloseWriteDuringBlockedWrite(t *testing.T) {
 	ka, kb, _ := testIdentities(t)
 	a, b := newPair(t, ka, kb)
-	acc := acceptFirst(t, b.m, 80)
-	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write([]byte("x")) // the answer is in: the next Write blocks on flow control only
-	s := <-acc
-	defer s.Close()
+	c, s := streamPair(t, a, b, 80) // the answer is in: the next Write blocks on flow control only
 	type result struct {
 		n   int
 		err error
@@ -782,8 +779,8 @@ func TestCloseWriteDuringBlockedWrite(t *testing.T) {
 	}
 	s.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got, err := io.Copy(io.Discard, s)
-	if err != nil || got != int64(1+w.n) {
-		t.Fatalf("the peer read %d octets, %v; want %d, then io.EOF", got, err, 1+w.n)
+	if err != nil || got != int64(w.n) {
+		t.Fatalf("the peer read %d octets, %v; want %d, then io.EOF", got, err, w.n)
 	}
 	if _, err := c.Write([]byte("y")); !errors.Is(err, syscall.EPIPE) {
 		t.Fatalf("Write after CloseWrite: %v, want EPIPE", err)
