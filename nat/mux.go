@@ -58,6 +58,7 @@ type Mux struct {
 	tx       map[[12]byte]txEntry
 	ring     []txRing     // FIFO of tx, oldest first, at most txMax
 	scratch  stun.Message // Deliver's decoding state, reused (under mu)
+	checked  stun.Message // a copy of an answer, whose integrity is checked (under mu)
 	head     int          // index of the oldest entry in ring
 	n        int          // entries in ring
 }
@@ -108,7 +109,7 @@ func (m *Mux) Deliver(pkt []byte, from netip.AddrPort) bool {
 			}
 		case stun.ClassSuccessResponse, stun.ClassErrorResponse:
 			e, ok := m.tx[msg.TransactionID]
-			if ok && e.to == unmapped(from) && !time.Now().After(e.expiry) && e.s.integrity.Check(msg) == nil {
+			if ok && e.to == unmapped(from) && !time.Now().After(e.expiry) && m.authentic(e.s, pkt) {
 				delete(m.tx, msg.TransactionID) // answered: the entry is free again
 				s = e.s
 			}
@@ -120,6 +121,19 @@ func (m *Mux) Deliver(pkt []byte, from netip.AddrPort) bool {
 		return false
 	}
 	return s.deliver(pkt, from)
+}
+
+// authentic reports whether pkt, an answer to one of s's checks, carries
+// a MESSAGE-INTEGRITY that verifies with s's password; m.mu is held. pion
+// checks on the message's bytes, rewriting its length field and writing
+// the HMAC past its end, so it checks a copy: pkt is the caller's.
+func (m *Mux) authentic(s *Session, pkt []byte) bool {
+	c := &m.checked
+	c.Raw = append(c.Raw[:0], pkt...)
+	ok := c.Decode() == nil && s.integrity.Check(c) == nil
+	clear(c.Attributes)
+	c.Attributes = c.Attributes[:0]
+	return ok
 }
 
 // add registers s by the USERNAME of the requests its peer sends, in

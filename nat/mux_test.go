@@ -303,3 +303,21 @@ func TestSessionSourcesAuthentic(t *testing.T) {
 		t.Fatalf("the peer's genuine check from a new source: %+v, want it taken", st)
 	}
 }
+
+// TestMuxLeavesBufferAlone: Deliver checks an answer's integrity on a
+// copy: the caller's buffer, inside and past the packet, is unchanged.
+func TestMuxLeavesBufferAlone(t *testing.T) {
+	m := NewMux()
+	s := quietSession(t, m, hitA, hitB)
+	id := [12]byte{5, 5, 5}
+	m.track(id, peerAddr, s)
+	resp := bindingResponse(t, id, stun.ClassSuccessResponse)
+	buf := append(bytes.Clone(resp), bytes.Repeat([]byte{0xaa}, 64)...)
+	want := bytes.Clone(buf)
+	if !m.Deliver(buf[:len(resp)], peerAddr) {
+		t.Fatal("the answer was not routed")
+	}
+	if !bytes.Equal(buf, want) {
+		t.Fatalf("Deliver wrote into the caller's buffer:\n%x\nwant\n%x", buf, want)
+	}
+}

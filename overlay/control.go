@@ -386,6 +386,9 @@ func (c *control) sync(p *peer) {
 		c.abandon(p)
 		return
 	}
+	if p.x.lostState && a.State() != handshake.I1Sent && a.State() != handshake.I2Sent {
+		p.x.lostState = false // the exchange lostAnswered started is over
+	}
 	c.record(p, a)
 	d := a.Deadline()
 	if !p.x.switchAt.IsZero() && (d.IsZero() || p.x.switchAt.Before(d)) {
@@ -428,6 +431,9 @@ func (c *control) abandon(p *peer) {
 		}
 	}
 	p.assoc = nil
+	if p.x.lostState {
+		p.x.lostState = false
+	}
 	c.dropPuzzle(p) // its solver, if any, stops
 	if p.rec != nil {
 		s.db.delete(p.hit)

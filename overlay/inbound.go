@@ -74,6 +74,10 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		c.handleOppR1(now, pk, sender, in) // opportunistic.go
 		return
 	}
+	if p == nil && typ == wire.R1 && in.via.relay == nil && in.rvs.server == nil && c.lostAsked(now, sender, pk.from) {
+		c.lostAnswered(now, pk, sender, in)
+		return
+	}
 	if typ == wire.R1 && (p == nil || p.assoc == nil || p.assoc.State() != handshake.I1Sent) {
 		c.wrongHost(sender, pk.from) // dial.go: who answers at a locator we dial
 	}
@@ -108,12 +112,8 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		if a != nil {
 			c.processPacket(p, now, in)
 		}
-		direct := in.via.relay == nil && in.rvs.server == nil
-		switch {
-		case typ == wire.UPDATE && a == nil && direct:
+		if typ == wire.UPDATE && a == nil && in.via.relay == nil && in.rvs.server == nil {
 			c.lostState(now, pkt, sender, pk.from)
-		case typ == wire.R1 && a == nil && direct:
-			c.lostAnswered(now, sender, pk.from)
 		}
 		return
 	}
@@ -245,22 +245,62 @@ func (c *control) lostState(now time.Time, pkt wire.Packet, h wire.HIT, from net
 	s.log.Debug("peer may hold an association we lost: asking it", "peer", h.String(), "at", from)
 }
 
-// lostAnswered starts the base exchange with h, at from, if h's R1 answers
-// the I1 of lostState from the address it went to. The R1 itself goes no
-// further: the exchange starts afresh, and checks what it must.
-func (c *control) lostAnswered(now time.Time, h wire.HIT, from netip.AddrPort) {
-	s := c.s
+// lostAsked reports whether an R1 from h at from answers the I1 of
+// lostState, and forgets the note if so.
+func (c *control) lostAsked(now time.Time, h wire.HIT, from netip.AddrPort) bool {
 	lp, ok := c.lostProbes[h]
-	if !ok || lp.from != from || now.After(lp.until) || s.lookupPeer(h) != nil {
-		return
+	if !ok || lp.from != from || now.After(lp.until) {
+		return false
 	}
 	delete(c.lostProbes, h)
-	p := s.learnPeer(h, from)
-	s.log.Info("peer holds an association we lost: base exchange", "peer", h.String(), "at", from)
-	c.connect(now, h, nil, false)
-	if p.assoc != nil && p.assoc.State() == handshake.I1Sent {
-		p.mut().lostState = true
+	return true
+}
+
+// lostAnswered takes h's R1, the answer to lostState's I1, into a base
+// exchange, as an opportunistic dial takes its R1 (handleOppR1): a new
+// association checks it (signature, HIT and host identity) before
+// anything is kept, and sends the I2. So a blind spoofer's junk R1 is
+// dropped like any bad R1. A genuine R1, which anyone can get from h by
+// asking, may still have been replayed from an address h is not at: the
+// exchange is marked (lostState), its I2 is sent once and never again
+// (lostTimeout), and an application's Connect does not wait on it
+// (connect).
+func (c *control) lostAnswered(now time.Time, pk ctrlPacket, h wire.HIT, in *inbound) {
+	s := c.s
+	if s.lookupPeer(h) != nil {
+		return
 	}
+	a := c.ep.Initiate(now, h)
+	a.Outgoing() // its I1: the one lostState sent stands for it
+	c.handling = in
+	_, err := c.ep.Handle(now, pk.b, a)
+	c.handling = nil
+	if err != nil {
+		a.Events()
+		c.countRejected(err, pk.from)
+		return
+	}
+	p := s.learnPeer(h, pk.from)
+	p.assoc = a
+	p.resetCounters()
+	p.mut().lostState = true
+	s.ctr.bexStarted.Add(1)
+	s.log.Info("peer holds an association we lost: base exchange", "peer", h.String(), "at", pk.from)
+	c.processPacket(p, now, in)
+}
+
+// lostTimeout ends, at its first retransmission, an exchange lostAnswered
+// started: its I2 went once to an address no check has vouched for, and
+// goes there no more (no amplification of a replayed R1). The host, if it
+// is there and still holds the association, checks its path again, and
+// lostState asks it again. It reports whether it ended p's exchange.
+func (c *control) lostTimeout(p *peer, now time.Time) bool {
+	a := p.assoc
+	if !p.x.lostState || a == nil || a.State() != handshake.I2Sent || a.Deadline().IsZero() || now.Before(a.Deadline()) {
+		return false
+	}
+	c.abandon(p)
+	return true
 }
 
 // pruneLost forgets the notes of lostState whose R1 did not come in time.

@@ -347,3 +347,39 @@ func bareUpdate(t *testing.T, from, to wire.HIT) []byte {
 	}
 	return wire.AppendUDPControl(nil, p)
 }
+
+// TestLostStateBlindR1: a spoofer that cannot receive sends a forged check
+// in a HIT's name and then, blindly, a junk R1 in that name "from" the
+// same address: the R1 is checked as any R1 is before anything is kept,
+// so no exchange starts and the address gets the one I1 and nothing more.
+func TestLostStateBlindR1(t *testing.T) {
+	a := newTestStack(t, 0, nil)
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	to := net.UDPAddrFromAddrPort(a.LocalAddr())
+	claimed := wire.HIT(testKey(t, 5).HIT())
+	c.WriteTo(forgedCheck(t, claimed, a.HIT()), to)
+	c.WriteTo(forged(t, wire.R1, claimed, a.HIT(), func(b *wire.Builder) {
+		b.Add(wire.R1Counter{Counter: 1})
+		b.Add(wire.Puzzle{K: 0, I: make([]byte, 8)})
+	}), to)
+	barrier(t, a)
+	n := 0
+	buf := make([]byte, 4096)
+	for {
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, _, err := c.ReadFrom(buf); err != nil {
+			break
+		}
+		n++
+	}
+	if n != 1 {
+		t.Errorf("the spoofed address got %d packets, want the one I1", n)
+	}
+	if st := a.Stats(); st.BEX.Started != 0 {
+		t.Errorf("a junk R1 started %d base exchanges", st.BEX.Started)
+	}
+}

@@ -679,7 +679,22 @@ func TestLostStateDoesNotPoisonDial(t *testing.T) {
 	send(upd, b.LocalAddr())
 	await(wire.I1) // b asks "a" at the attacker's address
 	send(r1, b.LocalAddr())
-	time.Sleep(100 * time.Millisecond) // b starts its exchange toward the attacker
+	await(wire.I2) // b's exchange toward the attacker: one I2, never sent again
+	n := 0
+	buf := make([]byte, 4096)
+	for {
+		atk.SetReadDeadline(time.Now().Add(500 * time.Millisecond)) // ten retransmission timeouts
+		m, _, err := atk.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		if pkt, err := wire.ParsePacket(buf[wire.NonESPMarkerLen:m]); err == nil && pkt.Type() == wire.I2 {
+			n++
+		}
+	}
+	if n != 0 {
+		t.Errorf("b sent the I2 toward an address nothing vouched for %d times more", n)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

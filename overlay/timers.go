@@ -194,6 +194,9 @@ func (c *control) handleTimers(now time.Time) {
 		if p.x.nextOut != nil && !now.Before(p.x.switchAt) {
 			c.switchOut(p, p.x.nextOut)
 		}
+		if c.lostTimeout(p, now) { // inbound.go
+			continue
+		}
 		c.dialTimeout(p, now) // dial.go
 		c.pathTimeout(p, now) // locators.go
 		if a := p.assoc; a != nil {

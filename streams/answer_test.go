@@ -288,3 +288,52 @@ func TestNoRetryWhenPeerCloses(t *testing.T) {
 		t.Errorf("%d retries logged, want 0:\n%s", n, log)
 	}
 }
+
+// TestCloseWriteDuringRetry: CloseWrite while the first Write waits for
+// the answer and the stream is being retried on a new connection (the
+// peer closed the old one as idle): the Write is not cut short on the
+// stream the retry replaces, CloseWrite succeeds once the retry is done,
+// and the peer echoes what was written, then sees the FIN.
+func TestCloseWriteDuringRetry(t *testing.T) {
+	a, b, _ := warmPair(t)
+	a.pc.blocked.Store(true)
+	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan result, 1)
+	go func() {
+		n, err := c.Write([]byte("ping"))
+		done <- result{n, err}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	closeAsIdle(t, a, b)
+	cc := c.(*conn)
+	for i := 0; ; i++ {
+		cc.mu.Lock()
+		r := cc.ans.redialing
+		cc.mu.Unlock()
+		if r {
+			break
+		}
+		if i > 200 {
+			t.Fatal("never redialing")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cw := make(chan error, 1)
+	go func() { cw <- cc.CloseWrite() }()
+	time.Sleep(200 * time.Millisecond)
+	a.pc.blocked.Store(false)
+	cwErr := <-cw
+	w := <-done
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if cwErr != nil {
+		t.Errorf("CloseWrite failed: %v (no FIN will ever be sent)", cwErr)
+	}
+	if err != nil || string(got) != "ping"[:w.n] {
+		t.Errorf("peer echoed %q then %v; want %q then EOF", got, err, "ping"[:w.n])
+	}
+}

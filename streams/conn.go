@@ -1,8 +1,10 @@
 package streams
 
 import (
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -32,7 +34,9 @@ type conn struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	writeMu   sync.Mutex  // serialises Write, CloseWrite and the FIN of Close
-	shutWrite atomic.Bool // CloseWrite was called (ends a Write it finds blocked)
+	shutWrite atomic.Bool // CloseWrite was called
+	woke      atomic.Bool // CloseWrite ended a Write blocked on the stream (wakeWriter)
+	finSent   atomic.Bool // CloseWrite sent the FIN
 	readMu    sync.Mutex  // serialises Read and the drain after Close (drain.go)
 }
 
@@ -109,9 +113,10 @@ func (c *conn) Write(b []byte) (int, error) {
 	} else {
 		n, err = c.write(b)
 	}
-	if err != nil && c.shutWrite.Load() && !c.closed.Load() {
-		// CloseWrite ended it (closeWrite): as on a TCP socket, what was
-		// queued goes before the FIN, and the rest is refused.
+	if err != nil && !c.closed.Load() && (c.finSent.Load() || c.woke.Load() && errors.Is(err, os.ErrDeadlineExceeded)) {
+		// CloseWrite ended it (wakeWriter), or came before it: as on a
+		// TCP socket, what was queued goes before the FIN, and the rest
+		// is refused. Other errors (a refusal, a reset) stay as they are.
 		err = &net.OpError{Op: "write", Net: "hip", Source: c.local, Addr: c.remote, Err: syscall.EPIPE}
 	}
 	return n, err
@@ -192,10 +197,13 @@ func (c *conn) detach() (*quic.Stream, *qconn) {
 
 // CloseWrite shuts down the sending side (FIN), as (*net.TCPConn).CloseWrite:
 // the peer reads io.EOF after the data, and can still write back. A Write
-// blocked meanwhile (flow control, or waiting for the answer) returns at
-// once with what it queued and EPIPE, as on a TCP socket, and the FIN
-// follows that data. quic-go forbids closing a stream during a Write, so
-// the Write is woken (its deadline passes) and the FIN waits for it.
+// blocked meanwhile on flow control returns at once with what it queued
+// and EPIPE, as on a TCP socket, and the FIN follows that data. quic-go
+// forbids closing a stream during a Write, so the Write is woken (its
+// deadline passes) and the FIN waits for it. A Write still waiting for
+// the answer of a dialed stream is not woken: the stream it writes to may
+// yet be replaced by a retry (answer.go), and CloseWrite waits for it (a
+// round trip, or its own deadline), as before.
 func (c *conn) CloseWrite() error {
 	if c.closed.Load() {
 		return c.opErr("close", errClosed)
@@ -223,26 +231,19 @@ func (c *conn) CloseWrite() error {
 	if err := st.Close(); err != nil {
 		return c.opErr("close", err)
 	}
+	c.finSent.Store(true)
 	return nil
 }
 
-// wakeWriter ends a Write blocked on the stream or on the answer: its
-// write deadline passes now. Nothing is written after the FIN that
-// follows, so the deadline is not restored.
+// wakeWriter ends a Write blocked on the flow control of a stream whose
+// answer is in: its write deadline passes now. Nothing is written after
+// the FIN that follows, so the deadline is not restored.
 func (c *conn) wakeWriter() {
-	past := time.Unix(1, 0)
 	if a := c.ans; a != nil && !a.settled.Load() {
-		c.mu.Lock()
-		if !a.settled.Load() {
-			a.wdl = past
-			a.wd.Set(past)
-		}
-		c.mu.Unlock()
+		return // see CloseWrite
 	}
-	c.mu.Lock()
-	st := c.st
-	c.mu.Unlock()
-	st.SetWriteDeadline(past)
+	c.woke.Store(true)
+	c.st.SetWriteDeadline(time.Unix(1, 0)) // fixed once the answer is in
 }
 
 // CloseRead shuts down the receiving side (STOP_SENDING), as

@@ -3,6 +3,7 @@ package streams
 import (
 	"errors"
 	"io"
+	"os"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -74,15 +75,23 @@ func (m *Manager) drain(c *conn, st *quic.Stream, qc *qconn) {
 // connection's close).
 func drainStream(st *quic.Stream) bool {
 	var b [1]byte
-	n, err := st.Read(b[:])
-	if n > 0 {
-		return false
+	for {
+		n, err := st.Read(b[:])
+		if n > 0 {
+			return false
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// An application's deadline, set as Close ran (SetReadDeadline
+			// checks closed without readMu): the drain has its own bound.
+			st.SetReadDeadline(time.Time{})
+			continue
+		}
+		if err == io.EOF {
+			return true
+		}
+		var se *quic.StreamError
+		return errors.As(err, &se) && se.Remote
 	}
-	if err == io.EOF {
-		return true
-	}
-	var se *quic.StreamError
-	return errors.As(err, &se) && se.Remote
 }
 
 // busyDraining reports whether a closed stream still waits for its peer.
