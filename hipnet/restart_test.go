@@ -34,11 +34,14 @@ func (m *muteConn) WriteTo(b []byte, a net.Addr) (int, error) {
 // keeps trying).
 func TestServerCrashRestart(t *testing.T) {
 	for _, tr := range streamTransports {
-		t.Run(tr.name, func(t *testing.T) { serverCrashRestart(t, tr.f) })
+		t.Run(tr.name, func(t *testing.T) { serverCrashRestart(t, tr.f, false) })
 	}
+	// A server that has its client configured dials it at the address it
+	// knows, not at the source of the check.
+	t.Run("quic/client configured", func(t *testing.T) { serverCrashRestart(t, streamTransports[0].f, true) })
 }
 
-func serverCrashRestart(t *testing.T, f streams.Factory) {
+func serverCrashRestart(t *testing.T, f streams.Factory, knowsClient bool) {
 	id, err := GenerateIdentity()
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +71,9 @@ func serverCrashRestart(t *testing.T, f streams.Factory) {
 	mc.mute.Store(true) // the crash: nothing more leaves, CLOSE included
 	s1.Close()
 	s2 := newTestNode(t, Config{Identity: id, ListenAddr: addr, Streams: f})
+	if knowsClient {
+		s2.AddPeer(client.HIT(), client.LocalAddr())
+	}
 	echoServer(t, s2, 7)
 	start := time.Now()
 	for {

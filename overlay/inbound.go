@@ -216,8 +216,10 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 //
 // The UPDATE is not authenticated (we hold no key for it): anyone can
 // send one, in any HIT's name, from any address. So:
-//   - only for a HIT we know nothing of: a peer we know (configured, or
-//     reached through a relay) keeps its locators and its own dials;
+//   - a peer we know keeps its locators: one configured (Config.Peers,
+//     AddPeer) is dialled at those, as a write to it would be; one reached
+//     through a relay, or already in an exchange, is left alone; from is
+//     used only for a HIT we know nothing of;
 //   - only for an UPDATE with HIP_MAC and HIP_SIGNATURE, as a host
 //     that holds an association sends them, and so longer than the one
 //     I1 that answers it, which is not retransmitted: nothing amplified;
@@ -233,7 +235,19 @@ func (c *control) lostState(now time.Time, pkt wire.Packet, h wire.HIT, from net
 	s := c.s
 	_, mac := pkt.Param(wire.ParamHIPMAC)
 	_, sig := pkt.Param(wire.ParamHIPSignature)
-	if c.draining || !mac || !sig || h.IsZero() || h == s.hit || s.lookupPeer(h) != nil || !s.authorized(h) {
+	if c.draining || !mac || !sig || h.IsZero() || h == s.hit || !s.authorized(h) {
+		return
+	}
+	if p := s.lookupPeer(h); p != nil {
+		// A peer we know, at the addresses we know (Config.Peers,
+		// AddPeer): a restarted node that has its clients configured dials
+		// them there, as any write to them would, within the same limit.
+		// Never at from, and never one reached through a relay or with an
+		// exchange of its own under way.
+		if p.assoc == nil && p.static.Load() && c.lostLim.take(now, lostBurst, lostRate) {
+			s.log.Info("peer may hold an association we lost: base exchange", "peer", h.String())
+			c.connect(now, h, nil, false)
+		}
 		return
 	}
 	c.pruneLost(now)
