@@ -4,6 +4,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -42,19 +43,20 @@ const (
 //     to the caller.
 //
 // All sessions of a node share its local ufrag (the last 32 bits of its
-// HIT), so the peer's ufrag tells them apart. Two sessions whose peers'
-// HITs end in the same 32 bits cannot both be reached by requests: the
-// newer replaces the older in the table, and the older then gets only
-// responses to its own checks (which usually still lets it finish, but
-// the peer's nomination goes to the newer). That is the 32-bit ufrag of
-// RFC 5770 §5.2; its integrity check keeps the wrong session from
-// accepting a request, not from receiving it.
+// HIT), so the peer's ufrag tells them apart, but only by 32 bits (RFC
+// 5770 §5.2): peers' HITs may end alike, by chance or because someone
+// spent some 2³² hashes to make their HIT collide with a peer's and take
+// over the route of that peer's checks. Sessions that share a USERNAME
+// are kept together (at most maxShared); a request goes to the newest
+// whose password its MESSAGE-INTEGRITY verifies with (one HMAC per
+// session, only when there are several), so each peer's checks reach its
+// own session.
 //
 // A Mux is safe for concurrent use. Its zero value is not usable; call
 // NewMux.
 type Mux struct {
 	mu       sync.Mutex
-	sessions map[string]*Session // by the USERNAME the peer's requests carry
+	sessions map[string][]*Session // by the USERNAME the peer's requests carry, oldest first
 	tx       map[[12]byte]txEntry
 	ring     []txRing     // FIFO of tx, oldest first, at most txMax
 	scratch  stun.Message // Deliver's decoding state, reused (under mu)
@@ -77,7 +79,7 @@ type txRing struct {
 // NewMux returns an empty Mux.
 func NewMux() *Mux {
 	return &Mux{
-		sessions: make(map[string]*Session),
+		sessions: make(map[string][]*Session),
 		tx:       make(map[[12]byte]txEntry),
 		ring:     make([]txRing, txMax),
 	}
@@ -105,7 +107,7 @@ func (m *Mux) Deliver(pkt []byte, from netip.AddrPort) bool {
 		switch msg.Type.Class {
 		case stun.ClassRequest:
 			if user, err := msg.Get(stun.AttrUsername); err == nil {
-				s = m.sessions[string(user)]
+				s = m.requestFor(m.sessions[string(user)], pkt)
 			}
 		case stun.ClassSuccessResponse, stun.ClassErrorResponse:
 			e, ok := m.tx[msg.TransactionID]
@@ -123,10 +125,11 @@ func (m *Mux) Deliver(pkt []byte, from netip.AddrPort) bool {
 	return s.deliver(pkt, from)
 }
 
-// authentic reports whether pkt, an answer to one of s's checks, carries
-// a MESSAGE-INTEGRITY that verifies with s's password; m.mu is held. pion
-// checks on the message's bytes, rewriting its length field and writing
-// the HMAC past its end, so it checks a copy: pkt is the caller's.
+// authentic reports whether pkt, a check from s's peer or an answer to one
+// of s's checks, carries a MESSAGE-INTEGRITY that verifies with s's
+// password; m.mu is held. pion checks on the message's bytes, rewriting
+// its length field and writing the HMAC past its end, so it checks a
+// copy: pkt is the caller's.
 func (m *Mux) authentic(s *Session, pkt []byte) bool {
 	c := &m.checked
 	c.Raw = append(c.Raw[:0], pkt...)
@@ -136,21 +139,46 @@ func (m *Mux) authentic(s *Session, pkt []byte) bool {
 	return ok
 }
 
-// add registers s by the USERNAME of the requests its peer sends, in
-// place of any session registered under it.
+// maxShared bounds the sessions kept under one USERNAME: each costs an
+// HMAC per request for it. The oldest goes first.
+const maxShared = 4
+
+// requestFor picks, among ss (sessions sharing a USERNAME, oldest
+// first), the one a request pkt is for; m.mu is held.
+func (m *Mux) requestFor(ss []*Session, pkt []byte) *Session {
+	if len(ss) == 1 {
+		return ss[0] // its agent checks the integrity, as always
+	}
+	for i := len(ss) - 1; i >= 0; i-- {
+		if m.authentic(ss[i], pkt) {
+			return ss[i]
+		}
+	}
+	return nil
+}
+
+// add registers s by the USERNAME of the requests its peer sends, beside
+// any session registered under it.
 func (m *Mux) add(s *Session) {
 	m.mu.Lock()
-	m.sessions[s.user] = s
+	ss := append(m.sessions[s.user], s)
+	if len(ss) > maxShared {
+		ss = slices.Delete(ss, 0, 1)
+	}
+	m.sessions[s.user] = ss
 	m.mu.Unlock()
 }
 
-// remove unregisters s, unless a newer session replaced it. Its entries in
-// the transaction table stay until they expire or are pushed out; a
-// response that finds one goes to the closed session, which refuses it.
+// remove unregisters s. Its entries in the transaction table stay until
+// they expire or are pushed out; a response that finds one goes to the
+// closed session, which refuses it.
 func (m *Mux) remove(s *Session) {
 	m.mu.Lock()
-	if m.sessions[s.user] == s {
+	ss := slices.DeleteFunc(m.sessions[s.user], func(x *Session) bool { return x == s })
+	if len(ss) == 0 {
 		delete(m.sessions, s.user)
+	} else {
+		m.sessions[s.user] = ss
 	}
 	m.mu.Unlock()
 }

@@ -321,3 +321,30 @@ func TestMuxLeavesBufferAlone(t *testing.T) {
 		t.Fatalf("Deliver wrote into the caller's buffer:\n%x\nwant\n%x", buf, want)
 	}
 }
+
+// TestMuxSharedUsername: a session whose peer's HIT ends in the same 32
+// bits as another's (RFC 5770 §5.2's 32-bit ufrag; an attacker can make
+// one with some 2³² hashes) does not take the other's checks: a request
+// goes to the session whose password it verifies with, newer or not.
+func TestMuxSharedUsername(t *testing.T) {
+	m := NewMux()
+	colliding := hitB
+	colliding[0] ^= 1 // another HIT, the same last 32 bits
+	genuine := quietSession(t, m, hitA, hitB)
+	attacker, err := m.NewSession(SessionConfig{
+		LocalHIT: hitA, PeerHIT: colliding, Key: []byte("another ICE key!"),
+		Local:   netip.MustParseAddrPort("127.0.0.1:10500"),
+		Send:    func([]byte, netip.AddrPort) error { return nil },
+		Timeout: time.Hour,
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = attacker.Close() })
+	if !m.Deliver(bindingRequest(t, hitA, hitB), peerAddr) {
+		t.Fatal("the genuine peer's check was refused")
+	}
+	if g, a := genuine.Stats().Delivered, attacker.Stats().Delivered; g != 1 || a != 0 {
+		t.Fatalf("delivered to the genuine session %d, to the colliding one %d; want 1 and 0", g, a)
+	}
+}
