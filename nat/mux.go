@@ -140,7 +140,10 @@ func (m *Mux) authentic(s *Session, pkt []byte) bool {
 }
 
 // maxShared bounds the sessions kept under one USERNAME: each costs an
-// HMAC per request for it. The oldest goes first.
+// HMAC per request for it. Beyond it a new session is not registered
+// (its peer's checks do not reach it, and it stays relayed): pushing an
+// older one out would let someone with a few colliding HITs push out the
+// genuine peer's session, which is usually the oldest.
 const maxShared = 4
 
 // requestFor picks, among ss (sessions sharing a USERNAME, oldest
@@ -158,14 +161,12 @@ func (m *Mux) requestFor(ss []*Session, pkt []byte) *Session {
 }
 
 // add registers s by the USERNAME of the requests its peer sends, beside
-// any session registered under it.
+// any session registered under it, unless maxShared are.
 func (m *Mux) add(s *Session) {
 	m.mu.Lock()
-	ss := append(m.sessions[s.user], s)
-	if len(ss) > maxShared {
-		ss = slices.Delete(ss, 0, 1)
+	if ss := m.sessions[s.user]; len(ss) < maxShared {
+		m.sessions[s.user] = append(ss, s)
 	}
-	m.sessions[s.user] = ss
 	m.mu.Unlock()
 }
 

@@ -348,3 +348,25 @@ func TestMuxSharedUsername(t *testing.T) {
 		t.Fatalf("delivered to the genuine session %d, to the colliding one %d; want 1 and 0", g, a)
 	}
 }
+
+// TestMuxSharedUsernameFull: sessions with colliding HITs beyond
+// maxShared are not registered, rather than pushing out the oldest, which
+// is usually the genuine peer's: its checks still reach it.
+func TestMuxSharedUsernameFull(t *testing.T) {
+	m := NewMux()
+	genuine := quietSession(t, m, hitA, hitB)
+	for i := range maxShared {
+		colliding := hitB
+		colliding[0] ^= byte(i + 1)
+		s, err := m.NewSession(SessionConfig{LocalHIT: hitA, PeerHIT: colliding,
+			Key: []byte("another ICE key!"), Local: netip.MustParseAddrPort("127.0.0.1:10500"),
+			Send: func([]byte, netip.AddrPort) error { return nil }, Timeout: time.Hour}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+	}
+	if !m.Deliver(bindingRequest(t, hitA, hitB), peerAddr) || genuine.Stats().Delivered != 1 {
+		t.Fatalf("the genuine peer's check no longer reaches its session (delivered %d)", genuine.Stats().Delivered)
+	}
+}

@@ -281,7 +281,7 @@ func (c *control) lostAsked(now time.Time, h wire.HIT, from netip.AddrPort) bool
 // (connect).
 func (c *control) lostAnswered(now time.Time, pk ctrlPacket, h wire.HIT, in *inbound) {
 	s := c.s
-	if s.lookupPeer(h) != nil {
+	if c.draining || s.lookupPeer(h) != nil || !s.authorized(h) {
 		return
 	}
 	a := c.ep.Initiate(now, h)
@@ -313,6 +313,7 @@ func (c *control) lostTimeout(p *peer, now time.Time) bool {
 	if !p.x.lostState || a == nil || a.State() != handshake.I2Sent || a.Deadline().IsZero() || now.Before(a.Deadline()) {
 		return false
 	}
+	c.discardPending(p) // counted, as when any exchange fails
 	c.abandon(p)
 	return true
 }
