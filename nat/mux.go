@@ -125,18 +125,9 @@ func (m *Mux) Deliver(pkt []byte, from netip.AddrPort) bool {
 	return s.deliver(pkt, from)
 }
 
-// authentic reports whether pkt, a check from s's peer or an answer to one
-// of s's checks, carries a MESSAGE-INTEGRITY that verifies with s's
-// password; m.mu is held. pion checks on the message's bytes, rewriting
-// its length field and writing the HMAC past its end, so it checks a
-// copy: pkt is the caller's.
+// authentic is s.verifies with the Mux's reusable message; m.mu is held.
 func (m *Mux) authentic(s *Session, pkt []byte) bool {
-	c := &m.checked
-	c.Raw = append(c.Raw[:0], pkt...)
-	ok := c.Decode() == nil && s.integrity.Check(c) == nil
-	clear(c.Attributes)
-	c.Attributes = c.Attributes[:0]
-	return ok
+	return s.verifies(&m.checked, pkt)
 }
 
 // maxShared bounds the sessions kept under one USERNAME: each costs an

@@ -19,8 +19,14 @@ var peerAddr = netip.MustParseAddrPort("192.0.2.7:10500")
 // candidates: it only receives.
 func quietSession(t testing.TB, m *Mux, local, peer wire.HIT, remote ...Candidate) *Session {
 	t.Helper()
+	return keyedSession(t, m, local, peer, testKey, remote...)
+}
+
+// keyedSession is quietSession with the ICE key key.
+func keyedSession(t testing.TB, m *Mux, local, peer wire.HIT, key []byte, remote ...Candidate) *Session {
+	t.Helper()
 	s, err := m.NewSession(SessionConfig{
-		LocalHIT: local, PeerHIT: peer, Key: testKey,
+		LocalHIT: local, PeerHIT: peer, Key: key,
 		Local:   netip.MustParseAddrPort("127.0.0.1:10500"),
 		Remote:  remote,
 		Send:    func([]byte, netip.AddrPort) error { return nil },
@@ -331,16 +337,7 @@ func TestMuxSharedUsername(t *testing.T) {
 	colliding := hitB
 	colliding[0] ^= 1 // another HIT, the same last 32 bits
 	genuine := quietSession(t, m, hitA, hitB)
-	attacker, err := m.NewSession(SessionConfig{
-		LocalHIT: hitA, PeerHIT: colliding, Key: []byte("another ICE key!"),
-		Local:   netip.MustParseAddrPort("127.0.0.1:10500"),
-		Send:    func([]byte, netip.AddrPort) error { return nil },
-		Timeout: time.Hour,
-	}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = attacker.Close() })
+	attacker := keyedSession(t, m, hitA, colliding, []byte("another ICE key!"))
 	if !m.Deliver(bindingRequest(t, hitA, hitB), peerAddr) {
 		t.Fatal("the genuine peer's check was refused")
 	}
@@ -358,13 +355,7 @@ func TestMuxSharedUsernameFull(t *testing.T) {
 	for i := range maxShared {
 		colliding := hitB
 		colliding[0] ^= byte(i + 1)
-		s, err := m.NewSession(SessionConfig{LocalHIT: hitA, PeerHIT: colliding,
-			Key: []byte("another ICE key!"), Local: netip.MustParseAddrPort("127.0.0.1:10500"),
-			Send: func([]byte, netip.AddrPort) error { return nil }, Timeout: time.Hour}, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
+		keyedSession(t, m, hitA, colliding, []byte("another ICE key!"))
 	}
 	if !m.Deliver(bindingRequest(t, hitA, hitB), peerAddr) || genuine.Stats().Delivered != 1 {
 		t.Fatalf("the genuine peer's check no longer reaches its session (delivered %d)", genuine.Stats().Delivered)

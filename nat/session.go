@@ -417,11 +417,22 @@ func (s *Session) source(addr netip.AddrPort, pkt []byte) bool {
 // 8489 §9.1.3, RFC 5770 §5.2). It costs a copy and an HMAC, and runs only
 // for a source the session does not know yet.
 func (s *Session) authentic(pkt []byte) bool {
-	m := &stun.Message{Raw: append([]byte(nil), pkt...)}
-	if m.Decode() != nil || m.Type != stun.BindingRequest {
-		return false
-	}
-	return s.integrity.Check(m) == nil
+	var m stun.Message
+	_, request := isBindingRequest(pkt)
+	return request && s.verifies(&m, pkt)
+}
+
+// verifies reports whether pkt, a check from s's peer or an answer to one
+// of s's checks, carries a MESSAGE-INTEGRITY that verifies with s's
+// password, decoding into m. pion checks on the message's bytes,
+// rewriting its length field and writing the HMAC past its end, so it
+// checks a copy in m: pkt is the caller's.
+func (s *Session) verifies(m *stun.Message, pkt []byte) bool {
+	m.Raw = append(m.Raw[:0], pkt...)
+	ok := m.Decode() == nil && s.integrity.Check(m) == nil
+	clear(m.Attributes)
+	m.Attributes = m.Attributes[:0]
+	return ok
 }
 
 // write is the write path of the virtual conns, on pion's goroutines.

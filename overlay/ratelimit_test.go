@@ -126,11 +126,7 @@ func TestR1LimiterRendezvous(t *testing.T) {
 			b.AddRaw(wire.ParamFrom, make([]byte, 16))
 			b.AddRaw(wire.ParamRVSHMAC, make([]byte, 32))
 		}
-		raw, err := b.Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pkt, err := wire.ParsePacket(raw)
+		pkt, err := b.Packet()
 		if err != nil {
 			t.Fatal(err)
 		}

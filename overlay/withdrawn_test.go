@@ -20,11 +20,7 @@ func locSetOf(t *testing.T, addrs ...string) []byte {
 	var b wire.Builder
 	b.Reset(nil, wire.UPDATE, wire.HIT{}, wire.HIT{})
 	b.Add(wire.LocatorSet{Locators: ls})
-	raw, err := b.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkt, err := wire.ParsePacket(raw)
+	pkt, err := b.Packet()
 	if err != nil {
 		t.Fatal(err)
 	}

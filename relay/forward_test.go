@@ -65,11 +65,7 @@ func espInfoPacket(t *testing.T, typ wire.PacketType, sender, receiver wire.HIT,
 	var b wire.Builder
 	b.Reset(nil, typ, sender, receiver)
 	b.Add(wire.ESPInfo{NewSPI: spi})
-	raw, err := b.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkt, err := wire.ParsePacket(raw)
+	pkt, err := b.Packet()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -150,6 +150,16 @@ func (b *Builder) Bytes() ([]byte, error) {
 	return b.buf, nil
 }
 
+// Packet is Bytes read back as a Packet view (ParsePacket), for a caller
+// that goes on to read what it built; the view aliases the buffer too.
+func (b *Builder) Packet() (Packet, error) {
+	raw, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return ParsePacket(raw)
+}
+
 // Extend continues building on the finished packet p: further parameters
 // are appended to it in place (p's spare capacity is used first) and must
 // not sort before its last parameter. A relay appends RELAY_FROM and
