@@ -119,12 +119,24 @@ func (c *control) managed(p *peer) bool {
 }
 
 // pathSet returns p's Set, creating it and giving it the configured
-// locators; nil when p's path is not managed here.
+// locators; nil when p's path is not managed here, or when it has no Set
+// and no association to build one for yet.
+//
+// A Set is built only once the base exchange has chosen the address it
+// runs over (R2-SENT or ESTABLISHED): the exchange alone picks it, from
+// the locator that answered a dial (followAnswer) or the source of an R1
+// through a rendezvous server (followRendezvous). A Set built while the
+// exchange runs would make a configured address current (Configure) and
+// move the association back there, to a locator that never answered, or
+// to the rendezvous server, which forwards no ESP.
 func (c *control) pathSet(p *peer, now time.Time) *locator.Set {
 	if !c.managed(p) {
 		if p.located.Load() {
 			c.resetPath(p)
 		}
+		return nil
+	}
+	if p.set() == nil && !established(p) {
 		return nil
 	}
 	if p.path == nil {
@@ -234,11 +246,17 @@ func (c *control) pathEstablished(p *peer, now time.Time) {
 	c.busy(p, now)
 }
 
+// established reports whether p's association has completed its base
+// exchange, on our side: ESTABLISHED, or R2-SENT for the Responder.
+func established(p *peer) bool {
+	a := p.assoc
+	return a != nil && (a.State() == handshake.Established || a.State() == handshake.R2Sent)
+}
+
 // establishSet tells a Set the association exists, over the current
 // address, if it does.
 func (c *control) establishSet(p *peer, now time.Time) {
-	a := p.assoc
-	if a == nil || a.State() != handshake.Established && a.State() != handshake.R2Sent {
+	if !established(p) {
 		return
 	}
 	at, ok := p.locator()
@@ -376,6 +394,9 @@ func (c *control) rebuildable(p *peer) bool {
 // pathPoke serves pokePath: p's association is in use again, or its ESP
 // came from an address other than the current locator's.
 func (c *control) pathPoke(p *peer, now time.Time) {
+	if cf := p.configured.Load(); p.assoc == nil && cf != nil {
+		p.setLocator((*cf)[0]) // AddPeer's first: where the next dial starts
+	}
 	set := c.pathSet(p, now)
 	if set == nil || p.assoc == nil {
 		return

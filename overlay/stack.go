@@ -243,11 +243,14 @@ func (s *Stack) AddPeer(hit wire.HIT, addrs ...netip.AddrPort) {
 		}
 	}
 	p.configured.Store(&all)
-	if p.out.Load() == nil {
+	if p.addr.Load() == nil {
 		p.setLocator(all[0]) // where a dial starts
 	}
 	s.peersMu.Unlock()
-	s.poke(p, pokePath) // the control goroutine gives them to the Set
+	// The control goroutine gives them to the Set, and makes the first
+	// where the next dial starts if no exchange runs (pathPoke): while
+	// one runs, its locator is the one that answered (dial.go).
+	s.poke(p, pokePath)
 }
 
 // learnPeer returns the peer struct for h, creating it with locator from

@@ -19,6 +19,8 @@ type recorder struct {
 	net.PacketConn
 	mu   sync.Mutex
 	pkts []recorded
+	// before, if set, runs before a control packet is handed to the stack.
+	before func(wire.PacketType)
 }
 
 type recorded struct {
@@ -41,6 +43,9 @@ func (c *recorder) ReadFrom(b []byte) (int, net.Addr, error) {
 		c.mu.Lock()
 		c.pkts = append(c.pkts, recorded{append([]byte(nil), b[4:n]...), addrPortOf(from)})
 		c.mu.Unlock()
+		if p, err := wire.ParsePacket(b[4:n]); err == nil && c.before != nil {
+			c.before(p.Type())
+		}
 	}
 	return n, from, err
 }
@@ -123,6 +128,43 @@ func TestRendezvous(t *testing.T) {
 	st := r.Stats().Relay
 	if st.Rendezvoused != 1 || st.ControlForwarded != 0 || st.ESPForwarded != 0 {
 		t.Fatalf("relay carried %+v; want the one I1 only", st)
+	}
+}
+
+// TestRendezvousLocatorKept: the locator the R1 through the server moved
+// the association to (§4.3.4) stays its locator when the stack builds the
+// association's locator Set during the exchange, as it may at any time
+// after AddPeer (the configured address is the server's). Before, a Set
+// built between R1 and R2 made the configured address current, and the
+// association came up on the rendezvous server, which forwards no ESP.
+func TestRendezvousLocatorKept(t *testing.T) {
+	r := relayStack(t)
+	recA, recB := newRecorder(t), newRecorder(t)
+	b := rendezvousClient(t, r, 1, recB)
+	a := newTestStack(t, 0, func(c *overlay.Config) { c.PacketConn = recA })
+	recA.before = func(typ wire.PacketType) {
+		if typ == wire.R2 {
+			// In I2-SENT: the control goroutine takes the poke of AddPeer
+			// (the Set's configured locators) before the R2.
+			a.AddPeer(b.HIT(), r.Addr())
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	a.AddPeer(b.HIT(), r.Addr())
+	la, lb := listen(t, a, 7), listen(t, b, 8)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	if pi, ok := peerInfo(a, b.HIT()); !ok || pi.Locator != b.LocalAddr() {
+		t.Fatalf("a's locator for b %+v, want %v", pi, b.LocalAddr())
+	}
+	if _, err := la.WriteTo([]byte("hello"), &overlay.Addr{HIT: b.HIT(), Port: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readOne(t, lb, 5*time.Second); string(got) != "hello" {
+		t.Fatalf("b read %q", got)
 	}
 }
 
