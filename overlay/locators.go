@@ -229,20 +229,25 @@ func (c *control) resetPath(p *peer) {
 }
 
 // pathEstablished tells the Set that the base exchange completed over the
-// current address. A peer with no Set yet (nothing configured but the
-// address the exchange ran over, or the relay it ran through) gets one
-// when the association is first used (pokePath): an association that is
-// never used costs no Set, and a direct path without one is kept alive by
+// current address. A peer with configured locators gets its Set now, with
+// them as standby locators; one with nothing but the address the
+// exchange ran over, or the relay it ran through, gets one when the
+// association is first used (pokePath): an association that is never
+// used costs no Set, and a direct path without one is kept alive by
 // keepIdle.
 func (c *control) pathEstablished(p *peer, now time.Time) {
 	if !c.managed(p) {
 		return
 	}
-	if p.set() == nil {
+	switch {
+	case p.set() != nil:
+		c.establishSet(p, now)
+	case p.configured.Load() != nil:
+		c.pathSet(p, now) // initSet tells it of the exchange
+	default:
 		p.pathIdle.Store(true)
 		return
 	}
-	c.establishSet(p, now)
 	c.busy(p, now)
 }
 
