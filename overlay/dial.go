@@ -72,6 +72,37 @@ func (c *control) dialSent(p *peer, pkt []byte, to netip.AddrPort, now time.Time
 	}
 }
 
+// takeConfigured makes the first of AddPeer's locators where a dial starts,
+// once for each AddPeer call, unless an answer has fixed the locator: an
+// R1 accepted (I2-SENT; followAnswer, followRendezvous) or an I2 taken
+// (R2-SENT). A dial under way (I1-SENT) sends its I1 there at once, as to
+// a locator tried, so an address learnt while it waits is not left for
+// the retransmissions. An association through a relay keeps the relay's
+// locator. AddPeer may run on any goroutine; the locator is decided here,
+// on the control goroutine, where the exchange's state is.
+func (c *control) takeConfigured(p *peer) {
+	cf := p.configured.Load()
+	if cf == nil || p.x.cfgTaken == cf || p.x.relay != nil {
+		return
+	}
+	st := handshake.Unassociated
+	if p.assoc != nil {
+		st = p.assoc.State()
+	}
+	switch st {
+	case handshake.I2Sent, handshake.R2Sent, handshake.Established:
+		return // taken when this association ends
+	}
+	p.mut().cfgTaken = cf
+	at := (*cf)[0]
+	p.setLocator(at)
+	if d := p.x.dial; st == handshake.I1Sent && d != nil && len(d.i1) > 0 && !containsAddr(d.tried, at) {
+		d.tried = append(d.tried, at)
+		c.s.log.Debug("dial: next locator", "peer", p.hit.String(), "locator", at)
+		c.sendControl(d.i1, at)
+	}
+}
+
 // untried returns the next configured locator the I1 has not gone to.
 func (c *control) untried(p *peer) netip.AddrPort {
 	cf := p.configured.Load()

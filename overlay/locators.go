@@ -399,9 +399,7 @@ func (c *control) rebuildable(p *peer) bool {
 // pathPoke serves pokePath: p's association is in use again, or its ESP
 // came from an address other than the current locator's.
 func (c *control) pathPoke(p *peer, now time.Time) {
-	if cf := p.configured.Load(); p.assoc == nil && cf != nil {
-		p.setLocator((*cf)[0]) // AddPeer's first: where the next dial starts
-	}
+	c.takeConfigured(p) // dial.go: after AddPeer
 	set := c.pathSet(p, now)
 	if set == nil || p.assoc == nil {
 		return

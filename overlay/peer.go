@@ -93,7 +93,10 @@ type peerExt struct {
 	keyWaiters   []chan error  // ConnectKeyed callers waiting for the keys (secret.go)
 	rvsUntil     time.Time     // our RENDEZVOUS registration with this peer lasts until (rendezvous.go)
 	dial         *dialState    // while a dial runs (dial.go)
-	solveCancel  chan struct{} // closed to stop the solver of puzzle (puzzle.go)
+	// cfgTaken is the configured locators (AddPeer) last made where a
+	// dial starts (dial.go takeConfigured).
+	cfgTaken    *[]netip.AddrPort
+	solveCancel chan struct{} // closed to stop the solver of puzzle (puzzle.go)
 
 	// Paths (path.go).
 	relay   *peer           // the relay the association runs through; nil: direct

@@ -243,13 +243,12 @@ func (s *Stack) AddPeer(hit wire.HIT, addrs ...netip.AddrPort) {
 		}
 	}
 	p.configured.Store(&all)
-	if p.addr.Load() == nil {
-		p.setLocator(all[0]) // where a dial starts
-	}
+	first := all[0]
+	p.addr.CompareAndSwap(nil, &first) // where a dial starts, if nothing else is known
 	s.peersMu.Unlock()
 	// The control goroutine gives them to the Set, and makes the first
-	// where the next dial starts if no exchange runs (pathPoke): while
-	// one runs, its locator is the one that answered (dial.go).
+	// where the next dial starts unless an answer fixed the locator
+	// (takeConfigured).
 	s.poke(p, pokePath)
 }
 
