@@ -84,7 +84,7 @@ func (c *control) connect(now time.Time, h wire.HIT, reply chan error, keyed boo
 		answer(err)
 		return
 	}
-	c.takeConfigured(p) // dial.go: an AddPeer whose poke is not served yet
+	c.takeConfigured(p, now) // dial.go: an AddPeer whose poke is not served yet
 	if a := p.assoc; a != nil && reply != nil && p.x.lostState && (a.State() == handshake.I1Sent || a.State() == handshake.I2Sent) {
 		// An exchange that an unauthenticated UPDATE started toward the
 		// address it came from, not complete yet (inbound.go lostState):

@@ -73,14 +73,23 @@ func (c *control) dialSent(p *peer, pkt []byte, to netip.AddrPort, now time.Time
 }
 
 // takeConfigured makes the first of AddPeer's locators where a dial starts,
-// once for each AddPeer call, unless an answer has fixed the locator: an
-// R1 accepted (I2-SENT; followAnswer, followRendezvous) or an I2 taken
-// (R2-SENT). A dial under way (I1-SENT) sends its I1 there at once, as to
-// a locator tried, so an address learnt while it waits is not left for
-// the retransmissions. An association through a relay keeps the relay's
-// locator. AddPeer may run on any goroutine; the locator is decided here,
-// on the control goroutine, where the exchange's state is.
-func (c *control) takeConfigured(p *peer) {
+// once for each AddPeer call (control goroutine; AddPeer runs on any
+// goroutine, the exchange's state is here):
+//   - with no exchange, or one that ended, the locator moves there;
+//   - during a dial (I1-SENT) the I1 goes there at once, as to a locator
+//     tried, and the rest of the new locators follow dialAttemptDelay
+//     apart; the locator stays, so that an R1 through a rendezvous server
+//     is still followed (followRendezvous), and an answer from the new
+//     address moves it (followAnswer);
+//   - once an answer has fixed the locator (I2-SENT, R2-SENT,
+//     ESTABLISHED), the new locators are standby ones (the Set's), and
+//     the address the association runs over stays where the next dial
+//     starts: it may be one the association learnt (an I2 from a NAT
+//     mapping, mobility), which no configured address replaces;
+//   - while the association closes (CLOSING), nothing moves: its CLOSE
+//     goes where the association ran, and the next dial takes them;
+//   - an association through a relay keeps the relay's locator.
+func (c *control) takeConfigured(p *peer, now time.Time) {
 	cf := p.configured.Load()
 	if cf == nil || p.x.cfgTaken == cf || p.x.relay != nil {
 		return
@@ -90,16 +99,27 @@ func (c *control) takeConfigured(p *peer) {
 		st = p.assoc.State()
 	}
 	switch st {
+	case handshake.Closing:
+		return
 	case handshake.I2Sent, handshake.R2Sent, handshake.Established:
-		return // taken when this association ends
+		p.mut().cfgTaken = cf
+		return
 	}
 	p.mut().cfgTaken = cf
 	at := (*cf)[0]
-	p.setLocator(at)
-	if d := p.x.dial; st == handshake.I1Sent && d != nil && len(d.i1) > 0 && !containsAddr(d.tried, at) {
+	d := p.x.dial
+	if st != handshake.I1Sent || d == nil || len(d.i1) == 0 {
+		p.setLocator(at)
+		return
+	}
+	if !containsAddr(d.tried, at) {
 		d.tried = append(d.tried, at)
 		c.s.log.Debug("dial: next locator", "peer", p.hit.String(), "locator", at)
 		c.sendControl(d.i1, at)
+	}
+	if d.next.IsZero() && c.untried(p).IsValid() {
+		d.next = now.Add(dialAttemptDelay)
+		c.timers.set(p, earliest(p.tm.deadline, d.next))
 	}
 }
 

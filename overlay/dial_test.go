@@ -130,3 +130,45 @@ func TestAddPeerThenWrite(t *testing.T) {
 	}
 	firstI1(t, log, m, b.LocalAddr())
 }
+
+// TestAddPeerTwoDuringDial: of two locators given during a dial, the
+// first gets the I1 at once and the second dialAttemptDelay later, though
+// the dial began with a single locator and had no next one planned.
+func TestAddPeerTwoDuringDial(t *testing.T) {
+	a, b := newTestStack(t, 0, nil), newTestStack(t, 1, nil)
+	a.AddPeer(b.HIT(), silentAddr(t))
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- a.Connect(ctx, b.HIT())
+	}()
+	time.Sleep(30 * time.Millisecond)
+	a.AddPeer(b.HIT(), silentAddr(t), b.LocalAddr())
+	if err := <-done; err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+}
+
+// TestAddPeerDuringAssociation: an AddPeer while an association is up
+// gives standby locators; the address the association learnt (here from
+// the peer's I2, as from a NAT mapping) stays where the next dial starts
+// once it has ended. Before, the stale configured address replaced it and
+// the redial failed.
+func TestAddPeerDuringAssociation(t *testing.T) {
+	a := newTestStack(t, 0, func(c *Config) { c.IdleTimeout = 400 * time.Millisecond })
+	b := newTestStack(t, 1, nil)
+	b.AddPeer(a.HIT(), a.LocalAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Connect(ctx, a.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a established", func() bool { return a.Live(b.HIT()) })
+	a.AddPeer(b.HIT(), silentAddr(t))
+	barrier(t, a)
+	waitFor(t, 5*time.Second, "idle close", func() bool { return !a.Live(b.HIT()) })
+	if err := a.Connect(ctx, b.HIT()); err != nil {
+		t.Fatalf("redial: %v", err)
+	}
+}

@@ -399,7 +399,7 @@ func (c *control) rebuildable(p *peer) bool {
 // pathPoke serves pokePath: p's association is in use again, or its ESP
 // came from an address other than the current locator's.
 func (c *control) pathPoke(p *peer, now time.Time) {
-	c.takeConfigured(p) // dial.go: after AddPeer
+	c.takeConfigured(p, now) // dial.go: after AddPeer
 	set := c.pathSet(p, now)
 	if set == nil || p.assoc == nil {
 		return

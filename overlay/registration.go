@@ -181,7 +181,7 @@ func (c *control) sendRegister(now time.Time, h wire.HIT, cmd *regCommand) bool 
 	default:
 		// No association, or one to (re)start, or one waiting for R1.
 		if state != handshake.I1Sent {
-			c.takeConfigured(p) // dial.go
+			c.takeConfigured(p, now) // dial.go
 			if _, ok := p.locator(); !ok {
 				return answer(fmt.Errorf("%w: %v", ErrUnknownPeer, h))
 			}

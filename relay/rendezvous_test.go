@@ -168,6 +168,41 @@ func TestRendezvousLocatorKept(t *testing.T) {
 	}
 }
 
+// TestRendezvousAddPeerDuringDial: an AddPeer with a direct address that
+// does not answer, served while the I1 through the server waits, leaves
+// the locator on the server's address, so that the R1 with VIA_RVS is
+// still followed (§4.3.4). Before, the I2 went to the silent address.
+func TestRendezvousAddPeerDuringDial(t *testing.T) {
+	r := relayStack(t)
+	recA, recB := newRecorder(t), newRecorder(t)
+	b := rendezvousClient(t, r, 1, recB)
+	a := newTestStack(t, 0, func(c *overlay.Config) { c.PacketConn = recA })
+	// Another IP than the server's: followRendezvous compares addresses.
+	pc, err := net.ListenPacket("udp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var once sync.Once
+	recA.before = func(typ wire.PacketType) {
+		if typ == wire.R1 {
+			once.Do(func() {
+				a.AddPeer(b.HIT(), addrPortOf(pc.LocalAddr()))
+				time.Sleep(50 * time.Millisecond) // served in I1-SENT
+			})
+		}
+	}
+	a.AddPeer(b.HIT(), r.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	if pi, ok := peerInfo(a, b.HIT()); !ok || pi.Locator != b.LocalAddr() {
+		t.Fatalf("a's locator for b %+v, want %v", pi, b.LocalAddr())
+	}
+}
+
 // TestRendezvousAttacks: what an attacker's packets get.
 //   - An I1 with its own FROM and RVS_HMAC, sent to the relay for a
 //     rendezvous host: dropped by the relay as forged (those parameters
