@@ -70,6 +70,18 @@ func firstI1(t *testing.T, l *i1Log, mark int, want netip.AddrPort) {
 	}
 }
 
+// connectAsync runs a.Connect(h), with 5 s to complete, in the
+// background; its result arrives on the channel.
+func connectAsync(a *Stack, h wire.HIT) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- a.Connect(ctx, h)
+	}()
+	return done
+}
+
 // TestAddPeerDuringDial: a locator given while the dial waits in I1-SENT on
 // one where nothing answers gets the I1 at once, and the dial completes
 // there, within the retransmissions that would otherwise all go to the
@@ -77,12 +89,7 @@ func firstI1(t *testing.T, l *i1Log, mark int, want netip.AddrPort) {
 func TestAddPeerDuringDial(t *testing.T) {
 	a, b := newTestStack(t, 0, nil), newTestStack(t, 1, nil)
 	a.AddPeer(b.HIT(), silentAddr(t))
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		done <- a.Connect(ctx, b.HIT())
-	}()
+	done := connectAsync(a, b.HIT())
 	time.Sleep(30 * time.Millisecond) // the first I1 has gone to the silent address
 	a.AddPeer(b.HIT(), b.LocalAddr())
 	if err := <-done; err != nil {
@@ -137,12 +144,7 @@ func TestAddPeerThenWrite(t *testing.T) {
 func TestAddPeerTwoDuringDial(t *testing.T) {
 	a, b := newTestStack(t, 0, nil), newTestStack(t, 1, nil)
 	a.AddPeer(b.HIT(), silentAddr(t))
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		done <- a.Connect(ctx, b.HIT())
-	}()
+	done := connectAsync(a, b.HIT())
 	time.Sleep(30 * time.Millisecond)
 	a.AddPeer(b.HIT(), silentAddr(t), b.LocalAddr())
 	if err := <-done; err != nil {

@@ -131,75 +131,61 @@ func TestRendezvous(t *testing.T) {
 	}
 }
 
-// TestRendezvousLocatorKept: the locator the R1 through the server moved
-// the association to (§4.3.4) stays its locator when the stack builds the
-// association's locator Set during the exchange, as it may at any time
-// after AddPeer (the configured address is the server's). Before, a Set
-// built between R1 and R2 made the configured address current, and the
-// association came up on the rendezvous server, which forwards no ESP.
-func TestRendezvousLocatorKept(t *testing.T) {
-	r := relayStack(t)
-	recA, recB := newRecorder(t), newRecorder(t)
-	b := rendezvousClient(t, r, 1, recB)
-	a := newTestStack(t, 0, func(c *overlay.Config) { c.PacketConn = recA })
-	recA.before = func(typ wire.PacketType) {
-		if typ == wire.R2 {
-			// In I2-SENT: the control goroutine takes the poke of AddPeer
-			// (the Set's configured locators) before the R2.
-			a.AddPeer(b.HIT(), r.Addr())
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	a.AddPeer(b.HIT(), r.Addr())
-	la, lb := listen(t, a, 7), listen(t, b, 8)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.Connect(ctx, b.HIT()); err != nil {
-		t.Fatal(err)
-	}
-	if pi, ok := peerInfo(a, b.HIT()); !ok || pi.Locator != b.LocalAddr() {
-		t.Fatalf("a's locator for b %+v, want %v", pi, b.LocalAddr())
-	}
-	if _, err := la.WriteTo([]byte("hello"), &overlay.Addr{HIT: b.HIT(), Port: 8}); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := readOne(t, lb, 5*time.Second); string(got) != "hello" {
-		t.Fatalf("b read %q", got)
-	}
-}
-
-// TestRendezvousAddPeerDuringDial: an AddPeer with a direct address that
-// does not answer, served while the I1 through the server waits, leaves
-// the locator on the server's address, so that the R1 with VIA_RVS is
-// still followed (§4.3.4). Before, the I2 went to the silent address.
-func TestRendezvousAddPeerDuringDial(t *testing.T) {
-	r := relayStack(t)
-	recA, recB := newRecorder(t), newRecorder(t)
-	b := rendezvousClient(t, r, 1, recB)
-	a := newTestStack(t, 0, func(c *overlay.Config) { c.PacketConn = recA })
-	// Another IP than the server's: followRendezvous compares addresses.
-	pc, err := net.ListenPacket("udp", "127.0.0.2:0")
+// TestRendezvousAddPeerDuringExchange: the locator the R1 through the
+// server moves the association to (§4.3.4) stays its locator whatever
+// AddPeer the control goroutine serves during the exchange.
+//   - In I1-SENT, a direct address that does not answer (on another IP
+//     than the server's: followRendezvous compares addresses): before,
+//     the locator moved there, the R1 with VIA_RVS was no longer
+//     followed, and the I2 went to the silent address.
+//   - In I2-SENT, the server's address again: before, the locator Set
+//     built then made the configured address current, and the
+//     association came up on the server, which forwards no ESP.
+func TestRendezvousAddPeerDuringExchange(t *testing.T) {
+	silent, err := net.ListenPacket("udp", "127.0.0.2:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
-	var once sync.Once
-	recA.before = func(typ wire.PacketType) {
-		if typ == wire.R1 {
-			once.Do(func() {
-				a.AddPeer(b.HIT(), addrPortOf(pc.LocalAddr()))
-				time.Sleep(50 * time.Millisecond) // served in I1-SENT
-			})
-		}
-	}
-	a.AddPeer(b.HIT(), r.Addr())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.Connect(ctx, b.HIT()); err != nil {
-		t.Fatal(err)
-	}
-	if pi, ok := peerInfo(a, b.HIT()); !ok || pi.Locator != b.LocalAddr() {
-		t.Fatalf("a's locator for b %+v, want %v", pi, b.LocalAddr())
+	defer silent.Close()
+	for _, tc := range []struct {
+		name string
+		on   wire.PacketType // the AddPeer is served before this packet
+		addr func(r *Server) netip.AddrPort
+	}{
+		{"I1-SENT", wire.R1, func(*Server) netip.AddrPort { return addrPortOf(silent.LocalAddr()) }},
+		{"I2-SENT", wire.R2, (*Server).Addr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := relayStack(t)
+			recA, recB := newRecorder(t), newRecorder(t)
+			b := rendezvousClient(t, r, 1, recB)
+			a := newTestStack(t, 0, func(c *overlay.Config) { c.PacketConn = recA })
+			var once sync.Once
+			recA.before = func(typ wire.PacketType) {
+				if typ == tc.on {
+					once.Do(func() {
+						a.AddPeer(b.HIT(), tc.addr(r))
+						time.Sleep(50 * time.Millisecond) // the poke is served first
+					})
+				}
+			}
+			a.AddPeer(b.HIT(), r.Addr())
+			la, lb := listen(t, a, 7), listen(t, b, 8)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := a.Connect(ctx, b.HIT()); err != nil {
+				t.Fatal(err)
+			}
+			if pi, ok := peerInfo(a, b.HIT()); !ok || pi.Locator != b.LocalAddr() {
+				t.Fatalf("a's locator for b %+v, want %v", pi, b.LocalAddr())
+			}
+			if _, err := la.WriteTo([]byte("hello"), &overlay.Addr{HIT: b.HIT(), Port: 8}); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := readOne(t, lb, 5*time.Second); string(got) != "hello" {
+				t.Fatalf("b read %q", got)
+			}
+		})
 	}
 }
 
