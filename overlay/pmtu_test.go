@@ -129,6 +129,11 @@ func TestMaxDatagramCache(t *testing.T) {
 	stub.mtu.Store(1400)
 	a.routeMTU = stub.ask
 	a.AddPeer(b.HIT(), b.LocalAddr())
+	// AddPeer's poke comes to the control goroutine on s.wake, not
+	// through ctrlIn: it is taken when no poke is pending, and then the
+	// barrier makes sure it has been served.
+	waitFor(t, 5*time.Second, "AddPeer's poke taken", func() bool { return a.lookupPeer(b.HIT()).pokes.Load() == 0 })
+	barrier(t, a)
 	for range 3 {
 		a.MaxDatagram(b.HIT())
 	}

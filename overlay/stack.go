@@ -181,6 +181,10 @@ func newStack(cfg Config) (*Stack, error) {
 
 func (s *Stack) start() error {
 	s.started = true
+	// The data path's coarse clock is valid from the start, not from when
+	// the control goroutine first runs: a figure cached before then
+	// (MaxDatagram) would otherwise be stamped 0, expired at once.
+	s.clock.Store(time.Now().UnixNano())
 	go s.ctl.run()
 	go s.readLoop(s.sock.newReader())
 	go s.sendLoop()   // tx.go

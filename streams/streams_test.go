@@ -762,7 +762,12 @@ func TestCloseWriteDuringBlockedWrite(t *testing.T) {
 		n, err := c.Write(make([]byte, 64<<20))
 		wrote <- result{n, err}
 	}()
-	time.Sleep(200 * time.Millisecond) // the Write fills the window and blocks
+	// The Write has begun to send (the peer gets its first octet), and
+	// then fills the window and blocks: the peer reads nothing more.
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+		t.Fatalf("the peer read nothing of the Write: %v", err)
+	}
 	closed := make(chan error, 1)
 	go func() { closed <- c.(interface{ CloseWrite() error }).CloseWrite() }()
 	select {
@@ -779,7 +784,7 @@ func TestCloseWriteDuringBlockedWrite(t *testing.T) {
 	}
 	s.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got, err := io.Copy(io.Discard, s)
-	if err != nil || got != int64(w.n) {
+	if got++; err != nil || got != int64(w.n) { // with the first octet
 		t.Fatalf("the peer read %d octets, %v; want %d, then io.EOF", got, err, w.n)
 	}
 	if _, err := c.Write([]byte("y")); !errors.Is(err, syscall.EPIPE) {
