@@ -60,7 +60,9 @@ func TestDialDoesNotWaitForAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if d := time.Since(start); d > 100*time.Millisecond {
+	// A Dial that waited for an answer would wait for dialCtx's end: with
+	// the path dead none comes. The bound leaves room for -race and load.
+	if d := time.Since(start); d > time.Second {
 		t.Errorf("Dial took %v with the path dead", d)
 	}
 	done := make(chan result, 1)
