@@ -98,14 +98,13 @@ func (c *control) takeConfigured(p *peer, now time.Time) {
 	if p.assoc != nil {
 		st = p.assoc.State()
 	}
-	switch st {
-	case handshake.Closing:
-		return
-	case handshake.I2Sent, handshake.R2Sent, handshake.Established:
-		p.mut().cfgTaken = cf
+	if st == handshake.Closing {
 		return
 	}
 	p.mut().cfgTaken = cf
+	if st == handshake.I2Sent || established(p) {
+		return
+	}
 	at := (*cf)[0]
 	d := p.x.dial
 	if st != handshake.I1Sent || d == nil || len(d.i1) == 0 {
