@@ -92,7 +92,12 @@
 //     even while we send nothing, and when its check fails traffic falls
 //     back to the relay (ReasonFallback) before the application needs
 //     it. The caller rekeys through the relay then: it forwards ESP by
-//     SPI, learnt from the control packets it relays.
+//     SPI, learnt from the control packets it relays. The peer's packets
+//     arriving through the relay while another path is current tell
+//     that the peer gave that path up (RFC 5770 §4.10): the path is
+//     checked at once, by a probe that only its answer ends, at most
+//     once per RecoveryMin (a path dark one way is found so, though the
+//     peer's keepalives still arrive on it).
 //
 // # Timing
 //

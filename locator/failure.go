@@ -62,7 +62,7 @@ func (s *Set) received(now time.Time, from netip.AddrPort, n int, keepalive bool
 	}
 	if i == s.cur {
 		e.waiting = time.Time{}
-		if e.probe.n > 0 && e.probe.purpose == ProbeLiveness {
+		if e.probe.n > 0 && e.probe.purpose == ProbeLiveness && !e.probe.heard {
 			e.probe = probe{} // alive after all
 		}
 		if !keepalive && e.recvUnacked.IsZero() {
@@ -72,7 +72,32 @@ func (s *Set) received(now time.Time, from netip.AddrPort, n int, keepalive bool
 	if e.State == Failed && e.probe.n == 0 && !now.Before(e.failedAt.Add(s.cfg.RecoveryMin)) {
 		s.startProbe(now, i, ProbeRecovery)
 	}
+	if i != s.cur && e.Kind == Relayed && !keepalive {
+		s.peerOnRelay(now)
+	}
 	return s.out
+}
+
+// peerOnRelay: the peer's packets come through the relay while our
+// current path is another. The peer has given that path up: its own
+// checks failed it, and it sends through the relay (RFC 5770 §4.10). It
+// may not hear us there, whatever we still hear from it (a path dark one
+// way, or its keepalives to the pair it failed), so the path is checked
+// now, not after its silence: a dark path found at once, not after
+// PairSilence (idle) or the loss of our next packets (busy). At most one
+// check per RecoveryMin after the last proof, the cadence at which the
+// peer checks the path it failed: a peer that stays on the relay while
+// the path works costs one probe a second at most.
+func (s *Set) peerOnRelay(now time.Time) {
+	if s.cur < 0 {
+		return
+	}
+	c := &s.e[s.cur]
+	if c.Kind == Relayed || !c.proven() || c.probe.n > 0 || now.Before(c.lastOK.Add(s.cfg.RecoveryMin)) {
+		return
+	}
+	s.startProbe(now, s.cur, ProbeLiveness)
+	c.probe.heard = true
 }
 
 // candidate adds the source a of an authenticated packet as a NAT

@@ -274,3 +274,72 @@ func TestNominatedPacketSource(t *testing.T) {
 		t.Fatal("the pair outlived its nomination")
 	}
 }
+
+// peerFlow plays the peer for d: every step, a keepalive of its on the
+// pair at pair (the NAT keepalives it keeps sending there after failing
+// it) and, unless relayKA, a packet of its through the relay at relay
+// (relayKA: a keepalive).
+func (m *sim) peerFlow(pair, relay netip.AddrPort, d, step time.Duration, relayKA bool) {
+	m.t.Helper()
+	for end := m.now.Add(d); m.now.Before(end); {
+		m.runFor(step)
+		m.take(m.s.ReceivedKeepalive(m.now, pair, 60))
+		if relayKA {
+			m.take(m.s.ReceivedKeepalive(m.now, relay, 60))
+		} else {
+			m.take(m.s.Received(m.now, relay, 200))
+		}
+	}
+}
+
+// TestPeerOnRelay: the pair went dark from us to the peer only. The peer
+// failed it and sends through the relay; its keepalives still reach us on
+// the pair, so the pair is never silent. Its packets through the relay
+// start a check of the pair, which those keepalives do not end, and the
+// association falls back to the relay, where the peer is.
+func TestPeerOnRelay(t *testing.T) {
+	m := relayed(t)
+	m.alive[addrA] = true
+	m.take(m.s.Nominated(m.now, addrA))
+	m.runFor(10 * time.Second)
+	m.alive[addrA] = false // our probes to the pair go unanswered
+	mk := m.mark()
+	cfg := m.s.Config()
+	m.peerFlow(addrA, relayA, time.Second, 50*time.Millisecond, false)
+	at := m.wantSwitch(mk, addrA, relayA, ReasonFallback)
+	p := m.probes(addrA, mk)
+	if len(p) != cfg.ProbeCount || p[0].d.Purpose != ProbeLiveness || p[0].at.Sub(m.log[mk].at) > 50*time.Millisecond {
+		t.Fatalf("probes %v, want %d liveness probes from the peer's first packet through the relay on", p, cfg.ProbeCount)
+	}
+	if bound := 50*time.Millisecond + time.Duration(cfg.ProbeCount)*cfg.ProbeInterval; at.Sub(t0.Add(10*time.Second)) > bound {
+		t.Fatalf("fell back %v after the peer moved to the relay, want within %v", at.Sub(t0.Add(10*time.Second)), bound)
+	}
+}
+
+// TestPeerOnRelayPairWorks: the peer stays on the relay while the pair
+// works: its packets there check the pair at most once per RecoveryMin,
+// and the path stays. Its keepalives through the relay check nothing.
+func TestPeerOnRelayPairWorks(t *testing.T) {
+	m := relayed(t)
+	m.alive[addrA] = true
+	m.take(m.s.Nominated(m.now, addrA))
+	m.runFor(10 * time.Second)
+	mk := m.mark()
+	m.peerFlow(addrA, relayA, 10*time.Second, 50*time.Millisecond, true)
+	if p := m.probes(addrA, mk); len(p) != 0 {
+		t.Fatalf("probes %v for the peer's keepalives through the relay, want none", p)
+	}
+	cfg := m.s.Config()
+	mk = m.mark()
+	m.peerFlow(addrA, relayA, 10*time.Second, 50*time.Millisecond, false)
+	m.wantNoSwitch(mk)
+	p := m.probes(addrA, mk)
+	if n := int(10*time.Second/cfg.RecoveryMin) + 1; len(p) == 0 || len(p) > n {
+		t.Fatalf("%d probes of a pair that works in 10 s of the peer's packets through the relay, want 1 to %d", len(p), n)
+	}
+	for i := 1; i < len(p); i++ {
+		if gap := p[i].at.Sub(p[i-1].at); gap < cfg.RecoveryMin {
+			t.Fatalf("probes %v apart, want at least %v", gap, cfg.RecoveryMin)
+		}
+	}
+}

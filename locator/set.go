@@ -74,8 +74,12 @@ type entry struct {
 type probe struct {
 	n       int
 	purpose Purpose
-	sentAt  time.Time
-	next    time.Time
+	// heard: a liveness check that only the probe's answer ends, not a
+	// packet of the peer's on the path (peerOnRelay): it asks whether the
+	// peer hears us, which the peer's packets do not tell.
+	heard  bool
+	sentAt time.Time
+	next   time.Time
 }
 
 // New returns an empty Set with cfg's timing (zero fields: defaults).

@@ -236,7 +236,17 @@ func (c *control) processPacket(p *peer, now time.Time, in *inbound) {
 	out := a.Outgoing()
 	c.sync(p)
 	for _, pkt := range out {
-		c.sendPeer(p, pkt)
+		if in != nil && in.back && !p.relayed.Load() {
+			// The peer sends through the relay while we use the direct
+			// path: its checks failed that path (RFC 5770 §4.10 has it
+			// resend through the relay), and it may not hear us there.
+			// What its packet draws (the ACK of its rekey) goes back the
+			// way it came, or the peer gives up waiting before our own
+			// checks fail the path. One copy only, as sendPeer says.
+			c.sendRelayed(p, pkt) // path.go
+		} else {
+			c.sendPeer(p, pkt)
+		}
 	}
 	c.retryRegs(p, now)
 	c.flushWakes()

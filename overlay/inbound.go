@@ -32,6 +32,10 @@ type inbound struct {
 	regRequest bool
 	// size is the packet's length in octets.
 	size int
+	// back: an authenticated packet of the peer's through the
+	// association's relay; what it draws goes back that way
+	// (processPacket).
+	back bool
 }
 
 // handlePacket feeds one control packet to the Endpoint and acts on the
@@ -120,6 +124,7 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 	if in.finalizing && a != nil && in.via.relay != nil {
 		c.relayMoved(p, now, in) // path.go: the peer behind the relay moved?
 	}
+	in.back = a != nil && in.rvs.server == nil && c.throughRelay(p, in) // path.go
 	n := res.Assoc
 	if n == nil {
 		return

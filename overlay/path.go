@@ -142,6 +142,22 @@ func (c *control) sendRelayed(p *peer, pkt []byte) {
 	}
 }
 
+// throughRelay reports whether in, a packet of p's association, came
+// through p's relay: with RELAY_FROM when we are the end registered with
+// it, or from its address when the peer is (the relay forwards a packet
+// with RELAY_TO as it is, RFC 5770 §4.5).
+func (c *control) throughRelay(p *peer, in *inbound) bool {
+	r := p.x.relay
+	if r == nil {
+		return false
+	}
+	if in.via.relay != nil {
+		return in.via.relay == r
+	}
+	at, ok := r.locator()
+	return ok && at == unmapPort(in.from)
+}
+
 // tookRelayed records that p's new association (an I2 just accepted)
 // runs through the relay the I2 came through, if it did. Its locator Set
 // starts afresh: the next one is built with the relay (locators.go

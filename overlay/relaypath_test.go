@@ -269,6 +269,44 @@ func startRelay(t *testing.T) *relay.Server {
 	return r
 }
 
+// TestRelayedPairDarkOneWay: the pair goes dark from b to a only. a
+// hears b no more there, falls back to the relay, and rekeys through it;
+// b still hears a's keepalives on the pair, so the pair is never silent
+// for b. b answers the rekey through the relay, the way it came (before:
+// on the pair, where it was lost, and a gave the association up after
+// its retries), and a's packets through the relay make b check the pair
+// at once: b falls back too, and data flows both ways through the relay.
+func TestRelayedPairDarkOneWay(t *testing.T) {
+	r := startRelay(t)
+	ga := newGate(t)
+	a := relayedNode(t, 0, r, func(c *overlay.Config) { c.PacketConn = ga })
+	b := relayedNode(t, 1, r, nil)
+	la, lb := connectRelayed(t, a, b)
+	waitFor(t, 10*time.Second, "the direct pair both ways", func() bool {
+		return pathOf(a, b) == "direct" && pathOf(b, a) == "direct"
+	})
+	exchange(t, a, b, la, lb, 0)
+	pa := info(t, a, b)
+	ctl := r.Stats().Relay.ControlForwarded
+	ga.cutFrom(pa.Locator)
+	waitFor(t, 10*time.Second, "a's rekey through the relay", func() bool {
+		p := info(t, a, b)
+		return pathOf(a, b) == "relayed" && p.OutSPI != pa.OutSPI && p.State == "ESTABLISHED"
+	})
+	if n := r.Stats().Relay.ControlForwarded - ctl; n < 2 {
+		t.Fatalf("the relay forwarded %d control packets, want the rekey's both ways", n)
+	}
+	waitFor(t, 5*time.Second, "b's fallback to the relay", func() bool { return pathOf(b, a) == "relayed" })
+	esp := r.Stats().Relay.ESPForwarded
+	exchange(t, a, b, la, lb, 1)
+	if r.Stats().Relay.ESPForwarded == esp {
+		t.Fatal("the relay forwarded no ESP after the fallback")
+	}
+	if p := info(t, a, b); p.State != "ESTABLISHED" {
+		t.Fatalf("a's association %s", p.State)
+	}
+}
+
 func fastHS() handshake.Config {
 	return handshake.Config{RetransmitTimeout: 50 * time.Millisecond, Retries: 3, PuzzleDifficulty: 1}
 }
@@ -408,6 +446,7 @@ type gate struct {
 
 	mu       sync.Mutex
 	dark     netip.AddrPort
+	deaf     netip.AddrPort // cutFrom
 	noESP    netip.AddrPort
 	holdAddr netip.AddrPort
 	kept     []byte
@@ -432,6 +471,13 @@ func newGate(t *testing.T) *gate {
 func (g *gate) cut(a netip.AddrPort) {
 	g.mu.Lock()
 	g.dark = a
+	g.mu.Unlock()
+}
+
+// cutFrom loses what comes from a; what goes to a passes.
+func (g *gate) cutFrom(a netip.AddrPort) {
+	g.mu.Lock()
+	g.deaf = a
 	g.mu.Unlock()
 }
 
@@ -489,7 +535,7 @@ func (g *gate) ReadFrom(p []byte) (int, net.Addr, error) {
 		case src == addrPort(g.spoofer.LocalAddr()):
 			from = net.UDPAddrFromAddrPort(g.spoofAs)
 			g.spoofed.Add(1)
-		case g.dark.IsValid() && src == g.dark,
+		case g.dark.IsValid() && src == g.dark, g.deaf.IsValid() && src == g.deaf,
 			g.noESP.IsValid() && src == g.noESP && overlay.Classify(p[:n]) == overlay.KindESP:
 			g.mu.Unlock()
 			continue
