@@ -43,6 +43,25 @@ func closeAsIdle(t *testing.T, a, b *node) {
 	}
 }
 
+// waitInHand waits until the first Write on c waits for the answer,
+// holding its data.
+func waitInHand(t *testing.T, c net.Conn) {
+	t.Helper()
+	cc := c.(*conn)
+	for i := 0; ; i++ {
+		cc.mu.Lock()
+		in := cc.ans.inHand
+		cc.mu.Unlock()
+		if in {
+			return
+		}
+		if i == 1000 {
+			t.Fatal("the Write never waited for the answer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 type result struct {
 	n   int
 	err error
@@ -104,7 +123,7 @@ func TestRetryFirstWriteAfterIdleClose(t *testing.T) {
 		n, err := c.Write([]byte("ping"))
 		done <- result{n, err}
 	}()
-	time.Sleep(50 * time.Millisecond) // the Write waits, holding its data
+	waitInHand(t, c) // the Write waits, holding its data
 	closeAsIdle(t, a, b)
 	a.pc.blocked.Store(false)
 	if r := <-done; r.n != 4 || r.err != nil {
@@ -309,7 +328,7 @@ func TestCloseWriteDuringRetry(t *testing.T) {
 		n, err := c.Write([]byte("ping"))
 		done <- result{n, err}
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitInHand(t, c)
 	closeAsIdle(t, a, b)
 	cc := c.(*conn)
 	for i := 0; ; i++ {
