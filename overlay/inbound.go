@@ -141,6 +141,15 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		// association with a host stays in R2-SENT, the host sending it
 		// no ESP, and a host that moved registers again with a new I2.
 		fresh := p == nil || p.assoc == nil || before != handshake.R2Sent || n.Info().InSPI != spiBefore
+		if fresh && p != nil && (before == handshake.Established || before == handshake.R2Sent) {
+			// It replaces our association in place: the peer restarted, or
+			// lost its state, without a CLOSE. Its path is chosen afresh,
+			// as after a CLOSE: the old association's ICE session checks
+			// with the old KEYMAT's key, which the peer's new checks fail,
+			// and its pair and relay were the old exchange's choice.
+			c.clearPath(p) // path.go
+			c.resetPath(p) // locators.go
+		}
 		if p == nil {
 			p = s.learnPeer(sender, pk.from)
 		} else if at, ok := p.locator(); !ok || fresh && in.via.relay == nil && in.rvs.server == nil && at != unmapPort(pk.from) {

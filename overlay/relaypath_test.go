@@ -307,6 +307,41 @@ func TestRelayedPairDarkOneWay(t *testing.T) {
 	}
 }
 
+// TestRelayedPeerRestarts: b, whose association with a moved from the
+// relay to an ICE pair, stops without a CLOSE (it crashed) and starts
+// again with the same identity on another port. Its new base exchange
+// through the relay replaces a's association in place, and the two find
+// a direct pair again. Before, a kept the old association's ICE session,
+// keyed with the old KEYMAT, which failed b's new checks, and its
+// nominated pair, a dead address: the association stayed relayed.
+func TestRelayedPeerRestarts(t *testing.T) {
+	r := startRelay(t)
+	a := relayedNode(t, 0, r, nil)
+	gb := newGate(t)
+	b := relayedNode(t, 1, r, func(c *overlay.Config) { c.PacketConn = gb })
+	la, _ := connectRelayed(t, a, b)
+	waitFor(t, 10*time.Second, "the direct pair both ways", func() bool {
+		return pathOf(a, b) == "direct" && pathOf(b, a) == "direct"
+	})
+	old := info(t, a, b)
+	gb.mute() // b crashes: no CLOSE leaves it
+	b.Close()
+	b2 := relayedNode(t, 1, r, nil)
+	lb := listenInner(t, b2, 8)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b2.Connect(ctx, a.HIT()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a direct pair both ways after the restart", func() bool {
+		return pathOf(a, b2) == "direct" && pathOf(b2, a) == "direct"
+	})
+	if p := info(t, a, b2); p.InSPI == old.InSPI || p.Locator == old.Locator {
+		t.Fatalf("a's association with b after its restart %+v, before %+v: want new SAs and the new pair", p, old)
+	}
+	exchange(t, a, b2, la, lb, 0)
+}
+
 func fastHS() handshake.Config {
 	return handshake.Config{RetransmitTimeout: 50 * time.Millisecond, Retries: 3, PuzzleDifficulty: 1}
 }
@@ -447,6 +482,7 @@ type gate struct {
 	mu       sync.Mutex
 	dark     netip.AddrPort
 	deaf     netip.AddrPort // cutFrom
+	muted    bool           // mute
 	noESP    netip.AddrPort
 	holdAddr netip.AddrPort
 	kept     []byte
@@ -471,6 +507,13 @@ func newGate(t *testing.T) *gate {
 func (g *gate) cut(a netip.AddrPort) {
 	g.mu.Lock()
 	g.dark = a
+	g.mu.Unlock()
+}
+
+// mute loses everything the node sends.
+func (g *gate) mute() {
+	g.mu.Lock()
+	g.muted = true
 	g.mu.Unlock()
 }
 
@@ -515,7 +558,7 @@ func (g *gate) spoof(t *testing.T, b []byte, from netip.AddrPort) {
 
 func (g *gate) WriteTo(p []byte, to net.Addr) (int, error) {
 	g.mu.Lock()
-	dark := g.dark.IsValid() && addrPort(to) == g.dark
+	dark := g.muted || g.dark.IsValid() && addrPort(to) == g.dark
 	g.mu.Unlock()
 	if dark {
 		return len(p), nil
