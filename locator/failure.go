@@ -69,13 +69,26 @@ func (s *Set) received(now time.Time, from netip.AddrPort, n int, keepalive bool
 			e.recvUnacked = now
 		}
 	}
-	if e.State == Failed && e.probe.n == 0 && !now.Before(e.failedAt.Add(s.cfg.RecoveryMin)) {
+	if e.State == Failed && e.probe.n == 0 && !now.Before(s.recheckAt(e)) {
 		s.startProbe(now, i, ProbeRecovery)
 	}
 	if i != s.cur && e.Kind == Relayed && !keepalive {
 		s.peerOnRelay(now)
 	}
 	return s.out
+}
+
+// recheckAt is when a packet from failed locator e may start a check of
+// it: RecoveryMin after the failure for an address verified before, so
+// that a path coming back is found at once; a packet source never
+// verified waits out its back-off (retryAt), since anyone on the path can
+// copy the peer's packets from any source, each copy drawing signed
+// probes there.
+func (s *Set) recheckAt(e *entry) time.Time {
+	if e.Origin == OriginPacket && !e.verified {
+		return e.retryAt
+	}
+	return e.failedAt.Add(s.cfg.RecoveryMin)
 }
 
 // peerOnRelay: the peer's packets come through the relay while our

@@ -94,13 +94,16 @@ func TestReplayFromThirdAddressNeverMoves(t *testing.T) {
 			t.Fatalf("sent %d octets of probes to %v, received %d from it", sent[a], a, recv[a])
 		}
 	}
-	// The rate of probes to the third addresses is bounded: a check per
-	// RecoveryMin at most, each of ProbeCount probes.
+	// The rate of probes to the third addresses is bounded by the
+	// back-off: checks of ProbeCount probes each, the first at once, the
+	// next RecoveryMin after the failure, then 2, 4, 8 s and so on up to
+	// RecoveryMax (15 s): five each in 30 s. Without the back-off, a
+	// check per RecoveryMin: 171.
 	n := 0
 	for _, a := range third {
 		n += len(m.probes(a, mk))
 	}
-	if max := 3 * DefaultProbeCount * int(30*time.Second/DefaultRecoveryMin); n > max {
+	if max := 3 * DefaultProbeCount * 5; n > max {
 		t.Fatalf("%d probes to third addresses in 30 s, bound %d", n, max)
 	}
 }
