@@ -79,10 +79,32 @@ const peerDoubtFor = 2 * time.Second
 // its retransmissions.
 const maxProbes = 12
 
-// probeRec is a probe sent: its nonce and where it went.
+// probeKeep is how long the nonce of an unanswered probe is kept: beyond
+// the longest check of the Set (ProbeCount probes, each waited for at
+// most 1.5 × the 2 s RTT cap), an answer is no longer waited for. Until
+// then the peer's path stays watched (feedPath): a probe that is never
+// answered must not keep it so for the association's lifetime.
+const probeKeep = 10 * time.Second
+
+// probeRec is a probe sent: its nonce, where it went, and when (unix
+// nanoseconds).
 type probeRec struct {
 	nonce [16]byte
 	to    netip.AddrPort
+	sent  int64
+}
+
+// expireProbes forgets the probes of ps sent before now-probeKeep.
+func (ps *pathState) expireProbes(now time.Time) {
+	old := now.Add(-probeKeep).UnixNano()
+	n := 0
+	for _, r := range ps.probes {
+		if r.sent > old {
+			ps.probes[n] = r
+			n++
+		}
+	}
+	ps.probes = ps.probes[:n]
 }
 
 // pathState is the control goroutine's part of a peer's locators.
@@ -341,7 +363,12 @@ func (c *control) feedPath(p *peer, now time.Time) {
 	// judges a rebinding by which came last.
 	if f := p.foreign.Swap(nil); f != nil && c.fromPeer(p, f.addr) {
 		changed = true
-		c.act(p, now, set.Received(now, f.addr, int(min(f.n.Load(), 1<<30))))
+		n := int(min(f.n.Load(), 1<<30))
+		if f.data.Load() {
+			c.act(p, now, set.Received(now, f.addr, n))
+		} else {
+			c.act(p, now, set.ReceivedKeepalive(now, f.addr, n))
+		}
 	}
 	if changed {
 		ps.quietSince = now
@@ -353,6 +380,7 @@ func (c *control) feedPath(p *peer, now time.Time) {
 	// copies kept for a switch (inflight.go) are stale. They go, and so
 	// does the suspicion, or it would outlive the check on an association
 	// that receives nothing more, and keep its Set (rebuildable).
+	ps.expireProbes(now)
 	if now.Sub(ps.quietSince) >= pathIdleAfter && len(ps.probes) == 0 && !now.Before(ps.peerDoubts) {
 		c.unsuspect(p)
 		c.idle(p)
@@ -863,7 +891,7 @@ func (c *control) suspicious(p *peer, d locator.Decision) bool {
 // newProbe draws a fresh nonce and appends to dst the probe that carries
 // it (an UPDATE with ECHO_REQUEST_SIGNED, RFC 8046 §5.4) for address to.
 func newProbe(a *handshake.Association, now time.Time, dst []byte, to netip.AddrPort) (probeRec, []byte, error) {
-	r := probeRec{to: to}
+	r := probeRec{to: to, sent: now.UnixNano()}
 	if _, err := rand.Read(r.nonce[:]); err != nil {
 		return r, nil, err
 	}

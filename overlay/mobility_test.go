@@ -198,3 +198,48 @@ func TestOwnAddressChange(t *testing.T) {
 func itoaPort(m *movingConn) string {
 	return strconv.Itoa(m.socks[0].LocalAddr().(*net.UDPAddr).Port)
 }
+
+// TestUnansweredProbeExpires: a probe that is never answered (a standby
+// address the peer does not answer at) keeps the peer's path watched
+// while an answer may still come, and not for the association's
+// lifetime: after probeKeep its nonce is forgotten, and the quiet path
+// goes idle (its Set and copies released, no more polling).
+func TestUnansweredProbeExpires(t *testing.T) {
+	a := newTestStack(t, 0, nil)
+	b := newTestStack(t, 1, nil)
+	dead := netip.MustParseAddrPort("127.0.0.1:9")
+	a.AddPeer(b.HIT(), b.LocalAddr(), dead)
+	exchange(t, a, b, 3, 100)
+	p := a.lookupPeer(b.HIT())
+	onControl := func(f func(c *control, now time.Time)) {
+		done := make(chan struct{})
+		a.cmds <- funcCmd(func(c *control, now time.Time) { f(c, now); close(done) })
+		<-done
+	}
+	waitFor(t, 5*time.Second, "a probe to the dead standby", func() bool {
+		var n int
+		onControl(func(c *control, _ time.Time) {
+			if p.path != nil {
+				for _, r := range p.path.probes {
+					if r.to == dead {
+						n++
+					}
+				}
+			}
+		})
+		return n > 0
+	})
+	var idle, kept bool
+	onControl(func(c *control, now time.Time) {
+		later := now.Add(probeKeep)
+		c.feedPath(p, later) // what the data path did until now
+		if p.path != nil {
+			c.feedPath(p, later.Add(pathIdleAfter)) // then quiet
+		}
+		kept = p.path != nil && len(p.path.probes) > 0
+		idle = p.pathIdle.Load()
+	})
+	if kept || !idle {
+		t.Fatalf("after %v of quiet: probes kept %v, idle %v; want none kept, idle", probeKeep+pathIdleAfter, kept, idle)
+	}
+}
