@@ -202,8 +202,11 @@ func (p *peer) set() *locator.Set {
 
 // foreignSource is an address other than the current locator that
 // authenticated ESP of the peer's came from, and how many octets of it
-// (pathIn), until the control goroutine takes it (feedPath).
+// (pathIn), until the control goroutine takes it (feedPath). data: not
+// only keepalives came from it, which the Set tells apart (a keepalive
+// shows the path, not that the association is in use).
 type foreignSource struct {
 	addr netip.AddrPort
 	n    atomic.Uint64
+	data atomic.Bool
 }

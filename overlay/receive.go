@@ -236,10 +236,14 @@ func (s *Stack) pathIn(p *peer, from netip.AddrPort, keepalive bool, n int) {
 	f := p.foreign.Load()
 	if f != nil && f.addr == from {
 		f.n.Add(uint64(n))
+		if !keepalive && !f.data.Load() {
+			f.data.Store(true)
+		}
 		return
 	}
 	nf := &foreignSource{addr: from} // a new source: rare
 	nf.n.Store(uint64(n))
+	nf.data.Store(!keepalive)
 	p.foreign.Store(nf) // taken by the control goroutine at most every pathSyncEvery
 	if f == nil {
 		s.poke(p, pokePath)
