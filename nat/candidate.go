@@ -98,13 +98,23 @@ func Locators(c []Candidate, spi uint32, lifetime uint32) []wire.Locator {
 // "MUST NOT be used as ICE candidates" (RFC 5770 §4.5, RFC 9028 §4.5).
 // Priority is copied as received (zero stays zero and is computed from Kind
 // when the candidate is used).
+//
+// It also skips what no peer can be reached at, which the peer may still
+// list to make us send checks there: the unspecified address (this host,
+// on Linux), multicast and the IPv4 broadcast address. And it takes at
+// most MaxRemoteCandidates: the list is the peer's, and each candidate
+// costs checks (RFC 8445 §19.5.1: an agent must not be made to send
+// checks at will).
 func FromLocators(ls []wire.Locator) []Candidate {
 	var c []Candidate
 	for _, l := range ls {
 		if l.Type != wire.LocatorTypeTransport || l.Protocol != wire.ProtocolUDP ||
 			l.Traffic == wire.TrafficSignaling || l.Kind > wire.KindRelayed ||
-			!l.Addr.IsValid() || l.Port == 0 {
+			!l.Addr.IsValid() || l.Port == 0 || !reachable(l.Addr.Unmap()) {
 			continue
+		}
+		if len(c) == MaxRemoteCandidates {
+			break
 		}
 		c = append(c, Candidate{
 			Addr:     netip.AddrPortFrom(l.Addr.Unmap(), l.Port),
@@ -113,6 +123,16 @@ func FromLocators(ls []wire.Locator) []Candidate {
 		})
 	}
 	return c
+}
+
+// MaxRemoteCandidates bounds the peer's candidates a session checks: a
+// host announces its interface addresses and one reflexive address per
+// relay, per address family, far fewer.
+const MaxRemoteCandidates = 16
+
+// reachable reports whether a candidate at a could be a peer's address.
+func reachable(a netip.Addr) bool {
+	return !a.IsUnspecified() && !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // iceComponent is the one component of ICE-HIP (RFC 9028 §4.6.2: "a

@@ -88,6 +88,12 @@ func TestFromLocatorsSkips(t *testing.T) {
 		func() wire.Locator { l := good; l.Kind = 4; return l }(),
 		func() wire.Locator { l := good; l.Port = 0; return l }(),
 		func() wire.Locator { l := good; l.Addr = netip.Addr{}; return l }(),
+		// No peer is reached there (the unspecified address is this host).
+		func() wire.Locator { l := good; l.Addr = mustAddr("0.0.0.0"); return l }(),
+		func() wire.Locator { l := good; l.Addr = mustAddr("::"); return l }(),
+		func() wire.Locator { l := good; l.Addr = mustAddr("224.0.0.251"); return l }(),
+		func() wire.Locator { l := good; l.Addr = mustAddr("ff02::1"); return l }(),
+		func() wire.Locator { l := good; l.Addr = mustAddr("::ffff:255.255.255.255"); return l }(),
 		data,
 	}
 	got := FromLocators(ls)
@@ -97,5 +103,19 @@ func TestFromLocatorsSkips(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// TestFromLocatorsBounded: a peer that lists many candidates gets
+// MaxRemoteCandidates checked, the first ones.
+func TestFromLocatorsBounded(t *testing.T) {
+	var ls []wire.Locator
+	for i := range 3 * MaxRemoteCandidates {
+		ls = append(ls, wire.Locator{Traffic: wire.TrafficBoth, Type: wire.LocatorTypeTransport, Lifetime: 1,
+			Port: uint16(10000 + i), Protocol: wire.ProtocolUDP, Kind: wire.KindHost, Addr: mustAddr("192.0.2.1")})
+	}
+	got := FromLocators(ls)
+	if len(got) != MaxRemoteCandidates || got[len(got)-1].Addr.Port() != uint16(10000+MaxRemoteCandidates-1) {
+		t.Fatalf("%d candidates, the last %v; want the first %d", len(got), got[len(got)-1], MaxRemoteCandidates)
 	}
 }

@@ -259,29 +259,51 @@ func FuzzMuxDeliver(f *testing.F) {
 	})
 }
 
-// TestSessionSourcesBounded: one recorded check replayed from many
-// spoofed sources reaches the agent from the peer's candidates and from
-// at most maxReflexive other addresses; the rest are dropped and counted,
-// so it cannot grow the agent's candidates (and its checks of them) with
-// every source (RFC 8445 §7.3.1.3).
+// TestSessionSourcesBounded: the peer's checks from sources it did not
+// announce reach the agent from at most maxReflexive addresses; the rest
+// are dropped and counted, so they cannot grow the agent's candidates
+// (and its checks of them) with every source (RFC 8445 §7.3.1.3).
 func TestSessionSourcesBounded(t *testing.T) {
 	m := NewMux()
 	known := netip.MustParseAddrPort("198.51.100.1:10500")
 	s := quietSession(t, m, hitA, hitB, Candidate{Addr: known, Kind: wire.KindHost})
-	req := bindingRequest(t, hitA, hitB)
-	const spoofed = 200
-	for i := range spoofed {
+	const sources = 200
+	for i := range sources {
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, byte(i >> 8), byte(i)}), 4444)
-		m.Deliver(req, from)
+		m.Deliver(bindingRequest(t, hitA, hitB), from)
 	}
-	m.Deliver(req, known)
-	m.Deliver(req, netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 0, 0}), 4444)) // taken before
+	m.Deliver(bindingRequest(t, hitA, hitB), known)
+	m.Deliver(bindingRequest(t, hitA, hitB), netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 0, 0}), 4444)) // taken before
 	st := s.Stats()
-	if st.SourceDrops != spoofed-maxReflexive {
-		t.Errorf("%d dropped by source, want %d", st.SourceDrops, spoofed-maxReflexive)
+	if st.SourceDrops != sources-maxReflexive {
+		t.Errorf("%d dropped by source, want %d", st.SourceDrops, sources-maxReflexive)
 	}
 	if got := st.Delivered + st.DeliverDrops; got != maxReflexive+2 {
 		t.Errorf("%d reached the agent's queue, want %d", got, maxReflexive+2)
+	}
+}
+
+// TestSessionReplayTakesNoSlot: one check of the peer's, recorded on the
+// path and replayed from spoofed sources (MESSAGE-INTEGRITY does not
+// cover the source), takes no slot for a source the peer did not
+// announce: the peer's genuine check from its NAT mapping still gets one.
+// Before, four copies took every slot.
+func TestSessionReplayTakesNoSlot(t *testing.T) {
+	m := NewMux()
+	known := netip.MustParseAddrPort("198.51.100.1:10500")
+	s := quietSession(t, m, hitA, hitB, Candidate{Addr: known, Kind: wire.KindHost})
+	recorded := bindingRequest(t, hitA, hitB)
+	m.Deliver(recorded, known)
+	for i := range 2 * maxReflexive {
+		m.Deliver(recorded, netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 4444))
+	}
+	if st := s.Stats(); st.SourceDrops != 2*maxReflexive || st.Delivered+st.DeliverDrops != 1 {
+		t.Fatalf("replays: %+v, want all %d dropped by source", st, 2*maxReflexive)
+	}
+	m.Deliver(recorded, known) // the peer's retransmission
+	m.Deliver(bindingRequest(t, hitA, hitB), netip.MustParseAddrPort("192.0.2.50:61000"))
+	if st := s.Stats(); st.SourceDrops != 2*maxReflexive || st.Delivered+st.DeliverDrops != 3 {
+		t.Fatalf("the peer's retransmission and its genuine check from a new source: %+v, want both taken", st)
 	}
 }
 

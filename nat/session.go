@@ -158,6 +158,10 @@ type Session struct {
 	// the session took packets from (sources).
 	srcMu     sync.Mutex
 	reflexive []netip.AddrPort
+	// checks are the transaction IDs of the last checks taken, in a
+	// ring (next): a copy of one from a new source is a replay.
+	checks [recentChecks][stun.TransactionIDSize]byte
+	next   int
 
 	delivered, deliverDrops     atomic.Uint64
 	sent, sendDrops, sendErrors atomic.Uint64
@@ -175,6 +179,11 @@ type Session struct {
 // that never asked, and the session's real checks crowded out of the
 // pacer.
 const maxReflexive = 4
+
+// recentChecks is how many of the peer's checks a session remembers to
+// tell a replay from a new source: more than the checks in flight at
+// once (one per candidate pair, and their retransmissions share an ID).
+const recentChecks = 32
 
 // NewSession starts the connectivity checks at once, in goroutines the
 // session owns until Close.
@@ -395,31 +404,57 @@ func (s *Session) deliver(pkt []byte, from netip.AddrPort) bool {
 // peer-reflexive candidates are for. (Responses reach a session only from
 // the addresses its checks went to: Mux.)
 func (s *Session) source(addr netip.AddrPort, pkt []byte) bool {
-	for _, c := range s.cfg.Remote {
-		if unmapped(c.Addr) == addr {
-			return true
-		}
-	}
+	id, check := isBindingRequest(pkt)
 	s.srcMu.Lock()
 	defer s.srcMu.Unlock()
-	if slices.Contains(s.reflexive, addr) {
+	if s.known(addr) {
+		if check {
+			s.taken(id)
+		}
 		return true
 	}
-	if len(s.reflexive) < maxReflexive && s.authentic(pkt) {
+	// A check taken before, now from a new source: a copy replayed from a
+	// spoofed address (MESSAGE-INTEGRITY does not cover the source, RFC
+	// 8489 §9.1.2). It takes no slot: one recorded check sent from four
+	// addresses would otherwise take them all.
+	if check && slices.Contains(s.checks[:], id) {
+		return false
+	}
+	if len(s.reflexive) < maxReflexive && check && s.authentic(pkt) {
 		s.reflexive = append(s.reflexive, addr)
+		s.taken(id)
 		return true
 	}
 	return false
 }
 
-// authentic reports whether pkt is a Binding request whose
-// MESSAGE-INTEGRITY verifies with the session's short-term password (RFC
+// known reports whether addr is a candidate of the peer's or a source
+// given a slot; s.srcMu is held.
+func (s *Session) known(addr netip.AddrPort) bool {
+	for _, c := range s.cfg.Remote {
+		if unmapped(c.Addr) == addr {
+			return true
+		}
+	}
+	return slices.Contains(s.reflexive, addr)
+}
+
+// taken remembers the transaction ID of a check taken; s.srcMu is held.
+func (s *Session) taken(id [stun.TransactionIDSize]byte) {
+	if slices.Contains(s.checks[:], id) {
+		return // a retransmission
+	}
+	s.checks[s.next] = id
+	s.next = (s.next + 1) % recentChecks
+}
+
+// authentic reports whether pkt, a Binding request, carries a
+// MESSAGE-INTEGRITY that verifies with the session's short-term password (RFC
 // 8489 §9.1.3, RFC 5770 §5.2). It costs a copy and an HMAC, and runs only
 // for a source the session does not know yet.
 func (s *Session) authentic(pkt []byte) bool {
 	var m stun.Message
-	_, request := isBindingRequest(pkt)
-	return request && s.verifies(&m, pkt)
+	return s.verifies(&m, pkt)
 }
 
 // verifies reports whether pkt, a check from s's peer or an answer to one
