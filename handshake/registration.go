@@ -3,6 +3,7 @@ package handshake
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"hipnet.dev/handshake/wire"
@@ -25,6 +26,13 @@ type Registrar struct {
 	// Endpoint.Handle. A lifetime of zero in the request is a cancellation
 	// (§5), which Decide should grant.
 	Decide func(peer wire.HIT, req wire.RegRequest) (granted wire.RegResponse, failed []wire.RegFailed)
+	// From returns the transport address the packet being answered came
+	// from, as the registrar sees it, for the REG_FROM of the answer: a
+	// relay server includes it in its R2 and in every UPDATE answering a
+	// registration (RFC 5770 §4.1, RFC 9028 §4.1), and it is how the
+	// client learns, authenticated, its server-reflexive address. Nil, or
+	// false: no REG_FROM. It runs inside Endpoint.Handle, as Decide.
+	From func(peer wire.HIT) (netip.AddrPort, bool)
 }
 
 // Registration is a registrar's answer, as reported by EventRegistration:
@@ -34,6 +42,9 @@ type Registration struct {
 	Lifetime uint8 // granted lifetime code (wire.LifetimeToDuration); 0 cancels
 	Granted  []uint8
 	Failed   []wire.RegFailed
+	// From is the REG_FROM of the answer: the requester's transport
+	// address as the registrar saw it (RFC 5770 §5.6); invalid: none.
+	From netip.AddrPort
 }
 
 // Duration is the granted lifetime.
@@ -172,11 +183,16 @@ func (e *Endpoint) decide(peer wire.HIT, pkt wire.Packet) (*Registration, error)
 			reg.Failed = append(reg.Failed, wire.RegFailed{FailureType: f.FailureType, Types: append([]byte(nil), f.Types...)})
 		}
 	}
+	if r := e.cfg.Registrar; reg != nil && r != nil && r.From != nil {
+		if from, ok := r.From(peer); ok {
+			reg.From = from
+		}
+	}
 	return reg, nil
 }
 
 // addRegAnswer appends REG_RESPONSE (if anything was granted or
-// cancelled) and REG_FAILED parameters.
+// cancelled), REG_FAILED and REG_FROM parameters.
 func addRegAnswer(b *wire.Builder, reg *Registration) {
 	if reg == nil {
 		return
@@ -187,12 +203,16 @@ func addRegAnswer(b *wire.Builder, reg *Registration) {
 	for _, f := range reg.Failed {
 		b.Add(f)
 	}
+	if reg.From.IsValid() {
+		b.Add(wire.TransportAddress{Type: wire.ParamRegFrom, Port: reg.From.Port(), Protocol: wire.ProtocolUDP, Addr: reg.From.Addr()})
+	}
 }
 
-// readRegAnswer turns the REG_RESPONSE and REG_FAILED parameters of an
+// readRegAnswer turns the REG_RESPONSE, REG_FAILED and REG_FROM parameters of an
 // R2 or UPDATE into a Registration (nil if there are none).
 func readRegAnswer(pkt wire.Packet) (*Registration, error) {
 	var reg *Registration
+	var from netip.AddrPort
 	it := pkt.Params()
 	for p, ok := it.Next(); ok; p, ok = it.Next() {
 		switch p.Type() {
@@ -215,7 +235,16 @@ func readRegAnswer(pkt wire.Packet) (*Registration, error) {
 				reg = &Registration{}
 			}
 			reg.Failed = append(reg.Failed, wire.RegFailed{FailureType: f.FailureType, Types: append([]byte(nil), f.Types...)})
+		case wire.ParamRegFrom:
+			a, err := wire.ParseRegFrom(p.Contents())
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+			}
+			from = a.AddrPort()
 		}
+	}
+	if reg != nil && from.Addr().IsValid() && from.Port() != 0 {
+		reg.From = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	}
 	return reg, nil
 }

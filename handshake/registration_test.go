@@ -2,6 +2,7 @@ package handshake
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 
 	"hipnet.dev/handshake/hostid"
@@ -140,5 +141,69 @@ func TestRegistrationByUpdate(t *testing.T) {
 	// Asking for a type the registrar does not offer is refused locally.
 	if err := a.a(b).Register(t0, 100, 250); err == nil {
 		t.Fatal("registered for an unoffered type")
+	}
+}
+
+// TestRegistrationFrom: a registrar with Registrar.From sends REG_FROM,
+// the address it saw the requester at, in its R2 and in its UPDATE
+// answers (RFC 5770 §4.1, RFC 9028 §4.1); the requester reports it in
+// the Registration. It is under the signature and HIP_MAC: an answer
+// whose REG_FROM was changed on the path is dropped.
+func TestRegistrationFrom(t *testing.T) {
+	var decided []wire.RegRequest
+	seen := netip.MustParseAddrPort("198.51.100.7:40000")
+	cfg := registrarCfg(t, &decided)
+	cfg.Registrar.From = func(wire.HIT) (netip.AddrPort, bool) { return seen, true }
+	a := newHost(t, "a", defaultCfg(testKey(t, hostid.ECDSAP256, 0)))
+	b := newHost(t, "b", cfg)
+	l := &link{}
+	out := a.initiate(t0, b.e.HIT())
+	if err := a.a(b).RequestRegistration(100, wire.RegTypeRelayUDPHIP); err != nil {
+		t.Fatal(err)
+	}
+	l.send(a, b, out)
+	l.run(t, t0)
+	if ev := lastEvent(t, a, EventRegistration).Registration; ev.From != seen {
+		t.Fatalf("R2's registration %+v, want From %v", ev, seen)
+	}
+	// By UPDATE, from another address; then an answer changed on the way.
+	seen = netip.MustParseAddrPort("[2001:db8::7]:40001")
+	b.a(a).DataReceived(t0)
+	for _, tamper := range []bool{false, true} {
+		a.events = nil
+		if err := a.a(b).Register(t0, 100, wire.RegTypeRelayUDPHIP); err != nil {
+			t.Fatal(err)
+		}
+		l := &link{}
+		l.filter = func(p packet) []byte {
+			if !tamper || p.from != b {
+				return p.b
+			}
+			pk, err := wire.ParsePacket(p.b)
+			if err != nil {
+				return p.b
+			}
+			rf, ok := pk.Param(wire.ParamRegFrom)
+			if !ok {
+				t.Fatal("UPDATE answer without REG_FROM")
+			}
+			c := rf.Contents()
+			c[len(c)-1] ^= 1 // the last octet of the address
+			return p.b
+		}
+		l.send(a, b, a.collect(a.a(b)))
+		l.run(t, t0)
+		regs := 0
+		for _, ev := range a.events {
+			if ev.Kind == EventRegistration {
+				regs++
+				if ev.Registration.From != seen {
+					t.Fatalf("UPDATE's registration %+v, want From %v", ev.Registration, seen)
+				}
+			}
+		}
+		if want := map[bool]int{false: 1, true: 0}[tamper]; regs != want {
+			t.Fatalf("tampered %v: %d registrations reported, want %d", tamper, regs, want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -59,6 +60,10 @@ type regCommand struct {
 type regResult struct {
 	reg Registration
 	err error
+	// from is the answer's REG_FROM: our transport address as the
+	// registrar saw it (RFC 5770 §4.1), the server-reflexive address
+	// behind a NAT, authenticated with the answer; invalid: none sent.
+	from netip.AddrPort
 }
 
 // regWait is the in-flight request to one registrar.
@@ -94,29 +99,36 @@ type regWake struct {
 // are Connect's (a cancelled context gives its error; Close gives
 // ErrClosed).
 func (s *Stack) Register(ctx context.Context, registrar wire.HIT, lifetime time.Duration, types ...uint8) (Registration, error) {
+	res := s.register(ctx, registrar, lifetime, types...)
+	return res.reg, res.err
+}
+
+// register is Register, with the answer's REG_FROM (the relay client's).
+func (s *Stack) register(ctx context.Context, registrar wire.HIT, lifetime time.Duration, types ...uint8) regResult {
+	fail := func(err error) regResult { return regResult{err: err} }
 	if s.closed.Load() {
-		return Registration{}, ErrClosed
+		return fail(ErrClosed)
 	}
 	cmd := &regCommand{lifetime: wire.DurationToLifetime(lifetime), types: append([]uint8(nil), types...),
 		reply: make(chan regResult, 1), done: ctx.Done()}
 	select {
 	case s.cmds <- registerCmd{hit: registrar, reg: cmd}:
 	case <-s.closing:
-		return Registration{}, ErrClosed
+		return fail(ErrClosed)
 	case <-ctx.Done():
-		return Registration{}, regCtxError(ctx, registrar)
+		return fail(regCtxError(ctx, registrar))
 	}
 	select {
 	case res := <-cmd.reply:
-		return res.reg, res.err
+		return res
 	case <-ctx.Done():
-		return Registration{}, regCtxError(ctx, registrar)
+		return fail(regCtxError(ctx, registrar))
 	case <-s.ctrlDone:
 		select {
 		case res := <-cmd.reply:
-			return res.reg, res.err
+			return res
 		default:
-			return Registration{}, ErrClosed
+			return fail(ErrClosed)
 		}
 	}
 }
@@ -241,6 +253,22 @@ func offersAny(info wire.RegInfo, types []uint8) bool {
 	return false
 }
 
+// regFrom is handshake.Registrar.From: where the request being answered
+// came from, as we saw it (through a relay: where the relay saw it), for
+// the REG_FROM of our answer.
+func (c *control) regFrom(wire.HIT) (netip.AddrPort, bool) {
+	in := c.handling
+	switch {
+	case in == nil:
+		return netip.AddrPort{}, false
+	case in.via.relay != nil:
+		return unmapPort(in.via.from), true
+	case in.rvs.server != nil:
+		return unmapPort(in.rvs.initiator), true
+	}
+	return unmapPort(in.from), true
+}
+
 // regEvent acts on an EventRegistration; asRegistrar says the packet that
 // caused it carried a REG_REQUEST, so the event is our answer as registrar.
 func (c *control) regEvent(p *peer, reg *handshake.Registration, now time.Time, asRegistrar bool) {
@@ -261,14 +289,14 @@ func (c *control) regEvent(p *peer, reg *handshake.Registration, now time.Time, 
 		role = "registrar"
 	} else {
 		c.rendezvousGranted(p, r) // rendezvous.go
-		c.regAnswered(p, r)
+		c.regAnswered(p, r, reg.From)
 	}
 	c.s.log.Info("registration", "peer", p.hit.String(), "role", role, "granted", regNames(r.Granted),
 		"lifetime", r.Duration(), "failed", failedText(r.Failed))
 }
 
 // regAnswered answers the Register waiting for p's answer, if any.
-func (c *control) regAnswered(p *peer, r Registration) {
+func (c *control) regAnswered(p *peer, r Registration, from netip.AddrPort) {
 	w := c.reg.waits[p.hit]
 	if w == nil {
 		return
@@ -278,7 +306,7 @@ func (c *control) regAnswered(p *peer, r Registration) {
 	if len(r.Granted) == 0 {
 		err = refused(r)
 	}
-	c.reg.wakes = append(c.reg.wakes, regWake{w.cmd.reply, regResult{reg: r, err: err}})
+	c.reg.wakes = append(c.reg.wakes, regWake{w.cmd.reply, regResult{reg: r, err: err, from: from}})
 }
 
 // regFail answers p's waiting and queued Registers with err

@@ -41,8 +41,12 @@ const (
 	defaultKeepalive = 15 * time.Second
 	relayLifetime    = time.Hour       // asked; the relay clamps it
 	relayPingWait    = 2 * time.Second // how long a keepalive waits for its answer
-	relayMisses      = 2
-	relayBackoffMax  = 30 * time.Second
+	// relayConfirmMin is the least wait for the registration refresh that
+	// checks a changed reflexive address (reflexiveMoved); it waits at
+	// most relayPingWait.
+	relayConfirmMin = 500 * time.Millisecond
+	relayMisses     = 2
+	relayBackoffMax = 30 * time.Second
 )
 
 // relayClient is one configured relay.
@@ -55,6 +59,7 @@ type relayClient struct {
 	lastErr    atomic.Pointer[error]          // why the last registration failed or was lost; nil: none since it last held
 	instance   uint64                         // the relay's stunAttrInstance when we registered (relayLoop only)
 	knownInst  bool                           // instance was read (relayLoop only)
+	regTook    time.Duration                  // how long the last registration took (relayLoop only)
 }
 
 func (rc *relayClient) HIT() (wire.HIT, bool) {
@@ -199,8 +204,13 @@ func (s *Stack) registerRelay(rc *relayClient) (wire.HIT, Registration, error) {
 		rc.instance, rc.knownInst = r.instance, true
 	}
 	scancel()
-	reg, err := s.Register(ctx, h, relayLifetime, wire.RegTypeRelayUDPHIP)
-	return h, reg, err
+	asked := time.Now()
+	res := s.register(ctx, h, relayLifetime, wire.RegTypeRelayUDPHIP)
+	rc.regTook = time.Since(asked)
+	if res.err == nil && res.from.IsValid() {
+		rc.srflx.Store(&res.from) // REG_FROM: authenticated, unlike the STUN answer
+	}
+	return h, res.reg, res.err
 }
 
 // keepRelay sends keepalives and refreshes until the relay is lost or the
@@ -245,14 +255,17 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 			continue
 		}
 		misses = 0
-		old := rc.srflx.Swap(&r.addr)
-		if old != nil && *old != r.addr {
+		if old := rc.srflx.Load(); old != nil && *old != r.addr {
+			if !s.reflexiveMoved(rc, h, *old, r.addr) {
+				continue
+			}
 			// Our NAT gave the socket another mapping: the relay would keep
 			// forwarding to the old one. Register again from the new one.
 			s.log.Warn("relay lost", "relay", h.String(), "addr", rc.cfg.Addr, "reason", "reflexive address changed", "was", *old, "now", r.addr)
 			s.dropAssociation(h)
 			return
 		}
+		rc.srflx.Store(&r.addr)
 		if !rc.knownInst {
 			rc.instance, rc.knownInst = r.instance, true // the first answer after registering
 		} else if r.instance != rc.instance && s.relayAnswers(h) {
@@ -264,6 +277,36 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 			return
 		}
 	}
+}
+
+// reflexiveMoved reports whether our reflexive address toward relay h
+// really moved from old, now that a keepalive's STUN answer says now. The
+// answer is not authenticated: anyone who sees the keepalive can forge
+// one (RFC 8489 §16.1.1), and on its word alone keepRelay would drop an
+// association that works, once a keepalive. So the registration is
+// refreshed, over the association, from the socket the keepalive left:
+// the relay's answer names in REG_FROM, authenticated, where it saw the
+// request (RFC 9028 §4.1: "the mechanism that allows the Control Relay
+// Client to learn its new server-reflexive address"). A relay that sends
+// no REG_FROM is taken at the STUN answer's word, and so is one that does
+// not answer within a few times the registration's own round trip: after
+// a real move its answers still go to our old mapping.
+func (s *Stack) reflexiveMoved(rc *relayClient, h wire.HIT, old, now netip.AddrPort) bool {
+	wait := min(max(3*rc.regTook, relayConfirmMin), relayPingWait)
+	ctx, cancel := context.WithTimeout(s.ctx, wait)
+	res := s.register(ctx, h, relayLifetime, wire.RegTypeRelayUDPHIP)
+	cancel()
+	if res.err != nil || !res.from.IsValid() {
+		s.log.Debug("relay reflexive address unconfirmed", "relay", h.String(), "stun", now, "err", res.err)
+		return true
+	}
+	if res.from == old {
+		s.log.Warn("relay keepalive answer names another reflexive address; the registrar's REG_FROM says not",
+			"relay", h.String(), "stun", now, "reg_from", res.from)
+		return false
+	}
+	rc.srflx.Store(&res.from)
+	return true
 }
 
 // relayAnswers reports whether relay h answers an echo over our

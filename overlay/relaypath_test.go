@@ -674,6 +674,50 @@ func connectRelayed(t *testing.T, a, b *overlay.Stack) (la, lb *overlay.InnerCon
 // the node through the relay.
 func TestRelayForgedRestartIgnored(t *testing.T) {
 	r := startRelay(t)
+	s, started, forged := forgedKeepalives(t, r, func(m *stun.Message, xa *stun.XORMappedAddress, n int32) []stun.Setter {
+		inst := binary.BigEndian.AppendUint64(nil, 0xdead0000+uint64(n))
+		return []stun.Setter{xa, stun.RawAttribute{Type: nat.AttrInstance, Value: inst}}
+	})
+	if err := s.Reachable(); err != nil {
+		t.Errorf("after %d forged restarts: %v", forged, err)
+	}
+	if n := s.Stats().BEX.Started - started; n != 0 {
+		t.Errorf("%d forged answers started %d base exchanges with the relay", forged, n)
+	}
+}
+
+// TestRelayForgedReflexiveIgnored: as TestRelayForgedRestartIgnored, but
+// the attacker rewrites the address in each answer: our NAT would have
+// moved us. The node refreshes its registration, and the relay's answer
+// names, in REG_FROM under its signature, the address it still sees:
+// the association, the registration and our reflexive address (an ICE
+// candidate we give peers) stay. Before, every keepalive dropped and
+// rebuilt the association, and the forged address was our candidate.
+func TestRelayForgedReflexiveIgnored(t *testing.T) {
+	r := startRelay(t)
+	elsewhere := netip.MustParseAddrPort("203.0.113.9:4444")
+	s, started, forged := forgedKeepalives(t, r, func(m *stun.Message, _ *stun.XORMappedAddress, n int32) []stun.Setter {
+		return []stun.Setter{&stun.XORMappedAddress{IP: elsewhere.Addr().AsSlice(), Port: int(elsewhere.Port()) + int(n)}}
+	})
+	if err := s.Reachable(); err != nil {
+		t.Errorf("after %d forged addresses: %v", forged, err)
+	}
+	if n := s.Stats().BEX.Started - started; n != 0 {
+		t.Errorf("%d forged answers started %d base exchanges with the relay", forged, n)
+	}
+	if st := s.Status(); len(st.Relays) != 1 || st.Relays[0].Reflexive.Addr() != netip.MustParseAddr("127.0.0.1") {
+		t.Errorf("relays %+v, want our reflexive address as the relay sees it", st.Relays)
+	}
+}
+
+// forgedKeepalives starts a node registered with r through an attacker on
+// the path who, once the registration is done, replaces each STUN answer
+// to the node's keepalives with one made of the transaction ID and what
+// rewrite returns for the genuine XOR-MAPPED-ADDRESS (n counts the
+// forgeries from 1). It returns the node after four forgeries, with the
+// base exchanges it had started before them.
+func forgedKeepalives(t *testing.T, r *relay.Server, rewrite func(m *stun.Message, xa *stun.XORMappedAddress, n int32) []stun.Setter) (*overlay.Stack, uint64, int32) {
+	t.Helper()
 	px, err := mitm.New(r.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -692,9 +736,9 @@ func TestRelayForgedRestartIgnored(t *testing.T) {
 		if xa.GetFrom(&m) != nil {
 			return mitm.Pass
 		}
-		inst := binary.BigEndian.AppendUint64(nil, 0xdead0000+uint64(forged.Add(1)))
-		f, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingSuccess, &xa,
-			stun.RawAttribute{Type: nat.AttrInstance, Value: inst}, stun.Fingerprint)
+		setters := append([]stun.Setter{stun.NewTransactionIDSetter(m.TransactionID), stun.BindingSuccess},
+			rewrite(&m, &xa, forged.Add(1))...)
+		f, err := stun.Build(append(setters, stun.Fingerprint)...)
 		if err != nil {
 			return mitm.Pass
 		}
@@ -704,19 +748,14 @@ func TestRelayForgedRestartIgnored(t *testing.T) {
 	s := relayedNodeAt(t, 1, r, px.Addr())
 	started := s.Stats().BEX.Started
 	forged.Store(0)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for forged.Load() < 4 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if n := forged.Load(); n < 4 {
 		t.Fatalf("only %d keepalive answers forged", n)
 	}
-	if err := s.Reachable(); err != nil {
-		t.Errorf("after %d forged restarts: %v", forged.Load(), err)
-	}
-	if n := s.Stats().BEX.Started - started; n != 0 {
-		t.Errorf("%d forged answers started %d base exchanges with the relay", forged.Load(), n)
-	}
+	return s, started, forged.Load()
 }
 
 // TestLostStateDoesNotPoisonDial: an attacker makes b believe that a, a

@@ -165,6 +165,13 @@ func newStack(cfg Config) (*Stack, error) {
 	if hc.AllocateSPI == nil {
 		hc.AllocateSPI = c.allocSPI
 	}
+	if r := hc.Registrar; r != nil && r.From == nil {
+		// A registrar tells each requester where it saw the request come
+		// from, in REG_FROM (registration.go regFrom).
+		rc := *r
+		rc.From = c.regFrom
+		hc.Registrar = &rc
+	}
 	var err error
 	if c.ep, err = handshake.NewEndpoint(hc, time.Now()); err != nil {
 		return nil, err
