@@ -236,6 +236,10 @@ func (c *control) processPacket(p *peer, now time.Time, in *inbound) {
 	out := a.Outgoing()
 	c.sync(p)
 	for _, pkt := range out {
+		if in != nil && in.answerAt.IsValid() {
+			c.sendControl(pkt, in.answerAt) // inbound.go: a registration from a new mapping
+			continue
+		}
 		if in != nil && in.back && !p.relayed.Load() {
 			// The peer sends through the relay while we use the direct
 			// path: its checks failed that path (RFC 5770 §4.10 has it

@@ -36,6 +36,10 @@ type inbound struct {
 	// association's relay; what it draws goes back that way
 	// (processPacket).
 	back bool
+	// answerAt: a fresh registration request (UPDATE, REG_REQUEST) from
+	// an address other than the requester's locator; the answer goes
+	// there (processPacket).
+	answerAt netip.AddrPort
 }
 
 // handlePacket feeds one control packet to the Endpoint and acts on the
@@ -125,6 +129,18 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 		c.relayMoved(p, now, in) // path.go: the peer behind the relay moved?
 	}
 	in.back = a != nil && in.rvs.server == nil && c.throughRelay(p, in) // path.go
+	if typ == wire.UPDATE && in.regRequest && !res.Repeat && a != nil && in.via.relay == nil && in.rvs.server == nil {
+		// A requester behind a NAT whose mapping changed refreshes its
+		// registration from the new one, to learn it from our REG_FROM
+		// (RFC 9028 §4.1: "especially important for the case of host
+		// movement"): the answer goes where the request came from, or
+		// it would go to the old mapping. Only a fresh request's: a
+		// replay (res.Repeat) from elsewhere draws nothing there, and
+		// the answer is about the request's size (no amplification).
+		if at, ok := p.locator(); ok && at != unmapPort(in.from) {
+			in.answerAt = unmapPort(in.from)
+		}
+	}
 	n := res.Assoc
 	if n == nil {
 		return

@@ -20,6 +20,7 @@ import (
 type movingConn struct {
 	socks [2]*net.UDPConn
 	cur   atomic.Int32
+	gone  atomic.Int32 // 1 + the index of the address that hears nothing (leave)
 	in    chan pkt
 	done  chan struct{}
 	once  sync.Once
@@ -43,18 +44,21 @@ func newMovingConn(t *testing.T) *movingConn {
 		t.Skipf("127.0.0.2:%d: %v", port, err)
 	}
 	m := &movingConn{socks: [2]*net.UDPConn{a, b}, in: make(chan pkt, 256), done: make(chan struct{})}
-	for _, s := range m.socks {
-		go m.read(s)
+	for i, s := range m.socks {
+		go m.read(s, int32(i))
 	}
 	return m
 }
 
-func (m *movingConn) read(s *net.UDPConn) {
+func (m *movingConn) read(s *net.UDPConn, i int32) {
 	for {
 		buf := make([]byte, 65536)
 		n, from, err := s.ReadFrom(buf)
 		if err != nil {
 			return
+		}
+		if m.gone.Load() == i+1 {
+			continue
 		}
 		select {
 		case m.in <- pkt{buf[:n], from}:
@@ -66,6 +70,10 @@ func (m *movingConn) read(s *net.UDPConn) {
 
 // move makes the host send from its other address from now on.
 func (m *movingConn) move() { m.cur.Store(1 - m.cur.Load()) }
+
+// leave makes the address the host sent from before its move hear
+// nothing more, as a NAT mapping that is gone.
+func (m *movingConn) leave() { m.gone.Store(2 - m.cur.Load()) }
 
 func (m *movingConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	select {

@@ -313,3 +313,30 @@ func TestRegisterQueued(t *testing.T) {
 		t.Fatalf("the registrar decided %d requests, want %d (the one given up must not be sent)", decided, n)
 	}
 }
+
+// TestRegisterFromNewMapping: a requester behind a NAT whose mapping
+// changed (it now sends from another address, and the old one hears
+// nothing) refreshes its registration from there: the registrar answers
+// where the request came from, with REG_FROM naming that address (RFC
+// 9028 §4.1), which the relay client takes as its new reflexive one.
+// Before, the answer went to the old mapping and the refresh went
+// unanswered.
+func TestRegisterFromNewMapping(t *testing.T) {
+	mc := newMovingConn(t)
+	a := newTestStack(t, 0, func(c *Config) { c.PacketConn, c.ListenAddr = mc, "" })
+	b := newTestStack(t, 1, asRegistrar(nil))
+	a.AddPeer(b.HIT(), b.LocalAddr())
+	register := func() regResult {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return a.register(ctx, b.HIT(), time.Minute, wire.RegTypeRelayUDPHIP)
+	}
+	if res := register(); res.err != nil || res.from != netip.MustParseAddrPort("127.0.0.1:"+itoaPort(mc)) {
+		t.Fatalf("registration: %v, REG_FROM %v", res.err, res.from)
+	}
+	mc.move()
+	mc.leave()
+	if res := register(); res.err != nil || res.from.Addr() != netip.MustParseAddr("127.0.0.2") {
+		t.Fatalf("registration from the new mapping: %v, REG_FROM %v", res.err, res.from)
+	}
+}
