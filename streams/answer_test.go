@@ -47,16 +47,22 @@ func closeAsIdle(t *testing.T, a, b *node) {
 // holding its data.
 func waitInHand(t *testing.T, c net.Conn) {
 	t.Helper()
+	waitAnswer(t, c, "the Write to wait for the answer", func(a *answer) bool { return a.inHand })
+}
+
+// waitAnswer waits, up to 5 s, until cond holds of c's answer state.
+func waitAnswer(t *testing.T, c net.Conn, what string, cond func(*answer) bool) {
+	t.Helper()
 	cc := c.(*conn)
 	for i := 0; ; i++ {
 		cc.mu.Lock()
-		in := cc.ans.inHand
+		ok := cond(cc.ans)
 		cc.mu.Unlock()
-		if in {
+		if ok {
 			return
 		}
 		if i == 1000 {
-			t.Fatal("the Write never waited for the answer")
+			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -330,19 +336,8 @@ func TestCloseWriteDuringRetry(t *testing.T) {
 	}()
 	waitInHand(t, c)
 	closeAsIdle(t, a, b)
+	waitAnswer(t, c, "the retry", func(a *answer) bool { return a.redialing })
 	cc := c.(*conn)
-	for i := 0; ; i++ {
-		cc.mu.Lock()
-		r := cc.ans.redialing
-		cc.mu.Unlock()
-		if r {
-			break
-		}
-		if i > 200 {
-			t.Fatal("never redialing")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 	cw := make(chan error, 1)
 	go func() { cw <- cc.CloseWrite() }()
 	time.Sleep(200 * time.Millisecond)
