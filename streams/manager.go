@@ -554,12 +554,19 @@ func linger(conns []*qconn, limit time.Duration, busy func() bool) {
 const retiredGrace = time.Second
 
 // closeRetired closes qc after retiredGrace unless a stream took it again
-// in the meantime (it cannot: a retired connection gets no new streams,
-// but a stream the peer opened just before it retired still counts).
+// in the meantime: we open none on a retired connection, but the peer may
+// (one it opened just before it retired, or one it opens on purpose). Then
+// qc is no longer closing, and the release of its last stream schedules
+// the close again; were it left closing, nothing would ever close it (the
+// idle timer spares a closing connection), and a peer could keep any
+// number of retired connections, and their association, open for ever.
 func (m *Manager) closeRetired(qc *qconn) {
 	time.AfterFunc(retiredGrace, func() {
 		m.mu.Lock()
 		ok := qc.retired && qc.active == 0
+		if !ok && qc.retired && !qc.gone {
+			qc.closing = false
+		}
 		m.mu.Unlock()
 		if ok {
 			qc.c.CloseWithError(connCodeRetired, "duplicate connection")

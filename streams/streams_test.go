@@ -960,3 +960,53 @@ func TestIdleConnectionCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRetiredConnectionClosesAfterLateStream: the peer dials a second
+// connection, which retires the first, and then, within the retired
+// connection's grace, opens a stream on it. Once that stream ends the
+// retired connection closes. Before, it never did: the grace's timer found
+// the stream and left the connection marked closing, which the idle timer
+// spares, so a peer could keep any number of them open.
+func TestRetiredConnectionClosesAfterLateStream(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	echoOn(t, a, 80)
+	ctx := dialCtx(t)
+	c1, err := b.m.quicDial(ctx, a.hit, ka.Public(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.CloseWithError(0, "")
+	waitConns := func(n int) {
+		t.Helper()
+		for i := 0; a.m.ConnectionCount() != n; i++ {
+			if i == 500 {
+				t.Fatalf("a holds %d connections, want %d", a.m.ConnectionCount(), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitConns(1)
+	c2, err := b.m.quicDial(ctx, a.hit, ka.Public(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.CloseWithError(0, "")
+	waitConns(2) // c1 retired, closing after retiredGrace
+	st, err := c1.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeHeader(st, 80, 80); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(retiredGrace + 500*time.Millisecond) // the stream holds c1 past the grace
+	st.Close()
+	st.CancelRead(0)
+	select {
+	case <-c1.Context().Done():
+	case <-time.After(retiredGrace + 3*time.Second):
+		t.Fatalf("the retired connection is still open %v after its last stream ended", retiredGrace+3*time.Second)
+	}
+	waitConns(1)
+}
