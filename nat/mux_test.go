@@ -294,17 +294,36 @@ func TestSessionReplayTakesNoSlot(t *testing.T) {
 	s := quietSession(t, m, hitA, hitB, Candidate{Addr: known, Kind: wire.KindHost})
 	recorded := bindingRequest(t, hitA, hitB)
 	m.Deliver(recorded, known)
+	// Junk from the known source (checks that do not verify) must not
+	// push the recorded check out of the session's memory.
+	for range 2 * recentChecks {
+		m.Deliver(forgedRequest(t), known)
+	}
+	junk := s.Stats().Delivered + s.Stats().DeliverDrops
 	for i := range 2 * maxReflexive {
 		m.Deliver(recorded, netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 4444))
 	}
-	if st := s.Stats(); st.SourceDrops != 2*maxReflexive || st.Delivered+st.DeliverDrops != 1 {
+	if st := s.Stats(); st.SourceDrops != 2*maxReflexive || st.Delivered+st.DeliverDrops != junk {
 		t.Fatalf("replays: %+v, want all %d dropped by source", st, 2*maxReflexive)
 	}
 	m.Deliver(recorded, known) // the peer's retransmission
 	m.Deliver(bindingRequest(t, hitA, hitB), netip.MustParseAddrPort("192.0.2.50:61000"))
-	if st := s.Stats(); st.SourceDrops != 2*maxReflexive || st.Delivered+st.DeliverDrops != 3 {
+	if st := s.Stats(); st.SourceDrops != 2*maxReflexive || st.Delivered+st.DeliverDrops != junk+2 {
 		t.Fatalf("the peer's retransmission and its genuine check from a new source: %+v, want both taken", st)
 	}
+}
+
+// forgedRequest is a check with the session's public USERNAME and an
+// integrity made with the wrong password.
+func forgedRequest(t testing.TB) []byte {
+	t.Helper()
+	m, err := stun.Build(stun.BindingRequest, stun.TransactionID,
+		stun.NewUsername(username(hitA, hitB)), ice.AttrControlling(1),
+		stun.NewShortTermIntegrity("not the password"), stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Raw
 }
 
 // TestSessionSourcesAuthentic: checks that do not verify with the
@@ -314,14 +333,9 @@ func TestSessionReplayTakesNoSlot(t *testing.T) {
 func TestSessionSourcesAuthentic(t *testing.T) {
 	m := NewMux()
 	s := quietSession(t, m, hitA, hitB)
-	forged, err := stun.Build(stun.BindingRequest, stun.TransactionID,
-		stun.NewUsername(username(hitA, hitB)), ice.AttrControlling(1),
-		stun.NewShortTermIntegrity("not the password"), stun.Fingerprint)
-	if err != nil {
-		t.Fatal(err)
-	}
+	forged := forgedRequest(t)
 	for i := range 2 * maxReflexive {
-		m.Deliver(forged.Raw, netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 5000))
+		m.Deliver(forged, netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 5000))
 	}
 	if st := s.Stats(); st.SourceDrops != 2*maxReflexive || st.Delivered+st.DeliverDrops != 0 {
 		t.Fatalf("forged checks: %+v, want all dropped by source", st)

@@ -181,9 +181,11 @@ type Session struct {
 const maxReflexive = 4
 
 // recentChecks is how many of the peer's checks a session remembers to
-// tell a replay from a new source: more than the checks in flight at
-// once (one per candidate pair, and their retransmissions share an ID).
-const recentChecks = 32
+// tell a replay from a new source: at the pace of RFC 5770 §4.6 (a new
+// transaction every Ta, 20 ms at the least), a few seconds of them. A
+// check recorded longer ago than that still takes a slot when replayed;
+// the slots stay bounded (maxReflexive).
+const recentChecks = 128
 
 // NewSession starts the connectivity checks at once, in goroutines the
 // session owns until Close.
@@ -408,8 +410,8 @@ func (s *Session) source(addr netip.AddrPort, pkt []byte) bool {
 	s.srcMu.Lock()
 	defer s.srcMu.Unlock()
 	if s.known(addr) {
-		if check {
-			s.taken(id)
+		if check && s.authentic(pkt) {
+			s.taken(id) // only an authentic check: junk must not flush the ring
 		}
 		return true
 	}
@@ -450,8 +452,8 @@ func (s *Session) taken(id [stun.TransactionIDSize]byte) {
 
 // authentic reports whether pkt, a Binding request, carries a
 // MESSAGE-INTEGRITY that verifies with the session's short-term password (RFC
-// 8489 §9.1.3, RFC 5770 §5.2). It costs a copy and an HMAC, and runs only
-// for a source the session does not know yet.
+// 8489 §9.1.3, RFC 5770 §5.2). It costs a copy and an HMAC, and runs for
+// the checks that take a slot or go into the replay ring (source).
 func (s *Session) authentic(pkt []byte) bool {
 	var m stun.Message
 	return s.verifies(&m, pkt)
