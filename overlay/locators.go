@@ -338,6 +338,7 @@ func (c *control) feedPath(p *peer, now time.Time) {
 		c.idle(p)
 		return
 	}
+	ps.expireProbes(now)
 	out, in, ka, bytes := p.pktsOut.Load(), p.inCur.Load(), p.inKA.Load(), p.bytesIn.Load()
 	changed := false
 	if out != ps.seenOut {
@@ -380,7 +381,6 @@ func (c *control) feedPath(p *peer, now time.Time) {
 	// copies kept for a switch (inflight.go) are stale. They go, and so
 	// does the suspicion, or it would outlive the check on an association
 	// that receives nothing more, and keep its Set (rebuildable).
-	ps.expireProbes(now)
 	if now.Sub(ps.quietSince) >= pathIdleAfter && len(ps.probes) == 0 && !now.Before(ps.peerDoubts) {
 		c.unsuspect(p)
 		c.idle(p)
@@ -609,8 +609,8 @@ func (c *control) echoAnswered(p *peer, now time.Time, echo []byte, in *inbound)
 		return
 	}
 	for i, r := range ps.probes {
-		if string(r.nonce[:]) != string(echo) {
-			continue
+		if string(r.nonce[:]) != string(echo) || now.UnixNano()-r.sent > int64(probeKeep) {
+			continue // not this probe's, or too late: held back, maybe
 		}
 		ps.probes = append(ps.probes[:i], ps.probes[i+1:]...)
 		c.s.ctr.probesAnswered.Add(1)

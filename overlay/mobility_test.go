@@ -237,6 +237,17 @@ func TestUnansweredProbeExpires(t *testing.T) {
 		})
 		return n > 0
 	})
+	// An answer that comes after probeKeep (an attacker held it back)
+	// verifies nothing.
+	var late bool
+	onControl(func(c *control, now time.Time) {
+		n, answered := len(p.path.probes), a.ctr.probesAnswered.Load()
+		c.echoAnswered(p, now.Add(probeKeep+time.Second), p.path.probes[0].nonce[:], nil)
+		late = len(p.path.probes) != n || a.ctr.probesAnswered.Load() != answered
+	})
+	if late {
+		t.Fatal("an answer after probeKeep was taken")
+	}
 	var idle, kept bool
 	onControl(func(c *control, now time.Time) {
 		later := now.Add(probeKeep)
