@@ -163,8 +163,13 @@ func (c *control) handlePacket(now time.Time, pk ctrlPacket) {
 			// as after a CLOSE: the old association's ICE session checks
 			// with the old KEYMAT's key, which the peer's new checks fail,
 			// and its pair and relay were the old exchange's choice.
+			relayed := p.relayed.Load() && in.via.relay != nil
 			c.clearPath(p) // path.go
 			c.resetPath(p) // locators.go
+			// A peer given by AddPeer keeps its address, and goes on
+			// through the relay if the new exchange came through it too
+			// (tookRelayed).
+			p.relayed.Store(relayed)
 		}
 		if p == nil {
 			p = s.learnPeer(sender, pk.from)
