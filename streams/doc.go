@@ -174,6 +174,16 @@
 // its HIT, nobody else can force it. Failing instead would cut two hosts
 // off until their association is replaced, for no gain in security.
 //
+// # What a peer can make a Manager hold
+//
+// Any host with an association is a peer, and may be hostile. A peer's
+// connections to us are at most four at once, handshaking or up, and its
+// connection attempts are refused beyond a burst of eight and two a
+// second, before our handshake flight (limits.go). Each connection
+// carries at most MaxIncomingStreams of its streams; a stream whose
+// header does not come within headerTimeout is reset. A retired
+// connection closes once its last stream ends, whoever opened it.
+//
 // # Goroutines
 //
 // Besides quic-go's own, per Manager: one accepts connections

@@ -82,6 +82,8 @@ type Manager struct {
 	peers     map[wire.HIT]*peerConns
 	badPSK    map[wire.HIT][sha256.Size]byte // notePSKRejected
 	conns     map[*qconn]struct{}
+	inbound   map[wire.HIT]int            // connections each peer dialed, handshaking or up (limits.go)
+	attempts  map[wire.HIT]*attemptBucket // each peer's connection attempts (limits.go)
 	listeners map[int]*listener
 	nextPort  int // next ephemeral port to try
 }
@@ -137,6 +139,7 @@ type qconn struct {
 	closing     bool
 	failed      bool        // a stream on it saw the connection fail (failConn)
 	gone        bool        // closed and forgotten (serveConn returned)
+	inbound     bool        // counted in Manager.inbound (limits.go)
 	idleTimer   *time.Timer // armed while active is 0
 	idleGen     uint64      // which arming of idleTimer is current
 }
@@ -243,11 +246,8 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 		Conn:              m.pc,
 		StatelessResetKey: resetKey,
 	}
-	lconf := m.qconf
-	if !m.fixedSize {
-		lconf = m.qconf.Clone()
-		lconf.GetConfigForClient = m.configForClient
-	}
+	lconf := m.qconf.Clone()
+	lconf.GetConfigForClient = m.configForClient
 	m.ql, err = m.tr.ListenEarly(m.serverTLS(), lconf)
 	if err != nil {
 		m.cancel()
@@ -358,6 +358,14 @@ func (m *Manager) acceptConns() {
 			continue
 		}
 		qc := &qconn{c: c, peer: peer, initiator: peer, established: time.Now()}
+		m.mu.Lock()
+		ok = m.admitInbound(qc)
+		m.mu.Unlock()
+		if !ok {
+			m.log.Debug("streams: connection refused", "peer", peer, "err", errTooManyConns)
+			c.CloseWithError(connCodeClosed, "too many connections")
+			continue
+		}
 		if c.ConnectionState().Used0RTT || handshakeDone(c) {
 			m.addConn(qc)
 			continue
@@ -376,9 +384,18 @@ func (m *Manager) acceptLater(qc *qconn) {
 		qc.established = time.Now()
 		m.addConn(qc)
 	case <-qc.c.Context().Done():
+		m.forgetInbound(qc)
 	case <-m.ctx.Done():
 		qc.c.CloseWithError(connCodeClosed, "closed")
+		m.forgetInbound(qc)
 	}
+}
+
+// forgetInbound uncounts qc, a connection that never came up.
+func (m *Manager) forgetInbound(qc *qconn) {
+	m.mu.Lock()
+	m.doneInbound(qc)
+	m.mu.Unlock()
 }
 
 // addConn registers a new connection and serves its streams. If another
@@ -677,6 +694,7 @@ func (m *Manager) serveConn(qc *qconn) {
 	}
 	m.mu.Lock()
 	delete(m.conns, qc)
+	m.doneInbound(qc)
 	qc.gone = true
 	if qc.idleTimer != nil {
 		qc.idleTimer.Stop()

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"github.com/quic-go/quic-go"
+	"time"
 
 	"hipnet.dev/handshake/wire"
 )
@@ -59,11 +60,18 @@ func (m *Manager) connConfig(peer wire.HIT) *quic.Config {
 }
 
 // configForClient is the server's GetConfigForClient: the connection's
-// size by the client's path (addresses are HITs, packetconn.go).
+// size by the client's path (addresses are HITs, packetconn.go), and the
+// limit on the peer's connection attempts (limits.go).
 func (m *Manager) configForClient(info *quic.ClientInfo) (*quic.Config, error) {
 	hit, ok := remoteHIT(info.RemoteAddr)
 	if !ok {
 		return m.qconf, nil
+	}
+	m.mu.Lock()
+	ok = m.allowAttempt(hit, time.Now())
+	m.mu.Unlock()
+	if !ok {
+		return nil, errTooManyConns // limits.go: refused before our flight
 	}
 	return m.connConfig(hit), nil
 }
