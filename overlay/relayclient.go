@@ -289,8 +289,9 @@ func (s *Stack) keepRelay(rc *relayClient, h wire.HIT, reg Registration) {
 // request (RFC 9028 §4.1: "the mechanism that allows the Control Relay
 // Client to learn its new server-reflexive address"). A relay that sends
 // no REG_FROM is taken at the STUN answer's word, and so is one that does
-// not answer within a few times the registration's own round trip: after
-// a real move its answers still go to our old mapping.
+// not answer within a few times the registration's own round trip (ours
+// answers where a fresh request came from, inbound.go answerAt; one that
+// answers at our old mapping after a real move never reaches us).
 func (s *Stack) reflexiveMoved(rc *relayClient, h wire.HIT, old, now netip.AddrPort) bool {
 	wait := min(max(3*rc.regTook, relayConfirmMin), relayPingWait)
 	ctx, cancel := context.WithTimeout(s.ctx, wait)
