@@ -8,6 +8,7 @@ import (
 
 	"hipnet.dev/handshake"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/internal/ratelimit"
 	"hipnet.dev/locator"
 )
 
@@ -126,7 +127,7 @@ type control struct {
 	r1lim *r1Limiter // ratelimit.go
 	// lostLim limits the I1s that UPDATEs from unknown hosts draw, all
 	// sources together, and lostProbes notes them (inbound.go lostState).
-	lostLim    tokenBucket
+	lostLim    ratelimit.Bucket
 	lostProbes map[wire.HIT]lostProbe
 
 	// Locators (locators.go): the associations whose data path counts

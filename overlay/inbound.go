@@ -279,14 +279,14 @@ func (c *control) lostState(now time.Time, pkt wire.Packet, h wire.HIT, from net
 		// them there, as any write to them would, within the same limit.
 		// Never at from, and never one reached through a relay or with an
 		// exchange of its own under way.
-		if p.assoc == nil && p.static.Load() && c.lostLim.take(now, lostBurst, lostRate) {
+		if p.assoc == nil && p.static.Load() && c.lostLim.Take(now, lostBurst, lostRate) {
 			s.log.Info("peer may hold an association we lost: base exchange", "peer", h.String())
 			c.connect(now, h, nil, false)
 		}
 		return
 	}
 	c.pruneLost(now)
-	if len(c.lostProbes) >= maxLostProbes || !c.lostLim.take(now, lostBurst, lostRate) {
+	if len(c.lostProbes) >= maxLostProbes || !c.lostLim.Take(now, lostBurst, lostRate) {
 		return
 	}
 	c.lostProbes[h] = lostProbe{from: from, until: now.Add(lostWait)}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/internal/ratelimit"
 )
 
 // R1 rate limits (RFC 7401 §6.7, §9: a Responder should not answer I1s at
@@ -45,98 +46,23 @@ const (
 	r1AddrRate    = 256
 	r1TotalBurst  = 8192
 	r1TotalRate   = 8192
-	// r1MaxBuckets bounds each table. Above sweepAbove, idle buckets (full
+	// r1MaxBuckets bounds each table (ratelimit.Table). Idle buckets (full
 	// again) are swept as new sources come; in a table full even so,
 	// sources still unknown share one bucket.
 	r1MaxBuckets = 1 << 14
 )
 
-type tokenBucket struct {
-	tokens float64
-	at     int64 // monoOf the last use; 0: never used
-}
-
-// take refills b for the time since its last use and takes one token.
-func (b *tokenBucket) take(now time.Time, burst, rate float64) bool {
-	t := monoOf(now)
-	if b.at == 0 {
-		b.tokens = burst
-	} else if d := t - b.at; d > 0 {
-		b.tokens = min(burst, b.tokens+time.Duration(d).Seconds()*rate)
-	}
-	b.at = t
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// full reports whether b has refilled to burst by now: it is idle and can
-// be forgotten without changing any decision.
-func (b *tokenBucket) full(now time.Time, burst, rate float64) bool {
-	return b.tokens+time.Duration(monoOf(now)-b.at).Seconds()*rate >= burst
-}
-
-// bucketTable is a bounded set of buckets by key. Buckets are held by
-// value (16 octets beside the key) and idle ones are swept once the table
-// holds more than sweepAbove, at most once a second: what it holds follows
-// the rate of new sources over the last few seconds, not every source
-// ever seen (a relay meets each of its registered hosts once).
-type bucketTable[K comparable] struct {
-	m           map[K]tokenBucket
-	overflow    tokenBucket
-	burst, rate float64
-	sweptAt     time.Time
-}
-
-// sweepAbove is the size above which a table sweeps idle buckets as it
-// grows.
-const sweepAbove = 1024
-
-func newBucketTable[K comparable](burst, rate float64) bucketTable[K] {
-	return bucketTable[K]{m: map[K]tokenBucket{}, burst: burst, rate: rate}
-}
-
-func (t *bucketTable[K]) take(k K, now time.Time) bool {
-	b, ok := t.m[k]
-	if !ok {
-		if len(t.m) >= sweepAbove {
-			t.sweep(now)
-		}
-		if len(t.m) >= r1MaxBuckets {
-			return t.overflow.take(now, t.burst, t.rate)
-		}
-	}
-	allowed := b.take(now, t.burst, t.rate)
-	t.m[k] = b
-	return allowed
-}
-
-// sweep forgets idle buckets, at most once a second.
-func (t *bucketTable[K]) sweep(now time.Time) {
-	if now.Sub(t.sweptAt) < time.Second {
-		return
-	}
-	t.sweptAt = now
-	for k, b := range t.m {
-		if b.full(now, t.burst, t.rate) {
-			delete(t.m, k)
-		}
-	}
-}
-
 // r1Limiter decides whether an I1 from src gets an R1.
 type r1Limiter struct {
-	source bucketTable[netip.AddrPort]
-	addr   bucketTable[netip.Addr]
-	total  tokenBucket
+	source ratelimit.Table[netip.AddrPort]
+	addr   ratelimit.Table[netip.Addr]
+	total  ratelimit.Bucket
 }
 
 func newR1Limiter() *r1Limiter {
 	return &r1Limiter{
-		source: newBucketTable[netip.AddrPort](r1SourceBurst, r1SourceRate),
-		addr:   newBucketTable[netip.Addr](r1AddrBurst, r1AddrRate),
+		source: ratelimit.NewTable[netip.AddrPort](r1SourceBurst, r1SourceRate, r1MaxBuckets),
+		addr:   ratelimit.NewTable[netip.Addr](r1AddrBurst, r1AddrRate, r1MaxBuckets),
 	}
 }
 
@@ -145,8 +71,8 @@ func newR1Limiter() *r1Limiter {
 // the total budget.
 func (l *r1Limiter) allow(src netip.AddrPort, now time.Time) bool {
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	return l.source.take(src, now) && l.addr.take(src.Addr(), now) &&
-		l.total.take(now, r1TotalBurst, r1TotalRate)
+	return l.source.Take(src, now) && l.addr.Take(src.Addr(), now) &&
+		l.total.Take(now, r1TotalBurst, r1TotalRate)
 }
 
 // NOTIFY limits. A NOTIFY carries HIP_SIGNATURE and no HIP_MAC (RFC 7401
@@ -170,14 +96,14 @@ const (
 
 // notifyLimiter decides whether a NOTIFY claiming sender is checked.
 type notifyLimiter struct {
-	sender bucketTable[wire.HIT]
-	total  tokenBucket
+	sender ratelimit.Table[wire.HIT]
+	total  ratelimit.Bucket
 }
 
 func newNotifyLimiter() *notifyLimiter {
-	return &notifyLimiter{sender: newBucketTable[wire.HIT](notifyBurst, notifyRate)}
+	return &notifyLimiter{sender: ratelimit.NewTable[wire.HIT](notifyBurst, notifyRate, r1MaxBuckets)}
 }
 
 func (l *notifyLimiter) allow(sender wire.HIT, now time.Time) bool {
-	return l.sender.take(sender, now) && l.total.take(now, notifyTotalBurst, notifyTotalRate)
+	return l.sender.Take(sender, now) && l.total.Take(now, notifyTotalBurst, notifyTotalRate)
 }

@@ -74,10 +74,10 @@ func TestR1LimiterBounded(t *testing.T) {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		l.allow(netip.AddrPortFrom(a, 1), now.Add(time.Duration(i)*time.Millisecond))
 	}
-	if n := len(l.source.m); n > r1MaxBuckets {
+	if n := l.source.Len(); n > r1MaxBuckets {
 		t.Fatalf("%d source buckets, bound %d", n, r1MaxBuckets)
 	}
-	if n := len(l.addr.m); n > r1MaxBuckets {
+	if n := l.addr.Len(); n > r1MaxBuckets {
 		t.Fatalf("%d address buckets, bound %d", n, r1MaxBuckets)
 	}
 	later := now.Add(time.Hour)
@@ -105,7 +105,7 @@ func TestR1LimiterForgetsIdle(t *testing.T) {
 	}
 	// A bucket is full again r1SourceBurst/r1SourceRate (2 s) after its
 	// use; sweeps come once a second: about 3 s of sources remain.
-	if got, limit := len(l.source.m), 3*int(time.Second/every)+100; got > limit {
+	if got, limit := l.source.Len(), 3*int(time.Second/every)+100; got > limit {
 		t.Errorf("%d source buckets after %d sources, want at most %d (the last seconds')", got, n, limit)
 	}
 	if l.allow(flood, now) {

@@ -22,49 +22,16 @@ const (
 	maxInboundPerPeer = 4
 	attemptBurst      = 8
 	attemptRate       = 2
-	// attemptsKept bounds the buckets kept; beyond it, the full ones go.
+	// attemptsKept bounds the buckets kept (ratelimit.Table).
 	attemptsKept = 4096
 )
 
 // errTooManyConns refuses a peer's connection attempt beyond the limits.
 var errTooManyConns = errors.New("streams: too many connections from this peer")
 
-// attemptBucket is one peer's token bucket for connection attempts.
-type attemptBucket struct {
-	tokens float64
-	at     time.Time
-}
-
 // allowAttempt takes a token from peer's bucket; m.mu is held.
 func (m *Manager) allowAttempt(peer wire.HIT, now time.Time) bool {
-	if m.attempts == nil {
-		m.attempts = make(map[wire.HIT]*attemptBucket)
-	}
-	b := m.attempts[peer]
-	if b == nil {
-		if len(m.attempts) >= attemptsKept {
-			m.pruneAttempts(now)
-		}
-		b = &attemptBucket{tokens: attemptBurst, at: now}
-		m.attempts[peer] = b
-	}
-	b.tokens = min(attemptBurst, b.tokens+now.Sub(b.at).Seconds()*attemptRate)
-	b.at = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// pruneAttempts forgets the buckets that have refilled (they hold nothing
-// a new one would not); m.mu is held.
-func (m *Manager) pruneAttempts(now time.Time) {
-	for h, b := range m.attempts {
-		if b.tokens+now.Sub(b.at).Seconds()*attemptRate >= attemptBurst {
-			delete(m.attempts, h)
-		}
-	}
+	return m.attempts.Take(peer, now)
 }
 
 // admitInbound counts a connection peer dialed to us, or refuses it

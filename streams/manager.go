@@ -18,6 +18,7 @@ import (
 
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/internal/ratelimit"
 	"hipnet.dev/overlay"
 )
 
@@ -82,8 +83,8 @@ type Manager struct {
 	peers     map[wire.HIT]*peerConns
 	badPSK    map[wire.HIT][sha256.Size]byte // notePSKRejected
 	conns     map[*qconn]struct{}
-	inbound   map[wire.HIT]int            // connections each peer dialed, handshaking or up (limits.go)
-	attempts  map[wire.HIT]*attemptBucket // each peer's connection attempts (limits.go)
+	inbound   map[wire.HIT]int          // connections each peer dialed, handshaking or up (limits.go)
+	attempts  ratelimit.Table[wire.HIT] // each peer's connection attempts (limits.go)
 	listeners map[int]*listener
 	nextPort  int // next ephemeral port to try
 }
@@ -221,6 +222,7 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 		peers:       make(map[wire.HIT]*peerConns),
 		badPSK:      make(map[wire.HIT][sha256.Size]byte),
 		conns:       make(map[*qconn]struct{}),
+		attempts:    ratelimit.NewTable[wire.HIT](attemptBurst, attemptRate, attemptsKept),
 		listeners:   make(map[int]*listener),
 		nextPort:    ephemeralLow + int(start.Int64()),
 	}
