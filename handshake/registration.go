@@ -32,7 +32,17 @@ type Registrar struct {
 	// registration (RFC 5770 §4.1, RFC 9028 §4.1), and it is how the
 	// client learns, authenticated, its server-reflexive address. Nil, or
 	// false: no REG_FROM. It runs inside Endpoint.Handle, as Decide.
-	From func(peer wire.HIT) (netip.AddrPort, bool)
+	//
+	// repeat says the packet repeats a registration UPDATE already
+	// answered (a retransmission, or a copy). From then reports ok only
+	// when the packet came from where the registrar holds the requester to
+	// be (the address it verified); if the first answer named another
+	// address, the answer is built again with this one (reack). The first
+	// copy to arrive may have been an attacker's, sent from an address of
+	// its choosing, which a registrar answers there; the requester's own
+	// copy, arriving after it as a repeat, must not hear that address as
+	// its own.
+	From func(peer wire.HIT, repeat bool) (netip.AddrPort, bool)
 }
 
 // Registration is a registrar's answer, as reported by EventRegistration:
@@ -184,7 +194,7 @@ func (e *Endpoint) decide(peer wire.HIT, pkt wire.Packet) (*Registration, error)
 		}
 	}
 	if r := e.cfg.Registrar; reg != nil && r != nil && r.From != nil {
-		if from, ok := r.From(peer); ok {
+		if from, ok := r.From(peer, false); ok {
 			reg.From = from
 		}
 	}
@@ -247,4 +257,24 @@ func readRegAnswer(pkt wire.Packet) (*Registration, error) {
 		reg.From = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	}
 	return reg, nil
+}
+
+// reFrom returns the registration answer of the cached ACK ack, with the
+// REG_FROM the registrar gives for a repeat of its request, when the two
+// differ (Registrar.From says why); nil when the cached ACK stands.
+func (a *Association) reFrom(ack []byte) *Registration {
+	r := a.e.cfg.Registrar
+	if r == nil || r.From == nil {
+		return nil
+	}
+	reg, err := readRegAnswer(wire.Packet(ack))
+	if err != nil || reg == nil || !reg.From.IsValid() {
+		return nil
+	}
+	from, ok := r.From(a.peer, true)
+	if !ok || from == reg.From {
+		return nil
+	}
+	reg.From = from
+	return reg
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
 
 	"hipnet.dev/handshake/hostid"
 	"hipnet.dev/handshake/wire"
@@ -153,7 +154,7 @@ func TestRegistrationFrom(t *testing.T) {
 	var decided []wire.RegRequest
 	seen := netip.MustParseAddrPort("198.51.100.7:40000")
 	cfg := registrarCfg(t, &decided)
-	cfg.Registrar.From = func(wire.HIT) (netip.AddrPort, bool) { return seen, true }
+	cfg.Registrar.From = func(wire.HIT, bool) (netip.AddrPort, bool) { return seen, true }
 	a := newHost(t, "a", defaultCfg(testKey(t, hostid.ECDSAP256, 0)))
 	b := newHost(t, "b", cfg)
 	l := &link{}
@@ -206,4 +207,91 @@ func TestRegistrationFrom(t *testing.T) {
 			t.Fatalf("tampered %v: %d registrations reported, want %d", tamper, regs, want)
 		}
 	}
+}
+
+// TestRegistrationFromRepeat: an attacker on the path copies a registration
+// UPDATE and sends the copy, from an address X of its choosing, before the
+// requester's own arrives. The registrar answers the copy (naming X in
+// REG_FROM, where the caller sends it); the requester's own copy arrives
+// as a repeat from the address the registrar verified, and its answer must
+// name that address, not X. A repeat from any other address gets the
+// cached answer, and so does one from the same address.
+func TestRegistrationFromRepeat(t *testing.T) {
+	var decided []wire.RegRequest
+	x := netip.MustParseAddrPort("203.0.113.66:4500")
+	verified := netip.MustParseAddrPort("198.51.100.7:40000")
+	var from struct {
+		fresh, repeat netip.AddrPort
+		repeatOK      bool
+	}
+	cfg := registrarCfg(t, &decided)
+	cfg.Registrar.From = func(_ wire.HIT, repeat bool) (netip.AddrPort, bool) {
+		if repeat {
+			return from.repeat, from.repeatOK
+		}
+		return from.fresh, true
+	}
+	a := newHost(t, "a", defaultCfg(testKey(t, hostid.ECDSAP256, 0)))
+	b := newHost(t, "b", cfg)
+	from.fresh = verified
+	bex(t, a, b)
+	b.a(a).DataReceived(t0)
+
+	// The copy from X is answered first.
+	a.events = nil
+	if err := a.a(b).Register(t0, 100, wire.RegTypeRelayUDPHIP); err != nil {
+		t.Fatal(err)
+	}
+	upd := a.collect(a.a(b))
+	if len(upd) != 1 {
+		t.Fatalf("%d packets for a registration, want 1", len(upd))
+	}
+	from.fresh = x
+	if out := b.deliver(t0, upd[0]); len(out) != 1 {
+		t.Fatalf("the copy drew %d packets, want 1 answer", len(out))
+	} else if got := regFromOf(t, out[0]); got != x {
+		t.Fatalf("answer to the copy names %v, want %v", got, x)
+	}
+	if len(a.eventsOf(EventRegistration)) != 0 {
+		t.Fatal("the requester heard the answer sent to the copy's address")
+	}
+
+	// Repeats, one retransmission timeout apart (the re-ACK rate limit).
+	now := t0
+	repeat := func(at netip.AddrPort, ok bool) []byte {
+		t.Helper()
+		now = now.Add(b.e.cfg.RetransmitTimeout + time.Millisecond)
+		from.repeat, from.repeatOK = at, ok
+		out := b.deliver(now, upd[0])
+		if !b.repeat || len(out) != 1 {
+			t.Fatalf("repeat: repeat %v, %d packets (%v), want one re-ACK", b.repeat, len(out), b.lastErr())
+		}
+		return out[0]
+	}
+	// From elsewhere: the cached answer.
+	if got := regFromOf(t, repeat(netip.MustParseAddrPort("192.0.2.9:1"), false)); got != x {
+		t.Fatalf("a repeat from an unverified address: REG_FROM %v, want the cached %v", got, x)
+	}
+	// The requester's own, from the verified address: corrected.
+	ans := repeat(verified, true)
+	if got := regFromOf(t, ans); got != verified {
+		t.Fatalf("the requester's own copy: REG_FROM %v, want %v", got, verified)
+	}
+	a.deliver(now, ans)
+	if regs := a.eventsOf(EventRegistration); len(regs) != 1 || regs[0].Registration.From != verified {
+		t.Fatalf("the requester reported %+v, want one registration with From %v", regs, verified)
+	}
+	// Again from there: the corrected answer is the cached one now.
+	if again := repeat(verified, true); string(again) != string(ans) {
+		t.Fatal("a second repeat from the verified address built a new answer")
+	}
+}
+
+func regFromOf(t *testing.T, b []byte) netip.AddrPort {
+	t.Helper()
+	reg, err := readRegAnswer(wire.Packet(b))
+	if err != nil || reg == nil {
+		t.Fatalf("no registration answer: %v", err)
+	}
+	return reg.From
 }

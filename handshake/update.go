@@ -426,6 +426,14 @@ func (a *Association) reack(now time.Time, m updateMsg) error {
 		if ack, err = a.buildAck(m.seq.UpdateID, nil, m.echoReq); err != nil {
 			return err
 		}
+	} else if reg := a.reFrom(ack); reg != nil {
+		// A registrar's answer whose REG_FROM the repeat corrects
+		// (Registrar.From); signed anew, within the same rate limit.
+		var err error
+		if ack, err = a.buildAck(m.seq.UpdateID, reg, m.echoReq); err != nil {
+			return err
+		}
+		c.pkt = ack
 	}
 	a.queue(ack)
 	a.repeat = true

@@ -255,18 +255,30 @@ func offersAny(info wire.RegInfo, types []uint8) bool {
 
 // regFrom is handshake.Registrar.From: where the request being answered
 // came from, as we saw it (through a relay: where the relay saw it), for
-// the REG_FROM of our answer.
-func (c *control) regFrom(wire.HIT) (netip.AddrPort, bool) {
+// the REG_FROM of our answer. For a repeat of a request already answered,
+// only from the address the requester's association is verified at: its
+// own copy corrects the REG_FROM that an attacker's copy, sent first from
+// elsewhere, drew; a copy from anywhere else changes nothing.
+func (c *control) regFrom(peer wire.HIT, repeat bool) (netip.AddrPort, bool) {
 	in := c.handling
 	switch {
 	case in == nil:
 		return netip.AddrPort{}, false
 	case in.via.relay != nil:
-		return unmapPort(in.via.from), true
+		return unmapPort(in.via.from), !repeat
 	case in.rvs.server != nil:
-		return unmapPort(in.rvs.initiator), true
+		return unmapPort(in.rvs.initiator), !repeat
 	}
-	return unmapPort(in.from), true
+	from := unmapPort(in.from)
+	if !repeat {
+		return from, true
+	}
+	p := c.s.lookupPeer(peer)
+	if p == nil {
+		return from, false
+	}
+	at, ok := p.locator()
+	return from, ok && at == from
 }
 
 // regEvent acts on an EventRegistration; asRegistrar says the packet that

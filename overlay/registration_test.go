@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -338,5 +339,65 @@ func TestRegisterFromNewMapping(t *testing.T) {
 	mc.leave()
 	if res := register(); res.err != nil || res.from.Addr() != netip.MustParseAddr("127.0.0.2") {
 		t.Fatalf("registration from the new mapping: %v, REG_FROM %v", res.err, res.from)
+	}
+}
+
+// raceCopier is a requester's socket on whose path an attacker copies the
+// next registration UPDATE and sends the copy first, from its own address.
+type raceCopier struct {
+	net.PacketConn
+	attacker net.PacketConn
+	armed    atomic.Bool
+}
+
+func (r *raceCopier) WriteTo(b []byte, to net.Addr) (int, error) {
+	if len(b) > 8 && b[0]|b[1]|b[2]|b[3] == 0 && r.armed.Load() {
+		if pkt, err := wire.ParsePacket(b[4:]); err == nil && pkt.Type() == wire.UPDATE {
+			if _, ok := pkt.Param(wire.ParamRegRequest); ok && r.armed.Swap(false) {
+				r.attacker.WriteTo(b, to)
+				time.Sleep(5 * time.Millisecond) // the copy wins the race
+			}
+		}
+	}
+	return r.PacketConn.WriteTo(b, to)
+}
+
+// TestRegisterFromRaceLost: an attacker on the path copies the requester's
+// registration refresh and sends the copy first, from its own address X.
+// The registrar answers the copy at X, with REG_FROM X; the requester's
+// own copy arrives as a repeat from the address the registrar verified,
+// and its answer names that address. Before, the cached answer to the
+// copy (REG_FROM X) went to the requester, which took X for its own
+// address (its relay client then re-registers at every keepalive).
+func TestRegisterFromRaceLost(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	atk, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { atk.Close() })
+	rc := &raceCopier{PacketConn: pc, attacker: atk}
+	a := newTestStack(t, 0, func(c *Config) { c.PacketConn, c.ListenAddr = rc, "" })
+	b := newTestStack(t, 1, asRegistrar(nil))
+	a.AddPeer(b.HIT(), b.LocalAddr())
+	register := func() regResult {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return a.register(ctx, b.HIT(), time.Minute, wire.RegTypeRelayUDPHIP)
+	}
+	own := addrPortOf(pc.LocalAddr())
+	if res := register(); res.err != nil || res.from != own {
+		t.Fatalf("registration: %v, REG_FROM %v, want %v", res.err, res.from, own)
+	}
+	rc.armed.Store(true)
+	res := register()
+	if rc.armed.Load() {
+		t.Fatal("the refresh was not copied")
+	}
+	if res.err != nil || res.from != own {
+		t.Fatalf("refresh raced by a copy from %v: %v, REG_FROM %v, want %v", atk.LocalAddr(), res.err, res.from, own)
 	}
 }
