@@ -276,18 +276,26 @@ func registerOne(hit wire.HIT, at netip.AddrPort, src netip.Addr) error {
 		return err
 	}
 	defer conn.Close()
+	_, _, err = registerOn(conn, hit, at)
+	return err
+}
+
+// registerOn registers a new identity for RELAY_UDP_HIP with the relay at
+// (hit, at) over conn, and returns its HIT and its association with the
+// relay once the grant is in and the association established.
+func registerOn(conn *net.UDPConn, hit wire.HIT, at netip.AddrPort) (wire.HIT, *handshake.Association, error) {
 	k, err := hostid.Generate(hostid.ECDSAP256, nil)
 	if err != nil {
-		return err
+		return wire.HIT{}, nil, err
 	}
 	now := time.Now()
 	ep, err := handshake.NewEndpoint(handshake.Config{Identity: k, DHGroups: []uint8{wire.DHGroupP256}}, now)
 	if err != nil {
-		return err
+		return wire.HIT{}, nil, err
 	}
 	a := ep.Initiate(now, hit)
 	if err := a.RequestRegistration(wire.DurationToLifetime(time.Hour), wire.RegTypeRelayUDPHIP); err != nil {
-		return err
+		return wire.HIT{}, nil, err
 	}
 	var out []byte
 	granted := false
@@ -315,8 +323,11 @@ func registerOne(hit wire.HIT, at netip.AddrPort, src netip.Addr) error {
 	}
 	buf := make([]byte, 65536)
 	for {
-		if ok, err := settle(); ok || err != nil {
-			return err
+		switch ok, err := settle(); {
+		case err != nil:
+			return wire.HIT{}, nil, err
+		case ok:
+			return ep.HIT(), a, nil
 		}
 		wait := 100 * time.Millisecond
 		if d := a.Deadline(); !d.IsZero() {
@@ -335,7 +346,7 @@ func registerOne(hit wire.HIT, at netip.AddrPort, src netip.Addr) error {
 				}
 			}
 		case !os.IsTimeout(err):
-			return err
+			return wire.HIT{}, nil, err
 		}
 		if d := a.Deadline(); !d.IsZero() && !now.Before(d) {
 			a.HandleTimeout(now)

@@ -15,7 +15,8 @@ import (
 //
 //   - from a RELAY_UDP_HIP host, with RELAY_TO and a RELAY_HMAC its
 //     association with us verifies: stripped of both and sent to the
-//     RELAY_TO address (RFC 5770 §4.5 steps 4 and 8; relayOut);
+//     RELAY_TO address (RFC 5770 §4.5 steps 4 and 8; relayOut), never to
+//     the relay itself nor, from outside, to loopback (self.go);
 //   - to a RELAY_UDP_HIP host: RELAY_FROM (its observed source) and
 //     RELAY_HMAC added, sent to the host (steps 2 and 6; relayIn);
 //   - an I1 to a RENDEZVOUS host: FROM and RVS_HMAC added, sent to the
@@ -49,7 +50,9 @@ func (r *forwarder) Control(h overlay.Host, now time.Time, b []byte, pkt wire.Pa
 
 // relayOut forwards a registered host's packet to where its RELAY_TO says
 // (RFC 5770 §4.5 steps 4 and 8), after checking the RELAY_HMAC with the
-// host's association: only the host can make us send for it.
+// host's association: only the host can make us send for it. Even the
+// host cannot make us send to ourselves, nor to loopback from outside
+// (self.go sendable).
 func (r *forwarder) relayOut(h overlay.Host, now time.Time, b []byte, pkt wire.Packet, from netip.AddrPort) {
 	sender := pkt.SenderHIT()
 	a, at, ok := h.Association(sender)
@@ -58,8 +61,12 @@ func (r *forwarder) relayOut(h overlay.Host, now time.Time, b []byte, pkt wire.P
 		return
 	}
 	inner, to, err := a.OpenRelayed(b)
-	if err != nil || !forwardable(to.AddrPort()) {
+	if err != nil {
 		r.drop(&r.forged, "relay_to", from, sender)
+		return
+	}
+	if !sendable(to.AddrPort(), from, r.self.Load()) {
+		r.drop(&r.forged, "relay_to not sendable", from, sender)
 		return
 	}
 	if innerPkt, err := wire.ParsePacket(inner); err == nil {
@@ -177,7 +184,8 @@ func (r *forwarder) drop(ctr interface{ Add(uint64) uint64 }, reason string, fro
 }
 
 // forwardable says whether a relay sends to a: not to unspecified,
-// multicast or broadcast addresses, whatever RELAY_TO says.
+// multicast or broadcast addresses, whatever RELAY_TO says. sendable
+// (self.go) adds what depends on where the relay and the sender are.
 func forwardable(a netip.AddrPort) bool {
 	ip := a.Addr()
 	return ip.IsValid() && !ip.IsUnspecified() && !ip.IsMulticast() && a.Port() != 0 &&

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/internal/ratelimit"
 	"hipnet.dev/overlay"
 )
 
@@ -21,7 +22,8 @@ import (
 // is not for us:
 //   - from a registered host, carrying RELAY_TO and a RELAY_HMAC that its
 //     association with us verifies, it is stripped of both and sent to the
-//     RELAY_TO address;
+//     RELAY_TO address, unless that is the relay itself, or loopback and
+//     the host is not on the relay's machine (self.go);
 //   - to a registered host, it gets RELAY_FROM (its observed source) and
 //     RELAY_HMAC keyed with our association with that host, and goes to the
 //     host's locator. I1s are rate limited per registered host.
@@ -88,8 +90,12 @@ type forwarder struct {
 
 	// buckets are the I1 rate limits: per host (bounded by the
 	// registrations) and per host and source (bounded by maxBuckets).
-	buckets    map[bucketKey]*bucket
+	buckets    map[bucketKey]i1Bucket
 	srcBuckets int
+
+	// self is what the relay knows of its own addresses (self.go), set
+	// once the stack's socket is open (Server.New); nil before.
+	self atomic.Pointer[selfView]
 
 	// pending are SPIs announced to a registered host by packets the relay
 	// cannot authenticate (its peer's I2 or UPDATE), by host and by the
@@ -103,9 +109,11 @@ type forwarder struct {
 	unregistered, forged, rateLimited, tableFull atomic.Uint64
 }
 
-type bucket struct {
-	tokens float64
-	at     time.Time
+// i1Bucket is one I1 rate limit and when it was last used: idle ones go
+// after a minute (prune).
+type i1Bucket struct {
+	ratelimit.Bucket
+	used time.Time
 }
 
 func newForwarder(cfg fwdConfig, reg *registrar, log *slog.Logger) *forwarder {
@@ -118,7 +126,7 @@ func newForwarder(cfg fwdConfig, reg *registrar, log *slog.Logger) *forwarder {
 	if cfg.forwardIdle <= 0 {
 		cfg.forwardIdle = defaultForwardIdle
 	}
-	return &forwarder{cfg: cfg, reg: reg, log: log, fwd: map[fwdKey]*fwdEntry{}, buckets: map[bucketKey]*bucket{},
+	return &forwarder{cfg: cfg, reg: reg, log: log, fwd: map[fwdKey]*fwdEntry{}, buckets: map[bucketKey]i1Bucket{},
 		pending: map[pendingKey]pendingSPI{}, perHost: map[wire.HIT]int{}}
 }
 
@@ -142,7 +150,7 @@ func (r *forwarder) stats() overlay.RelayStats {
 // host's total bucket, one per registration, is always there.
 func (r *forwarder) allow(h wire.HIT, src netip.Addr, now time.Time) bool {
 	k := bucketKey{h, sourceOf(src)}
-	if r.buckets[k] == nil && r.srcBuckets >= maxBuckets {
+	if _, known := r.buckets[k]; !known && r.srcBuckets >= maxBuckets {
 		return r.take(bucketKey{host: h}, 10*r.cfg.i1Rate, now)
 	}
 	return r.take(k, r.cfg.i1Rate, now) && r.take(bucketKey{host: h}, 10*r.cfg.i1Rate, now)
@@ -164,27 +172,47 @@ type bucketKey struct {
 	src  netip.Addr // zero: the host's total
 }
 
+// take takes a token from k's bucket, which holds a second's worth at
+// rate.
+//
+// The buckets are ratelimit.Buckets in a map of the forwarder's own, not a
+// ratelimit.Table: a full Table makes every unknown key share one
+// overflow bucket, so a flood of spoofed sources to one host would shut
+// out new Initiators of every other host; here a new source is then
+// limited only by its host's total (allow). Idle buckets go after a
+// minute (prune), as the bound on sources assumes.
 func (r *forwarder) take(k bucketKey, rate float64, now time.Time) bool {
-	b := r.buckets[k]
-	if b == nil {
-		b = &bucket{tokens: rate, at: now}
-		r.buckets[k] = b
-		if k.src.IsValid() {
-			r.srcBuckets++
-		}
+	b, ok := r.buckets[k]
+	if !ok && k.src.IsValid() {
+		r.srcBuckets++
 	}
-	b.tokens = min(rate, b.tokens+now.Sub(b.at).Seconds()*rate)
-	b.at = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	allowed := b.Take(now, rate, rate)
+	b.used = now
+	r.buckets[k] = b
+	return allowed
 }
 
 // maxBuckets bounds the per-source rate-limit state (pruned after a
 // minute idle).
 const maxBuckets = 1 << 16
+
+// setSelf tells the forwarder the stack's socket address (Server.New, once
+// the stack is up): RELAY_TO and ESP never send there (self.go).
+func (r *forwarder) setSelf(listen netip.AddrPort) { r.self.Store(newSelfView(listen)) }
+
+// refreshSelf reads the interface addresses again, when the socket is
+// bound to the unspecified address: they may have changed since.
+func (r *forwarder) refreshSelf() {
+	if v := r.self.Load(); v != nil && v.listen.Addr().IsUnspecified() {
+		r.self.Store(newSelfView(v.listen))
+	}
+}
+
+// isSelf reports whether a is known to be the relay's own socket.
+func (r *forwarder) isSelf(a netip.AddrPort) bool {
+	v := r.self.Load()
+	return v != nil && v.is(a)
+}
 
 type pendingKey struct {
 	host wire.HIT       // the registered host the SPI was announced to
@@ -303,6 +331,12 @@ func (r *forwarder) set(k fwdKey, to netip.AddrPort, owner, peer wire.HIT, now t
 	defer r.mu.Unlock()
 	e := r.fwd[k]
 	switch {
+	case r.isSelf(to):
+		// Whatever vouched for to, ESP sent to the relay's own socket
+		// would come back as ESP from the relay: never (self.go).
+		r.forged.Add(1)
+		r.log.Debug("relay drop", "reason", "esp to the relay itself", "spi", k.spi, "from", k.from, "host", owner.String())
+		return
 	case e == nil && len(r.fwd) >= r.cfg.maxForwards:
 		r.tableFull.Add(1)
 		return
@@ -356,7 +390,7 @@ func (r *forwarder) prune(now time.Time) {
 	}
 	r.mu.Unlock()
 	for k, b := range r.buckets {
-		if now.Sub(b.at) > time.Minute {
+		if now.Sub(b.used) > time.Minute {
 			delete(r.buckets, k)
 			if k.src.IsValid() {
 				r.srcBuckets--
@@ -374,6 +408,7 @@ func (r *forwarder) prune(now time.Time) {
 			delete(r.perHost, h)
 		}
 	}
+	r.refreshSelf()
 }
 
 // answers reports whether pkt, from a registered host, answers its peer:

@@ -82,6 +82,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.stack = st
+	// The socket's address is known now, a base exchange before any host
+	// can have registered; until then, RELAY_TO sends nothing (sendable).
+	s.fwd.setSelf(st.LocalAddr())
 	if cfg.TURN != nil {
 		if err := s.startTURN(cfg.TURN); err != nil {
 			_ = st.Close()
