@@ -12,7 +12,7 @@ import (
 // wraps ctx.Err() (a deadline is a net.Error whose Timeout is true) and
 // says, relay by relay, why the node is not reachable: the registration
 // failed (and how), the relay was lost, or no answer came yet. It returns
-// ErrClosed if the node closes meanwhile. Registration goes on in the
+// ErrClosed if the node is closed or closes meanwhile. Registration goes on in the
 // background whatever Up returns.
 func (n *Node) Up(ctx context.Context) error {
 	if err := n.stack.WaitReachable(ctx); err != nil {

@@ -218,3 +218,31 @@ func serveDNS(t *testing.T, answer func(dns.Question) []dns.RR) string {
 func aRecord(name string, a netip.Addr) dns.RR {
 	return &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IP(a.AsSlice())}
 }
+
+// TestDialResolverFailed: a dial whose name the resolver cannot look up
+// (its DNS server refuses) fails with the dial's *net.OpError, with the
+// resolver's error, which names the name, inside. Before, the DNS socket's
+// own *net.OpError, found deep in the chain, was returned instead, with
+// the caller's network: "dial tcp 127.0.0.1:53: connection refused"
+// read as if the peer had refused.
+func TestDialResolverFailed(t *testing.T) {
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := dead.LocalAddr().String()
+	dead.Close() // nothing answers there: ICMP port unreachable
+	client := newTestNode(t, Config{Resolver: &resolve.DNS{Server: server}})
+	for _, network := range []string{"tcp", "udp"} {
+		_, err := client.DialContext(ctxT(t, 5*time.Second), network, "device.example:8883")
+		var oe *net.OpError
+		var re *resolve.Error
+		if !errors.As(err, &oe) || oe.Op != "dial" || oe.Net != network || !errors.As(err, &re) {
+			t.Fatalf("%s: %#v (%v), want the dial's *net.OpError wrapping a *resolve.Error", network, err, err)
+		}
+		if !strings.Contains(err.Error(), "device.example") {
+			// As package net's "dial tcp: lookup name: ...".
+			t.Fatalf("%s: %q does not name the name dialed", network, err)
+		}
+	}
+}

@@ -232,10 +232,11 @@ func (n *Node) Dial(network, address string) (net.Conn, error) {
 func (n *Node) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	c, err := n.dial(ctx, network, address)
 	if err != nil {
-		var oe *net.OpError
-		if errors.As(err, &oe) {
+		if oe, ok := err.(*net.OpError); ok {
 			// The stream layer's, already naming the address: with the
-			// network the caller passed, as package net does.
+			// network the caller passed, as package net does. Only its
+			// own: one deeper in the chain (the resolver's DNS socket)
+			// is not the dial's.
 			e := *oe
 			e.Net = network
 			return nil, &e
@@ -281,8 +282,7 @@ func (n *Node) dial(ctx context.Context, network, address string) (net.Conn, err
 func (n *Node) Listen(network, address string) (net.Listener, error) {
 	ln, err := n.listen(network, address)
 	if err != nil {
-		var oe *net.OpError
-		if errors.As(err, &oe) {
+		if oe, ok := err.(*net.OpError); ok {
 			e := *oe // the stream layer's, naming the address: the caller's network
 			e.Net = network
 			return nil, &e

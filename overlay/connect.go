@@ -193,7 +193,7 @@ func (c *control) peerFor(h wire.HIT) (*peer, error) {
 		p = c.s.ensurePeer(h) // reached through a relay (path.go)
 	}
 	if p == nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnknownPeer, h)
+		return nil, noPeer(h)
 	}
 	return p, nil
 }

@@ -1,6 +1,9 @@
 package overlay
 
-import "errors"
+import (
+	"errors"
+	"net"
+)
 
 // Errors of the stack, exported again by package hipnet. Each wrapping
 // error the stack returns satisfies errors.Is with one of them.
@@ -16,8 +19,11 @@ var (
 	ErrRefused = errors.New("hip: connection refused")
 	// ErrNotAuthorized: the peer's HIT is refused by Config.Authorize.
 	ErrNotAuthorized = errors.New("hip: peer not authorized")
-	// ErrClosed: the stack or the connection is closed.
-	ErrClosed = errors.New("hip: use of closed network connection")
+	// ErrClosed: the stack or the connection is closed. errors.Is(err,
+	// net.ErrClosed) holds for it too, as for a closed socket's errors in
+	// package net, so that code written for net (an accept loop, quic-go's
+	// read loop) stops on it.
+	ErrClosed error = closedError{}
 	// ErrPortInUse: the inner port is taken.
 	ErrPortInUse = errors.New("hip: port in use")
 	// ErrQueueFull: a base exchange is running and its bounded send queue
@@ -31,3 +37,11 @@ var (
 // of a stream or Dial that the peer's leaving ended, where it is also
 // syscall.ECONNRESET.
 var ErrPeerLeft = errors.New("hip: peer closed the association")
+
+// closedError is ErrClosed's type: comparable, so that ErrClosed == err
+// and errors.Is(err, ErrClosed) hold for every copy.
+type closedError struct{}
+
+func (closedError) Error() string { return "hip: use of closed network connection" }
+
+func (closedError) Is(target error) bool { return target == net.ErrClosed }

@@ -255,35 +255,37 @@ func (c *InnerConn) Close() error {
 // LocalAddr returns the node's HIT and the bound port (*Addr).
 func (c *InnerConn) LocalAddr() net.Addr { return c.laddr }
 
-// SetDeadline sets the read and write deadlines (package net semantics).
+// SetDeadline sets the read and write deadlines (package net semantics:
+// after Close, an error wrapping ErrClosed and net.ErrClosed).
 func (c *InnerConn) SetDeadline(t time.Time) error {
+	if deadline.Closed(c.closed) {
+		return c.opError("set", nil, ErrClosed)
+	}
 	c.rd.Set(t)
 	c.wd.Set(t)
 	return nil
 }
 
 // SetReadDeadline sets the deadline for ReadFrom; zero means none.
-func (c *InnerConn) SetReadDeadline(t time.Time) error { c.rd.Set(t); return nil }
+func (c *InnerConn) SetReadDeadline(t time.Time) error {
+	if deadline.Closed(c.closed) {
+		return c.opError("set", nil, ErrClosed)
+	}
+	c.rd.Set(t)
+	return nil
+}
 
 // SetWriteDeadline sets the deadline for WriteTo; zero means none. WriteTo
 // never blocks for long (it seals and sends, or queues), so only a deadline
 // already passed has an effect.
-func (c *InnerConn) SetWriteDeadline(t time.Time) error { c.wd.Set(t); return nil }
-
-// errConnClosed is ErrClosed for an InnerConn: it also satisfies
-// errors.Is(err, net.ErrClosed), as a closed net.UDPConn's errors do, so
-// that code written for package net (quic-go's read loop) recognises it.
-var errConnClosed error = closedError{}
-
-type closedError struct{}
-
-func (closedError) Error() string { return ErrClosed.Error() }
-
-func (closedError) Is(target error) bool { return target == ErrClosed || target == net.ErrClosed }
+func (c *InnerConn) SetWriteDeadline(t time.Time) error {
+	if deadline.Closed(c.closed) {
+		return c.opError("set", nil, ErrClosed)
+	}
+	c.wd.Set(t)
+	return nil
+}
 
 func (c *InnerConn) opError(op string, addr net.Addr, err error) error {
-	if err == ErrClosed {
-		err = errConnClosed
-	}
 	return &net.OpError{Op: op, Net: "hip", Source: c.laddr, Addr: addr, Err: err}
 }

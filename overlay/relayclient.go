@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"hipnet.dev/handshake/wire"
+	"hipnet.dev/internal/deadline"
 )
 
 // A node's side of its relays (Config.Relays): one goroutine per relay
@@ -160,9 +161,13 @@ func (s *Stack) Reachable() error {
 }
 
 // WaitReachable returns nil once Reachable does, or, when ctx ends first,
-// an error that wraps both the context's error and Reachable's.
+// an error that wraps both the context's error and Reachable's; ErrClosed
+// once the stack is closing, at once if it was already.
 func (s *Stack) WaitReachable(ctx context.Context) error {
 	for {
+		if deadline.Closed(s.closing) {
+			return ErrClosed
+		}
 		wake := s.relayWake.Load()
 		err := s.Reachable()
 		if err == nil {

@@ -42,7 +42,7 @@ func (s *Stack) sendPeer(dst wire.HIT) (*peer, error) {
 		p = s.ensurePeer(dst) // reached through a relay (path.go)
 	}
 	if p == nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnknownPeer, dst)
+		return nil, noPeer(dst)
 	}
 	return p, nil
 }

@@ -206,9 +206,30 @@ func (s *Stack) start() error {
 // ensurePeer returns the peer struct for h, creating one without a
 // locator: a peer to reach through a relay.
 func (s *Stack) ensurePeer(h wire.HIT) *peer {
+	if !s.relayable(h) {
+		return nil
+	}
 	s.peersMu.Lock()
 	defer s.peersMu.Unlock()
 	return s.peerLocked(h)
+}
+
+// relayable reports whether h may be dialed through a relay with no
+// locator of its own: an ORCHIDv2 HIT (RFC 7343) other than ours. Any
+// other 128 bits (the zero HIT of a zero Addr, an IPv6 address, our own
+// HIT) would otherwise start a base exchange through the relay that can
+// never finish, and leave a peer record behind for each.
+func (s *Stack) relayable(h wire.HIT) bool {
+	return h.IsORCHIDv2() && h != s.hit
+}
+
+// noPeer is the error for a HIT we know no peer of: ErrBadHIT when it is
+// not a HIT at all (not ORCHIDv2), ErrUnknownPeer otherwise.
+func noPeer(h wire.HIT) error {
+	if !h.IsORCHIDv2() {
+		return fmt.Errorf("%w: %v is not an ORCHIDv2 HIT", wire.ErrBadHIT, h)
+	}
+	return fmt.Errorf("%w: %v", ErrUnknownPeer, h)
 }
 
 // peerLocked returns the peer struct for h, creating it; s.peersMu is
@@ -351,7 +372,7 @@ func (s *Stack) connectWait(ctx context.Context, hit wire.HIT, keyed bool) error
 	for again := true; ; {
 		pending := s.relayPending() // before connect: a registration may land meanwhile
 		err := s.connect(ctx, hit, keyed)
-		if !errors.Is(err, ErrUnknownPeer) || len(s.relays) == 0 {
+		if !errors.Is(err, ErrUnknownPeer) || len(s.relays) == 0 || !s.relayable(hit) {
 			return err
 		}
 		if !pending && !s.relayPending() {

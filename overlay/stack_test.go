@@ -645,3 +645,93 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestRelayedNotAHIT: with relays configured, a peer with no locator is
+// reached through them, but only a HIT can be: writing or dialing to the
+// zero HIT (a zero Addr), an IPv6 address that is no ORCHIDv2, or our own
+// HIT fails at once and leaves no peer behind. Before, each started a
+// base exchange through the relay that could never finish, and left a
+// peer record (I1-SENT) for every value written to.
+func TestRelayedNotAHIT(t *testing.T) {
+	s := newTestStack(t, 0, func(c *Config) {
+		c.Relays = []RelayAddr{{HIT: testKey(t, 1).HIT(), Addr: netip.MustParseAddrPort("127.0.0.1:9")}}
+	})
+	pc, err := s.ListenInner(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, tc := range []struct {
+		hit  wire.HIT
+		want error
+	}{
+		{wire.HIT{}, wire.ErrBadHIT},
+		{wire.HIT(netip.MustParseAddr("fe80::1").As16()), wire.ErrBadHIT},
+		{s.HIT(), ErrUnknownPeer},
+	} {
+		if _, err := pc.WriteTo([]byte("x"), &Addr{HIT: tc.hit, Port: 9}); !errors.Is(err, tc.want) {
+			t.Errorf("write to %v: %v, want %v", tc.hit, err, tc.want)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := s.Connect(ctx, tc.hit)
+		cancel()
+		if !errors.Is(err, tc.want) {
+			t.Errorf("connect to %v: %v, want %v", tc.hit, err, tc.want)
+		}
+	}
+	for _, p := range s.Peers() {
+		if p.HIT != testKey(t, 1).HIT() {
+			t.Errorf("a peer record for %v (%s), besides the relay's", p.HIT, p.State)
+		}
+	}
+}
+
+// TestPingCanceled: a Ping waiting for its answer returns when its
+// context is canceled, not at its timeout; one that times out is a
+// net.Error whose Timeout is true, and ErrNoEcho.
+func TestPingCanceled(t *testing.T) {
+	s := newTestStack(t, 0, nil)
+	peer := testKey(t, 1).HIT()
+	s.AddPeer(peer, silentAddr(t)) // the exchange never finishes: no answer
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := s.Ping(ctx, peer, 1, 0, 5*time.Second)
+	if took := time.Since(start); !errors.Is(err, context.Canceled) || took > 2*time.Second {
+		t.Fatalf("canceled after 100ms: %v after %v, want context.Canceled at once", err, took)
+	}
+	_, err = s.Ping(context.Background(), peer, 2, 0, 100*time.Millisecond)
+	var ne net.Error
+	if !errors.Is(err, ErrNoEcho) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("timed out: %v, want ErrNoEcho and a net.Error with Timeout", err)
+	}
+}
+
+// TestClosedErrors: after Close, every call fails with an error that
+// matches both ErrClosed and net.ErrClosed, as package net's do, so that
+// code written for net stops on it; WaitReachable says closed at once.
+func TestClosedErrors(t *testing.T) {
+	s := newTestStack(t, 0, nil)
+	pc, err := s.ListenInner(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	check := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed and net.ErrClosed", what, err)
+		}
+	}
+	_, err = s.ListenInner(0)
+	check("ListenInner", err)
+	check("Connect", s.Connect(context.Background(), testKey(t, 1).HIT()))
+	check("SetDeadline", pc.SetDeadline(time.Now()))
+	check("SetReadDeadline", pc.SetReadDeadline(time.Now()))
+	check("SetWriteDeadline", pc.SetWriteDeadline(time.Now()))
+	_, _, err = pc.ReadFromAddr(make([]byte, 8))
+	check("ReadFrom", err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	check("WaitReachable", s.WaitReachable(ctx))
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
 
 	"hipnet.dev/handshake/wire"
@@ -75,7 +76,9 @@ var ErrNoEcho = errors.New("hip: no echo reply")
 // Ping sends one echo request of size octets (at least 16) to peer and
 // returns the round-trip time. The association must exist or be possible
 // (Connect first to time the base exchange separately). It gives up after
-// timeout with ErrNoEcho, or when ctx ends.
+// timeout with an error wrapping ErrNoEcho and os.ErrDeadlineExceeded
+// (a net.Error whose Timeout is true), when ctx ends with ctx's error, and
+// when the stack closes with ErrClosed.
 func (s *Stack) Ping(ctx context.Context, peer wire.HIT, seq uint64, size int, timeout time.Duration) (time.Duration, error) {
 	size = max(size, 16)
 	c, err := s.ListenInner(0)
@@ -95,14 +98,20 @@ func (s *Stack) Ping(ctx context.Context, peer wire.HIT, seq uint64, size int, t
 		deadline = d
 	}
 	_ = c.SetReadDeadline(deadline)
+	// A ctx canceled before its deadline wakes the read too.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Now()) })
+	defer stop()
 	buf := make([]byte, size+64)
 	for {
 		n, from, err := c.ReadFromAddr(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return 0, ctx.Err()
-			}
-			return 0, fmt.Errorf("%w from %v (seq %d)", ErrNoEcho, peer, seq)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return 0, ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return 0, fmt.Errorf("%w from %v (seq %d): %w", ErrNoEcho, peer, seq, err)
+		default:
+			return 0, err // closed
 		}
 		if from.HIT == peer && from.Port == EchoPort && n == size && binary.BigEndian.Uint64(buf) == seq {
 			return time.Since(start), nil
