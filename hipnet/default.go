@@ -20,6 +20,7 @@ import (
 // DialContext, Listen and ListenPacket.
 var defaultNode struct {
 	once sync.Once
+	done chan struct{} // closed once node and err are set
 	node *Node
 	err  error
 }
@@ -42,10 +43,29 @@ var defaultNode struct {
 //
 // Any other Config field has its zero value. If starting fails, Default
 // returns that error, then and on every later call.
-func Default() (*Node, error) {
-	defaultNode.once.Do(func() { defaultNode.node, defaultNode.err = nodeFromEnv() })
-	return defaultNode.node, defaultNode.err
+func Default() (*Node, error) { return defaultCtx(context.Background()) }
+
+// defaultCtx is Default for a caller with a context: the start, which may
+// resolve names (HIPNET_PEERS, HIPNET_RELAYS), goes on in the background
+// when ctx ends first, and a later call finds its outcome.
+func defaultCtx(ctx context.Context) (*Node, error) {
+	defaultNode.once.Do(func() {
+		defaultNode.done = make(chan struct{})
+		go func() {
+			defaultNode.node, defaultNode.err = startDefault()
+			close(defaultNode.done)
+		}()
+	})
+	select {
+	case <-defaultNode.done:
+		return defaultNode.node, defaultNode.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
+
+// startDefault makes the default node (a variable for tests).
+var startDefault = nodeFromEnv
 
 func nodeFromEnv() (*Node, error) {
 	path := os.Getenv("HIPNET_IDENTITY")
@@ -158,9 +178,9 @@ func Dial(network, address string) (net.Conn, error) {
 
 // DialContext connects with the default node; see Node.DialContext.
 func DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	n, err := Default()
+	n, err := defaultCtx(ctx)
 	if err != nil {
-		return nil, err
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: addrOrNil(address), Err: err}
 	}
 	return n.DialContext(ctx, network, address)
 }

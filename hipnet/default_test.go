@@ -1,7 +1,10 @@
 package hipnet
 
 import (
+	"context"
+	"errors"
 	"io"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"sync"
@@ -106,9 +109,37 @@ func TestParseRelay(t *testing.T) {
 // resetDefault closes the package's default node, if any, so that the next
 // Default makes a new one from the environment.
 func resetDefault() {
+	if defaultNode.done != nil {
+		<-defaultNode.done
+	}
 	if defaultNode.node != nil {
 		defaultNode.node.Close()
 	}
 	defaultNode.node, defaultNode.err = nil, nil
-	defaultNode.once = sync.Once{}
+	defaultNode.once, defaultNode.done = sync.Once{}, nil
+}
+
+// TestDefaultDialContext: the package-level DialContext gives up when its
+// context ends while the default node is still starting (names in
+// HIPNET_PEERS can take seconds to resolve), and a later call finds the
+// node started.
+func TestDefaultDialContext(t *testing.T) {
+	resetDefault()
+	t.Cleanup(resetDefault)
+	release := make(chan struct{})
+	t.Cleanup(func() { startDefault = nodeFromEnv })
+	startDefault = func() (*Node, error) {
+		<-release
+		return nil, errors.New("start failed")
+	}
+	start := time.Now()
+	_, err := DialContext(ctxT(t, 100*time.Millisecond), "tcp", "[2001:20::1]:7")
+	var oe *net.OpError
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &oe) || time.Since(start) > 2*time.Second {
+		t.Fatalf("while starting: %v after %v, want the dial's context.DeadlineExceeded at once", err, time.Since(start))
+	}
+	close(release)
+	if _, err := DialContext(context.Background(), "tcp", "[2001:20::1]:7"); err == nil || err.Error() != "dial tcp [2001:20::1]:7: start failed" {
+		t.Fatalf("after the start: %v, want its error", err)
+	}
 }
