@@ -2,7 +2,6 @@ package netstack
 
 import (
 	"errors"
-	"net"
 	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -11,17 +10,9 @@ import (
 )
 
 // errClosed is returned for operations on a closed Transport, Listener or
-// conn. It satisfies errors.Is with both overlay.ErrClosed and
-// net.ErrClosed, so code written for package net recognises it.
-var errClosed error = closedError{}
-
-type closedError struct{}
-
-func (closedError) Error() string { return overlay.ErrClosed.Error() }
-
-func (closedError) Is(target error) bool {
-	return target == overlay.ErrClosed || target == net.ErrClosed
-}
+// conn: overlay.ErrClosed, which satisfies errors.Is with net.ErrClosed
+// too, so code written for package net recognises it.
+var errClosed = overlay.ErrClosed
 
 // errRefused is a Dial answered by RST: nothing listens on the port. It
 // is overlay.ErrRefused for hipnet and ECONNREFUSED for code written for
