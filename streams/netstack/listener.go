@@ -2,8 +2,10 @@ package netstack
 
 import (
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -24,6 +26,7 @@ type listener struct {
 	addr  *overlay.Addr
 
 	acceptMu sync.Mutex
+	dl       deadline // Accept's (SetDeadline)
 	done     chan struct{}
 	closed   atomic.Bool
 	shutOnce sync.Once
@@ -34,7 +37,7 @@ var _ net.Listener = (*listener)(nil)
 // listen binds a TCP endpoint to port (0: an ephemeral one) on every
 // address of the stack, which is the local HIT alone, and listens.
 func (t *Transport) listen(port int) (*listener, error) {
-	l := &listener{t: t, done: make(chan struct{})}
+	l := &listener{t: t, done: make(chan struct{}), dl: newDeadline()}
 	ep, terr := t.stack.NewEndpoint(tcp.ProtocolNumber, ipv6.ProtocolNumber, &l.wq)
 	if terr != nil {
 		return nil, mapError(terr)
@@ -72,6 +75,9 @@ func (l *listener) Accept() (net.Conn, error) {
 		if isClosed(l.done) {
 			return nil, l.opErr(errClosed)
 		}
+		if l.dl.Passed() {
+			return nil, l.opErr(os.ErrDeadlineExceeded)
+		}
 		var peer tcpip.FullAddress
 		ep, wq, terr := l.ep.Accept(&peer)
 		switch terr.(type) {
@@ -88,6 +94,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			select {
 			case <-l.ready:
 			case <-l.done:
+			case <-l.dl.Wait():
 			}
 		default:
 			if isClosed(l.done) {
@@ -109,12 +116,24 @@ func (l *listener) Close() error {
 	return nil
 }
 
+// SetDeadline sets the deadline of Accept, as *net.TCPListener's: a
+// blocked or later Accept returns an error wrapping os.ErrDeadlineExceeded
+// (Timeout true) once it passes; the zero time means none.
+func (l *listener) SetDeadline(t time.Time) error {
+	if isClosed(l.done) {
+		return l.opErr(errClosed)
+	}
+	l.dl.Set(t)
+	return nil
+}
+
 // Addr returns the local HIT and the port.
 func (l *listener) Addr() net.Addr { return l.addr }
 
 func (l *listener) shut() {
 	l.shutOnce.Do(func() {
 		close(l.done)
+		l.dl.Stop()
 		l.wq.EventUnregister(&l.entry)
 		l.ep.Close()
 	})

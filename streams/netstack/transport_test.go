@@ -667,3 +667,46 @@ func TestSyncLink(t *testing.T) {
 	transfer(t, a, b, 4<<20)
 	transfer(t, b, a, 4<<20)
 }
+
+// TestAcceptDeadline: the listener has *net.TCPListener's SetDeadline: a
+// blocked Accept returns a timeout when it passes, later ones at once,
+// and a cleared deadline lets Accept take the next connection.
+func TestAcceptDeadline(t *testing.T) {
+	a, b := pair(t, nil)
+	ln, err := b.Listen(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	l := ln.(interface{ SetDeadline(time.Time) error })
+	l.SetDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	var ne net.Error
+	if _, err := ln.Accept(); !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Accept: %v, want a timeout", err)
+	}
+	if d := time.Since(start); d < 40*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("Accept timed out after %v", d)
+	}
+	if _, err := ln.Accept(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Accept after the deadline: %v, want a timeout at once", err)
+	}
+	l.SetDeadline(time.Time{})
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Close()
+		}
+		accepted <- err
+	}()
+	c := dial(t, a.Transport, b.local, ln.Addr().(*overlay.Addr).Port)
+	defer c.Close()
+	if err := <-accepted; err != nil {
+		t.Fatalf("Accept with the deadline cleared: %v", err)
+	}
+	ln.Close()
+	if err := l.SetDeadline(time.Now()); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("SetDeadline after Close: %v, want net.ErrClosed", err)
+	}
+}
