@@ -174,6 +174,37 @@
 // its HIT, nobody else can force it. Failing instead would cut two hosts
 // off until their association is replaced, for no gain in security.
 //
+// # Why a connection stays with its peer
+//
+// The handshake binds a connection to the ESP peer once; QUIC then hands
+// each datagram to the connection its destination connection ID names,
+// whatever its source (RFC 9000 §5.2), and quic-go's server connections
+// follow a source that changes (connection migration, RFC 9000 §9) once
+// it answers a path challenge (§8.2). A peer B could thus give its keys
+// and connection IDs to a host C that has an association of its own with
+// us: C's datagrams would be taken for B's, and our answers sent to C,
+// while the stream still named B. That is delegation, not forgery, but
+// the claim above is about every datagram, not only the handshake's. So
+// the PacketConn checks each datagram before quic-go sees it (cids.go):
+// every connection ID that leads to a connection of ours belongs to one
+// HIT, and a datagram with an ID of another HIT than the one its ESP SA
+// authenticated is dropped. An ID this node issues belongs to the HIT the
+// first packet carrying it goes to: it leaves in clear, in a long header
+// (RFC 9000 §7.2), and is bound before it leaves, before the peer can use
+// it. The ID a client chose for its first Initial belongs to that
+// Initial's sender, whom quic-go makes the connection's peer. A
+// connection issues no other IDs (NEW_CONNECTION_ID frames are encrypted,
+// so their IDs could not be bound; RFC 9000 §5.1.1 allows issuing none).
+// No packet of another HIT reaches a connection, so quic-go never
+// validates a path to another HIT: a connection neither hears from nor
+// sends to any HIT but its peer's. A stateless reset (RFC 9000 §10.3)
+// names no connection; from another HIT it can end one only with the
+// token the peer issued, that is, with the peer's consent. The IDs are 8
+// octets, not quic-go's 4, so that the tokens of the IDs we will issue
+// cannot be collected from our resets beforehand (RFC 9000 §21.11). The
+// check costs a map lookup under a read lock per datagram, and allocates
+// nothing.
+//
 // # What a peer can make a Manager hold
 //
 // Any host with an association is a peer, and may be hostile. A peer's
@@ -182,7 +213,10 @@
 // second, before our handshake flight (limits.go). Each connection
 // carries at most MaxIncomingStreams of its streams; a stream whose
 // header does not come within headerTimeout is reset. A retired
-// connection closes once its last stream ends, whoever opened it.
+// connection closes once its last stream ends, whoever opened it. Of the
+// connection IDs a peer chose for its first Initials, at most
+// odcidsPerPeer are bound to it at once, each for a few minutes at most
+// (cids.go); its Initials beyond are dropped.
 //
 // # Goroutines
 //
@@ -239,7 +273,9 @@
 // at once, as a reset is on a TCP connection; a retry would only wait for
 // a base exchange with a host that is gone to time out.
 //
-// RFC sections: RFC 9000 (QUIC), RFC 9001 §4 (TLS in QUIC) and §4.6
+// RFC sections: RFC 9000 (QUIC; §5, §7.2, §9 and §10.3 for connection
+// IDs, migration and stateless resets), RFC 8999 §5.1 (the long header),
+// RFC 9001 §4 (TLS in QUIC) and §4.6
 // (0-RTT), RFC 8446
 // §2.2, §4.2.9, §4.2.11 and §7.1 (PSK handshake and key schedule), RFC
 // 8446 §4.4.2 (certificates), RFC 5280 §4.1.2 (certificate fields), RFC

@@ -26,6 +26,9 @@ type loopPC struct {
 	c       *net.UDPConn
 	self    *overlay.Addr
 	blocked atomic.Bool // drop every datagram written, as a dead path does
+	// divert, if set, sees every datagram written first and takes it
+	// (true) or lets it go.
+	divert atomic.Pointer[func(b []byte, to wire.HIT) bool]
 	// path is what MaxDatagram reports (0: not known); largest is the
 	// longest datagram written.
 	path, largest atomic.Int64
@@ -47,6 +50,15 @@ func newLoopPC(t testing.TB, self wire.HIT) *loopPC {
 		byHIT:  make(map[wire.HIT]*net.UDPAddr),
 		byAddr: make(map[string]wire.HIT),
 	}
+}
+
+// admit makes the datagrams from ua come from hit, and those to hit go to
+// ua, as an association with hit would.
+func (p *loopPC) admit(hit wire.HIT, ua *net.UDPAddr) {
+	p.mu.Lock()
+	p.byHIT[hit] = ua
+	p.byAddr[ua.String()] = hit
+	p.mu.Unlock()
 }
 
 // connect lets a and b reach each other.
@@ -89,6 +101,9 @@ func (p *loopPC) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, overlay.ErrUnknownPeer
 	}
 	if p.blocked.Load() {
+		return len(b), nil
+	}
+	if f := p.divert.Load(); f != nil && (*f)(b, a.HIT) {
 		return len(b), nil
 	}
 	for n := int64(len(b)); n > p.largest.Load(); {

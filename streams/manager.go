@@ -244,9 +244,13 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 		}
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	// Connection IDs of cidLen octets, each usable only by the HIT it was
+	// given to, and no more than one per connection (cids.go).
+	m.pc.cids.setLifetimes(m.qconf)
 	m.tr = &quic.Transport{
-		Conn:              m.pc,
-		StatelessResetKey: resetKey,
+		Conn:                  m.pc,
+		StatelessResetKey:     resetKey,
+		ConnectionIDGenerator: &cidGenerator{t: m.pc.cids},
 	}
 	lconf := m.qconf.Clone()
 	lconf.GetConfigForClient = m.configForClient
@@ -266,6 +270,8 @@ func New(pc net.PacketConn, localHIT wire.HIT, cfg Config) (*Manager, error) {
 // connection to the previous incarnation of this node, the new one
 // answers its packets with a stateless reset (RFC 9000 §10.3) and the
 // peer drops the connection at once instead of after its idle timeout.
+// Only on connections this node accepted: on one it dialed, its
+// connection ID came with no token (cids.go).
 func statelessResetKey(id *hostid.PrivateKey) (*quic.StatelessResetKey, error) {
 	secret, err := hostid.MarshalPEM(id)
 	if errors.Is(err, hostid.ErrNotExportable) {

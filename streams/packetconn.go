@@ -23,6 +23,10 @@ import (
 //     running and its queue is full) reports success: QUIC treats the
 //     datagram as lost and retransmits it, where an error would tear the
 //     connection down.
+//   - A datagram whose destination connection ID belongs to another HIT
+//     than its sender's never reaches quic-go, nor does one from an
+//     address that is not a HIT; a long-header packet we send binds its
+//     source connection ID to its destination HIT (cids.go).
 //   - Addresses cross to quic-go as *net.UDPAddr whose IP is the peer's
 //     HIT (udpAddr), not as *overlay.Addr. quic-go compares the sender of
 //     every packet a server connection gets with the connection's peer,
@@ -36,11 +40,12 @@ import (
 type packetConn struct {
 	net.PacketConn
 	addrs *addrCache
-	gates *gates // early.go: packets held back while a 0-RTT stream opens
+	gates *gates    // early.go: packets held back while a 0-RTT stream opens
+	cids  *cidTable // cids.go: the HIT each connection ID belongs to
 }
 
 func newPacketConn(pc net.PacketConn) packetConn {
-	return packetConn{PacketConn: pc, addrs: &addrCache{}, gates: &gates{}}
+	return packetConn{PacketConn: pc, addrs: &addrCache{}, gates: &gates{}, cids: newCIDTable()}
 }
 
 // addrConn is the allocation-free side of *overlay.InnerConn.
@@ -50,26 +55,41 @@ type addrConn interface {
 }
 
 func (c packetConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	if ac, ok := c.PacketConn.(addrConn); ok {
-		n, from, err := ac.ReadFromAddr(b)
-		if err != nil {
-			return n, nil, err
+	for {
+		var n int
+		var from overlay.Addr
+		if ac, ok := c.PacketConn.(addrConn); ok {
+			var err error
+			if n, from, err = ac.ReadFromAddr(b); err != nil {
+				return n, nil, err
+			}
+		} else {
+			m, addr, err := c.PacketConn.ReadFrom(b)
+			if err != nil {
+				return m, nil, err
+			}
+			a, ok := addr.(*overlay.Addr)
+			if !ok || a == nil { // no connection's peer: every one is a HIT
+				c.cids.drop()
+				continue
+			}
+			n, from = m, *a
+		}
+		if !c.cids.admit(b[:n], from.HIT) {
+			continue
 		}
 		c.gates.pass(from.HIT)
 		return n, c.addrs.udp(from), nil
 	}
-	n, from, err := c.PacketConn.ReadFrom(b)
-	if a, ok := from.(*overlay.Addr); ok && a != nil {
-		c.gates.pass(a.HIT)
-		return n, c.addrs.udp(*a), err
-	}
-	return n, from, err
 }
 
 func (c packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	var n int
 	var err error
 	if to, ok := hipAddr(addr); ok {
+		if !c.cids.sent(b, to.HIT) {
+			return len(b), nil // lost, for QUIC: it would name another HIT's connection (cids.go)
+		}
 		if ac, ok := c.PacketConn.(addrConn); ok {
 			n, err = ac.WriteToAddr(b, to)
 		} else {
