@@ -2,7 +2,6 @@ package streams
 
 import (
 	"errors"
-	"net"
 	"syscall"
 
 	"github.com/quic-go/quic-go"
@@ -11,17 +10,9 @@ import (
 )
 
 // errClosed is returned for operations on a closed Manager, Listener or
-// stream. It satisfies errors.Is with both overlay.ErrClosed and
-// net.ErrClosed, so code written for package net recognises it.
-var errClosed error = closedError{}
-
-type closedError struct{}
-
-func (closedError) Error() string { return overlay.ErrClosed.Error() }
-
-func (closedError) Is(target error) bool {
-	return target == overlay.ErrClosed || target == net.ErrClosed
-}
+// stream: overlay.ErrClosed, which satisfies errors.Is with net.ErrClosed
+// too, so code written for package net recognises it.
+var errClosed = overlay.ErrClosed
 
 // endedError is the error of a Read or Write on a stream that ended
 // abruptly: the errno a TCP socket of package net (and the netstack

@@ -3,8 +3,11 @@ package streams
 import (
 	"fmt"
 	"net"
+	"os"
 	"sync"
+	"time"
 
+	"hipnet.dev/internal/deadline"
 	"hipnet.dev/overlay"
 )
 
@@ -17,8 +20,9 @@ const backlog = 256
 type listener struct {
 	m     *Manager
 	addr  *overlay.Addr
-	queue chan *conn    // capacity backlog
-	done  chan struct{} // closed by close
+	queue chan *conn        // capacity backlog
+	done  chan struct{}     // closed by close
+	dl    deadline.Deadline // Accept's (SetDeadline)
 
 	mu       sync.Mutex
 	reserved int // slots of queue promised to streams being answered
@@ -60,6 +64,7 @@ func (m *Manager) Listen(port int) (net.Listener, error) {
 		addr:  &overlay.Addr{HIT: m.local, Port: port},
 		queue: make(chan *conn, backlog),
 		done:  make(chan struct{}),
+		dl:    deadline.New(),
 	}
 	m.listeners[port] = l
 	return l, nil
@@ -103,14 +108,37 @@ func (l *listener) deliver(c *conn) {
 }
 
 // Accept waits for the next stream to the listener's port. After Close it
-// returns an error wrapping net.ErrClosed and overlay.ErrClosed.
+// returns an error wrapping net.ErrClosed and overlay.ErrClosed; once the
+// deadline (SetDeadline) passes, one wrapping os.ErrDeadlineExceeded.
 func (l *listener) Accept() (net.Conn, error) {
-	select {
-	case <-l.done:
-	case c := <-l.queue:
-		return c, nil
+	for {
+		if deadline.Closed(l.done) {
+			return nil, l.opErr(errClosed)
+		}
+		if l.dl.Passed() {
+			return nil, l.opErr(os.ErrDeadlineExceeded)
+		}
+		select {
+		case <-l.done:
+		case c := <-l.queue:
+			return c, nil
+		case <-l.dl.Wait(): // passed, or moved: looked at again
+		}
 	}
-	return nil, &net.OpError{Op: "accept", Net: "hip", Addr: l.addr, Err: errClosed}
+}
+
+// SetDeadline sets the deadline of Accept, as *net.TCPListener's; the
+// zero time means none.
+func (l *listener) SetDeadline(t time.Time) error {
+	if deadline.Closed(l.done) {
+		return l.opErr(errClosed)
+	}
+	l.dl.Set(t)
+	return nil
+}
+
+func (l *listener) opErr(err error) error {
+	return &net.OpError{Op: "accept", Net: "hip", Addr: l.addr, Err: err}
 }
 
 // Close stops listening: blocked Accepts return, and the streams queued
@@ -130,6 +158,7 @@ func (l *listener) close() bool {
 	}
 	l.closed = true
 	close(l.done)
+	l.dl.Stop()
 	l.mu.Unlock()
 
 	l.m.mu.Lock()

@@ -1010,3 +1010,57 @@ func TestRetiredConnectionClosesAfterLateStream(t *testing.T) {
 	}
 	waitConns(1)
 }
+
+// TestAcceptDeadline: the listener has *net.TCPListener's SetDeadline: a
+// blocked Accept returns a timeout when it passes, later ones at once; a
+// deadline moved later keeps a blocked Accept waiting, and one cleared
+// lets Accept take the next stream.
+func TestAcceptDeadline(t *testing.T) {
+	ka, kb, _ := testIdentities(t)
+	a, b := newPair(t, ka, kb)
+	ln, err := b.m.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	l := ln.(interface{ SetDeadline(time.Time) error })
+	timeout := func(err error) bool {
+		var ne net.Error
+		return errors.As(err, &ne) && ne.Timeout() && errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	l.SetDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	if _, err := ln.Accept(); !timeout(err) {
+		t.Fatalf("Accept: %v, want a timeout", err)
+	}
+	if d := time.Since(start); d < 40*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("Accept timed out after %v", d)
+	}
+	if _, err := ln.Accept(); !timeout(err) {
+		t.Fatalf("Accept after the deadline: %v, want a timeout at once", err)
+	}
+	l.SetDeadline(time.Now().Add(50 * time.Millisecond))
+	time.AfterFunc(10*time.Millisecond, func() { l.SetDeadline(time.Time{}) })
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Close()
+		}
+		accepted <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // past the deadline that was lifted
+	c, err := a.m.Dial(dialCtx(t), b.hit, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("x"))
+	if err := <-accepted; err != nil {
+		t.Fatalf("Accept with the deadline lifted: %v", err)
+	}
+	ln.Close()
+	if err := l.SetDeadline(time.Now()); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("SetDeadline after Close: %v, want net.ErrClosed", err)
+	}
+}
