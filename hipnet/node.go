@@ -279,6 +279,13 @@ func (n *Node) dial(ctx context.Context, network, address string) (net.Conn, err
 // network is "tcp", "tcp6" or "hip". Errors are *net.OpError wrapping
 // ErrPortInUse (the port is taken), ErrBadHIT (another host's HIT) or
 // ErrClosed, or net.UnknownNetworkError.
+//
+// The listener, with either stream transport, also has the SetDeadline of
+// *net.TCPListener, for an accept loop that wakes now and then:
+//
+//	if d, ok := ln.(interface{ SetDeadline(time.Time) error }); ok {
+//		d.SetDeadline(time.Now().Add(time.Second))
+//	}
 func (n *Node) Listen(network, address string) (net.Listener, error) {
 	ln, err := n.listen(network, address)
 	if err != nil {
