@@ -214,8 +214,10 @@ func TestRegistrationFrom(t *testing.T) {
 // requester's own arrives. The registrar answers the copy (naming X in
 // REG_FROM, where the caller sends it); the requester's own copy arrives
 // as a repeat from the address the registrar verified, and its answer must
-// name that address, not X. A repeat from any other address gets the
-// cached answer, and so does one from the same address.
+// name that address, not X, even when a second copy of the attacker's
+// took the re-ACK rate limit's window just before. A repeat from any
+// other address gets the cached answer, and so does one from the same
+// address once corrected.
 func TestRegistrationFromRepeat(t *testing.T) {
 	var decided []wire.RegRequest
 	x := netip.MustParseAddrPort("203.0.113.66:4500")
@@ -256,24 +258,29 @@ func TestRegistrationFromRepeat(t *testing.T) {
 		t.Fatal("the requester heard the answer sent to the copy's address")
 	}
 
-	// Repeats, one retransmission timeout apart (the re-ACK rate limit).
+	// Repeats, a millisecond apart: within the re-ACK rate limit, which
+	// the attacker's second copy takes.
 	now := t0
-	repeat := func(at netip.AddrPort, ok bool) []byte {
+	repeat := func(at netip.AddrPort, ok bool, gap time.Duration) [][]byte {
 		t.Helper()
-		now = now.Add(b.e.cfg.RetransmitTimeout + time.Millisecond)
+		now = now.Add(gap)
 		from.repeat, from.repeatOK = at, ok
-		out := b.deliver(now, upd[0])
+		return b.deliver(now, upd[0])
+	}
+	one := func(out [][]byte) []byte {
+		t.Helper()
 		if !b.repeat || len(out) != 1 {
 			t.Fatalf("repeat: repeat %v, %d packets (%v), want one re-ACK", b.repeat, len(out), b.lastErr())
 		}
 		return out[0]
 	}
 	// From elsewhere: the cached answer.
-	if got := regFromOf(t, repeat(netip.MustParseAddrPort("192.0.2.9:1"), false)); got != x {
+	if got := regFromOf(t, one(repeat(netip.MustParseAddrPort("192.0.2.9:1"), false, time.Millisecond))); got != x {
 		t.Fatalf("a repeat from an unverified address: REG_FROM %v, want the cached %v", got, x)
 	}
-	// The requester's own, from the verified address: corrected.
-	ans := repeat(verified, true)
+	// The requester's own, from the verified address, inside the rate
+	// limit's window: answered, corrected.
+	ans := one(repeat(verified, true, time.Millisecond))
 	if got := regFromOf(t, ans); got != verified {
 		t.Fatalf("the requester's own copy: REG_FROM %v, want %v", got, verified)
 	}
@@ -281,9 +288,15 @@ func TestRegistrationFromRepeat(t *testing.T) {
 	if regs := a.eventsOf(EventRegistration); len(regs) != 1 || regs[0].Registration.From != verified {
 		t.Fatalf("the requester reported %+v, want one registration with From %v", regs, verified)
 	}
-	// Again from there: the corrected answer is the cached one now.
-	if again := repeat(verified, true); string(again) != string(ans) {
-		t.Fatal("a second repeat from the verified address built a new answer")
+	// Corrected once: more repeats wait for the window, from anywhere.
+	for _, at := range []netip.AddrPort{verified, x} {
+		if out := repeat(at, at == verified, time.Millisecond); len(out) != 0 {
+			t.Fatalf("a repeat from %v inside the window drew %d packets", at, len(out))
+		}
+	}
+	// After it, the corrected answer is the cached one.
+	if again := one(repeat(verified, true, b.e.cfg.RetransmitTimeout)); string(again) != string(ans) {
+		t.Fatal("a later repeat from the verified address built a new answer")
 	}
 }
 

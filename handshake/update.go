@@ -409,26 +409,37 @@ func (a *Association) parseUpdate(pkt wire.Packet) (updateMsg, error) {
 // HIP_MAC, the cached acknowledgement of the latest, or a new ACK for an
 // older one still in the window; at most one a retransmission timeout, so
 // that replays cannot make us sign without bound.
+//
+// One answer passes the rate limit: a registrar's whose REG_FROM the
+// repeat corrects (Registrar.From). An attacker who answered its copy
+// from elsewhere could otherwise send a second copy first and take the
+// window, and the requester's own repeat would never be answered. It is
+// signed at most once for each REG_FROM a fresh request drew: once
+// corrected, the cached answer names the address the repeat came from.
 func (a *Association) reack(now time.Time, m updateMsg) error {
 	if err := verifyMAC(a.rhash, a.peerMACKey(), m.pkt, wire.ParamHIPMAC, nil); err != nil {
 		return err
 	}
 	c := a.upd.ackCache()
-	if now.Before(c.reackAt) {
+	ack := c.pkt
+	latest := m.seq.UpdateID == a.upd.acked && ack != nil
+	var reg *Registration
+	if latest {
+		reg = a.reFrom(ack)
+	}
+	if reg == nil && now.Before(c.reackAt) {
 		return fmt.Errorf("%w: UPDATE SEQ %d already acknowledged (rate-limited)", ErrReplay, m.seq.UpdateID)
 	}
 	c.reackAt = now.Add(a.e.cfg.RetransmitTimeout)
-	ack := c.pkt
-	if m.seq.UpdateID != a.upd.acked || ack == nil {
+	switch {
+	case !latest:
 		var err error
 		// An echo request in it is answered again too: HIP_MAC shows the
 		// peer sent it, and this path is rate-limited.
 		if ack, err = a.buildAck(m.seq.UpdateID, nil, m.echoReq); err != nil {
 			return err
 		}
-	} else if reg := a.reFrom(ack); reg != nil {
-		// A registrar's answer whose REG_FROM the repeat corrects
-		// (Registrar.From); signed anew, within the same rate limit.
+	case reg != nil:
 		var err error
 		if ack, err = a.buildAck(m.seq.UpdateID, reg, m.echoReq); err != nil {
 			return err
