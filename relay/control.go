@@ -16,7 +16,7 @@ import (
 //   - from a RELAY_UDP_HIP host, with RELAY_TO and a RELAY_HMAC its
 //     association with us verifies: stripped of both and sent to the
 //     RELAY_TO address (RFC 5770 §4.5 steps 4 and 8; relayOut), never to
-//     the relay itself nor, from outside, to loopback (self.go);
+//     the relay itself nor, for hosts elsewhere, to its machine (self.go);
 //   - to a RELAY_UDP_HIP host: RELAY_FROM (its observed source) and
 //     RELAY_HMAC added, sent to the host (steps 2 and 6; relayIn);
 //   - an I1 to a RENDEZVOUS host: FROM and RVS_HMAC added, sent to the
@@ -51,8 +51,8 @@ func (r *forwarder) Control(h overlay.Host, now time.Time, b []byte, pkt wire.Pa
 // relayOut forwards a registered host's packet to where its RELAY_TO says
 // (RFC 5770 §4.5 steps 4 and 8), after checking the RELAY_HMAC with the
 // host's association: only the host can make us send for it. Even the
-// host cannot make us send to ourselves, nor to loopback from outside
-// (self.go sendable).
+// host cannot make us send to ourselves, nor, from elsewhere, to our
+// machine (self.go sendable).
 func (r *forwarder) relayOut(h overlay.Host, now time.Time, b []byte, pkt wire.Packet, from netip.AddrPort) {
 	sender := pkt.SenderHIT()
 	a, at, ok := h.Association(sender)
@@ -65,7 +65,7 @@ func (r *forwarder) relayOut(h overlay.Host, now time.Time, b []byte, pkt wire.P
 		r.drop(&r.forged, "relay_to", from, sender)
 		return
 	}
-	if !sendable(to.AddrPort(), from, r.self.Load()) {
+	if !sendable(to.AddrPort(), from, r.self.Load(), r.seenLocal(to.AddrPort(), now)) {
 		r.drop(&r.forged, "relay_to not sendable", from, sender)
 		return
 	}
@@ -99,6 +99,7 @@ func (r *forwarder) relayIn(h overlay.Host, now time.Time, b []byte, pkt wire.Pa
 		return
 	}
 	r.hold(recv, pkt, from, now)
+	r.noteLocal(from, now) // its answer may name it (self.go)
 	r.controlForwarded.Add(1)
 	h.Send(out, at)
 }

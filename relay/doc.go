@@ -19,7 +19,7 @@
 //     RELAY_HMAC-checked packets, bounded and expiring; the per-host,
 //     per-source I1 rate limits.
 //   - self.go: the relay's own addresses, where neither RELAY_TO nor ESP
-//     forwarding ever sends (and loopback, for hosts elsewhere).
+//     forwarding ever sends (and its machine, for hosts elsewhere).
 //   - credentials.go: TURN credentials (relay/turn, RFC 8656) handed to
 //     registered hosts over their HIP association.
 //   - server.go, config.go, stats.go: the Server, its configuration and

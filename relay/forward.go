@@ -22,8 +22,8 @@ import (
 // is not for us:
 //   - from a registered host, carrying RELAY_TO and a RELAY_HMAC that its
 //     association with us verifies, it is stripped of both and sent to the
-//     RELAY_TO address, unless that is the relay itself, or loopback and
-//     the host is not on the relay's machine (self.go);
+//     RELAY_TO address, unless that is the relay itself, or the relay's
+//     machine and the host is elsewhere (self.go);
 //   - to a registered host, it gets RELAY_FROM (its observed source) and
 //     RELAY_HMAC keyed with our association with that host, and goes to the
 //     host's locator. I1s are rate limited per registered host.
@@ -96,6 +96,11 @@ type forwarder struct {
 	// self is what the relay knows of its own addresses (self.go), set
 	// once the stack's socket is open (Server.New); nil before.
 	self atomic.Pointer[selfView]
+	// localSeen are the sources on the relay's machine whose packets it
+	// relayed to a registered host, and when: a RELAY_TO naming one is
+	// that host answering them (self.go). Control goroutine only; only
+	// local processes add entries, bounded all the same.
+	localSeen map[netip.AddrPort]time.Time
 
 	// pending are SPIs announced to a registered host by packets the relay
 	// cannot authenticate (its peer's I2 or UPDATE), by host and by the
@@ -127,7 +132,7 @@ func newForwarder(cfg fwdConfig, reg *registrar, log *slog.Logger) *forwarder {
 		cfg.forwardIdle = defaultForwardIdle
 	}
 	return &forwarder{cfg: cfg, reg: reg, log: log, fwd: map[fwdKey]*fwdEntry{}, buckets: map[bucketKey]i1Bucket{},
-		pending: map[pendingKey]pendingSPI{}, perHost: map[wire.HIT]int{}}
+		pending: map[pendingKey]pendingSPI{}, perHost: map[wire.HIT]int{}, localSeen: map[netip.AddrPort]time.Time{}}
 }
 
 func (r *forwarder) stats() overlay.RelayStats {
@@ -200,12 +205,40 @@ const maxBuckets = 1 << 16
 // the stack is up): RELAY_TO and ESP never send there (self.go).
 func (r *forwarder) setSelf(listen netip.AddrPort) { r.self.Store(newSelfView(listen)) }
 
-// refreshSelf reads the interface addresses again, when the socket is
-// bound to the unspecified address: they may have changed since.
+// refreshSelf reads the interface addresses again: they may have changed
+// since.
 func (r *forwarder) refreshSelf() {
-	if v := r.self.Load(); v != nil && v.listen.Addr().IsUnspecified() {
+	if v := r.self.Load(); v != nil {
 		r.self.Store(newSelfView(v.listen))
 	}
+}
+
+// Limits of localSeen: how long a local source may be answered through
+// the relay after its last relayed packet, and how many are kept.
+const (
+	localSeenLife = 2 * time.Minute
+	localSeenMax  = 256
+)
+
+// noteLocal records from, the source of a packet relayed to a registered
+// host, if it is on the relay's machine.
+func (r *forwarder) noteLocal(from netip.AddrPort, now time.Time) {
+	v := r.self.Load()
+	if v == nil || !v.local(from.Addr()) {
+		return
+	}
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	if _, ok := r.localSeen[from]; !ok && len(r.localSeen) >= localSeenMax {
+		return // only local processes fill it: the oldest answers wait for the prune
+	}
+	r.localSeen[from] = now
+}
+
+// seenLocal reports whether to is a local source noteLocal recorded less
+// than localSeenLife ago.
+func (r *forwarder) seenLocal(to netip.AddrPort, now time.Time) bool {
+	at, ok := r.localSeen[netip.AddrPortFrom(to.Addr().Unmap(), to.Port())]
+	return ok && now.Sub(at) < localSeenLife
 }
 
 // isSelf reports whether a is known to be the relay's own socket.
@@ -401,6 +434,11 @@ func (r *forwarder) prune(now time.Time) {
 		if !now.Before(p.expires) {
 			delete(r.pending, k)
 			r.perHost[k.host]--
+		}
+	}
+	for a, at := range r.localSeen {
+		if now.Sub(at) >= localSeenLife {
+			delete(r.localSeen, a)
 		}
 	}
 	for h, n := range r.perHost {

@@ -9,47 +9,47 @@ import (
 // The relay's own addresses: where it must never send what a registered
 // host asks for. RFC 5770 §4.5 has a relay send a registered host's packet
 // to whatever its RELAY_TO names; the RELAY_HMAC proves only that the host
-// asked, not that the address is a fair target. Two targets are not:
+// asked, not that the address is a fair target. Two kinds are not:
 //
 //   - the relay's own socket: the packet would come back in "from" the
 //     relay, be relayed again with RELAY_FROM naming the relay, and a
 //     nested RELAY_TO could have it bounce through the relay's own
-//     control path;
-//   - a loopback address, unless the host is itself on the relay's
-//     machine (its packet came from loopback): otherwise any registered
-//     host could use a public relay as a UDP reflector into services that
-//     listen on the relay's loopback, trusted because only local processes
-//     can reach them.
+//     control path. Never, for anyone.
+//   - the relay's machine: a loopback address, or any port on one of its
+//     own addresses. Linux delivers a packet a host sends to its own
+//     address over the loopback interface, from that address, and
+//     firewalls commonly let all of that in: services that listen on the
+//     relay's machine, shielded from the network, would be reachable
+//     through any registered host's RELAY_TO. Such a RELAY_TO is taken
+//     only from a host on the relay's machine itself, or when it names a
+//     local source whose packets the relay relayed to a registered host
+//     a moment ago (forwarder.localSeen): an Initiator on the relay's
+//     machine, whose RELAY_FROM the registered host answers.
 //
 // The same holds for ESP (forward.go set): no forwarding entry sends to
 // the relay's own socket, so ESP never loops through the relay.
 //
-// What is covered: the socket's address when it is bound to one; when it
-// is bound to the unspecified address (the default ":10500"), that port on
-// any loopback address and on every interface address, as the interfaces
-// were at start or at the last prune (once a minute, at the stack's R1
-// rotation). Not covered: the relay's public address when a NAT in front
-// of it holds it (no interface has it; the packet comes back from that
-// address, and at worst is relayed once more); other ports on the relay's
-// non-loopback addresses, which the network reaches directly anyway.
+// What is covered: the socket's address, or, when it is bound to the
+// unspecified address (the default ":10500"), that port on any loopback
+// and interface address; the interface addresses as they were at start or
+// at the last prune (once a minute, at the stack's R1 rotation). Not
+// covered: the relay's public address when a NAT in front of it holds it
+// (no interface has it; the packet comes back from that address, and at
+// worst is relayed once more, or reaches a service the NAT forwards,
+// which the network reaches anyway).
 
 // selfView is what the relay knows of its own addresses. It is replaced
 // whole (forwarder.self), never changed, so any goroutine may read it.
 type selfView struct {
 	listen netip.AddrPort // the stack's socket address
-	host   []netip.Addr   // interface addresses, when listen is unspecified
+	host   []netip.Addr   // the machine's interface addresses
 }
 
-// newSelfView returns the view of a relay whose socket is at listen,
-// reading the interface addresses if it is bound to the unspecified
-// address.
+// newSelfView returns the view of a relay whose socket is at listen, with
+// the machine's interface addresses.
 func newSelfView(listen netip.AddrPort) *selfView {
 	listen = netip.AddrPortFrom(listen.Addr().Unmap(), listen.Port())
-	v := &selfView{listen: listen}
-	if listen.Addr().IsUnspecified() {
-		v.host = interfaceAddrs()
-	}
-	return v
+	return &selfView{listen: listen, host: interfaceAddrs()}
 }
 
 // is reports whether a is the relay's own socket: its address, or, when
@@ -70,17 +70,24 @@ func (v *selfView) is(a netip.AddrPort) bool {
 	return ip.IsLoopback() || slices.Contains(v.host, ip)
 }
 
+// local reports whether ip is the relay's machine: loopback, the socket's
+// address, or an interface address.
+func (v *selfView) local(ip netip.Addr) bool {
+	ip = ip.Unmap().WithZone("")
+	return ip.IsLoopback() || ip == v.listen.Addr() || slices.Contains(v.host, ip)
+}
+
 // sendable reports whether the relay may send a registered host's packet,
 // which came from from, to the address to its RELAY_TO names: an address
-// it forwards to at all (forwardable), not its own socket, and not a
-// loopback address unless the packet came from loopback (a host on the
-// relay's machine, as in tests). A relay that does not know its address
-// yet (v nil) sends nothing.
-func sendable(to, from netip.AddrPort, v *selfView) bool {
+// it forwards to at all (forwardable), not its own socket, and not its
+// machine (local) unless the packet came from its machine too, or seen
+// says to is a local source the relay relayed for a moment ago. A relay
+// that does not know its address yet (v nil) sends nothing.
+func sendable(to, from netip.AddrPort, v *selfView, seen bool) bool {
 	if !forwardable(to) || v == nil || v.is(to) {
 		return false
 	}
-	return !to.Addr().Unmap().IsLoopback() || from.Addr().Unmap().IsLoopback()
+	return !v.local(to.Addr()) || v.local(from.Addr()) || seen
 }
 
 // interfaceAddrs returns the addresses of the machine's interfaces, or

@@ -11,9 +11,10 @@ import (
 )
 
 // TestSendable: RELAY_TO never makes the relay send to its own socket,
-// nor to loopback for a host that is not on the relay's machine (a UDP
-// reflector into the relay's local services); a host on loopback, as in
-// the tests, still reaches loopback peers.
+// nor to its machine (loopback, or any port on its own addresses) for a
+// host that is not on the machine (a UDP reflector into the relay's local
+// services), unless it names a local Initiator the relay just relayed
+// for; a host on loopback, as in the tests, still reaches loopback peers.
 func TestSendable(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	outside, local := ap("198.51.100.7:4000"), ap("127.0.0.1:5000")
@@ -26,29 +27,35 @@ func TestSendable(t *testing.T) {
 		v        *selfView
 		to, from netip.AddrPort
 		want     bool
+		seen     bool // to is a local source relayed for a moment ago
 	}{
-		{"a peer", specific, ap("198.51.100.9:4000"), outside, true},
-		{"own socket", specific, ap("203.0.113.5:10500"), outside, false},
-		{"own socket, v4-mapped", specific, ap("[::ffff:203.0.113.5]:10500"), outside, false},
-		{"own address, another port", specific, ap("203.0.113.5:10501"), outside, true}, // not covered: reachable directly
-		{"loopback from outside", specific, ap("127.0.0.1:6000"), outside, false},
-		{"loopback /8 from outside", specific, ap("127.1.2.3:6000"), outside, false},
-		{"v4-mapped loopback from outside", specific, ap("[::ffff:127.0.0.1]:6000"), outside, false},
-		{"::1 from outside", specific, ap("[::1]:6000"), outside, false},
-		{"::1 from ::1", specific, ap("[::1]:6000"), ap("[::1]:5000"), true},
-		{"loopback peer of a loopback host", onLoopback, ap("127.0.0.1:6000"), local, true},
-		{"own loopback socket, even from loopback", onLoopback, ap("127.0.0.1:10500"), local, false},
-		{"unspecified socket: interface address", any4, ap("192.168.1.2:10500"), outside, false},
-		{"unspecified socket: public interface address", any4, ap("203.0.113.5:10500"), outside, false},
-		{"unspecified socket: loopback, from loopback", any4, ap("127.0.0.1:10500"), local, false},
-		{"unspecified socket: another host, same port", any4, ap("198.51.100.9:10500"), outside, true},
-		{"unspecified v6 socket: interface address", any6, ap("[2001:db8::5]:10500"), outside, false},
-		{"unspecified v6 socket: ::1", any6, ap("[::1]:10500"), ap("[::1]:5000"), false},
-		{"address not known yet", nil, ap("198.51.100.9:4000"), outside, false},
-		{"unspecified target", specific, ap("0.0.0.0:4000"), outside, false},
-		{"broadcast", specific, ap("255.255.255.255:4000"), outside, false},
+		{"a peer", specific, ap("198.51.100.9:4000"), outside, true, false},
+		{"own socket", specific, ap("203.0.113.5:10500"), outside, false, false},
+		{"own socket, v4-mapped", specific, ap("[::ffff:203.0.113.5]:10500"), outside, false, false},
+		{"own address, another port, from outside", specific, ap("203.0.113.5:10501"), outside, false, false},
+		{"own address, another port, from the machine", specific, ap("203.0.113.5:10501"), ap("203.0.113.5:5000"), true, false},
+		{"own address, the Initiator relayed for", specific, ap("203.0.113.5:10501"), outside, true, true},
+		{"unspecified socket: interface address, another port", any4, ap("192.168.1.2:53"), outside, false, false},
+		{"loopback from outside, the Initiator relayed for", specific, ap("127.0.0.1:6000"), outside, true, true},
+		{"own socket, even relayed for", specific, ap("203.0.113.5:10500"), outside, false, true},
+		{"loopback from outside", specific, ap("127.0.0.1:6000"), outside, false, false},
+		{"loopback /8 from outside", specific, ap("127.1.2.3:6000"), outside, false, false},
+		{"v4-mapped loopback from outside", specific, ap("[::ffff:127.0.0.1]:6000"), outside, false, false},
+		{"::1 from outside", specific, ap("[::1]:6000"), outside, false, false},
+		{"::1 from ::1", specific, ap("[::1]:6000"), ap("[::1]:5000"), true, false},
+		{"loopback peer of a loopback host", onLoopback, ap("127.0.0.1:6000"), local, true, false},
+		{"own loopback socket, even from loopback", onLoopback, ap("127.0.0.1:10500"), local, false, false},
+		{"unspecified socket: interface address", any4, ap("192.168.1.2:10500"), outside, false, false},
+		{"unspecified socket: public interface address", any4, ap("203.0.113.5:10500"), outside, false, false},
+		{"unspecified socket: loopback, from loopback", any4, ap("127.0.0.1:10500"), local, false, false},
+		{"unspecified socket: another host, same port", any4, ap("198.51.100.9:10500"), outside, true, false},
+		{"unspecified v6 socket: interface address", any6, ap("[2001:db8::5]:10500"), outside, false, false},
+		{"unspecified v6 socket: ::1", any6, ap("[::1]:10500"), ap("[::1]:5000"), false, false},
+		{"address not known yet", nil, ap("198.51.100.9:4000"), outside, false, false},
+		{"unspecified target", specific, ap("0.0.0.0:4000"), outside, false, false},
+		{"broadcast", specific, ap("255.255.255.255:4000"), outside, false, false},
 	} {
-		if got := sendable(c.to, c.from, c.v); got != c.want {
+		if got := sendable(c.to, c.from, c.v, c.seen); got != c.want {
 			t.Errorf("%s: sendable(%v from %v) = %v, want %v", c.name, c.to, c.from, got, c.want)
 		}
 	}
@@ -165,5 +172,37 @@ func TestRelayToSelf(t *testing.T) {
 					before.Forged, st.Forged, before.ControlForwarded, st.ControlForwarded, fromSelf.Load())
 			}
 		})
+	}
+}
+
+// TestLocalSeen: a source on the relay's machine whose packet the relay
+// relayed to a registered host may be named in that host's RELAY_TO for
+// localSeenLife; one elsewhere is never noted, and the notes are bounded.
+func TestLocalSeen(t *testing.T) {
+	r := testForwarder(t)
+	r.setSelf(netip.MustParseAddrPort("203.0.113.5:10500"))
+	now := time.Now()
+	initiator := netip.MustParseAddrPort("127.0.0.1:40000")
+	outside := netip.MustParseAddrPort("198.51.100.7:4000")
+	r.noteLocal(netip.MustParseAddrPort("[::ffff:127.0.0.1]:40000"), now) // as a dual-stack socket reports it
+	r.noteLocal(outside, now)
+	if !r.seenLocal(initiator, now.Add(time.Second)) {
+		t.Fatal("the local Initiator was not noted")
+	}
+	if r.seenLocal(outside, now) {
+		t.Fatal("a source elsewhere was noted as local")
+	}
+	if r.seenLocal(initiator, now.Add(localSeenLife)) {
+		t.Fatal("noted past localSeenLife")
+	}
+	for i := range 2 * localSeenMax {
+		r.noteLocal(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(1000+i)), now)
+	}
+	if len(r.localSeen) > localSeenMax {
+		t.Fatalf("%d local sources noted, want at most %d", len(r.localSeen), localSeenMax)
+	}
+	r.prune(now.Add(localSeenLife))
+	if len(r.localSeen) != 0 {
+		t.Fatalf("%d local sources left after their life", len(r.localSeen))
 	}
 }
