@@ -735,3 +735,20 @@ func TestClosedErrors(t *testing.T) {
 	defer cancel()
 	check("WaitReachable", s.WaitReachable(ctx))
 }
+
+// TestPingContextDeadline: a context deadline before the Ping's timeout
+// ends it with context.DeadlineExceeded, however its timer and the read's
+// race.
+func TestPingContextDeadline(t *testing.T) {
+	s := newTestStack(t, 0, nil)
+	peer := testKey(t, 1).HIT()
+	s.AddPeer(peer, silentAddr(t))
+	for i := range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		_, err := s.Ping(ctx, peer, uint64(i), 0, 5*time.Second)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("run %d: %v, want context.DeadlineExceeded", i, err)
+		}
+	}
+}

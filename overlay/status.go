@@ -108,6 +108,10 @@ func (s *Stack) Ping(ctx context.Context, peer wire.HIT, seq uint64, size int, t
 		case err == nil:
 		case ctx.Err() != nil:
 			return 0, ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded) && ctxDeadlinePassed(ctx):
+			// ctx's deadline was the read's, and its timer has not
+			// marked ctx yet.
+			return 0, context.DeadlineExceeded
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return 0, fmt.Errorf("%w from %v (seq %d): %w", ErrNoEcho, peer, seq, err)
 		default:
@@ -117,4 +121,10 @@ func (s *Stack) Ping(ctx context.Context, peer wire.HIT, seq uint64, size int, t
 			return time.Since(start), nil
 		}
 	}
+}
+
+// ctxDeadlinePassed reports whether ctx has a deadline and it has passed.
+func ctxDeadlinePassed(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
