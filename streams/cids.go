@@ -104,6 +104,13 @@ const (
 	// once: a peer sending Initials with ever new IDs is refused beyond
 	// it, as it is beyond attemptBurst (limits.go).
 	odcidsPerPeer = 256
+	// ownPerPeer bounds the IDs of ours bound to one peer. A connection
+	// holds one (no NEW_CONNECTION_ID, above), a Retry one more, and a
+	// peer has at most maxInboundPerPeer connections to us and those we
+	// dial; the rest is room for closed connections' IDs until they are
+	// swept. A peer that sends on the IDs of its closed connections to
+	// keep them cannot keep more: the least used go first.
+	ownPerPeer = 64
 	// minClientDCID is the least length of a client's first Destination
 	// Connection ID (RFC 9000 §7.2).
 	minClientDCID = 8
@@ -130,8 +137,9 @@ type cidTable struct {
 	// length), idsN the clients' of other lengths.
 	ids8 map[uint64]*cidEntry
 	idsN map[quic.ConnectionID]*cidEntry
-	// odcids counts each peer's client-chosen IDs.
-	odcids map[wire.HIT]int
+	// odcids counts each peer's client-chosen IDs, own each peer's bound
+	// IDs of ours.
+	odcids, own map[wire.HIT]int
 	// An unused entry of ours goes at the first sweep that finds it unused
 	// since the sweep before; sweeps are every sweepEvery at most, on
 	// inserts. A client-chosen ID goes at the first sweep odcidLife after
@@ -155,6 +163,7 @@ func newCIDTable() *cidTable {
 		ids8:   make(map[uint64]*cidEntry),
 		idsN:   make(map[quic.ConnectionID]*cidEntry),
 		odcids: make(map[wire.HIT]int),
+		own:    make(map[wire.HIT]int),
 		swept:  time.Now(),
 	}
 	t.setLifetimes(&quic.Config{})
@@ -338,7 +347,56 @@ func (t *cidTable) sent(b []byte, to wire.HIT) bool {
 	}
 	e.owner, e.bound = to, true
 	e.used.Store(true)
+	if t.own[to]++; t.own[to] > ownPerPeer {
+		t.evictOwn(to, e)
+	}
 	return true
+}
+
+// evictOwn forgets one of h's bound IDs of ours other than keep: one
+// unused since the last sweep if there is one, else the oldest; t.mu is
+// write-locked. Only a peer keeping more than ownPerPeer gets here.
+func (t *cidTable) evictOwn(h wire.HIT, keep *cidEntry) {
+	var (
+		victim uint64
+		v      *cidEntry
+	)
+	for id, e := range t.ids8 {
+		if e == keep || e.odcid || !e.bound || e.owner != h {
+			continue
+		}
+		if v == nil || e.staler(v) {
+			victim, v = id, e
+		}
+	}
+	if v != nil {
+		delete(t.ids8, victim)
+		t.uncount(v)
+	}
+}
+
+// staler reports whether e goes before o: unused since the last sweep
+// first, then the older.
+func (e *cidEntry) staler(o *cidEntry) bool {
+	if eu, ou := e.used.Load(), o.used.Load(); eu != ou {
+		return !eu
+	}
+	return e.born.Before(o.born)
+}
+
+// uncount takes e, forgotten, out of its owner's count; t.mu is
+// write-locked.
+func (t *cidTable) uncount(e *cidEntry) {
+	if !e.bound {
+		return
+	}
+	m := t.own
+	if e.odcid {
+		m = t.odcids
+	}
+	if m[e.owner]--; m[e.owner] <= 0 {
+		delete(m, e.owner)
+	}
 }
 
 // sweepLocked forgets the IDs no connection can use any more; t.mu is
@@ -364,14 +422,16 @@ func (t *cidTable) sweepLocked(now time.Time) {
 // t.mu is write-locked.
 func (t *cidTable) expired(e *cidEntry, now time.Time) bool {
 	if !e.odcid {
-		return !e.used.Swap(false)
+		if e.used.Swap(false) {
+			return false
+		}
+		t.uncount(e)
+		return true
 	}
 	if now.Sub(e.born) < t.odcidLife {
 		return false
 	}
-	if t.odcids[e.owner]--; t.odcids[e.owner] <= 0 {
-		delete(t.odcids, e.owner)
-	}
+	t.uncount(e)
 	return true
 }
 

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -350,4 +351,54 @@ func (t *cidTable) all() []*cidEntry {
 		es = append(es, e)
 	}
 	return es
+}
+
+// TestCIDTableOwnBound: a peer keeps at most ownPerPeer bound IDs of ours,
+// however many connections it makes and keeps sending on: the one
+// unused since the last sweep goes first, then the oldest; another
+// peer's stay.
+func TestCIDTableOwnBound(t *testing.T) {
+	tb := newCIDTable()
+	t0 := tb.swept
+	bind := func(h wire.HIT, at time.Time) quic.ConnectionID {
+		id, _ := tb.generate(at)
+		if !tb.sent(longPacket(0xc0, quicV1, randomBytes(8), id.Bytes(), 1200), h) {
+			t.Fatal("a new ID of ours not bound")
+		}
+		return id
+	}
+	other := bind(hitB, t0)
+	var ids []quic.ConnectionID
+	for i := range 3 * ownPerPeer {
+		ids = append(ids, bind(hitC, t0.Add(time.Duration(i)*time.Millisecond)))
+	}
+	if n := tb.own[hitC]; n != ownPerPeer || len(tb.ids8) != ownPerPeer+1 {
+		t.Fatalf("%d IDs of ours bound to the peer (%d in all), want %d", n, len(tb.ids8), ownPerPeer)
+	}
+	has := func(id quic.ConnectionID) bool {
+		tb.mu.RLock()
+		defer tb.mu.RUnlock()
+		return tb.get(id.Bytes()) != nil
+	}
+	if !has(other) || has(ids[0]) || !has(ids[len(ids)-1]) {
+		t.Fatalf("the other peer's kept %v, the oldest kept %v, the newest kept %v", has(other), has(ids[0]), has(ids[len(ids)-1]))
+	}
+	// An unused one goes before an older used one.
+	kept := ids[len(ids)-ownPerPeer:]
+	for _, e := range tb.ids8 {
+		e.used.Store(true)
+	}
+	tb.ids8[binary.LittleEndian.Uint64(kept[5].Bytes())].used.Store(false)
+	bind(hitC, t0.Add(time.Hour))
+	if has(kept[5]) || !has(kept[0]) {
+		t.Fatalf("the unused ID kept %v, the oldest used one kept %v", has(kept[5]), has(kept[0]))
+	}
+	// Swept, they are uncounted.
+	tb.mu.Lock()
+	tb.sweepLocked(t0.Add(time.Hour + tb.sweepEvery))
+	tb.sweepLocked(t0.Add(time.Hour + 2*tb.sweepEvery))
+	tb.mu.Unlock()
+	if len(tb.own) != 0 || len(tb.ids8) != 0 {
+		t.Fatalf("after two sweeps with no use: %d peers counted, %d IDs", len(tb.own), len(tb.ids8))
+	}
 }
