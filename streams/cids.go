@@ -39,12 +39,14 @@ import (
 //   - the client's first Destination Connection ID, which a server
 //     connection answers to until its handshake is done (RFC 9000 §7.2).
 //     The client chose it; it is bound to the sender of the first Initial
-//     that carries it, which is the sender quic-go makes the connection's
-//     peer. Any other long-header packet with an unknown one is dropped:
-//     quic-go would queue a 0-RTT packet for a connection an Initial
-//     creates later, from anyone. (So is an Initial of a version other
-//     than 1 and 2, which would get a Version Negotiation, RFC 9000 §6:
-//     hipnet speaks version 1.)
+//     or 0-RTT packet that carries it (a 0-RTT packet may overtake its
+//     Initial, and quic-go queues it for the connection the Initial then
+//     creates), which is the sender quic-go makes the connection's peer:
+//     the ID travels inside the client's ESP, so no one else can name it
+//     first, unless the client told them. Any other long-header packet
+//     with an unknown one is dropped. (So is an Initial of a version
+//     other than 1 and 2, which would get a Version Negotiation, RFC 9000
+//     §6: hipnet speaks version 1.)
 //
 // A short-header packet with an ID not in the table names no connection
 // of ours (it is a peer's stateless reset, RFC 9000 §10.3, or a late
@@ -267,8 +269,11 @@ func (t *cidTable) admit(b []byte, from wire.HIT) bool {
 	if known, ok := t.lookup(dcid, from); known {
 		return ok
 	}
-	if !isInitial(b[0], version) || len(b) < minPacketSize || len(dcid) < minClientDCID {
+	switch kind := firstFlight(b[0], version); {
+	case len(dcid) < minClientDCID, kind == 0:
 		return t.drop()
+	case kind == initialPacket && len(b) < minPacketSize:
+		return t.drop() // a client's Initial fills 1200 octets (RFC 9000 §14.1)
 	}
 	return t.bindInitial(dcid, from, time.Now())
 }
@@ -454,9 +459,27 @@ func longHeaderIDs(b []byte) (version uint32, dcid, scid []byte, ok bool) {
 	return version, b[6 : 6+dl], b[7+dl : 7+dl+sl], true
 }
 
-// isInitial reports whether a long-header packet with first octet first
-// is an Initial of version.
-func isInitial(first byte, version uint32) bool {
+// A client's first flight: the packet kinds that carry the Destination
+// Connection ID the client chose.
+const (
+	initialPacket = 1 + iota
+	zeroRTTPacket
+)
+
+// firstFlight says whether a long-header packet with first octet first
+// is an Initial or a 0-RTT packet of version (RFC 9000 §17.2: types 0 and
+// 1; RFC 9369 §3.2: 1 and 2), 0 if neither. Both carry the ID the client
+// chose, and a 0-RTT packet may overtake its Initial on the way (each is
+// a datagram of its own): whichever comes first binds the ID to its
+// sender. No one else can name it first: it travels inside the client's
+// ESP, and only the client, or whom it tells, knows it.
+func firstFlight(first byte, version uint32) int {
 	typ := first >> 4 & 0x3
-	return version == quicV1 && typ == 0 || version == quicV2 && typ == 1
+	switch {
+	case version == quicV1 && typ == 0, version == quicV2 && typ == 1:
+		return initialPacket
+	case version == quicV1 && typ == 1, version == quicV2 && typ == 2:
+		return zeroRTTPacket
+	}
+	return 0
 }

@@ -37,9 +37,10 @@ var (
 
 // TestCIDTable: an ID we issue serves only the HIT our first packet with
 // it went to, and none before; a client's first Destination Connection ID
-// serves only the sender of the first Initial with it; a long-header
-// packet with an unknown ID is dropped unless it is such an Initial; a
-// 1-RTT packet with an unknown one (a stateless reset) passes.
+// serves only the sender of the first Initial or 0-RTT packet with it
+// (a 0-RTT packet may overtake its Initial); a long-header packet with an
+// unknown ID is dropped unless it is such a packet; a 1-RTT packet with an
+// unknown one (a stateless reset) passes.
 func TestCIDTable(t *testing.T) {
 	tb := newCIDTable()
 	now := time.Now()
@@ -68,7 +69,9 @@ func TestCIDTable(t *testing.T) {
 		{"1-RTT with an unknown ID (a stateless reset)", shortPacket(quic.ConnectionIDFromBytes(randomBytes(8))), hitC, true},
 		{"not QUIC", make([]byte, 50), hitC, true},
 		{"Handshake with an unknown ID", longPacket(0xe0, quicV1, randomBytes(8), peerID, 1200), hitB, false},
-		{"0-RTT with an unknown ID", longPacket(0xd0, quicV1, randomBytes(8), peerID, 1200), hitB, false},
+		{"0-RTT with an unknown ID (ahead of its Initial)", longPacket(0xd0, quicV1, randomBytes(8), peerID, 100), hitB, true},
+		{"0-RTT with a short unknown ID", longPacket(0xd0, quicV1, randomBytes(7), peerID, 100), hitB, false},
+		{"Retry with an unknown ID", longPacket(0xf0, quicV1, randomBytes(8), peerID, 100), hitB, false},
 		{"Initial in a short datagram", longPacket(0xc0, quicV1, randomBytes(8), peerID, 1199), hitB, false},
 		{"Initial with a short ID", longPacket(0xc0, quicV1, randomBytes(7), peerID, 1200), hitB, false},
 		{"Initial of an unknown version", longPacket(0xc0, 0x1a2a3a4a, randomBytes(8), peerID, 1200), hitB, false},
@@ -93,6 +96,14 @@ func TestCIDTable(t *testing.T) {
 	}
 	if !tb.admit(initial, hitC) || !tb.admit(longPacket(0xd0, quicV1, odcid, peerID, 100), hitC) {
 		t.Error("c's second Initial or its 0-RTT refused")
+	}
+	// A 0-RTT packet that overtook its Initial binds the ID for its
+	// sender: the Initial that follows passes, another's does not.
+	early := randomBytes(8)
+	if !tb.admit(longPacket(0xd0, quicV1, early, peerID, 100), hitB) ||
+		!tb.admit(longPacket(0xc0, quicV1, early, peerID, 1200), hitB) ||
+		tb.admit(longPacket(0xc0, quicV1, early, peerID, 1200), hitC) {
+		t.Error("a 0-RTT packet ahead of its Initial: its sender's Initial refused, or another's admitted")
 	}
 	if tb.dropped.Load() == 0 {
 		t.Error("nothing counted as dropped")

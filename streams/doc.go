@@ -191,8 +191,9 @@
 // authenticated is dropped. An ID this node issues belongs to the HIT the
 // first packet carrying it goes to: it leaves in clear, in a long header
 // (RFC 9000 §7.2), and is bound before it leaves, before the peer can use
-// it. The ID a client chose for its first Initial belongs to that
-// Initial's sender, whom quic-go makes the connection's peer. A
+// it. The ID a client chose for its first Initial belongs to the sender
+// of the first Initial or 0-RTT packet with it, whom quic-go makes the
+// connection's peer. A
 // connection issues no other IDs (NEW_CONNECTION_ID frames are encrypted,
 // so their IDs could not be bound; RFC 9000 §5.1.1 allows issuing none).
 // No packet of another HIT reaches a connection, so quic-go never
