@@ -111,8 +111,10 @@ type control struct {
 	// old keys, which stay valid; switching early loses datagrams.
 	switchGrace time.Duration
 	// retired are inbound SAs two rekeys old, kept for packets still on
-	// their way (sas.go retire).
+	// their way (sas.go retire); prevs, those one rekey old, until they
+	// are retired (sas.go prevLife).
 	retired []retiredSA
+	prevs   []prevSA
 
 	reg regState // registration.go
 
@@ -236,6 +238,9 @@ func (c *control) processPacket(p *peer, now time.Time, in *inbound) {
 	}
 	out := a.Outgoing()
 	c.sync(p)
+	if p.x.rekeyOwed && c.canRekey(p) {
+		c.s.poke(p, pokeRekey) // sas.go rekey: one that waited for an UPDATE
+	}
 	for _, pkt := range out {
 		if in != nil && in.answerAt.IsValid() {
 			c.sendControl(pkt, in.answerAt) // inbound.go: a registration from a new mapping

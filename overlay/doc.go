@@ -219,8 +219,13 @@
 //     new inbound SA only when our ACK reaches it. A new rekey of the
 //     peer's is proof too (RFC 7402 §6.8: no new UPDATE while one is
 //     outstanding), and none of ours starts while such a switch waits.
-//     The previous inbound SA is kept until the next rekey, and then,
-//     retired, twice the grace longer for packets still in flight.
+//     The previous inbound SA is kept for three graces (the peer's grace
+//     and the path's delay; sas.go prevLife), or until the next rekey,
+//     and then, retired, twice the grace longer for packets still in
+//     flight; not longer, or what an attacker held back of the peer's last
+//     packets on it would be taken as new however late it came. A rekey
+//     the data path asks for while another UPDATE of ours is outstanding
+//     is owed, and starts once that UPDATE is answered.
 //   - Inbound SPIs are random, above 255 (RFC 4303 §2.1) and unique on the
 //     node.
 //

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"bytes"
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,14 +48,21 @@ func (r *rekeyPath) hook(d *mitm.Datagram) mitm.Verdict {
 
 // rekeyPair connects a to b through a proxy in front of b, and sends some
 // data both ways. rto is the first retransmission timeout, and so the
-// switch grace: long, nothing in a test switches by time.
-func rekeyPair(t *testing.T, rto time.Duration) (a, b *Stack, px *rekeyPath) {
+// switch grace: long, nothing in a test switches by time. bOpts change b's
+// Config.
+func rekeyPair(t *testing.T, rto time.Duration, bOpts ...func(*Config)) (a, b *Stack, px *rekeyPath) {
 	t.Helper()
 	hs := func(c *Config) {
 		c.Handshake.RetransmitTimeout = rto
 		c.Handshake.Retries = 2
 	}
-	a, b = newTestStack(t, 0, hs), newTestStack(t, 1, hs)
+	a = newTestStack(t, 0, hs)
+	b = newTestStack(t, 1, func(c *Config) {
+		hs(c)
+		for _, o := range bOpts {
+			o(c)
+		}
+	})
 	p, err := mitm.New(b.LocalAddr())
 	if err != nil {
 		t.Fatal(err)
@@ -302,4 +310,78 @@ func TestRekeyOwedFollowsSwitch(t *testing.T) {
 	if n, m := a.Stats().Drops.UnknownSPI, b.Stats().Drops.UnknownSPI; n+m != 0 {
 		t.Fatalf("unknown SPI drops: a %d, b %d", n, m)
 	}
+}
+
+// TestRekeyOldSAEnds: after one rekey, the SA it replaced ends within
+// a few switch graces, even with no second rekey. An attacker on the path
+// held back a datagram a sealed on it; released later, it finds no SA.
+// Before, the SA stayed until the next rekey (an hour by default) with its
+// replay window frozen, and the held datagram was delivered as new.
+func TestRekeyOldSAEnds(t *testing.T) {
+	a, b, px := rekeyPair(t, 50*time.Millisecond) // grace 500 ms: ended within 3.5 s
+	first := outSPI(a, b.HIT())
+	cb := listen(t, b, 0)
+	defer cb.Close()
+	ca := listen(t, a, 0)
+	defer ca.Close()
+	px.holdSPI.Store(first)
+	if _, err := ca.WriteTo([]byte("held back"), cb.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	var held []byte
+	waitFor(t, time.Second, "the datagram held", func() bool {
+		for _, d := range px.Held() {
+			if spi, ok := d.SPI(); ok && spi == first {
+				held = d.Data
+			}
+		}
+		return held != nil
+	})
+	px.holdSPI.Store(0)
+	in0, _ := spis(b, a.HIT())
+	rekeyNow(a, b.HIT())
+	waitFor(t, 2*time.Second, "a rekey", func() bool { in, _ := spis(b, a.HIT()); return in != in0 })
+	both(t, a, b)
+	waitFor(t, 2*time.Second, "a's switch", func() bool { return outSPI(a, b.HIT()) != first })
+	time.Sleep(prevLife*500*time.Millisecond + 2*500*time.Millisecond + 1500*time.Millisecond) // its life, its retirement, a tick
+	unknown := b.Stats().Drops.UnknownSPI
+	if err := px.Inject(mitm.ToTarget, held); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "the held datagram dropped for its SPI", func() bool { return b.Stats().Drops.UnknownSPI > unknown })
+	cb.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, _, err := cb.ReadFrom(make([]byte, 64)); err == nil {
+		t.Fatalf("the datagram held back through the rekey was delivered seconds later (%d octets)", n)
+	}
+}
+
+// TestRekeyOwedAfterUpdate: a rekey the data path asks for while another
+// UPDATE of a's is outstanding (here a registration whose answer the path
+// holds back) cannot start then, and starts once that UPDATE is answered.
+// Before, it lapsed: the data path asks once, and nothing asked again.
+func TestRekeyOwedAfterUpdate(t *testing.T) {
+	a, b, px := rekeyPair(t, 300*time.Millisecond, asRegistrar(nil))
+	px.ackHeld.Store(true) // b's answer to a's UPDATE
+	reg := make(chan struct{})
+	go func() {
+		defer close(reg)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a.register(ctx, b.HIT(), time.Minute, wire.RegTypeRelayUDPHIP)
+	}()
+	waitFor(t, 2*time.Second, "b's answer held", func() bool { return len(px.Held()) > 0 })
+	in0, out0 := spis(a, b.HIT())
+	rekeyNow(a, b.HIT())
+	barrier(t, a)
+	if in, out := spis(a, b.HIT()); in != in0 || out != out0 {
+		t.Fatal("a rekeyed with an UPDATE outstanding")
+	}
+	px.ackHeld.Store(false)
+	px.Release() // the answer arrives; a's UPDATE is done
+	<-reg
+	waitFor(t, 3*time.Second, "the rekey asked for meanwhile", func() bool {
+		in, _ := spis(a, b.HIT())
+		return in != in0
+	})
+	both(t, a, b)
 }

@@ -18,8 +18,9 @@ import (
 
 // installInbound puts an inbound SA in the data path's table. A rekey keeps
 // the previous SA, which the peer may still send on (RFC 7402 §3.3.2: it
-// switches when it sees our data on the new one, or after a grace), and
-// retires the one before it; a new base exchange replaces them all.
+// switches when it sees our data on the new one, or after a grace), for
+// prevLife, and retires the one before it; a new base exchange replaces
+// them all.
 func (c *control) installInbound(p *peer, cfg esp.Config, rekey bool, now time.Time) {
 	if p.in != nil && p.in.sa.SPI() == cfg.SPI {
 		return // the Initiator's EventEstablished repeats EventInboundSA's SA
@@ -35,6 +36,11 @@ func (c *control) installInbound(p *peer, cfg esp.Config, rekey bool, now time.T
 			c.retire(p, p.prev, now)
 		}
 		p.prev = p.in
+		if p.prev != nil {
+			// Its data would not end R2-SENT or a rekey now: the new SA's does.
+			p.prev.notify.Store(false)
+			c.prevs = append(c.prevs, prevSA{e: p.prev, until: now.Add(prevLife * c.switchGrace)})
+		}
 	} else {
 		c.removeInbound(p)
 	}
@@ -113,6 +119,42 @@ func (c *control) removeInbound(p *peer) {
 	c.dropRetired(p)
 }
 
+// prevSA is an inbound SA one rekey old and when it is retired, if it is
+// still p.prev then (tick).
+type prevSA struct {
+	e     *inboundSA
+	until time.Time
+}
+
+// prevLife, in switch graces, is how long an SA one rekey old stays the
+// peer's previous one: the peer switches to the new SA when it sees our
+// data there, and after its own grace at the latest (RFC 7402 §3.3.2), so
+// that what it seals with the old one after the rekey is at most a grace's
+// worth, plus the path's delay. Then the SA is retired, and so ends twice
+// a grace later. Before, it stayed until the next rekey, an hour or more,
+// with its replay window frozen: what an attacker on the path had held
+// back of the peer's last packets on it was taken as new however late it
+// came.
+const prevLife = 3
+
+// expirePrevs retires the previous SAs whose time is up (tick).
+func (c *control) expirePrevs(now time.Time) {
+	kept := c.prevs[:0]
+	for _, ps := range c.prevs {
+		switch p := ps.e.p; {
+		case p.prev != ps.e:
+			// retired or removed already
+		case !now.Before(ps.until):
+			c.retire(p, ps.e, now)
+			p.prev = nil
+		default:
+			kept = append(kept, ps)
+		}
+	}
+	clear(c.prevs[len(kept):])
+	c.prevs = kept
+}
+
 // retiredSA is an inbound SA two rekeys old, still in the SPI table until
 // until.
 type retiredSA struct {
@@ -180,11 +222,18 @@ func (c *control) rekey(p *peer, now time.Time) {
 	if err != nil && !errors.Is(err, handshake.ErrBusy) {
 		err = a.Rekey(now, true)
 	}
+	if errors.Is(err, handshake.ErrBusy) {
+		// Another UPDATE of ours is outstanding (mobility, a
+		// registration): the rekey is owed, and processPacket asks again
+		// once that UPDATE is answered. Dropped, it would lapse for good:
+		// the data path asks once (rekeyAsked) and waits.
+		p.mut().rekeyOwed = true
+		c.s.log.Debug("rekey waits for an outstanding update", "peer", p.hit.String())
+		return
+	}
 	if err != nil {
 		c.s.log.Warn("rekey failed", "peer", p.hit.String(), "err", err)
-		if !errors.Is(err, handshake.ErrBusy) {
-			p.rekeyAsked.Store(false)
-		}
+		p.rekeyAsked.Store(false)
 		return
 	}
 	c.s.log.Debug("rekey started", "peer", p.hit.String())

@@ -248,13 +248,17 @@ func (s *Stack) tickEvery() time.Duration {
 	return min(tickMax, s.keepaliveInterval()/2)
 }
 
-// tick runs every tickEvery on the control goroutine: it ends the retired
-// inbound SAs whose hold has passed (sas.go), and, in one pass over the
+// tick runs every tickEvery on the control goroutine: it retires the
+// inbound SAs one rekey old whose time is up and ends the retired ones
+// whose hold has passed (sas.go), and, in one pass over the
 // peers, starts the rekeys by time and volume (rekeying.go) and sends the
 // keepalives of the associations that have no locator Set (locators.go
 // keepIdle).
 // The paths themselves, relayed or direct, are the Sets' (locators.go).
 func (c *control) tick(now time.Time) {
+	if len(c.prevs) > 0 {
+		c.expirePrevs(now)
+	}
 	if len(c.retired) > 0 {
 		c.expireRetired(func(r retiredSA) bool { return !now.Before(r.until) })
 	}
