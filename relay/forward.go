@@ -364,6 +364,13 @@ func (r *forwarder) set(k fwdKey, to netip.AddrPort, owner, peer wire.HIT, now t
 	defer r.mu.Unlock()
 	e := r.fwd[k]
 	switch {
+	case norm(to) == norm(k.from):
+		// ESP sent back where it came from: never a flow, but how two
+		// relays a host registered with each other's address could be
+		// made to pass one packet between them for ever.
+		r.forged.Add(1)
+		r.log.Debug("relay drop", "reason", "esp back to its source", "spi", k.spi, "from", k.from, "host", owner.String())
+		return
 	case r.isSelf(to):
 		// Whatever vouched for to, ESP sent to the relay's own socket
 		// would come back as ESP from the relay: never (self.go).
@@ -462,3 +469,6 @@ func answers(pkt wire.Packet) bool {
 	}
 	return false
 }
+
+// norm is an address with IPv4-mapped IPv6 unmapped.
+func norm(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }

@@ -206,3 +206,23 @@ func TestLocalSeen(t *testing.T) {
 		t.Fatalf("%d local sources left after their life", len(r.localSeen))
 	}
 }
+
+// TestESPNeverBackToSource: no forwarding entry sends ESP back to the
+// address it came from. A host registered with two relays could otherwise
+// give each an entry pointing at the other, and one packet went round
+// between them for as long as the registration lasted.
+func TestESPNeverBackToSource(t *testing.T) {
+	r := testForwarder(t)
+	r.setSelf(netip.MustParseAddrPort("198.18.0.100:10500"))
+	h, p := hitN(1), hitN(2)
+	grantRelay(t, r, h)
+	other := netip.MustParseAddrPort("198.18.0.200:10500") // another relay
+	forged := r.forged.Load()
+	r.set(fwdKey{0x1111, other}, netip.MustParseAddrPort("[::ffff:198.18.0.200]:10500"), h, p, time.Now())
+	if _, ok := r.lookup(0x1111, other, time.Now().UnixNano()); ok {
+		t.Fatal("ESP from another relay forwarded back to it")
+	}
+	if r.forged.Load() != forged+1 {
+		t.Fatal("the refused entry was not counted")
+	}
+}
