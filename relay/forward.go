@@ -227,7 +227,7 @@ func (r *forwarder) noteLocal(from netip.AddrPort, now time.Time) {
 	if v == nil || !v.local(from.Addr()) {
 		return
 	}
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	from = norm(from)
 	if _, ok := r.localSeen[from]; !ok && len(r.localSeen) >= localSeenMax {
 		return // only local processes fill it: the oldest answers wait for the prune
 	}
@@ -237,7 +237,7 @@ func (r *forwarder) noteLocal(from netip.AddrPort, now time.Time) {
 // seenLocal reports whether to is a local source noteLocal recorded less
 // than localSeenLife ago.
 func (r *forwarder) seenLocal(to netip.AddrPort, now time.Time) bool {
-	at, ok := r.localSeen[netip.AddrPortFrom(to.Addr().Unmap(), to.Port())]
+	at, ok := r.localSeen[norm(to)]
 	return ok && now.Sub(at) < localSeenLife
 }
 

@@ -48,7 +48,7 @@ type selfView struct {
 // newSelfView returns the view of a relay whose socket is at listen, with
 // the machine's interface addresses.
 func newSelfView(listen netip.AddrPort) *selfView {
-	listen = netip.AddrPortFrom(listen.Addr().Unmap(), listen.Port())
+	listen = norm(listen)
 	return &selfView{listen: listen, host: interfaceAddrs()}
 }
 
